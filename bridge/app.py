@@ -1,0 +1,203 @@
+"""Composition root: build every part from settings, run until stopped, shut down in order.
+
+Shutdown order: stop fetching -> drain in-flight work (grace) -> commit -> flush the producer ->
+leave the group -> close HTTP. ``Bridge.request_stop`` only flips state, so a signal handler may call it.
+
+Example::
+
+    bridge = Bridge(load_settings(path))
+    await bridge.run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from bridge.engine import Engine
+from bridge.executor import Executor, TargetRuntime, ssl_for
+from bridge.guards import CircuitBreaker, TokenBucket
+from bridge.health import Readiness, build_health_app, judge_readiness
+from bridge.metrics import Metrics
+from bridge.processor import Processor
+from bridge.providers.registry import build_provider
+from bridge.redact import Redactor
+from bridge.settings import KafkaSettings, Settings
+
+log = logging.getLogger("bridge.app")
+STALL_AFTER_S = 120.0
+KafkaClient = TypeVar("KafkaClient", AIOKafkaConsumer, AIOKafkaProducer)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured credential, so that logs and outcome bodies can be scrubbed of them."""
+    values = []
+    for target in settings.targets.values():
+        for name in type(target).model_fields:
+            value = getattr(target, name)
+            if hasattr(value, "get_secret_value"):
+                values.append(value.get_secret_value())
+    return values
+
+
+def kafka_common(kafka: KafkaSettings) -> dict[str, object]:
+    return {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "client_id": kafka.client_id,
+        "request_timeout_ms": kafka.request_timeout_ms,
+    }
+
+
+def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **kafka_common(kafka),
+        acks="all" if kafka.acks == "all" else int(kafka.acks),
+        enable_idempotence=kafka.enable_idempotence,
+        compression_type=kafka.compression_type,
+        linger_ms=kafka.linger_ms,
+    )
+
+
+def make_consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        **kafka_common(kafka),
+        group_id=kafka.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=kafka.auto_offset_reset,
+        max_poll_records=kafka.max_poll_records,
+        session_timeout_ms=kafka.session_timeout_ms,
+    )
+
+
+def build_targets(
+    settings: Settings, session: aiohttp.ClientSession, metrics: Metrics
+) -> dict[str, TargetRuntime]:
+    targets = {}
+    for name, target in settings.targets.items():
+
+        def on_refresh(ok: bool, name: str = name) -> None:
+            metrics.token_refreshes.labels(name, "ok" if ok else "failed").inc()
+
+        def on_circuit(state: object, name: str = name) -> None:
+            log.warning("circuit for target %s is now %s", name, state, extra={"target": name})
+
+        provider = build_provider(name, target, session, on_token_refresh=on_refresh)
+        targets[name] = TargetRuntime(
+            name=name,
+            settings=target,
+            provider=provider,
+            breaker=CircuitBreaker(target.circuit, on_change=on_circuit),
+            bucket=TokenBucket(target.rate_limit),
+            ssl=ssl_for(target),
+        )
+        metrics.circuit_state.labels(name).set(0)
+    return targets
+
+
+class Bridge:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.redactor = Redactor(secret_values(settings))
+        self.engine: Engine | None = None
+        self._stop = asyncio.Event()
+        self._started = time.monotonic()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        if self.engine is not None:
+            self.engine.request_stop()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def readiness(self) -> Readiness:
+        if self.engine is None:
+            return Readiness(False, "connecting to the Kafka broker")
+        lag = int(sum(self._lags().values()))
+        return judge_readiness(self.engine.stats, lag, time.monotonic(), STALL_AFTER_S)
+
+    def _lags(self) -> Mapping[str, float]:
+        collected = self.metrics.consumer_lag.collect()
+        return {s.labels["partition"] + s.labels["topic"]: s.value for m in collected for s in m.samples}
+
+    async def run(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            await self._start_health(stack)
+            pool = self.settings.http.max_connections or self.settings.engine.max_in_flight
+            connector = aiohttp.TCPConnector(
+                limit=pool, limit_per_host=self.settings.http.max_connections_per_host
+            )
+            session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            targets = build_targets(self.settings, session, self.metrics)
+            executor = Executor(
+                session, self.metrics, self.redactor, self.settings.engine.max_error_body_bytes
+            )
+            processor = Processor(self.settings, targets, executor, self.metrics)
+            producer = await self._start_client(lambda: make_producer(self.settings.kafka), "producer")
+            if producer is None:
+                return
+            stack.push_async_callback(self._stop_client, producer, "producer")
+            consumer = await self._start_client(lambda: make_consumer(self.settings.kafka), "consumer")
+            if consumer is None:
+                return
+            stack.push_async_callback(self._stop_client, consumer, "consumer")
+            self.engine = Engine(
+                consumer,
+                producer,
+                processor.process,
+                processor.command_topics,
+                self.settings.engine,
+                self.metrics,
+            )
+            if self._stop.is_set():
+                self.engine.request_stop()
+            log.info("bridge running: topics=%s targets=%s", processor.command_topics, sorted(targets))
+            await self.engine.run()
+
+    async def _start_client(self, make: Callable[[], KafkaClient], name: str) -> KafkaClient | None:
+        """Connect, retrying with backoff while the broker is unreachable. None if stopped first."""
+        delay = 0.5
+        while not self._stop.is_set():
+            client = make()  # a client whose start() failed is not reused
+            try:
+                await client.start()
+                return client
+            except KafkaError as exc:
+                await self._stop_client(client, name)
+                log.warning("kafka %s cannot connect (%s); retrying in %.1fs", name, exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)
+        return None
+
+    @staticmethod
+    async def _stop_client(client: AIOKafkaConsumer | AIOKafkaProducer, name: str) -> None:
+        try:
+            await client.stop()
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka %s did not stop cleanly: %s", name, exc)
+
+    async def _start_health(self, stack: contextlib.AsyncExitStack) -> None:
+        obs = self.settings.observability
+        if obs.port is None:
+            return
+        runner = web.AppRunner(build_health_app(self.metrics, self.readiness), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, obs.host, obs.port)
+        await site.start()
+        self.health_port = runner.addresses[0][1] if runner.addresses else obs.port
+        log.info("health and metrics on %s:%s", obs.host, self.health_port)

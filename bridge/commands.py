@@ -1,0 +1,204 @@
+"""Command models: what upstream services publish to the command topics.
+
+Every command is a JSON object with an ``id`` (idempotency and correlation), a ``target`` (the name of
+a provider connection in configuration) and an ``operation`` that selects one of the models below.
+Commands are untrusted input: identifiers that end up in URL paths or HTTP headers are checked here,
+and nothing in a command can choose a URL or a credential.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from bridge.outcomes import ProviderKind
+
+
+class Operation(StrEnum):
+    """The five things the bridge can ask a provider to do."""
+
+    ZILLIANT_QUEUE_JOB = "zilliant.queue_job"
+    ZUORA_RUN_WORKFLOW = "zuora.run_workflow"
+    WORKFLOO_EXECUTE = "workfloo.execute"
+    ZUORA_RERUN_TASK = "zuora.rerun_task"
+    EIGHT_BY_EIGHT_UPDATE_INSTANCE = "8x8.update_instance"
+
+
+class CommandFamily(StrEnum):
+    """Run commands start work; control commands steer work that exists."""
+
+    RUN = "run"
+    CONTROL = "control"
+
+
+OPERATION_FAMILY: dict[Operation, CommandFamily] = {
+    Operation.ZILLIANT_QUEUE_JOB: CommandFamily.RUN,
+    Operation.ZUORA_RUN_WORKFLOW: CommandFamily.RUN,
+    Operation.WORKFLOO_EXECUTE: CommandFamily.RUN,
+    Operation.ZUORA_RERUN_TASK: CommandFamily.CONTROL,
+    Operation.EIGHT_BY_EIGHT_UPDATE_INSTANCE: CommandFamily.CONTROL,
+}
+
+OPERATION_PROVIDER: dict[Operation, ProviderKind] = {
+    Operation.ZILLIANT_QUEUE_JOB: ProviderKind.ZILLIANT,
+    Operation.ZUORA_RUN_WORKFLOW: ProviderKind.ZUORA,
+    Operation.WORKFLOO_EXECUTE: ProviderKind.WORKFLOO,
+    Operation.ZUORA_RERUN_TASK: ProviderKind.ZUORA,
+    Operation.EIGHT_BY_EIGHT_UPDATE_INSTANCE: ProviderKind.EIGHT_BY_EIGHT,
+}
+
+ZUORA_RESERVED_PARAMETERS = frozenset({"controller", "action", "id", "user_email", "user_token", "format"})
+
+# Printable ASCII without whitespace, '/', '\\', '?', '#', '%': safe to place in a URL path segment
+# and in an HTTP header. '..' is refused separately.
+_SEGMENT_PATTERN = r"^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,128}$"
+CommandId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,200}$")]
+TargetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+PathSegment = Annotated[str, StringConstraints(pattern=_SEGMENT_PATTERN)]
+# Zuora-Track-Id: <= 64 US-ASCII characters, none of : ; " '
+TrackId = Annotated[str, StringConstraints(pattern=r"^[\x20-\x21\x23-\x26\x28-\x39\x3c-\x7e]{1,64}$")]
+HeaderToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+JsonObject = dict[str, Any]
+
+
+def _reject_dot_segments(value: str | None) -> str | None:
+    if value is not None and value in {".", ".."}:
+        raise ValueError("'.' and '..' are not valid identifiers")
+    return value
+
+
+class CommandBase(BaseModel):
+    """Fields every command carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    id: CommandId = Field(description="Unique command id; the outcome's subject and the idempotency key.")
+    target: TargetName = Field(description="Name of a target (provider connection) in the bridge config.")
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="Do not execute after this instant (RFC 3339 with offset)."
+    )
+    ttl_s: float | None = Field(
+        default=None, gt=0, description="Do not execute later than this many seconds after the record time."
+    )
+
+
+class ZilliantQueueJob(CommandBase):
+    """Queue a predefined Zilliant job workflow (POST /v1/JobWorkflow/Authorized)."""
+
+    operation: Literal["zilliant.queue_job"]
+    automation_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="WORKFLOW_AUTOMATION_ID of the job workflow, e.g. PublishListPrices."
+    )
+    scope: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Concurrency scope; omitted means the shared serial queue."
+    )
+    descriptor: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        default="PLATFORM_CUSTOM_WORKFLOW", description="Workflow descriptor id."
+    )
+    parameters: JsonObject = Field(default_factory=dict, description="Extra stored-procedure arguments.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_automation_id_in_parameters(cls, value: JsonObject) -> JsonObject:
+        if "WORKFLOW_AUTOMATION_ID" in value:
+            raise ValueError("set the automation id with 'automation_id', not inside 'parameters'")
+        return value
+
+
+class ZuoraHeaders(BaseModel):
+    """Optional Zuora routing headers, shared by run and rerun."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    track_id: TrackId | None = Field(default=None, description="Zuora-Track-Id (<= 64 ASCII, no : ; \" ').")
+    entity_id: HeaderToken | None = Field(default=None, description="Zuora-Entity-Ids (multi-entity only).")
+    org_ids: list[HeaderToken] | None = Field(default=None, description="Zuora-Org-Ids (multi-org only).")
+
+
+class ZuoraRunWorkflow(CommandBase):
+    """Run a Zuora workflow definition (POST /workflows/{workflow_id}/run)."""
+
+    operation: Literal["zuora.run_workflow"]
+    workflow_id: int = Field(gt=0, description="Id of the workflow definition (not an instance).")
+    parameters: JsonObject = Field(default_factory=dict, description="Workflow parameters (request body).")
+    zuora: ZuoraHeaders = Field(default_factory=ZuoraHeaders)
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_reserved_words(cls, value: JsonObject) -> JsonObject:
+        reserved = sorted(ZUORA_RESERVED_PARAMETERS.intersection(value))
+        if reserved:
+            raise ValueError(f"Zuora reserves these parameter names; rename them: {', '.join(reserved)}")
+        return value
+
+
+class ZuoraRerunTask(CommandBase):
+    """Rerun a Zuora workflow task (POST /workflows/tasks/{task_id}/rerun)."""
+
+    operation: Literal["zuora.rerun_task"]
+    task_id: PathSegment = Field(description="Id of the task to rerun.")
+    zuora: ZuoraHeaders = Field(default_factory=ZuoraHeaders)
+
+    _dots = field_validator("task_id")(_reject_dot_segments)
+
+
+class WorkflooExecute(CommandBase):
+    """Start a workfloo execution (POST /api/v1/workfloo)."""
+
+    operation: Literal["workfloo.execute"]
+    definition_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")] = Field(
+        description="idWorkflooDefinition of a published workfloo."
+    )
+    scenario_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")] | None = Field(
+        default=None, description="Test scenario (Pruebas) id; required when the target runs in sandbox."
+    )
+    form: JsonObject | None = Field(default=None, description="Initial form data.")
+    document: JsonObject | None = Field(default=None, description="Initial document data.")
+
+
+class EightByEightAction(StrEnum):
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    TERMINATE = "terminate"
+
+
+class EightByEightUpdateInstance(CommandBase):
+    """Suspend, resume or terminate an 8x8 Automation workflow instance (PATCH .../workflows/{id})."""
+
+    operation: Literal["8x8.update_instance"]
+    action: EightByEightAction
+    definition_id: PathSegment = Field(description="Workflow definition id (a UUID).")
+    instance_id: PathSegment = Field(description="Workflow instance id.")
+    account_id: PathSegment | None = Field(
+        default=None, description="Overrides the target's configured account id."
+    )
+
+    _dots = field_validator("definition_id", "instance_id", "account_id")(_reject_dot_segments)
+
+
+RunCommand = Annotated[
+    ZilliantQueueJob | ZuoraRunWorkflow | WorkflooExecute, Field(discriminator="operation")
+]
+ControlCommand = Annotated[ZuoraRerunTask | EightByEightUpdateInstance, Field(discriminator="operation")]
+AnyCommand = Annotated[
+    ZilliantQueueJob | ZuoraRunWorkflow | WorkflooExecute | ZuoraRerunTask | EightByEightUpdateInstance,
+    Field(discriminator="operation"),
+]
+Command = ZilliantQueueJob | ZuoraRunWorkflow | WorkflooExecute | ZuoraRerunTask | EightByEightUpdateInstance
+
+
+def operation_of(command: Command) -> Operation:
+    return Operation(command.operation)
+
+
+def expiry_of(command: Command, record_time: datetime) -> datetime | None:
+    """The instant after which the command must not run, from expires_at and ttl_s (earliest wins)."""
+    candidates: list[datetime] = []
+    if command.expires_at is not None:
+        candidates.append(command.expires_at)
+    if command.ttl_s is not None:
+        candidates.append(record_time + timedelta(seconds=command.ttl_s))
+    return min(candidates) if candidates else None

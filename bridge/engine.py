@@ -1,0 +1,321 @@
+"""The delivery engine: key-ordered concurrency over a consumer group with manual commits.
+
+- Records with the same key run strictly in order; different keys of one partition run concurrently.
+- At most ``max_in_flight`` records are held; fetching pauses at the limit (bounded memory).
+- An offset is committed only when the outcome (or dead letter) of it and of every earlier offset of
+  its partition has been acknowledged by the broker.
+- On revocation and on stop: no new work starts, in-flight work gets ``drain_grace_s`` to finish,
+  what is done is committed, the rest is abandoned and will be redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from bridge.metrics import Metrics
+from bridge.offsets import OffsetTracker
+from bridge.processor import Incoming, Outgoing
+from bridge.settings import EngineSettings
+
+log = logging.getLogger("bridge.engine")
+
+Handler = Callable[[Incoming], Awaitable[Outgoing]]
+
+
+@dataclass(eq=False)
+class _Partition:
+    tp: TopicPartition
+    tracker: OffsetTracker = field(default_factory=OffsetTracker)
+    keys: dict[bytes, deque[Incoming]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    committed: int | None = None
+    closing: bool = False
+
+
+@dataclass
+class EngineStats:
+    """Progress counters for health checks and tests."""
+
+    accepted: int = 0
+    finished: int = 0
+    commits: int = 0
+    last_commit_at: float = 0.0
+    last_progress_at: float = field(default_factory=time.monotonic)
+    assigned: frozenset[TopicPartition] = frozenset()
+    broker_ok: bool = False
+
+
+class Engine:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        handler: Handler,
+        topics: Iterable[str],
+        settings: EngineSettings,
+        metrics: Metrics,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._handler = handler
+        self._topics = list(topics)
+        self._settings = settings
+        self._metrics = metrics
+        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._in_flight = 0
+        self._capacity = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._paused = False
+        self._commit_lock = asyncio.Lock()
+        self.stats = EngineStats()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Signal-safe: stop fetching and drain. Idempotent."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
+        next_commit = time.monotonic() + self._settings.commit_interval_s
+        try:
+            while not self._stopping.is_set():
+                await self._fetch_once()
+                if time.monotonic() >= next_commit:
+                    await self.commit()
+                    self.update_gauges()
+                    next_commit = time.monotonic() + self._settings.commit_interval_s
+        finally:
+            await self._drain(list(self._partitions.values()))
+            await self.commit()
+            log.info(
+                "engine stopped: accepted=%d finished=%d commits=%d",
+                self.stats.accepted,
+                self.stats.finished,
+                self.stats.commits,
+            )
+
+    async def _fetch_once(self) -> None:
+        room = self._settings.max_in_flight - self._in_flight
+        self._set_paused(room <= 0)
+        if room <= 0:
+            self._capacity.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._capacity.wait(), timeout=0.2)
+            # getmany keeps the group membership alive (max_poll_interval) while paused
+            await self._consumer.getmany(timeout_ms=0)
+            return
+        try:
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=room)
+            self.stats.broker_ok = True
+        except KafkaError as exc:
+            self.stats.broker_ok = False
+            log.warning("fetch failed, retrying: %s", exc)
+            await asyncio.sleep(1.0)
+            return
+        for tp, records in batch.items():
+            partition = self._partitions.get(tp)
+            if partition is None or partition.closing:
+                continue  # revoked while the batch was in our hands: the new owner will read it
+            for record in records:
+                self._accept(partition, _incoming(record))
+
+    def _set_paused(self, paused: bool) -> None:
+        assigned = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(*assigned)
+        elif self._paused:
+            self._consumer.resume(*assigned)
+        self._paused = paused
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _accept(self, partition: _Partition, record: Incoming) -> None:
+        ts = record.timestamp_ms / 1000 if record.timestamp_ms and record.timestamp_ms > 0 else time.time()
+        partition.tracker.add(record.offset, ts)
+        self._in_flight += 1
+        self.stats.accepted += 1
+        self._metrics.in_flight.set(self._in_flight)
+        if record.key is None:  # no key, no ordering promise: run it on its own
+            self._spawn(partition, deque([record]), None)
+            return
+        queue = partition.keys.get(record.key)
+        if queue is not None:
+            queue.append(record)
+            return
+        queue = deque([record])
+        partition.keys[record.key] = queue
+        self._spawn(partition, queue, record.key)
+
+    def _spawn(self, partition: _Partition, queue: deque[Incoming], key: bytes | None) -> None:
+        task = asyncio.create_task(self._key_routine(partition, queue, key), name=f"key:{partition.tp}")
+        partition.tasks.add(task)
+        task.add_done_callback(partition.tasks.discard)
+        task.add_done_callback(_log_crash)
+
+    async def _key_routine(self, partition: _Partition, queue: deque[Incoming], key: bytes | None) -> None:
+        try:
+            while queue and not partition.closing and not self._stopping.is_set():
+                record = queue[0]
+                outgoing = await self._handler(record)
+                await self._publish(outgoing)
+                queue.popleft()
+                self._finish(partition, record)
+        finally:
+            if key is not None and partition.keys.get(key) is queue:
+                del partition.keys[key]
+            if queue:  # abandoned: the records stay uncommitted and will be redelivered
+                self._release(len(queue))
+
+    def _finish(self, partition: _Partition, record: Incoming) -> None:
+        partition.tracker.done(record.offset)
+        self.stats.finished += 1
+        self.stats.last_progress_at = time.monotonic()
+        if record.timestamp_ms and record.timestamp_ms > 0:
+            family = "control" if "control" in record.topic else "run"
+            self._metrics.command_latency.labels(family).observe(
+                max(0.0, time.time() - record.timestamp_ms / 1000)
+            )
+        self._release(1)
+
+    def _release(self, count: int) -> None:
+        self._in_flight -= count
+        self._metrics.in_flight.set(self._in_flight)
+        self._capacity.set()
+
+    async def _publish(self, outgoing: Outgoing) -> None:
+        """Publish until the broker acknowledges; a failing broker is retried, never skipped."""
+        while True:
+            try:
+                future = await self._producer.send(
+                    outgoing.topic, value=outgoing.value, key=outgoing.key, headers=outgoing.headers
+                )
+                await future
+            except KafkaError as exc:
+                self._metrics.publish_failures.inc()
+                log.warning("publish to %s failed, will retry: %s", outgoing.topic, exc)
+                await asyncio.sleep(self._settings.publish_retry_backoff_s)
+                continue
+            self._count(outgoing)
+            return
+
+    def _count(self, outgoing: Outgoing) -> None:
+        if outgoing.outcome is not None:
+            o = outgoing.outcome
+            self._metrics.outcomes.labels(
+                o.target or "", o.provider.value if o.provider else "", o.operation or "", o.status.value
+            ).inc()
+        elif outgoing.dead_letter is not None:
+            self._metrics.dead_letters.labels(outgoing.dead_letter.reason.value).inc()
+
+    # -- commits and rebalances ------------------------------------------------------------------
+
+    async def commit(self, partitions: Iterable[_Partition] | None = None) -> None:
+        chosen = list(self._partitions.values()) if partitions is None else list(partitions)
+        offsets = {
+            p.tp: p.tracker.committable()
+            for p in chosen
+            if p.tracker.committable() is not None and p.tracker.committable() != p.committed
+        }
+        if not offsets:
+            return
+        async with self._commit_lock:
+            try:
+                await self._consumer.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                self._metrics.commits.labels("failed").inc()
+                log.warning("commit failed (will retry on the next interval): %s", exc)
+                return
+        for p in chosen:
+            if p.tp in offsets:
+                p.committed = offsets[p.tp]
+        self._metrics.commits.labels("ok").inc()
+        self.stats.commits += 1
+        self.stats.last_commit_at = time.monotonic()
+
+    def update_gauges(self) -> None:
+        for p in self._partitions.values():
+            highwater = self._consumer.highwater(p.tp)
+            if highwater is not None and p.committed is not None:
+                lag = max(0, highwater - p.committed)
+                self._metrics.consumer_lag.labels(p.tp.topic, str(p.tp.partition)).set(lag)
+        self._metrics.oldest_uncommitted_age.set(self.oldest_uncommitted_age_s())
+
+    async def _drain(self, partitions: list[_Partition]) -> None:
+        """Let in-flight work finish within the grace period, then abandon the rest."""
+        for p in partitions:
+            p.closing = True
+        tasks = [t for p in partitions for t in p.tasks]
+        if tasks:
+            log.info(
+                "draining %d in-flight command(s) for up to %.1fs", len(tasks), self._settings.drain_grace_s
+            )
+            _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning(
+                    "abandoned %d command(s) after the grace period; they will be redelivered", len(pending)
+                )
+                await asyncio.wait(pending)
+
+    async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
+        await self._drain(partitions)
+        await self.commit(partitions)
+        for p in partitions:
+            self._partitions.pop(p.tp, None)
+        self.stats.assigned = frozenset(self._partitions)
+
+    def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        for tp in assigned:
+            if tp not in self._partitions:
+                self._partitions[tp] = _Partition(tp)
+        self.stats.assigned = frozenset(self._partitions)
+        if self._paused:
+            self._consumer.pause(*assigned)
+
+    def oldest_uncommitted_age_s(self) -> float:
+        starts = [s for p in self._partitions.values() if (s := p.tracker.oldest_pending_since()) is not None]
+        return max(0.0, time.time() - min(starts)) if starts else 0.0
+
+    def committed_offsets(self) -> dict[TopicPartition, int | None]:
+        return {tp: p.committed for tp, p in self._partitions.items()}
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._engine.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._engine.on_assigned(assigned)
+
+
+def _incoming(record: Any) -> Incoming:
+    return Incoming(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+        timestamp_ms=record.timestamp,
+    )
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("key routine crashed", exc_info=task.exception())

@@ -1,0 +1,54 @@
+"""Exception tree. Branches say what the caller must do.
+
+BridgeError
+├── ConfigError            configuration is wrong: fix the file or environment and restart
+├── CommandRejected        the command is wrong: report ``rejected``, never retry
+└── ProviderCallError      a provider call failed
+    ├── RetryableCallError     timeout, connection error, 429, 5xx: retry within the budget
+    └── AuthError              credentials refused or token endpoint failing
+"""
+
+from __future__ import annotations
+
+from bridge.outcomes import ErrorKind
+
+
+class BridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid; the message names the field and what to do."""
+
+
+class CommandRejected(BridgeError):
+    """The command cannot be executed as given."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class ProviderCallError(BridgeError):
+    """A call to a provider failed before a usable HTTP response arrived."""
+
+    retryable = False
+
+    def __init__(self, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class RetryableCallError(ProviderCallError):
+    retryable = True
+
+
+class AuthError(ProviderCallError):
+    """The token endpoint refused the credentials (or kept failing)."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(ErrorKind.AUTH, message)
+        self.retryable = retryable

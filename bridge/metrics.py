@@ -1,0 +1,85 @@
+"""Prometheus metrics: one container declares every collector, verbs record events.
+
+Label values are bounded: topics, targets, providers, operations, statuses, reasons and status
+classes come from configuration or enums, never from command content.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from bridge import __version__
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.build_info = Info("bridge_build", "Build information of the workflow bridge.", registry=r)
+        self.build_info.info({"version": __version__})
+        self.commands_consumed = Counter(
+            "bridge_commands_consumed_total", "Command records consumed.", ["topic"], registry=r
+        )
+        self.outcomes = Counter(
+            "bridge_outcomes_total",
+            "Outcome events published.",
+            ["target", "provider", "operation", "status"],
+            registry=r,
+        )
+        self.provider_request_duration = Histogram(
+            "bridge_provider_request_duration_seconds",
+            "Duration of one HTTP call to a provider.",
+            ["target", "operation", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "bridge_retries_total", "Provider call retries.", ["target", "reason"], registry=r
+        )
+        self.in_flight = Gauge("bridge_in_flight_commands", "Commands accepted and not finished.", registry=r)
+        self.command_latency = Histogram(
+            "bridge_command_latency_seconds",
+            "Command record timestamp to outcome acknowledged.",
+            ["family"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "bridge_consumer_lag_messages",
+            "High watermark minus committed offset.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.oldest_uncommitted_age = Gauge(
+            "bridge_oldest_uncommitted_age_seconds",
+            "Age of the oldest command not yet committed.",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "bridge_dead_letters_total", "Records sent to the dead-letter topic.", ["reason"], registry=r
+        )
+        self.circuit_state = Gauge(
+            "bridge_circuit_state",
+            "Circuit breaker state (0 closed, 1 half-open, 2 open).",
+            ["target"],
+            registry=r,
+        )
+        self.token_refreshes = Counter(
+            "bridge_token_refreshes_total", "Token endpoint calls.", ["target", "result"], registry=r
+        )
+        self.publish_failures = Counter(
+            "bridge_publish_failures_total",
+            "Failed attempts to publish an outcome or dead letter.",
+            registry=r,
+        )
+        self.commits = Counter("bridge_commits_total", "Offset commits.", ["result"], registry=r)
+        self.ready = Gauge("bridge_ready", "1 when the bridge reports ready.", registry=r)
+
+
+def status_class(http_status: int | None) -> str:
+    """'2xx'..'5xx', or 'none' when no response arrived."""
+    if http_status is None:
+        return "none"
+    return f"{http_status // 100}xx"

@@ -1,0 +1,121 @@
+"""Outcome events: what downstream services read, one per consumed command.
+
+Outcomes are CloudEvents 1.0 in structured JSON mode. ``type`` is ``workflow.outcome.<status>``,
+``subject`` is the command id and ``data`` is an :class:`OutcomeData`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+CLOUDEVENTS_SOURCE = "urn:workflow-bridge"
+OUTCOME_TYPE_PREFIX = "workflow.outcome."
+# Deterministic event ids: a redelivered command yields an outcome with the same CloudEvents id.
+_OUTCOME_NAMESPACE = uuid.UUID("6f1c7f53-2b4e-4d8a-9a43-0c1d7e1f5b21")
+
+
+class ProviderKind(StrEnum):
+    ZILLIANT = "zilliant"
+    ZUORA = "zuora"
+    WORKFLOO = "workfloo"
+    EIGHT_BY_EIGHT = "8x8"
+
+
+class Status(StrEnum):
+    """Final status of a command."""
+
+    QUEUED = "queued"  # a run command was accepted by the provider
+    APPLIED = "applied"  # a control command was accepted by the provider
+    CONFLICT = "conflict"  # the provider refused because of concurrent work (scope busy, key in flight)
+    REJECTED = "rejected"  # the command itself is wrong; retrying it unchanged will not help
+    ERROR = "error"  # the bridge or provider failed (auth, 5xx, timeout, unreachable) after retries
+
+
+class ErrorKind(StrEnum):
+    """Why a command did not succeed; stable vocabulary for dashboards and consumers."""
+
+    VALIDATION = "validation"
+    UNKNOWN_TARGET = "unknown_target"
+    TARGET_MISMATCH = "target_mismatch"
+    WRONG_TOPIC = "wrong_topic"
+    EXPIRED = "expired"
+    PROVIDER_REJECTED = "provider_rejected"
+    CONFLICT = "conflict"
+    AUTH = "auth"
+    RATE_LIMITED = "rate_limited"
+    PROVIDER_ERROR = "provider_error"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    CIRCUIT_OPEN = "circuit_open"
+    SHUTDOWN = "shutdown"
+    INTERNAL = "internal"
+
+
+class OutcomeError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: ErrorKind
+    message: str
+    retryable: bool = Field(description="Whether the same command may succeed if sent again later.")
+    provider_body: str | None = Field(
+        default=None, description="Provider error body, size-capped, with secrets removed."
+    )
+
+
+class SourceRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class OutcomeData(BaseModel):
+    """The ``data`` of an outcome event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command_id: str
+    target: str | None
+    provider: ProviderKind | None
+    operation: str | None
+    status: Status
+    provider_ref: str | None = Field(
+        default=None, description="Job id, instance id, execution id or task id reported by the provider."
+    )
+    http_status: int | None = None
+    attempts: int = 0
+    duration_ms: float = 0.0
+    error: OutcomeError | None = None
+    source: SourceRecord
+
+
+def outcome_type(status: Status) -> str:
+    return f"{OUTCOME_TYPE_PREFIX}{status.value}"
+
+
+def outcome_event_id(source: SourceRecord) -> str:
+    return str(uuid.uuid5(_OUTCOME_NAMESPACE, f"{source.topic}/{source.partition}/{source.offset}"))
+
+
+def to_cloudevent(data: OutcomeData, now: datetime | None = None) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": outcome_event_id(data.source),
+        "source": CLOUDEVENTS_SOURCE,
+        "type": outcome_type(data.status),
+        "subject": data.command_id,
+        "time": (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": data.model_dump(mode="json"),
+    }
+
+
+def encode_outcome(data: OutcomeData, now: datetime | None = None) -> bytes:
+    return orjson.dumps(to_cloudevent(data, now))

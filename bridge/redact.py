@@ -1,0 +1,45 @@
+"""Remove secrets from text that leaves the process (outcome events, logs), and cap its size."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_SECRET_FIELDS = re.compile(
+    r"""(?ix)
+    (["']?(?:access_token|refresh_token|client_secret|password|api[_-]?key|x-api-key|token|secret|
+    authorization|signature)["']?\s*[:=]\s*)
+    ("[^"]*"|'[^']*'|[^\s,&}]+)
+    """
+)
+_BEARER = re.compile(r"(?i)\b(bearer|oauth)\s+[A-Za-z0-9._~+/=-]{8,}")
+MASK = "***"
+
+
+class Redactor:
+    """Replaces known secret values and secret-looking fields with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so that a secret containing another is masked whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+        return _SECRET_FIELDS.sub(lambda m: f"{m.group(1)}{_mask_like(m.group(2))}", text)
+
+    def body_excerpt(self, body: bytes, limit: int) -> str | None:
+        if not body:
+            return None
+        text = body[: limit * 2].decode("utf-8", errors="replace")
+        text = self.scrub(text)
+        if len(text) > limit or len(body) > limit * 2:
+            return text[:limit] + "…(truncated)"
+        return text
+
+
+def _mask_like(value: str) -> str:
+    if value[:1] in {'"', "'"}:
+        return f"{value[0]}{MASK}{value[0]}"
+    return MASK

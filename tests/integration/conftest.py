@@ -1,0 +1,143 @@
+"""Fixtures for integration tests: a real Tansu broker, the sandbox over real HTTP, and the bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bridge.app import Bridge
+from bridge.local.broker import RunningBroker, create_topics, start_broker
+from bridge.local.stack import local_settings, topic_layout
+from bridge.sandbox import start_sandbox
+from bridge.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[RunningBroker]:
+    running = asyncio.run(start_broker())
+    yield running
+    running.kill()
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Any]:
+    running = await start_sandbox("127.0.0.1", 0)
+    yield running
+    await running.stop()
+
+
+@dataclass
+class Stack:
+    """One test's world: unique topics and group on the shared broker, its own sandbox."""
+
+    broker: RunningBroker
+    sandbox: Any
+    settings: Settings
+    bridges: list[tuple[Bridge, asyncio.Task[None]]] = field(default_factory=list)
+    _consumer: AIOKafkaConsumer | None = None
+
+    def configure(self, **overrides: Any) -> Settings:
+        base = self.settings
+        merged = {
+            "topics": base.topics.model_dump(),
+            "kafka": {"group_id": base.kafka.group_id},
+        }
+        for key, value in overrides.items():
+            merged[key] = {**merged.get(key, {}), **value}
+        self.settings = local_settings(self.broker.bootstrap, self.sandbox.url, overrides=merged)
+        return self.settings
+
+    async def start_bridge(self, settings: Settings | None = None) -> Bridge:
+        bridge = Bridge(settings or self.settings)
+        task = asyncio.create_task(bridge.run())
+        self.bridges.append((bridge, task))
+        return bridge
+
+    async def stop_bridge(self, bridge: Bridge) -> None:
+        for b, task in list(self.bridges):
+            if b is bridge:
+                b.request_stop()
+                await asyncio.wait_for(task, 30)
+                self.bridges.remove((b, task))
+
+    async def send(self, *commands: tuple[bytes | None, Any], topic: str | None = None, **kw: Any) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap, **kw)
+        await producer.start()
+        try:
+            for key, doc in commands:
+                value = doc if isinstance(doc, bytes) or doc is None else orjson.dumps(doc)
+                await producer.send_and_wait(topic or self.topic_for(doc), value, key=key)
+        finally:
+            await producer.stop()
+
+    def topic_for(self, doc: Any) -> str:
+        from bridge.local.commands import command_topic
+
+        if isinstance(doc, dict):
+            with contextlib.suppress(KeyError, ValueError):
+                return command_topic(self.settings, doc)
+        return self.settings.topics.run_commands
+
+    async def collect(self, count: int, within_s: float = 30.0, *, include_dlq: bool = True) -> list[Any]:
+        """Read ``count`` events (outcomes as dicts, DLQ records as raw records) from the result topics."""
+        t = self.settings.topics
+        if self._consumer is None:
+            names = [t.run_outcomes, t.control_outcomes] + ([t.dead_letter] if include_dlq else [])
+            self._consumer = AIOKafkaConsumer(
+                *names,
+                bootstrap_servers=self.broker.bootstrap,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+            )
+            await self._consumer.start()
+        found: list[Any] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while len(found) < count and loop.time() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for rec in records:
+                    found.append(rec if rec.topic == t.dead_letter else orjson.loads(rec.value))
+        return found
+
+    async def close(self) -> None:
+        for bridge, task in self.bridges:
+            bridge.request_stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+@pytest.fixture
+async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    overrides = {
+        "topics": {
+            "run_commands": f"{prefix}.run.commands",
+            "control_commands": f"{prefix}.control.commands",
+            "run_outcomes": f"{prefix}.run.outcomes",
+            "control_outcomes": f"{prefix}.control.outcomes",
+            "dead_letter": f"{prefix}.dlq",
+        },
+        "kafka": {"group_id": f"{prefix}-bridge"},
+    }
+    settings = local_settings(broker.bootstrap, sandbox.url, overrides=overrides)
+    await create_topics(broker.bootstrap, topic_layout(settings.topics))
+    world = Stack(broker, sandbox, settings)
+    yield world
+    await world.close()
+
+
+def by_command(events: list[Any]) -> dict[str, dict[str, Any]]:
+    return {e["data"]["command_id"]: e["data"] for e in events if isinstance(e, dict)}
