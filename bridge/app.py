@@ -25,11 +25,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from bridge.engine import Engine
-from bridge.executor import Executor, TargetRuntime, ssl_for
+from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CircuitBreaker, TokenBucket
 from bridge.health import Readiness, build_health_app, judge_readiness
 from bridge.metrics import Metrics
 from bridge.processor import Processor
+from bridge.providers.oauth import ssl_context_for
 from bridge.providers.registry import build_provider
 from bridge.redact import Redactor
 from bridge.settings import KafkaSettings, Settings
@@ -98,7 +99,7 @@ def build_targets(
             provider=provider,
             breaker=CircuitBreaker(target.circuit, on_change=on_circuit),
             bucket=TokenBucket(target.rate_limit),
-            ssl=ssl_for(target),
+            ssl=ssl_context_for(target.ca_file),
         )
         metrics.circuit_state.labels(name).set(0)
     return targets

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from ssl import SSLContext
 
 import aiohttp
 
@@ -46,7 +46,7 @@ class TargetRuntime:
     provider: Provider
     breaker: CircuitBreaker
     bucket: TokenBucket
-    ssl: ssl.SSLContext | bool
+    ssl: SSLContext | bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +54,6 @@ class _Response:
     status: int
     headers: Mapping[str, str]
     body: bytes
-
-
-def ssl_for(target: TargetBase) -> ssl.SSLContext | bool:
-    if target.ca_file is not None:
-        return ssl.create_default_context(cafile=str(target.ca_file))
-    return True
 
 
 class Executor:
@@ -93,13 +87,16 @@ class Executor:
         calls = 0  # what the outcome reports
         budgeted = 0  # what the retry policy counts: the 401 refresh retry is free
         refreshed = False
+        sent_auth: Mapping[str, str] | None = None
         while True:
             blocked = await self._pass_guards(runtime)
             if blocked is not None:
                 return CallResult(Status.ERROR, attempts=calls, error=blocked)
             calls += 1
             budgeted += 1
-            verdict, response = await self._attempt(runtime, command, request, refresh=refreshed)
+            verdict, response, sent_auth = await self._attempt(
+                runtime, command, request, refresh=refreshed, stale=sent_auth
+            )
             self._observe_circuit(runtime, verdict)
             if verdict.refresh_auth and not refreshed:
                 refreshed = True
@@ -145,14 +142,21 @@ class Executor:
         self._metrics.circuit_state.labels(runtime.name).set(_CIRCUIT_VALUE[runtime.breaker.state])
 
     async def _attempt(
-        self, runtime: TargetRuntime, command: Command, request: HttpRequest, *, refresh: bool
-    ) -> tuple[Verdict, _Response | None]:
+        self,
+        runtime: TargetRuntime,
+        command: Command,
+        request: HttpRequest,
+        *,
+        refresh: bool,
+        stale: Mapping[str, str] | None,
+    ) -> tuple[Verdict, _Response | None, Mapping[str, str] | None]:
         try:
-            auth = await runtime.provider.auth_headers(refresh=refresh)
+            auth = await runtime.provider.auth_headers(refresh=refresh, stale=stale)
         except AuthError as exc:
-            return Verdict(
+            verdict = Verdict(
                 Status.ERROR, error_kind=ErrorKind.AUTH, message=exc.message, retryable=exc.retryable
-            ), None
+            )
+            return verdict, None, None
         operation = operation_of(command).value
         started = time.perf_counter()
         response: _Response | None = None
@@ -165,7 +169,7 @@ class Executor:
         self._metrics.provider_request_duration.labels(
             runtime.name, operation, status_class(response.status if response else None)
         ).observe(time.perf_counter() - started)
-        return verdict, response
+        return verdict, response, auth
 
     async def _send(self, runtime: TargetRuntime, request: HttpRequest, auth: Mapping[str, str]) -> _Response:
         timeouts = runtime.settings.timeouts

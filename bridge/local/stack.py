@@ -88,14 +88,14 @@ def sandbox_targets(sandbox_url: str) -> dict[str, Any]:
     }
 
 
-def local_settings(
+def local_config(
     bootstrap: str,
     sandbox_url: str,
     *,
     metrics_port: int | None = 0,
     overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
+) -> dict[str, Any]:
+    """The raw (YAML-shaped) configuration of a bridge talking to the embedded broker and sandbox."""
     raw: dict[str, Any] = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -109,6 +109,18 @@ def local_settings(
     }
     for key, value in (overrides or {}).items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return raw
+
+
+def local_settings(
+    bootstrap: str,
+    sandbox_url: str,
+    *,
+    metrics_port: int | None = 0,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    raw = local_config(bootstrap, sandbox_url, metrics_port=metrics_port, overrides=overrides)
     return parse_settings(raw, {**SANDBOX_ENV, **(environ or {})}, "<local stack>")
 
 

@@ -56,10 +56,14 @@ class Provider(Protocol):
     def build_request(self, command: Command) -> HttpRequest:
         """Pure. Raises :class:`bridge.errors.CommandRejected` when the command cannot be sent."""
 
-    async def auth_headers(self, *, refresh: bool = False) -> Mapping[str, str]:
+    async def auth_headers(
+        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
         """Headers that authenticate a call; ``refresh`` forces a new token after a 401.
 
-        Raises :class:`bridge.errors.AuthError` when credentials are refused."""
+        ``stale`` are the headers the refused call carried: when another caller has already
+        replaced that token, no second refresh happens. Raises :class:`bridge.errors.AuthError`
+        when credentials are refused."""
 
     def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         """Pure. Maps an HTTP response to a verdict."""

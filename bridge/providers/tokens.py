@@ -23,6 +23,8 @@ from bridge.errors import AuthError
 
 @dataclass(frozen=True, slots=True)
 class Token:
+    """An access credential and when it stops being valid."""
+
     value: str
     expires_at: float | None  # monotonic seconds; None: valid until refused
 
@@ -31,6 +33,8 @@ Clock = Callable[[], float]
 
 
 class TokenCache:
+    """Caches one token per target; see the module docstring for the refresh rules."""
+
     def __init__(
         self,
         fetch: Callable[[], Awaitable[Token]],
@@ -48,6 +52,7 @@ class TokenCache:
         self._clock = clock
         self._on_refresh = on_refresh
         self._token: Token | None = None
+        self._refresh_at: float | None = None
         self._inflight: asyncio.Future[Token] | None = None
         self._failures = 0
         self._last_error: AuthError | None = None
@@ -56,7 +61,7 @@ class TokenCache:
     def _fresh(self, token: Token | None) -> bool:
         if token is None:
             return False
-        return token.expires_at is None or self._clock() < token.expires_at - self._skew_s
+        return self._refresh_at is None or self._clock() < self._refresh_at
 
     async def get(self, *, refresh: bool = False, stale: str | None = None) -> str:
         """A valid token. ``refresh`` discards the cached one unless it already changed from ``stale``."""
@@ -67,7 +72,7 @@ class TokenCache:
             return self._token.value
         if self._inflight is None:
             if self._last_error is not None and self._clock() < self._retry_at:
-                raise self._last_error
+                raise AuthError(self._last_error.message, retryable=self._last_error.retryable)
             self._inflight = asyncio.ensure_future(self._refresh())
         return (await asyncio.shield(self._inflight)).value
 
@@ -87,6 +92,11 @@ class TokenCache:
         self._failures = 0
         self._last_error = None
         self._token = token
+        if token.expires_at is None:
+            self._refresh_at = None
+        else:  # a short-lived token is refreshed at half its life rather than never being fresh
+            lifetime = token.expires_at - self._clock()
+            self._refresh_at = token.expires_at - min(self._skew_s, max(lifetime, 0.0) / 2)
         if self._on_refresh:
             self._on_refresh(True)
         return token

@@ -1,0 +1,103 @@
+"""8x8 Automation adapter: suspend, resume or terminate a workflow instance.
+
+``PATCH /api/v1/accounts/{accountId}/definitions/{definitionId}/workflows/{workflowId}`` with
+``{"status": "suspend" | "resume" | "terminate"}``. Auth is ``Authorization: Bearer <api key>``
+(a static 8x8 Connect key, not ``x-api-key``).
+
+Example::
+
+    provider = EightByEightProvider("cx", target, session)
+    request = provider.build_request(command)
+    headers = {**request.headers, **await provider.auth_headers()}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import aiohttp
+import orjson
+
+from bridge.commands import Command, EightByEightUpdateInstance
+from bridge.errors import CommandRejected
+from bridge.outcomes import ErrorKind, ProviderKind, Status
+from bridge.providers.base import HttpRequest, Verdict, classify_common, segment, unexpected
+from bridge.providers.oauth import clip, json_or_none, reference_of
+from bridge.settings import EightByEightTarget
+
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+def build_request(command: Command, *, default_account: str) -> HttpRequest:
+    """The PATCH call; the command's account id overrides the target's."""
+    if not isinstance(command, EightByEightUpdateInstance):
+        raise CommandRejected(ErrorKind.TARGET_MISMATCH, f"8x8 targets cannot run {command.operation}")
+    account = command.account_id or default_account
+    path = (
+        f"/api/v1/accounts/{segment(account)}/definitions/{segment(command.definition_id)}"
+        f"/workflows/{segment(command.instance_id)}"
+    )
+    body = orjson.dumps({"status": command.action.value})
+    return HttpRequest("PATCH", path, headers=dict(_JSON_HEADERS), body=body)
+
+
+def error_detail(body: bytes) -> str:
+    """``message (code N, errorId X)`` from the 8x8 error body."""
+    parsed = json_or_none(body)
+    if not isinstance(parsed, dict):
+        return ""
+    message = parsed.get("message")
+    code = parsed.get("code")
+    error_id = reference_of(parsed.get("errorId"))
+    tags: list[str] = []
+    if isinstance(code, int) and not isinstance(code, bool):
+        tags.append(f"code {code}")
+    if error_id:
+        tags.append(f"errorId {error_id}")
+    text = clip(message) if isinstance(message, str) else ""
+    suffix = f"({', '.join(tags)})" if tags else ""
+    return f"{text} {suffix}".strip()
+
+
+def classify(command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+    """200 applied (reference: the instance id); 400/404 rejected with the 8x8 code and message."""
+    if 200 <= status < 300:
+        instance = command.instance_id if isinstance(command, EightByEightUpdateInstance) else None
+        return Verdict(Status.APPLIED, reference=instance)
+    verdict = classify_common(status, headers) or unexpected(status)
+    detail = error_detail(body)
+    if verdict.status is Status.REJECTED and detail:
+        return replace(verdict, message=f"{verdict.message}: {detail}")
+    return verdict
+
+
+class EightByEightProvider:
+    """One 8x8 account. The API key is static: a refresh returns the same key."""
+
+    kind: ProviderKind = ProviderKind.EIGHT_BY_EIGHT
+
+    def __init__(
+        self,
+        name: str,
+        target: EightByEightTarget,
+        session: aiohttp.ClientSession,
+        *,
+        on_token_refresh: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._target = target
+
+    def build_request(self, command: Command) -> HttpRequest:
+        return build_request(command, default_account=self._target.account_id)
+
+    def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+        return classify(command, status, headers, body)
+
+    async def auth_headers(
+        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self._target.api_key.get_secret_value()}"}
+
+    async def aclose(self) -> None:
+        return None

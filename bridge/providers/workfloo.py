@@ -1,0 +1,115 @@
+"""workfloo (Kiban) adapter: start a workfloo execution (``POST /api/v1/workfloo``).
+
+Auth is a static space API key in ``x-api-key`` (raw key: a ``Bearer`` prefix is refused with 401).
+A target with ``sandbox: true`` adds ``?sandbox=true``.
+
+Example::
+
+    provider = WorkflooProvider("onboarding", target, session)
+    request = provider.build_request(command)
+    headers = {**request.headers, **await provider.auth_headers()}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bridge.commands import Command, WorkflooExecute
+from bridge.errors import CommandRejected
+from bridge.outcomes import ErrorKind, ProviderKind, Status
+from bridge.providers.base import HttpRequest, Verdict, classify_common, unexpected
+from bridge.providers.oauth import clip, json_or_none, reference_of
+from bridge.settings import WorkflooTarget
+
+API_PATH = "/api/v1/workfloo"
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_NO_ACCESS = "API key has no access to this definition"
+
+
+def build_request(command: Command, *, sandbox: bool = False) -> HttpRequest:
+    """The execute call; optional fields are omitted when unset."""
+    if not isinstance(command, WorkflooExecute):
+        raise CommandRejected(ErrorKind.TARGET_MISMATCH, f"workfloo targets cannot run {command.operation}")
+    body: dict[str, Any] = {"idWorkflooDefinition": command.definition_id}
+    optional = {"scenarioId": command.scenario_id, "form": command.form, "document": command.document}
+    body.update({key: value for key, value in optional.items() if value is not None})
+    query = {"sandbox": "true"} if sandbox else {}
+    return HttpRequest("POST", API_PATH, headers=dict(_JSON_HEADERS), body=orjson.dumps(body), query=query)
+
+
+def _errors_text(errors: Any) -> str:
+    if isinstance(errors, dict):
+        return ", ".join(f"{key}: {value}" for key, value in list(errors.items())[:5])
+    if isinstance(errors, list):
+        return ", ".join(str(item) for item in errors[:5])
+    return ""
+
+
+def error_detail(body: bytes) -> str:
+    """``typeError: errorMessage`` (or the ``errors`` map when the message is empty)."""
+    parsed = json_or_none(body)
+    if not isinstance(parsed, dict):
+        return ""
+    kind = parsed.get("typeError")
+    message = parsed.get("errorMessage")
+    text = message if isinstance(message, str) and message else _errors_text(parsed.get("errors"))
+    parts = [part for part in (kind if isinstance(kind, str) else "", text) if part]
+    return clip(": ".join(parts))
+
+
+def _with_detail(text: str, body: bytes) -> str:
+    detail = error_detail(body)
+    return f"{text}: {detail}" if detail else text
+
+
+def classify(command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+    """200 queued (execution id); 403 key not allowed for the definition; 409 conflict."""
+    if 200 <= status < 300:
+        parsed = json_or_none(body)
+        reference = reference_of(parsed.get("id")) if isinstance(parsed, dict) else None
+        return Verdict(Status.QUEUED, reference=reference)
+    if status == 403:
+        return Verdict(Status.ERROR, error_kind=ErrorKind.AUTH, message=_NO_ACCESS)
+    if status == 409:
+        message = _with_detail("workfloo reported a conflict creating the execution (409)", body)
+        return Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT, message=message)
+    verdict = classify_common(status, headers) or unexpected(status)
+    if verdict.status is Status.REJECTED:
+        return replace(verdict, message=_with_detail(verdict.message, body))
+    return verdict
+
+
+class WorkflooProvider:
+    """One workfloo space. The API key is static: a refresh returns the same key."""
+
+    kind: ProviderKind = ProviderKind.WORKFLOO
+
+    def __init__(
+        self,
+        name: str,
+        target: WorkflooTarget,
+        session: aiohttp.ClientSession,
+        *,
+        on_token_refresh: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._target = target
+
+    def build_request(self, command: Command) -> HttpRequest:
+        return build_request(command, sandbox=self._target.sandbox)
+
+    def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+        return classify(command, status, headers, body)
+
+    async def auth_headers(
+        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
+        return {"x-api-key": self._target.api_key.get_secret_value()}
+
+    async def aclose(self) -> None:
+        return None

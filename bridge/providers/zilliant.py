@@ -1,0 +1,148 @@
+"""Zilliant adapter: queue a predefined job workflow (``POST /v1/JobWorkflow/Authorized``).
+
+Auth is Salesforce's username-password OAuth flow. Zilliant wants the *entire* token response,
+Base64-encoded exactly as received, in ``Authorization: OAuth <b64>``, plus ``X-Forwarded-Host``.
+Salesforce returns no ``expires_in``, so a token lives ``target.token_ttl_s`` (the org session
+timeout); a 401 from the API makes the executor ask for ``auth_headers(refresh=True)``.
+
+Example::
+
+    provider = ZilliantProvider("pricing-prod", target, session)
+    request = provider.build_request(command)
+    headers = {**request.headers, **await provider.auth_headers()}
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bridge.commands import Command, ZilliantQueueJob
+from bridge.errors import AuthError, CommandRejected
+from bridge.outcomes import ErrorKind, ProviderKind, Status
+from bridge.providers.base import HttpRequest, Verdict, classify_common, unexpected
+from bridge.providers.oauth import (
+    TokenEndpoint,
+    clip,
+    json_or_none,
+    post_token_form,
+    reference_of,
+    ssl_context_for,
+    stale_credential,
+)
+from bridge.providers.tokens import Clock, Token, TokenCache
+from bridge.settings import ZilliantTarget
+
+API_PATH = "/v1/JobWorkflow/Authorized"
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_MAX_SKEW_S = 60.0
+
+
+def build_request(command: Command) -> HttpRequest:
+    """The queue-job call for ``command`` (the model refuses WORKFLOW_AUTOMATION_ID in parameters)."""
+    if not isinstance(command, ZilliantQueueJob):
+        raise CommandRejected(ErrorKind.TARGET_MISMATCH, f"zilliant targets cannot run {command.operation}")
+    body: dict[str, Any] = {"descriptor": command.descriptor}
+    if command.scope is not None:
+        body["scope"] = command.scope
+    body["parameters"] = {"WORKFLOW_AUTOMATION_ID": command.automation_id, **command.parameters}
+    return HttpRequest("POST", API_PATH, headers=dict(_JSON_HEADERS), body=orjson.dumps(body))
+
+
+def job_id(body: bytes) -> str | None:
+    """The job id from a 202 body: ``{"jobId": ...}``, a JSON string, or bare text."""
+    parsed = json_or_none(body)
+    if isinstance(parsed, dict):
+        return reference_of(parsed.get("jobId"))
+    if parsed is None:
+        text = body.decode("utf-8", errors="replace").strip()
+        return reference_of(text) if text != "null" else None
+    return reference_of(parsed)
+
+
+def _detail(body: bytes) -> str:
+    parsed = json_or_none(body)
+    if isinstance(parsed, dict):
+        for key in ("message", "errorMessage", "error"):
+            if isinstance(parsed.get(key), str) and parsed[key]:
+                return f": {clip(parsed[key])}"
+    return ""
+
+
+def classify(command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+    """202 queued; 409 scope busy (the executor applies the target's conflict policy); 400 rejected."""
+    if 200 <= status < 300:
+        return Verdict(Status.QUEUED, reference=job_id(body))
+    if status == 409:
+        return Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT, message="scope busy")
+    if status == 400:
+        message = f"Zilliant could not process the JSON body (400){_detail(body)}"
+        return Verdict(Status.REJECTED, error_kind=ErrorKind.PROVIDER_REJECTED, message=message)
+    return classify_common(status, headers) or unexpected(status)
+
+
+def parse_token(body: bytes, expires_at: float) -> Token:
+    """Base64 of the exact token response, after checking that it is one."""
+    fields = json_or_none(body)
+    if not isinstance(fields, dict) or not isinstance(fields.get("access_token"), str):
+        raise AuthError("Zilliant token endpoint returned no access_token", retryable=True)
+    return Token(base64.b64encode(body).decode("ascii"), expires_at)
+
+
+class ZilliantProvider:
+    """One Zilliant environment: Salesforce password-grant tokens, cached for ``token_ttl_s``."""
+
+    kind: ProviderKind = ProviderKind.ZILLIANT
+
+    def __init__(
+        self,
+        name: str,
+        target: ZilliantTarget,
+        session: aiohttp.ClientSession,
+        *,
+        on_token_refresh: Callable[[bool], None] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._target = target
+        self._session = session
+        self._clock = clock
+        self._endpoint = TokenEndpoint(
+            "Zilliant", target.token_url, target.timeouts, ssl_context_for(target.ca_file)
+        )
+        skew_s = min(_MAX_SKEW_S, target.token_ttl_s / 4)
+        self._tokens = TokenCache(self._fetch_token, skew_s=skew_s, clock=clock, on_refresh=on_token_refresh)
+
+    def build_request(self, command: Command) -> HttpRequest:
+        return build_request(command)
+
+    def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+        return classify(command, status, headers, body)
+
+    async def auth_headers(
+        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
+        """``stale``: the headers a refused call carried, so concurrent 401s cause one refresh."""
+        token = await self._tokens.get(refresh=refresh, stale=stale_credential(stale, "OAuth"))
+        return {"Authorization": f"OAuth {token}", "X-Forwarded-Host": self._target.forwarded_host}
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _fetch_token(self) -> Token:
+        started = self._clock()
+        target = self._target
+        form = {
+            "grant_type": "password",
+            "username": target.username.get_secret_value(),
+            "password": target.password.get_secret_value(),
+            "client_id": target.client_id.get_secret_value(),
+            "client_secret": target.client_secret.get_secret_value(),
+        }
+        body = await post_token_form(self._session, self._endpoint, form)
+        return parse_token(body, started + target.token_ttl_s)

@@ -1,0 +1,197 @@
+"""Zuora adapter: run a workflow definition and rerun a workflow task.
+
+``POST /workflows/{workflow_id}/run`` (body: the workflow parameters) and
+``POST /workflows/tasks/{task_id}/rerun`` (no body). Every POST carries an ``Idempotency-Key``
+derived from the command id, so a redelivered or retried command gets Zuora's stored answer
+instead of a second workflow run. Auth is OAuth client credentials; tokens are cached until
+shortly before ``expires_in``.
+
+Example::
+
+    provider = ZuoraProvider("billing-eu", target, session)
+    request = provider.build_request(command)
+    headers = {**request.headers, **await provider.auth_headers()}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bridge.commands import Command, ZuoraHeaders, ZuoraRerunTask, ZuoraRunWorkflow
+from bridge.errors import AuthError, CommandRejected
+from bridge.outcomes import ErrorKind, ProviderKind, Status
+from bridge.providers.base import HttpRequest, Verdict, classify_common, header, segment, unexpected
+from bridge.providers.oauth import (
+    TokenEndpoint,
+    clip,
+    header_safe,
+    json_or_none,
+    post_token_form,
+    reference_of,
+    ssl_context_for,
+    stale_credential,
+)
+from bridge.providers.tokens import Clock, Token, TokenCache
+from bridge.settings import ZuoraTarget
+
+DEFAULT_TOKEN_LIFETIME_S = 3599.0  # "tokens expire after one hour"; used when expires_in is missing
+_JSON = "application/json"
+_REASONS = {
+    400: "Zuora rejected the request",
+    404: "Zuora found no such workflow or task",
+    406: "the body is missing required workflow parameters",
+    422: "the Idempotency-Key was already used for another URL or method",
+}
+_IN_FLIGHT = "a request with the same Idempotency-Key is still in progress"
+_INSTANCE_ID = "workflow_id references a workflow instance, not a definition"
+
+
+def idempotency_key(command: ZuoraRunWorkflow | ZuoraRerunTask) -> str:
+    """Deterministic per command: the same on every attempt and after a restart (52 hex-ish chars)."""
+    digest = hashlib.sha256(f"{command.operation}:{command.id}".encode()).hexdigest()
+    return f"wfb-{digest[:48]}"
+
+
+def routing_headers(options: ZuoraHeaders) -> dict[str, str]:
+    """Zuora-Track-Id / -Entity-Ids / -Org-Ids, only those the command sets."""
+    headers: dict[str, str] = {}
+    if options.track_id is not None:
+        headers["Zuora-Track-Id"] = options.track_id
+    if options.entity_id is not None:
+        headers["Zuora-Entity-Ids"] = options.entity_id
+    if options.org_ids:
+        headers["Zuora-Org-Ids"] = ",".join(options.org_ids)
+    return headers
+
+
+def build_request(command: Command) -> HttpRequest:
+    """The run or rerun call for ``command``."""
+    if isinstance(command, ZuoraRunWorkflow):
+        headers = {"Content-Type": _JSON, "Accept": _JSON, **_common_headers(command)}
+        path = f"/workflows/{segment(str(command.workflow_id))}/run"
+        return HttpRequest("POST", path, headers=headers, body=orjson.dumps(command.parameters))
+    if isinstance(command, ZuoraRerunTask):
+        path = f"/workflows/tasks/{segment(command.task_id)}/rerun"
+        return HttpRequest("POST", path, headers={"Accept": _JSON, **_common_headers(command)})
+    raise CommandRejected(ErrorKind.TARGET_MISMATCH, f"zuora targets cannot run {command.operation}")
+
+
+def _common_headers(command: ZuoraRunWorkflow | ZuoraRerunTask) -> dict[str, str]:
+    return {"Idempotency-Key": idempotency_key(command), **routing_headers(command.zuora)}
+
+
+def error_detail(body: bytes) -> str:
+    """``errors[].title`` (workflow API), else ``reasons[].message`` (v1 API), else ``message``."""
+    parsed = json_or_none(body)
+    if not isinstance(parsed, dict):
+        return ""
+    for key, field in (("errors", "title"), ("reasons", "message")):
+        items = parsed.get(key)
+        if isinstance(items, list):
+            texts = [i[field] for i in items[:3] if isinstance(i, dict) and isinstance(i.get(field), str)]
+            if texts:
+                return clip("; ".join(texts))
+    message = parsed.get("message")
+    return clip(message) if isinstance(message, str) else ""
+
+
+def _message(reason: str, status: int, body: bytes, headers: Mapping[str, str]) -> str:
+    detail = error_detail(body)
+    request_id = header(headers, "Zuora-Request-Id")
+    text = f"{reason} ({status})" + (f": {detail}" if detail else "")
+    return text + (f" [Zuora-Request-Id {clip(request_id, 64)}]" if request_id else "")
+
+
+def _conflict(command: Command, headers: Mapping[str, str], body: bytes) -> Verdict:
+    if b"idempotency" in body.lower():
+        # Another attempt with this key is still running: wait, retry with the same key.
+        message = _message(_IN_FLIGHT, 409, body, headers)
+        return Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT, message=message, retryable=True)
+    reason = _INSTANCE_ID if isinstance(command, ZuoraRunWorkflow) else "Zuora refused the rerun"
+    return Verdict(
+        Status.REJECTED, error_kind=ErrorKind.PROVIDER_REJECTED, message=_message(reason, 409, body, headers)
+    )
+
+
+def classify(command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+    """Run 200 queued, rerun 200 applied; 409 in-flight key is a retryable conflict."""
+    if 200 <= status < 300:
+        parsed = json_or_none(body)
+        reference = reference_of(parsed.get("id")) if isinstance(parsed, dict) else None
+        done = Status.QUEUED if isinstance(command, ZuoraRunWorkflow) else Status.APPLIED
+        return Verdict(done, reference=reference)
+    if status == 409:
+        return _conflict(command, headers, body)
+    verdict = classify_common(status, headers) or unexpected(status)
+    if verdict.status is Status.REJECTED:
+        reason = _REASONS.get(status, "Zuora rejected the request")
+        return replace(verdict, message=_message(reason, status, body, headers))
+    return verdict
+
+
+def parse_token(body: bytes, started: float) -> Token:
+    """The bearer token, expiring ``expires_in`` seconds after the request started."""
+    fields = json_or_none(body)
+    access: Any = fields.get("access_token") if isinstance(fields, dict) else None
+    if not isinstance(access, str) or not header_safe(access):
+        raise AuthError("Zuora token endpoint returned no usable access_token", retryable=True)
+    expires_in: Any = fields.get("expires_in") if isinstance(fields, dict) else None
+    valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0
+    return Token(access, started + (float(expires_in) if valid else DEFAULT_TOKEN_LIFETIME_S))
+
+
+class ZuoraProvider:
+    """One Zuora tenant: client-credentials tokens cached until near ``expires_in``."""
+
+    kind: ProviderKind = ProviderKind.ZUORA
+
+    def __init__(
+        self,
+        name: str,
+        target: ZuoraTarget,
+        session: aiohttp.ClientSession,
+        *,
+        on_token_refresh: Callable[[bool], None] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._target = target
+        self._session = session
+        self._clock = clock
+        self._endpoint = TokenEndpoint(
+            "Zuora", target.effective_token_url, target.timeouts, ssl_context_for(target.ca_file)
+        )
+        self._tokens = TokenCache(self._fetch_token, clock=clock, on_refresh=on_token_refresh)
+
+    def build_request(self, command: Command) -> HttpRequest:
+        return build_request(command)
+
+    def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+        return classify(command, status, headers, body)
+
+    async def auth_headers(
+        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
+        """``stale``: the headers a refused call carried, so concurrent 401s cause one refresh."""
+        token = await self._tokens.get(refresh=refresh, stale=stale_credential(stale, "Bearer"))
+        return {"Authorization": f"Bearer {token}"}
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _fetch_token(self) -> Token:
+        started = self._clock()
+        form = {
+            "client_id": self._target.client_id.get_secret_value(),
+            "client_secret": self._target.client_secret.get_secret_value(),
+            "grant_type": "client_credentials",
+        }
+        body = await post_token_form(self._session, self._endpoint, form)
+        return parse_token(body, started)

@@ -1,0 +1,99 @@
+"""The bridge as a real process: SIGTERM drain, and commands produced by a non-Python client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from bridge.local import examples
+from bridge.local.stack import SANDBOX_ENV, local_config
+from bridge.sandbox import config as sb
+from tests.integration.conftest import Stack, by_command
+
+pytestmark = pytest.mark.integration
+
+
+def zuora_run(i: int, prefix: str) -> tuple[bytes, dict[str, Any]]:
+    return (f"{prefix}-{i}".encode(), {"id": f"{prefix}-{i}", "target": examples.ZUORA,
+                                       "operation": "zuora.run_workflow", "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS})
+
+
+async def sandbox_requests(stack: Stack, provider: str) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(
+        f"{stack.sandbox.url}/_sandbox/requests", params={"provider": provider}
+    ) as resp:
+        result: list[dict[str, Any]] = await resp.json()
+        return result
+
+
+async def set_fault(stack: Stack, provider: str, fault: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as session, session.put(
+        f"{stack.sandbox.url}/_sandbox/faults/{provider}", json=fault
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def start_process(stack: Stack, tmp_path: Path, **overrides: Any) -> asyncio.subprocess.Process:
+    raw = local_config(stack.broker.bootstrap, stack.sandbox.url, metrics_port=None, overrides={
+        "topics": stack.settings.topics.model_dump(), "kafka": {"group_id": stack.settings.kafka.group_id},
+        **overrides,
+    })
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "run", "--config", str(config),
+        env={**os.environ, **SANDBOX_ENV}, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(stack: Stack, tmp_path: Path) -> None:
+    await set_fault(stack, "zuora", {"latency_ms": 1500})
+    prefix = f"drain-{uuid.uuid4().hex[:6]}"
+    await stack.send(*[zuora_run(i, prefix) for i in range(5)])
+    process = await start_process(stack, tmp_path, engine={"drain_grace_s": 10})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while len([r for r in await sandbox_requests(stack, "zuora") if "/run" in r["path"]]) < 5:
+        assert loop.time() < deadline, "the bridge never called the sandbox"
+        await asyncio.sleep(0.1)
+    process.send_signal(signal.SIGTERM)  # all five calls are in flight, each needs ~1.5 s more
+    assert process.stderr is not None
+    stderr = await asyncio.wait_for(process.stderr.read(), 30)
+    assert await process.wait() == 0, stderr.decode()[-2000:]
+    outcomes = by_command(await stack.collect(5))
+    assert {o["status"] for o in outcomes.values()} == {"queued"} and len(outcomes) == 5
+
+    # everything finished was committed: a new member of the group has nothing to replay
+    await set_fault(stack, "zuora", {})
+    await stack.send(zuora_run(99, prefix))
+    await stack.start_bridge()
+    later = await stack.collect(2, within_s=6)
+    assert [e["data"]["command_id"] for e in later] == [f"{prefix}-99"]
+
+
+async def test_command_produced_by_librdkafka_with_zstd(stack: Stack) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    await stack.start_bridge()
+    doc = {"id": f"rdkafka-{uuid.uuid4().hex[:6]}", "target": examples.WORKFLOO, "operation": "workfloo.execute",
+           "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS, "scenario_id": sb.WORKFLOO_SCENARIO}
+    import orjson
+
+    def produce() -> None:
+        producer = confluent_kafka.Producer({"bootstrap.servers": stack.broker.bootstrap,
+                                             "compression.type": "zstd", "enable.idempotence": False})
+        producer.produce(stack.settings.topics.run_commands, orjson.dumps(doc), key=b"rdkafka",
+                         headers=[("origin", b"librdkafka")])
+        assert producer.flush(15) == 0
+
+    await asyncio.to_thread(produce)
+    [event] = await stack.collect(1)
+    assert event["data"]["command_id"] == doc["id"] and event["data"]["status"] == "queued"

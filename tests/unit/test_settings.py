@@ -1,0 +1,74 @@
+import pytest
+
+from bridge.errors import ConfigError
+from bridge.settings import load_settings, parse_settings
+
+ENV = {"ZUORA_ID": "client-123", "ZUORA_SECRET": "very-secret-value"}
+
+
+def zuora_target(**extra):
+    return {"provider": "zuora", "base_url": "https://rest.sandbox.na.zuora.com",
+            "client_id": {"env": "ZUORA_ID"}, "client_secret": {"env": "ZUORA_SECRET"}, **extra}
+
+
+def test_secrets_resolve_from_env_and_file(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-file\n")
+    s = parse_settings({"targets": {"z": zuora_target(client_secret={"file": str(secret_file)})}}, ENV)
+    target = s.targets["z"]
+    assert target.client_id.get_secret_value() == "client-123"
+    assert target.client_secret.get_secret_value() == "from-file"
+    assert "client-123" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("target", "env", "fragment"),
+    [
+        (zuora_target(client_secret="inline"), ENV, "targets.z.zuora.client_secret: Value error, inline secrets"),
+        (zuora_target(), {"ZUORA_ID": "x"}, "ZUORA_SECRET is not set"),
+        (zuora_target(client_id={"env": "A", "file": "/x"}), ENV, "exactly one"),
+        (zuora_target(client_id={"file": "/nonexistent/secret"}), ENV, "cannot read secret file"),
+        (zuora_target(base_url="ftp://x"), ENV, "base_url"),
+        (zuora_target(base_url="http://plain"), ENV, "allow_http"),
+        (zuora_target(timeouts={"total_s": -1}), ENV, "timeouts.total_s"),
+        ({"provider": "nope", "base_url": "https://x"}, ENV, "provider"),
+    ],
+)
+def test_bad_targets_name_the_field(target, env, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"targets": {"z": target}}, env)
+    assert fragment in str(info.value)
+    assert "very-secret-value" not in str(info.value)
+
+
+def test_plain_http_needs_explicit_permission():
+    s = parse_settings({"targets": {"z": zuora_target(base_url="http://127.0.0.1:1/zuora", allow_http=True)}}, ENV)
+    assert s.targets["z"].effective_token_url == "http://127.0.0.1:1/zuora/oauth/token"
+
+
+def test_env_overrides_nested_fields_with_types():
+    env = {**ENV, "BRIDGE__KAFKA__BOOTSTRAP_SERVERS": "k:9093", "BRIDGE__ENGINE__MAX_IN_FLIGHT": "7",
+           "BRIDGE__KAFKA__ENABLE_IDEMPOTENCE": "false", "BRIDGE__TARGETS__Z__RETRY__MAX_ATTEMPTS": "2"}
+    s = parse_settings({"targets": {"z": zuora_target()}}, env)
+    assert s.kafka.bootstrap_servers == "k:9093"
+    assert s.engine.max_in_flight == 7
+    assert s.kafka.enable_idempotence is False
+    assert s.targets["z"].retry.max_attempts == 2
+
+
+def test_load_settings_reports_yaml_and_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "missing.yaml", {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kafka: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad, {})
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(listed, {})
+
+
+def test_unknown_keys_are_refused():
+    with pytest.raises(ConfigError, match="kafka.bootstrap: Extra inputs"):
+        parse_settings({"kafka": {"bootstrap": "x"}}, {})
