@@ -77,6 +77,8 @@ def make_consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
         auto_offset_reset=kafka.auto_offset_reset,
         max_poll_records=kafka.max_poll_records,
         session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        max_poll_interval_ms=kafka.max_poll_interval_ms,
     )
 
 

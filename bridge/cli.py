@@ -13,6 +13,7 @@ from bridge.errors import ConfigError
 from bridge.logs import configure_logging
 from bridge.redact import Redactor
 from bridge.settings import Settings, load_settings
+from bridge.topics_admin import add_topics_cli, run_topics_cli
 
 
 def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     _config_arg(check, required=True)
+    add_topics_cli(sub)
     return parser
 
 
@@ -106,6 +108,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bridge.local.commands import tail_outcomes
 
         return asyncio.run(tail_outcomes(_settings(args.config, args.bootstrap), args))
+    if args.command == "topics":
+        return run_topics_cli(args)
     raise AssertionError(args.command)
 
 

@@ -198,8 +198,10 @@ class KafkaSettings(_Model):
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
     linger_ms: int = Field(default=5, ge=0)
     session_timeout_ms: int = Field(default=30000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3000, ge=100)
     max_poll_records: int = Field(default=500, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_interval_ms: int = Field(default=300000, ge=1000)
     request_timeout_ms: int = Field(default=30000, ge=1000)
 
 

@@ -23,35 +23,57 @@ pytestmark = pytest.mark.integration
 
 
 def zuora_run(i: int, prefix: str) -> tuple[bytes, dict[str, Any]]:
-    return (f"{prefix}-{i}".encode(), {"id": f"{prefix}-{i}", "target": examples.ZUORA,
-                                       "operation": "zuora.run_workflow", "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS})
+    return (
+        f"{prefix}-{i}".encode(),
+        {
+            "id": f"{prefix}-{i}",
+            "target": examples.ZUORA,
+            "operation": "zuora.run_workflow",
+            "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
+        },
+    )
 
 
 async def sandbox_requests(stack: Stack, provider: str) -> list[dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{stack.sandbox.url}/_sandbox/requests", params={"provider": provider}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{stack.sandbox.url}/_sandbox/requests", params={"provider": provider}) as resp,
+    ):
         result: list[dict[str, Any]] = await resp.json()
         return result
 
 
 async def set_fault(stack: Stack, provider: str, fault: dict[str, Any]) -> None:
-    async with aiohttp.ClientSession() as session, session.put(
-        f"{stack.sandbox.url}/_sandbox/faults/{provider}", json=fault
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(f"{stack.sandbox.url}/_sandbox/faults/{provider}", json=fault) as resp,
+    ):
         assert resp.status == 200, await resp.text()
 
 
 async def start_process(stack: Stack, tmp_path: Path, **overrides: Any) -> asyncio.subprocess.Process:
-    raw = local_config(stack.broker.bootstrap, stack.sandbox.url, metrics_port=None, overrides={
-        "topics": stack.settings.topics.model_dump(), "kafka": {"group_id": stack.settings.kafka.group_id},
-        **overrides,
-    })
+    raw = local_config(
+        stack.broker.bootstrap,
+        stack.sandbox.url,
+        metrics_port=None,
+        overrides={
+            "topics": stack.settings.topics.model_dump(),
+            "kafka": {"group_id": stack.settings.kafka.group_id},
+            **overrides,
+        },
+    )
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "run", "--config", str(config),
-        env={**os.environ, **SANDBOX_ENV}, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bridge",
+        "run",
+        "--config",
+        str(config),
+        env={**os.environ, **SANDBOX_ENV},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -76,22 +98,37 @@ async def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(stack: Sta
     await set_fault(stack, "zuora", {})
     await stack.send(zuora_run(99, prefix))
     await stack.start_bridge()
-    later = await stack.collect(2, within_s=6)
+    later = await stack.collect(1, within_s=40)  # the group first waits out the old member's session
     assert [e["data"]["command_id"] for e in later] == [f"{prefix}-99"]
+    assert await stack.collect(1, within_s=2) == []  # and nothing finished before SIGTERM came back
 
 
 async def test_command_produced_by_librdkafka_with_zstd(stack: Stack) -> None:
     confluent_kafka = pytest.importorskip("confluent_kafka")
     await stack.start_bridge()
-    doc = {"id": f"rdkafka-{uuid.uuid4().hex[:6]}", "target": examples.WORKFLOO, "operation": "workfloo.execute",
-           "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS, "scenario_id": sb.WORKFLOO_SCENARIO}
+    doc = {
+        "id": f"rdkafka-{uuid.uuid4().hex[:6]}",
+        "target": examples.WORKFLOO,
+        "operation": "workfloo.execute",
+        "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
+        "scenario_id": sb.WORKFLOO_SCENARIO,
+    }
     import orjson
 
     def produce() -> None:
-        producer = confluent_kafka.Producer({"bootstrap.servers": stack.broker.bootstrap,
-                                             "compression.type": "zstd", "enable.idempotence": False})
-        producer.produce(stack.settings.topics.run_commands, orjson.dumps(doc), key=b"rdkafka",
-                         headers=[("origin", b"librdkafka")])
+        producer = confluent_kafka.Producer(
+            {
+                "bootstrap.servers": stack.broker.bootstrap,
+                "compression.type": "zstd",
+                "enable.idempotence": False,
+            }
+        )
+        producer.produce(
+            stack.settings.topics.run_commands,
+            orjson.dumps(doc),
+            key=b"rdkafka",
+            headers=[("origin", b"librdkafka")],
+        )
         assert producer.flush(15) == 0
 
     await asyncio.to_thread(produce)

@@ -55,8 +55,13 @@ def test_plain_command_parses():
 
 
 def test_cloudevent_id_becomes_the_command_id():
-    doc = {"specversion": "1.0", "id": "ce-7", "source": "urn:x", "type": "t",
-           "data": {"id": "ignored", "target": "w", "operation": "workfloo.execute", "definition_id": "abc"}}
+    doc = {
+        "specversion": "1.0",
+        "id": "ce-7",
+        "source": "urn:x",
+        "type": "t",
+        "data": {"id": "ignored", "target": "w", "operation": "workfloo.execute", "definition_id": "abc"},
+    }
     result = parse(doc)
     assert isinstance(result, Parsed)
     assert result.command.id == "ce-7"
@@ -75,12 +80,27 @@ def test_cloudevent_id_becomes_the_command_id():
         (zuora(target="a/b"), ErrorKind.VALIDATION, "target"),
         ({"id": "c1", "target": "t", "operation": "nope"}, ErrorKind.VALIDATION, "operation"),
         ({"id": "c1", "target": "t"}, ErrorKind.VALIDATION, "operation"),
-        ({"id": "c1", "target": "t", "operation": "zuora.rerun_task", "task_id": "1"},
-         ErrorKind.WRONG_TOPIC, "control command topic"),
-        ({"id": "bad id\n", "target": "t", "operation": "workfloo.execute", "definition_id": "a"},
-         ErrorKind.VALIDATION, "id"),
-        ({"id": "c1", "target": "t", "operation": "zilliant.queue_job", "automation_id": "A",
-          "parameters": {"WORKFLOW_AUTOMATION_ID": "B"}}, ErrorKind.VALIDATION, "automation_id"),
+        (
+            {"id": "c1", "target": "t", "operation": "zuora.rerun_task", "task_id": "1"},
+            ErrorKind.WRONG_TOPIC,
+            "control command topic",
+        ),
+        (
+            {"id": "bad id\n", "target": "t", "operation": "workfloo.execute", "definition_id": "a"},
+            ErrorKind.VALIDATION,
+            "id",
+        ),
+        (
+            {
+                "id": "c1",
+                "target": "t",
+                "operation": "zilliant.queue_job",
+                "automation_id": "A",
+                "parameters": {"WORKFLOW_AUTOMATION_ID": "B"},
+            },
+            ErrorKind.VALIDATION,
+            "automation_id",
+        ),
     ],
 )
 def test_commands_with_an_id_but_wrong_content_are_rejected(doc, kind, fragment):
@@ -93,8 +113,14 @@ def test_commands_with_an_id_but_wrong_content_are_rejected(doc, kind, fragment)
 
 @pytest.mark.parametrize("instance_id", ["..", ".", "a/b", "a%2Fb", "a b", "é"])
 def test_path_segments_refuse_traversal_and_odd_characters(instance_id):
-    doc = {"id": "c1", "target": "e", "operation": "8x8.update_instance", "action": "suspend",
-           "definition_id": "5870442f-3ddd-4657-b74c-6e17308f5230", "instance_id": instance_id}
+    doc = {
+        "id": "c1",
+        "target": "e",
+        "operation": "8x8.update_instance",
+        "action": "suspend",
+        "definition_id": "5870442f-3ddd-4657-b74c-6e17308f5230",
+        "instance_id": instance_id,
+    }
     result = parse(doc, CONTROL)
     assert isinstance(result, Invalid)
     assert "instance_id" in result.message

@@ -17,15 +17,25 @@ from bridge.settings import Settings
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 command_like = st.fixed_dictionaries(
     {"id": st.one_of(st.text(max_size=30), st.integers(), st.none())},
     optional={
         "target": st.one_of(st.text(max_size=10), st.just("zuora")),
-        "operation": st.sampled_from(["zilliant.queue_job", "zuora.run_workflow", "workfloo.execute",
-                                      "zuora.rerun_task", "8x8.update_instance", "bogus"]),
+        "operation": st.sampled_from(
+            [
+                "zilliant.queue_job",
+                "zuora.run_workflow",
+                "workfloo.execute",
+                "zuora.rerun_task",
+                "8x8.update_instance",
+                "bogus",
+            ]
+        ),
         "workflow_id": st.one_of(st.integers(), st.text(max_size=5)),
         "parameters": st.dictionaries(st.text(max_size=8), json_values, max_size=3),
         "instance_id": st.text(max_size=12),

@@ -8,8 +8,10 @@ from bridge.redact import Redactor
 
 def test_known_secrets_and_secret_fields_are_masked():
     r = Redactor(["hunter2-secret"])
-    text = ('{"access_token":"abc.def","client_secret": "zzz", "note":"hunter2-secret"} '
-            "Authorization: Bearer abcdefghijklmnop x-api-key=k123")
+    text = (
+        '{"access_token":"abc.def","client_secret": "zzz", "note":"hunter2-secret"} '
+        "Authorization: Bearer abcdefghijklmnop x-api-key=k123"
+    )
     scrubbed = r.scrub(text)
     for leaked in ("abc.def", "zzz", "hunter2-secret", "abcdefghijklmnop", "k123"):
         assert leaked not in scrubbed
@@ -26,8 +28,17 @@ def test_body_excerpt_caps_size():
 
 def test_outcome_is_a_cloudevent_with_the_command_id_as_subject():
     source = SourceRecord(topic="cmds", partition=2, offset=41)
-    data = OutcomeData(command_id="cmd-1", target="z", provider="zuora", operation="zuora.run_workflow",
-                       status=Status.QUEUED, provider_ref="400", http_status=200, attempts=1, source=source)
+    data = OutcomeData(
+        command_id="cmd-1",
+        target="z",
+        provider="zuora",
+        operation="zuora.run_workflow",
+        status=Status.QUEUED,
+        provider_ref="400",
+        http_status=200,
+        attempts=1,
+        source=source,
+    )
     event = orjson.loads(encode_outcome(data, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)))
     assert event["specversion"] == "1.0"
     assert event["type"] == "workflow.outcome.queued"

@@ -55,8 +55,16 @@ def test_scope_conflict_follows_the_conflict_policy():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("7", 7.0), (" 0 ", 0.0), ("Wed, 21 Oct 2026 07:28:10 GMT", 10.0), ("Wed, 21 Oct 2026 07:27:00 GMT", 0.0),
-     ("soon", None), ("", None), (None, None), ("-3", None)],
+    [
+        ("7", 7.0),
+        (" 0 ", 0.0),
+        ("Wed, 21 Oct 2026 07:28:10 GMT", 10.0),
+        ("Wed, 21 Oct 2026 07:27:00 GMT", 0.0),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("-3", None),
+    ],
 )
 def test_parse_retry_after_both_forms(value, expected):
     now = datetime(2026, 10, 21, 7, 28, 0, tzinfo=UTC)
@@ -107,5 +115,10 @@ def test_circuit_opens_after_consecutive_failures_and_probes_half_open():
     assert breaker.wait_s() == 0
     breaker.record_success()
     assert breaker.state is CircuitState.CLOSED
-    assert changes == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.OPEN, CircuitState.HALF_OPEN,
-                       CircuitState.CLOSED]
+    assert changes == [
+        CircuitState.OPEN,
+        CircuitState.HALF_OPEN,
+        CircuitState.OPEN,
+        CircuitState.HALF_OPEN,
+        CircuitState.CLOSED,
+    ]

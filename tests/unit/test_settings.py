@@ -7,8 +7,13 @@ ENV = {"ZUORA_ID": "client-123", "ZUORA_SECRET": "very-secret-value"}
 
 
 def zuora_target(**extra):
-    return {"provider": "zuora", "base_url": "https://rest.sandbox.na.zuora.com",
-            "client_id": {"env": "ZUORA_ID"}, "client_secret": {"env": "ZUORA_SECRET"}, **extra}
+    return {
+        "provider": "zuora",
+        "base_url": "https://rest.sandbox.na.zuora.com",
+        "client_id": {"env": "ZUORA_ID"},
+        "client_secret": {"env": "ZUORA_SECRET"},
+        **extra,
+    }
 
 
 def test_secrets_resolve_from_env_and_file(tmp_path):
@@ -24,7 +29,11 @@ def test_secrets_resolve_from_env_and_file(tmp_path):
 @pytest.mark.parametrize(
     ("target", "env", "fragment"),
     [
-        (zuora_target(client_secret="inline"), ENV, "targets.z.zuora.client_secret: Value error, inline secrets"),
+        (
+            zuora_target(client_secret="inline"),
+            ENV,
+            "targets.z.zuora.client_secret: Value error, inline secrets",
+        ),
         (zuora_target(), {"ZUORA_ID": "x"}, "ZUORA_SECRET is not set"),
         (zuora_target(client_id={"env": "A", "file": "/x"}), ENV, "exactly one"),
         (zuora_target(client_id={"file": "/nonexistent/secret"}), ENV, "cannot read secret file"),
@@ -42,13 +51,20 @@ def test_bad_targets_name_the_field(target, env, fragment):
 
 
 def test_plain_http_needs_explicit_permission():
-    s = parse_settings({"targets": {"z": zuora_target(base_url="http://127.0.0.1:1/zuora", allow_http=True)}}, ENV)
+    s = parse_settings(
+        {"targets": {"z": zuora_target(base_url="http://127.0.0.1:1/zuora", allow_http=True)}}, ENV
+    )
     assert s.targets["z"].effective_token_url == "http://127.0.0.1:1/zuora/oauth/token"
 
 
 def test_env_overrides_nested_fields_with_types():
-    env = {**ENV, "BRIDGE__KAFKA__BOOTSTRAP_SERVERS": "k:9093", "BRIDGE__ENGINE__MAX_IN_FLIGHT": "7",
-           "BRIDGE__KAFKA__ENABLE_IDEMPOTENCE": "false", "BRIDGE__TARGETS__Z__RETRY__MAX_ATTEMPTS": "2"}
+    env = {
+        **ENV,
+        "BRIDGE__KAFKA__BOOTSTRAP_SERVERS": "k:9093",
+        "BRIDGE__ENGINE__MAX_IN_FLIGHT": "7",
+        "BRIDGE__KAFKA__ENABLE_IDEMPOTENCE": "false",
+        "BRIDGE__TARGETS__Z__RETRY__MAX_ATTEMPTS": "2",
+    }
     s = parse_settings({"targets": {"z": zuora_target()}}, env)
     assert s.kafka.bootstrap_servers == "k:9093"
     assert s.engine.max_in_flight == 7
@@ -70,5 +86,5 @@ def test_load_settings_reports_yaml_and_file_errors(tmp_path):
 
 
 def test_unknown_keys_are_refused():
-    with pytest.raises(ConfigError, match="kafka.bootstrap: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"kafka\.bootstrap: Extra inputs"):
         parse_settings({"kafka": {"bootstrap": "x"}}, {})
