@@ -30,8 +30,8 @@ def example_commands(run_id: str) -> list[tuple[bytes | None, Any]]:
                 "parameters": {"foo": "bar"},
             },
         ),
-        (
-            b"pricing-2",
+        (  # same key: runs after the first, while its job still holds the scope -> 409 conflict
+            b"pricing",
             {
                 "id": cid("zilliant-conflict"),
                 "target": ZILLIANT,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from argparse import Namespace
@@ -173,6 +174,7 @@ async def run_local(args: Namespace) -> int:
     sandbox = await start_sandbox("127.0.0.1", args.sandbox_port)
     settings = local_settings(broker.bootstrap, sandbox.url, metrics_port=args.metrics_port)
     await create_topics(broker.bootstrap, topic_layout(settings.topics))
+    logging.getLogger("bridge.outcome").setLevel(logging.WARNING)  # the outcome printer shows them
     bridge = Bridge(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
