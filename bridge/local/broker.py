@@ -62,9 +62,13 @@ class RunningBroker:
         self.process.wait(10)
 
 
-async def start_broker(port: int = 0, log_path: Path | None = None) -> RunningBroker:
+async def start_broker(
+    port: int = 0, log_path: Path | None = None, advertised_port: int | None = None
+) -> RunningBroker:
+    """``advertised_port`` lets clients reach the broker through a proxy (fault-injection tests)."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we never wait on it here
         [
@@ -73,7 +77,7 @@ async def start_broker(port: int = 0, log_path: Path | None = None) -> RunningBr
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ],

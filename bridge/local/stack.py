@@ -109,9 +109,18 @@ def local_config(
         "observability": {"host": "127.0.0.1", "port": metrics_port},
         "targets": sandbox_targets(sandbox_url),
     }
-    for key, value in (overrides or {}).items():
-        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-    return raw
+    return deep_merge(raw, overrides or {})
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def local_settings(

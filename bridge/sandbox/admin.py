@@ -27,7 +27,9 @@ from bridge.sandbox.state import RecordedRequest, RequestLog, json_response, par
 PREFIX = "/_sandbox"
 
 
-async def record_of(request: web.Request, provider: str, status: int | None) -> RecordedRequest:
+async def record_of(
+    request: web.Request, provider: str, status: int | None, concurrent: int = 1
+) -> RecordedRequest:
     """What the log keeps of one request; credentials are kept as sent (this is a test tool)."""
     raw = await request.read()
     body: object = None
@@ -45,6 +47,7 @@ async def record_of(request: web.Request, provider: str, status: int | None) -> 
         headers={k.lower(): v for k, v in request.headers.items()},
         body=body,
         status=status,
+        concurrent=concurrent,
     )
 
 
@@ -56,14 +59,18 @@ def recording_middleware(log: RequestLog) -> Middleware:
         provider = provider_of(request.path)
         if provider is None:
             return await handler(request)
+        concurrent = log.in_progress.get(provider, 0) + 1
+        log.in_progress[provider] = concurrent
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            log.add(await record_of(request, provider, exc.status))
+            log.add(await record_of(request, provider, exc.status, concurrent))
             raise
+        finally:
+            log.in_progress[provider] -= 1
         transport = request.transport
         delivered = transport is not None and not transport.is_closing()
-        log.add(await record_of(request, provider, response.status if delivered else None))
+        log.add(await record_of(request, provider, response.status if delivered else None, concurrent))
         return response
 
     return middleware

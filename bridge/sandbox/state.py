@@ -69,6 +69,8 @@ class RecordedRequest:
     body: Any
     status: int | None
     """None when the sandbox dropped the connection without answering."""
+    concurrent: int = 1
+    """Requests to this provider in progress when this one arrived, itself included."""
 
     def to_json(self) -> JsonObject:
         return {
@@ -77,6 +79,7 @@ class RecordedRequest:
             "path": self.path,
             "query": self.query,
             "headers": self.headers,
+            "concurrent": self.concurrent,
             "body": self.body,
             "status": self.status,
         }
@@ -87,6 +90,7 @@ class RequestLog:
 
     def __init__(self, limit: int) -> None:
         self._entries: deque[RecordedRequest] = deque(maxlen=limit)
+        self.in_progress: dict[str, int] = {}
 
     def add(self, entry: RecordedRequest) -> None:
         self._entries.append(entry)

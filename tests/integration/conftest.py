@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -70,13 +71,17 @@ class Stack:
                 await asyncio.wait_for(task, 30)
                 self.bridges.remove((b, task))
 
-    async def send(self, *commands: tuple[bytes | None, Any], topic: str | None = None, **kw: Any) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap, **kw)
+    async def send(
+        self, *commands: tuple[bytes | None, Any], topic: str | None = None, timestamp_ms: int | None = None
+    ) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap)
         await producer.start()
         try:
             for key, doc in commands:
                 value = doc if isinstance(doc, bytes) or doc is None else orjson.dumps(doc)
-                await producer.send_and_wait(topic or self.topic_for(doc), value, key=key)
+                await producer.send_and_wait(
+                    topic or self.topic_for(doc), value, key=key, timestamp_ms=timestamp_ms
+                )
         finally:
             await producer.stop()
 
@@ -109,6 +114,23 @@ class Stack:
                 for rec in records:
                     found.append(rec if rec.topic == t.dead_letter else orjson.loads(rec.value))
         return found
+
+    async def fault(self, provider: str, spec: dict[str, Any]) -> None:
+        """Set the sandbox fault entry of one provider (an empty spec clears it)."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(f"{self.sandbox.url}/_sandbox/faults/{provider}", json=spec) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+
+    async def requests(self, provider: str) -> list[dict[str, Any]]:
+        """What the sandbox received for one provider, in arrival order."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.sandbox.url}/_sandbox/requests", params={"provider": provider}) as resp,
+        ):
+            result: list[dict[str, Any]] = await resp.json()
+            return result
 
     async def close(self) -> None:
         for bridge, task in self.bridges:

@@ -101,11 +101,7 @@ async def test_same_key_runs_in_order_while_keys_run_concurrently(stack: Stack) 
     """
     async with aiohttp.ClientSession() as session:
         instances = [await _new_instance(session, stack.sandbox.url) for _ in range(8)]
-        async with session.put(
-            f"{stack.sandbox.url}/_sandbox/faults/8x8",
-            json={"latency_ms": 40, "latency_distribution": "uniform"},
-        ) as resp:
-            assert resp.status == 200
+    await stack.fault("8x8", {"latency_ms": 40, "latency_distribution": "uniform"})
     actions = ["suspend", "resume", "suspend", "resume", "terminate"]
     commands = []
     for step, action in enumerate(actions):
@@ -130,14 +126,11 @@ async def test_same_key_runs_in_order_while_keys_run_concurrently(stack: Stack) 
     assert {o["status"] for o in outcomes.values()} == {"applied"}, [
         (k, o["error"]) for k, o in outcomes.items() if o["status"] != "applied"
     ]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{stack.sandbox.url}/_sandbox/requests", params={"provider": "8x8"}) as resp,
-    ):
-        log = [r for r in await resp.json() if r["method"] == "PATCH"]
+    log = [r for r in await stack.requests("8x8") if r["method"] == "PATCH"]
     for instance in instances:
         seen = [r["body"]["status"] for r in log if r["path"].endswith(instance)]
         assert seen == actions
+    assert max(r["concurrent"] for r in log) > 1  # different keys were in flight at the same time
 
 
 async def test_dead_letters_keep_the_original_and_the_next_command_runs(stack: Stack) -> None:

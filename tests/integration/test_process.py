@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
@@ -32,23 +31,6 @@ def zuora_run(i: int, prefix: str) -> tuple[bytes, dict[str, Any]]:
             "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
         },
     )
-
-
-async def sandbox_requests(stack: Stack, provider: str) -> list[dict[str, Any]]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{stack.sandbox.url}/_sandbox/requests", params={"provider": provider}) as resp,
-    ):
-        result: list[dict[str, Any]] = await resp.json()
-        return result
-
-
-async def set_fault(stack: Stack, provider: str, fault: dict[str, Any]) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.put(f"{stack.sandbox.url}/_sandbox/faults/{provider}", json=fault) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
 
 
 async def start_process(stack: Stack, tmp_path: Path, **overrides: Any) -> asyncio.subprocess.Process:
@@ -78,13 +60,13 @@ async def start_process(stack: Stack, tmp_path: Path, **overrides: Any) -> async
 
 
 async def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(stack: Stack, tmp_path: Path) -> None:
-    await set_fault(stack, "zuora", {"latency_ms": 1500})
+    await stack.fault("zuora", {"latency_ms": 1500})
     prefix = f"drain-{uuid.uuid4().hex[:6]}"
     await stack.send(*[zuora_run(i, prefix) for i in range(5)])
     process = await start_process(stack, tmp_path, engine={"drain_grace_s": 10})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
-    while len([r for r in await sandbox_requests(stack, "zuora") if "/run" in r["path"]]) < 5:
+    while len([r for r in await stack.requests("zuora") if "/run" in r["path"]]) < 5:
         assert loop.time() < deadline, "the bridge never called the sandbox"
         await asyncio.sleep(0.1)
     process.send_signal(signal.SIGTERM)  # all five calls are in flight, each needs ~1.5 s more
@@ -95,7 +77,7 @@ async def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(stack: Sta
     assert {o["status"] for o in outcomes.values()} == {"queued"} and len(outcomes) == 5
 
     # everything finished was committed: a new member of the group has nothing to replay
-    await set_fault(stack, "zuora", {})
+    await stack.fault("zuora", {})
     await stack.send(zuora_run(99, prefix))
     await stack.start_bridge()
     later = await stack.collect(1, within_s=40)  # the group first waits out the old member's session

@@ -1,0 +1,114 @@
+"""Broker outages, through a cuttable TCP proxy in front of a broker of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bridge.app import Bridge
+from bridge.local import examples
+from bridge.local.broker import RunningBroker, create_topics, free_port, start_broker
+from bridge.local.stack import local_settings, topic_layout
+from bridge.sandbox import config as sb
+from tests.integration.conftest import Stack
+from tests.integration.proxy import CuttableProxy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def proxied(sandbox: Any) -> AsyncIterator[tuple[Stack, CuttableProxy]]:
+    proxy_port = free_port()
+    broker = await start_broker(advertised_port=proxy_port)
+    proxy = CuttableProxy(proxy_port, broker.port)
+    await proxy.restore()
+    view = RunningBroker(broker.process, proxy_port)  # every client, the tests' too, goes through the proxy
+    settings = local_settings(
+        view.bootstrap,
+        sandbox.url,
+        overrides={
+            "kafka": {"group_id": f"g{uuid.uuid4().hex[:6]}", "request_timeout_ms": 5000},
+            "engine": {"publish_retry_backoff_s": 0.2},
+        },
+    )
+    await create_topics(view.bootstrap, topic_layout(settings.topics))
+    stack = Stack(view, sandbox, settings)
+    try:
+        yield stack, proxy
+    finally:
+        await stack.close()
+        await proxy.close()
+        await broker.stop()
+
+
+def command(name: str) -> tuple[bytes, dict[str, Any]]:
+    return (
+        name.encode(),
+        {
+            "id": f"{name}-{uuid.uuid4().hex[:6]}",
+            "target": examples.WORKFLOO,
+            "operation": "workfloo.execute",
+            "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
+            "scenario_id": sb.WORKFLOO_SCENARIO,
+        },
+    )
+
+
+async def wait_for(predicate: Any, within_s: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+def metric(bridge: Bridge, name: str, **labels: str) -> float:
+    return bridge.metrics.registry.get_sample_value(name, labels or None) or 0.0
+
+
+async def test_broker_unreachable_at_start_then_recovers(proxied: tuple[Stack, CuttableProxy]) -> None:
+    stack, proxy = proxied
+    await proxy.cut()
+    bridge = await stack.start_bridge()
+    await asyncio.sleep(2.0)  # it keeps retrying with backoff meanwhile
+    readiness = bridge.readiness()
+    assert not readiness.ready and "broker" in readiness.reason
+    await proxy.restore()
+    key, doc = command("late-start")
+    await stack.send((key, doc))
+    [event] = await stack.collect(1, within_s=60)
+    assert event["data"]["command_id"] == doc["id"] and event["data"]["status"] == "queued"
+    await wait_for(lambda: bridge.readiness().ready, 20, "readiness after recovery")
+
+
+async def test_outage_mid_run_retries_the_publish_and_commits_only_after(
+    proxied: tuple[Stack, CuttableProxy],
+) -> None:
+    stack, proxy = proxied
+    await stack.fault("workfloo", {"latency_ms": 3000})
+    bridge = await stack.start_bridge()
+    key, doc = command("mid-run")
+    await stack.send((key, doc))
+    await wait_for(lambda: bridge.engine is not None and bridge.engine.stats.accepted == 1, 60, "the command")
+    await proxy.cut()  # the provider call is in flight; its outcome cannot be published now
+    assert bridge.engine is not None
+    done: list[dict[str, Any]] = []
+
+    async def provider_answered() -> None:
+        while not done:
+            done.extend(r for r in await stack.requests("workfloo") if r["status"] == 200)
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(provider_answered(), 30)
+    await asyncio.sleep(6)  # longer than the producer's request timeout: the publish fails and is retried
+    assert all(offset is None for offset in bridge.engine.committed_offsets().values())
+    assert bridge.engine.stats.finished == 0
+    await proxy.restore()
+    events = await stack.collect(1, within_s=60)
+    assert [e["data"]["command_id"] for e in events] == [doc["id"]]
+    assert await stack.collect(1, within_s=3) == []  # published once, not once per failed attempt
+    await wait_for(lambda: any(bridge.engine.committed_offsets().values()), 30, "the commit")  # type: ignore[union-attr]
