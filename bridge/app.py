@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TypeVar
 
 import aiohttp
@@ -36,7 +36,6 @@ from bridge.redact import Redactor
 from bridge.settings import KafkaSettings, Settings
 
 log = logging.getLogger("bridge.app")
-STALL_AFTER_S = 120.0
 KafkaClient = TypeVar("KafkaClient", AIOKafkaConsumer, AIOKafkaProducer)
 
 
@@ -104,6 +103,9 @@ def build_targets(
             ssl=ssl_context_for(target.ca_file),
         )
         metrics.circuit_state.labels(name).set(0)
+        if target.provider in ("zilliant", "zuora"):  # series exist from the start, so rate() works
+            for result in ("ok", "failed"):
+                metrics.token_refreshes.labels(name, result)
     return targets
 
 
@@ -114,7 +116,7 @@ class Bridge:
         self.redactor = Redactor(secret_values(settings))
         self.engine: Engine | None = None
         self._stop = asyncio.Event()
-        self._started = time.monotonic()
+        self.health_port: int | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -129,16 +131,27 @@ class Bridge:
     def readiness(self) -> Readiness:
         if self.engine is None:
             return Readiness(False, "connecting to the Kafka broker")
-        lag = int(sum(self._lags().values()))
-        return judge_readiness(self.engine.stats, lag, time.monotonic(), STALL_AFTER_S)
+        return judge_readiness(self.engine.stats, time.monotonic(), self.settings.observability.stall_after_s)
 
-    def _lags(self) -> Mapping[str, float]:
-        collected = self.metrics.consumer_lag.collect()
-        return {s.labels["partition"] + s.labels["topic"]: s.value for m in collected for s in m.samples}
+    async def _readiness_routine(self) -> None:
+        """Keep bridge_ready current between probes and log every change, with its reason."""
+        was: bool | None = None
+        while True:
+            verdict = self.readiness()
+            self.metrics.ready.set(1 if verdict.ready else 0)
+            if verdict.ready != was and (was is not None or not verdict.ready):
+                level = logging.INFO if verdict.ready else logging.WARNING
+                log.log(
+                    level, "readiness: %s (%s)", "ready" if verdict.ready else "NOT ready", verdict.reason
+                )
+            was = verdict.ready
+            await asyncio.sleep(1.0)
 
     async def run(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
             await self._start_health(stack)
+            watcher = asyncio.create_task(self._readiness_routine(), name="readiness")
+            stack.push_async_callback(_cancel, watcher)
             pool = self.settings.http.max_connections or self.settings.engine.max_in_flight
             connector = aiohttp.TCPConnector(
                 limit=pool, limit_per_host=self.settings.http.max_connections_per_host
@@ -204,3 +217,9 @@ class Bridge:
         await site.start()
         self.health_port = runner.addresses[0][1] if runner.addresses else obs.port
         log.info("health and metrics on %s:%s", obs.host, self.health_port)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

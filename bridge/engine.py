@@ -39,6 +39,7 @@ class _Partition:
     keys: dict[bytes, deque[Incoming]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     committed: int | None = None
+    first_seen: int | None = None
     closing: bool = False
 
 
@@ -53,6 +54,8 @@ class EngineStats:
     last_progress_at: float = field(default_factory=time.monotonic)
     assigned: frozenset[TopicPartition] = frozenset()
     broker_ok: bool = False
+    lag: int = 0
+    in_flight: int = 0
 
 
 class Engine:
@@ -78,6 +81,7 @@ class Engine:
         self._paused = False
         self._commit_lock = asyncio.Lock()
         self.stats = EngineStats()
+        metrics.max_in_flight.set(settings.max_in_flight)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -143,6 +147,8 @@ class Engine:
     def _accept(self, partition: _Partition, record: Incoming) -> None:
         ts = record.timestamp_ms / 1000 if record.timestamp_ms and record.timestamp_ms > 0 else time.time()
         partition.tracker.add(record.offset, ts)
+        if partition.first_seen is None:
+            partition.first_seen = record.offset
         self._in_flight += 1
         self.stats.accepted += 1
         self._metrics.in_flight.set(self._in_flight)
@@ -181,6 +187,7 @@ class Engine:
         partition.tracker.done(record.offset)
         self.stats.finished += 1
         self.stats.last_progress_at = time.monotonic()
+        self._metrics.last_progress.set(time.time())
         if record.timestamp_ms and record.timestamp_ms > 0:
             family = "control" if "control" in record.topic else "run"
             self._metrics.command_latency.labels(family).observe(
@@ -211,10 +218,7 @@ class Engine:
 
     def _count(self, outgoing: Outgoing) -> None:
         if outgoing.outcome is not None:
-            o = outgoing.outcome
-            self._metrics.outcomes.labels(
-                o.target or "", o.provider.value if o.provider else "", o.operation or "", o.status.value
-            ).inc()
+            self._metrics.outcomes.labels(*outgoing.labels).inc()
         elif outgoing.dead_letter is not None:
             self._metrics.dead_letters.labels(outgoing.dead_letter.reason.value).inc()
 
@@ -244,11 +248,16 @@ class Engine:
         self.stats.last_commit_at = time.monotonic()
 
     def update_gauges(self) -> None:
+        total = 0
         for p in self._partitions.values():
             highwater = self._consumer.highwater(p.tp)
-            if highwater is not None and p.committed is not None:
-                lag = max(0, highwater - p.committed)
+            base = p.committed if p.committed is not None else p.first_seen
+            if highwater is not None and base is not None:
+                lag = max(0, highwater - base)
+                total += lag
                 self._metrics.consumer_lag.labels(p.tp.topic, str(p.tp.partition)).set(lag)
+        self.stats.lag = total
+        self.stats.in_flight = self._in_flight
         self._metrics.oldest_uncommitted_age.set(self.oldest_uncommitted_age_s())
 
     async def _drain(self, partitions: list[_Partition]) -> None:
@@ -275,13 +284,17 @@ class Engine:
         await self.commit(partitions)
         for p in partitions:
             self._partitions.pop(p.tp, None)
+            with contextlib.suppress(KeyError):  # a revoked partition's lag is its new owner's to report
+                self._metrics.consumer_lag.remove(p.tp.topic, str(p.tp.partition))
         self.stats.assigned = frozenset(self._partitions)
+        self._metrics.assigned_partitions.set(len(self._partitions))
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         for tp in assigned:
             if tp not in self._partitions:
                 self._partitions[tp] = _Partition(tp)
         self.stats.assigned = frozenset(self._partitions)
+        self._metrics.assigned_partitions.set(len(self._partitions))
         if self._paused:
             self._consumer.pause(*assigned)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,17 +18,24 @@ class Readiness:
     reason: str
 
 
-def judge_readiness(stats: EngineStats, lag: int, now: float, stall_after_s: float) -> Readiness:
-    """Pure: ready when connected, assigned (or idle), and making progress whenever there is lag."""
+def judge_readiness(stats: EngineStats, now: float, stall_after_s: float) -> Readiness:
+    """Pure: ready when connected and, whenever work is waiting, finishing commands.
+
+    No assigned partitions is ready: with more replicas than partitions some have nothing to do.
+    """
     if not stats.broker_ok:
         return Readiness(False, "not connected to the Kafka broker")
-    if lag > 0 and now - stats.last_progress_at > stall_after_s:
+    waiting = max(stats.lag, stats.in_flight)
+    idle_for = now - stats.last_progress_at
+    if waiting > 0 and idle_for > stall_after_s:
         return Readiness(
             False,
-            f"stalled: {lag} record(s) waiting and no command finished for "
-            f"{now - stats.last_progress_at:.0f}s",
+            f"stalled: {waiting} command(s) waiting ({stats.in_flight} in flight) and none finished "
+            f"for {idle_for:.0f}s; check provider latency, circuit state and broker health",
         )
-    return Readiness(True, "ok")
+    if not stats.assigned:
+        return Readiness(True, "ok: no partitions assigned (nothing to do)")
+    return Readiness(True, f"ok: {len(stats.assigned)} partition(s), {stats.in_flight} in flight")
 
 
 def build_health_app(metrics: Metrics, readiness: Callable[[], Readiness]) -> web.Application:
@@ -38,7 +44,6 @@ def build_health_app(metrics: Metrics, readiness: Callable[[], Readiness]) -> we
 
     async def readyz(_: web.Request) -> web.Response:
         verdict = readiness()
-        metrics.ready.set(1 if verdict.ready else 0)
         return web.json_response(
             {"ready": verdict.ready, "reason": verdict.reason}, status=200 if verdict.ready else 503
         )
@@ -53,7 +58,3 @@ def build_health_app(metrics: Metrics, readiness: Callable[[], Readiness]) -> we
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     return app
-
-
-def monotonic() -> float:
-    return time.monotonic()

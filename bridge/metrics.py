@@ -6,7 +6,15 @@ classes come from configuration or enums, never from command content.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from bridge import __version__
 
@@ -76,6 +84,24 @@ class Metrics:
         )
         self.commits = Counter("bridge_commits_total", "Offset commits.", ["result"], registry=r)
         self.ready = Gauge("bridge_ready", "1 when the bridge reports ready.", registry=r)
+        self.last_progress = Gauge(
+            "bridge_last_progress_timestamp_seconds", "Unix time of the last finished command.", registry=r
+        )
+        self.assigned_partitions = Gauge(
+            "bridge_assigned_partitions", "Command topic partitions assigned to this member.", registry=r
+        )
+        self.max_in_flight = Gauge("bridge_max_in_flight", "The configured in-flight limit.", registry=r)
+        if registry is None:  # a private registry: add what the default one would have
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+
+
+UNKNOWN = "unknown"
+
+
+def bounded(value: str | None, allowed: frozenset[str] | set[str]) -> str:
+    """A label value from a closed set; anything else (e.g. a target named in a bad command) is 'unknown'."""
+    return value if value is not None and value in allowed else UNKNOWN
 
 
 def status_class(http_status: int | None) -> str:

@@ -8,15 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, expiry_of, operation_of
+from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
 from bridge.executor import CallResult, Executor, TargetRuntime
-from bridge.metrics import Metrics
+from bridge.metrics import Metrics, bounded
 from bridge.outcomes import ErrorKind, OutcomeData, OutcomeError, ProviderKind, SourceRecord, Status
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
 from bridge.settings import Settings
 
 log = logging.getLogger("bridge.outcome")
+_OPERATIONS = frozenset(op.value for op in Operation)
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -51,6 +52,8 @@ class Outgoing:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     outcome: OutcomeData | None = None
     dead_letter: DeadLetter | None = None
+    labels: tuple[str, str, str, str] = ("", "", "", "")
+    """Bounded metric labels of an outcome: target, provider, operation, status."""
 
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
@@ -182,8 +185,19 @@ class Processor:
                 "error_kind": result.error.kind.value if result.error else None,
             },
         )
+        labels = (
+            bounded(target, set(self._targets)),
+            provider.value if provider else "unknown",
+            bounded(operation, _OPERATIONS),
+            result.status.value,
+        )
         return Outgoing(
-            self._outcome_topics[record.topic], record.key, encode(data), [CONTENT_TYPE], outcome=data
+            self._outcome_topics[record.topic],
+            record.key,
+            encode(data),
+            [CONTENT_TYPE],
+            outcome=data,
+            labels=labels,
         )
 
     def dead_letter(self, record: Incoming, letter: DeadLetter) -> Outgoing:

@@ -235,6 +235,9 @@ class ObservabilitySettings(_Model):
         le=65535,
         description="Health and metrics port; 0 picks a free one, null disables.",
     )
+    stall_after_s: float = Field(
+        default=120.0, gt=0, description="Not ready when work waits and nothing finished for this long."
+    )
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

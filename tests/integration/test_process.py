@@ -118,7 +118,9 @@ async def test_command_produced_by_librdkafka_with_zstd(stack: Stack) -> None:
     assert event["data"]["command_id"] == doc["id"] and event["data"]["status"] == "queued"
 
 
-async def test_kill_9_mid_stream_loses_nothing_and_duplicates_stay_bounded(stack: Stack, tmp_path: Path) -> None:
+async def test_kill_9_mid_stream_loses_nothing_and_duplicates_stay_bounded(
+    stack: Stack, tmp_path: Path
+) -> None:
     in_flight = 20
     await stack.fault("zuora", {"latency_ms": 150})
     prefix = f"kill-{uuid.uuid4().hex[:6]}"
@@ -137,7 +139,9 @@ async def test_kill_9_mid_stream_loses_nothing_and_duplicates_stay_bounded(stack
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 90
     while {e["data"]["command_id"] for e in events} != expected:
-        assert loop.time() < deadline, f"missing outcomes: {sorted(expected - {e['data']['command_id'] for e in events})[:5]}"
+        assert loop.time() < deadline, (
+            f"missing outcomes: {sorted(expected - {e['data']['command_id'] for e in events})[:5]}"
+        )
         events += await stack.collect(1, within_s=2)
     events += await stack.collect(1, within_s=2)  # stragglers
     ids = [e["data"]["command_id"] for e in events]
