@@ -28,6 +28,7 @@ from bridge.engine import Engine
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CircuitBreaker, TokenBucket
 from bridge.health import Readiness, build_health_app, judge_readiness
+from bridge.kafka_options import client_options
 from bridge.metrics import Metrics
 from bridge.processor import Processor
 from bridge.providers.oauth import ssl_context_for
@@ -42,25 +43,17 @@ KafkaClient = TypeVar("KafkaClient", AIOKafkaConsumer, AIOKafkaProducer)
 def secret_values(settings: Settings) -> list[str]:
     """Every configured credential, so that logs and outcome bodies can be scrubbed of them."""
     values = []
-    for target in settings.targets.values():
-        for name in type(target).model_fields:
-            value = getattr(target, name)
+    for model in (*settings.targets.values(), settings.kafka.security):
+        for name in type(model).model_fields:
+            value = getattr(model, name)
             if hasattr(value, "get_secret_value"):
                 values.append(value.get_secret_value())
     return values
 
 
-def kafka_common(kafka: KafkaSettings) -> dict[str, object]:
-    return {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "client_id": kafka.client_id,
-        "request_timeout_ms": kafka.request_timeout_ms,
-    }
-
-
 def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        **kafka_common(kafka),
+        **client_options(kafka),
         acks="all" if kafka.acks == "all" else int(kafka.acks),
         enable_idempotence=kafka.enable_idempotence,
         compression_type=kafka.compression_type,
@@ -70,7 +63,7 @@ def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
 
 def make_consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        **kafka_common(kafka),
+        **client_options(kafka),
         group_id=kafka.group_id,
         enable_auto_commit=False,
         auto_offset_reset=kafka.auto_offset_reset,

@@ -187,8 +187,42 @@ TargetSettings = Annotated[
 ]
 
 
+class KafkaSecuritySettings(_Model):
+    """TLS and SASL for every Kafka client the bridge creates (consumer, producer, admin, CLI)."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: Secret | None = None
+    sasl_password: Secret | None = None
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle that signed the brokers' certificates."
+    )
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: Path | None = Field(default=None, description="Client private key (mutual TLS).")
+    ssl_key_password: Secret | None = None
+    ssl_check_hostname: bool = True
+
+    _secrets = field_validator("sasl_username", "sasl_password", "ssl_key_password", mode="before")(
+        _resolve_secret
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSecuritySettings:
+        sasl = self.protocol.startswith("SASL")
+        if sasl and (self.sasl_mechanism is None or self.sasl_username is None or self.sasl_password is None):
+            raise ValueError(f"{self.protocol} needs sasl_mechanism, sasl_username and sasl_password")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism is set but protocol is {self.protocol}; use SASL_SSL")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("give both ssl_certfile and ssl_keyfile for mutual TLS, or neither")
+        if not self.protocol.endswith("SSL") and (self.ssl_cafile or self.ssl_certfile):
+            raise ValueError(f"TLS files are set but protocol is {self.protocol}; use SSL or SASL_SSL")
+        return self
+
+
 class KafkaSettings(_Model):
     bootstrap_servers: str = "127.0.0.1:9092"
+    security: KafkaSecuritySettings = KafkaSecuritySettings()
     group_id: str = "workflow-bridge"
     client_id: str = "workflow-bridge"
     enable_idempotence: bool = Field(

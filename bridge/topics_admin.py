@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +29,8 @@ from aiokafka.errors import KafkaError
 
 from bridge.contracts import TopicSpec, check_all, load_specs, write_all
 from bridge.errors import BridgeError, ConfigError
-from bridge.settings import KafkaSettings
+from bridge.kafka_options import security_options
+from bridge.settings import KafkaSettings, load_settings
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code: another admin created it between our list and create
 MIN_INSYNC = "min.insync.replicas"
@@ -124,8 +125,12 @@ def compare(
 
 
 @contextlib.asynccontextmanager
-async def _admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="workflow-bridge-topics")
+async def _admin(
+    bootstrap: str, options: Mapping[str, Any] | None = None
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(
+        **{**(options or {}), "bootstrap_servers": bootstrap, "client_id": "workflow-bridge-topics"}
+    )
     try:
         await admin.start()
         yield admin
@@ -133,10 +138,16 @@ async def _admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
         await admin.close()
 
 
-async def apply_topics(bootstrap: str, specs: Sequence[TopicSpec], *, dry_run: bool = False) -> Report:
+async def apply_topics(
+    bootstrap: str,
+    specs: Sequence[TopicSpec],
+    *,
+    dry_run: bool = False,
+    options: Mapping[str, Any] | None = None,
+) -> Report:
     """Create the missing topics; report (never change) existing ones that differ from their spec."""
     report = Report()
-    async with _admin(bootstrap) as admin:
+    async with _admin(bootstrap, options) as admin:
         brokers, existing = await _cluster(admin)
         missing = [spec for spec in specs if spec.name not in existing]
         for spec in missing:
@@ -149,10 +160,12 @@ async def apply_topics(bootstrap: str, specs: Sequence[TopicSpec], *, dry_run: b
     return report
 
 
-async def check_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> Report:
+async def check_topics(
+    bootstrap: str, specs: Sequence[TopicSpec], *, options: Mapping[str, Any] | None = None
+) -> Report:
     """Drift between the broker and the specs: missing topics, partition counts, configs."""
     report = Report()
-    async with _admin(bootstrap) as admin:
+    async with _admin(bootstrap, options) as admin:
         brokers, existing = await _cluster(admin)
         for spec in specs:
             if spec.name not in existing:
@@ -244,7 +257,12 @@ def add_topics_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         parser.add_argument("--dir", type=Path, default=Path("topics"), help="topic spec directory")
     for parser in (apply, check):
         default = KafkaSettings().bootstrap_servers
-        parser.add_argument("--bootstrap", default=default, help=f"HOST:PORT (default {default})")
+        parser.add_argument(
+            "--bootstrap", default=None, help=f"HOST:PORT (default: the config's, else {default})"
+        )
+        parser.add_argument(
+            "--config", type=Path, default=None, help="bridge config: bootstrap, TLS and SASL"
+        )
 
 
 def run_topics_cli(args: argparse.Namespace) -> int:
@@ -253,10 +271,12 @@ def run_topics_cli(args: argparse.Namespace) -> int:
         if args.topics_command == "generate":
             return _generate(args.dir, check=args.check)
         specs = load_specs(args.dir)
+        kafka = load_settings(args.config).kafka if args.config else KafkaSettings()
+        bootstrap, options = args.bootstrap or kafka.bootstrap_servers, security_options(kafka.security)
         if args.topics_command == "apply":
-            report = asyncio.run(apply_topics(args.bootstrap, specs, dry_run=args.dry_run))
+            report = asyncio.run(apply_topics(bootstrap, specs, dry_run=args.dry_run, options=options))
         else:
-            report = asyncio.run(check_topics(args.bootstrap, specs))
+            report = asyncio.run(check_topics(bootstrap, specs, options=options))
     except (ConfigError, TopicAdminError, KafkaError) as exc:
         print(f"bridge topics: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
 from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
+from bridge.kafka_options import client_options
 from bridge.parsing import describe_errors, parse_any
 from bridge.settings import Settings
 
@@ -33,10 +34,8 @@ def command_topic(settings: Settings, doc: dict[str, Any]) -> str:
 
 
 async def publish_commands(settings: Settings, docs: list[tuple[bytes | None, dict[str, Any]]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_idempotence=settings.kafka.enable_idempotence,
-    )
+    # a one-shot send gains nothing from an idempotent producer, and some brokers (Tansu) lack it
+    producer = AIOKafkaProducer(**client_options(settings.kafka), enable_idempotence=False)
     await producer.start()
     try:
         for key, doc in docs:
@@ -89,7 +88,7 @@ async def tail_outcomes(settings: Settings, args: Namespace) -> int:
         t.run_outcomes,
         t.control_outcomes,
         t.dead_letter,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,
     )

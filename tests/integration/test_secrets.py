@@ -1,0 +1,83 @@
+"""No configured secret reaches logs, outcome events, dead letters or /metrics, across a full run of
+every example command, including an authentication failure, at DEBUG log level."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+import yaml
+
+from bridge.local import examples
+from bridge.local.broker import free_port
+from bridge.local.stack import SANDBOX_ENV, local_config
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_no_secret_leaves_the_process(stack: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    raw = local_config(
+        stack.broker.bootstrap,
+        stack.sandbox.url,
+        metrics_port=port,
+        overrides={
+            "topics": stack.settings.topics.model_dump(),
+            "kafka": {"group_id": stack.settings.kafka.group_id},
+            "observability": {"log_level": "DEBUG", "log_format": "json"},
+        },
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "run",
+        "--config",
+        str(config),
+        env={**os.environ, **SANDBOX_ENV},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    logs = bytearray()
+
+    async def drain_logs() -> None:
+        assert process.stderr is not None
+        while chunk := await process.stderr.read(65536):
+            logs.extend(chunk)
+
+    reader = asyncio.create_task(drain_logs())
+    try:
+        commands = examples.example_commands(f"secrets-{uuid.uuid4().hex[:6]}")
+        await stack.send(*commands)
+        await stack.send((b"junk", b"not json"), topic=stack.settings.topics.run_commands)
+        events = await stack.collect(len(commands) + 1, within_s=60)
+        assert len(events) == len(commands) + 1
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            metrics = await resp.text()
+    finally:
+        process.terminate()
+        await process.wait()
+        await reader
+    statuses = {e["data"]["status"] for e in events if isinstance(e, dict)}
+    assert {"queued", "applied", "conflict", "rejected", "error"} <= statuses  # auth failure included
+    published = b"".join(
+        orjson.dumps(e) if isinstance(e, dict) else (e.value or b"") + b"".join(v for _, v in e.headers)
+        for e in events
+    )
+    assert b'"level":"debug"' in logs or b'"level":"info"' in logs  # the logs were really captured
+    for name, secret in SANDBOX_ENV.items():
+        for where, text in (("logs", bytes(logs)), ("events", published), ("metrics", metrics.encode())):
+            assert secret.encode() not in text, f"{name} leaked into {where}"

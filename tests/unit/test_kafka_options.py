@@ -1,0 +1,157 @@
+"""Kafka TLS and SASL wiring. (Tansu 0.6 here cannot serve TLS or create SASL users, so the options
+handed to aiokafka are checked instead; the TLS context is built from real certificate files.)"""
+
+import shutil
+import ssl
+import subprocess
+
+import pytest
+
+from bridge.errors import ConfigError
+from bridge.kafka_options import client_options
+from bridge.settings import parse_settings
+
+ENV = {"KAFKA_USER": "bridge-svc", "KAFKA_PASSWORD": "kafka-pass-123", "KEY_PASSWORD": "key-pass"}
+
+
+def kafka(security, env=ENV):
+    return parse_settings({"kafka": {"bootstrap_servers": "k1:9093", "security": security}}, env).kafka
+
+
+def test_plaintext_is_the_default():
+    options = client_options(parse_settings({}, {}).kafka)
+    assert options["security_protocol"] == "PLAINTEXT"
+    assert "ssl_context" not in options and "sasl_mechanism" not in options
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_over_tls_passes_credentials_from_secrets(mechanism):
+    options = client_options(
+        kafka(
+            {
+                "protocol": "SASL_SSL",
+                "sasl_mechanism": mechanism,
+                "sasl_username": {"env": "KAFKA_USER"},
+                "sasl_password": {"env": "KAFKA_PASSWORD"},
+            }
+        )
+    )
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == mechanism
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "bridge-svc",
+        "kafka-pass-123",
+    )
+    context = options["ssl_context"]
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+
+
+@pytest.mark.parametrize(
+    ("security", "fragment"),
+    [
+        ({"protocol": "SASL_SSL"}, "needs sasl_mechanism"),
+        ({"protocol": "SSL", "sasl_mechanism": "PLAIN"}, "use SASL_SSL"),
+        ({"protocol": "PLAINTEXT", "ssl_cafile": "/ca.pem"}, "use SSL or SASL_SSL"),
+        ({"protocol": "SSL", "ssl_certfile": "/c.pem"}, "both ssl_certfile and ssl_keyfile"),
+        (
+            {
+                "protocol": "SASL_SSL",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": "inline",
+                "sasl_password": "x",
+            },
+            "inline secrets are not allowed",
+        ),
+    ],
+)
+def test_inconsistent_security_is_refused_with_the_field(security, fragment):
+    with pytest.raises(ConfigError, match="kafka.security") as info:
+        kafka(security)
+    assert fragment in str(info.value)
+
+
+@pytest.fixture
+def certificates(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make test certificates")
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=bridge",
+        "-passout",
+        "pass:key-pass",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.crt",
+        "-days",
+        "1",
+    )
+    return tmp_path
+
+
+def test_mutual_tls_loads_the_ca_and_the_encrypted_client_key(certificates):
+    options = client_options(
+        kafka(
+            {
+                "protocol": "SSL",
+                "ssl_cafile": str(certificates / "ca.crt"),
+                "ssl_certfile": str(certificates / "client.crt"),
+                "ssl_keyfile": str(certificates / "client.key"),
+                "ssl_key_password": {"env": "KEY_PASSWORD"},
+                "ssl_check_hostname": False,
+            }
+        )
+    )
+    context = options["ssl_context"]
+    assert not context.check_hostname
+    assert any(cert["subject"] == ((("commonName", "test-ca"),),) for cert in context.get_ca_certs())
+
+
+def test_a_wrong_key_password_fails_at_start_up(certificates):
+    with pytest.raises(ssl.SSLError):
+        client_options(
+            kafka(
+                {
+                    "protocol": "SSL",
+                    "ssl_certfile": str(certificates / "client.crt"),
+                    "ssl_keyfile": str(certificates / "client.key"),
+                    "ssl_key_password": {"env": "KEY_PASSWORD"},
+                },
+                {**ENV, "KEY_PASSWORD": "wrong"},
+            )
+        )
