@@ -65,7 +65,7 @@ def test_sasl_over_tls_passes_credentials_from_secrets(mechanism):
     ],
 )
 def test_inconsistent_security_is_refused_with_the_field(security, fragment):
-    with pytest.raises(ConfigError, match="kafka.security") as info:
+    with pytest.raises(ConfigError, match=r"kafka\.security") as info:
         kafka(security)
     assert fragment in str(info.value)
 
