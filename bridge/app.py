@@ -173,7 +173,7 @@ class Bridge:
             )
             if self._stop.is_set():
                 self.engine.request_stop()
-            log.info("bridge running: topics=%s targets=%s", processor.command_topics, sorted(targets))
+            log.info("bridge running: topics=%s targets=%s", list(processor.command_topics), sorted(targets))
             await self.engine.run()
 
     async def _start_client(self, make: Callable[[], KafkaClient], name: str) -> KafkaClient | None:

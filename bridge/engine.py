@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ class EngineStats:
     broker_ok: bool = False
     lag: int = 0
     in_flight: int = 0
+    publish_error: str | None = None
 
 
 class Engine:
@@ -64,14 +65,14 @@ class Engine:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         handler: Handler,
-        topics: Iterable[str],
+        topics: Mapping[str, str],
         settings: EngineSettings,
         metrics: Metrics,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
         self._handler = handler
-        self._topics = list(topics)
+        self._families = dict(topics)  # topic -> family label
         self._settings = settings
         self._metrics = metrics
         self._partitions: dict[TopicPartition, _Partition] = {}
@@ -90,7 +91,7 @@ class Engine:
         self._stopping.set()
 
     async def run(self) -> None:
-        self._consumer.subscribe(self._topics, listener=_Listener(self))
+        self._consumer.subscribe(list(self._families), listener=_Listener(self))
         next_commit = time.monotonic() + self._settings.commit_interval_s
         try:
             while not self._stopping.is_set():
@@ -189,7 +190,7 @@ class Engine:
         self.stats.last_progress_at = time.monotonic()
         self._metrics.last_progress.set(time.time())
         if record.timestamp_ms and record.timestamp_ms > 0:
-            family = "control" if "control" in record.topic else "run"
+            family = self._families.get(record.topic, "unknown")
             self._metrics.command_latency.labels(family).observe(
                 max(0.0, time.time() - record.timestamp_ms / 1000)
             )
@@ -209,10 +210,12 @@ class Engine:
                 )
                 await future
             except KafkaError as exc:
+                self.stats.publish_error = f"{type(exc).__name__}: {exc}"[:200]
                 self._metrics.publish_failures.inc()
                 log.warning("publish to %s failed, will retry: %s", outgoing.topic, exc)
                 await asyncio.sleep(self._settings.publish_retry_backoff_s)
                 continue
+            self.stats.publish_error = None
             self._count(outgoing)
             return
 

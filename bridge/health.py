@@ -25,6 +25,10 @@ def judge_readiness(stats: EngineStats, now: float, stall_after_s: float) -> Rea
     """
     if not stats.broker_ok:
         return Readiness(False, "not connected to the Kafka broker")
+    if stats.publish_error is not None:
+        return Readiness(
+            False, f"cannot publish outcomes to the Kafka broker ({stats.publish_error}); retrying"
+        )
     waiting = max(stats.lag, stats.in_flight)
     idle_for = now - stats.last_progress_at
     if waiting > 0 and idle_for > stall_after_s:

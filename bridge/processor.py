@@ -79,8 +79,9 @@ class Processor:
         self._metrics = metrics
 
     @property
-    def command_topics(self) -> list[str]:
-        return list(self._families)
+    def command_topics(self) -> dict[str, str]:
+        """Command topic -> its family ('run' or 'control'), for subscription and metric labels."""
+        return {topic: family.value for topic, family in self._families.items()}
 
     async def process(self, record: Incoming) -> Outgoing:
         self._metrics.commands_consumed.labels(record.topic).inc()

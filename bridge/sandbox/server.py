@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import random
+import ssl
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -105,10 +106,12 @@ def build_app(config: SandboxConfig | None = None) -> web.Application:
 class RunningSandbox:
     """A sandbox serving on loopback; ``stop()`` is idempotent."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, state: SandboxState) -> None:
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, state: SandboxState, scheme: str = "http"
+    ) -> None:
         self._runner = runner
         self.port = port
-        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self.url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
         self.state = state
         self._stopped = False
 
@@ -128,18 +131,24 @@ class RunningSandbox:
 
 
 async def start_sandbox(
-    host: str = "127.0.0.1", port: int = 0, config: SandboxConfig | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: SandboxConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> RunningSandbox:
-    """Serve the sandbox on ``host:port``; port 0 picks a free port (read back from the socket)."""
+    """Serve the sandbox on ``host:port``; port 0 picks a free port (read back from the socket).
+
+    With ``ssl_context`` it serves HTTPS (for tests of certificate verification)."""
     config = config or SandboxConfig()
     app = build_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.shutdown_timeout_s)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound_port = int(runner.addresses[0][1])
     except BaseException:
         await runner.cleanup()
         raise
-    return RunningSandbox(runner, host, bound_port, app[STATE_KEY])
+    scheme = "https" if ssl_context else "http"
+    return RunningSandbox(runner, host, bound_port, app[STATE_KEY], scheme)

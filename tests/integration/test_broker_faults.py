@@ -104,7 +104,10 @@ async def test_outage_mid_run_retries_the_publish_and_commits_only_after(
             await asyncio.sleep(0.1)
 
     await asyncio.wait_for(provider_answered(), 30)
-    await asyncio.sleep(6)  # longer than the producer's request timeout: the publish fails and is retried
+    # past the producer's request timeout the publish fails, is retried, and readiness says so
+    await wait_for(
+        lambda: "cannot publish" in bridge.readiness().reason, 30, "not-ready while publishing fails"
+    )
     assert all(offset is None for offset in bridge.engine.committed_offsets().values())
     assert bridge.engine.stats.finished == 0
     await proxy.restore()

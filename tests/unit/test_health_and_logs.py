@@ -17,6 +17,11 @@ def test_not_connected_is_not_ready():
     assert not verdict.ready and "broker" in verdict.reason
 
 
+def test_failing_publishes_are_not_ready():
+    verdict = judge_readiness(stats(publish_error="KafkaTimeoutError: x"), now=100.0, stall_after_s=60)
+    assert not verdict.ready and "cannot publish" in verdict.reason
+
+
 def test_waiting_work_without_progress_is_a_stall_with_a_reason():
     verdict = judge_readiness(stats(lag=40, in_flight=3), now=161.0, stall_after_s=60)
     assert not verdict.ready

@@ -1,0 +1,135 @@
+"""Provider TLS: certificates are verified by default, and a per-target CA bundle is honoured."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bridge.executor import Executor, TargetRuntime
+from bridge.guards import CircuitBreaker, TokenBucket
+from bridge.local.stack import SANDBOX_ENV
+from bridge.metrics import Metrics
+from bridge.outcomes import Status
+from bridge.parsing import parse_any
+from bridge.providers.oauth import ssl_context_for
+from bridge.providers.registry import build_provider
+from bridge.redact import Redactor
+from bridge.sandbox import config as sb
+from bridge.sandbox import start_sandbox
+from bridge.settings import parse_settings
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> Path:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make test certificates")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=sandbox-test-ca",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (tmp_path / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    )
+    return tmp_path
+
+
+@pytest.fixture
+async def https_sandbox(certificates: Path) -> AsyncIterator[Any]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates / "server.crt", certificates / "server.key")
+    running = await start_sandbox("127.0.0.1", 0, ssl_context=context)
+    yield running
+    await running.stop()
+
+
+async def execute(url: str, ca_file: Path | None) -> Any:
+    target: dict[str, Any] = {
+        "provider": "workfloo",
+        "base_url": f"{url}/workfloo-sandbox",
+        "api_key": {"env": "SANDBOX_WORKFLOO_API_KEY"},
+        "retry": {"max_attempts": 1},
+    }
+    if ca_file is not None:
+        target["ca_file"] = str(ca_file)
+    settings = parse_settings({"targets": {"w": target}}, SANDBOX_ENV).targets["w"]
+    command = parse_any(
+        {
+            "id": "tls-1",
+            "target": "w",
+            "operation": "workfloo.execute",
+            "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
+            "scenario_id": sb.WORKFLOO_SCENARIO,
+        }
+    )
+    async with aiohttp.ClientSession() as session:
+        runtime = TargetRuntime(
+            "w",
+            settings,
+            build_provider("w", settings, session),
+            CircuitBreaker(settings.circuit),
+            TokenBucket(settings.rate_limit),
+            ssl_context_for(settings.ca_file),
+        )
+        return await Executor(session, Metrics(), Redactor(), 2048).execute(runtime, command)
+
+
+async def test_an_unknown_certificate_authority_is_refused(https_sandbox: Any) -> None:
+    assert https_sandbox.url.startswith("https://")
+    result = await execute(https_sandbox.url, ca_file=None)
+    assert result.status is Status.ERROR
+    assert result.error is not None and result.error.kind.value == "unreachable"
+    assert "Certificate" in result.error.message
+
+
+async def test_the_targets_ca_file_is_trusted(https_sandbox: Any, certificates: Path) -> None:
+    result = await execute(https_sandbox.url, ca_file=certificates / "ca.crt")
+    assert result.status is Status.QUEUED and result.reference
