@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py)
 
 .PHONY: install run test lint typecheck format unit integration bench bench-smoke clean
 
@@ -18,15 +19,15 @@ run: $(STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C 
 	$(BIN)/bridge local
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy bridge
 
 format: $(STAMP)
-	$(BIN)/ruff format bridge tests bench
-	$(BIN)/ruff check --fix bridge tests bench
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
