@@ -15,8 +15,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.app import Bridge
+from bridge.local import examples
 from bridge.local.broker import RunningBroker, create_topics, start_broker
 from bridge.local.stack import local_settings, topic_layout
+from bridge.sandbox import config as sb
 from bridge.sandbox import start_sandbox
 from bridge.settings import Settings
 
@@ -159,6 +161,17 @@ async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
     world = Stack(broker, sandbox, settings)
     yield world
     await world.close()
+
+
+def workfloo_command(command_id: str, target: str = examples.WORKFLOO) -> dict[str, Any]:
+    """A workfloo run command the sandbox accepts (unless ``target`` says otherwise)."""
+    return {
+        "id": command_id,
+        "target": target,
+        "operation": "workfloo.execute",
+        "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
+        "scenario_id": sb.WORKFLOO_SCENARIO,
+    }
 
 
 def by_command(events: list[Any]) -> dict[str, dict[str, Any]]:

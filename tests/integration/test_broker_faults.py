@@ -10,11 +10,9 @@ from typing import Any
 import pytest
 
 from bridge.app import Bridge
-from bridge.local import examples
 from bridge.local.broker import RunningBroker, create_topics, free_port, start_broker
 from bridge.local.stack import local_settings, topic_layout
-from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, workfloo_command
 from tests.integration.proxy import CuttableProxy
 
 pytestmark = pytest.mark.integration
@@ -46,16 +44,7 @@ async def proxied(sandbox: Any) -> AsyncIterator[tuple[Stack, CuttableProxy]]:
 
 
 def command(name: str) -> tuple[bytes, dict[str, Any]]:
-    return (
-        name.encode(),
-        {
-            "id": f"{name}-{uuid.uuid4().hex[:6]}",
-            "target": examples.WORKFLOO,
-            "operation": "workfloo.execute",
-            "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
-            "scenario_id": sb.WORKFLOO_SCENARIO,
-        },
-    )
+    return (name.encode(), workfloo_command(f"{name}-{uuid.uuid4().hex[:6]}"))
 
 
 async def wait_for(predicate: Any, within_s: float, what: str) -> None:

@@ -10,22 +10,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.local import examples
-from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, workfloo_command
 from tests.unit.test_observability_names import METRIC, alert_queries, dashboard_queries
 
 pytestmark = pytest.mark.integration
-
-
-def run(command_id: str, target: str = examples.WORKFLOO) -> dict[str, str]:
-    return {
-        "id": command_id,
-        "target": target,
-        "operation": "workfloo.execute",
-        "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
-        "scenario_id": sb.WORKFLOO_SCENARIO,
-    }
 
 
 async def get(port: int, path: str) -> tuple[int, str]:
@@ -37,7 +25,10 @@ async def test_metrics_scrape_has_everything_the_dashboard_and_alerts_use(stack:
     await stack.fault("workfloo", {"fail_next": {"count": 1, "status": 503}})  # so a retry is counted
     bridge = await stack.start_bridge()
     secret_id = f"cmd-{uuid.uuid4().hex}"
-    await stack.send((b"a", run(secret_id)), (b"b", run("x-unknown", target="attacker-chosen-target")))
+    await stack.send(
+        (b"a", workfloo_command(secret_id)),
+        (b"b", workfloo_command("x-unknown", target="attacker-chosen-target")),
+    )
     await stack.send((b"c", b"junk"), topic=stack.settings.topics.run_commands)
     assert len(await stack.collect(3)) == 3
     await asyncio.sleep(0.5)  # one commit interval, so lag and commit series exist
@@ -59,7 +50,7 @@ async def test_a_stalled_engine_turns_not_ready_and_says_why(stack: Stack) -> No
     stack.configure(observability={"stall_after_s": 1.0})
     await stack.fault("workfloo", {"latency_ms": 5000})
     bridge = await stack.start_bridge()
-    await stack.send((b"slow", run(f"slow-{uuid.uuid4().hex[:6]}")))
+    await stack.send((b"slow", workfloo_command(f"slow-{uuid.uuid4().hex[:6]}")))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while True:

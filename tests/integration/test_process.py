@@ -33,11 +33,14 @@ def zuora_run(i: int, prefix: str) -> tuple[bytes, dict[str, Any]]:
     )
 
 
-async def start_process(stack: Stack, tmp_path: Path, **overrides: Any) -> asyncio.subprocess.Process:
+async def start_process(
+    stack: Stack, tmp_path: Path, *, metrics_port: int | None = None, **overrides: Any
+) -> asyncio.subprocess.Process:
+    """``python -m bridge run`` on this test's topics and group; stderr (the logs) is a pipe."""
     raw = local_config(
         stack.broker.bootstrap,
         stack.sandbox.url,
-        metrics_port=None,
+        metrics_port=metrics_port,
         overrides={
             "topics": stack.settings.topics.model_dump(),
             "kafka": {"group_id": stack.settings.kafka.group_id},

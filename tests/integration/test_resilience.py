@@ -14,7 +14,7 @@ import pytest
 
 from bridge.local import examples
 from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack, by_command
+from tests.integration.conftest import Stack, by_command, workfloo_command
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +26,6 @@ def zuora_run(command_id: str, **extra: Any) -> dict[str, Any]:
         "operation": "zuora.run_workflow",
         "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
         **extra,
-    }
-
-
-def workfloo_run(command_id: str, target: str = examples.WORKFLOO) -> dict[str, Any]:
-    return {
-        "id": command_id,
-        "target": target,
-        "operation": "workfloo.execute",
-        "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
-        "scenario_id": sb.WORKFLOO_SCENARIO,
     }
 
 
@@ -62,7 +52,7 @@ async def test_retries_reuse_the_idempotency_key_and_never_block_other_keys(stac
         {"rate_limit_next": {"count": 1, "retry_after": "2"}, "fail_next": {"count": 2, "status": 503}},
     )
     slow, fast = uid("retried"), uid("other-key")
-    await stack.send((b"key-a", zuora_run(slow)), (b"key-b", workfloo_run(fast)))
+    await stack.send((b"key-a", zuora_run(slow)), (b"key-b", workfloo_command(fast)))
     await stack.start_bridge()
     events = await stack.collect(2)
     outcomes = by_command(events)
@@ -77,7 +67,7 @@ async def test_retries_reuse_the_idempotency_key_and_never_block_other_keys(stac
 async def warm_up(stack: Stack) -> None:
     """Start a bridge and wait until it has joined the group and answered one command."""
     await stack.start_bridge()
-    await stack.send((b"warm-up", workfloo_run(uid("warm-up"))))
+    await stack.send((b"warm-up", workfloo_command(uid("warm-up"))))
     assert len(await stack.collect(1)) == 1
 
 
@@ -90,7 +80,7 @@ async def test_retry_after_is_honoured_in_both_forms(stack: Stack, form: str) ->
         "2" if form == "seconds" else format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
     )
     await stack.fault("workfloo", {"rate_limit_next": {"count": 1, "retry_after": when}})
-    await stack.send((b"k", workfloo_run(uid("retry-after"))))
+    await stack.send((b"k", workfloo_command(uid("retry-after"))))
     [event] = await stack.collect(1)
     data = event["data"]
     assert data["status"] == "queued" and data["attempts"] == 2
@@ -147,11 +137,11 @@ async def test_expired_commands_are_not_executed(stack: Stack) -> None:
     await stack.start_bridge()
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     expired_abs, expired_ttl, too_old, fresh = uid("abs"), uid("ttl"), uid("old"), uid("fresh")
-    await stack.send((b"a", {**workfloo_run(expired_abs), "expires_at": past}))
-    await stack.send((b"b", {**workfloo_run(fresh), "ttl_s": 3600}))
+    await stack.send((b"a", {**workfloo_command(expired_abs), "expires_at": past}))
+    await stack.send((b"b", {**workfloo_command(fresh), "ttl_s": 3600}))
     old_ms = int((time.time() - 7200) * 1000)
-    await stack.send((b"c", {**workfloo_run(expired_ttl), "ttl_s": 60}), timestamp_ms=old_ms)
-    await stack.send((b"d", workfloo_run(too_old)), timestamp_ms=old_ms)  # beyond the target's max_age_s
+    await stack.send((b"c", {**workfloo_command(expired_ttl), "ttl_s": 60}), timestamp_ms=old_ms)
+    await stack.send((b"d", workfloo_command(too_old)), timestamp_ms=old_ms)  # beyond the target's max_age_s
     outcomes = by_command(await stack.collect(4))
     for command_id in (expired_abs, expired_ttl, too_old):
         assert outcomes[command_id]["status"] == "rejected"
@@ -173,7 +163,7 @@ async def test_circuit_opens_for_the_failing_target_only(stack: Stack) -> None:
     await stack.fault("zuora", {"error_rate": 1.0, "error_status": 503})
     bridge = await stack.start_bridge()
     broken = [(b"z", zuora_run(uid(f"broken-{i}"))) for i in range(6)]
-    healthy = [(f"w{i}".encode(), workfloo_run(uid(f"healthy-{i}"))) for i in range(3)]
+    healthy = [(f"w{i}".encode(), workfloo_command(uid(f"healthy-{i}"))) for i in range(3)]
     await stack.send(*broken)
     await stack.send(*healthy)
     outcomes = by_command(await stack.collect(9))
@@ -225,12 +215,12 @@ async def test_random_poison_gets_exactly_one_result_each(stack: Stack) -> None:
             doc = (
                 zuora_run(f"bad-{i}", parameters={"id": 1})
                 if i % 2
-                else workfloo_run(f"bad-{i}", target="../x")
+                else workfloo_command(f"bad-{i}", target="../x")
             )
             value = orjson.dumps(doc)
         else:
             good_ids.append(f"good-{i}")
-            value = orjson.dumps(workfloo_run(f"good-{i}"))
+            value = orjson.dumps(workfloo_command(f"good-{i}"))
         messages.append((f"k{i % 7}".encode(), value))
     await stack.send(*messages, topic=stack.settings.topics.run_commands)
     await stack.start_bridge()

@@ -4,48 +4,26 @@ every example command, including an authentication failure, at DEBUG log level."
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
-import yaml
 
 from bridge.local import examples
 from bridge.local.broker import free_port
-from bridge.local.stack import SANDBOX_ENV, local_config
+from bridge.local.stack import SANDBOX_ENV
 from tests.integration.conftest import Stack
+from tests.integration.test_process import start_process
 
 pytestmark = pytest.mark.integration
 
 
 async def test_no_secret_leaves_the_process(stack: Stack, tmp_path: Path) -> None:
     port = free_port()
-    raw = local_config(
-        stack.broker.bootstrap,
-        stack.sandbox.url,
-        metrics_port=port,
-        overrides={
-            "topics": stack.settings.topics.model_dump(),
-            "kafka": {"group_id": stack.settings.kafka.group_id},
-            "observability": {"log_level": "DEBUG", "log_format": "json"},
-        },
-    )
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge",
-        "run",
-        "--config",
-        str(config),
-        env={**os.environ, **SANDBOX_ENV},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    process = await start_process(
+        stack, tmp_path, metrics_port=port, observability={"log_level": "DEBUG", "log_format": "json"}
     )
     assert process.stderr is not None
     logs = bytearray()

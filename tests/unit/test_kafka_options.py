@@ -1,15 +1,14 @@
 """Kafka TLS and SASL wiring. (Tansu 0.6 here cannot serve TLS or create SASL users, so the options
 handed to aiokafka are checked instead; the TLS context is built from real certificate files.)"""
 
-import shutil
 import ssl
-import subprocess
 
 import pytest
 
 from bridge.errors import ConfigError
 from bridge.kafka_options import client_options
 from bridge.settings import parse_settings
+from tests.certs import issue, make_ca
 
 ENV = {"KAFKA_USER": "bridge-svc", "KAFKA_PASSWORD": "kafka-pass-123", "KEY_PASSWORD": "key-pass"}
 
@@ -72,55 +71,8 @@ def test_inconsistent_security_is_refused_with_the_field(security, fragment):
 
 @pytest.fixture
 def certificates(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make test certificates")
-
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-        "-subj",
-        "/CN=bridge",
-        "-passout",
-        "pass:key-pass",
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.crt",
-        "-days",
-        "1",
-    )
+    make_ca(tmp_path)
+    issue(tmp_path, "client", "bridge", key_password="key-pass")
     return tmp_path
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
-import aiohttp
 import pytest
 
-from bridge.sandbox import start_sandbox
 from bridge.sandbox.config import (
     EIGHTBYEIGHT_ACCOUNT,
     EIGHTBYEIGHT_API_KEY,
@@ -43,19 +41,6 @@ TABLE = {
         for cmd in ("suspend", "resume", "terminate")
     },
 }
-
-
-@pytest.fixture
-async def sandbox():
-    running = await start_sandbox()
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def call(http, method, url, headers=AUTH, json=None):

@@ -45,12 +45,6 @@ async def sandbox():
     await running.stop()
 
 
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def set_fault(http, sandbox, provider, **spec):
     async with http.put(f"{sandbox.url}/_sandbox/faults/{provider}", json=spec) as resp:
         return resp.status, await resp.json()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 
-import aiohttp
 import pytest
 
-from bridge.sandbox import start_sandbox
 from bridge.sandbox.config import (
     WORKFLOO_API_KEY,
     WORKFLOO_DEFINITION_FORBIDDEN,
@@ -21,19 +19,6 @@ KEY = {"x-api-key": WORKFLOO_API_KEY}
 PROD = "/workfloo/api/v1/workfloo"
 SANDBOX = "/workfloo-sandbox/api/v1/workfloo"
 SCENARIO_REQUIRED = {"typeError": "REQUIRED_FIELDS", "errors": {"scenarioId": "required"}, "errorMessage": ""}
-
-
-@pytest.fixture
-async def sandbox():
-    running = await start_sandbox()
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def execute(http, sandbox, path, body, headers=KEY, params=None):

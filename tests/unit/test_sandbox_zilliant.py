@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import uuid
 
-import aiohttp
 import orjson
 import pytest
 
@@ -52,12 +51,6 @@ async def sandbox(clock):
     running = await start_sandbox(config=SandboxConfig(clock=clock, zilliant_job_duration_s=10.0))
     yield running
     await running.stop()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def get_token(http, sandbox, **overrides):

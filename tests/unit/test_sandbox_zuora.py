@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 
-import aiohttp
 import pytest
 
 from bridge.sandbox import SandboxConfig, start_sandbox
@@ -35,12 +34,6 @@ async def sandbox(clock):
     running = await start_sandbox(config=SandboxConfig(clock=clock, zuora_extra_clients=(OTHER_TENANT,)))
     yield running
     await running.stop()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def token(
