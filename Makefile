@@ -38,5 +38,11 @@ integration: $(STAMP)
 test: lint typecheck  ## everything CI runs
 	$(BIN)/pytest -q
 
+bench: $(STAMP)  ## the throughput suite (minutes; prints ratios against the baselines)
+	$(BIN)/python -m bench.run --suite
+
+bench-smoke: $(STAMP)  ## a few hundred commands: every command gets exactly one outcome
+	$(BIN)/python -m bench.run --smoke
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local

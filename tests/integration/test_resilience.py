@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -236,3 +237,39 @@ async def test_random_poison_gets_exactly_one_result_each(stack: Stack) -> None:
     assert len(events) == len(messages) and len(sources) == len(messages)
     outcomes = by_command(events)
     assert all(outcomes[g]["status"] == "queued" for g in good_ids)
+
+
+async def test_rate_limit_spaces_calls_to_one_target(stack: Stack) -> None:
+    stack.configure(targets={examples.WORKFLOO: {"rate_limit": {"rate_per_s": 4, "burst": 1}}})
+    await warm_up(stack)  # spends the one burst token
+    commands = [(f"r{i}".encode(), workfloo_command(uid(f"rate-{i}"))) for i in range(4)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await stack.send(*commands)
+    outcomes = by_command(await stack.collect(4))
+    assert {o["status"] for o in outcomes.values()} == {"queued"}
+    assert loop.time() - started >= 0.9  # 4 calls at 4/s after the burst: at least ~1 s, however fast
+
+
+async def test_open_circuit_in_hold_mode_waits_for_the_probe_then_recovers(stack: Stack) -> None:
+    stack.configure(
+        targets={
+            examples.ZUORA: {
+                "retry": {"max_attempts": 1},
+                "circuit": {"failure_threshold": 2, "open_s": 2, "mode": "hold"},
+            }
+        }
+    )
+    await stack.fault("zuora", {"fail_next": {"count": 2, "status": 500}})
+    await stack.start_bridge()
+    failing = [(b"z", zuora_run(uid(f"fail-{i}"))) for i in range(2)]
+    held = [(f"h{i}".encode(), zuora_run(uid(f"held-{i}"))) for i in range(3)]
+    await stack.send(*failing)
+    first = by_command(await stack.collect(2))
+    assert [first[d["id"]]["error"]["kind"] for _, d in failing] == ["provider_error"] * 2  # circuit now open
+    await stack.send(*held)
+    later = by_command(await stack.collect(3))
+    assert {later[d["id"]]["status"] for _, d in held} == {
+        "queued"
+    }  # held, probed after open_s, then let through
+    assert all(later[d["id"]]["duration_ms"] >= 1000 for _, d in held)  # they waited for the circuit
