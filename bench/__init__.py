@@ -1,0 +1,1 @@
+"""Throughput and latency benchmark of the bridge against plain baselines (see bench/README.md)."""

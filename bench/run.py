@@ -1,0 +1,257 @@
+"""One command for the benchmark: ``python -m bench.run`` (see bench/README.md).
+
+    python -m bench.run --commands 5000 --keys 1000 --partitions 4 --latency-ms 50 --in-flight 1000
+    python -m bench.run --suite     # the issue's four targets
+    python -m bench.run --smoke     # correctness only: exactly one outcome per command; exit 1 otherwise
+
+Speed never changes the exit code; only the smoke's correctness check and a crash do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import baselines
+from bench.profile import render, summarise
+from bench.scenarios import Bench, BridgeRun, Check, started
+from bench.stats import Row, Target, ratios, table, write_json
+from bench.workload import Latency, Shape
+
+NOISY = 0.10
+"""Share of the machine used by other processes above which a bridge run is flagged as disturbed."""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    checks: dict[str, Check] = field(default_factory=dict)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--suite", action="store_true", help="run the issue's scenarios (i)-(iv)")
+    mode.add_argument("--smoke", action="store_true", help="quick correctness check; exit 1 on failure")
+    p.add_argument("--commands", type=int, default=5000, help="commands in the scenario (N)")
+    p.add_argument("--keys", type=int, default=1000, help="distinct Kafka keys (K)")
+    p.add_argument("--partitions", type=int, default=4, help="partitions of the command topic (P)")
+    p.add_argument("--latency-ms", type=float, default=50.0, help="provider latency set in the sandbox")
+    p.add_argument("--latency-distribution", choices=["fixed", "uniform", "exponential"], default="fixed")
+    p.add_argument("--in-flight", type=int, default=1000, help="engine.max_in_flight of the bridge")
+    p.add_argument("--rate", type=float, default=None, help="feed at this rate (commands/s), no preload")
+    p.add_argument("--no-baselines", action="store_true", help="run the bridge only")
+    p.add_argument("--seq-commands", type=int, default=100, help="bound of the sequential baseline")
+    p.add_argument("--seq-seconds", type=float, default=15.0, help="time bound of the sequential baseline")
+    p.add_argument("--paced-seconds", type=float, default=10.0, help="suite (iii): how long to feed")
+    p.add_argument("--timeout", type=float, default=300.0, help="give up on a scenario after this long")
+    p.add_argument("--bridge-log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="bridge configuration override, YAML value (e.g. kafka.linger_ms=0); repeatable",
+    )
+    p.add_argument(
+        "--bridge-cmd",
+        type=shlex.split,
+        default=[],
+        help='start the bridge with this command instead of "python -m bridge" (e.g. a patched build)',
+    )
+    p.add_argument("--profile", type=Path, default=None, help="py-spy each bridge run into this folder")
+    p.add_argument("--keep-logs", type=Path, default=None, help="write process logs here (default: temp)")
+    return p.parse_args(argv)
+
+
+def overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["kafka.linger_ms=0"]`` -> ``{"kafka": {"linger_ms": 0}}`` (values parsed as YAML)."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set wants SECTION.FIELD=VALUE, got {item!r}")
+        found.setdefault(section, {})[key] = yaml.safe_load(value)
+    return found
+
+
+async def with_baselines(
+    bench: Bench, report: Report, label: str, shape: Shape, latency: Latency, in_flight: int, args: Any
+) -> None:
+    """The sequential loop, the HTTP-only and the Kafka-only ceilings over the same data shape."""
+    world = bench.world
+    # The sequential loop is bounded: ~18 commands/s at 50 ms, so a full N would take minutes.
+    seq_count = args.seq_commands if latency.ms > 0 else max(args.seq_commands, 500)
+    seq_shape = Shape(min(shape.commands, seq_count), shape.keys, shape.partitions)
+    report.rows.append(await baselines.sequential(world, label, seq_shape, latency, args.seq_seconds))
+    report.rows.append(await baselines.http_only(world, label, shape.commands, in_flight, latency))
+    report.rows.append(await baselines.kafka_only(world, label, shape, args.timeout))
+
+
+async def scenario(
+    bench: Bench,
+    report: Report,
+    label: str,
+    shape: Shape,
+    latency: Latency,
+    in_flight: int,
+    args: Any,
+    *,
+    rate: float | None = None,
+    baselines_too: bool = True,
+    watch_in_flight: bool = False,
+) -> Row:
+    run = BridgeRun(bench, label, shape, latency, in_flight, args.timeout, watch_in_flight)
+    run.profile_dir = args.profile
+    row, check = await (run.paced(rate) if rate else run.preloaded())
+    report.rows.append(row)
+    report.checks[label] = check
+    print(f"[{label}] bridge: {row.rate:,.1f} commands/s; check ok={check.ok} {check.statuses}", flush=True)
+    if args.profile:
+        summary = summarise((args.profile / f"{label}.txt").read_text())
+        print(render(summary, 15), flush=True)
+    if baselines_too:
+        await with_baselines(bench, report, label, shape, latency, in_flight, args)
+    return row
+
+
+async def suite(bench: Bench, report: Report, args: Any) -> None:
+    i = "i-50ms"
+    await scenario(bench, report, i, Shape(5000, 1000, 4), Latency(50), 1000, args)
+    rel = ratios(report.rows, i)
+    report.targets += [
+        Target(i, "bridge / sequential", rel["x_sequential"], 40, at_least=True),
+        Target(i, "bridge / HTTP-only ceiling", rel["of_http_only"], 0.70, at_least=True),
+    ]
+    ii = "ii-0ms"
+    top = await scenario(bench, report, ii, Shape(10000, 1000, 4), Latency(0), 1000, args)
+    report.targets.append(Target(ii, "commands/s", top.rate, 1500, at_least=True))
+    iii = "iii-paced-50%"
+    rate = max(10.0, top.rate / 2)
+    paced_shape = Shape(int(rate * args.paced_seconds), 1000, 4)
+    half = await scenario(
+        bench, report, iii, paced_shape, Latency(0), 1000, args, rate=rate, baselines_too=False
+    )
+    report.targets.append(Target(iii, "added p99 ms", half.added_p99_ms, 10, at_least=False))
+    iv = "iv-5000-held"
+    held = await scenario(
+        bench,
+        report,
+        iv,
+        Shape(5000, 1000, 4),
+        Latency(2000),
+        5000,
+        args,
+        baselines_too=False,
+        watch_in_flight=True,
+    )
+    report.targets.append(Target(iv, "peak RSS MB", held.peak_rss_mb, 200, at_least=False))
+    peak = held.extra.get("peak_in_flight")
+    report.targets.append(Target(iv, "commands held at once (scraped)", peak, 5000, at_least=True))
+
+
+async def single(bench: Bench, report: Report, args: Any) -> None:
+    shape = Shape(args.commands, args.keys, args.partitions)
+    latency = Latency(args.latency_ms, args.latency_distribution)
+    label = "paced" if args.rate else "custom"
+    await scenario(
+        bench,
+        report,
+        label,
+        shape,
+        latency,
+        args.in_flight,
+        args,
+        rate=args.rate,
+        baselines_too=not args.no_baselines and not args.rate,
+    )
+
+
+async def smoke(bench: Bench, report: Report, args: Any) -> None:
+    """A few hundred commands through the bridge, plus a quick sequential check of the harness."""
+    args.timeout = min(args.timeout, 60.0)
+    await scenario(bench, report, "smoke", Shape(300, 50, 2), Latency(1), 100, args, baselines_too=False)
+    report.rows.append(
+        await baselines.sequential(bench.world, "smoke", Shape(20, 20, 2), Latency(1), max_s=10)
+    )
+
+
+def print_report(report: Report) -> None:
+    print()
+    print(table(report.rows))
+    if report.targets:
+        print()
+        print("\n".join(t.line() for t in report.targets))
+    for label, check in report.checks.items():
+        if not check.ok:
+            print(f"CHECK FAILED [{label}]: {check}")
+    for row in report.rows:
+        share = row.extra.get("foreign_share") or 0.0
+        if share > NOISY:
+            print(
+                f"NOTE [{row.scenario}]: processes outside the benchmark used {share:.0%} of the machine "
+                f"({row.extra['foreign_cpu_s']} CPU-s) during the bridge run; its figures are disturbed"
+            )
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> Report:
+    report = Report()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    # SIGTERM cancels the run like Ctrl-C does: every child process is stopped on the way out.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    async with started(workdir) as bench:
+        bench.bridge_log_level = args.bridge_log_level
+        bench.bridge_cmd = tuple(args.bridge_cmd)
+        bench.bridge_overrides = overrides(args.set)
+        if args.smoke:
+            await smoke(bench, report, args)
+        elif args.suite:
+            await suite(bench, report, args)
+        else:
+            await single(bench, report, args)
+    return report
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM before the event loop runs; inside it, run() cancels instead
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workdir = args.keep_logs or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            report = asyncio.run(run(args, workdir))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("interrupted; every process the benchmark started has been stopped", file=sys.stderr)
+            return 130
+    print_report(report)
+    if args.smoke:
+        check = report.checks["smoke"]
+        seq = next(r for r in report.rows if r.kind == "sequential")
+        ok = check.ok and check.statuses == {"queued": check.expected} and seq.commands == 20
+        print(f"smoke: {'OK' if ok else 'FAILED'}: {check}")
+        return 0 if ok else 1
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    path = write_json(settings, report.rows, report.targets)
+    print(f"\nresults written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Run the bridge as a separate process over preloaded or paced commands and measure it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from bench.baselines import World
+from bench.procs import (
+    Child,
+    ProcSample,
+    cpu_between,
+    machine_busy_s,
+    python_module,
+    read_proc,
+    sample_until,
+    wait_http,
+)
+from bench.profile import start_py_spy
+from bench.stats import Row
+from bench.workload import Latency, OutcomeCollector, Sent, Shape, make_topics, paced, preload, set_latency
+from bridge.local.broker import RunningBroker, free_port, start_broker
+from bridge.local.stack import SANDBOX_ENV, local_config
+from bridge.settings import TopicSettings
+
+CPUS = os.cpu_count() or 1
+
+
+@dataclass
+class Bench:
+    """The broker and the sandbox process shared by every scenario, and a folder for logs."""
+
+    world: World
+    workdir: Path
+    sandbox: Child
+    broker_pid: int
+    bridge_log_level: str = "INFO"
+    bridge_overrides: dict[str, Any] = field(default_factory=dict)
+    """Extra configuration, e.g. ``{"kafka": {"linger_ms": 0}}``, merged over the bench's own."""
+    bridge_cmd: tuple[str, ...] = ()
+    """How to start the bridge (``run --config PATH`` is appended); default ``python -m bridge``."""
+
+
+@contextlib.asynccontextmanager
+async def started(workdir: Path) -> AsyncIterator[Bench]:
+    """Start the embedded broker and the sandbox (its own process); stop both whatever happens."""
+    broker: RunningBroker | None = None
+    port = free_port()
+    sandbox = Child.spawn(
+        "sandbox",
+        python_module("bridge", "sandbox", "--host", "127.0.0.1", "--port", str(port)),
+        workdir / "sandbox.log",
+    )
+    try:
+        broker = await start_broker(log_path=workdir / "broker.log")
+        url = f"http://127.0.0.1:{port}"
+        await wait_http(sandbox, f"{url}/_sandbox/faults")
+        yield Bench(World(broker.bootstrap, url), workdir, sandbox, broker.process.pid)
+    finally:
+        await asyncio.to_thread(sandbox.stop, 5.0)
+        if broker is not None:
+            await broker.stop()
+
+
+@dataclass
+class Check:
+    """Exactly one outcome per command: what was missing, doubled or unexpected."""
+
+    expected: int
+    missing: int
+    duplicates: int
+    unknown: int
+    dead_letters: int
+    unreadable: int
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.duplicates or self.unknown or self.dead_letters or self.unreadable)
+
+    @classmethod
+    def of(cls, collector: OutcomeCollector, expected_ids: set[str]) -> Check:
+        seen = set(collector.arrivals)
+        return cls(
+            expected=len(expected_ids),
+            missing=len(expected_ids - seen),
+            duplicates=sum(1 for a in collector.arrivals.values() if len(a) > 1),
+            unknown=len(seen - expected_ids),
+            dead_letters=collector.dead_letters,
+            unreadable=collector.unreadable,
+            statuses=dict(collector.statuses()),
+        )
+
+
+def bridge_config(bench: Bench, topics: TopicSettings, in_flight: int, metrics_port: int | None) -> Any:
+    raw = local_config(
+        bench.world.bootstrap,
+        bench.world.sandbox_url,
+        metrics_port=metrics_port,
+        overrides={
+            "topics": topics.model_dump(),
+            "kafka": {"group_id": f"bench-bridge-{uuid.uuid4().hex[:8]}"},
+            "engine": {"max_in_flight": in_flight},
+            "observability": {"log_level": bench.bridge_log_level},
+        },
+    )
+    for section, values in bench.bridge_overrides.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return raw
+
+
+def spawn_bridge(bench: Bench, label: str, config: Any) -> Child:
+    path = bench.workdir / f"{label}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return Child.spawn(
+        f"bridge[{label}]",
+        [*(bench.bridge_cmd or python_module("bridge")), "run", "--config", str(path)],
+        bench.workdir / f"{label}.bridge.log",
+        env={**os.environ, **SANDBOX_ENV},
+    )
+
+
+@dataclass
+class BridgeRun:
+    """One bridge process over one scenario's topics."""
+
+    bench: Bench
+    label: str
+    shape: Shape
+    latency: Latency
+    in_flight: int
+    timeout_s: float
+    watch_in_flight: bool = False
+    peak_in_flight: float | None = None
+    offered_rate: float | None = None
+    profile_dir: Path | None = None
+    warm: Sent = field(default_factory=Sent)
+
+    async def prepare(self) -> TopicSettings:
+        await set_latency(self.bench.world.sandbox_url, self.latency)
+        return await make_topics(self.bench.world.bootstrap, self.label, self.shape.partitions)
+
+    async def preloaded(self) -> tuple[Row, Check]:
+        """Preload every command, then start the bridge and wait for every outcome."""
+        topics = await self.prepare()
+        sent = await preload(self.bench.world.bootstrap, topics.run_commands, self.shape, self.label)
+        return await self._run(topics, sent, self._wait_all(sent))
+
+    async def paced(self, rate: float, warmup: int = 20) -> tuple[Row, Check]:
+        """Start the bridge, warm it up, then feed commands at ``rate`` per second while it runs."""
+        topics = await self.prepare()
+        sent = Sent()
+
+        async def feed(collector: OutcomeCollector, alive: Callable[[], bool]) -> None:
+            bootstrap, topic = self.bench.world.bootstrap, topics.run_commands
+            self.warm = await preload(bootstrap, topic, Shape(warmup, warmup, 1), f"{self.label}-warm")
+            await collector.collect(warmup, self.timeout_s, alive)
+            feeding = paced(bootstrap, topic, self.shape, rate, self.label, sent)
+            offered, _ = await asyncio.gather(
+                feeding, collector.collect(warmup + self.shape.commands, self.timeout_s, alive)
+            )
+            self.offered_rate = offered
+
+        return await self._run(topics, sent, feed)
+
+    def _wait_all(self, sent: Sent) -> Callable[[OutcomeCollector, Callable[[], bool]], Any]:
+        async def wait(collector: OutcomeCollector, alive: Callable[[], bool]) -> None:
+            await collector.collect(len(sent.at), self.timeout_s, alive)
+
+        return wait
+
+    async def _run(
+        self,
+        topics: TopicSettings,
+        sent: Sent,
+        drive: Callable[[OutcomeCollector, Callable[[], bool]], Any],
+    ) -> tuple[Row, Check]:
+        metrics_port = free_port() if self.watch_in_flight else None
+        config = bridge_config(self.bench, topics, self.in_flight, metrics_port)
+        others = {"sandbox": self.bench.sandbox.pid, "broker": self.bench.broker_pid, "bench": os.getpid()}
+        before = {name: read_proc(pid) for name, pid in others.items()}
+        busy_before = machine_busy_s()
+        async with OutcomeCollector(self.bench.world.bootstrap, topics) as collector:
+            bridge = spawn_bridge(self.bench, self.label, config)
+            spy: Child | None = None
+            stop = asyncio.Event()
+            watchers = [asyncio.create_task(sample_until(bridge, stop))]
+            try:
+                spy = self._profile(bridge)
+                if metrics_port is not None:
+                    watchers.append(asyncio.create_task(self._watch_in_flight(metrics_port, stop)))
+                spawned = time.time()
+                await drive(collector, bridge.alive)
+                final = bridge.sample()
+                await collector.settle()
+            finally:
+                stop.set()
+                await asyncio.gather(*watchers, return_exceptions=True)
+                exit_code = await asyncio.to_thread(bridge.stop)
+                if spy is not None:
+                    await asyncio.to_thread(_finish_py_spy, spy)
+        row = self._row(collector, sent, bridge.samples, final)
+        other_cpu = {name: _cpu_delta(before[name], read_proc(pid)) for name, pid in others.items()}
+        busy = machine_busy_s() - busy_before
+        ours = sum(v or 0.0 for v in other_cpu.values()) + (bridge.samples[-1].cpu_s if bridge.samples else 0)
+        row.extra.update(
+            wall_s=round(max((a[0].at for a in collector.arrivals.values()), default=spawned) - spawned, 3),
+            bridge_exit_code=exit_code,
+            other_cpu_s=other_cpu,
+            machine_busy_cpu_s=round(busy, 2),
+            foreign_cpu_s=round(max(0.0, busy - ours), 2),
+            foreign_share=round(max(0.0, busy - ours) / max(1e-9, (time.time() - spawned) * CPUS), 3),
+            peak_in_flight=self.peak_in_flight,
+            offered_rate=self.offered_rate,
+        )
+        if exit_code != 0 or len(collector.arrivals) < len(sent.at):
+            print(f"--- {bridge.name} log tail (exit {exit_code}) ---\n{bridge.log_tail()}", flush=True)
+        return row, Check.of(collector, set(sent.at) | set(self.warm.at))
+
+    def _row(
+        self, collector: OutcomeCollector, sent: Sent, samples: list[ProcSample], final: ProcSample | None
+    ) -> Row:
+        firsts = {cid: a[0] for cid, a in collector.arrivals.items() if cid in sent.at}
+        e2e = [(a.at - sent.at[cid]) * 1000 for cid, a in firsts.items()]
+        service = [a.duration_ms for a in firsts.values()]
+        start = min((a.at - a.duration_ms / 1000 for a in firsts.values()), default=0.0)
+        end = max((a.at for a in firsts.values()), default=0.0)
+        row = Row(self.label, "bridge", len(firsts), end - start, self.latency.ms)
+        if final is not None:
+            row.peak_rss_mb = final.peak_rss_mb
+            row.cpu_s = cpu_between(samples, start, end)
+            row.extra["cpu_total_s"] = final.cpu_s
+        row.extra["in_flight"] = self.in_flight
+        row.extra["shape"] = asdict(self.shape)
+        return row.with_latencies(e2e).with_service(service)
+
+    def _profile(self, bridge: Child) -> Child | None:
+        if self.profile_dir is None:
+            return None
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        return start_py_spy(bridge.pid, self.profile_dir / f"{self.label}.txt")
+
+    async def _watch_in_flight(self, port: int, stop: asyncio.Event) -> None:
+        """Scrape ``bridge_in_flight_commands`` to show how many commands the bridge held at once."""
+        url = f"http://127.0.0.1:{port}/metrics"
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
+                    async with session.get(url) as resp:
+                        for line in (await resp.text()).splitlines():
+                            if line.startswith("bridge_in_flight_commands "):
+                                value = float(line.split()[1])
+                                self.peak_in_flight = max(self.peak_in_flight or 0.0, value)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+
+
+def _finish_py_spy(spy: Child) -> None:
+    """py-spy writes its file and exits once the bridge has exited; stop it if it does not."""
+    try:
+        spy.process.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.stop(5)
+
+
+def _cpu_delta(before: ProcSample | None, after: ProcSample | None) -> float | None:
+    return round(after.cpu_s - before.cpu_s, 3) if before and after else None
