@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.engine import Engine
 from bridge.executor import Executor, TargetRuntime
-from bridge.guards import CircuitBreaker, TokenBucket
+from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
 from bridge.health import Readiness, build_health_app, judge_readiness
 from bridge.kafka_options import client_options
 from bridge.metrics import Metrics
@@ -58,6 +58,7 @@ def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
         enable_idempotence=kafka.enable_idempotence,
         compression_type=kafka.compression_type,
         linger_ms=kafka.linger_ms,
+        max_batch_size=kafka.max_batch_size,
     )
 
 
@@ -68,6 +69,7 @@ def make_consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset=kafka.auto_offset_reset,
         max_poll_records=kafka.max_poll_records,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         session_timeout_ms=kafka.session_timeout_ms,
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         max_poll_interval_ms=kafka.max_poll_interval_ms,
@@ -83,8 +85,9 @@ def build_targets(
         def on_refresh(ok: bool, name: str = name) -> None:
             metrics.token_refreshes.labels(name, "ok" if ok else "failed").inc()
 
-        def on_circuit(state: object, name: str = name) -> None:
-            log.warning("circuit for target %s is now %s", name, state, extra={"target": name})
+        def on_circuit(state: CircuitState, name: str = name) -> None:
+            metrics.circuit_state.labels(name).set(CIRCUIT_GAUGE_VALUE[state])
+            log.warning("circuit for target %s is now %s", name, state.value, extra={"target": name})
 
         provider = build_provider(name, target, session, on_token_refresh=on_refresh)
         targets[name] = TargetRuntime(

@@ -191,7 +191,7 @@ class Engine:
         self._metrics.last_progress.set(time.time())
         if record.timestamp_ms and record.timestamp_ms > 0:
             family = self._families.get(record.topic, "unknown")
-            self._metrics.command_latency.labels(family).observe(
+            self._metrics.child(self._metrics.command_latency, family).observe(
                 max(0.0, time.time() - record.timestamp_ms / 1000)
             )
         self._release(1)
@@ -221,9 +221,9 @@ class Engine:
 
     def _count(self, outgoing: Outgoing) -> None:
         if outgoing.outcome is not None:
-            self._metrics.outcomes.labels(*outgoing.labels).inc()
+            self._metrics.child(self._metrics.outcomes, *outgoing.labels).inc()
         elif outgoing.dead_letter is not None:
-            self._metrics.dead_letters.labels(outgoing.dead_letter.reason.value).inc()
+            self._metrics.child(self._metrics.dead_letters, outgoing.dead_letter.reason.value).inc()
 
     # -- commits and rebalances ------------------------------------------------------------------
 

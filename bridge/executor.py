@@ -15,7 +15,7 @@ import aiohttp
 
 from bridge.commands import Command, operation_of
 from bridge.errors import AuthError, CommandRejected, ProviderCallError, RetryableCallError
-from bridge.guards import CircuitBreaker, CircuitState, TokenBucket
+from bridge.guards import CircuitBreaker, TokenBucket
 from bridge.metrics import Metrics, status_class
 from bridge.outcomes import ErrorKind, OutcomeError, Status
 from bridge.providers.base import HttpRequest, Provider, Verdict
@@ -25,7 +25,6 @@ from bridge.settings import TargetBase
 
 MAX_RESPONSE_BYTES = 1_048_576
 _CIRCUIT_FAILURES = frozenset({ErrorKind.PROVIDER_ERROR, ErrorKind.TIMEOUT, ErrorKind.UNREACHABLE})
-_CIRCUIT_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +46,12 @@ class TargetRuntime:
     breaker: CircuitBreaker
     bucket: TokenBucket
     ssl: SSLContext | bool
+    timeout: aiohttp.ClientTimeout | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is None:
+            t = self.settings.timeouts
+            self.timeout = aiohttp.ClientTimeout(total=t.total_s, sock_connect=t.connect_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +144,6 @@ class Executor:
             runtime.breaker.release_probe()
         else:
             runtime.breaker.record_success()
-        self._metrics.circuit_state.labels(runtime.name).set(_CIRCUIT_VALUE[runtime.breaker.state])
 
     async def _attempt(
         self,
@@ -166,8 +170,11 @@ class Executor:
             verdict = Verdict(Status.ERROR, error_kind=exc.kind, message=exc.message, retryable=exc.retryable)
         else:
             verdict = runtime.provider.classify(command, response.status, response.headers, response.body)
-        self._metrics.provider_request_duration.labels(
-            runtime.name, operation, status_class(response.status if response else None)
+        self._metrics.child(
+            self._metrics.provider_request_duration,
+            runtime.name,
+            operation,
+            status_class(response.status if response else None),
         ).observe(time.perf_counter() - started)
         return verdict, response, auth
 
@@ -182,7 +189,7 @@ class Executor:
                 data=request.body,
                 headers={**request.headers, **auth},
                 ssl=runtime.ssl,
-                timeout=aiohttp.ClientTimeout(total=timeouts.total_s, sock_connect=timeouts.connect_s),
+                timeout=runtime.timeout,
                 allow_redirects=False,
             ) as resp:
                 body = await resp.content.read(MAX_RESPONSE_BYTES)

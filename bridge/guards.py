@@ -37,6 +37,9 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+CIRCUIT_GAUGE_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+
+
 class CircuitBreaker:
     """Opens after ``failure_threshold`` consecutive failures; after ``open_s`` lets one probe through."""
 

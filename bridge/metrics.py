@@ -6,6 +6,8 @@ classes come from configuration or enums, never from command content.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -24,6 +26,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.build_info = Info("bridge_build", "Build information of the workflow bridge.", registry=r)
         self.build_info.info({"version": __version__})
@@ -94,6 +97,14 @@ class Metrics:
         if registry is None:  # a private registry: add what the default one would have
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: label values are bounded, and this runs per command."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 UNKNOWN = "unknown"

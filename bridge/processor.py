@@ -84,7 +84,7 @@ class Processor:
         return {topic: family.value for topic, family in self._families.items()}
 
     async def process(self, record: Incoming) -> Outgoing:
-        self._metrics.commands_consumed.labels(record.topic).inc()
+        self._metrics.child(self._metrics.commands_consumed, record.topic).inc()
         try:
             return await self._process(record)
         except Exception as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import orjson
+
 _SECRET_FIELDS = re.compile(
     r"""(?ix)
     (["']?(?:access_token|refresh_token|client_secret|password|api[_-]?key|x-api-key|token|secret|
@@ -13,6 +15,8 @@ _SECRET_FIELDS = re.compile(
     """
 )
 _BEARER = re.compile(r"(?i)\b(bearer|oauth)\s+[A-Za-z0-9._~+/=-]{8,}")
+# Every pattern above needs one of these words: text without them skips the regular expressions.
+_TRIGGERS = ("token", "secret", "password", "api", "authorization", "signature", "bearer", "oauth")
 MASK = "***"
 
 
@@ -20,12 +24,19 @@ class Redactor:
     """Replaces known secret values and secret-looking fields with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = {s for s in secrets if len(s) >= 4}
+        # Also the JSON-escaped spelling, so that a finished JSON line can be scrubbed in one pass.
+        values |= {orjson.dumps(s).decode()[1:-1] for s in values}
         # Longest first, so that a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._secrets = sorted(values, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, MASK)
+            if secret in text:
+                text = text.replace(secret, MASK)
+        lowered = text.lower()
+        if not any(trigger in lowered for trigger in _TRIGGERS):
+            return text
         text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
         return _SECRET_FIELDS.sub(lambda m: f"{m.group(1)}{_mask_like(m.group(2))}", text)
 

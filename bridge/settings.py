@@ -231,6 +231,16 @@ class KafkaSettings(_Model):
     acks: Literal["all", "1", "0"] = "all"
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
     linger_ms: int = Field(default=5, ge=0)
+    max_batch_size: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Producer batch bytes per partition; small batches stall senders.",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=0,
+        description="How long the broker may hold an empty fetch; lower means lower latency.",
+    )
     session_timeout_ms: int = Field(default=30000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3000, ge=100)
     max_poll_records: int = Field(default=500, ge=1)

@@ -104,6 +104,8 @@ def local_config(
             "group_id": "workflow-bridge-local",
             "session_timeout_ms": 4000,
             "heartbeat_interval_ms": 800,
+            "fetch_max_wait_ms": 10,
+            "linger_ms": 1,
         },
         "engine": {"commit_interval_s": 0.2, "drain_grace_s": 5},
         "observability": {"host": "127.0.0.1", "port": metrics_port},

@@ -49,3 +49,19 @@ def test_outcome_is_a_cloudevent_with_the_command_id_as_subject():
     # a redelivery of the same record yields the same event id; another record another id
     assert event["id"] == outcome_event_id(source)
     assert outcome_event_id(source) != outcome_event_id(SourceRecord(topic="cmds", partition=2, offset=42))
+
+
+def test_the_fast_encoding_is_the_same_document_as_the_model():
+    from bridge.outcomes import OutcomeError, to_cloudevent
+
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    data = OutcomeData(
+        command_id='q"uote\\',
+        target=None,
+        provider=None,
+        operation=None,
+        status=Status.REJECTED,
+        error=OutcomeError(kind="validation", message="ñ <>&", retryable=False, provider_body="{}"),
+        source=SourceRecord(topic="t", partition=0, offset=1),
+    )
+    assert orjson.loads(encode_outcome(data, now)) == to_cloudevent(data, now)
