@@ -58,7 +58,8 @@ def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
         enable_idempotence=kafka.enable_idempotence,
         compression_type=kafka.compression_type,
         linger_ms=kafka.linger_ms,
-        max_batch_size=kafka.max_batch_size,
+        max_batch_size=min(kafka.max_batch_size, kafka.max_request_size),
+        max_request_size=kafka.max_request_size,
     )
 
 

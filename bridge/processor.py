@@ -14,7 +14,7 @@ from bridge.metrics import Metrics, bounded
 from bridge.outcomes import ErrorKind, OutcomeData, OutcomeError, ProviderKind, SourceRecord, Status
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
-from bridge.settings import Settings
+from bridge.settings import DLQ_HEADROOM_BYTES, Settings
 
 log = logging.getLogger("bridge.outcome")
 _OPERATIONS = frozenset(op.value for op in Operation)
@@ -74,6 +74,7 @@ class Processor:
         }
         self._dlq_topic = topics.dead_letter
         self._max_bytes = settings.engine.max_message_bytes
+        self._max_dead_letter_value = settings.kafka.max_request_size - DLQ_HEADROOM_BYTES
         self._targets = targets
         self._executor = executor
         self._metrics = metrics
@@ -218,7 +219,11 @@ class Processor:
             ("dlq.source.partition", str(record.partition).encode()),
             ("dlq.source.offset", str(record.offset).encode()),
         ]
-        return Outgoing(self._dlq_topic, record.key, record.value, headers, dead_letter=letter)
+        value = record.value
+        if value is not None and len(value) > self._max_dead_letter_value:  # never retried forever
+            headers.append(("dlq.value_omitted_bytes", str(len(value)).encode()))
+            value = None
+        return Outgoing(self._dlq_topic, record.key, value, headers, dead_letter=letter)
 
 
 def command_deadline(command: Command, record_time: datetime, max_age_s: float | None) -> datetime | None:

@@ -31,6 +31,7 @@ from pydantic import (
 from bridge.errors import ConfigError
 
 ENV_PREFIX = "BRIDGE__"
+DLQ_HEADROOM_BYTES = 65_536
 
 
 class _Model(BaseModel):
@@ -231,6 +232,9 @@ class KafkaSettings(_Model):
     acks: Literal["all", "1", "0"] = "all"
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
     linger_ms: int = Field(default=5, ge=0)
+    max_request_size: int = Field(
+        default=1_048_576, ge=4096, description="Largest produce request, in bytes."
+    )
     max_batch_size: int = Field(
         default=1_000_000,
         ge=1024,
@@ -261,7 +265,11 @@ class EngineSettings(_Model):
     max_in_flight: int = Field(default=1000, ge=1, description="Commands held in memory at once.")
     drain_grace_s: float = Field(default=20.0, ge=0, description="Time to finish in-flight work on stop.")
     commit_interval_s: float = Field(default=0.5, gt=0)
-    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    max_message_bytes: int = Field(
+        default=983_040,
+        ge=1024,
+        description="Larger command values go to the DLQ (must fit a produce request).",
+    )
     max_error_body_bytes: int = Field(default=2048, ge=64)
     publish_retry_backoff_s: float = Field(default=0.5, gt=0)
 
@@ -293,6 +301,17 @@ class Settings(_Model):
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _dead_letters_fit(self) -> Settings:
+        # a dead letter carries the original value plus headers: it must always be publishable
+        limit = self.kafka.max_request_size - DLQ_HEADROOM_BYTES
+        if self.engine.max_message_bytes > limit:
+            raise ValueError(
+                f"engine.max_message_bytes ({self.engine.max_message_bytes}) must be at most "
+                f"kafka.max_request_size - {DLQ_HEADROOM_BYTES} ({limit}) so that dead letters can be sent"
+            )
+        return self
 
     @field_validator("targets")
     @classmethod

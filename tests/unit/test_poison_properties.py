@@ -76,3 +76,26 @@ def test_processor_returns_exactly_one_message(value: bytes, topic: str) -> None
         assert orjson.loads(out.value)["subject"] == out.outcome.command_id
     else:
         assert out.topic == SETTINGS.topics.dead_letter and out.value == value
+
+
+def test_a_dead_letter_too_big_to_publish_keeps_its_headers_but_not_its_value() -> None:
+    settings = Settings.model_validate(
+        {"kafka": {"max_request_size": 100_000}, "engine": {"max_message_bytes": 2048}}
+    )
+    processor = Processor(settings, {}, executor=None, metrics=Metrics())  # type: ignore[arg-type]
+    huge = b"x" * 50_000  # over max_request_size - 64 KiB (34,464 bytes): cannot be republished whole
+    out = asyncio.run(
+        processor.process(
+            Incoming(topic=settings.topics.run_commands, partition=0, offset=1, key=b"k", value=huge)
+        )
+    )
+    headers = dict(out.headers)
+    assert out.value is None and headers["dlq.value_omitted_bytes"] == b"50000"
+    assert headers["dlq.reason"] == b"too_large"
+    small = b"y" * 3000  # too large for a command, small enough to keep
+    kept = asyncio.run(
+        processor.process(
+            Incoming(topic=settings.topics.run_commands, partition=0, offset=2, key=b"k", value=small)
+        )
+    )
+    assert kept.value == small

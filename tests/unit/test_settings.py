@@ -88,3 +88,9 @@ def test_load_settings_reports_yaml_and_file_errors(tmp_path):
 def test_unknown_keys_are_refused():
     with pytest.raises(ConfigError, match=r"kafka\.bootstrap: Extra inputs"):
         parse_settings({"kafka": {"bootstrap": "x"}}, {})
+
+
+def test_command_limit_must_leave_room_for_dead_letters():
+    with pytest.raises(ConfigError, match="so that dead letters can be sent"):
+        parse_settings({"engine": {"max_message_bytes": 1_048_576}}, {})
+    parse_settings({"engine": {"max_message_bytes": 2_000_000}, "kafka": {"max_request_size": 4_000_000}}, {})
