@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(send)
     send.add_argument("--bootstrap", help="overrides kafka.bootstrap_servers")
     send.add_argument("--key", help="Kafka key (commands with one key run in order); default: the command id")
-    send.add_argument("command", nargs="?", default="-", help="JSON text, @file.json, or - for stdin")
+    send.add_argument(
+        "source", metavar="COMMAND", nargs="?", default="-", help="JSON text, @file.json, or - for stdin"
+    )
 
     tail = sub.add_parser("tail", help="print outcome events and dead letters as they arrive")
     _config_arg(tail)
@@ -103,7 +105,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "send":
         from bridge.local.commands import send_command
 
-        return asyncio.run(send_command(_settings(args.config, args.bootstrap), args.command, args.key))
+        return asyncio.run(send_command(_settings(args.config, args.bootstrap), args.source, args.key))
     if args.command == "tail":
         from bridge.local.commands import tail_outcomes
 
