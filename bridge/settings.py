@@ -31,6 +31,7 @@ from pydantic import (
 from bridge.errors import ConfigError
 
 ENV_PREFIX = "BRIDGE__"
+_PROVIDER_TAGS = frozenset({"zilliant", "zuora", "workfloo", "8x8"})
 DLQ_HEADROOM_BYTES = 65_536
 
 
@@ -347,7 +348,10 @@ def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict
 def _format_errors(exc: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration in {origin}:"]
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        loc = list(err["loc"])
+        if len(loc) > 2 and loc[0] == "targets" and loc[2] in _PROVIDER_TAGS:
+            del loc[2]  # the union's tag, not a field the user wrote
+        where = ".".join(str(p) for p in loc) or "<root>"
         lines.append(f"  - {where}: {err['msg']}")
     return "\n".join(lines)
 

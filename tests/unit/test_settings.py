@@ -32,7 +32,7 @@ def test_secrets_resolve_from_env_and_file(tmp_path):
         (
             zuora_target(client_secret="inline"),
             ENV,
-            "targets.z.zuora.client_secret: Value error, inline secrets",
+            "targets.z.client_secret: Value error, inline secrets",
         ),
         (zuora_target(), {"ZUORA_ID": "x"}, "ZUORA_SECRET is not set"),
         (zuora_target(client_id={"env": "A", "file": "/x"}), ENV, "exactly one"),
