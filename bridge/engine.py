@@ -86,6 +86,11 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    @property
+    def paused(self) -> bool:
+        """True while fetching is paused because ``max_in_flight`` commands are held."""
+        return self._paused
+
     def request_stop(self) -> None:
         """Signal-safe: stop fetching and drain. Idempotent."""
         self._stopping.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import aiohttp
@@ -178,3 +179,34 @@ async def test_restart_resumes_from_the_committed_offset(stack: Stack) -> None:
     later = await stack.collect(5, within_s=40)  # the group must first notice the old member left
     assert sorted(e["data"]["command_id"] for e in later) == [f"restart-{i}" for i in range(10, 15)]
     assert await stack.collect(1, within_s=2) == []  # nothing before the committed offset was replayed
+
+
+async def test_in_flight_work_is_bounded_and_fetching_pauses_at_the_limit(stack: Stack) -> None:
+    stack.configure(engine={"max_in_flight": 5})
+    await stack.fault("zuora", {"latency_ms": 200})
+    commands = [
+        (
+            f"bound-{i}".encode(),
+            {
+                "id": uid(f"bound-{i}"),
+                "target": examples.ZUORA,
+                "operation": "zuora.run_workflow",
+                "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
+            },
+        )
+        for i in range(40)
+    ]
+    await stack.send(*commands)
+    bridge = await stack.start_bridge()
+    peak, paused_seen = 0, False
+    collected: list[object] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while len(collected) < len(commands) and loop.time() < deadline:
+        if bridge.engine is not None:
+            peak = max(peak, bridge.engine.stats.accepted - bridge.engine.stats.finished)
+            paused_seen = paused_seen or bridge.engine.paused
+        collected += await stack.collect(1, within_s=0.05)
+    assert len(by_command(collected)) == len(commands)
+    assert peak <= 5  # never more than max_in_flight held
+    assert paused_seen  # the consumer was paused at the limit rather than buffering more
