@@ -30,6 +30,8 @@ from bridge.settings import EngineSettings
 log = logging.getLogger("bridge.engine")
 
 Handler = Callable[[Incoming], Awaitable[Outgoing]]
+BROKER_PROBE_INTERVAL_S = 5.0
+BROKER_PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass(eq=False)
@@ -98,6 +100,8 @@ class Engine:
     async def run(self) -> None:
         self._consumer.subscribe(list(self._families), listener=_Listener(self))
         next_commit = time.monotonic() + self._settings.commit_interval_s
+        self.stats.broker_ok = True  # the clients started, so the broker answered a moment ago
+        probe = asyncio.create_task(self._broker_probe_routine(), name="broker-probe")
         try:
             while not self._stopping.is_set():
                 await self._fetch_once()
@@ -106,6 +110,8 @@ class Engine:
                     self.update_gauges()
                     next_commit = time.monotonic() + self._settings.commit_interval_s
         finally:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
             await self._drain(list(self._partitions.values()))
             await self.commit()
             log.info(
@@ -127,9 +133,7 @@ class Engine:
             return
         try:
             batch = await self._consumer.getmany(timeout_ms=100, max_records=room)
-            self.stats.broker_ok = True
         except KafkaError as exc:
-            self.stats.broker_ok = False
             log.warning("fetch failed, retrying: %s", exc)
             await asyncio.sleep(1.0)
             return
@@ -139,6 +143,21 @@ class Engine:
                 continue  # revoked while the batch was in our hands: the new owner will read it
             for record in records:
                 self._accept(partition, _incoming(record))
+
+    async def _broker_probe_routine(self) -> None:
+        """Ask the cluster for metadata now and then: getmany() stays silent when the broker is gone."""
+        while True:
+            await asyncio.sleep(BROKER_PROBE_INTERVAL_S)
+            try:
+                await asyncio.wait_for(self._consumer.topics(), BROKER_PROBE_TIMEOUT_S)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                if self.stats.broker_ok:
+                    log.warning("the Kafka broker does not answer (%s)", type(exc).__name__)
+                self.stats.broker_ok = False
+            else:
+                if not self.stats.broker_ok:
+                    log.info("the Kafka broker answers again")
+                self.stats.broker_ok = True
 
     def _set_paused(self, paused: bool) -> None:
         assigned = self._consumer.assignment()
