@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -15,10 +14,11 @@ from jsonschema import Draft202012Validator
 from bridge import contracts
 from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
 from bridge.local.examples import example_commands
+from bridge.metrics import Metrics
 from bridge.outcomes import OutcomeData, Status, encode_outcome
 from bridge.parsing import DeadLetter, DeadLetterReason, Parsed, parse_command
 from bridge.processor import CONTENT_TYPE, Incoming, Processor
-from bridge.settings import EngineSettings, TopicSettings
+from bridge.settings import EngineSettings, Settings, TopicSettings
 from bridge.topics_admin import DriftKind, capping_notes, compare, effective_configs
 
 TOPICS = Path(__file__).resolve().parents[2] / "topics"
@@ -123,10 +123,19 @@ def test_command_topics_accept_what_the_bridge_accepts():
 
 def test_dead_letter_headers_match_the_processor():
     dlq = next(s for s in contracts.load_specs(TOPICS) if s.role is contracts.TopicRole.DEAD_LETTER)
-    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"nope", (("trace", b"1"),))
-    out = Processor.dead_letter(
-        SimpleNamespace(_dlq_topic=dlq.name), record, DeadLetter(DeadLetterReason.INVALID_JSON, "x")
+    settings = Settings.model_validate(
+        {
+            "topics": {"dead_letter": dlq.name},
+            "kafka": {"max_request_size": 70_000},
+            "engine": {"max_message_bytes": 1024},
+        }
     )
+    processor = Processor(settings, {}, executor=None, metrics=Metrics())  # type: ignore[arg-type]
+    letter = DeadLetter(DeadLetterReason.TOO_LARGE, "x")
+    # 5,000 bytes is over 70,000 - 64 KiB: the value is omitted, so every optional header appears too
+    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"n" * 5000, (("trace", b"1"),))
+    out = processor.dead_letter(record, letter)
+    assert out.topic == dlq.name and out.value is None
     assert [h.name for h in dlq.headers] == ["*", *[name for name, _ in out.headers[1:]]]
     reasons = next(h.description for h in dlq.headers if h.name == "dlq.reason")
     assert all(reason.value in reasons for reason in DeadLetterReason)
