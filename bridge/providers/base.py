@@ -7,14 +7,15 @@ timeouts, metrics and outcome publishing live once, in :mod:`bridge.executor`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+from pydantic import SecretStr
 
 from bridge.commands import Command
 from bridge.outcomes import ErrorKind, ProviderKind, Status
@@ -70,6 +71,45 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release resources (the shared HTTP session is closed by its owner, not here)."""
+
+
+class _KeyedTarget(Protocol):
+    @property
+    def api_key(self) -> SecretStr: ...
+
+
+TargetT = TypeVar("TargetT", bound=_KeyedTarget)
+
+
+class StaticKeyProvider(Generic[TargetT]):
+    """Shell of a provider authenticated by a fixed API key: a refresh returns the same key.
+
+    Subclasses set ``kind`` and define ``build_request``, ``classify`` and ``key_headers``.
+    """
+
+    kind: ProviderKind
+
+    def __init__(
+        self,
+        name: str,
+        target: TargetT,
+        session: aiohttp.ClientSession,
+        *,
+        on_token_refresh: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._target = target
+
+    def key_headers(self, key: str) -> Mapping[str, str]:
+        raise NotImplementedError
+
+    async def auth_headers(
+        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
+        return self.key_headers(self._target.api_key.get_secret_value())
+
+    async def aclose(self) -> None:
+        return None
 
 
 def segment(value: str) -> str:

@@ -13,16 +13,22 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 
-import aiohttp
 import orjson
 
 from bridge.commands import Command, EightByEightUpdateInstance
 from bridge.errors import CommandRejected
 from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.base import HttpRequest, Verdict, classify_common, segment, unexpected
+from bridge.providers.base import (
+    HttpRequest,
+    StaticKeyProvider,
+    Verdict,
+    classify_common,
+    segment,
+    unexpected,
+)
 from bridge.providers.oauth import clip, json_or_none, reference_of
 from bridge.settings import EightByEightTarget
 
@@ -72,21 +78,10 @@ def classify(command: Command, status: int, headers: Mapping[str, str], body: by
     return verdict
 
 
-class EightByEightProvider:
-    """One 8x8 account. The API key is static: a refresh returns the same key."""
+class EightByEightProvider(StaticKeyProvider[EightByEightTarget]):
+    """One 8x8 account: ``Authorization: Bearer <api key>`` (not ``x-api-key``)."""
 
     kind: ProviderKind = ProviderKind.EIGHT_BY_EIGHT
-
-    def __init__(
-        self,
-        name: str,
-        target: EightByEightTarget,
-        session: aiohttp.ClientSession,
-        *,
-        on_token_refresh: Callable[[bool], None] | None = None,
-    ) -> None:
-        self.name = name
-        self._target = target
 
     def build_request(self, command: Command) -> HttpRequest:
         return build_request(command, default_account=self._target.account_id)
@@ -94,10 +89,5 @@ class EightByEightProvider:
     def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         return classify(command, status, headers, body)
 
-    async def auth_headers(
-        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
-    ) -> Mapping[str, str]:
-        return {"Authorization": f"Bearer {self._target.api_key.get_secret_value()}"}
-
-    async def aclose(self) -> None:
-        return None
+    def key_headers(self, key: str) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {key}"}

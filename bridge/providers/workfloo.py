@@ -12,17 +12,16 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bridge.commands import Command, WorkflooExecute
 from bridge.errors import CommandRejected
 from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.base import HttpRequest, Verdict, classify_common, unexpected
+from bridge.providers.base import HttpRequest, StaticKeyProvider, Verdict, classify_common, unexpected
 from bridge.providers.oauth import clip, json_or_none, reference_of
 from bridge.settings import WorkflooTarget
 
@@ -84,21 +83,10 @@ def classify(command: Command, status: int, headers: Mapping[str, str], body: by
     return verdict
 
 
-class WorkflooProvider:
-    """One workfloo space. The API key is static: a refresh returns the same key."""
+class WorkflooProvider(StaticKeyProvider[WorkflooTarget]):
+    """One workfloo space: the raw key in ``x-api-key`` (a ``Bearer`` prefix would be a 401)."""
 
     kind: ProviderKind = ProviderKind.WORKFLOO
-
-    def __init__(
-        self,
-        name: str,
-        target: WorkflooTarget,
-        session: aiohttp.ClientSession,
-        *,
-        on_token_refresh: Callable[[bool], None] | None = None,
-    ) -> None:
-        self.name = name
-        self._target = target
 
     def build_request(self, command: Command) -> HttpRequest:
         return build_request(command, sandbox=self._target.sandbox)
@@ -106,10 +94,5 @@ class WorkflooProvider:
     def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         return classify(command, status, headers, body)
 
-    async def auth_headers(
-        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
-    ) -> Mapping[str, str]:
-        return {"x-api-key": self._target.api_key.get_secret_value()}
-
-    async def aclose(self) -> None:
-        return None
+    def key_headers(self, key: str) -> Mapping[str, str]:
+        return {"x-api-key": key}
