@@ -202,6 +202,12 @@ class Bridge:
             await client.stop()
         except (KafkaError, OSError) as exc:
             log.warning("kafka %s did not stop cleanly: %s", name, exc)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled ourselves: let it through
+            # aiokafka cancels its own fetch tasks in stop() and lets that escape when the broker is gone
+            log.warning("kafka %s stopped while its broker was unreachable", name)
 
     async def _start_health(self, stack: contextlib.AsyncExitStack) -> None:
         obs = self.settings.observability

@@ -84,6 +84,7 @@ async def start_broker(
         stdout=out,
         stderr=out,
         stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches us, not the broker: we stop it last, after the bridge
     )
     broker = RunningBroker(process, port)
     await _wait_listening(broker)
