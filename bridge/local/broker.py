@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import socket
 import subprocess
@@ -87,8 +88,14 @@ async def start_broker(
         start_new_session=True,  # Ctrl-C reaches us, not the broker: we stop it last, after the bridge
     )
     broker = RunningBroker(process, port)
+    atexit.register(_terminate_quietly, process)  # its own session: make sure it dies with us
     await _wait_listening(broker)
     return broker
+
+
+def _terminate_quietly(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
 
 
 async def _wait_listening(broker: RunningBroker, timeout_s: float = 15.0) -> None:
