@@ -59,6 +59,7 @@ class EngineStats:
     lag: int = 0
     in_flight: int = 0
     publish_error: str | None = None
+    drained: int = 0  # key routines waited for at revocations and shutdown
 
 
 class Engine:
@@ -292,6 +293,7 @@ class Engine:
         for p in partitions:
             p.closing = True
         tasks = [t for p in partitions for t in p.tasks]
+        self.stats.drained += len(tasks)
         if tasks:
             log.info(
                 "draining %d in-flight command(s) for up to %.1fs", len(tasks), self._settings.drain_grace_s

@@ -210,3 +210,40 @@ async def test_in_flight_work_is_bounded_and_fetching_pauses_at_the_limit(stack:
     assert len(by_command(collected)) == len(commands)
     assert peak <= 5  # never more than max_in_flight held
     assert paused_seen  # the consumer was paused at the limit rather than buffering more
+
+
+async def test_a_rebalance_drains_and_commits_so_nothing_runs_twice(stack: Stack) -> None:
+    """A second member joins mid-stream: the first drains the revoked partitions' in-flight work,
+    commits it, and abandons only what it had not started; the newcomer resumes from the commit."""
+    await stack.fault("zuora", {"latency_ms": 150})
+    commands = [
+        (
+            f"rb-{i}".encode(),
+            {
+                "id": uid(f"rebalance-{i}"),
+                "target": examples.ZUORA,
+                "operation": "zuora.run_workflow",
+                "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
+            },
+        )
+        for i in range(120)
+    ]
+    stack.configure(engine={"max_in_flight": 20})
+    first = await stack.start_bridge()
+    await stack.send(*commands)
+    seen = await stack.collect(10, within_s=60)
+    second = await stack.start_bridge()  # joins the group: partitions move while work is in flight
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 120
+    expected = {doc["id"] for _, doc in commands}
+    while {e["data"]["command_id"] for e in seen} != expected and loop.time() < deadline:
+        seen += await stack.collect(1, within_s=1)
+    seen += await stack.collect(1, within_s=2)
+    ids = [e["data"]["command_id"] for e in seen]
+    assert set(ids) == expected
+    assert len(ids) == len(expected), "a command ran twice across the rebalance"
+    assert first.engine is not None and second.engine is not None
+    assert first.engine.stats.drained > 0  # the revocation found work in flight and drained it
+    assert second.engine.stats.finished > 0  # the newcomer really took over partitions
+    runs = [r for r in await stack.requests("zuora") if r["path"].endswith("/run")]
+    assert len(runs) == len(expected)  # and no provider call was repeated either
