@@ -110,7 +110,7 @@ class Metrics:
 UNKNOWN = "unknown"
 
 
-def bounded(value: str | None, allowed: frozenset[str] | set[str]) -> str:
+def bounded(value: str | None, allowed: frozenset[str]) -> str:
     """A label value from a closed set; anything else (e.g. a target named in a bad command) is 'unknown'."""
     return value if value is not None and value in allowed else UNKNOWN
 

@@ -76,6 +76,7 @@ class Processor:
         self._max_bytes = settings.engine.max_message_bytes
         self._max_dead_letter_value = settings.kafka.max_request_size - DLQ_HEADROOM_BYTES
         self._targets = targets
+        self._target_names = frozenset(targets)
         self._executor = executor
         self._metrics = metrics
 
@@ -188,7 +189,7 @@ class Processor:
             },
         )
         labels = (
-            bounded(target, set(self._targets)),
+            bounded(target, self._target_names),
             provider.value if provider else "unknown",
             bounded(operation, _OPERATIONS),
             result.status.value,
