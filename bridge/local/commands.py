@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
 from bridge.kafka_options import client_options
-from bridge.parsing import describe_errors, parse_any
+from bridge.parsing import DeadLetter, describe_errors, parse_any, unwrap_cloudevent
 from bridge.settings import Settings
 
 
@@ -28,7 +28,7 @@ def read_command_text(source: str) -> bytes:
 
 def command_topic(settings: Settings, doc: dict[str, Any]) -> str:
     data = doc.get("data", {}) if "specversion" in doc else doc
-    family = OPERATION_FAMILY.get(Operation(data["operation"]), CommandFamily.RUN)
+    family = OPERATION_FAMILY[Operation(data["operation"])]
     topics = settings.topics
     return topics.run_commands if family is CommandFamily.RUN else topics.control_commands
 
@@ -48,8 +48,10 @@ async def send_command(settings: Settings, source: str, key: str | None) -> int:
     raw = read_command_text(source)
     try:
         doc = orjson.loads(raw)
-        data = doc.get("data", {}) if "specversion" in doc else doc
-        command = parse_any({**data, "id": doc["id"]} if "specversion" in doc else data)
+        data = unwrap_cloudevent(doc) if "specversion" in doc else doc
+        if isinstance(data, DeadLetter):
+            raise ValueError(data.detail)
+        command = parse_any(data)
     except (orjson.JSONDecodeError, KeyError, AttributeError, ValueError) as exc:
         detail = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
         print(f"bridge send: not a valid command: {detail}", file=sys.stderr)
@@ -102,13 +104,14 @@ async def tail_outcomes(settings: Settings, args: Namespace) -> int:
             for records in batch.values():
                 for rec in records:
                     seen += 1
-                    print(_render(rec, t.dead_letter, args.json), flush=True)
+                    print(render_record(rec, t.dead_letter, raw=args.json), flush=True)
     finally:
         await consumer.stop()
     return 0
 
 
-def _render(rec: Any, dlq_topic: str, raw: bool) -> str:
+def render_record(rec: Any, dlq_topic: str, *, raw: bool = False) -> str:
+    """One line for an outcome event or a dead letter (``raw``: the event's JSON as published)."""
     if rec.topic == dlq_topic:
         return format_dead_letter(rec.value, list(rec.headers or ()))
     return rec.value.decode() if raw else format_event(orjson.loads(rec.value))

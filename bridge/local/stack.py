@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bridge.app import Bridge
 from bridge.local import examples
 from bridge.local.broker import create_topics, start_broker
-from bridge.local.commands import command_topic, format_dead_letter, format_event
+from bridge.local.commands import command_topic, render_record
 from bridge.sandbox import config as sandbox_defaults
 from bridge.sandbox import start_sandbox
 from bridge.settings import Settings, TopicSettings, parse_settings
@@ -159,10 +159,7 @@ async def _print_outcomes(settings: Settings) -> None:
     await consumer.start()
     try:
         async for rec in consumer:
-            if rec.topic == t.dead_letter:
-                print(format_dead_letter(rec.value, list(rec.headers or ())), flush=True)
-            else:
-                print(format_event(orjson.loads(rec.value)), flush=True)
+            print(render_record(rec, t.dead_letter), flush=True)
     finally:
         await consumer.stop()
 
