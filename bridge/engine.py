@@ -57,7 +57,7 @@ class EngineStats:
     assigned: frozenset[TopicPartition] = frozenset()
     broker_ok: bool = False
     lag: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # accepted and not finished: the engine's own count, read by readiness
     publish_error: str | None = None
     drained: int = 0  # key routines waited for at revocations and shutdown
 
@@ -79,7 +79,6 @@ class Engine:
         self._settings = settings
         self._metrics = metrics
         self._partitions: dict[TopicPartition, _Partition] = {}
-        self._in_flight = 0
         self._capacity = asyncio.Event()
         self._stopping = asyncio.Event()
         self._paused = False
@@ -123,7 +122,7 @@ class Engine:
             )
 
     async def _fetch_once(self) -> None:
-        room = self._settings.max_in_flight - self._in_flight
+        room = self._settings.max_in_flight - self.stats.in_flight
         self._set_paused(room <= 0)
         if room <= 0:
             self._capacity.clear()
@@ -175,9 +174,9 @@ class Engine:
         partition.tracker.add(record.offset, ts)
         if partition.first_seen is None:
             partition.first_seen = record.offset
-        self._in_flight += 1
+        self.stats.in_flight += 1
         self.stats.accepted += 1
-        self._metrics.in_flight.set(self._in_flight)
+        self._metrics.in_flight.set(self.stats.in_flight)
         if record.key is None:  # no key, no ordering promise: run it on its own
             self._spawn(partition, deque([record]), None)
             return
@@ -222,8 +221,8 @@ class Engine:
         self._release(1)
 
     def _release(self, count: int) -> None:
-        self._in_flight -= count
-        self._metrics.in_flight.set(self._in_flight)
+        self.stats.in_flight -= count
+        self._metrics.in_flight.set(self.stats.in_flight)
         self._capacity.set()
 
     async def _publish(self, outgoing: Outgoing) -> None:
@@ -285,7 +284,6 @@ class Engine:
                 total += lag
                 self._metrics.consumer_lag.labels(p.tp.topic, str(p.tp.partition)).set(lag)
         self.stats.lag = total
-        self.stats.in_flight = self._in_flight
         self._metrics.oldest_uncommitted_age.set(self.oldest_uncommitted_age_s())
 
     async def _drain(self, partitions: list[_Partition]) -> None:
