@@ -174,5 +174,16 @@ def workfloo_command(command_id: str, target: str = examples.WORKFLOO) -> dict[s
     }
 
 
+def zuora_command(command_id: str, **extra: Any) -> dict[str, Any]:
+    """A Zuora run of the definition without required parameters: the sandbox queues it."""
+    return {
+        "id": command_id,
+        "target": examples.ZUORA,
+        "operation": "zuora.run_workflow",
+        "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
+        **extra,
+    }
+
+
 def by_command(events: list[Any]) -> dict[str, dict[str, Any]]:
     return {e["data"]["command_id"]: e["data"] for e in events if isinstance(e, dict)}

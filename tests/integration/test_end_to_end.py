@@ -10,7 +10,7 @@ import pytest
 
 from bridge.local import examples
 from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack, by_command
+from tests.integration.conftest import Stack, by_command, zuora_command
 
 pytestmark = pytest.mark.integration
 
@@ -136,12 +136,7 @@ async def test_same_key_runs_in_order_while_keys_run_concurrently(stack: Stack) 
 
 async def test_dead_letters_keep_the_original_and_the_next_command_runs(stack: Stack) -> None:
     await stack.start_bridge()
-    good = {
-        "id": uid("after-poison"),
-        "target": examples.ZUORA,
-        "operation": "zuora.run_workflow",
-        "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
-    }
+    good = zuora_command(uid("after-poison"))
     poison = [(b"p1", b"\xff\xfe not utf8"), (b"p2", b'{"no": "id"}'), (b"p3", b"[1,2,3]"), (b"p4", None)]
     await stack.send(*poison, topic=stack.settings.topics.run_commands)
     await stack.send((b"p1", good))  # same key as the first poison: must not be blocked by it
@@ -159,15 +154,7 @@ async def test_dead_letters_keep_the_original_and_the_next_command_runs(stack: S
 
 async def test_restart_resumes_from_the_committed_offset(stack: Stack) -> None:
     def run(i: int) -> tuple[bytes, dict[str, object]]:
-        return (
-            f"k{i}".encode(),
-            {
-                "id": f"restart-{i}",
-                "target": examples.ZUORA,
-                "operation": "zuora.run_workflow",
-                "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
-            },
-        )
+        return (f"k{i}".encode(), zuora_command(f"restart-{i}"))
 
     bridge = await stack.start_bridge()
     await stack.send(*[run(i) for i in range(10)])
@@ -184,18 +171,7 @@ async def test_restart_resumes_from_the_committed_offset(stack: Stack) -> None:
 async def test_in_flight_work_is_bounded_and_fetching_pauses_at_the_limit(stack: Stack) -> None:
     stack.configure(engine={"max_in_flight": 5})
     await stack.fault("zuora", {"latency_ms": 200})
-    commands = [
-        (
-            f"bound-{i}".encode(),
-            {
-                "id": uid(f"bound-{i}"),
-                "target": examples.ZUORA,
-                "operation": "zuora.run_workflow",
-                "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
-            },
-        )
-        for i in range(40)
-    ]
+    commands = [(f"bound-{i}".encode(), zuora_command(uid(f"bound-{i}"))) for i in range(40)]
     await stack.send(*commands)
     bridge = await stack.start_bridge()
     peak, paused_seen = 0, False
@@ -216,18 +192,7 @@ async def test_a_rebalance_drains_and_commits_so_nothing_runs_twice(stack: Stack
     """A second member joins mid-stream: the first drains the revoked partitions' in-flight work,
     commits it, and abandons only what it had not started; the newcomer resumes from the commit."""
     await stack.fault("zuora", {"latency_ms": 150})
-    commands = [
-        (
-            f"rb-{i}".encode(),
-            {
-                "id": uid(f"rebalance-{i}"),
-                "target": examples.ZUORA,
-                "operation": "zuora.run_workflow",
-                "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
-            },
-        )
-        for i in range(120)
-    ]
+    commands = [(f"rb-{i}".encode(), zuora_command(uid(f"rebalance-{i}"))) for i in range(120)]
     stack.configure(engine={"max_in_flight": 20})
     first = await stack.start_bridge()
     await stack.send(*commands)

@@ -16,21 +16,13 @@ import yaml
 from bridge.local import examples
 from bridge.local.stack import SANDBOX_ENV, local_config
 from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack, by_command
+from tests.integration.conftest import Stack, by_command, zuora_command
 
 pytestmark = pytest.mark.integration
 
 
 def zuora_run(i: int, prefix: str) -> tuple[bytes, dict[str, Any]]:
-    return (
-        f"{prefix}-{i}".encode(),
-        {
-            "id": f"{prefix}-{i}",
-            "target": examples.ZUORA,
-            "operation": "zuora.run_workflow",
-            "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
-        },
-    )
+    return (f"{prefix}-{i}".encode(), zuora_command(f"{prefix}-{i}"))
 
 
 async def start_process(

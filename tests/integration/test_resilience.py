@@ -8,26 +8,15 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
 
 import orjson
 import pytest
 
 from bridge.local import examples
 from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack, by_command, workfloo_command
+from tests.integration.conftest import Stack, by_command, workfloo_command, zuora_command
 
 pytestmark = pytest.mark.integration
-
-
-def zuora_run(command_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": command_id,
-        "target": examples.ZUORA,
-        "operation": "zuora.run_workflow",
-        "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
-        **extra,
-    }
 
 
 def uid(name: str) -> str:
@@ -53,7 +42,7 @@ async def test_retries_reuse_the_idempotency_key_and_never_block_other_keys(stac
         {"rate_limit_next": {"count": 1, "retry_after": "2"}, "fail_next": {"count": 2, "status": 503}},
     )
     slow, fast = uid("retried"), uid("other-key")
-    await stack.send((b"key-a", zuora_run(slow)), (b"key-b", workfloo_command(fast)))
+    await stack.send((b"key-a", zuora_command(slow)), (b"key-b", workfloo_command(fast)))
     await stack.start_bridge()
     events = await stack.collect(2)
     outcomes = by_command(events)
@@ -96,10 +85,10 @@ async def test_final_4xx_is_not_retried_and_5xx_exhausts_to_error(stack: Stack) 
     )
     await stack.start_bridge()
     rejected, failed = uid("instance-409"), uid("always-500")
-    await stack.send((b"a", {**zuora_run(rejected), "workflow_id": sb.ZUORA_SEEDED_INSTANCE}))
+    await stack.send((b"a", {**zuora_command(rejected), "workflow_id": sb.ZUORA_SEEDED_INSTANCE}))
     [first] = await stack.collect(1)
     await stack.fault("zuora", {"fail_next": {"count": 10, "status": 500}})
-    await stack.send((b"b", zuora_run(failed)))
+    await stack.send((b"b", zuora_command(failed)))
     [second] = await stack.collect(1)
     assert (first["data"]["status"], first["data"]["attempts"]) == ("rejected", 1)
     assert first["data"]["error"]["kind"] == "provider_rejected"
@@ -163,7 +152,7 @@ async def test_circuit_opens_for_the_failing_target_only(stack: Stack) -> None:
     )
     await stack.fault("zuora", {"error_rate": 1.0, "error_status": 503})
     bridge = await stack.start_bridge()
-    broken = [(b"z", zuora_run(uid(f"broken-{i}"))) for i in range(6)]
+    broken = [(b"z", zuora_command(uid(f"broken-{i}"))) for i in range(6)]
     healthy = [(f"w{i}".encode(), workfloo_command(uid(f"healthy-{i}"))) for i in range(3)]
     await stack.send(*broken)
     await stack.send(*healthy)
@@ -189,7 +178,7 @@ async def test_wrong_credentials_are_an_auth_error_that_leaks_nothing(stack: Sta
         environ={"SANDBOX_ZUORA_CLIENT_SECRET": secret},
     )
     bridge = await stack.start_bridge(settings)
-    await stack.send((b"a", zuora_run(uid("auth-1"))), (b"b", zuora_run(uid("auth-2"))))
+    await stack.send((b"a", zuora_command(uid("auth-1"))), (b"b", zuora_command(uid("auth-2"))))
     events = await stack.collect(2)
     for data in by_command(events).values():
         assert (data["status"], data["error"]["kind"], data["error"]["retryable"]) == ("error", "auth", False)
@@ -214,7 +203,7 @@ async def test_random_poison_gets_exactly_one_result_each(stack: Stack) -> None:
             value = orjson.dumps(rng.choice([[1, 2], "x", 3.5, None, {"a": {"b": []}}, {"id": i}]))
         elif kind == "command":
             doc = (
-                zuora_run(f"bad-{i}", parameters={"id": 1})
+                zuora_command(f"bad-{i}", parameters={"id": 1})
                 if i % 2
                 else workfloo_command(f"bad-{i}", target="../x")
             )
@@ -262,8 +251,8 @@ async def test_open_circuit_in_hold_mode_waits_for_the_probe_then_recovers(stack
     )
     await stack.fault("zuora", {"fail_next": {"count": 2, "status": 500}})
     await stack.start_bridge()
-    failing = [(b"z", zuora_run(uid(f"fail-{i}"))) for i in range(2)]
-    held = [(f"h{i}".encode(), zuora_run(uid(f"held-{i}"))) for i in range(3)]
+    failing = [(b"z", zuora_command(uid(f"fail-{i}"))) for i in range(2)]
+    held = [(f"h{i}".encode(), zuora_command(uid(f"held-{i}"))) for i in range(3)]
     await stack.send(*failing)
     first = by_command(await stack.collect(2))
     assert [first[d["id"]]["error"]["kind"] for _, d in failing] == ["provider_error"] * 2  # circuit now open

@@ -16,6 +16,12 @@ async def sandbox() -> AsyncIterator[RunningSandbox]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+def http(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """The sandbox tests' name for the same client session."""
+    return session

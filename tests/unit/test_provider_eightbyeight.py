@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from pydantic import SecretStr
@@ -43,12 +41,6 @@ def target() -> EightByEightTarget:
             "api_key": SecretStr(API_KEY),
         }
     )
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.mark.parametrize("action", ["suspend", "resume", "terminate"])

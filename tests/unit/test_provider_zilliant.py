@@ -6,7 +6,6 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -19,6 +18,7 @@ from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.registry import PROVIDER_OPERATIONS, build_provider
 from bridge.providers.zilliant import ZilliantProvider, build_request, classify, job_id
 from bridge.settings import ZilliantTarget
+from tests.fakes import FakeClock
 
 SECRETS = {
     "username": "api@corp.test",
@@ -197,20 +197,6 @@ async def stub() -> AsyncIterator[SalesforceStub]:
         yield state
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_registry_builds_zilliant(session) -> None:
     provider = build_provider("pricing", target("http://127.0.0.1:1/token"), session)
     assert isinstance(provider, ZilliantProvider)
@@ -227,7 +213,7 @@ async def test_auth_header_is_base64_of_entire_token_response(stub, session) -> 
 
 
 async def test_token_cached_for_ttl_then_refetched(stub, session) -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     provider = ZilliantProvider("pricing", target(stub.url, token_ttl_s=600), session, clock=clock)
     first = await provider.auth_headers()
     clock.now += 539  # skew is min(60, ttl / 4) = 60

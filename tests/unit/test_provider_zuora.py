@@ -9,7 +9,6 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -22,6 +21,7 @@ from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.registry import PROVIDER_OPERATIONS, build_provider
 from bridge.providers.zuora import ZuoraProvider, build_request, classify, idempotency_key
 from bridge.settings import ZuoraTarget
+from tests.fakes import FakeClock
 
 CLIENT_ID = "8c7e4a1b-0000-4000-8000-SECRETID0001"
 CLIENT_SECRET = "zuora-SECRET-value=="
@@ -281,20 +281,6 @@ async def stub() -> AsyncIterator[OAuthStub]:
         yield state
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_registry_builds_zuora(session) -> None:
     provider = build_provider("billing", target("http://127.0.0.1:1"), session)
     assert isinstance(provider, ZuoraProvider)
@@ -319,7 +305,7 @@ async def test_client_credentials_form_without_authorization(stub, session) -> N
 
 
 async def test_token_cached_until_near_expiry(stub, session) -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     provider = ZuoraProvider("billing", target(stub.base_url), session, clock=clock)
     await provider.auth_headers()
     clock.now += 3599 - 60 - 1  # TokenCache refreshes 60 s early
@@ -331,7 +317,7 @@ async def test_token_cached_until_near_expiry(stub, session) -> None:
 
 async def test_missing_expires_in_falls_back_to_one_hour(stub, session) -> None:
     stub.expires_in = None
-    clock = Clock()
+    clock = FakeClock(100.0)
     provider = ZuoraProvider("billing", target(stub.base_url), session, clock=clock)
     await provider.auth_headers()
     clock.now += 3500

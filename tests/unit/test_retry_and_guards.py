@@ -8,6 +8,7 @@ from bridge.outcomes import ErrorKind, Status
 from bridge.providers.base import Verdict, parse_retry_after
 from bridge.retry import RetryState, backoff_s, retry_delay
 from bridge.settings import CircuitSettings, ConflictSettings, RateLimitSettings, RetrySettings
+from tests.fakes import FakeClock
 
 POLICY = RetrySettings(max_attempts=4, budget_s=10, base_backoff_s=0.5, max_backoff_s=2, max_retry_after_s=5)
 REPORT, RETRY = ConflictSettings(policy="report"), ConflictSettings(policy="retry", retry_deadline_s=3)
@@ -71,16 +72,8 @@ def test_parse_retry_after_both_forms(value, expected):
     assert parse_retry_after(value, now) == expected
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_token_bucket_allows_a_burst_then_spaces_calls():
-    clock = Clock()
+    clock = FakeClock()
     bucket = TokenBucket(RateLimitSettings(rate_per_s=10, burst=2), clock)
     assert bucket.reserve() == 0 and bucket.reserve() == 0
     assert bucket.reserve() == pytest.approx(0.1)
@@ -94,7 +87,7 @@ def test_unlimited_bucket_never_waits():
 
 
 def test_circuit_opens_after_consecutive_failures_and_probes_half_open():
-    clock = Clock()
+    clock = FakeClock()
     changes = []
     breaker = CircuitBreaker(CircuitSettings(failure_threshold=3, open_s=10), clock, changes.append)
     for _ in range(2):

@@ -19,6 +19,7 @@ from bridge.sandbox.config import (
     ZILLIANT_FORWARDED_HOST,
 )
 from bridge.sandbox.zilliant import Job, decode_oauth_header, encode_oauth_header, schedule_start
+from tests.fakes import FakeClock
 
 CREDENTIALS = {
     "grant_type": "password",
@@ -33,17 +34,9 @@ JOB = {
 }
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

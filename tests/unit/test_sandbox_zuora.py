@@ -11,22 +11,15 @@ from bridge.sandbox import SandboxConfig, start_sandbox
 from bridge.sandbox.config import DAY_S, ZUORA_CLIENT_ID, ZUORA_CLIENT_SECRET
 from bridge.sandbox.state import IdempotencyVerdict, KeyUse, StoredResponse, idempotency_verdict
 from bridge.sandbox.zuora import Definition, run_error, track_id_ok
+from tests.fakes import FakeClock
 
 ZUORA_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$")
 OTHER_TENANT = ("other-zuora-client", "other-zuora-secret")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

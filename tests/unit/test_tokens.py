@@ -9,14 +9,7 @@ import pytest
 
 from bridge.errors import AuthError
 from bridge.providers.tokens import Token, TokenCache
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 class FakeEndpoint:
