@@ -1,0 +1,105 @@
+"""Topic specs: the hand-written ``topics/<topic>.yaml`` files, loaded and checked for consistency."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bridge.commands import CommandFamily
+from bridge.contracts.schemas import build_schemas
+from bridge.errors import ConfigError
+from bridge.settings import TopicSettings
+
+ASYNCAPI_FILE = "asyncapi.yaml"
+
+
+class TopicRole(StrEnum):
+    """What a topic is for; the values are the field names of :class:`TopicSettings`."""
+
+    RUN_COMMANDS = "run_commands"
+    CONTROL_COMMANDS = "control_commands"
+    RUN_OUTCOMES = "run_outcomes"
+    CONTROL_OUTCOMES = "control_outcomes"
+    DEAD_LETTER = "dead_letter"
+
+    @property
+    def family(self) -> CommandFamily | None:
+        return {"run": CommandFamily.RUN, "control": CommandFamily.CONTROL}.get(self.value.split("_")[0])
+
+    @property
+    def bridge_action(self) -> str:
+        """AsyncAPI operation action from the bridge's side."""
+        return "receive" if self.value.endswith("_commands") else "send"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeySpec(_Spec):
+    encoding: str = "utf-8"
+    required: bool
+    semantics: str
+
+
+class ValueSpec(_Spec):
+    content_type: str
+    description: str
+    schemas: tuple[str, ...] = Field(description="Paths (relative to topics/) of the accepted schemas.")
+
+
+class HeaderSpec(_Spec):
+    name: str
+    description: str
+
+
+class TopicSpec(_Spec):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    name: str
+    role: TopicRole
+    purpose: str
+    partitions: int = Field(ge=1)
+    replication_factor: int = Field(ge=1)
+    configs: dict[str, str]
+    key: KeySpec
+    value: ValueSpec
+    headers: tuple[HeaderSpec, ...] = ()
+
+
+def load_specs(root: Path) -> list[TopicSpec]:
+    """Every ``<topic>.yaml`` in ``root`` except the AsyncAPI document, in :class:`TopicRole` order."""
+    specs = [_load_spec(path) for path in sorted(root.glob("*.yaml")) if path.name != ASYNCAPI_FILE]
+    order = list(TopicRole)
+    return sorted(specs, key=lambda spec: order.index(spec.role))
+
+
+def _load_spec(path: Path) -> TopicSpec:
+    try:
+        spec = TopicSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"topic spec {path} is invalid: {exc}") from None
+    if spec.name != path.stem:
+        raise ConfigError(f"topic spec {path} names topic {spec.name!r}; name the file {spec.name}.yaml")
+    return spec
+
+
+def spec_problems(specs: list[TopicSpec]) -> list[str]:
+    """Specs that contradict each other, the settings defaults, or the generated schemas."""
+    roles = [spec.role for spec in specs]
+    problems = [
+        f"{n} topic specs with role {r.value}, want 1" for r in TopicRole if (n := roles.count(r)) != 1
+    ]
+    defaults, known = TopicSettings(), build_schemas()
+    for spec in specs:
+        if getattr(defaults, spec.role.value) != spec.name:
+            problems.append(f"{spec.name}: TopicSettings.{spec.role.value} defaults to another name")
+        problems += [
+            f"{spec.name}: unknown schema {ref}"
+            for ref in spec.value.schemas
+            if ref.removeprefix("schemas/") not in known
+        ]
+    return problems
