@@ -28,6 +28,7 @@ from bridge.engine import Engine
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
 from bridge.health import Readiness, build_health_app, judge_readiness
+from bridge.http import AiohttpTransport
 from bridge.kafka_options import client_options
 from bridge.metrics import Metrics
 from bridge.processor import Processor
@@ -156,7 +157,10 @@ class Bridge:
             session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
             targets = build_targets(self.settings, session, self.metrics)
             executor = Executor(
-                session, self.metrics, self.redactor, self.settings.engine.max_error_body_bytes
+                AiohttpTransport(session),
+                self.metrics,
+                self.redactor,
+                self.settings.engine.max_error_body_bytes,
             )
             processor = Processor(self.settings, targets, executor, self.metrics)
             producer = await self._start_client(lambda: make_producer(self.settings.kafka), "producer")

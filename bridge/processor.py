@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from bridge import decide
 from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
-from bridge.executor import CallResult, Executor, TargetRuntime
+from bridge.decide import Decision
+from bridge.executor import Executor, TargetRuntime
 from bridge.metrics import Metrics, bounded
-from bridge.outcomes import ErrorKind, OutcomeData, OutcomeError, ProviderKind, SourceRecord, Status
+from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, SourceRecord
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
@@ -68,10 +70,7 @@ class Processor:
             topics.run_commands: CommandFamily.RUN,
             topics.control_commands: CommandFamily.CONTROL,
         }
-        self._outcome_topics = {
-            topics.run_commands: topics.run_outcomes,
-            topics.control_commands: topics.control_outcomes,
-        }
+        self._outcome_topics = topics.routes
         self._dlq_topic = topics.dead_letter
         self._max_bytes = settings.engine.max_message_bytes
         self._max_dead_letter_value = settings.kafka.max_request_size - DLQ_HEADROOM_BYTES
@@ -100,17 +99,18 @@ class Processor:
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)
         if isinstance(parsed, Invalid):
-            error = OutcomeError(kind=parsed.kind, message=parsed.message, retryable=False)
             provider = self._provider_of(parsed.target)
-            return self._outcome(
-                record,
-                parsed.command_id,
-                parsed.target,
-                provider,
-                parsed.operation,
-                CallResult(Status.REJECTED, error=error),
-                0.0,
+            decision = decide.rejected(parsed.kind, parsed.message)
+            data = decide.outcome_data(
+                command_id=parsed.command_id,
+                target=parsed.target,
+                provider=provider,
+                operation=parsed.operation,
+                decision=decision,
+                duration_ms=0.0,
+                source=record.source,
             )
+            return self._outcome(record, data)
         return await self._execute(record, parsed.command)
 
     async def _execute(self, record: Incoming, command: Command) -> Outgoing:
@@ -120,23 +120,26 @@ class Processor:
         if result is None:
             assert runtime is not None
             result = await self._executor.execute(runtime, command)
-        duration = (time.perf_counter() - started) * 1000
-        provider = OPERATION_PROVIDER[operation_of(command)]
-        return self._outcome(
-            record, command.id, command.target, provider, command.operation, result, duration
+        data = decide.outcome_data(
+            command_id=command.id,
+            target=command.target,
+            provider=OPERATION_PROVIDER[operation_of(command)],
+            operation=command.operation,
+            decision=result,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            source=record.source,
         )
+        return self._outcome(record, data)
 
-    def _precheck(
-        self, record: Incoming, command: Command, runtime: TargetRuntime | None
-    ) -> CallResult | None:
+    def _precheck(self, record: Incoming, command: Command, runtime: TargetRuntime | None) -> Decision | None:
         """Rejections decided before any call: unknown target, wrong provider, too old."""
         if runtime is None:
-            return _rejected(
+            return decide.rejected(
                 ErrorKind.UNKNOWN_TARGET, f"no target named '{command.target}' is configured in this bridge"
             )
         wanted = OPERATION_PROVIDER[operation_of(command)]
         if runtime.provider.kind != wanted:
-            return _rejected(
+            return decide.rejected(
                 ErrorKind.TARGET_MISMATCH,
                 f"target '{command.target}' is a {runtime.provider.kind.value} target; "
                 f"'{command.operation}' needs a {wanted.value} target",
@@ -145,54 +148,22 @@ class Processor:
         now = datetime.now(UTC)
         if expiry is not None and now > expiry:
             late = (now - expiry).total_seconds()
-            return _rejected(ErrorKind.EXPIRED, f"command expired {late:.1f}s before its turn; not executed")
+            return decide.rejected(
+                ErrorKind.EXPIRED, f"command expired {late:.1f}s before its turn; not executed"
+            )
         return None
 
     def _provider_of(self, target: str | None) -> ProviderKind | None:
         runtime = self._targets.get(target) if target else None
         return runtime.provider.kind if runtime else None
 
-    def _outcome(
-        self,
-        record: Incoming,
-        command_id: str,
-        target: str | None,
-        provider: ProviderKind | None,
-        operation: str | None,
-        result: CallResult,
-        duration_ms: float,
-    ) -> Outgoing:
-        data = OutcomeData(
-            command_id=command_id,
-            target=target,
-            provider=provider,
-            operation=operation,
-            status=result.status,
-            provider_ref=result.reference,
-            http_status=result.http_status,
-            attempts=result.attempts,
-            duration_ms=round(duration_ms, 3),
-            error=result.error,
-            source=record.source,
-        )
-        log.info(
-            "outcome %s %s",
-            command_id,
-            result.status.value,
-            extra={
-                "command_id": command_id,
-                "target": target,
-                "operation": operation,
-                "status": result.status.value,
-                "duration_ms": data.duration_ms,
-                "error_kind": result.error.kind.value if result.error else None,
-            },
-        )
+    def _outcome(self, record: Incoming, data: OutcomeData) -> Outgoing:
+        _log_outcome(data)
         labels = (
-            bounded(target, self._target_names),
-            provider.value if provider else "unknown",
-            bounded(operation, _OPERATIONS),
-            result.status.value,
+            bounded(data.target, self._target_names),
+            data.provider.value if data.provider else "unknown",
+            bounded(data.operation, _OPERATIONS),
+            data.status.value,
         )
         return Outgoing(
             self._outcome_topics[record.topic],
@@ -235,5 +206,17 @@ def command_deadline(command: Command, record_time: datetime, max_age_s: float |
     return min(deadlines) if deadlines else None
 
 
-def _rejected(kind: ErrorKind, message: str) -> CallResult:
-    return CallResult(Status.REJECTED, error=OutcomeError(kind=kind, message=message, retryable=False))
+def _log_outcome(data: OutcomeData) -> None:
+    log.info(
+        "outcome %s %s",
+        data.command_id,
+        data.status.value,
+        extra={
+            "command_id": data.command_id,
+            "target": data.target,
+            "operation": data.operation,
+            "status": data.status.value,
+            "duration_ms": data.duration_ms,
+            "error_kind": data.error.kind.value if data.error else None,
+        },
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from bridge.decide import Verdict
 from bridge.outcomes import Status
-from bridge.providers.base import Verdict
 from bridge.settings import ConflictSettings, RetrySettings
 
 

@@ -261,6 +261,16 @@ class TopicSettings(_Model):
     control_outcomes: str = "workflow.control.outcomes"
     dead_letter: str = "workflow.commands.dlq"
 
+    @property
+    def routes(self) -> dict[str, str]:
+        """Each command topic and the topic its outcomes go to."""
+        return {self.run_commands: self.run_outcomes, self.control_commands: self.control_outcomes}
+
+    @property
+    def results(self) -> tuple[str, ...]:
+        """Every topic the bridge writes results to: the outcome topics, then the dead-letter topic."""
+        return (self.run_outcomes, self.control_outcomes, self.dead_letter)
+
 
 class EngineSettings(_Model):
     max_in_flight: int = Field(default=1000, ge=1, description="Commands held in memory at once.")

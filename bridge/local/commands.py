@@ -87,9 +87,7 @@ def format_dead_letter(value: bytes | None, headers: list[tuple[str, bytes]]) ->
 async def tail_outcomes(settings: Settings, args: Namespace) -> int:
     t = settings.topics
     consumer = AIOKafkaConsumer(
-        t.run_outcomes,
-        t.control_outcomes,
-        t.dead_letter,
+        *t.results,
         **client_options(settings.kafka),
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,

@@ -138,21 +138,14 @@ def local_settings(
 
 
 def topic_layout(topics: TopicSettings, partitions: int = 4) -> dict[str, int]:
-    return {
-        topics.run_commands: partitions,
-        topics.control_commands: partitions,
-        topics.run_outcomes: partitions,
-        topics.control_outcomes: partitions,
-        topics.dead_letter: 1,
-    }
+    paired = [*topics.routes, *topics.routes.values()]
+    return {**dict.fromkeys(paired, partitions), topics.dead_letter: 1}
 
 
 async def _print_outcomes(settings: Settings) -> None:
     t = settings.topics
     consumer = AIOKafkaConsumer(
-        t.run_outcomes,
-        t.control_outcomes,
-        t.dead_letter,
+        *t.results,
         bootstrap_servers=settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
     )

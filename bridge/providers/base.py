@@ -7,18 +7,22 @@ timeouts, metrics and outcome publishing live once, in :mod:`bridge.executor`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 from pydantic import SecretStr
 
 from bridge.commands import Command
-from bridge.outcomes import ErrorKind, ProviderKind, Status
+from bridge.decide import Verdict
+from bridge.outcomes import ProviderKind
+
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8192}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,23 +34,6 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
     query: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What an HTTP response means for the command."""
-
-    status: Status
-    reference: str | None = None
-    error_kind: ErrorKind | None = None
-    message: str = ""
-    retryable: bool = False
-    refresh_auth: bool = False
-    retry_after_s: float | None = None
-
-    @property
-    def is_success(self) -> bool:
-        return self.status in (Status.QUEUED, Status.APPLIED)
 
 
 class Provider(Protocol):
@@ -117,73 +104,29 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header in either delta-seconds or HTTP-date form."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+def json_or_none(body: bytes) -> Any:
+    """The decoded JSON value, or None when the body is empty or not JSON."""
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive header lookup over a plain mapping."""
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
+def reference_of(value: Any) -> str | None:
+    """A provider id (string or integer) as a short, printable reference; None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and _REFERENCE.fullmatch(value.strip()):
+        return value.strip()
     return None
 
 
-def classify_common(status: int, headers: Mapping[str, str]) -> Verdict | None:
-    """The part of every provider's classification that HTTP semantics decide.
-
-    Returns None for statuses the provider module must decide itself (2xx, 409, most 4xx).
-    """
-    if status == 401:
-        return Verdict(
-            Status.ERROR, error_kind=ErrorKind.AUTH, message="credentials refused (401)", refresh_auth=True
-        )
-    if status == 403:
-        return Verdict(Status.ERROR, error_kind=ErrorKind.AUTH, message="access forbidden (403)")
-    if status == 429:
-        return Verdict(
-            Status.ERROR,
-            error_kind=ErrorKind.RATE_LIMITED,
-            message="rate limited (429)",
-            retryable=True,
-            retry_after_s=parse_retry_after(header(headers, "Retry-After")),
-        )
-    if status >= 500:
-        retry_after = parse_retry_after(header(headers, "Retry-After")) if status == 503 else None
-        return Verdict(
-            Status.ERROR,
-            error_kind=ErrorKind.PROVIDER_ERROR,
-            message=f"provider failed ({status})",
-            retryable=True,
-            retry_after_s=retry_after,
-        )
-    if status in (400, 404, 406, 422):
-        return Verdict(
-            Status.REJECTED,
-            error_kind=ErrorKind.PROVIDER_REJECTED,
-            message=f"provider rejected the command ({status})",
-        )
-    return None
+def header_safe(value: str) -> bool:
+    """True when ``value`` can travel in an HTTP header unchanged (printable ASCII, no spaces)."""
+    return _HEADER_SAFE.fullmatch(value) is not None
 
 
-def unexpected(status: int) -> Verdict:
-    """A status the contract does not mention: final, reported as an error."""
-    return Verdict(
-        Status.ERROR, error_kind=ErrorKind.PROVIDER_ERROR, message=f"unexpected provider status {status}"
-    )
-
-
-ClientSession = aiohttp.ClientSession
+def clip(text: str, limit: int = 200) -> str:
+    """Shorten provider text for a one-line human message."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

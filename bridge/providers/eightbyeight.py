@@ -19,17 +19,10 @@ from dataclasses import replace
 import orjson
 
 from bridge.commands import Command, EightByEightUpdateInstance
+from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import CommandRejected
 from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.base import (
-    HttpRequest,
-    StaticKeyProvider,
-    Verdict,
-    classify_common,
-    segment,
-    unexpected,
-)
-from bridge.providers.oauth import clip, json_or_none, reference_of
+from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of, segment
 from bridge.settings import EightByEightTarget
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}

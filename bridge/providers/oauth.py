@@ -1,5 +1,4 @@
-"""Token fetching over a form POST, shared by the Zilliant and Zuora adapters, plus the small
-JSON helpers the token parsers and the response classifiers both need.
+"""Token fetching over a form POST, shared by the Zilliant and Zuora adapters.
 
 Failures become :class:`bridge.errors.AuthError` whose message names the provider and the HTTP
 status only: credentials, tokens and token response bodies never appear in a message or a log.
@@ -8,28 +7,23 @@ Example::
 
     endpoint = TokenEndpoint("Zuora", target.effective_token_url, target.timeouts)
     body = await post_token_form(session, endpoint, {"grant_type": "client_credentials", ...})
-    fields = json_or_none(body)
 """
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import orjson
 
+from bridge.decide import header
 from bridge.errors import AuthError
-from bridge.providers.base import header
+from bridge.http import transport_failure
 from bridge.settings import TimeoutSettings
 
 _REFUSED = frozenset({400, 401, 403})
-_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8192}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,33 +71,11 @@ async def post_token_form(
             status = response.status
             body = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        message = f"{endpoint.label} token endpoint unreachable ({type(exc).__name__})"
-        raise AuthError(message, retryable=True) from exc
+        failure = transport_failure(exc, endpoint.timeouts.total_s, f"{endpoint.label} token endpoint")
+        raise AuthError(failure.message, retryable=True) from exc
     if status != 200:
         raise token_failure(endpoint.label, status)
     return body
-
-
-def json_or_none(body: bytes) -> Any:
-    """The decoded JSON value, or None when the body is empty or not JSON."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def reference_of(value: Any) -> str | None:
-    """A provider id (string or integer) as a short, printable reference; None for anything else."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str) and _REFERENCE.fullmatch(value.strip()):
-        return value.strip()
-    return None
-
-
-def header_safe(value: str) -> bool:
-    """True when ``value`` can travel in an HTTP header unchanged (printable ASCII, no spaces)."""
-    return _HEADER_SAFE.fullmatch(value) is not None
 
 
 def stale_credential(headers: Mapping[str, str] | None, scheme: str) -> str | None:
@@ -111,9 +83,3 @@ def stale_credential(headers: Mapping[str, str] | None, scheme: str) -> str | No
     value = header(headers, "Authorization") if headers is not None else None
     prefix = f"{scheme} "
     return value[len(prefix) :] if value is not None and value.startswith(prefix) else None
-
-
-def clip(text: str, limit: int = 200) -> str:
-    """Shorten provider text for a one-line human message."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 
 from bridge.commands import Command, WorkflooExecute
+from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import CommandRejected
 from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.base import HttpRequest, StaticKeyProvider, Verdict, classify_common, unexpected
-from bridge.providers.oauth import clip, json_or_none, reference_of
+from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of
 from bridge.settings import WorkflooTarget
 
 API_PATH = "/api/v1/workfloo"

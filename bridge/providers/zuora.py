@@ -25,19 +25,11 @@ import aiohttp
 import orjson
 
 from bridge.commands import Command, ZuoraHeaders, ZuoraRerunTask, ZuoraRunWorkflow
+from bridge.decide import Verdict, classify_common, header, unexpected
 from bridge.errors import AuthError, CommandRejected
 from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.base import HttpRequest, Verdict, classify_common, header, segment, unexpected
-from bridge.providers.oauth import (
-    TokenEndpoint,
-    clip,
-    header_safe,
-    json_or_none,
-    post_token_form,
-    reference_of,
-    ssl_context_for,
-    stale_credential,
-)
+from bridge.providers.base import HttpRequest, clip, header_safe, json_or_none, reference_of, segment
+from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
 from bridge.providers.tokens import Clock, Token, TokenCache
 from bridge.settings import ZuoraTarget
 

@@ -12,6 +12,7 @@ import pytest
 
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CircuitBreaker, TokenBucket
+from bridge.http import AiohttpTransport
 from bridge.local.stack import SANDBOX_ENV
 from bridge.metrics import Metrics
 from bridge.outcomes import Status
@@ -69,7 +70,9 @@ async def execute(url: str, ca_file: Path | None) -> Any:
             TokenBucket(settings.rate_limit),
             ssl_context_for(settings.ca_file),
         )
-        return await Executor(session, Metrics(), Redactor(), 2048).execute(runtime, command)
+        return await Executor(AiohttpTransport(session), Metrics(), Redactor(), 2048).execute(
+            runtime, command
+        )
 
 
 async def test_an_unknown_certificate_authority_is_refused(https_sandbox: Any) -> None:

@@ -3,9 +3,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bridge.decide import Verdict, parse_retry_after
 from bridge.guards import CircuitBreaker, CircuitState, TokenBucket
 from bridge.outcomes import ErrorKind, Status
-from bridge.providers.base import Verdict, parse_retry_after
 from bridge.retry import RetryState, backoff_s, retry_delay
 from bridge.settings import CircuitSettings, ConflictSettings, RateLimitSettings, RetrySettings
 from tests.fakes import FakeClock

@@ -1,0 +1,78 @@
+"""The HTTP edge: one provider call over aiohttp, and the one mapping from transport errors to kinds.
+
+The executor talks to a :class:`Transport`; tests give it :class:`bridge.testing.FakeTransport`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ssl import SSLContext
+from typing import Protocol
+
+import aiohttp
+
+from bridge.errors import RetryableCallError
+from bridge.outcomes import ErrorKind
+
+MAX_RESPONSE_BYTES = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Everything one HTTP call needs; ``url`` is the configured base URL plus the encoded path."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+    query: Mapping[str, str]
+    ssl: SSLContext | bool
+    timeout: aiohttp.ClientTimeout
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Transport(Protocol):
+    async def __call__(self, call: Call) -> Response:
+        """Send ``call``; raise :class:`RetryableCallError` when no usable response arrives."""
+
+
+class AiohttpTransport:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def __call__(self, call: Call) -> Response:
+        try:
+            async with self._session.request(
+                call.method,
+                call.url,
+                params=dict(call.query) or None,
+                data=call.body,
+                headers=call.headers,
+                ssl=call.ssl,
+                timeout=call.timeout,
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.content.read(MAX_RESPONSE_BYTES)
+                return Response(resp.status, dict(resp.headers), body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_failure(exc, call.timeout.total) from exc
+
+
+def transport_failure(
+    exc: aiohttp.ClientError | TimeoutError, timeout_s: float | None, who: str = "provider"
+) -> RetryableCallError:
+    """What a call that got no usable response means, for provider calls and token fetches alike."""
+    if isinstance(exc, TimeoutError):
+        return RetryableCallError(
+            ErrorKind.TIMEOUT, f"{who} unreachable in time: no answer within {timeout_s or 0:g}s"
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return RetryableCallError(ErrorKind.PROVIDER_ERROR, f"{who} cut its response off")
+    return RetryableCallError(ErrorKind.UNREACHABLE, f"{who} unreachable ({type(exc).__name__})")
