@@ -9,10 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bridge.config import load_settings
 from bridge.errors import ConfigError
 from bridge.logs import configure_logging
 from bridge.redact import Redactor
-from bridge.settings import Settings, load_settings
+from bridge.settings import Settings
 from bridge.topics_admin import add_topics_cli, run_topics_cli
 
 

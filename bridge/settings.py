@@ -1,77 +1,28 @@
-"""Typed configuration: a YAML file plus ``BRIDGE__SECTION__FIELD`` environment overrides.
-
-Only this module reads the environment. Credentials are references (``{env: NAME}`` or
-``{file: PATH}``), resolved once at start-up into :class:`pydantic.SecretStr`; inline secrets are
-refused so that they cannot end up in a config file, a ConfigMap or a log line.
-
-Example::
-
-    settings = load_settings(Path("config.yaml"))
+"""Typed configuration models. Loading (YAML file, environment overrides) is :mod:`bridge.config`;
+credential references are :mod:`bridge.secrets`.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from bridge.errors import ConfigError
+from bridge.secrets import Secret, resolve_secret
 
-ENV_PREFIX = "BRIDGE__"
-_PROVIDER_TAGS = frozenset({"zilliant", "zuora", "workfloo", "8x8"})
 DLQ_HEADROOM_BYTES = 65_536
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretRef(_Model):
-    """Where a credential comes from: an environment variable or a file (a Kubernetes secret mount)."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of 'env' or 'file'")
-        return self
-
-    def resolve(self, environ: Mapping[str, str]) -> SecretStr:
-        if self.env is not None:
-            value = environ.get(self.env)
-            if not value:
-                raise ValueError(f"environment variable {self.env} is not set or empty")
-            return SecretStr(value)
-        assert self.file is not None
-        try:
-            return SecretStr(self.file.read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
-
-
-def _resolve_secret(value: Any, info: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return value
-    if isinstance(value, str):
-        raise ValueError("inline secrets are not allowed; use {env: VAR} or {file: /path}")
-    ref = SecretRef.model_validate(value)
-    environ = (info.context or {}).get("environ", os.environ)
-    return ref.resolve(environ)
 
 
 class TimeoutSettings(_Model):
@@ -135,9 +86,6 @@ class TargetBase(_Model):
         return self
 
 
-Secret = Annotated[SecretStr, Field(json_schema_extra={"format": "secret-ref"})]
-
-
 class ZilliantTarget(TargetBase):
     provider: Literal["zilliant"]
     token_url: str = Field(description="Salesforce token endpoint, e.g. https://login.salesforce.com/...")
@@ -151,7 +99,7 @@ class ZilliantTarget(TargetBase):
     client_secret: Secret
 
     _secrets = field_validator("username", "password", "client_id", "client_secret", mode="before")(
-        _resolve_secret
+        resolve_secret
     )
 
 
@@ -161,7 +109,7 @@ class ZuoraTarget(TargetBase):
     client_id: Secret
     client_secret: Secret
 
-    _secrets = field_validator("client_id", "client_secret", mode="before")(_resolve_secret)
+    _secrets = field_validator("client_id", "client_secret", mode="before")(resolve_secret)
 
     @property
     def effective_token_url(self) -> str:
@@ -173,7 +121,7 @@ class WorkflooTarget(TargetBase):
     sandbox: bool = Field(default=False, description="Add ?sandbox=true (ignored on the sandbox host).")
     api_key: Secret
 
-    _secrets = field_validator("api_key", mode="before")(_resolve_secret)
+    _secrets = field_validator("api_key", mode="before")(resolve_secret)
 
 
 class EightByEightTarget(TargetBase):
@@ -181,7 +129,7 @@ class EightByEightTarget(TargetBase):
     account_id: str = Field(pattern=r"^[A-Za-z0-9._~-]{1,128}$")
     api_key: Secret
 
-    _secrets = field_validator("api_key", mode="before")(_resolve_secret)
+    _secrets = field_validator("api_key", mode="before")(resolve_secret)
 
 
 TargetSettings = Annotated[
@@ -205,7 +153,7 @@ class KafkaSecuritySettings(_Model):
     ssl_check_hostname: bool = True
 
     _secrets = field_validator("sasl_username", "sasl_password", "ssl_key_password", mode="before")(
-        _resolve_secret
+        resolve_secret
     )
 
     @model_validator(mode="after")
@@ -331,59 +279,3 @@ class Settings(_Model):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
                 raise ValueError(f"target name {name!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,62}}")
         return value
-
-
-def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """``BRIDGE__KAFKA__BOOTSTRAP_SERVERS=host:9092`` sets ``kafka.bootstrap_servers``.
-
-    Values are parsed as YAML scalars so that ``true``, ``5`` and ``null`` keep their types.
-    """
-    merged: dict[str, Any] = dict(raw)
-    for key in sorted(environ):
-        if not key.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__") if part]
-        if not path:
-            continue
-        node = merged
-        for part in path[:-1]:
-            child = node.get(part)
-            child = dict(child) if isinstance(child, dict) else {}
-            node[part] = child
-            node = child
-        node[path[-1]] = yaml.safe_load(environ[key])
-    return merged
-
-
-def _format_errors(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration in {origin}:"]
-    for err in exc.errors():
-        loc = list(err["loc"])
-        if len(loc) > 2 and loc[0] == "targets" and loc[2] in _PROVIDER_TAGS:
-            del loc[2]  # the union's tag, not a field the user wrote
-        where = ".".join(str(p) for p in loc) or "<root>"
-        lines.append(f"  - {where}: {err['msg']}")
-    return "\n".join(lines)
-
-
-def parse_settings(raw: Mapping[str, Any], environ: Mapping[str, str], origin: str = "<config>") -> Settings:
-    merged = apply_env_overrides(dict(raw), environ)
-    try:
-        return Settings.model_validate(merged, context={"environ": environ})
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from None
-
-
-def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    raw: Any = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {path} must contain a mapping at the top level")
-    return parse_settings(raw, env, str(path) if path else "<defaults>")

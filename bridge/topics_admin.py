@@ -27,10 +27,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from bridge.config import load_settings
 from bridge.contracts import TopicSpec, check_all, load_specs, write_all
 from bridge.errors import BridgeError, ConfigError
 from bridge.kafka_options import security_options
-from bridge.settings import KafkaSettings, load_settings
+from bridge.settings import KafkaSettings
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code: another admin created it between our list and create
 MIN_INSYNC = "min.insync.replicas"

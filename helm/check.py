@@ -385,7 +385,7 @@ def settings_findings(deployment: Doc, config: Doc) -> list[str]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from bridge.errors import ConfigError
-    from bridge.settings import parse_settings
+    from bridge.config import parse_settings
 
     environ = {
         e["name"]: e.get("value", "placeholder") for e in bridge_container(deployment).get("env") or []

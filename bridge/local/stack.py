@@ -16,12 +16,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.app import Bridge
+from bridge.config import parse_settings
 from bridge.local import examples
 from bridge.local.broker import create_topics, start_broker
 from bridge.local.commands import command_topic, render_record
 from bridge.sandbox import config as sandbox_defaults
 from bridge.sandbox import start_sandbox
-from bridge.settings import Settings, TopicSettings, parse_settings
+from bridge.settings import Settings, TopicSettings
 
 # Credentials the sandbox accepts, handed to the bridge the way production does: environment variables.
 SANDBOX_ENV = {

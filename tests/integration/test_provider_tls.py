@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bridge.config import parse_settings
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CircuitBreaker, TokenBucket
 from bridge.http import AiohttpTransport
@@ -22,7 +23,6 @@ from bridge.providers.registry import build_provider
 from bridge.redact import Redactor
 from bridge.sandbox import config as sb
 from bridge.sandbox import start_sandbox
-from bridge.settings import parse_settings
 from tests.certs import issue, make_ca
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.commands import WorkflooExecute
+from bridge.config import parse_settings
 from bridge.errors import RetryableCallError
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CircuitBreaker, TokenBucket
@@ -15,7 +16,6 @@ from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind, Status
 from bridge.providers.workfloo import WorkflooProvider
 from bridge.redact import Redactor
-from bridge.settings import parse_settings
 from bridge.testing import FakeTransport, json_response
 from tests.fakes import FakeClock
 

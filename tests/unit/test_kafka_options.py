@@ -5,9 +5,9 @@ import ssl
 
 import pytest
 
+from bridge.config import parse_settings
 from bridge.errors import ConfigError
 from bridge.kafka_options import client_options
-from bridge.settings import parse_settings
 from tests.certs import issue, make_ca
 
 ENV = {"KAFKA_USER": "bridge-svc", "KAFKA_PASSWORD": "kafka-pass-123", "KEY_PASSWORD": "key-pass"}

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from bridge.app import build_targets
+from bridge.config import parse_settings
 from bridge.executor import Executor
 from bridge.http import Call, Response
 from bridge.metrics import Metrics
@@ -16,7 +17,7 @@ from bridge.outcomes import ErrorKind, Status
 from bridge.parsing import DeadLetterReason
 from bridge.processor import Incoming, Outgoing, Processor
 from bridge.redact import Redactor
-from bridge.settings import Settings, parse_settings
+from bridge.settings import Settings
 from bridge.testing import FakeTransport, json_response
 
 ENV = {"WF_KEY": "wf-key-123456", "EX_KEY": "ex-key-123456"}

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
+from bridge.config import parse_settings
 from bridge.outcomes import OutcomeData
 from bridge.parsing import Parsed, parse_command
-from bridge.settings import parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
