@@ -101,8 +101,10 @@ class _Replay:
         if not self.options.selection.matches(view):
             return
         decision = decide_dead_letter(view, self.options.limit, self.targets)
-        to: Coordinates | str | None = view.source.topic if view.source else None
+        to: Coordinates | str | None = None
         count = view.replay_count + 1
-        if decision.action is Action.REPLAY and not self.options.dry_run and view.source:
-            to = await kafka.put_back(self.producer, view.source.topic, record, view.at, count, redrive=False)
+        if decision.action is Action.REPLAY and view.source:
+            to = view.source.topic
+            if not self.options.dry_run:
+                to = await kafka.put_back(self.producer, to, record, view.at, count, redrive=False)
         self.report.record(view.at, decision, view.reason, to, replay_count=count)

@@ -99,7 +99,9 @@ class _Resubmit:
             return
         count = replay_count(record.headers) + 1
         decision = decide_put_back(view.source.topic, count - 1, self.options.limit, self.targets)
-        to: Coordinates | str = view.source.topic
-        if decision.action is Action.REPLAY and not self.options.dry_run:
-            to = await kafka.put_back(producer, view.source.topic, record, view.at, count, redrive=True)
+        to: Coordinates | str | None = None
+        if decision.action is Action.REPLAY:
+            to = view.source.topic
+            if not self.options.dry_run:
+                to = await kafka.put_back(producer, to, record, view.at, count, redrive=True)
         self.report.record(view.at, decision, reason, to, command_id=view.command_id, replay_count=count)

@@ -68,13 +68,16 @@ class Report:
         self.results[result] += 1
         self.reasons.append(reason)
         self.metrics.records.labels(self.kind, result).inc()
-        print(f"{result:13} {at}  {reason:16} -> {to or '-'}  {decision.why}".rstrip(), flush=True)
+        command = f"{extra['command_id']}  " if "command_id" in extra else ""
+        print(f"{result:13} {at}  {command}{reason:16} -> {to or '-'}  {decision.why}".rstrip(), flush=True)
         fields = {"action": result, "from": str(at), "to": str(to) if to else None, "reason": reason}
         log.info("%s %s %s", self.kind, result, at, extra={**fields, "why": decision.why, **extra})
 
     def summary(self) -> str:
         totals = ", ".join(f"{n} {name}" for name, n in sorted(self.results.items())) or "nothing selected"
         lines = [f"{self.kind}{' (dry run)' if self.dry_run else ''}: {totals}"]
+        if self.reasons:
+            lines.append("by reason:")
         lines += [f"  {reason:24} {n}" for reason, n in histogram(self.reasons)]
         return "\n".join(lines)
 

@@ -11,7 +11,15 @@ from prometheus_client import CollectorRegistry
 
 from bridge.outcomes import OutcomeData, SourceRecord, Status, encode_outcome
 from bridge.provenance import REDRIVE, REPLAY_COUNT, REPLAY_FROM, replay_count, replay_headers
-from bridge.redrive.report import ReplayMetrics, Report, age, dead_letter_line, describe_record, result_label
+from bridge.redrive.report import (
+    ReplayMetrics,
+    Report,
+    age,
+    dead_letter_json,
+    dead_letter_line,
+    describe_record,
+    result_label,
+)
 from bridge.redrive.select import (
     Action,
     Coordinates,
@@ -219,10 +227,13 @@ def test_a_report_counts_logs_and_summarises(capsys: pytest.CaptureFixture[str])
     assert report.replayed == 2
     assert report.summary().splitlines() == [
         "dlq (dry run): 1 quarantined, 2 would_replay",
+        "by reason:",
         "  invalid_json             2",
         "  too_large                1",
     ]
-    assert "would_replay  dlq/0/1  invalid_json     -> run.commands" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "would_replay  dlq/0/1  invalid_json     -> run.commands" in out
+    assert "quarantined   dlq/0/2  too_large        -> -  replayed 3 times" in out
     value = metrics.registry.get_sample_value(
         "bridge_replays_total", {"kind": "dlq", "result": "quarantined"}
     )
@@ -249,3 +260,9 @@ def test_list_and_show_lines() -> None:
     shown = describe_record(record, 1_000_000)
     assert "  traceparent: 00-abc-def-01" in shown and shown.endswith("value\nnot json")
     assert describe_record(Rec(value=b"\xff", key=None), 0).endswith("value\nb'\\xff'")
+
+
+def test_list_json_is_one_object_per_dead_letter() -> None:
+    doc = orjson.loads(dead_letter_json(view_dead_letter(dead())))
+    assert doc["at"] == {"topic": "dlq", "partition": 0, "offset": 7}
+    assert (doc["reason"], doc["source"]["offset"], doc["replay_count"]) == ("invalid_json", 41, 0)
