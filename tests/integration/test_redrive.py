@@ -97,6 +97,31 @@ async def test_replay_after_the_fix_yields_exactly_one_new_outcome_per_record(st
     assert not any(k.startswith("dlq.") or k == REDRIVE for r in replayed for k in headers(r))
 
 
+def topics_config(stack: Stack, tmp_path: Any) -> str:
+    config = tmp_path / "topics.yaml"
+    config.write_text(
+        "topics:\n" + "".join(f"  {k}: {v}\n" for k, v in stack.settings.topics.model_dump().items())
+    )
+    return str(config)
+
+
+async def test_list_filters_and_show_prints_headers_and_value(stack: Stack, tmp_path) -> None:
+    await stack.start_bridge()
+    await dead_letter(stack, 1)
+    await stack.send((b"k", b""))
+    await stack.collect(1)
+    where = ("--config", topics_config(stack, tmp_path), "--bootstrap", stack.broker.bootstrap)
+    code, out, err = await bridge_cli("dlq", "list", "--reason", "empty_value", *where)
+    assert code == 0, err
+    [line] = out.splitlines()
+    assert line.startswith("0/1") and "empty_value" in line and "replays=0" in line
+    code, out, err = await bridge_cli("dlq", "show", "0", *where)
+    assert code == 0, err
+    assert "  dlq.reason: invalid_json" in out and out.endswith("value\nnot json 0\n")
+    code, _, err = await bridge_cli("dlq", "show", "9", *where)
+    assert code == 1 and "no dead letter" in err
+
+
 async def test_dry_run_changes_no_topic_and_no_offset_and_prints_a_histogram(stack: Stack, tmp_path) -> None:
     await stack.start_bridge()
     await dead_letter(stack, 3)
@@ -104,12 +129,8 @@ async def test_dry_run_changes_no_topic_and_no_offset_and_prints_a_histogram(sta
     await stack.collect(1)
     before = await high_watermarks(stack)
     group_id = group()
-    config = tmp_path / "topics.yaml"
-    config.write_text(
-        "topics:\n" + "".join(f"  {k}: {v}\n" for k, v in stack.settings.topics.model_dump().items())
-    )
     code, out, err = await bridge_cli(
-        "dlq", "replay", "--dry-run", "--group", group_id, "--config", str(config),
+        "dlq", "replay", "--dry-run", "--group", group_id, "--config", topics_config(stack, tmp_path),
         "--bootstrap", stack.broker.bootstrap, "--metrics-file", str(tmp_path / "replay.prom"),
     )  # fmt: skip
     assert code == 0, err
