@@ -91,7 +91,7 @@ async def test_replay_after_the_fix_yields_exactly_one_new_outcome_per_record(st
     replayed = [
         r for r in await records(stack, stack.settings.topics.run_commands) if REPLAY_FROM in headers(r)
     ]
-    dlq = stack.settings.topics.dead_letter
+    dlq = stack.settings.topics.dead_letter  # offsets 0 and 1: the broker's numbering of a new topic
     assert sorted(headers(r)[REPLAY_FROM] for r in replayed) == [f"{dlq}/0/0", f"{dlq}/0/1"]
     assert {headers(r)[REPLAY_COUNT] for r in replayed} == {"1"}
     assert not any(k.startswith("dlq.") or k == REDRIVE for r in replayed for k in headers(r))
