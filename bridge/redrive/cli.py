@@ -76,7 +76,9 @@ def add_redrive_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def run_redrive_cli(args: argparse.Namespace, settings: Settings) -> int:
-    configure_logging("INFO", "json", Redactor())
+    from bridge.app import secret_values
+
+    configure_logging("INFO", "json", Redactor(secret_values(settings)))
     try:
         window = time_range(getattr(args, "since", None), getattr(args, "until", None))
     except ValueError as exc:
@@ -112,7 +114,10 @@ def _show(settings: Settings, partition: int, offset: int) -> int:
             f"bridge: no dead letter at {settings.topics.dead_letter}/{partition}/{offset}", file=sys.stderr
         )
         return 1
-    print(describe_record(record, int(time.time() * 1000)))
+    from bridge.app import secret_values
+
+    # a record's headers can carry an upstream's credentials: mask them as the logs would
+    print(Redactor(secret_values(settings)).scrub(describe_record(record, int(time.time() * 1000))))
     return 0
 
 

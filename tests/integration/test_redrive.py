@@ -107,7 +107,10 @@ def topics_config(stack: Stack, tmp_path: Any) -> str:
 
 async def test_list_filters_and_show_prints_headers_and_value(stack: Stack, tmp_path) -> None:
     await stack.start_bridge()
-    await dead_letter(stack, 1)
+    async with kafka.open_producer(stack.settings.kafka) as producer:
+        upstream = [("authorization", b"Bearer upstream-token-0123456789")]
+        await producer.send_and_wait(stack.settings.topics.run_commands, b"not json 0", headers=upstream)
+    await stack.collect(1)
     await stack.send((b"k", b""))
     await stack.collect(1)
     where = ("--config", topics_config(stack, tmp_path), "--bootstrap", stack.broker.bootstrap)
@@ -118,6 +121,7 @@ async def test_list_filters_and_show_prints_headers_and_value(stack: Stack, tmp_
     code, out, err = await bridge_cli("dlq", "show", "0", *where)
     assert code == 0, err
     assert "  dlq.reason: invalid_json" in out and out.endswith("value\nnot json 0\n")
+    assert "  authorization: ***" in out and "upstream-token" not in out
     code, _, err = await bridge_cli("dlq", "show", "9", *where)
     assert code == 1 and "no dead letter" in err
 
