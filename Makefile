@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy bridge
+	$(BIN)/mypy bridge helm/check.py
 
 format: $(STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)

@@ -1,4 +1,4 @@
-"""Command line: ``bridge run | local | sandbox | send | tail | check-config``."""
+"""Command line: ``bridge run | local | sandbox | send | tail | check-config | topics | dlq | redrive``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bridge.config import load_settings
 from bridge.errors import ConfigError
 from bridge.logs import configure_logging
 from bridge.redact import Redactor
+from bridge.redrive.cli import add_redrive_cli, run_redrive_cli
 from bridge.settings import Settings
 from bridge.topics_admin import add_topics_cli, run_topics_cli
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     _config_arg(check, required=True)
     add_topics_cli(sub)
+    add_redrive_cli(sub)
     return parser
 
 
@@ -113,6 +115,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(tail_outcomes(_settings(args.config, args.bootstrap), args))
     if args.command == "topics":
         return run_topics_cli(args)
+    if args.command in ("dlq", "redrive"):
+        return run_redrive_cli(args, _settings(args.config, args.bootstrap))
     raise AssertionError(args.command)
 
 
