@@ -18,7 +18,7 @@ from bridge.errors import AuthError, CommandRejected, ProviderCallError, Retryab
 from bridge.guards import CircuitBreaker, TokenBucket
 from bridge.metrics import Metrics, status_class
 from bridge.outcomes import ErrorKind, OutcomeError, Status
-from bridge.providers.base import HttpRequest, Provider, Verdict
+from bridge.providers.base import HttpRequest, Provider, Verdict, wire_url
 from bridge.redact import Redactor
 from bridge.retry import RetryState, retry_delay
 from bridge.settings import TargetBase
@@ -180,7 +180,7 @@ class Executor:
 
     async def _send(self, runtime: TargetRuntime, request: HttpRequest, auth: Mapping[str, str]) -> _Response:
         timeouts = runtime.settings.timeouts
-        url = runtime.settings.base_url + request.path
+        url = wire_url(runtime.settings.base_url, request.path)
         try:
             async with self._session.request(
                 request.method,

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import aiohttp
 from pydantic import SecretStr
+from yarl import URL
 
 from bridge.commands import Command
 from bridge.outcomes import ErrorKind, ProviderKind, Status
@@ -115,6 +116,12 @@ class StaticKeyProvider(Generic[TargetT]):
 def segment(value: str) -> str:
     """URL-encode one path segment: '/' and everything else reserved is escaped."""
     return quote(value, safe="")
+
+
+def wire_url(base_url: str, path: str) -> URL:
+    """The URL to send: ``path`` exactly as the builder encoded it (a plain ``str`` or ``URL(...)``
+    would be re-normalised by yarl, decoding ``%3B`` back to ``;``); the configured base as yarl reads it."""
+    return URL(str(URL(base_url)) + path, encoded=True)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -34,6 +34,8 @@ def build_request(command: Command, *, sandbox: bool = False) -> HttpRequest:
     """The execute call; optional fields are omitted when unset."""
     if not isinstance(command, WorkflooExecute):
         raise CommandRejected(ErrorKind.TARGET_MISMATCH, f"workfloo targets cannot run {command.operation}")
+    if sandbox and command.scenario_id is None:
+        raise CommandRejected(ErrorKind.VALIDATION, "scenario_id: required, the target runs in sandbox mode")
     body: dict[str, Any] = {"idWorkflooDefinition": command.definition_id}
     optional = {"scenarioId": command.scenario_id, "form": command.form, "document": command.document}
     body.update({key: value for key, value in optional.items() if value is not None})

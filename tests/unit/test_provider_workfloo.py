@@ -67,13 +67,20 @@ def test_build_request_body(fields: dict[str, Any], expected: dict[str, Any]) ->
 
 
 def test_sandbox_adds_query() -> None:
-    assert dict(build_request(command(), sandbox=True).query) == {"sandbox": "true"}
+    assert dict(build_request(command(scenario_id="s1"), sandbox=True).query) == {"sandbox": "true"}
+
+
+def test_sandbox_mode_without_scenario_is_refused_before_any_call() -> None:
+    with pytest.raises(CommandRejected) as caught:
+        build_request(command(), sandbox=True)
+    assert caught.value.kind is ErrorKind.VALIDATION and "scenario_id" in caught.value.message
+    assert build_request(command(), sandbox=False).query == {}
 
 
 async def test_provider_uses_target_sandbox_flag(session) -> None:
-    assert dict(WorkflooProvider("o", target(sandbox=True), session).build_request(command()).query) == {
-        "sandbox": "true"
-    }
+    assert dict(
+        WorkflooProvider("o", target(sandbox=True), session).build_request(command(scenario_id="s1")).query
+    ) == {"sandbox": "true"}
     assert dict(WorkflooProvider("o", target(), session).build_request(command()).query) == {}
 
 
