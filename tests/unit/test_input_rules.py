@@ -3,10 +3,15 @@ CloudEvents in both modes, Schema Registry framing and hostile headers."""
 
 import orjson
 import pytest
+from yarl import URL
 
 from bridge.commands import CommandFamily
+from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind
 from bridge.parsing import MAX_DEPTH, MAX_VALUES, DeadLetter, DeadLetterReason, Invalid, Parsed, parse_command
+from bridge.processor import Incoming, Processor
+from bridge.providers.base import wire_url
+from bridge.settings import Settings
 from bridge.wire import copyable_headers, schema_id_of, split_frame
 
 RUN, CONTROL = CommandFamily.RUN, CommandFamily.CONTROL
@@ -264,3 +269,33 @@ def test_headers_are_copied_whole_within_the_budget_and_dropped_beyond():
     headers = [("a", b"1"), ("b", None), ("c", b"xyz")]
     assert copyable_headers(headers, 100) == (headers, 0)
     assert copyable_headers(headers, 6) == ([], 7)
+
+
+def test_wire_url_keeps_the_builders_encoding():
+    path = "/api/v1/accounts/acme/definitions/d/workflows/inst%3Bv%3D1"
+    assert wire_url("http://127.0.0.1:8080/8x8", path).raw_path == "/8x8" + path
+    assert URL("http://127.0.0.1:8080/8x8" + path).raw_path != "/8x8" + path  # what a plain str would send
+
+
+def dead_letter_of(headers, value=b"\xff", max_request_size=70_000):
+    settings = Settings.model_validate(
+        {"kafka": {"max_request_size": max_request_size}, "engine": {"max_message_bytes": 1024}}
+    )
+    processor = Processor(settings, {}, executor=None, metrics=Metrics())  # type: ignore[arg-type]
+    record = Incoming("workflow.run.commands", 0, 1, b"k", value, tuple(headers))
+    return processor.dead_letter(record, DeadLetter(DeadLetterReason.NOT_UTF8, "x"))
+
+
+def test_dead_letters_copy_hostile_headers_first_while_they_fit():
+    hostile = [("a", None), ("a", b""), ("b", b"\xff\xfe"), ("c", b"z" * 1000)]
+    out = dead_letter_of(hostile)
+    assert out.headers[: len(hostile)] == hostile
+    assert "dlq.headers_omitted_bytes" not in dict(out.headers)
+
+
+def test_dead_letters_drop_headers_that_would_not_fit_a_produce_request():
+    # 70,000 - 64 KiB = 4,464 bytes for key, value and headers together
+    out = dead_letter_of([("trace", b"1"), ("big", b"z" * 4000)], value=b"\xff" * 500)
+    headers = dict(out.headers)
+    assert out.value == b"\xff" * 500 and "big" not in headers and "trace" not in headers
+    assert headers["dlq.headers_omitted_bytes"] == b"4009"
