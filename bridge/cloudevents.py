@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 
 from bridge.commands import Rfc3339Time, StrictModel
@@ -104,7 +103,7 @@ def _with_event_id(
     if "id" in data and data["id"] != event_id:
         return invalid(data, event_id, "the command's 'id' differs from the CloudEvent id; send one id")
     try:
-        CloudEventAttributes.model_validate_json(orjson.dumps(attributes))
+        CloudEventAttributes.model_validate(attributes)
     except ValidationError as exc:
         return invalid(data, event_id, describe_errors(exc, prefix="cloudevent."))
     return {**data, "id": event_id}

@@ -88,7 +88,7 @@ def _rfc3339_text(value: Any) -> Any:
 CommandId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,200}$")]
 TargetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
 PathSegment = Annotated[str, StringConstraints(pattern=_SEGMENT_PATTERN), AfterValidator(_no_dot_segment)]
-# lax after the check: a strict datetime would refuse the string a before-validator hands on
+# lax after the check: strict mode takes only datetime objects, never the JSON string
 Rfc3339Time = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_rfc3339_text)]
 # Zuora-Track-Id: <= 64 US-ASCII characters, none of : ; " '
 TrackId = Annotated[str, StringConstraints(pattern=r"^[\x20-\x21\x23-\x26\x28-\x39\x3c-\x7e]{1,64}$")]
@@ -97,9 +97,11 @@ JsonObject = dict[str, Any]
 
 
 class StrictModel(BaseModel):
-    """Every command model: unknown fields refused, no type coercion (validated as JSON, strict).
+    """Every command model: unknown fields refused, no type coercion (pydantic strict mode).
 
-    ``true`` is not an integer, ``"909"`` is not a number and ``1700000000`` is not a time."""
+    ``true`` is not an integer, ``"909"`` is not a number and ``1700000000`` is not a time. The only
+    lax fields are those whose own validator is stricter than strict mode could be from JSON
+    (:data:`Rfc3339Time`) or that strict mode would refuse in their JSON form (enums)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -200,7 +202,7 @@ class EightByEightUpdateInstance(CommandBase):
     """Suspend, resume or terminate an 8x8 Automation workflow instance (PATCH .../workflows/{id})."""
 
     operation: Literal["8x8.update_instance"]
-    action: EightByEightAction = Field(strict=False)  # lax enum still takes only its values, not numbers
+    action: EightByEightAction = Field(strict=False)  # lax enum: still only its values, but from JSON text
     definition_id: PathSegment = Field(description="Workflow definition id (a UUID).")
     instance_id: PathSegment = Field(description="Workflow instance id.")
     account_id: PathSegment | None = Field(

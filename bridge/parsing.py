@@ -88,7 +88,7 @@ def parse_command(
         unwrapped = open_structured(doc) if "specversion" in doc else doc
     if isinstance(unwrapped, DeadLetter | Invalid):
         return unwrapped
-    return validate_command(unwrapped, family)
+    return validate_command(unwrapped, family, bounded=_small_enough(value))
 
 
 def _json_object(value: bytes) -> dict[str, Any] | DeadLetter:
@@ -123,7 +123,13 @@ def unwrap_cloudevent(doc: dict[str, Any]) -> dict[str, Any] | DeadLetter:
     return unwrapped
 
 
-def validate_command(doc: dict[str, Any], family: CommandFamily) -> ParseResult:
+def _small_enough(text: bytes) -> bool:
+    """True when the JSON text alone proves the limits: every level of nesting needs a bracket of
+    its own and every value a first byte of its own. Saves the walk for nearly every command."""
+    return len(text) <= MAX_VALUES and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+
+
+def validate_command(doc: dict[str, Any], family: CommandFamily, *, bounded: bool = False) -> ParseResult:
     command_id = doc.get("id")
     if not usable_id(command_id):
         return DeadLetter(DeadLetterReason.MISSING_ID, "command has no 'id' string (1-200 characters)")
@@ -134,7 +140,7 @@ def validate_command(doc: dict[str, Any], family: CommandFamily) -> ParseResult:
         message = f"'{operation}' is a {home.value} command; publish it to the {home.value} command topic"
         return invalid(doc, command_id, message, ErrorKind.WRONG_TOPIC)
     try:
-        command = strict_validate(_ADAPTERS[family], doc)
+        command = strict_validate(_ADAPTERS[family], doc, bounded=bounded)
     except ValidationError as exc:
         return invalid(doc, command_id, describe_errors(exc))
     except ValueError as exc:
@@ -142,14 +148,15 @@ def validate_command(doc: dict[str, Any], family: CommandFamily) -> ParseResult:
     return Parsed(command)
 
 
-def strict_validate(adapter: TypeAdapter[Any], doc: dict[str, Any]) -> Command:
-    """Validate ``doc`` as the JSON it came from, so that strict mode means JSON types.
+def strict_validate(adapter: TypeAdapter[Any], doc: dict[str, Any], *, bounded: bool = False) -> Command:
+    """Validate a decoded JSON document against the strict command models.
 
-    Raises ``ValueError`` (before any serialisation) when the document is too deep or too large."""
-    shape = shape_error(doc)
+    Raises ``ValueError`` (before any serialisation) when the document is too deep or too large;
+    ``bounded``: the caller has already proved it is neither."""
+    shape = None if bounded else shape_error(doc)
     if shape is not None:
         raise ValueError(shape)
-    command: Command = adapter.validate_json(orjson.dumps(doc))
+    command: Command = adapter.validate_python(doc)
     return command
 
 
@@ -167,17 +174,16 @@ def shape_error(doc: dict[str, Any]) -> str | None:
 
 
 def _measure(value: Any, max_depth: int, max_count: int) -> tuple[int, int]:
-    """(nesting depth, value count) of ``value``, stopping early past either limit. Iterative."""
-    deepest, count = 0, 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack and deepest <= max_depth and count <= max_count:
-        item, depth = stack.pop()
-        count += 1
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth + 1)
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest, count
+    """(nesting depth, value count) of ``value``, stopping early past either limit.
+
+    Level by level, without recursion: a recursive walk would overflow where the JSON encoder does."""
+    depth, count, level = 0, 0, [value]
+    while level and depth <= max_depth and count <= max_count:
+        count += len(level)
+        containers = [v for v in level if type(v) is dict or type(v) is list]
+        depth += 1 if containers else 0
+        level = [c for v in containers for c in (v.values() if type(v) is dict else v)]
+    return depth, count
 
 
 def _family_of(operation: str | None) -> CommandFamily | None:
