@@ -72,7 +72,7 @@ MAX_TTL_S = 10 * 366 * 86_400  # far beyond any real TTL, and record time + TTL 
 def _no_dot_segment(value: str) -> str:
     """Servers drop ``;params`` before resolving dot-segments: ``..;x`` is ``..`` to them."""
     if value.split(";", 1)[0].strip(".") == "":
-        raise ValueError("an id must not be '.', '..' or start with dots followed by ';'")
+        raise ValueError("must not be a dot-segment: only dots, or empty or only dots before a ';'")
     return value
 
 

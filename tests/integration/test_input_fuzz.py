@@ -8,11 +8,11 @@ Bounded: a few dozen batches of at most eight records, through one bridge kept u
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, event, given, settings
@@ -115,7 +115,7 @@ CONTROL = frozenset({"zuora.rerun_task", "8x8.update_instance"})
 HOSTILE_HEADERS = st.lists(
     st.tuples(st.sampled_from(["x", "x", "traceparent", "content-type"]), st.none() | st.binary(max_size=40)),
     max_size=3,
-) | st.just([("big", b"b" * 50_000)])
+) | st.just([("big", None)])  # 50 kB at send time: kept out of the example's repr
 
 
 @dataclass
@@ -160,7 +160,7 @@ cases = st.one_of(
 
 def encode(case: Case, command_id: str | None) -> tuple[bytes | None, list[tuple[str, bytes | None]]]:
     if case.doc is None:
-        return case.raw, case.headers
+        return case.raw, case.headers  # garbage never draws the big header
     doc = {**case.doc, "id": command_id} if command_id else dict(case.doc)
     headers = list(case.headers)
     if case.mode == "structured" and command_id:
@@ -175,7 +175,9 @@ def encode(case: Case, command_id: str | None) -> tuple[bytes | None, list[tuple
             "ce_type": b"t",
         }
         headers = [h for h in headers if h[0] != "content-type"] + list(ce.items())
-    value = orjson.dumps(doc)
+    headers = [("big", b"b" * 50_000) if h == ("big", None) else h for h in headers]
+    # stdlib json: orjson refuses to write the 300-level parameters the bridge must refuse to read
+    value = json.dumps(doc, separators=(",", ":")).encode()
     return (b"\x00\x00\x00\x00\x07" + value if case.framed else value), headers
 
 
