@@ -8,11 +8,21 @@ and nothing in a command can choose a URL or a credential.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from bridge.outcomes import ProviderKind
 
@@ -52,36 +62,63 @@ OPERATION_PROVIDER: dict[Operation, ProviderKind] = {
 
 ZUORA_RESERVED_PARAMETERS = frozenset({"controller", "action", "id", "user_email", "user_token", "format"})
 
-# Printable ASCII without whitespace, '/', '\\', '?', '#', '%': safe to place in a URL path segment
-# and in an HTTP header. '..' is refused separately.
+# Printable ASCII without whitespace, '/', '\\', '?', '#', '%': safe in a URL path segment (it is still
+# percent-encoded on the wire) and in an HTTP header. Dot-segments are refused separately.
 _SEGMENT_PATTERN = r"^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,128}$"
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+MAX_TTL_S = 10 * 366 * 86_400  # far beyond any real TTL, and record time + TTL stays a valid datetime
+
+
+def _no_dot_segment(value: str) -> str:
+    """Servers drop ``;params`` before resolving dot-segments: ``..;x`` is ``..`` to them."""
+    if value.split(";", 1)[0].strip(".") == "":
+        raise ValueError("must not be a dot-segment: only dots, or empty or only dots before a ';'")
+    return value
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """Only an RFC 3339 string is a time: no Unix timestamps, numeric strings or bare dates."""
+    if isinstance(value, datetime):  # built in Python, not read from JSON
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 time string with an offset, e.g. 2026-11-23T10:15:00Z")
+    return value
+
+
 CommandId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,200}$")]
 TargetName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
-PathSegment = Annotated[str, StringConstraints(pattern=_SEGMENT_PATTERN)]
+PathSegment = Annotated[str, StringConstraints(pattern=_SEGMENT_PATTERN), AfterValidator(_no_dot_segment)]
+# lax after the check: strict mode takes only datetime objects, never the JSON string
+Rfc3339Time = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_rfc3339_text)]
 # Zuora-Track-Id: <= 64 US-ASCII characters, none of : ; " '
 TrackId = Annotated[str, StringConstraints(pattern=r"^[\x20-\x21\x23-\x26\x28-\x39\x3c-\x7e]{1,64}$")]
 HeaderToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 JsonObject = dict[str, Any]
 
 
-def _reject_dot_segments(value: str | None) -> str | None:
-    if value is not None and value in {".", ".."}:
-        raise ValueError("'.' and '..' are not valid identifiers")
-    return value
+class StrictModel(BaseModel):
+    """Every command model: unknown fields refused, no type coercion (pydantic strict mode).
+
+    ``true`` is not an integer, ``"909"`` is not a number and ``1700000000`` is not a time. The only
+    lax fields are those whose own validator is stricter than strict mode could be from JSON
+    (:data:`Rfc3339Time`) or that strict mode would refuse in their JSON form (enums)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class CommandBase(BaseModel):
+class CommandBase(StrictModel):
     """Fields every command carries."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
     id: CommandId = Field(description="Unique command id; the outcome's subject and the idempotency key.")
     target: TargetName = Field(description="Name of a target (provider connection) in the bridge config.")
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Rfc3339Time | None = Field(
         default=None, description="Do not execute after this instant (RFC 3339 with offset)."
     )
     ttl_s: float | None = Field(
-        default=None, gt=0, description="Do not execute later than this many seconds after the record time."
+        default=None,
+        gt=0,
+        le=MAX_TTL_S,
+        description="Do not execute later than this many seconds after the record time.",
     )
 
 
@@ -108,10 +145,8 @@ class ZilliantQueueJob(CommandBase):
         return value
 
 
-class ZuoraHeaders(BaseModel):
+class ZuoraHeaders(StrictModel):
     """Optional Zuora routing headers, shared by run and rerun."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     track_id: TrackId | None = Field(default=None, description="Zuora-Track-Id (<= 64 ASCII, no : ; \" ').")
     entity_id: HeaderToken | None = Field(default=None, description="Zuora-Entity-Ids (multi-entity only).")
@@ -122,7 +157,7 @@ class ZuoraRunWorkflow(CommandBase):
     """Run a Zuora workflow definition (POST /workflows/{workflow_id}/run)."""
 
     operation: Literal["zuora.run_workflow"]
-    workflow_id: int = Field(gt=0, description="Id of the workflow definition (not an instance).")
+    workflow_id: int = Field(gt=0, lt=2**63, description="Id of the workflow definition (not an instance).")
     parameters: JsonObject = Field(default_factory=dict, description="Workflow parameters (request body).")
     zuora: ZuoraHeaders = Field(default_factory=ZuoraHeaders)
 
@@ -141,8 +176,6 @@ class ZuoraRerunTask(CommandBase):
     operation: Literal["zuora.rerun_task"]
     task_id: PathSegment = Field(description="Id of the task to rerun.")
     zuora: ZuoraHeaders = Field(default_factory=ZuoraHeaders)
-
-    _dots = field_validator("task_id")(_reject_dot_segments)
 
 
 class WorkflooExecute(CommandBase):
@@ -169,14 +202,12 @@ class EightByEightUpdateInstance(CommandBase):
     """Suspend, resume or terminate an 8x8 Automation workflow instance (PATCH .../workflows/{id})."""
 
     operation: Literal["8x8.update_instance"]
-    action: EightByEightAction
+    action: EightByEightAction = Field(strict=False)  # lax enum: still only its values, but from JSON text
     definition_id: PathSegment = Field(description="Workflow definition id (a UUID).")
     instance_id: PathSegment = Field(description="Workflow instance id.")
     account_id: PathSegment | None = Field(
         default=None, description="Overrides the target's configured account id."
     )
-
-    _dots = field_validator("definition_id", "instance_id", "account_id")(_reject_dot_segments)
 
 
 RunCommand = Annotated[

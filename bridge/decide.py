@@ -225,6 +225,7 @@ def outcome_data(
     decision: Decision,
     duration_ms: float,
     source: SourceRecord,
+    schema_id: int | None = None,
 ) -> OutcomeData:
     return OutcomeData(
         command_id=command_id,
@@ -238,4 +239,5 @@ def outcome_data(
         duration_ms=round(duration_ms, 3),
         error=decision.error,
         source=source,
+        schema_id=schema_id,
     )

@@ -19,7 +19,7 @@ from bridge.commands import Command, operation_of
 from bridge.decide import CircuitSignal, Decision, Verdict
 from bridge.errors import AuthError, CommandRejected, ProviderCallError
 from bridge.guards import CircuitBreaker, TokenBucket
-from bridge.http import Call, Response, Transport
+from bridge.http import Call, Response, Transport, wire_url
 from bridge.metrics import Metrics, status_class
 from bridge.outcomes import ErrorKind
 from bridge.providers.base import HttpRequest, Provider
@@ -167,7 +167,7 @@ def _call(runtime: TargetRuntime, request: HttpRequest, auth: Mapping[str, str])
     assert runtime.timeout is not None  # set in __post_init__
     return Call(
         method=request.method,
-        url=runtime.settings.base_url + request.path,
+        url=wire_url(runtime.settings.base_url, request.path),
         headers={**request.headers, **auth},
         body=request.body,
         query=request.query,

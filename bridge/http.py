@@ -11,6 +11,7 @@ from ssl import SSLContext
 from typing import Protocol
 
 import aiohttp
+from yarl import URL
 
 from bridge.errors import RetryableCallError
 from bridge.outcomes import ErrorKind
@@ -23,7 +24,7 @@ class Call:
     """Everything one HTTP call needs; ``url`` is the configured base URL plus the encoded path."""
 
     method: str
-    url: str
+    url: URL
     headers: Mapping[str, str]
     body: bytes | None
     query: Mapping[str, str]
@@ -63,6 +64,12 @@ class AiohttpTransport:
                 return Response(resp.status, dict(resp.headers), body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_failure(exc, call.timeout.total) from exc
+
+
+def wire_url(base_url: str, path: str) -> URL:
+    """The URL to send: ``path`` exactly as the builder encoded it (a plain ``str`` or ``URL(...)``
+    would be re-normalised by yarl, decoding ``%3B`` back to ``;``); the configured base as yarl reads it."""
+    return URL(str(URL(base_url)) + path, encoded=True)
 
 
 def transport_failure(

@@ -94,6 +94,9 @@ class OutcomeData(BaseModel):
     duration_ms: float = 0.0
     error: OutcomeError | None = None
     source: SourceRecord
+    schema_id: int | None = Field(
+        default=None, description="Schema Registry id the command was framed with (magic byte 0), if any."
+    )
 
 
 def outcome_type(status: Status) -> str:

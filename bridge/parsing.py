@@ -1,19 +1,24 @@
-"""Decode a Kafka record value into a command, a rejection, or a dead letter. Pure.
+"""Decode a Kafka record into a command, a rejection, or a dead letter. Pure.
 
 A value that cannot be read as a command at all (no usable ``id``) is a dead letter: there is
 nobody to address an outcome to. A value that has an ``id`` but is otherwise wrong becomes a
 ``rejected`` outcome, so that the sender learns why.
+
+Input rules (README "Commands"): UTF-8 JSON, optionally framed by the Schema Registry header
+(:mod:`bridge.wire`); plain, or a CloudEvent in structured or binary mode (:mod:`bridge.cloudevents`);
+at most ``MAX_DEPTH`` levels of nesting and ``MAX_VALUES`` JSON values; every field of the JSON type
+its model says, without coercion (:class:`bridge.commands.StrictModel`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from bridge.cloudevents import binary_attributes, open_binary, open_structured
 from bridge.commands import (
     OPERATION_FAMILY,
     AnyCommand,
@@ -24,8 +29,39 @@ from bridge.commands import (
     RunCommand,
 )
 from bridge.outcomes import ErrorKind
+from bridge.parse_results import (
+    MAX_ID_LENGTH,
+    DeadLetter,
+    DeadLetterReason,
+    Invalid,
+    Parsed,
+    ParseResult,
+    describe_errors,
+    invalid,
+    usable_id,
+)
+from bridge.wire import Header, split_frame
 
-MAX_ID_LENGTH = 200
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_ID_LENGTH",
+    "MAX_VALUES",
+    "DeadLetter",
+    "DeadLetterReason",
+    "Invalid",
+    "ParseResult",
+    "Parsed",
+    "describe_errors",
+    "parse_any",
+    "parse_command",
+    "unwrap_cloudevent",
+    "validate_command",
+]
+
+MAX_DEPTH = 32
+"""Objects and arrays nested in a command, the command object itself included."""
+MAX_VALUES = 20_000
+"""JSON values (objects, arrays, strings, numbers, booleans, nulls) in one command."""
 _ADAPTERS: dict[CommandFamily, TypeAdapter[Any]] = {
     CommandFamily.RUN: TypeAdapter(RunCommand),
     CommandFamily.CONTROL: TypeAdapter(ControlCommand),
@@ -33,105 +69,121 @@ _ADAPTERS: dict[CommandFamily, TypeAdapter[Any]] = {
 _ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyCommand)
 
 
-class DeadLetterReason(StrEnum):
-    EMPTY_VALUE = "empty_value"
-    TOO_LARGE = "too_large"
-    NOT_UTF8 = "not_utf8"
-    INVALID_JSON = "invalid_json"
-    NOT_AN_OBJECT = "not_an_object"
-    BAD_CLOUDEVENT = "bad_cloudevent"
-    MISSING_ID = "missing_id"
-    INTERNAL_ERROR = "internal_error"
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    reason: DeadLetterReason
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Invalid:
-    """The command has an id but cannot be executed: it earns a ``rejected`` outcome."""
-
-    command_id: str
-    target: str | None
-    operation: str | None
-    kind: ErrorKind
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    command: Command
-
-
-ParseResult = Parsed | Invalid | DeadLetter
-
-
-def parse_command(value: bytes | None, family: CommandFamily, max_bytes: int) -> ParseResult:
+def parse_command(
+    value: bytes | None, family: CommandFamily, max_bytes: int, headers: Sequence[Header] = ()
+) -> ParseResult:
     if value is None or len(value) == 0:
         return DeadLetter(DeadLetterReason.EMPTY_VALUE, "record has no value")
     if len(value) > max_bytes:
         return DeadLetter(DeadLetterReason.TOO_LARGE, f"value is {len(value)} bytes, limit is {max_bytes}")
+    doc = _json_object(value)
+    if isinstance(doc, DeadLetter):
+        return doc
+    attributes = binary_attributes(headers)
+    if isinstance(attributes, DeadLetter):
+        return attributes
+    if attributes is not None:
+        unwrapped = open_binary(attributes, doc)
+    else:
+        unwrapped = open_structured(doc) if "specversion" in doc else doc
+    if isinstance(unwrapped, DeadLetter | Invalid):
+        return unwrapped
+    return validate_command(unwrapped, family, bounded=_small_enough(value))
+
+
+def _json_object(value: bytes) -> dict[str, Any] | DeadLetter:
+    framed = split_frame(value)
+    if framed is None:
+        return DeadLetter(
+            DeadLetterReason.INVALID_JSON, "Schema Registry frame shorter than its 5-byte header"
+        )
+    payload = framed[1]
+    if not payload:
+        return DeadLetter(DeadLetterReason.EMPTY_VALUE, "Schema Registry frame holds no JSON")
     try:
-        value.decode("utf-8")
+        payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         return DeadLetter(DeadLetterReason.NOT_UTF8, f"value is not UTF-8 (byte {exc.start})")
     try:
-        doc = orjson.loads(value)
+        doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         return DeadLetter(DeadLetterReason.INVALID_JSON, f"value is not JSON: {exc}"[:300])
     if not isinstance(doc, dict):
         return DeadLetter(
             DeadLetterReason.NOT_AN_OBJECT, f"value is a JSON {type(doc).__name__}, not an object"
         )
-    unwrapped = unwrap_cloudevent(doc) if "specversion" in doc else doc
-    if isinstance(unwrapped, DeadLetter):
-        return unwrapped
-    return validate_command(unwrapped, family)
+    return doc
 
 
 def unwrap_cloudevent(doc: dict[str, Any]) -> dict[str, Any] | DeadLetter:
     """A CloudEvents 1.0 structured envelope: ``data`` is the command and the event ``id`` its id."""
-    if doc.get("specversion") != "1.0":
-        return DeadLetter(DeadLetterReason.BAD_CLOUDEVENT, "only CloudEvents specversion 1.0 is supported")
-    event_id = doc.get("id")
-    if not _usable_id(event_id):
-        return DeadLetter(DeadLetterReason.MISSING_ID, "CloudEvent has no usable 'id'")
-    data = doc.get("data")
-    if not isinstance(data, dict):
-        return DeadLetter(
-            DeadLetterReason.BAD_CLOUDEVENT, "CloudEvent 'data' must be a JSON object holding the command"
-        )
-    return {**data, "id": event_id}
+    unwrapped = open_structured(doc)
+    if isinstance(unwrapped, Invalid):
+        return DeadLetter(DeadLetterReason.BAD_CLOUDEVENT, unwrapped.message)
+    return unwrapped
 
 
-def _usable_id(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+def _small_enough(text: bytes) -> bool:
+    """True when the JSON text alone proves the limits: every level of nesting needs a bracket of
+    its own and every value a first byte of its own. Saves the walk for nearly every command."""
+    return len(text) <= MAX_VALUES and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
 
 
-def validate_command(doc: dict[str, Any], family: CommandFamily) -> ParseResult:
+def validate_command(doc: dict[str, Any], family: CommandFamily, *, bounded: bool = False) -> ParseResult:
     command_id = doc.get("id")
-    if not _usable_id(command_id):
+    if not usable_id(command_id):
         return DeadLetter(DeadLetterReason.MISSING_ID, "command has no 'id' string (1-200 characters)")
     assert isinstance(command_id, str)
-    target = doc.get("target") if isinstance(doc.get("target"), str) else None
     operation = doc.get("operation") if isinstance(doc.get("operation"), str) else None
     home = _family_of(operation)
     if home is not None and home != family:
-        return Invalid(
-            command_id,
-            target,
-            operation,
-            ErrorKind.WRONG_TOPIC,
-            f"'{operation}' is a {home.value} command; publish it to the {home.value} command topic",
-        )
+        message = f"'{operation}' is a {home.value} command; publish it to the {home.value} command topic"
+        return invalid(doc, command_id, message, ErrorKind.WRONG_TOPIC)
     try:
-        command = _ADAPTERS[family].validate_python(doc)
+        command = strict_validate(_ADAPTERS[family], doc, bounded=bounded)
     except ValidationError as exc:
-        return Invalid(command_id, target, operation, ErrorKind.VALIDATION, describe_errors(exc))
+        return invalid(doc, command_id, describe_errors(exc))
+    except ValueError as exc:
+        return invalid(doc, command_id, str(exc))
     return Parsed(command)
+
+
+def strict_validate(adapter: TypeAdapter[Any], doc: dict[str, Any], *, bounded: bool = False) -> Command:
+    """Validate a decoded JSON document against the strict command models.
+
+    Raises ``ValueError`` (before any serialisation) when the document is too deep or too large;
+    ``bounded``: the caller has already proved it is neither."""
+    shape = None if bounded else shape_error(doc)
+    if shape is not None:
+        raise ValueError(shape)
+    command: Command = adapter.validate_python(doc)
+    return command
+
+
+def shape_error(doc: dict[str, Any]) -> str | None:
+    """Why ``doc`` nests too deep or holds too many values, naming the top-level field; None if fine."""
+    budget = MAX_VALUES
+    for field, value in doc.items():
+        depth, count = _measure(value, MAX_DEPTH - 1, budget)
+        budget -= count
+        if depth > MAX_DEPTH - 1:
+            return f"{field}: nests deeper than {MAX_DEPTH} levels of objects and arrays (command included)"
+        if budget < 0:
+            return f"{field}: the command holds more than {MAX_VALUES} JSON values"
+    return None
+
+
+def _measure(value: Any, max_depth: int, max_count: int) -> tuple[int, int]:
+    """(nesting depth, value count) of ``value``, stopping early past either limit.
+
+    Level by level, without recursion: a recursive walk would overflow where the JSON encoder does."""
+    depth, count, level = 0, 0, [value]
+    while level and depth <= max_depth and count <= max_count:
+        count += len(level)
+        containers = [v for v in level if type(v) is dict or type(v) is list]
+        depth += 1 if containers else 0
+        level = [c for v in containers for c in (v.values() if type(v) is dict else v)]
+    return depth, count
 
 
 def _family_of(operation: str | None) -> CommandFamily | None:
@@ -141,23 +193,6 @@ def _family_of(operation: str | None) -> CommandFamily | None:
         return None
 
 
-def describe_errors(exc: ValidationError, limit: int = 5) -> str:
-    """'field.path: message' for the first few errors, without echoing input values."""
-    parts = []
-    for err in exc.errors(include_input=False, include_url=False)[:limit]:
-        where = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p)) or "<command>"
-        parts.append(f"{where}: {err['msg']}")
-    more = exc.error_count() - limit
-    if more > 0:
-        parts.append(f"... and {more} more")
-    return "; ".join(parts)
-
-
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in Operation.__members__.values()
-
-
 def parse_any(doc: dict[str, Any]) -> Command:
     """Validate a command document of either family (used by ``bridge send``)."""
-    command: Command = _ANY_ADAPTER.validate_python(doc)
-    return command
+    return strict_validate(_ANY_ADAPTER, doc)

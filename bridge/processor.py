@@ -17,10 +17,11 @@ from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, SourceRecord
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
+from bridge.wire import Header, copyable_headers, schema_id_of
 
 log = logging.getLogger("bridge.outcome")
 _OPERATIONS = frozenset(op.value for op in Operation)
-Headers = tuple[tuple[str, bytes], ...]
+Headers = tuple[Header, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class Outgoing:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[Header] = field(default_factory=list)
     outcome: OutcomeData | None = None
     dead_letter: DeadLetter | None = None
     labels: tuple[str, str, str, str] = ("", "", "", "")
@@ -95,7 +96,7 @@ class Processor:
             return self.dead_letter(record, DeadLetter(DeadLetterReason.INTERNAL_ERROR, type(exc).__name__))
 
     async def _process(self, record: Incoming) -> Outgoing:
-        parsed = parse_command(record.value, self._families[record.topic], self._max_bytes)
+        parsed = parse_command(record.value, self._families[record.topic], self._max_bytes, record.headers)
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)
         if isinstance(parsed, Invalid):
@@ -109,6 +110,7 @@ class Processor:
                 decision=decision,
                 duration_ms=0.0,
                 source=record.source,
+                schema_id=schema_id_of(record.value),
             )
             return self._outcome(record, data)
         return await self._execute(record, parsed.command)
@@ -128,6 +130,7 @@ class Processor:
             decision=result,
             duration_ms=(time.perf_counter() - started) * 1000,
             source=record.source,
+            schema_id=schema_id_of(record.value),
         )
         return self._outcome(record, data)
 
@@ -183,18 +186,24 @@ class Processor:
             letter.reason.value,
             extra={"reason": letter.reason.value, "detail": letter.detail},
         )
+        value = record.value
+        omitted: list[Header] = []
+        if value is not None and len(value) > self._max_dead_letter_value:  # never retried forever
+            omitted.append(("dlq.value_omitted_bytes", str(len(value)).encode()))
+            value = None
+        room = self._max_dead_letter_value - len(value or b"") - len(record.key or b"")
+        copied, dropped = copyable_headers(record.headers, room)
+        if dropped:
+            omitted.append(("dlq.headers_omitted_bytes", str(dropped).encode()))
         headers = [
-            *record.headers,
+            *copied,
             ("dlq.reason", letter.reason.value.encode()),
             ("dlq.detail", letter.detail.encode("utf-8", errors="replace")[:1000]),
             ("dlq.source.topic", record.topic.encode()),
             ("dlq.source.partition", str(record.partition).encode()),
             ("dlq.source.offset", str(record.offset).encode()),
+            *omitted,
         ]
-        value = record.value
-        if value is not None and len(value) > self._max_dead_letter_value:  # never retried forever
-            headers.append(("dlq.value_omitted_bytes", str(len(value)).encode()))
-            value = None
         return Outgoing(self._dlq_topic, record.key, value, headers, dead_letter=letter)
 
 
@@ -218,5 +227,6 @@ def _log_outcome(data: OutcomeData) -> None:
             "status": data.status.value,
             "duration_ms": data.duration_ms,
             "error_kind": data.error.kind.value if data.error else None,
+            "schema_id": data.schema_id,
         },
     )

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+from yarl import URL
 
 from bridge.commands import Command, WorkflooExecute
 from bridge.decide import Verdict, classify_common, unexpected
@@ -26,14 +27,22 @@ from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_
 from bridge.settings import WorkflooTarget
 
 API_PATH = "/api/v1/workfloo"
+SANDBOX_HOST = "sandbox.workfloo.kiban.com"  # sandbox mode by itself; ``?sandbox=`` is ignored there
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _NO_ACCESS = "API key has no access to this definition"
 
 
-def build_request(command: Command, *, sandbox: bool = False) -> HttpRequest:
-    """The execute call; optional fields are omitted when unset."""
+def runs_in_sandbox(target: WorkflooTarget) -> bool:
+    """Sandbox mode: ``sandbox: true`` (``?sandbox=true`` on the production host) or the sandbox host."""
+    return target.sandbox or URL(target.base_url).host == SANDBOX_HOST
+
+
+def build_request(command: Command, *, sandbox: bool = False, sandbox_host: bool = False) -> HttpRequest:
+    """The execute call; optional fields are omitted when unset. Sandbox mode needs a scenario."""
     if not isinstance(command, WorkflooExecute):
         raise CommandRejected(ErrorKind.TARGET_MISMATCH, f"workfloo targets cannot run {command.operation}")
+    if (sandbox or sandbox_host) and command.scenario_id is None:
+        raise CommandRejected(ErrorKind.VALIDATION, "scenario_id: required, the target runs in sandbox mode")
     body: dict[str, Any] = {"idWorkflooDefinition": command.definition_id}
     optional = {"scenarioId": command.scenario_id, "form": command.form, "document": command.document}
     body.update({key: value for key, value in optional.items() if value is not None})
@@ -89,7 +98,8 @@ class WorkflooProvider(StaticKeyProvider[WorkflooTarget]):
     kind: ProviderKind = ProviderKind.WORKFLOO
 
     def build_request(self, command: Command) -> HttpRequest:
-        return build_request(command, sandbox=self._target.sandbox)
+        target = self._target
+        return build_request(command, sandbox=target.sandbox, sandbox_host=runs_in_sandbox(target))
 
     def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         return classify(command, status, headers, body)

@@ -43,6 +43,7 @@ async def record_of(
         provider=provider,
         method=request.method,
         path=request.path,
+        raw_path=request.raw_path.split("?", 1)[0],
         query=dict(request.query),
         headers={k.lower(): v for k, v in request.headers.items()},
         body=body,

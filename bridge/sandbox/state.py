@@ -71,12 +71,15 @@ class RecordedRequest:
     """None when the sandbox dropped the connection without answering."""
     concurrent: int = 1
     """Requests to this provider in progress when this one arrived, itself included."""
+    raw_path: str = ""
+    """The path exactly as it arrived on the wire, percent-encoding and all (``path`` is decoded)."""
 
     def to_json(self) -> JsonObject:
         return {
             "provider": self.provider,
             "method": self.method,
             "path": self.path,
+            "raw_path": self.raw_path,
             "query": self.query,
             "headers": self.headers,
             "concurrent": self.concurrent,

@@ -132,11 +132,11 @@ def test_dead_letter_headers_match_the_processor():
     )
     processor = Processor(settings, {}, executor=None, metrics=Metrics())  # type: ignore[arg-type]
     letter = DeadLetter(DeadLetterReason.TOO_LARGE, "x")
-    # 5,000 bytes is over 70,000 - 64 KiB: the value is omitted, so every optional header appears too
-    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"n" * 5000, (("trace", b"1"),))
+    # value and header are each over 70,000 - 64 KiB: both are omitted, so every optional header appears
+    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"n" * 5000, (("trace", b"1" * 5000),))
     out = processor.dead_letter(record, letter)
     assert out.topic == dlq.name and out.value is None
-    assert [h.name for h in dlq.headers] == ["*", *[name for name, _ in out.headers[1:]]]
+    assert [h.name for h in dlq.headers] == ["*", *[name for name, _ in out.headers]]
     reasons = next(h.description for h in dlq.headers if h.name == "dlq.reason")
     assert all(reason.value in reasons for reason in DeadLetterReason)
 

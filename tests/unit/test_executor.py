@@ -75,7 +75,7 @@ async def test_success_is_one_call_with_the_key_and_the_encoded_url() -> None:
         200,
     )
     (call,) = transport.calls
-    assert (call.method, call.url) == ("POST", "https://wf.example/api/v1/workfloo")
+    assert (call.method, str(call.url)) == ("POST", "https://wf.example/api/v1/workfloo")
     assert call.headers["x-api-key"] == "key-123456"
 
 

@@ -60,7 +60,7 @@ def test_cloudevent_id_becomes_the_command_id():
         "id": "ce-7",
         "source": "urn:x",
         "type": "t",
-        "data": {"id": "ignored", "target": "w", "operation": "workfloo.execute", "definition_id": "abc"},
+        "data": {"target": "w", "operation": "workfloo.execute", "definition_id": "abc"},
     }
     result = parse(doc)
     assert isinstance(result, Parsed)

@@ -95,7 +95,9 @@ async def test_a_control_command_answers_on_the_control_outcomes_topic() -> None
     out = await processor(transport).process(record(command, topic=SETTINGS.topics.control_commands))
     assert out.topic == SETTINGS.topics.control_outcomes
     assert out.outcome is not None and out.outcome.status is Status.APPLIED
-    assert transport.calls[0].url == "https://ex.example/api/v1/accounts/acc/definitions/def/workflows/inst"
+    assert (
+        str(transport.calls[0].url) == "https://ex.example/api/v1/accounts/acc/definitions/def/workflows/inst"
+    )
 
 
 async def test_unknown_target_is_rejected_without_a_call_and_with_a_bounded_label() -> None:

@@ -12,7 +12,7 @@ from bridge.commands import EightByEightUpdateInstance, WorkflooExecute
 from bridge.errors import CommandRejected
 from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.registry import PROVIDER_OPERATIONS, build_provider
-from bridge.providers.workfloo import WorkflooProvider, build_request, classify
+from bridge.providers.workfloo import WorkflooProvider, build_request, classify, runs_in_sandbox
 from bridge.settings import WorkflooTarget
 
 API_KEY = "kiban-SECRET-key"
@@ -67,13 +67,34 @@ def test_build_request_body(fields: dict[str, Any], expected: dict[str, Any]) ->
 
 
 def test_sandbox_adds_query() -> None:
-    assert dict(build_request(command(), sandbox=True).query) == {"sandbox": "true"}
+    assert dict(build_request(command(scenario_id="s1"), sandbox=True).query) == {"sandbox": "true"}
+
+
+def test_sandbox_mode_without_scenario_is_refused_before_any_call() -> None:
+    with pytest.raises(CommandRejected) as caught:
+        build_request(command(), sandbox=True)
+    assert caught.value.kind is ErrorKind.VALIDATION and "scenario_id" in caught.value.message
+    assert build_request(command(), sandbox=False).query == {}
+    with pytest.raises(CommandRejected):
+        build_request(command(), sandbox_host=True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"base_url": "https://sandbox.workfloo.kiban.com"}, True),
+        ({"base_url": "https://api.workfloo.kiban.com", "sandbox": True}, True),
+        ({"base_url": "https://api.workfloo.kiban.com"}, False),
+    ],
+)
+def test_sandbox_mode_is_the_flag_or_the_sandbox_host(fields, expected) -> None:
+    assert runs_in_sandbox(target(**fields)) is expected
 
 
 async def test_provider_uses_target_sandbox_flag(session) -> None:
-    assert dict(WorkflooProvider("o", target(sandbox=True), session).build_request(command()).query) == {
-        "sandbox": "true"
-    }
+    assert dict(
+        WorkflooProvider("o", target(sandbox=True), session).build_request(command(scenario_id="s1")).query
+    ) == {"sandbox": "true"}
     assert dict(WorkflooProvider("o", target(), session).build_request(command()).query) == {}
 
 
