@@ -1,7 +1,7 @@
 import json
 import logging
 
-from bridge.engine import EngineStats
+from bridge.stats import EngineStats
 from bridge.health import judge_readiness
 from bridge.logs import JsonFormatter, TextFormatter
 from bridge.redact import Redactor
