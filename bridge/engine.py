@@ -92,6 +92,8 @@ class Engine:
     def request_stop(self) -> None:
         """Signal-safe: stop fetching and drain. Idempotent."""
         self._stopping.set()
+        for p in self._partitions.values():  # at once: fetching may still be waiting for records
+            p.close()
 
     async def run(self) -> None:
         self._consumer.subscribe(list(self._families), listener=_Listener(self))
