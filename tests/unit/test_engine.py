@@ -62,7 +62,7 @@ class World:
 
 async def until(condition: Callable[[], bool], within_s: float = 2.0) -> None:
     async with asyncio.timeout(within_s):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - the conditions span several objects, no one event
             await asyncio.sleep(0.001)
 
 
