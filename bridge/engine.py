@@ -264,7 +264,10 @@ class Engine:
         self.stats.drained += len(tasks)
         if tasks:
             log.info(
-                "draining %d in-flight command(s) for up to %.1fs", len(tasks), self._settings.drain_grace_s
+                "draining %d key routine(s) holding %d command(s) for up to %.1fs",
+                len(tasks),
+                sum(p.tracker.pending() for p in partitions),
+                self._settings.drain_grace_s,
             )
             _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_grace_s)
             for task in pending:
