@@ -50,11 +50,7 @@ class ConsumerPort(Protocol):
 
 class ProducerPort(Protocol):
     async def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> Awaitable[Any]: ...
+        self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]:
+        """Queue a record; the awaitable it returns resolves when the broker acknowledges it."""
+        ...

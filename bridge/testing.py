@@ -22,12 +22,12 @@ import contextlib
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
-from bridge.ports import RebalanceListener
+from bridge.ports import ConsumerPort, ProducerPort, RebalanceListener
 
 __all__ = ["FakeConsumer", "FakeProducer", "FakeRecord", "SentRecord"]
 
@@ -168,23 +168,22 @@ class FakeProducer:
         self.failure: type[KafkaError] = KafkaError
 
     async def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail_next > 0:
             self.fail_next -= 1
             future.set_exception(self.failure("the fake broker refused the produce request"))
             return future
-        self.sent.append(SentRecord(topic, key, value, tuple(headers or ())))
+        self.sent.append(SentRecord(topic, key, value, tuple(headers)))
         future.set_result(None)
         return future
 
     def values(self, topic: str | None = None) -> list[bytes | None]:
         """The values published (to ``topic``), in order."""
         return [r.value for r in self.sent if topic is None or r.topic == topic]
+
+
+if TYPE_CHECKING:  # mypy proves that the fakes fit the ports the engine takes
+    _consumer: ConsumerPort = FakeConsumer()
+    _producer: ProducerPort = FakeProducer()
