@@ -1,7 +1,8 @@
 """Composition root: build every part from settings, run until stopped, shut down in order.
 
-Shutdown order: stop fetching -> drain in-flight work (grace) -> commit -> flush the producer ->
-leave the group -> close HTTP. ``Bridge.request_stop`` only flips state, so a signal handler may call it.
+Shutdown order: stop fetching -> drain in-flight work (grace) -> commit -> leave the group (at once,
+so that the others rebalance while this process finishes) -> flush the producer -> close HTTP.
+``Bridge.request_stop`` only flips state, so a signal handler may call it.
 
 Example::
 
@@ -29,7 +30,7 @@ from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
 from bridge.health import Readiness, build_health_app, judge_readiness
 from bridge.http import AiohttpTransport
-from bridge.kafka_options import client_options
+from bridge.kafka_options import client_options, group_options
 from bridge.metrics import Metrics
 from bridge.processor import Processor
 from bridge.providers.oauth import ssl_context_for
@@ -64,17 +65,13 @@ def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(kafka: KafkaSettings) -> AIOKafkaConsumer:
+def make_consumer(kafka: KafkaSettings, drain_grace_s: float) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         **client_options(kafka),
-        group_id=kafka.group_id,
-        enable_auto_commit=False,
+        **group_options(kafka, drain_grace_s),
         auto_offset_reset=kafka.auto_offset_reset,
         max_poll_records=kafka.max_poll_records,
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-        session_timeout_ms=kafka.session_timeout_ms,
-        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-        max_poll_interval_ms=kafka.max_poll_interval_ms,
     )
 
 
@@ -167,7 +164,9 @@ class Bridge:
             if producer is None:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
-            consumer = await self._start_client(lambda: make_consumer(self.settings.kafka), "consumer")
+            consumer = await self._start_client(
+                lambda: make_consumer(self.settings.kafka, self.settings.engine.drain_grace_s), "consumer"
+            )
             if consumer is None:
                 return
             stack.push_async_callback(self._stop_client, consumer, "consumer")

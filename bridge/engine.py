@@ -4,8 +4,10 @@
 - At most ``max_in_flight`` records are held; fetching pauses at the limit (bounded memory).
 - An offset is committed only when the outcome (or dead letter) of it and of every earlier offset of
   its partition has been acknowledged by the broker.
-- On revocation and on stop: no new work starts, in-flight work gets ``drain_grace_s`` to finish,
-  what is done is committed, the rest is abandoned and will be redelivered.
+- On revocation and on stop: nothing more is fetched; every record below the highest offset already
+  started is still run (queued records of a key included), so that the commit covers everything
+  answered; records above it are abandoned at once. All of that within ``drain_grace_s``; what is
+  still running then is cancelled, and everything uncommitted is redelivered to the next owner.
 """
 
 from __future__ import annotations
@@ -19,19 +21,21 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from bridge.metrics import Metrics
-from bridge.offsets import OffsetTracker
-from bridge.processor import Incoming, Outgoing
+from bridge.offsets import OffsetTracker, may_start
+from bridge.ports import ConsumerPort, ProducerPort
+from bridge.probe import probe_broker
+from bridge.publisher import Publisher
+from bridge.records import Incoming, Outgoing, incoming_from
 from bridge.settings import EngineSettings
+from bridge.stats import EngineStats
 
 log = logging.getLogger("bridge.engine")
 
 Handler = Callable[[Incoming], Awaitable[Outgoing]]
-BROKER_PROBE_INTERVAL_S = 5.0
-BROKER_PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass(eq=False)
@@ -42,38 +46,29 @@ class _Partition:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     committed: int | None = None
     first_seen: int | None = None
-    closing: bool = False
+    started: int = -1  # highest offset handed to the handler
+    drain_below: int | None = None  # set when closing: only lower offsets may still start
 
+    @property
+    def closing(self) -> bool:
+        return self.drain_below is not None
 
-@dataclass
-class EngineStats:
-    """Progress counters for health checks and tests."""
-
-    accepted: int = 0
-    finished: int = 0
-    commits: int = 0
-    last_commit_at: float = 0.0
-    last_progress_at: float = field(default_factory=time.monotonic)
-    assigned: frozenset[TopicPartition] = frozenset()
-    broker_ok: bool = False
-    lag: int = 0
-    in_flight: int = 0  # accepted and not finished: the engine's own count, read by readiness
-    publish_error: str | None = None
-    drained: int = 0  # key routines waited for at revocations and shutdown
+    def close(self) -> None:
+        if self.drain_below is None:
+            self.drain_below = self.started + 1
 
 
 class Engine:
     def __init__(
         self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        consumer: ConsumerPort,
+        producer: ProducerPort,
         handler: Handler,
         topics: Mapping[str, str],
         settings: EngineSettings,
         metrics: Metrics,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
         self._handler = handler
         self._families = dict(topics)  # topic -> family label
         self._settings = settings
@@ -84,6 +79,7 @@ class Engine:
         self._paused = False
         self._commit_lock = asyncio.Lock()
         self.stats = EngineStats()
+        self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
         metrics.max_in_flight.set(settings.max_in_flight)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -96,12 +92,14 @@ class Engine:
     def request_stop(self) -> None:
         """Signal-safe: stop fetching and drain. Idempotent."""
         self._stopping.set()
+        for p in self._partitions.values():  # at once: fetching may still be waiting for records
+            p.close()
 
     async def run(self) -> None:
         self._consumer.subscribe(list(self._families), listener=_Listener(self))
         next_commit = time.monotonic() + self._settings.commit_interval_s
         self.stats.broker_ok = True  # the clients started, so the broker answered a moment ago
-        probe = asyncio.create_task(self._broker_probe_routine(), name="broker-probe")
+        probe = asyncio.create_task(probe_broker(self._consumer, self.stats), name="broker-probe")
         try:
             while not self._stopping.is_set():
                 await self._fetch_once()
@@ -113,7 +111,7 @@ class Engine:
             probe.cancel()
             await asyncio.gather(probe, return_exceptions=True)
             await self._drain(list(self._partitions.values()))
-            await self.commit()
+            await self.commit(final=True)
             log.info(
                 "engine stopped: accepted=%d finished=%d commits=%d",
                 self.stats.accepted,
@@ -142,22 +140,7 @@ class Engine:
             if partition is None or partition.closing:
                 continue  # revoked while the batch was in our hands: the new owner will read it
             for record in records:
-                self._accept(partition, _incoming(record))
-
-    async def _broker_probe_routine(self) -> None:
-        """Ask the cluster for metadata now and then: getmany() stays silent when the broker is gone."""
-        while True:
-            await asyncio.sleep(BROKER_PROBE_INTERVAL_S)
-            try:
-                await asyncio.wait_for(self._consumer.topics(), BROKER_PROBE_TIMEOUT_S)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                if self.stats.broker_ok:
-                    log.warning("the Kafka broker does not answer (%s)", type(exc).__name__)
-                self.stats.broker_ok = False
-            else:
-                if not self.stats.broker_ok:
-                    log.info("the Kafka broker answers again")
-                self.stats.broker_ok = True
+                self._accept(partition, incoming_from(record))
 
     def _set_paused(self, paused: bool) -> None:
         assigned = self._consumer.assignment()
@@ -196,10 +179,11 @@ class Engine:
 
     async def _key_routine(self, partition: _Partition, queue: deque[Incoming], key: bytes | None) -> None:
         try:
-            while queue and not partition.closing and not self._stopping.is_set():
+            while queue and may_start(queue[0].offset, partition.drain_below):
                 record = queue[0]
+                partition.started = max(partition.started, record.offset)
                 outgoing = await self._handler(record)
-                await self._publish(outgoing)
+                await self._publisher.publish(outgoing)
                 queue.popleft()
                 self._finish(partition, record)
         finally:
@@ -225,47 +209,22 @@ class Engine:
         self._metrics.in_flight.set(self.stats.in_flight)
         self._capacity.set()
 
-    async def _publish(self, outgoing: Outgoing) -> None:
-        """Publish until the broker acknowledges; a failing broker is retried, never skipped."""
-        while True:
-            try:
-                future = await self._producer.send(
-                    outgoing.topic, value=outgoing.value, key=outgoing.key, headers=outgoing.headers
-                )
-                await future
-            except KafkaError as exc:
-                self.stats.publish_error = f"{type(exc).__name__}: {exc}"[:200]
-                self._metrics.publish_failures.inc()
-                log.warning("publish to %s failed, will retry: %s", outgoing.topic, exc)
-                await asyncio.sleep(self._settings.publish_retry_backoff_s)
-                continue
-            self.stats.publish_error = None
-            self._count(outgoing)
-            return
-
-    def _count(self, outgoing: Outgoing) -> None:
-        if outgoing.outcome is not None:
-            self._metrics.child(self._metrics.outcomes, *outgoing.labels).inc()
-        elif outgoing.dead_letter is not None:
-            self._metrics.child(self._metrics.dead_letters, outgoing.dead_letter.reason.value).inc()
+    def _publish_error(self, error: str | None) -> None:
+        self.stats.publish_error = error
 
     # -- commits and rebalances ------------------------------------------------------------------
 
-    async def commit(self, partitions: Iterable[_Partition] | None = None) -> None:
+    async def commit(self, partitions: Iterable[_Partition] | None = None, *, final: bool = False) -> None:
+        """Commit what is committable; ``final``: the last chance before the partitions move."""
         chosen = list(self._partitions.values()) if partitions is None else list(partitions)
-        offsets = {
-            p.tp: p.tracker.committable()
-            for p in chosen
-            if p.tracker.committable() is not None and p.tracker.committable() != p.committed
-        }
+        offsets = _to_commit(chosen)
         if not offsets:
             return
         async with self._commit_lock:
             try:
                 await self._consumer.commit(offsets)
-            except (CommitFailedError, KafkaError) as exc:
-                self._metrics.commits.labels("failed").inc()
-                log.warning("commit failed (will retry on the next interval): %s", exc)
+            except KafkaError as exc:  # CommitFailedError and IllegalStateError are KafkaErrors
+                self._commit_failed(offsets, exc, final)
                 return
         for p in chosen:
             if p.tp in offsets:
@@ -273,6 +232,17 @@ class Engine:
         self._metrics.commits.labels("ok").inc()
         self.stats.commits += 1
         self.stats.last_commit_at = time.monotonic()
+
+    def _commit_failed(self, offsets: Mapping[TopicPartition, int], exc: Exception, final: bool) -> None:
+        self._metrics.commits.labels("failed").inc()
+        if not final:
+            log.warning("commit failed (will retry on the next interval): %s", exc)
+            return
+        log.error(
+            "final commit failed, the next owner will redo these partitions from their last commit: %s (%s)",
+            ", ".join(f"{_name(tp)}@{offset}" for tp, offset in sorted(offsets.items())),
+            exc,
+        )
 
     def update_gauges(self) -> None:
         total = 0
@@ -289,12 +259,15 @@ class Engine:
     async def _drain(self, partitions: list[_Partition]) -> None:
         """Let in-flight work finish within the grace period, then abandon the rest."""
         for p in partitions:
-            p.closing = True
+            p.close()
         tasks = [t for p in partitions for t in p.tasks]
         self.stats.drained += len(tasks)
         if tasks:
             log.info(
-                "draining %d in-flight command(s) for up to %.1fs", len(tasks), self._settings.drain_grace_s
+                "draining %d key routine(s) holding %d command(s) for up to %.1fs",
+                len(tasks),
+                sum(p.tracker.pending() for p in partitions),
+                self._settings.drain_grace_s,
             )
             _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_grace_s)
             for task in pending:
@@ -308,7 +281,7 @@ class Engine:
     async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
         await self._drain(partitions)
-        await self.commit(partitions)
+        await self.commit(partitions, final=True)
         for p in partitions:
             self._partitions.pop(p.tp, None)
             with contextlib.suppress(KeyError):  # a revoked partition's lag is its new owner's to report
@@ -317,6 +290,8 @@ class Engine:
         self._metrics.assigned_partitions.set(len(self._partitions))
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = sorted(assigned)
+        log.info("assigned %d partition(s): %s", len(assigned), " ".join(map(_name, assigned)))
         for tp in assigned:
             if tp not in self._partitions:
                 self._partitions[tp] = _Partition(tp)
@@ -344,16 +319,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._engine.on_assigned(assigned)
 
 
-def _incoming(record: Any) -> Incoming:
-    return Incoming(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        headers=tuple(record.headers or ()),
-        timestamp_ms=record.timestamp,
-    )
+def _to_commit(partitions: Iterable[_Partition]) -> dict[TopicPartition, int]:
+    """Pure: the committable offset of every partition that moved since its last commit."""
+    offsets = {}
+    for p in partitions:
+        offset = p.tracker.committable()
+        if offset is not None and offset != p.committed:
+            offsets[p.tp] = offset
+    return offsets
+
+
+def _name(tp: TopicPartition) -> str:
+    return f"{tp.topic}[{tp.partition}]"
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

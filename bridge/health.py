@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.engine import EngineStats
 from bridge.metrics import Metrics
+from bridge.stats import EngineStats
 
 
 @dataclass(frozen=True, slots=True)

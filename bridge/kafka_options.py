@@ -44,3 +44,22 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
         "request_timeout_ms": kafka.request_timeout_ms,
         **security_options(kafka.security),
     }
+
+
+REBALANCE_MARGIN_MS = 5000  # after the drain: the final commit and the JoinGroup round trip
+
+
+def group_options(kafka: KafkaSettings, drain_grace_s: float) -> dict[str, Any]:
+    """Consumer-group membership: timeouts, static membership, manual commits."""
+    rebalance_ms = kafka.rebalance_timeout_ms
+    if rebalance_ms is None:
+        rebalance_ms = int(drain_grace_s * 1000) + REBALANCE_MARGIN_MS
+    return {
+        "group_id": kafka.group_id,
+        "group_instance_id": kafka.group_instance_id,
+        "enable_auto_commit": False,
+        "session_timeout_ms": kafka.session_timeout_ms,
+        "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
+        "rebalance_timeout_ms": rebalance_ms,
+        "max_poll_interval_ms": kafka.max_poll_interval_ms,
+    }

@@ -42,3 +42,13 @@ class OffsetTracker:
         if not self._pending:
             return None
         return self._oldest_started_at.get(self._pending[0])
+
+
+def may_start(offset: int, drain_below: int | None) -> bool:
+    """Whether a queued record may still start: always, unless its partition is closing.
+
+    A closing partition runs only records below ``drain_below`` (one past the highest offset already
+    started). Those are exactly the records that must finish for the commit to cover every answered
+    one; a record above it may be abandoned without any later offset having finished past it.
+    """
+    return drain_below is None or offset < drain_below

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bridge import decide
@@ -13,50 +12,15 @@ from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operatio
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
 from bridge.metrics import Metrics, bounded
-from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, SourceRecord
+from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
+from bridge.records import Incoming, Outgoing
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
 from bridge.wire import Header, copyable_headers, schema_id_of
 
 log = logging.getLogger("bridge.outcome")
 _OPERATIONS = frozenset(op.value for op in Operation)
-Headers = tuple[Header, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """The parts of a consumed record the bridge uses."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = ()
-    timestamp_ms: int | None = None
-
-    @property
-    def source(self) -> SourceRecord:
-        return SourceRecord(topic=self.topic, partition=self.partition, offset=self.offset)
-
-    @property
-    def record_time(self) -> datetime:
-        if self.timestamp_ms is None or self.timestamp_ms < 0:
-            return datetime.now(UTC)
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[Header] = field(default_factory=list)
-    outcome: OutcomeData | None = None
-    dead_letter: DeadLetter | None = None
-    labels: tuple[str, str, str, str] = ("", "", "", "")
-    """Bounded metric labels of an outcome: target, provider, operation, status."""
 
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")

@@ -194,8 +194,25 @@ class KafkaSettings(_Model):
         ge=0,
         description="How long the broker may hold an empty fetch; lower means lower latency.",
     )
-    session_timeout_ms: int = Field(default=30000, ge=1000)
-    heartbeat_interval_ms: int = Field(default=3000, ge=100)
+    session_timeout_ms: int = Field(
+        default=10000, ge=1000, description="A member silent this long (e.g. killed) loses its partitions."
+    )
+    heartbeat_interval_ms: int = Field(
+        default=1000, ge=100, description="Also how soon a member notices that the group rebalances."
+    )
+    rebalance_timeout_ms: int | None = Field(
+        default=None,
+        ge=1000,
+        description="How long a rebalance waits for members to drain and rejoin; "
+        "default engine.drain_grace_s + 5 s, so that a drain is never cut short by the broker.",
+    )
+    group_instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=249,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Static membership (KIP-345): a stable name per member, e.g. a StatefulSet pod name.",
+    )
     max_poll_records: int = Field(default=500, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_interval_ms: int = Field(default=300000, ge=1000)

@@ -349,11 +349,28 @@ def probe_findings(deployment: Doc, config: Doc) -> list[str]:
     return findings
 
 
+MIN_GRACE_MARGIN_S = 5  # after the drain: final commit, LeaveGroup, producer flush (measured < 1 s)
+MIN_SCALE_DOWN_WINDOW_S = 60  # every membership change pauses the group for a drain and a rebalance
+
+
 def grace_findings(deployment: Doc, config: Doc) -> list[str]:
     drain = float(dig(config, "engine", "drain_grace_s", default=20.0))
     grace = dig(deployment, "spec", "template", "spec", "terminationGracePeriodSeconds")
-    if not isinstance(grace, int) or grace < drain:
-        return [f"terminationGracePeriodSeconds {grace} is below engine.drain_grace_s {drain}"]
+    if not isinstance(grace, int) or grace < drain + MIN_GRACE_MARGIN_S:
+        return [
+            f"terminationGracePeriodSeconds {grace} leaves less than {MIN_GRACE_MARGIN_S}s after "
+            f"engine.drain_grace_s {drain} for the final commit and leaving the group"
+        ]
+    return []
+
+
+def static_membership_findings(deployment: Doc, values: Doc) -> list[str]:
+    ref = dig(_env_names(bridge_container(deployment)), "BRIDGE__KAFKA__GROUP_INSTANCE_ID", "valueFrom")
+    wanted = bool(dig(values, "staticMembership", default=False))
+    if wanted and dig(ref, "fieldRef", "fieldPath") != "metadata.name":
+        return ["staticMembership is on but the pod name is not the group instance id"]
+    if not wanted and ref is not None:
+        return ["staticMembership is off but the pods set a group instance id"]
     return []
 
 
@@ -447,6 +464,14 @@ def keda_findings(docs: list[Doc], values: Doc) -> list[str]:
             findings.append(f"KEDA maxReplicaCount {high} exceeds the {partitions} partitions")
         if "replicas" in dig(one(docs, "Deployment"), "spec", default={}):
             findings.append("with KEDA on, the Deployment must not set replicas (they would fight)")
+        behavior = dig(scaled, "spec", "advanced", "horizontalPodAutoscalerConfig", "behavior", "scaleDown")
+        window = dig(behavior, "stabilizationWindowSeconds")
+        if not isinstance(window, int) or window < MIN_SCALE_DOWN_WINDOW_S:
+            findings.append(
+                f"KEDA scale-down window {window} is under {MIN_SCALE_DOWN_WINDOW_S}s: the group would thrash"
+            )
+        if dig(behavior, "policies", 0, "value") != 1:
+            findings.append("KEDA must scale down one pod at a time (one rebalance at a time)")
     return findings
 
 
@@ -510,6 +535,7 @@ def invariant_findings(values: Doc | None) -> list[str]:
         *security_findings(deployment),
         *probe_findings(deployment, config),
         *grace_findings(deployment, config),
+        *static_membership_findings(deployment, merged),
         *checksum_findings(rendered, deployment),
         *secret_ref_findings(deployment, config),
         *settings_findings(deployment, config),

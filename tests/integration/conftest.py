@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.app import Bridge
 from bridge.local import examples
 from bridge.local.broker import RunningBroker, create_topics, start_broker
-from bridge.local.stack import local_settings, topic_layout
+from bridge.local.stack import SANDBOX_ENV, local_config, local_settings, topic_layout
 from bridge.sandbox import config as sb
 from bridge.sandbox import start_sandbox
 from bridge.settings import Settings
@@ -161,6 +165,35 @@ async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
     world = Stack(broker, sandbox, settings)
     yield world
     await world.close()
+
+
+async def start_process(
+    stack: Stack, tmp_path: Path, *, metrics_port: int | None = None, name: str = "config", **overrides: Any
+) -> asyncio.subprocess.Process:
+    """``python -m bridge run`` on this test's topics and group; stderr (the logs) is a pipe."""
+    raw = local_config(
+        stack.broker.bootstrap,
+        stack.sandbox.url,
+        metrics_port=metrics_port,
+        overrides={
+            "topics": stack.settings.topics.model_dump(),
+            "kafka": {"group_id": stack.settings.kafka.group_id},
+            **overrides,
+        },
+    )
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "run",
+        "--config",
+        str(config),
+        env={**os.environ, **SANDBOX_ENV},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 def workfloo_command(command_id: str, target: str = examples.WORKFLOO) -> dict[str, Any]:

@@ -3,55 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bridge.local import examples
-from bridge.local.stack import SANDBOX_ENV, local_config
 from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack, by_command, zuora_command
+from tests.integration.conftest import Stack, by_command, start_process, zuora_command
 
 pytestmark = pytest.mark.integration
 
 
 def zuora_run(i: int, prefix: str) -> tuple[bytes, dict[str, Any]]:
     return (f"{prefix}-{i}".encode(), zuora_command(f"{prefix}-{i}"))
-
-
-async def start_process(
-    stack: Stack, tmp_path: Path, *, metrics_port: int | None = None, **overrides: Any
-) -> asyncio.subprocess.Process:
-    """``python -m bridge run`` on this test's topics and group; stderr (the logs) is a pipe."""
-    raw = local_config(
-        stack.broker.bootstrap,
-        stack.sandbox.url,
-        metrics_port=metrics_port,
-        overrides={
-            "topics": stack.settings.topics.model_dump(),
-            "kafka": {"group_id": stack.settings.kafka.group_id},
-            **overrides,
-        },
-    )
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge",
-        "run",
-        "--config",
-        str(config),
-        env={**os.environ, **SANDBOX_ENV},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 async def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(stack: Stack, tmp_path: Path) -> None:

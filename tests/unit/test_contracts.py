@@ -17,7 +17,8 @@ from bridge.local.examples import example_commands
 from bridge.metrics import Metrics
 from bridge.outcomes import OutcomeData, Status, encode_outcome
 from bridge.parsing import DeadLetter, DeadLetterReason, Parsed, parse_command
-from bridge.processor import CONTENT_TYPE, Incoming, Processor
+from bridge.processor import CONTENT_TYPE, Processor
+from bridge.records import Incoming
 from bridge.settings import EngineSettings, Settings, TopicSettings
 from bridge.topics_admin import DriftKind, capping_notes, compare, effective_configs
 

@@ -1,10 +1,10 @@
 import json
 import logging
 
-from bridge.engine import EngineStats
 from bridge.health import judge_readiness
 from bridge.logs import JsonFormatter, TextFormatter
 from bridge.redact import Redactor
+from bridge.stats import EngineStats
 
 
 def stats(**kw):

@@ -74,3 +74,19 @@ def test_secret_references_become_secret_key_refs():
             "key": item["secretKey"],
             **({"optional": item["optional"]} if "optional" in item else {}),
         }
+
+
+def test_static_membership_names_each_member_after_its_pod():
+    deployment = check.one(check.documents(check.render({"staticMembership": True})), "Deployment")
+    env = {e["name"]: e for e in check.bridge_container(deployment)["env"]}
+    assert env["BRIDGE__KAFKA__GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    plain = check.one(check.documents(check.render(None)), "Deployment")
+    assert "env" not in check.bridge_container(plain)  # off by default: Deployments rename pods
+
+
+def test_the_hand_over_budgets_are_enforced():
+    short_grace = {"terminationGraceMarginSeconds": 1}
+    assert any("for the final commit" in f for f in check.invariant_findings(short_grace))
+    thrashing = {"keda": {"enabled": True, "scaleDownStabilizationSeconds": 10}}
+    assert any("would thrash" in f for f in check.invariant_findings(thrashing))
+    assert check.invariant_findings({"keda": {"enabled": True}}) == []

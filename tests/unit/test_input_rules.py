@@ -10,7 +10,8 @@ from bridge.http import wire_url
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind
 from bridge.parsing import MAX_DEPTH, MAX_VALUES, DeadLetter, DeadLetterReason, Invalid, Parsed, parse_command
-from bridge.processor import Incoming, Processor
+from bridge.processor import Processor
+from bridge.records import Incoming
 from bridge.settings import Settings
 from bridge.wire import copyable_headers, schema_id_of, split_frame
 

@@ -4,10 +4,12 @@ handed to aiokafka are checked instead; the TLS context is built from real certi
 import ssl
 
 import pytest
+from pydantic import ValidationError
 
 from bridge.config import parse_settings
 from bridge.errors import ConfigError
-from bridge.kafka_options import client_options
+from bridge.kafka_options import REBALANCE_MARGIN_MS, client_options, group_options
+from bridge.settings import KafkaSettings
 from tests.certs import issue, make_ca
 
 ENV = {"KAFKA_USER": "bridge-svc", "KAFKA_PASSWORD": "kafka-pass-123", "KEY_PASSWORD": "key-pass"}
@@ -107,3 +109,16 @@ def test_a_wrong_key_password_fails_at_start_up(certificates):
                 {**ENV, "KEY_PASSWORD": "wrong"},
             )
         )
+
+
+def test_the_rebalance_timeout_outlasts_the_drain_unless_set():
+    derived = group_options(KafkaSettings(), drain_grace_s=20)
+    assert derived["rebalance_timeout_ms"] == 20_000 + REBALANCE_MARGIN_MS
+    assert derived["enable_auto_commit"] is False and derived["group_instance_id"] is None
+    chosen = group_options(KafkaSettings(rebalance_timeout_ms=9000, group_instance_id="bridge-0"), 20)
+    assert chosen["rebalance_timeout_ms"] == 9000 and chosen["group_instance_id"] == "bridge-0"
+
+
+def test_a_group_instance_id_is_a_kafka_name():
+    with pytest.raises(ValidationError):
+        KafkaSettings(group_instance_id="bridge 0/evil")

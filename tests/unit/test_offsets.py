@@ -1,6 +1,6 @@
 import pytest
 
-from bridge.offsets import OffsetTracker
+from bridge.offsets import OffsetTracker, may_start
 
 
 def test_nothing_committable_until_the_first_record_finishes():
@@ -44,3 +44,11 @@ def test_oldest_pending_since_follows_the_head():
     assert t.oldest_pending_since() == 101.0
     t.done(2)
     assert t.oldest_pending_since() is None
+
+
+@pytest.mark.parametrize(
+    ("offset", "drain_below", "starts"),
+    [(7, None, True), (4, 5, True), (5, 5, False), (9, 5, False), (0, 0, False)],
+)
+def test_a_closing_partition_starts_only_records_below_the_bar(offset, drain_below, starts):
+    assert may_start(offset, drain_below) is starts

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from bridge.commands import CommandFamily
 from bridge.metrics import Metrics
 from bridge.parsing import DeadLetter, Invalid, Parsed, parse_command
-from bridge.processor import Incoming, Processor
+from bridge.processor import Processor
+from bridge.records import Incoming
 from bridge.settings import Settings
 
 json_values = st.recursive(

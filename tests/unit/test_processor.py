@@ -15,7 +15,8 @@ from bridge.http import Call, Response
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind, Status
 from bridge.parsing import DeadLetterReason
-from bridge.processor import Incoming, Outgoing, Processor
+from bridge.processor import Processor
+from bridge.records import Incoming, Outgoing
 from bridge.redact import Redactor
 from bridge.settings import Settings
 from bridge.testing import FakeTransport, json_response

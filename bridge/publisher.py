@@ -1,0 +1,55 @@
+"""Publish one outcome or dead letter until the broker acknowledges it, and count it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiokafka.errors import KafkaError
+
+from bridge.metrics import Metrics
+from bridge.ports import ProducerPort
+from bridge.records import Outgoing
+
+log = logging.getLogger("bridge.engine")
+
+
+class Publisher:
+    """A failing broker is retried every ``retry_backoff_s``, never skipped: nothing is committed
+    past an unpublished outcome, so waiting here is what keeps the delivery guarantee."""
+
+    def __init__(
+        self,
+        producer: ProducerPort,
+        metrics: Metrics,
+        retry_backoff_s: float,
+        on_error: Callable[[str | None], None] = lambda _: None,
+    ) -> None:
+        self._producer = producer
+        self._metrics = metrics
+        self._backoff_s = retry_backoff_s
+        self._on_error = on_error  # the last failure, or None once a publish succeeds again
+
+    async def publish(self, outgoing: Outgoing) -> None:
+        while True:
+            try:
+                future = await self._producer.send(
+                    outgoing.topic, value=outgoing.value, key=outgoing.key, headers=outgoing.headers
+                )
+                await future
+            except KafkaError as exc:
+                self._on_error(f"{type(exc).__name__}: {exc}"[:200])
+                self._metrics.publish_failures.inc()
+                log.warning("publish to %s failed, will retry: %s", outgoing.topic, exc)
+                await asyncio.sleep(self._backoff_s)
+                continue
+            self._on_error(None)
+            self._count(outgoing)
+            return
+
+    def _count(self, outgoing: Outgoing) -> None:
+        if outgoing.outcome is not None:
+            self._metrics.child(self._metrics.outcomes, *outgoing.labels).inc()
+        elif outgoing.dead_letter is not None:
+            self._metrics.child(self._metrics.dead_letters, outgoing.dead_letter.reason.value).inc()

@@ -1,0 +1,60 @@
+"""The records that cross the engine's seam: what was consumed, and what to publish for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bridge.outcomes import OutcomeData, SourceRecord
+from bridge.parsing import DeadLetter
+from bridge.ports import ConsumedRecord
+from bridge.wire import Header
+
+Headers = tuple[Header, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """The parts of a consumed record the bridge uses."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp_ms: int | None = None
+
+    @property
+    def source(self) -> SourceRecord:
+        return SourceRecord(topic=self.topic, partition=self.partition, offset=self.offset)
+
+    @property
+    def record_time(self) -> datetime:
+        if self.timestamp_ms is None or self.timestamp_ms < 0:
+            return datetime.now(UTC)
+        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header] = field(default_factory=list)
+    outcome: OutcomeData | None = None
+    dead_letter: DeadLetter | None = None
+    labels: tuple[str, str, str, str] = ("", "", "", "")
+    """Bounded metric labels of an outcome: target, provider, operation, status."""
+
+
+def incoming_from(record: ConsumedRecord) -> Incoming:
+    return Incoming(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+        timestamp_ms=record.timestamp,
+    )
