@@ -82,10 +82,10 @@ def build_targets(
     for name, target in settings.targets.items():
 
         def on_refresh(ok: bool, name: str = name) -> None:
-            metrics.token_refreshes.labels(name, "ok" if ok else "failed").inc()
+            metrics.token_refresh(name, ok)
 
         def on_circuit(state: CircuitState, name: str = name) -> None:
-            metrics.circuit_state.labels(name).set(CIRCUIT_GAUGE_VALUE[state])
+            metrics.circuit(name, CIRCUIT_GAUGE_VALUE[state])
             log.warning("circuit for target %s is now %s", name, state.value, extra={"target": name})
 
         provider = build_provider(name, target, session, on_token_refresh=on_refresh)
@@ -97,10 +97,9 @@ def build_targets(
             bucket=TokenBucket(target.rate_limit),
             ssl=ssl_context_for(target.ca_file),
         )
-        metrics.circuit_state.labels(name).set(0)
-        if target.provider in ("zilliant", "zuora"):  # series exist from the start, so rate() works
-            for result in ("ok", "failed"):
-                metrics.token_refreshes.labels(name, result)
+        metrics.circuit(name, 0)
+        if target.provider in ("zilliant", "zuora"):
+            metrics.token_target(name)
     return targets
 
 
@@ -133,7 +132,7 @@ class Bridge:
         was: bool | None = None
         while True:
             verdict = self.readiness()
-            self.metrics.ready.set(1 if verdict.ready else 0)
+            self.metrics.ready(verdict.ready)
             if verdict.ready != was and (was is not None or not verdict.ready):
                 level = logging.INFO if verdict.ready else logging.WARNING
                 log.log(

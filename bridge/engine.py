@@ -80,7 +80,7 @@ class Engine:
         self._commit_lock = asyncio.Lock()
         self.stats = EngineStats()
         self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
-        metrics.max_in_flight.set(settings.max_in_flight)
+        metrics.in_flight(0, settings.max_in_flight)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ class Engine:
             partition.first_seen = record.offset
         self.stats.in_flight += 1
         self.stats.accepted += 1
-        self._metrics.in_flight.set(self.stats.in_flight)
+        self._metrics.in_flight(self.stats.in_flight)
         if record.key is None:  # no key, no ordering promise: run it on its own
             self._spawn(partition, deque([record]), None)
             return
@@ -196,17 +196,14 @@ class Engine:
         partition.tracker.done(record.offset)
         self.stats.finished += 1
         self.stats.last_progress_at = time.monotonic()
-        self._metrics.last_progress.set(time.time())
-        if record.timestamp_ms and record.timestamp_ms > 0:
-            family = self._families.get(record.topic, "unknown")
-            self._metrics.child(self._metrics.command_latency, family).observe(
-                max(0.0, time.time() - record.timestamp_ms / 1000)
-            )
+        stamp = record.timestamp_ms
+        latency = max(0.0, time.time() - stamp / 1000) if stamp and stamp > 0 else None
+        self._metrics.finished(self._families.get(record.topic, "unknown"), latency)
         self._release(1)
 
     def _release(self, count: int) -> None:
         self.stats.in_flight -= count
-        self._metrics.in_flight.set(self.stats.in_flight)
+        self._metrics.in_flight(self.stats.in_flight)
         self._capacity.set()
 
     def _publish_error(self, error: str | None) -> None:
@@ -229,12 +226,12 @@ class Engine:
         for p in chosen:
             if p.tp in offsets:
                 p.committed = offsets[p.tp]
-        self._metrics.commits.labels("ok").inc()
+        self._metrics.commit(ok=True)
         self.stats.commits += 1
         self.stats.last_commit_at = time.monotonic()
 
     def _commit_failed(self, offsets: Mapping[TopicPartition, int], exc: Exception, final: bool) -> None:
-        self._metrics.commits.labels("failed").inc()
+        self._metrics.commit(ok=False)
         if not final:
             log.warning("commit failed (will retry on the next interval): %s", exc)
             return
@@ -252,9 +249,9 @@ class Engine:
             if highwater is not None and base is not None:
                 lag = max(0, highwater - base)
                 total += lag
-                self._metrics.consumer_lag.labels(p.tp.topic, str(p.tp.partition)).set(lag)
+                self._metrics.lag(p.tp.topic, p.tp.partition, lag)
         self.stats.lag = total
-        self._metrics.oldest_uncommitted_age.set(self.oldest_uncommitted_age_s())
+        self._metrics.oldest_uncommitted(self.oldest_uncommitted_age_s())
 
     async def _drain(self, partitions: list[_Partition]) -> None:
         """Let in-flight work finish within the grace period, then abandon the rest."""
@@ -284,10 +281,9 @@ class Engine:
         await self.commit(partitions, final=True)
         for p in partitions:
             self._partitions.pop(p.tp, None)
-            with contextlib.suppress(KeyError):  # a revoked partition's lag is its new owner's to report
-                self._metrics.consumer_lag.remove(p.tp.topic, str(p.tp.partition))
+            self._metrics.forget_partition(p.tp.topic, p.tp.partition)
         self.stats.assigned = frozenset(self._partitions)
-        self._metrics.assigned_partitions.set(len(self._partitions))
+        self._metrics.assigned(len(self._partitions))
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         assigned = sorted(assigned)
@@ -296,7 +292,7 @@ class Engine:
             if tp not in self._partitions:
                 self._partitions[tp] = _Partition(tp)
         self.stats.assigned = frozenset(self._partitions)
-        self._metrics.assigned_partitions.set(len(self._partitions))
+        self._metrics.assigned(len(self._partitions))
         if self._paused:
             self._consumer.pause(*assigned)
 

@@ -20,7 +20,7 @@ from bridge.decide import CircuitSignal, Decision, Verdict
 from bridge.errors import AuthError, CommandRejected, ProviderCallError
 from bridge.guards import CircuitBreaker, TokenBucket
 from bridge.http import Call, Response, Transport, wire_url
-from bridge.metrics import Metrics, status_class
+from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind
 from bridge.providers.base import HttpRequest, Provider
 from bridge.redact import Redactor
@@ -100,7 +100,7 @@ class Executor:
                     scrubber=self._redactor,
                     max_body_bytes=self._max_error_body,
                 )
-            self._metrics.retries.labels(runtime.name, (verdict.error_kind or ErrorKind.INTERNAL).value).inc()
+            self._metrics.retry(runtime.name, (verdict.error_kind or ErrorKind.INTERNAL).value)
             await self._sleep(delay)
 
     async def _pass_guards(self, runtime: TargetRuntime) -> bool:
@@ -154,12 +154,8 @@ class Executor:
             verdict = decide.failure_verdict(exc)
         else:
             verdict = runtime.provider.classify(command, response.status, response.headers, response.body)
-        self._metrics.child(
-            self._metrics.provider_request_duration,
-            runtime.name,
-            operation,
-            status_class(response.status if response else None),
-        ).observe(time.perf_counter() - started)
+        status = response.status if response else None
+        self._metrics.provider_call(runtime.name, operation, status, time.perf_counter() - started)
         return verdict, response, auth
 
 

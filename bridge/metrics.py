@@ -1,4 +1,5 @@
-"""Prometheus metrics: one container declares every collector, verbs record events.
+"""Prometheus metrics: one container declares every collector; other modules record events through its
+verbs (``metrics.outcome(...)``, ``metrics.provider_call(...)``) and never touch a collector.
 
 Label values are bounded: topics, targets, providers, operations, statuses, reasons and status
 classes come from configuration or enums, never from command content.
@@ -6,6 +7,8 @@ classes come from configuration or enums, never from command content.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
 from prometheus_client import (
@@ -26,80 +29,149 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
-        self.build_info = Info("bridge_build", "Build information of the workflow bridge.", registry=r)
-        self.build_info.info({"version": __version__})
-        self.commands_consumed = Counter(
+        Info("bridge_build", "Build information of the workflow bridge.", registry=r).info(
+            {"version": __version__}
+        )
+        self._consumed = Counter(
             "bridge_commands_consumed_total", "Command records consumed.", ["topic"], registry=r
         )
-        self.outcomes = Counter(
+        self._outcomes = Counter(
             "bridge_outcomes_total",
             "Outcome events published.",
             ["target", "provider", "operation", "status"],
             registry=r,
         )
-        self.provider_request_duration = Histogram(
+        self._provider_calls = Histogram(
             "bridge_provider_request_duration_seconds",
             "Duration of one HTTP call to a provider.",
             ["target", "operation", "status_class"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.retries = Counter(
+        self._retries = Counter(
             "bridge_retries_total", "Provider call retries.", ["target", "reason"], registry=r
         )
-        self.in_flight = Gauge("bridge_in_flight_commands", "Commands accepted and not finished.", registry=r)
-        self.command_latency = Histogram(
+        self._in_flight = Gauge(
+            "bridge_in_flight_commands", "Commands accepted and not finished.", registry=r
+        )
+        self._command_latency = Histogram(
             "bridge_command_latency_seconds",
             "Command record timestamp to outcome acknowledged.",
             ["family"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.consumer_lag = Gauge(
+        self._lag = Gauge(
             "bridge_consumer_lag_messages",
             "High watermark minus committed offset.",
             ["topic", "partition"],
             registry=r,
         )
-        self.oldest_uncommitted_age = Gauge(
+        self._oldest_uncommitted = Gauge(
             "bridge_oldest_uncommitted_age_seconds",
             "Age of the oldest command not yet committed.",
             registry=r,
         )
-        self.dead_letters = Counter(
+        self._dead_letters = Counter(
             "bridge_dead_letters_total", "Records sent to the dead-letter topic.", ["reason"], registry=r
         )
-        self.circuit_state = Gauge(
+        self._circuit = Gauge(
             "bridge_circuit_state",
             "Circuit breaker state (0 closed, 1 half-open, 2 open).",
             ["target"],
             registry=r,
         )
-        self.token_refreshes = Counter(
+        self._token_refreshes = Counter(
             "bridge_token_refreshes_total", "Token endpoint calls.", ["target", "result"], registry=r
         )
-        self.publish_failures = Counter(
+        self._publish_failures = Counter(
             "bridge_publish_failures_total",
             "Failed attempts to publish an outcome or dead letter.",
             registry=r,
         )
-        self.commits = Counter("bridge_commits_total", "Offset commits.", ["result"], registry=r)
-        self.ready = Gauge("bridge_ready", "1 when the bridge reports ready.", registry=r)
-        self.last_progress = Gauge(
+        self._commits = Counter("bridge_commits_total", "Offset commits.", ["result"], registry=r)
+        self._ready = Gauge("bridge_ready", "1 when the bridge reports ready.", registry=r)
+        self._last_progress = Gauge(
             "bridge_last_progress_timestamp_seconds", "Unix time of the last finished command.", registry=r
         )
-        self.assigned_partitions = Gauge(
+        self._assigned = Gauge(
             "bridge_assigned_partitions", "Command topic partitions assigned to this member.", registry=r
         )
-        self.max_in_flight = Gauge("bridge_max_in_flight", "The configured in-flight limit.", registry=r)
+        self._max_in_flight = Gauge("bridge_max_in_flight", "The configured in-flight limit.", registry=r)
+        # label values are bounded, and several verbs run per command: cache the children
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         if registry is None:  # a private registry: add what the default one would have
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
 
-    def child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, cached: label values are bounded, and this runs per command."""
+    # -- commands -------------------------------------------------------------------------------------
+
+    def consumed(self, topic: str) -> None:
+        self._child(self._consumed, topic).inc()
+
+    def outcome(self, target: str, provider: str, operation: str, status: str) -> None:
+        self._child(self._outcomes, target, provider, operation, status).inc()
+
+    def dead_letter(self, reason: str) -> None:
+        self._child(self._dead_letters, reason).inc()
+
+    def finished(self, family: str, latency_s: float | None) -> None:
+        """A command's result was acknowledged; ``latency_s`` from its record timestamp, when known."""
+        self._last_progress.set(time.time())
+        if latency_s is not None:
+            self._child(self._command_latency, family).observe(latency_s)
+
+    def in_flight(self, count: int, limit: int | None = None) -> None:
+        self._in_flight.set(count)
+        if limit is not None:
+            self._max_in_flight.set(limit)
+
+    # -- provider calls ---------------------------------------------------------------------------------
+
+    def provider_call(self, target: str, operation: str, http_status: int | None, seconds: float) -> None:
+        self._child(self._provider_calls, target, operation, status_class(http_status)).observe(seconds)
+
+    def retry(self, target: str, reason: str) -> None:
+        self._child(self._retries, target, reason).inc()
+
+    def token_refresh(self, target: str, ok: bool) -> None:
+        self._token_refreshes.labels(target, "ok" if ok else "failed").inc()
+
+    def token_target(self, target: str) -> None:
+        """Create both token-refresh series of ``target`` at zero, so that rate() works from the start."""
+        for result in ("ok", "failed"):
+            self._token_refreshes.labels(target, result)
+
+    def circuit(self, target: str, value: int) -> None:
+        self._circuit.labels(target).set(value)
+
+    # -- Kafka ----------------------------------------------------------------------------------------
+
+    def publish_failed(self) -> None:
+        self._publish_failures.inc()
+
+    def commit(self, ok: bool) -> None:
+        self._commits.labels("ok" if ok else "failed").inc()
+
+    def lag(self, topic: str, partition: int, messages: int) -> None:
+        self._lag.labels(topic, str(partition)).set(messages)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """A revoked partition's lag is its new owner's to report."""
+        with contextlib.suppress(KeyError):
+            self._lag.remove(topic, str(partition))
+
+    def assigned(self, partitions: int) -> None:
+        self._assigned.set(partitions)
+
+    def oldest_uncommitted(self, age_s: float) -> None:
+        self._oldest_uncommitted.set(age_s)
+
+    def ready(self, ready: bool) -> None:
+        self._ready.set(1 if ready else 0)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:

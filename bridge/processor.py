@@ -50,7 +50,7 @@ class Processor:
         return {topic: family.value for topic, family in self._families.items()}
 
     async def process(self, record: Incoming) -> Outgoing:
-        self._metrics.child(self._metrics.commands_consumed, record.topic).inc()
+        self._metrics.consumed(record.topic)
         try:
             return await self._process(record)
         except Exception as exc:

@@ -40,7 +40,7 @@ class Publisher:
                 await future
             except KafkaError as exc:
                 self._on_error(f"{type(exc).__name__}: {exc}"[:200])
-                self._metrics.publish_failures.inc()
+                self._metrics.publish_failed()
                 log.warning("publish to %s failed, will retry: %s", outgoing.topic, exc)
                 await asyncio.sleep(self._backoff_s)
                 continue
@@ -50,6 +50,6 @@ class Publisher:
 
     def _count(self, outgoing: Outgoing) -> None:
         if outgoing.outcome is not None:
-            self._metrics.child(self._metrics.outcomes, *outgoing.labels).inc()
+            self._metrics.outcome(*outgoing.labels)
         elif outgoing.dead_letter is not None:
-            self._metrics.child(self._metrics.dead_letters, outgoing.dead_letter.reason.value).inc()
+            self._metrics.dead_letter(outgoing.dead_letter.reason.value)
