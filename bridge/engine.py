@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from bridge import tracing
 from bridge.metrics import Metrics
 from bridge.offsets import OffsetTracker
 from bridge.processor import Incoming, Outgoing
@@ -225,6 +226,7 @@ class Engine:
         self._metrics.in_flight.set(self.stats.in_flight)
         self._capacity.set()
 
+    @tracing.traced_publish
     async def _publish(self, outgoing: Outgoing) -> None:
         """Publish until the broker acknowledges; a failing broker is retried, never skipped."""
         while True:
