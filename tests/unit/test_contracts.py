@@ -16,7 +16,7 @@ from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
 from bridge.local.examples import example_commands
 from bridge.metrics import Metrics
 from bridge.outcomes import OutcomeData, Status, encode_outcome
-from bridge.parsing import DeadLetter, DeadLetterReason, Parsed, parse_command
+from bridge.parsing import DeadLetterReason, Parsed, parse_command
 from bridge.processor import CONTENT_TYPE, Incoming, Processor
 from bridge.settings import EngineSettings, Settings, TopicSettings
 from bridge.topics_admin import DriftKind, capping_notes, compare, effective_configs
@@ -24,6 +24,7 @@ from bridge.topics_admin import DriftKind, capping_notes, compare, effective_con
 TOPICS = Path(__file__).resolve().parents[2] / "topics"
 EXAMPLES = sorted((TOPICS / "examples").glob("*.json"))
 MAX_BYTES = EngineSettings().max_message_bytes
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def validator(schema_file: str) -> Draft202012Validator:
@@ -121,7 +122,7 @@ def test_command_topics_accept_what_the_bridge_accepts():
         assert int(spec.configs["max.message.bytes"]) >= MAX_BYTES, spec.name
 
 
-def test_dead_letter_headers_match_the_processor():
+async def test_dead_letter_headers_match_the_processor(spans):
     dlq = next(s for s in contracts.load_specs(TOPICS) if s.role is contracts.TopicRole.DEAD_LETTER)
     settings = Settings.model_validate(
         {
@@ -131,20 +132,31 @@ def test_dead_letter_headers_match_the_processor():
         }
     )
     processor = Processor(settings, {}, executor=None, metrics=Metrics())  # type: ignore[arg-type]
-    letter = DeadLetter(DeadLetterReason.TOO_LARGE, "x")
-    # 5,000 bytes is over 70,000 - 64 KiB: the value is omitted, so every optional header appears too
-    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"n" * 5000, (("trace", b"1"),))
-    out = processor.dead_letter(record, letter)
+    # 5,000 bytes is over 70,000 - 64 KiB: the value is omitted, so every optional header appears too;
+    # tracing is on and the record has a context, so the trace headers appear as well
+    original = (("traceparent", TRACEPARENT), ("tracestate", b"a=b"))
+    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"n" * 5000, original)
+    out = await processor.process(record)
     assert out.topic == dlq.name and out.value is None
-    assert [h.name for h in dlq.headers] == ["*", *[name for name, _ in out.headers[1:]]]
+    assert out.dead_letter is not None and out.dead_letter.reason is DeadLetterReason.TOO_LARGE
+    assert out.headers[:2] == list(original)
+    assert [h.name for h in dlq.headers] == ["*", *[name for name, _ in out.headers[2:]]]
     reasons = next(h.description for h in dlq.headers if h.name == "dlq.reason")
     assert all(reason.value in reasons for reason in DeadLetterReason)
 
 
-def test_outcome_content_type_header_matches_the_processor():
+async def test_outcome_headers_match_the_processor(spans):
+    processor = Processor(Settings(), {}, executor=None, metrics=Metrics())  # type: ignore[arg-type]
+    command = {"id": "c-1", "target": "nowhere", "operation": "zuora.rerun_task", "task_id": "7"}
+    original = (("traceparent", TRACEPARENT), ("tracestate", b"a=b"))
+    record = Incoming(Settings().topics.control_commands, 0, 1, None, orjson.dumps(command), original)
+    out = await processor.process(record)
+    assert out.outcome is not None and out.headers[0] == CONTENT_TYPE
+    assert "traceparent" in orjson.loads(out.value or b"")
     for spec in contracts.load_specs(TOPICS):
         if spec.role.value.endswith("_outcomes"):
-            assert [(h.name, h.description.encode()) for h in spec.headers] == [CONTENT_TYPE]
+            assert [h.name for h in spec.headers] == [name for name, _ in out.headers]
+            assert spec.headers[0].description.encode() == CONTENT_TYPE[1]
 
 
 # -- examples ---------------------------------------------------------------------------------------

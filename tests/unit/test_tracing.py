@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import orjson
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bridge import tracing, tracing_otel
+from bridge import tracing
 from bridge.errors import RetryableCallError
 from bridge.outcomes import ErrorKind
 from bridge.processor import Incoming, Outgoing
-from bridge.settings import TracingSettings
 from bridge.testing import FakeTransport, json_response
 from bridge.tracing_context import parse_traceparent
 from tests.unit.test_processor import SETTINGS, processor, record, workfloo
@@ -25,16 +21,6 @@ from tests.unit.test_processor import SETTINGS, processor, record, workfloo
 UPSTREAM_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 UPSTREAM_SPAN = 0x00F067AA0BA902B7
 UPSTREAM = f"00-{UPSTREAM_TRACE:032x}-{UPSTREAM_SPAN:016x}-01".encode()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = tracing_otel.build_provider(TracingSettings(enabled=True), SimpleSpanProcessor(exporter))
-    tracing.install(tracing_otel.OtelTracer(provider, SETTINGS.engine.max_message_bytes))
-    yield exporter
-    tracing.install(None)
-    provider.shutdown()
 
 
 class Publisher:
@@ -49,7 +35,9 @@ class Publisher:
 
 
 def with_headers(incoming: Incoming, *headers: tuple[str, bytes]) -> Incoming:
-    return Incoming(incoming.topic, incoming.partition, incoming.offset, incoming.key, incoming.value, headers)
+    return Incoming(
+        incoming.topic, incoming.partition, incoming.offset, incoming.key, incoming.value, headers
+    )
 
 
 def named(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
@@ -77,21 +65,27 @@ async def test_a_command_continues_the_upstream_trace_down_to_the_published_outc
     assert {s.context.trace_id for s in found.values()} == {UPSTREAM_TRACE}
     assert attempt.parent is not None and attempt.parent.span_id == command.context.span_id
     assert publish.parent is not None and publish.parent.span_id == command.context.span_id
-    assert dict(command.attributes or {}).items() >= {
-        "bridge.command.id": "c-1",
-        "bridge.target": "wf",
-        "bridge.provider": "workfloo",
-        "bridge.operation": "workfloo.execute",
-        "bridge.status": "queued",
-        "bridge.attempts": 1,
-        "bridge.trace_context.source": "kafka",
-    }.items()
-    assert dict(attempt.attributes or {}).items() >= {
-        "http.request.method": "POST",
-        "url.template": "/api/v1/workfloo",
-        "server.address": "wf.example",
-        "http.response.status_code": 200,
-    }.items()
+    assert (
+        dict(command.attributes or {}).items()
+        >= {
+            "bridge.command.id": "c-1",
+            "bridge.target": "wf",
+            "bridge.provider": "workfloo",
+            "bridge.operation": "workfloo.execute",
+            "bridge.status": "queued",
+            "bridge.attempts": 1,
+            "bridge.trace_context.source": "kafka",
+        }.items()
+    )
+    assert (
+        dict(attempt.attributes or {}).items()
+        >= {
+            "http.request.method": "POST",
+            "url.template": "/api/v1/workfloo",
+            "server.address": "wf.example",
+            "http.response.status_code": 200,
+        }.items()
+    )
     # the CloudEvents extension names where the outcome was made; the header is the latest hop
     event = orjson.loads(out.value or b"")
     assert parse_traceparent(event["traceparent"]) == (UPSTREAM_TRACE, command.context.span_id, 1)
@@ -175,7 +169,8 @@ def test_with_tracing_off_opentelemetry_is_never_imported() -> None:
         "from tests.unit.test_processor import processor, record, workfloo\n"
         "from bridge.testing import FakeTransport, json_response\n"
         "import bridge.app\n"
-        "out = asyncio.run(processor(FakeTransport.scripted([json_response(200)])).process(record(workfloo())))\n"
+        "run = processor(FakeTransport.scripted([json_response(200)]))\n"
+        "out = asyncio.run(run.process(record(workfloo())))\n"
         "assert out.outcome is not None\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
     )

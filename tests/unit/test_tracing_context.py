@@ -130,6 +130,8 @@ values = st.one_of(st.none(), st.binary(max_size=80), st.just(VALID.encode()))
 
 
 @given(st.lists(st.tuples(names, values), max_size=6), st.one_of(st.none(), st.binary(max_size=200)))
-def test_no_record_makes_extraction_raise(headers: list[tuple[str, bytes | None]], value: bytes | None) -> None:
+def test_no_record_makes_extraction_raise(
+    headers: list[tuple[str, bytes | None]], value: bytes | None
+) -> None:
     found = extract(headers, value, BIG)
     assert found.parent is None or 0 < found.parent.trace_id < 2**128
