@@ -17,6 +17,7 @@ from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, SourceRecord
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
+from bridge.tracing_context import TraceParent
 
 log = logging.getLogger("bridge.outcome")
 _OPERATIONS = frozenset(op.value for op in Operation)
@@ -56,6 +57,8 @@ class Outgoing:
     dead_letter: DeadLetter | None = None
     labels: tuple[str, str, str, str] = ("", "", "", "")
     """Bounded metric labels of an outcome: target, provider, operation, status."""
+    trace: TraceParent | None = None
+    """The command span, when tracing is on: the parent of the publish span."""
 
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")

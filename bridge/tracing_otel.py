@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -34,7 +34,7 @@ from bridge import __version__
 from bridge.errors import AuthError
 from bridge.outcomes import Status
 from bridge.parsing import DeadLetterReason
-from bridge.tracing_context import TraceParent, extract, format_traceparent, parse_traceparent
+from bridge.tracing_context import TraceParent, extract, format_traceparent
 
 if TYPE_CHECKING:
     from bridge.executor import TargetRuntime
@@ -118,8 +118,10 @@ class OtelTracer:
             finally:
                 _attempts.reset(token)
             _describe(span, outgoing)
-            outgoing.headers.extend(_propagation_headers(span.get_span_context()))
-            return outgoing
+            if not span.get_span_context().is_valid:
+                return outgoing
+            headers = [*outgoing.headers, *_propagation_headers(span)]
+            return replace(outgoing, headers=headers, trace=_traced(span))
 
     async def attempt(
         self, run: Run[AttemptResult], runtime: TargetRuntime, request: HttpRequest
@@ -161,26 +163,24 @@ class OtelTracer:
                 raise
 
     async def publish(self, run: Run[None], outgoing: Outgoing) -> None:
-        index = next((i for i, h in enumerate(outgoing.headers) if isinstance(h, _OwnHeader)), None)
-        ids = parse_traceparent(outgoing.headers[index][1].decode()) if index is not None else None
-        if index is None or ids is None:
+        parent = outgoing.trace
+        if parent is None:
             return await run()
-        parent = trace.set_span_in_context(NonRecordingSpan(_span_context(TraceParent(*ids), remote=False)))
+        context = trace.set_span_in_context(NonRecordingSpan(_span_context(parent, remote=False)))
         attributes = {
             "messaging.system": "kafka",
             "messaging.operation.type": "send",
             "messaging.destination.name": outgoing.topic,
         }
         with self._tracer.start_as_current_span(
-            f"publish {outgoing.topic}", parent, SpanKind.PRODUCER, attributes, record_exception=False
+            f"publish {outgoing.topic}", context, SpanKind.PRODUCER, attributes, record_exception=False
         ) as span:
-            outgoing.headers[index] = _propagation_headers(span.get_span_context())[0]
+            _replace_header(outgoing.headers, _propagation_headers(parent), _propagation_headers(span))
             await run()
         return None
 
     def cloudevent_extensions(self) -> Mapping[str, str]:
-        context = trace.get_current_span().get_span_context()
-        return {name: value.decode() for name, value in _propagation_headers(context)}
+        return {name: value.decode() for name, value in _propagation_headers(trace.get_current_span())}
 
 
 def _span_context(parent: TraceParent | None, *, remote: bool) -> SpanContext:
@@ -195,20 +195,31 @@ def _span_context(parent: TraceParent | None, *, remote: bool) -> SpanContext:
     )
 
 
-class _OwnHeader(tuple[str, bytes]):
-    """The ``traceparent`` this bridge wrote, told apart from a copied original by its type."""
-
-    __slots__ = ()
-
-
-def _propagation_headers(context: SpanContext) -> list[tuple[str, bytes]]:
+def _propagation_headers(source: trace.Span | TraceParent) -> list[tuple[str, bytes]]:
+    context = (
+        source.get_span_context() if isinstance(source, trace.Span) else _span_context(source, remote=False)
+    )
     if not context.is_valid:
         return []
     value = format_traceparent(context.trace_id, context.span_id, int(context.trace_flags))
-    headers: list[tuple[str, bytes]] = [_OwnHeader(("traceparent", value.encode()))]
+    headers = [("traceparent", value.encode())]
     if context.trace_state:
         headers.append(("tracestate", context.trace_state.to_header().encode()))
     return headers
+
+
+def _replace_header(
+    headers: list[tuple[str, bytes]], old: list[tuple[str, bytes]], new: list[tuple[str, bytes]]
+) -> None:
+    """The command span's traceparent becomes the publish span's (copied originals stay as they were)."""
+    if old and new and old[0] in headers:
+        headers[len(headers) - 1 - headers[::-1].index(old[0])] = new[0]
+
+
+def _traced(span: trace.Span) -> TraceParent:
+    context = span.get_span_context()
+    state = tuple(context.trace_state.items())
+    return TraceParent(context.trace_id, context.span_id, int(context.trace_flags), state=state)
 
 
 def _record_attributes(
