@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +27,21 @@ def upstream(n: int) -> tuple[str, str, bytes]:
     return trace_id, span_id, f"00-{trace_id}-{span_id}-01".encode()
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    running = OtlpReceiver()
-    await running.start()
-    yield running
-    await running.stop()
-
-
-async def start_traced(stack: Stack, tmp_path: Path, receiver: OtlpReceiver, monkeypatch: Any, **extra: Any):
+async def start_traced(
+    stack: Stack,
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    monkeypatch: Any,
+    *,
+    metrics_port: int | None = None,
+    **observability: Any,
+) -> asyncio.subprocess.Process:
+    """A bridge process exporting its spans to ``receiver``."""
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # export every 100 ms instead of 5 s
     tracing = {"tracing": {"enabled": True, "endpoint": receiver.url}}
-    return await start_process(stack, tmp_path, observability={**tracing, **extra})
+    return await start_process(
+        stack, tmp_path, metrics_port=metrics_port, observability={**tracing, **observability}
+    )
 
 
 async def produce(bootstrap: str, records: list[tuple[str, bytes, list[tuple[str, bytes]]]]) -> None:
