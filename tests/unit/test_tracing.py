@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bridge import tracing
 from bridge.errors import RetryableCallError
+from bridge.local.commands import format_dead_letter, format_event
 from bridge.outcomes import ErrorKind
 from bridge.processor import Incoming, Outgoing
 from bridge.testing import FakeTransport, json_response
@@ -176,3 +177,14 @@ def test_with_tracing_off_opentelemetry_is_never_imported() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_shell_lines_show_the_trace_id_of_outcomes_and_dead_letters() -> None:
+    event = {"traceparent": UPSTREAM.decode(), "data": {"status": "queued", "command_id": "c-1"}}
+    assert f"trace={UPSTREAM_TRACE:032x}" in format_event(event)
+    assert "trace=" not in format_event({"data": {"status": "queued"}})
+    mine = b"00-" + b"ab" * 16 + b"-" + b"cd" * 8 + b"-01"
+    line = format_dead_letter(
+        b"x", [("traceparent", UPSTREAM), ("dlq.reason", b"invalid_json"), ("traceparent", mine)]
+    )
+    assert line.endswith(f"trace={'ab' * 16}")
