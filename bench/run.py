@@ -84,6 +84,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         help="--tracing-ab: also run this build (e.g. one without tracing) as the 'before' variant",
     )
+    p.add_argument(
+        "--ab-sample-ratio",
+        type=float,
+        default=None,
+        help="--tracing-ab: also run tracing on with this observability.tracing.sample_ratio",
+    )
     p.add_argument("--profile", type=Path, default=None, help="py-spy each bridge run into this folder")
     p.add_argument("--keep-logs", type=Path, default=None, help="write process logs here (default: temp)")
     return p.parse_args(argv)

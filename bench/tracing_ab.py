@@ -5,6 +5,7 @@ Variants, each a fresh bridge process over fresh topics:
 - ``off``: the default configuration (``observability.tracing.enabled: false``);
 - ``on``: tracing enabled, every span exported over OTLP/HTTP to a receiver in the benchmark process
   (it decodes each export, so it also costs the machine what a local collector would);
+- ``sampled`` (with ``--ab-sample-ratio R``): tracing enabled with ``sample_ratio: R``;
 - ``before`` (with ``--ab-before-cmd CMD``): another build started with ``CMD run --config ...``, e.g.
   the commit before tracing existed, to show what tracing costs when it is off.
 
@@ -37,6 +38,9 @@ def variants(args: Any, receiver: OtlpReceiver) -> list[tuple[str, tuple[str, ..
         ("off", own, {}),
         ("on", own, {"tracing": {"enabled": True, "endpoint": receiver.url}}),
     ]
+    if args.ab_sample_ratio is not None:
+        sampled = {"enabled": True, "endpoint": receiver.url, "sample_ratio": args.ab_sample_ratio}
+        found.append(("sampled", own, {"tracing": sampled}))
     if args.ab_before_cmd:
         found.append(("before", tuple(args.ab_before_cmd), {}))
     return found
@@ -84,6 +88,12 @@ def summary(rows: dict[str, list[Row]]) -> list[Target]:
         Target("tracing-ab", "commands/s on / off", _ratio(rate, "on", "off"), 0.80, at_least=True),
         Target("tracing-ab", "CPU per command on / off", _ratio(cpu, "on", "off"), 1.50, at_least=False),
     ]
+    if "sampled" in rows:
+        targets.append(
+            Target(
+                "tracing-ab", "commands/s sampled / off", _ratio(rate, "sampled", "off"), 0.90, at_least=True
+            )
+        )
     if "before" in rows:
         targets += [
             Target(
