@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge.tracing")
 S = TypeVar("S")
 T = TypeVar("T")
+X = TypeVar("X")
 P = ParamSpec("P")
 Run = Callable[[], Coroutine[Any, Any, T]]
 AttemptResult = tuple["Verdict", "Response | None", "Mapping[str, str] | None"]
@@ -111,11 +112,20 @@ def cloudevent_extensions() -> Mapping[str, str]:
 
 
 def traced_command(fn: Process[S]) -> Process[S]:
+    return _method_hook(fn, lambda tracer: tracer.process)
+
+
+def _method_hook(
+    fn: Callable[[S, X], Coroutine[Any, Any, T]],
+    pick: Callable[[Tracer], Callable[[Run[T], X], Coroutine[Any, Any, T]]],
+) -> Callable[[S, X], Coroutine[Any, Any, T]]:
+    """Wrap ``fn(self, item)`` in the active tracer's hook chosen by ``pick``."""
+
     @functools.wraps(fn)
-    def wrapper(self: S, record: Incoming) -> Coroutine[Any, Any, Outgoing]:
+    def wrapper(self: S, item: X) -> Coroutine[Any, Any, T]:
         if _active is None:
-            return fn(self, record)
-        return _active.process(lambda: fn(self, record), record)
+            return fn(self, item)
+        return pick(_active)(lambda: fn(self, item), item)
 
     return wrapper
 
@@ -145,10 +155,4 @@ def traced_token_fetch(fn: TokenFetch) -> TokenFetch:
 
 
 def traced_publish(fn: Publish[S]) -> Publish[S]:
-    @functools.wraps(fn)
-    def wrapper(self: S, outgoing: Outgoing) -> Coroutine[Any, Any, None]:
-        if _active is None:
-            return fn(self, outgoing)
-        return _active.publish(lambda: fn(self, outgoing), outgoing)
-
-    return wrapper
+    return _method_hook(fn, lambda tracer: tracer.publish)
