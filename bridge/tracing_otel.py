@@ -126,6 +126,8 @@ class OtelTracer:
     async def attempt(
         self, run: Run[AttemptResult], runtime: TargetRuntime, request: HttpRequest
     ) -> AttemptResult:
+        if not trace.get_current_span().is_recording():
+            return await run()  # children of a command that is not sampled would not be either
         attempts = _attempts.get() or _Attempts()
         attributes = _attempt_attributes(runtime, request, attempts)
         route = request.route or "provider"
@@ -145,6 +147,8 @@ class OtelTracer:
             return result
 
     async def token_fetch(self, run: Run[bytes], endpoint: TokenEndpoint) -> bytes:
+        if not trace.get_current_span().is_recording():
+            return await run()
         url = urlsplit(endpoint.url)
         attributes = {
             "http.request.method": "POST",
@@ -164,8 +168,8 @@ class OtelTracer:
 
     async def publish(self, run: Run[None], outgoing: Outgoing) -> None:
         parent = outgoing.trace
-        if parent is None:
-            return await run()
+        if parent is None or not parent.sampled:
+            return await run()  # the header keeps the command span's (unsampled) context
         context = trace.set_span_in_context(NonRecordingSpan(_span_context(parent, remote=False)))
         attributes = {
             "messaging.system": "kafka",
