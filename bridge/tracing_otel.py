@@ -94,8 +94,9 @@ def build_provider(config: TracingSettings, processor: SpanProcessor) -> TracerP
 def _endpoint_for_log(endpoint: str | None) -> str:
     if endpoint is None:
         return "the OTEL_EXPORTER_OTLP_* endpoint"
-    parts = urlsplit(endpoint)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"
+    parts = urlsplit(endpoint)  # no userinfo, no query: they may hold credentials
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 class OtelTracer:

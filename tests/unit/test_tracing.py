@@ -7,14 +7,19 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import ValidationError
 
 from bridge import tracing
+from bridge.config import parse_settings
 from bridge.errors import RetryableCallError
 from bridge.local.commands import format_dead_letter, format_event
+from bridge.local.otlp import OtlpReceiver
 from bridge.outcomes import ErrorKind
 from bridge.processor import Incoming, Outgoing
+from bridge.settings import Settings, TracingSettings
 from bridge.testing import FakeTransport, json_response
 from bridge.tracing_context import parse_traceparent
 from tests.unit.test_processor import SETTINGS, processor, record, workfloo
@@ -188,3 +193,39 @@ def test_the_shell_lines_show_the_trace_id_of_outcomes_and_dead_letters() -> Non
         b"x", [("traceparent", UPSTREAM), ("dlq.reason", b"invalid_json"), ("traceparent", mine)]
     )
     assert line.endswith(f"trace={'ab' * 16}")
+
+
+def test_tracing_settings_are_off_by_default_and_refuse_a_non_http_endpoint() -> None:
+    assert Settings().observability.tracing.enabled is False
+    env = {
+        "BRIDGE__OBSERVABILITY__TRACING__ENABLED": "true",
+        "BRIDGE__OBSERVABILITY__TRACING__SAMPLE_RATIO": "0.25",
+    }
+    tracing_settings = parse_settings({}, env).observability.tracing
+    assert (tracing_settings.enabled, tracing_settings.sample_ratio) == (True, 0.25)
+    with pytest.raises(ValidationError, match="http"):
+        TracingSettings(endpoint="grpc://collector:4317")
+    with pytest.raises(ValidationError):
+        TracingSettings(sample_ratio=1.5)
+
+
+async def test_started_exports_over_otlp_http_and_flushes_what_is_buffered_on_exit() -> None:
+    receiver = OtlpReceiver()
+    await receiver.start()
+    try:
+        config = {"enabled": True, "endpoint": receiver.url, "service_name": "bridge-under-test"}
+        settings = parse_settings({"observability": {"tracing": config}}, {})
+        async with tracing.started(settings):
+            assert tracing.active() is not None
+            await processor(FakeTransport.scripted([json_response(200)])).process(record(workfloo()))
+            assert receiver.spans == []  # batched: nothing is sent before the schedule delay (5 s)
+        assert tracing.active() is None
+    finally:
+        await receiver.stop()
+    assert {s.name for s in receiver.spans} == {"process workflow.run.commands", "POST /api/v1/workfloo"}
+    assert {s.resource["service.name"] for s in receiver.spans} == {"bridge-under-test"}
+
+
+async def test_disabled_in_the_configuration_means_no_tracer() -> None:
+    async with tracing.started(Settings()):
+        assert tracing.active() is None
