@@ -90,6 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="--tracing-ab: also run tracing on with this observability.tracing.sample_ratio",
     )
+    p.add_argument("--ab-variants", default="", help="--tracing-ab: only these variants, e.g. off,before")
     p.add_argument("--profile", type=Path, default=None, help="py-spy each bridge run into this folder")
     p.add_argument("--keep-logs", type=Path, default=None, help="write process logs here (default: temp)")
     return p.parse_args(argv)

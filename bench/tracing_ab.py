@@ -9,7 +9,8 @@ Variants, each a fresh bridge process over fresh topics:
 - ``before`` (with ``--ab-before-cmd CMD``): another build started with ``CMD run --config ...``, e.g.
   the commit before tracing existed, to show what tracing costs when it is off.
 
-The order of the variants rotates every round so that none always runs first. Ratios compare medians.
+``--ab-variants off,before`` runs only the variants named. The order of the variants rotates every
+round so that none always runs first. Ratios compare medians.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def variants(args: Any, receiver: OtlpReceiver) -> list[tuple[str, tuple[str, ..
         found.append(("sampled", own, {"tracing": sampled}))
     if args.ab_before_cmd:
         found.append(("before", tuple(args.ab_before_cmd), {}))
-    return found
+    wanted = set(args.ab_variants.split(",")) if args.ab_variants else None
+    return [variant for variant in found if wanted is None or variant[0] in wanted]
 
 
 async def tracing_ab(bench: Any, report: Any, args: Any, scenario: Any) -> None:
