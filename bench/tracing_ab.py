@@ -86,10 +86,12 @@ def summary(rows: dict[str, list[Row]]) -> list[Target]:
             f"{cpu[name] or 0:.3f} CPU-s per 1,000 commands, spans exported {spans[name] or 0:,.0f} per run",
             flush=True,
         )
-    targets = [
-        Target("tracing-ab", "commands/s on / off", _ratio(rate, "on", "off"), 0.80, at_least=True),
-        Target("tracing-ab", "CPU per command on / off", _ratio(cpu, "on", "off"), 1.50, at_least=False),
-    ]
+    targets = []
+    if "on" in rows:
+        targets += [
+            Target("tracing-ab", "commands/s on / off", _ratio(rate, "on", "off"), 0.80, at_least=True),
+            Target("tracing-ab", "CPU per command on / off", _ratio(cpu, "on", "off"), 1.50, at_least=False),
+        ]
     if "sampled" in rows:
         targets.append(
             Target(
