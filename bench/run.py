@@ -26,6 +26,7 @@ from bench import baselines
 from bench.profile import render, summarise
 from bench.scenarios import Bench, BridgeRun, Check, started
 from bench.stats import Row, Target, ratios, table, write_json
+from bench.tracing_ab import tracing_ab
 from bench.workload import Latency, Shape
 
 NOISY = 0.10
@@ -44,6 +45,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--suite", action="store_true", help="run the issue's scenarios (i)-(iv)")
     mode.add_argument("--smoke", action="store_true", help="quick correctness check; exit 1 on failure")
+    mode.add_argument(
+        "--tracing-ab",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="tracing off vs on, alternating ROUNDS times",
+    )
     p.add_argument("--commands", type=int, default=5000, help="commands in the scenario (N)")
     p.add_argument("--keys", type=int, default=1000, help="distinct Kafka keys (K)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of the command topic (P)")
@@ -70,6 +78,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         help='start the bridge with this command instead of "python -m bridge" (e.g. a patched build)',
     )
+    p.add_argument(
+        "--ab-before-cmd",
+        type=shlex.split,
+        default=[],
+        help="--tracing-ab: also run this build (e.g. one without tracing) as the 'before' variant",
+    )
+    p.add_argument(
+        "--ab-sample-ratio",
+        type=float,
+        default=None,
+        help="--tracing-ab: also run tracing on with this observability.tracing.sample_ratio",
+    )
+    p.add_argument("--ab-variants", default="", help="--tracing-ab: only these variants, e.g. off,before")
     p.add_argument("--profile", type=Path, default=None, help="py-spy each bridge run into this folder")
     p.add_argument("--keep-logs", type=Path, default=None, help="write process logs here (default: temp)")
     return p.parse_args(argv)
@@ -220,6 +241,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> Report:
             await smoke(bench, report, args)
         elif args.suite:
             await suite(bench, report, args)
+        elif args.tracing_ab:
+            await tracing_ab(bench, report, args, scenario)
         else:
             await single(bench, report, args)
     return report

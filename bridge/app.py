@@ -25,6 +25,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from bridge import tracing
 from bridge.engine import Engine
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
@@ -143,6 +144,7 @@ class Bridge:
 
     async def run(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(tracing.started(self.settings))  # closed last: flushes spans
             await self._start_health(stack)
             watcher = asyncio.create_task(self._readiness_routine(), name="readiness")
             stack.push_async_callback(_cancel, watcher)

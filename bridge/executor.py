@@ -14,7 +14,7 @@ from ssl import SSLContext
 
 import aiohttp
 
-from bridge import decide
+from bridge import decide, tracing
 from bridge.commands import Command, operation_of
 from bridge.decide import CircuitSignal, Decision, Verdict
 from bridge.errors import AuthError, CommandRejected, ProviderCallError
@@ -132,6 +132,7 @@ class Executor:
         else:
             runtime.breaker.record_success()
 
+    @tracing.traced_attempt
     async def _attempt(
         self,
         runtime: TargetRuntime,

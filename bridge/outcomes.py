@@ -7,6 +7,7 @@ Outcomes are CloudEvents 1.0 in structured JSON mode. ``type`` is ``workflow.out
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -107,12 +108,18 @@ def outcome_event_id(source: SourceRecord) -> str:
     return str(uuid.uuid5(_OUTCOME_NAMESPACE, f"{source.topic}/{source.partition}/{source.offset}"))
 
 
-def to_cloudevent(data: OutcomeData, now: datetime | None = None) -> dict[str, Any]:
-    return {**to_cloudevent_envelope(data, now), "data": data.model_dump(mode="json")}
+def to_cloudevent(
+    data: OutcomeData, now: datetime | None = None, *, extensions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    return {**to_cloudevent_envelope(data, now, extensions=extensions), "data": data.model_dump(mode="json")}
 
 
-def to_cloudevent_envelope(data: OutcomeData, now: datetime | None = None) -> dict[str, Any]:
-    """Every CloudEvents attribute of the outcome event; ``data`` is added by the caller."""
+def to_cloudevent_envelope(
+    data: OutcomeData, now: datetime | None = None, *, extensions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Every CloudEvents attribute of the outcome event; ``data`` is added by the caller.
+
+    ``extensions``: extension attributes, e.g. the distributed-tracing ``traceparent``."""
     return {
         "specversion": "1.0",
         "id": outcome_event_id(data.source),
@@ -121,10 +128,13 @@ def to_cloudevent_envelope(data: OutcomeData, now: datetime | None = None) -> di
         "subject": data.command_id,
         "time": (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",
+        **(extensions or {}),
     }
 
 
-def encode_outcome(data: OutcomeData, now: datetime | None = None) -> bytes:
+def encode_outcome(
+    data: OutcomeData, now: datetime | None = None, *, extensions: Mapping[str, str] | None = None
+) -> bytes:
     """The same document as ``to_cloudevent``, with ``data`` serialised by pydantic's fast path."""
-    envelope = to_cloudevent_envelope(data, now)
+    envelope = to_cloudevent_envelope(data, now, extensions=extensions)
     return orjson.dumps(envelope)[:-1] + b',"data":' + data.model_dump_json().encode() + b"}"

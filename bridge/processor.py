@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from bridge import decide
+from bridge import decide, tracing
 from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
@@ -49,6 +49,7 @@ class Processor:
         """Command topic -> its family ('run' or 'control'), for subscription and metric labels."""
         return {topic: family.value for topic, family in self._families.items()}
 
+    @tracing.traced_command
     async def process(self, record: Incoming) -> Outgoing:
         self._metrics.consumed(record.topic)
         try:
@@ -135,7 +136,7 @@ class Processor:
         return Outgoing(
             self._outcome_topics[record.topic],
             record.key,
-            encode(data),
+            encode(data, extensions=tracing.cloudevent_extensions()),
             [CONTENT_TYPE],
             outcome=data,
             labels=labels,

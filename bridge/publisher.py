@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 
+from bridge import tracing
 from bridge.metrics import Metrics
 from bridge.ports import ProducerPort
 from bridge.records import Outgoing
@@ -31,6 +32,7 @@ class Publisher:
         self._backoff_s = retry_backoff_s
         self._on_error = on_error  # the last failure, or None once a publish succeeds again
 
+    @tracing.traced_publish
     async def publish(self, outgoing: Outgoing) -> None:
         while True:
             try:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from bridge.outcomes import OutcomeData, SourceRecord
 from bridge.parsing import DeadLetter
 from bridge.ports import ConsumedRecord
+from bridge.tracing_context import TraceParent
 from bridge.wire import Header
 
 Headers = tuple[Header, ...]
@@ -46,6 +47,8 @@ class Outgoing:
     dead_letter: DeadLetter | None = None
     labels: tuple[str, str, str, str] = ("", "", "", "")
     """Bounded metric labels of an outcome: target, provider, operation, status."""
+    trace: TraceParent | None = None
+    """The command span, when tracing is on: the parent of the publish span."""
 
 
 def incoming_from(record: ConsumedRecord) -> Incoming:

@@ -255,6 +255,36 @@ class HttpSettings(_Model):
     max_connections_per_host: int = Field(default=0, ge=0)
 
 
+class TracingSettings(_Model):
+    """OpenTelemetry tracing, exported over OTLP/HTTP. A field left unset falls back to the standard
+    OTEL_* variable, then to the SDK default."""
+
+    enabled: bool = Field(default=False, description="Off by default; nothing is imported or traced then.")
+    endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces; unset: "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, "
+        "else http://localhost:4318/v1/traces.",
+    )
+    sample_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of new traces kept (parent-based: a sampled parent is always followed); "
+        "unset: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else every trace.",
+    )
+    service_name: str | None = Field(
+        default=None, description="Unset: OTEL_SERVICE_NAME, else workflow-bridge."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP)")
+        return value
+
+
 class ObservabilitySettings(_Model):
     host: str = "0.0.0.0"  # noqa: S104 - the metrics/health port must be reachable by the kubelet
     port: int | None = Field(
@@ -268,6 +298,7 @@ class ObservabilitySettings(_Model):
     )
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    tracing: TracingSettings = TracingSettings()
 
 
 class Settings(_Model):

@@ -65,6 +65,7 @@ def command_cloudevent_schema() -> dict[str, Any]:
             "time": {"type": "string", "format": "date-time"},
             "datacontenttype": {"type": "string", "pattern": "^application/json"},
             "data": {"oneOf": commands["oneOf"], "discriminator": commands["discriminator"]},
+            **_tracing_attributes("the sender's span; a Kafka traceparent header takes precedence"),
         },
         "required": ["specversion", "id", "source", "type", "data"],
         "$defs": defs,
@@ -86,10 +87,22 @@ def outcome_schema() -> dict[str, Any]:
     }
     return {
         "type": "object",
-        "properties": properties,
+        "properties": {**properties, **_tracing_attributes("the bridge's span that made this outcome")},
         "required": list(properties),
         "allOf": [_type_matches_status(status) for status in Status],
         "$defs": defs,
+    }
+
+
+def _tracing_attributes(whose: str) -> dict[str, Any]:
+    """The CloudEvents distributed-tracing extension (W3C Trace Context), optional."""
+    return {
+        "traceparent": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$",
+            "description": f"W3C traceparent of {whose} (when tracing is on).",
+        },
+        "tracestate": {"type": "string", "description": "W3C tracestate that goes with traceparent."},
     }
 
 

@@ -73,6 +73,8 @@ def format_event(event: dict[str, Any]) -> str:
     if data.get("http_status"):
         parts.append(f"http={data['http_status']}")
     parts.append(f"attempts={data.get('attempts', 0)}")
+    if isinstance(event.get("traceparent"), str):
+        parts.append(f"trace={event['traceparent'][3:35]}")
     if data.get("error"):
         parts.append(f"[{data['error']['kind']}] {data['error']['message']}")
     return "  ".join(str(p) for p in parts)
@@ -81,7 +83,9 @@ def format_event(event: dict[str, Any]) -> str:
 def format_dead_letter(value: bytes | None, headers: list[tuple[str, bytes]]) -> str:
     meta = {k: v.decode(errors="replace") for k, v in headers if k.startswith("dlq.")}
     preview = (value or b"")[:60].decode(errors="replace")
-    return f"{'DLQ':8}  {meta.get('dlq.reason', '?'):22}  {meta.get('dlq.detail', '')}  value={preview!r}"
+    line = f"{'DLQ':8}  {meta.get('dlq.reason', '?'):22}  {meta.get('dlq.detail', '')}  value={preview!r}"
+    traceparents = [v for k, v in headers if k == "traceparent"]  # the bridge's is the last one
+    return line + (f"  trace={traceparents[-1][3:35].decode(errors='replace')}" if traceparents else "")
 
 
 async def tail_outcomes(settings: Settings, args: Namespace) -> int:

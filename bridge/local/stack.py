@@ -20,6 +20,7 @@ from bridge.config import parse_settings
 from bridge.local import examples
 from bridge.local.broker import create_topics, start_broker
 from bridge.local.commands import command_topic, render_record
+from bridge.local.otlp import OtlpReceiver, ReceivedSpan
 from bridge.sandbox import config as sandbox_defaults
 from bridge.sandbox import start_sandbox
 from bridge.settings import Settings, TopicSettings
@@ -170,11 +171,25 @@ async def _send_examples(settings: Settings) -> None:
         await producer.stop()
 
 
+def print_traces(spans: list[ReceivedSpan]) -> None:
+    """One line per trace of an export batch: its id and its spans."""
+    traces: dict[str, list[str]] = {}
+    for span in spans:
+        traces.setdefault(span.trace_id, []).append(span.name)
+    for trace_id, names in traces.items():
+        print(f"{'TRACE':8}  {trace_id}  {' | '.join(names)}", flush=True)
+
+
 async def run_local(args: Namespace) -> int:
     Path(".local").mkdir(exist_ok=True)  # noqa: ASYNC240 - one mkdir before anything runs
     broker = await start_broker(args.broker_port, log_path=Path(".local/broker.log"))
     sandbox = await start_sandbox("127.0.0.1", args.sandbox_port)
-    settings = local_settings(broker.bootstrap, sandbox.url, metrics_port=args.metrics_port)
+    receiver = OtlpReceiver(on_spans=print_traces)  # tracing on, into a receiver that prints each trace
+    await receiver.start()
+    tracing = {"observability": {"tracing": {"enabled": True, "endpoint": receiver.url}}}
+    settings = local_settings(
+        broker.bootstrap, sandbox.url, metrics_port=args.metrics_port, overrides=tracing
+    )
     await create_topics(broker.bootstrap, topic_layout(settings.topics))
     logging.getLogger("bridge.outcome").setLevel(logging.WARNING)  # the outcome printer shows them
     bridge = Bridge(settings)
@@ -202,4 +217,5 @@ async def run_local(args: Namespace) -> int:
             await printer
         await sandbox.stop()
         await broker.stop()
+        await receiver.stop()
     return 0

@@ -27,13 +27,17 @@ _HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8192}")
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """A provider call, without credentials. ``path`` is already URL-encoded and starts with '/'."""
+    """A provider call, without credentials. ``path`` is already URL-encoded and starts with '/'.
+
+    ``route`` is the path template (``/workflows/{workflow_id}/run``): what traces show instead of
+    the path with the command's ids in it."""
 
     method: str
     path: str
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
     query: Mapping[str, str] = field(default_factory=dict)
+    route: str = ""
 
 
 class Provider(Protocol):

@@ -26,6 +26,7 @@ from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_
 from bridge.settings import EightByEightTarget
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+ROUTE = "/api/v1/accounts/{account_id}/definitions/{definition_id}/workflows/{instance_id}"
 
 
 def build_request(command: Command, *, default_account: str) -> HttpRequest:
@@ -38,7 +39,7 @@ def build_request(command: Command, *, default_account: str) -> HttpRequest:
         f"/workflows/{segment(command.instance_id)}"
     )
     body = orjson.dumps({"status": command.action.value})
-    return HttpRequest("PATCH", path, headers=dict(_JSON_HEADERS), body=body)
+    return HttpRequest("PATCH", path, headers=dict(_JSON_HEADERS), body=body, route=ROUTE)
 
 
 def error_detail(body: bytes) -> str:

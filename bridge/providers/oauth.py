@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bridge import tracing
 from bridge.decide import header
 from bridge.errors import AuthError
 from bridge.http import transport_failure
@@ -53,6 +54,7 @@ def token_failure(label: str, status: int) -> AuthError:
     return AuthError(f"{label} token endpoint failed ({status})", retryable=retryable)
 
 
+@tracing.traced_token_fetch
 async def post_token_form(
     session: aiohttp.ClientSession, endpoint: TokenEndpoint, form: Mapping[str, str]
 ) -> bytes:

@@ -47,7 +47,9 @@ def build_request(command: Command, *, sandbox: bool = False, sandbox_host: bool
     optional = {"scenarioId": command.scenario_id, "form": command.form, "document": command.document}
     body.update({key: value for key, value in optional.items() if value is not None})
     query = {"sandbox": "true"} if sandbox else {}
-    return HttpRequest("POST", API_PATH, headers=dict(_JSON_HEADERS), body=orjson.dumps(body), query=query)
+    return HttpRequest(
+        "POST", API_PATH, headers=dict(_JSON_HEADERS), body=orjson.dumps(body), query=query, route=API_PATH
+    )
 
 
 def _errors_text(errors: Any) -> str:

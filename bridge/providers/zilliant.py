@@ -44,7 +44,7 @@ def build_request(command: Command) -> HttpRequest:
     if command.scope is not None:
         body["scope"] = command.scope
     body["parameters"] = {"WORKFLOW_AUTOMATION_ID": command.automation_id, **command.parameters}
-    return HttpRequest("POST", API_PATH, headers=dict(_JSON_HEADERS), body=orjson.dumps(body))
+    return HttpRequest("POST", API_PATH, headers=dict(_JSON_HEADERS), body=orjson.dumps(body), route=API_PATH)
 
 
 def job_id(body: bytes) -> str | None:

@@ -43,6 +43,8 @@ _REASONS = {
 }
 _IN_FLIGHT = "a request with the same Idempotency-Key is still in progress"
 _INSTANCE_ID = "workflow_id references a workflow instance, not a definition"
+RUN_ROUTE = "/workflows/{workflow_id}/run"
+RERUN_ROUTE = "/workflows/tasks/{task_id}/rerun"
 
 
 def idempotency_key(command: ZuoraRunWorkflow | ZuoraRerunTask) -> str:
@@ -68,10 +70,12 @@ def build_request(command: Command) -> HttpRequest:
     if isinstance(command, ZuoraRunWorkflow):
         headers = {"Content-Type": _JSON, "Accept": _JSON, **_common_headers(command)}
         path = f"/workflows/{segment(str(command.workflow_id))}/run"
-        return HttpRequest("POST", path, headers=headers, body=orjson.dumps(command.parameters))
+        body = orjson.dumps(command.parameters)
+        return HttpRequest("POST", path, headers=headers, body=body, route=RUN_ROUTE)
     if isinstance(command, ZuoraRerunTask):
         path = f"/workflows/tasks/{segment(command.task_id)}/rerun"
-        return HttpRequest("POST", path, headers={"Accept": _JSON, **_common_headers(command)})
+        headers = {"Accept": _JSON, **_common_headers(command)}
+        return HttpRequest("POST", path, headers=headers, route=RERUN_ROUTE)
     raise CommandRejected(ErrorKind.TARGET_MISMATCH, f"zuora targets cannot run {command.operation}")
 
 

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bridge.app import Bridge
 from bridge.local import examples
 from bridge.local.broker import RunningBroker, create_topics, start_broker
+from bridge.local.otlp import OtlpReceiver
 from bridge.local.stack import SANDBOX_ENV, local_config, local_settings, topic_layout
 from bridge.sandbox import config as sb
 from bridge.sandbox import start_sandbox
@@ -34,6 +35,15 @@ def broker() -> Iterator[RunningBroker]:
     running = asyncio.run(start_broker())
     yield running
     running.kill()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[OtlpReceiver]:
+    """An OTLP/HTTP trace receiver on 127.0.0.1 (point ``observability.tracing.endpoint`` at its url)."""
+    running = OtlpReceiver()
+    await running.start()
+    yield running
+    await running.stop()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""No configured secret reaches logs, outcome events, dead letters or /metrics, across a full run of
-every example command, including an authentication failure, at DEBUG log level."""
+"""No configured secret reaches logs, outcome events, dead letters, /metrics or exported spans, across a
+full run of every example command, including an authentication failure, at DEBUG log level."""
 
 from __future__ import annotations
 
@@ -13,18 +13,25 @@ import pytest
 
 from bridge.local import examples
 from bridge.local.broker import free_port
+from bridge.local.otlp import OtlpReceiver, ReceivedSpan
 from bridge.local.stack import SANDBOX_ENV
 from tests.integration.conftest import Stack
-from tests.integration.test_process import start_process
+from tests.integration.test_tracing import start_traced, wait_for_spans
 
 pytestmark = pytest.mark.integration
 
 
-async def test_no_secret_leaves_the_process(stack: Stack, tmp_path: Path) -> None:
+def span_text(spans: list[ReceivedSpan]) -> bytes:
+    """Everything a span carries that a person could read: names, attributes, status messages."""
+    return orjson.dumps([(s.name, s.attributes, s.status_message, s.resource) for s in spans])
+
+
+async def test_no_secret_leaves_the_process(
+    stack: Stack, tmp_path: Path, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = free_port()
-    process = await start_process(
-        stack, tmp_path, metrics_port=port, observability={"log_level": "DEBUG", "log_format": "json"}
-    )
+    logging = {"log_level": "DEBUG", "log_format": "json"}
+    process = await start_traced(stack, tmp_path, receiver, monkeypatch, metrics_port=port, **logging)
     assert process.stderr is not None
     logs = bytearray()
 
@@ -40,6 +47,8 @@ async def test_no_secret_leaves_the_process(stack: Stack, tmp_path: Path) -> Non
         await stack.send((b"junk", b"not json"), topic=stack.settings.topics.run_commands)
         events = await stack.collect(len(commands) + 1, within_s=60)
         assert len(events) == len(commands) + 1
+        published = lambda got: sum(s.name.startswith("publish") for s in got) >= len(events)  # noqa: E731
+        spans = span_text(await wait_for_spans(receiver, published))
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"http://127.0.0.1:{port}/metrics") as resp,
@@ -57,5 +66,15 @@ async def test_no_secret_leaves_the_process(stack: Stack, tmp_path: Path) -> Non
     )
     assert b'"level":"debug"' in logs or b'"level":"info"' in logs  # the logs were really captured
     for name, secret in SANDBOX_ENV.items():
-        for where, text in (("logs", bytes(logs)), ("events", published), ("metrics", metrics.encode())):
+        places = (
+            ("logs", bytes(logs)),
+            ("events", published),
+            ("metrics", metrics.encode()),
+            ("spans", spans),
+        )
+        for where, text in places:
             assert secret.encode() not in text, f"{name} leaked into {where}"
+    # no token, no credential header and no provider URL (with its ids or userinfo) in any span
+    assert b"token" in spans  # the token fetches were traced: the text below was really searched
+    for forbidden in (b"Bearer ", b"OAuth ", b"Basic ", b"://", stack.sandbox.url.encode(), b"access_token"):
+        assert forbidden not in spans, forbidden

@@ -1,11 +1,27 @@
-"""Shared fixtures: the sandbox providers over real loopback HTTP, and a client session."""
+"""Shared fixtures: the sandbox providers over real loopback HTTP, a client session, and tracing
+into memory."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bridge import tracing, tracing_otel
 from bridge.sandbox import RunningSandbox, start_sandbox
+from bridge.settings import EngineSettings, TracingSettings
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the test; the finished spans are in the exporter."""
+    exporter = InMemorySpanExporter()
+    provider = tracing_otel.build_provider(TracingSettings(enabled=True), SimpleSpanProcessor(exporter))
+    tracing.install(tracing_otel.OtelTracer(provider, EngineSettings().max_message_bytes))
+    yield exporter
+    tracing.install(None)
+    provider.shutdown()
 
 
 @pytest.fixture

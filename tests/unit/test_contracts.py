@@ -16,7 +16,7 @@ from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
 from bridge.local.examples import example_commands
 from bridge.metrics import Metrics
 from bridge.outcomes import OutcomeData, Status, encode_outcome
-from bridge.parsing import DeadLetter, DeadLetterReason, Parsed, parse_command
+from bridge.parsing import DeadLetterReason, Parsed, parse_command
 from bridge.processor import CONTENT_TYPE, Processor
 from bridge.records import Incoming
 from bridge.settings import EngineSettings, Settings, TopicSettings
@@ -25,6 +25,7 @@ from bridge.topics_admin import DriftKind, capping_notes, compare, effective_con
 TOPICS = Path(__file__).resolve().parents[2] / "topics"
 EXAMPLES = sorted((TOPICS / "examples").glob("*.json"))
 MAX_BYTES = EngineSettings().max_message_bytes
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def validator(schema_file: str) -> Draft202012Validator:
@@ -122,7 +123,7 @@ def test_command_topics_accept_what_the_bridge_accepts():
         assert int(spec.configs["max.message.bytes"]) >= MAX_BYTES, spec.name
 
 
-def test_dead_letter_headers_match_the_processor():
+async def test_dead_letter_headers_match_the_processor(spans):
     dlq = next(s for s in contracts.load_specs(TOPICS) if s.role is contracts.TopicRole.DEAD_LETTER)
     settings = Settings.model_validate(
         {
@@ -132,20 +133,34 @@ def test_dead_letter_headers_match_the_processor():
         }
     )
     processor = Processor(settings, {}, executor=None, metrics=Metrics())  # type: ignore[arg-type]
-    letter = DeadLetter(DeadLetterReason.TOO_LARGE, "x")
-    # value and header are each over 70,000 - 64 KiB: both are omitted, so every optional header appears
-    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"n" * 5000, (("trace", b"1" * 5000),))
-    out = processor.dead_letter(record, letter)
+    # fits: the original headers come first, unchanged; tracing is on, so the bridge's trace headers follow
+    original = (("traceparent", TRACEPARENT), ("tracestate", b"a=b"))
+    small = await processor.process(Incoming("workflow.run.commands", 4, 9000, b"k", b"n" * 100, original))
+    assert small.dead_letter is not None and small.headers[:2] == list(original)
+    # value and headers are each over 70,000 - 64 KiB: both are omitted, so every optional header
+    # appears; the command's trace context is still read from the record and continued
+    filler = ("filler", b"1" * 5000)
+    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"n" * 5000, (*original, filler))
+    out = await processor.process(record)
     assert out.topic == dlq.name and out.value is None
+    assert out.dead_letter is not None and out.dead_letter.reason is DeadLetterReason.TOO_LARGE
     assert [h.name for h in dlq.headers] == ["*", *[name for name, _ in out.headers]]
     reasons = next(h.description for h in dlq.headers if h.name == "dlq.reason")
     assert all(reason.value in reasons for reason in DeadLetterReason)
 
 
-def test_outcome_content_type_header_matches_the_processor():
+async def test_outcome_headers_match_the_processor(spans):
+    processor = Processor(Settings(), {}, executor=None, metrics=Metrics())  # type: ignore[arg-type]
+    command = {"id": "c-1", "target": "nowhere", "operation": "zuora.rerun_task", "task_id": "7"}
+    original = (("traceparent", TRACEPARENT), ("tracestate", b"a=b"))
+    record = Incoming(Settings().topics.control_commands, 0, 1, None, orjson.dumps(command), original)
+    out = await processor.process(record)
+    assert out.outcome is not None and out.headers[0] == CONTENT_TYPE
+    assert "traceparent" in orjson.loads(out.value or b"")
     for spec in contracts.load_specs(TOPICS):
         if spec.role.value.endswith("_outcomes"):
-            assert [(h.name, h.description.encode()) for h in spec.headers] == [CONTENT_TYPE]
+            assert [h.name for h in spec.headers] == [name for name, _ in out.headers]
+            assert spec.headers[0].description.encode() == CONTENT_TYPE[1]
 
 
 # -- examples ---------------------------------------------------------------------------------------
