@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -43,6 +43,15 @@ class _Partition:
     committed: int | None = None
     first_seen: int | None = None
     closing: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the partition's state is restored
+
+
+class PartitionState(Protocol):
+    """State that moves with a partition (the ledger): restored on assignment, dropped on revocation."""
+
+    async def restore(self, tps: list[TopicPartition]) -> None: ...
+
+    def forget(self, tps: list[TopicPartition]) -> None: ...
 
 
 @dataclass
@@ -60,6 +69,7 @@ class EngineStats:
     in_flight: int = 0  # accepted and not finished: the engine's own count, read by readiness
     publish_error: str | None = None
     drained: int = 0  # key routines waited for at revocations and shutdown
+    restoring: int = 0  # assigned partitions whose state is still being restored
 
 
 class Engine:
@@ -71,7 +81,10 @@ class Engine:
         topics: Mapping[str, str],
         settings: EngineSettings,
         metrics: Metrics,
+        state: PartitionState | None = None,
     ) -> None:
+        self._state = state
+        self._restores: set[asyncio.Task[None]] = set()
         self._consumer = consumer
         self._producer = producer
         self._handler = handler
@@ -113,6 +126,9 @@ class Engine:
             probe.cancel()
             await asyncio.gather(probe, return_exceptions=True)
             await self._drain(list(self._partitions.values()))
+            for task in self._restores:
+                task.cancel()
+            await asyncio.gather(*self._restores, return_exceptions=True)
             await self.commit()
             log.info(
                 "engine stopped: accepted=%d finished=%d commits=%d",
@@ -196,10 +212,14 @@ class Engine:
 
     async def _key_routine(self, partition: _Partition, queue: deque[Incoming], key: bytes | None) -> None:
         try:
+            await partition.ready.wait()
             while queue and not partition.closing and not self._stopping.is_set():
                 record = queue[0]
                 outgoing = await self._handler(record)
-                await self._publish(outgoing)
+                if not outgoing.skip:
+                    await self._publish(outgoing)
+                for extra in outgoing.then:  # the ledger's entry: acknowledged before the offset is committed
+                    await self._publish(extra)
                 queue.popleft()
                 self._finish(partition, record)
         finally:
@@ -230,7 +250,11 @@ class Engine:
         while True:
             try:
                 future = await self._producer.send(
-                    outgoing.topic, value=outgoing.value, key=outgoing.key, headers=outgoing.headers
+                    outgoing.topic,
+                    value=outgoing.value,
+                    key=outgoing.key,
+                    headers=outgoing.headers,
+                    partition=outgoing.partition,
                 )
                 await future
             except KafkaError as exc:
@@ -290,6 +314,7 @@ class Engine:
         """Let in-flight work finish within the grace period, then abandon the rest."""
         for p in partitions:
             p.closing = True
+            p.ready.set()  # a key routine still waiting for the restore leaves at once
         tasks = [t for p in partitions for t in p.tasks]
         self.stats.drained += len(tasks)
         if tasks:
@@ -309,6 +334,8 @@ class Engine:
         partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
         await self._drain(partitions)
         await self.commit(partitions)
+        if self._state is not None:
+            self._state.forget([p.tp for p in partitions])
         for p in partitions:
             self._partitions.pop(p.tp, None)
             with contextlib.suppress(KeyError):  # a revoked partition's lag is its new owner's to report
@@ -317,13 +344,36 @@ class Engine:
         self._metrics.assigned_partitions.set(len(self._partitions))
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        for tp in assigned:
-            if tp not in self._partitions:
-                self._partitions[tp] = _Partition(tp)
+        new = [tp for tp in assigned if tp not in self._partitions]
+        for tp in new:
+            self._partitions[tp] = _Partition(tp)
+        self._start_restore(new)
         self.stats.assigned = frozenset(self._partitions)
         self._metrics.assigned_partitions.set(len(self._partitions))
         if self._paused:
             self._consumer.pause(*assigned)
+
+    def _start_restore(self, tps: list[TopicPartition]) -> None:
+        if self._state is None or not tps:
+            for tp in tps:
+                self._partitions[tp].ready.set()
+            return
+        self.stats.restoring += len(tps)
+        task = asyncio.create_task(self._restore_routine(tps), name="restore")
+        self._restores.add(task)
+        task.add_done_callback(self._restores.discard)
+        task.add_done_callback(_log_crash)
+
+    async def _restore_routine(self, tps: list[TopicPartition]) -> None:
+        """Records of these partitions are fetched meanwhile but wait (partition.ready) until it is done."""
+        assert self._state is not None
+        try:
+            await self._state.restore(tps)
+        finally:
+            self.stats.restoring -= len(tps)
+        for tp in tps:
+            if (p := self._partitions.get(tp)) is not None:
+                p.ready.set()
 
     def oldest_uncommitted_age_s(self) -> float:
         starts = [s for p in self._partitions.values() if (s := p.tracker.oldest_pending_since()) is not None]

@@ -114,6 +114,15 @@ class Executor:
             self._metrics.retries.labels(runtime.name, (verdict.error_kind or ErrorKind.INTERNAL).value).inc()
             await self._sleep(delay)
 
+    async def read(self, runtime: TargetRuntime, request: HttpRequest) -> tuple[int, bytes] | None:
+        """One read outside the retry policy (the ledger's status check); None when it failed."""
+        try:
+            auth = await runtime.provider.auth_headers()
+            response = await self._send(runtime, request, auth)
+        except (AuthError, ProviderCallError):
+            return None
+        return response.status, response.body
+
     async def _pass_guards(self, runtime: TargetRuntime) -> OutcomeError | None:
         wait = runtime.bucket.reserve()
         if wait > 0:

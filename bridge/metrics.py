@@ -94,6 +94,29 @@ class Metrics:
             "bridge_assigned_partitions", "Command topic partitions assigned to this member.", registry=r
         )
         self.max_in_flight = Gauge("bridge_max_in_flight", "The configured in-flight limit.", registry=r)
+        self.duplicates = Counter(
+            "bridge_duplicates_total",
+            "Commands the ledger had seen: done (absorbed), id_reused (dead letter), in_doubt (on_unknown).",
+            ["reason"],
+            registry=r,
+        )
+        self.ledger_entries = Gauge(
+            "bridge_ledger_entries",
+            "Command ids the ledger remembers for the assigned partitions.",
+            registry=r,
+        )
+        self.ledger_restore_seconds = Histogram(
+            "bridge_ledger_restore_seconds",
+            "Time to read the ledger partitions of one assignment to their end.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+            registry=r,
+        )
+        self.unknown_outcomes = Counter(
+            "bridge_unknown_outcomes_total",
+            "Commands found dispatched but not done, by target and what on_unknown did.",
+            ["target", "resolution"],
+            registry=r,
+        )
         if registry is None:  # a private registry: add what the default one would have
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)

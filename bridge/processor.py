@@ -5,13 +5,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
 from bridge.executor import CallResult, Executor, TargetRuntime
+from bridge.ledger.entries import DoneFields
+from bridge.ledger.rules import Admission
+from bridge.ledger.store import Ledger, Ticket
+from bridge.ledger.unknown import resolve_in_doubt
 from bridge.metrics import Metrics, bounded
-from bridge.outcomes import ErrorKind, OutcomeData, OutcomeError, ProviderKind, SourceRecord, Status
+from bridge.outcomes import (
+    ErrorKind,
+    OutcomeData,
+    OutcomeError,
+    ProviderKind,
+    SourceRecord,
+    Status,
+    outcome_event_id,
+)
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
@@ -54,6 +66,12 @@ class Outgoing:
     dead_letter: DeadLetter | None = None
     labels: tuple[str, str, str, str] = ("", "", "", "")
     """Bounded metric labels of an outcome: target, provider, operation, status."""
+    partition: int | None = None  # None: the producer's partitioner picks one
+    then: tuple[Outgoing, ...] = ()  # published after this one is acknowledged (the ledger's done entry)
+    skip: bool = False  # nothing to publish (a duplicate the ledger absorbed); the offset is still committed
+
+
+SKIP = Outgoing("", None, None, skip=True)
 
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
@@ -61,8 +79,14 @@ CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
 
 class Processor:
     def __init__(
-        self, settings: Settings, targets: Mapping[str, TargetRuntime], executor: Executor, metrics: Metrics
+        self,
+        settings: Settings,
+        targets: Mapping[str, TargetRuntime],
+        executor: Executor,
+        metrics: Metrics,
+        ledger: Ledger | None = None,
     ) -> None:
+        self._ledger = ledger
         topics = settings.topics
         self._families = {
             topics.run_commands: CommandFamily.RUN,
@@ -111,20 +135,57 @@ class Processor:
                 CallResult(Status.REJECTED, error=error),
                 0.0,
             )
-        return await self._execute(record, parsed.command)
+        if self._ledger is None:
+            return await self._execute(record, parsed.command, None)
+        return await self._admitted(record, parsed.command, self._ledger)
 
-    async def _execute(self, record: Incoming, command: Command) -> Outgoing:
+    async def _admitted(self, record: Incoming, command: Command, ledger: Ledger) -> Outgoing:
+        """The ledger's admission step: a command id runs once (see README, What runs once)."""
+        ticket = await ledger.admit(record.topic, record.partition, record.offset, record.headers, command)
+        try:
+            if ticket.admission is Admission.DUPLICATE:
+                return SKIP
+            if ticket.admission is Admission.ID_REUSED:
+                detail = f"command id {command.id!r} was already used with another payload; not executed"
+                return self.dead_letter(record, DeadLetter(DeadLetterReason.ID_REUSED, detail))
+            return await self._execute(record, command, ticket)
+        finally:
+            ledger.settle(ticket)
+
+    async def _execute(self, record: Incoming, command: Command, ticket: Ticket | None) -> Outgoing:
         started = time.perf_counter()
         runtime = self._targets.get(command.target)
         result = self._precheck(record, command, runtime)
         if result is None:
             assert runtime is not None
-            result = await self._executor.execute(runtime, command)
+            result = await self._call(runtime, command, ticket)
         duration = (time.perf_counter() - started) * 1000
         provider = OPERATION_PROVIDER[operation_of(command)]
-        return self._outcome(
+        outgoing = self._outcome(
             record, command.id, command.target, provider, command.operation, result, duration
         )
+        return outgoing if ticket is None else self._with_done(outgoing, record, ticket, result)
+
+    async def _call(self, runtime: TargetRuntime, command: Command, ticket: Ticket | None) -> CallResult:
+        if ticket is None or self._ledger is None:
+            return await self._executor.execute(runtime, command)
+        if ticket.admission is Admission.IN_DOUBT:
+            answer, resolution = await resolve_in_doubt(runtime, command, self._executor)
+            self._metrics.child(self._metrics.unknown_outcomes, runtime.name, resolution).inc()
+            if answer is not None:
+                return answer
+        else:
+            await self._ledger.dispatched(ticket)  # acknowledged before the first call
+        return await self._executor.execute(runtime, command)
+
+    def _with_done(
+        self, outgoing: Outgoing, record: Incoming, ticket: Ticket, result: CallResult
+    ) -> Outgoing:
+        assert self._ledger is not None
+        done = DoneFields(result.status.value, result.reference, outcome_event_id(record.source))
+        entry = self._ledger.done(ticket, done)
+        extra = Outgoing(entry.topic, entry.key, entry.value, partition=entry.partition)
+        return replace(outgoing, then=(extra,))
 
     def _precheck(
         self, record: Incoming, command: Command, runtime: TargetRuntime | None

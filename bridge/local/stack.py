@@ -144,6 +144,7 @@ def topic_layout(topics: TopicSettings, partitions: int = 4) -> dict[str, int]:
         topics.run_outcomes: partitions,
         topics.control_outcomes: partitions,
         topics.dead_letter: 1,
+        topics.ledger: partitions,  # co-partitioned with the command topics
     }
 
 
