@@ -153,6 +153,7 @@ class Ledger:
         """The command's fate is decided: release any record of the same id waiting for it."""
         if ticket.settled is None:
             return
+        self._metrics.ledger_entries.set(self.entries)
         if self._pending.get((ticket.partition, ticket.id_key)) is ticket.settled:
             del self._pending[(ticket.partition, ticket.id_key)]
         if not ticket.settled.done():
