@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from bench import baselines
+from bench.ledger import on_vs_off
 from bench.profile import render, summarise
 from bench.scenarios import Bench, BridgeRun, Check, started
 from bench.stats import Row, Target, ratios, table, write_json
@@ -44,6 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--suite", action="store_true", help="run the issue's scenarios (i)-(iv)")
     mode.add_argument("--smoke", action="store_true", help="quick correctness check; exit 1 on failure")
+    mode.add_argument("--ledger", action="store_true", help="the command ledger on vs off, in one run")
     p.add_argument("--commands", type=int, default=5000, help="commands in the scenario (N)")
     p.add_argument("--keys", type=int, default=1000, help="distinct Kafka keys (K)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of the command topic (P)")
@@ -220,6 +222,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> Report:
             await smoke(bench, report, args)
         elif args.suite:
             await suite(bench, report, args)
+        elif args.ledger:
+            await on_vs_off(bench, report, args, scenario)
         else:
             await single(bench, report, args)
     return report

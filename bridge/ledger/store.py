@@ -120,6 +120,8 @@ class Ledger:
         admission = admit(seen, fp, redrive=is_redrive(headers))
         if admission in _DUPLICATE_REASON:
             self._metrics.child(self._metrics.duplicates, _DUPLICATE_REASON[admission]).inc()
+        if admission is Admission.DUPLICATE:
+            log.info("duplicate of %s absorbed: already done, so no call and no second outcome", command.id)
         attempt = (seen.attempt if seen else 0) + (admission is not Admission.IN_DOUBT)
         ticket = Ticket(where, command.id, key, fp, offset, admission, max(attempt, 1))
         if ticket.runs:

@@ -170,7 +170,8 @@ async def _send_examples(settings: Settings) -> None:
     await producer.start()
     try:
         run_id = time.strftime("demo-%H%M%S")
-        for key, doc in examples.example_commands(run_id):
+        commands = examples.example_commands(run_id)
+        for key, doc in [*commands, commands[0]]:  # the first one twice: the ledger absorbs the duplicate
             await producer.send_and_wait(command_topic(settings, doc), orjson.dumps(doc), key=key)
         await producer.send_and_wait(settings.topics.run_commands, examples.NOT_A_COMMAND, key=b"junk")
     finally:
