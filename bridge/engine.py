@@ -17,13 +17,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from bridge.metrics import Metrics
 from bridge.offsets import OffsetTracker
+from bridge.partition_state import PartitionState, Restores
 from bridge.processor import Incoming, Outgoing
 from bridge.settings import EngineSettings
 
@@ -44,14 +45,6 @@ class _Partition:
     first_seen: int | None = None
     closing: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the partition's state is restored
-
-
-class PartitionState(Protocol):
-    """State that moves with a partition (the ledger): restored on assignment, dropped on revocation."""
-
-    async def restore(self, tps: list[TopicPartition]) -> None: ...
-
-    def forget(self, tps: list[TopicPartition]) -> None: ...
 
 
 @dataclass
@@ -83,8 +76,6 @@ class Engine:
         metrics: Metrics,
         state: PartitionState | None = None,
     ) -> None:
-        self._state = state
-        self._restores: set[asyncio.Task[None]] = set()
         self._consumer = consumer
         self._producer = producer
         self._handler = handler
@@ -97,6 +88,7 @@ class Engine:
         self._paused = False
         self._commit_lock = asyncio.Lock()
         self.stats = EngineStats()
+        self._restores = Restores(state, self.stats) if state is not None else None
         metrics.max_in_flight.set(settings.max_in_flight)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -126,9 +118,8 @@ class Engine:
             probe.cancel()
             await asyncio.gather(probe, return_exceptions=True)
             await self._drain(list(self._partitions.values()))
-            for task in self._restores:
-                task.cancel()
-            await asyncio.gather(*self._restores, return_exceptions=True)
+            if self._restores is not None:
+                await self._restores.cancel()
             await self.commit()
             log.info(
                 "engine stopped: accepted=%d finished=%d commits=%d",
@@ -334,8 +325,8 @@ class Engine:
         partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
         await self._drain(partitions)
         await self.commit(partitions)
-        if self._state is not None:
-            self._state.forget([p.tp for p in partitions])
+        if self._restores is not None:
+            self._restores.state.forget([p.tp for p in partitions])
         for p in partitions:
             self._partitions.pop(p.tp, None)
             with contextlib.suppress(KeyError):  # a revoked partition's lag is its new owner's to report
@@ -347,33 +338,16 @@ class Engine:
         new = [tp for tp in assigned if tp not in self._partitions]
         for tp in new:
             self._partitions[tp] = _Partition(tp)
-        self._start_restore(new)
+        ready = {tp: self._partitions[tp].ready for tp in new}
+        if self._restores is not None:
+            self._restores.start(ready)  # records of these partitions are fetched but wait until then
+        else:
+            for event in ready.values():
+                event.set()
         self.stats.assigned = frozenset(self._partitions)
         self._metrics.assigned_partitions.set(len(self._partitions))
         if self._paused:
             self._consumer.pause(*assigned)
-
-    def _start_restore(self, tps: list[TopicPartition]) -> None:
-        if self._state is None or not tps:
-            for tp in tps:
-                self._partitions[tp].ready.set()
-            return
-        self.stats.restoring += len(tps)
-        task = asyncio.create_task(self._restore_routine(tps), name="restore")
-        self._restores.add(task)
-        task.add_done_callback(self._restores.discard)
-        task.add_done_callback(_log_crash)
-
-    async def _restore_routine(self, tps: list[TopicPartition]) -> None:
-        """Records of these partitions are fetched meanwhile but wait (partition.ready) until it is done."""
-        assert self._state is not None
-        try:
-            await self._state.restore(tps)
-        finally:
-            self.stats.restoring -= len(tps)
-        for tp in tps:
-            if (p := self._partitions.get(tp)) is not None:
-                p.ready.set()
 
     def oldest_uncommitted_age_s(self) -> float:
         starts = [s for p in self._partitions.values() if (s := p.tracker.oldest_pending_since()) is not None]

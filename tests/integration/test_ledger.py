@@ -162,7 +162,7 @@ async def test_restart_after_the_outcome_but_before_the_commit_neither_calls_nor
     ):
         assert loop.time() < deadline, "no done entry"
     process.kill()  # SIGKILL: the offset was never committed (commit interval of an hour)
-    await process.wait()
+    await process.communicate()  # reads the stderr pipe to its end, so its transport closes
 
     bridge = await stack.start_bridge()  # the command is redelivered
     await wait_for(lambda: sample(bridge, "bridge_duplicates_total", reason="done") == 1, 60)
@@ -343,7 +343,7 @@ async def test_kill_9_mid_stream_repeats_at_most_the_dispatched_calls(stack: Sta
     )
     first = await stack.collect(600, within_s=120)
     process.kill()  # SIGKILL mid-stream
-    await process.wait()
+    await process.communicate()  # reads the stderr pipe to its end, so its transport closes
     entries = await ledger_entries(stack)  # nothing writes the ledger now: its state at the kill
     states: dict[str, EntryState] = {}
     for entry in entries:
