@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from bench import baselines
+from bench.ledger import on_vs_off
 from bench.profile import render, summarise
 from bench.scenarios import Bench, BridgeRun, Check, started
 from bench.stats import Row, Target, ratios, table, write_json
@@ -52,6 +53,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="ROUNDS",
         help="tracing off vs on, alternating ROUNDS times",
     )
+    mode.add_argument("--ledger", action="store_true", help="the command ledger on vs off, in one run")
     p.add_argument("--commands", type=int, default=5000, help="commands in the scenario (N)")
     p.add_argument("--keys", type=int, default=1000, help="distinct Kafka keys (K)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of the command topic (P)")
@@ -62,6 +64,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-baselines", action="store_true", help="run the bridge only")
     p.add_argument("--seq-commands", type=int, default=100, help="bound of the sequential baseline")
     p.add_argument("--seq-seconds", type=float, default=15.0, help="time bound of the sequential baseline")
+    p.add_argument("--ledger-rounds", type=int, default=2, help="--ledger: alternating off/on rounds")
     p.add_argument("--paced-seconds", type=float, default=10.0, help="suite (iii): how long to feed")
     p.add_argument("--timeout", type=float, default=300.0, help="give up on a scenario after this long")
     p.add_argument("--bridge-log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -243,6 +246,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> Report:
             await suite(bench, report, args)
         elif args.tracing_ab:
             await tracing_ab(bench, report, args, scenario)
+        elif args.ledger:
+            await on_vs_off(bench, report, args, scenario)
         else:
             await single(bench, report, args)
     return report

@@ -49,6 +49,7 @@ def fresh_topics(label: str) -> TopicSettings:
         run_outcomes=f"{prefix}.run.outcomes",
         control_outcomes=f"{prefix}.control.outcomes",
         dead_letter=f"{prefix}.dlq",
+        ledger=f"{prefix}.ledger",
     )
 
 

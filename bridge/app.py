@@ -32,6 +32,8 @@ from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, Tok
 from bridge.health import Readiness, build_health_app, judge_readiness
 from bridge.http import AiohttpTransport
 from bridge.kafka_options import client_options, group_options
+from bridge.ledger.startup import verify_partitions
+from bridge.ledger.store import Ledger
 from bridge.metrics import Metrics
 from bridge.processor import Processor
 from bridge.providers.oauth import ssl_context_for
@@ -160,11 +162,12 @@ class Bridge:
                 self.redactor,
                 self.settings.engine.max_error_body_bytes,
             )
-            processor = Processor(self.settings, targets, executor, self.metrics)
             producer = await self._start_client(lambda: make_producer(self.settings.kafka), "producer")
             if producer is None:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
+            ledger = await self._start_ledger(producer)
+            processor = Processor(self.settings, targets, executor, self.metrics, ledger)
             consumer = await self._start_client(
                 lambda: make_consumer(self.settings.kafka, self.settings.engine.drain_grace_s), "consumer"
             )
@@ -178,11 +181,20 @@ class Bridge:
                 processor.command_topics,
                 self.settings.engine,
                 self.metrics,
+                ledger,
             )
             if self._stop.is_set():
                 self.engine.request_stop()
             log.info("bridge running: topics=%s targets=%s", list(processor.command_topics), sorted(targets))
             await self.engine.run()
+
+    async def _start_ledger(self, producer: AIOKafkaProducer) -> Ledger | None:
+        """The command ledger, after checking it is co-partitioned (a ConfigError when not)."""
+        if not self.settings.ledger.enabled:
+            log.warning("the command ledger is off: a redelivered command calls its provider again")
+            return None
+        await verify_partitions(self.settings)
+        return Ledger(self.settings, producer, self.metrics)
 
     async def _start_client(self, make: Callable[[], KafkaClient], name: str) -> KafkaClient | None:
         """Connect, retrying with backoff while the broker is unreachable. None if stopped first."""

@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.metrics import Metrics
 from bridge.offsets import OffsetTracker, may_start
+from bridge.partition_state import PartitionState, Restores
 from bridge.ports import ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
@@ -48,6 +49,7 @@ class _Partition:
     first_seen: int | None = None
     started: int = -1  # highest offset handed to the handler
     drain_below: int | None = None  # set when closing: only lower offsets may still start
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the partition's state is restored
 
     @property
     def closing(self) -> bool:
@@ -67,6 +69,7 @@ class Engine:
         topics: Mapping[str, str],
         settings: EngineSettings,
         metrics: Metrics,
+        state: PartitionState | None = None,
     ) -> None:
         self._consumer = consumer
         self._handler = handler
@@ -80,6 +83,7 @@ class Engine:
         self._commit_lock = asyncio.Lock()
         self.stats = EngineStats()
         self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
+        self._restores = Restores(state, self.stats) if state is not None else None
         metrics.in_flight(0, settings.max_in_flight)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -111,6 +115,8 @@ class Engine:
             probe.cancel()
             await asyncio.gather(probe, return_exceptions=True)
             await self._drain(list(self._partitions.values()))
+            if self._restores is not None:
+                await self._restores.cancel()
             await self.commit(final=True)
             log.info(
                 "engine stopped: accepted=%d finished=%d commits=%d",
@@ -179,11 +185,15 @@ class Engine:
 
     async def _key_routine(self, partition: _Partition, queue: deque[Incoming], key: bytes | None) -> None:
         try:
+            await partition.ready.wait()
             while queue and may_start(queue[0].offset, partition.drain_below):
                 record = queue[0]
                 partition.started = max(partition.started, record.offset)
                 outgoing = await self._handler(record)
-                await self._publisher.publish(outgoing)
+                if not outgoing.skip:
+                    await self._publisher.publish(outgoing)
+                for extra in outgoing.then:  # the ledger's entry: acknowledged before the offset is committed
+                    await self._publisher.publish(extra)
                 queue.popleft()
                 self._finish(partition, record)
         finally:
@@ -257,6 +267,7 @@ class Engine:
         """Let in-flight work finish within the grace period, then abandon the rest."""
         for p in partitions:
             p.close()
+            p.ready.set()  # a key routine still waiting for the restore leaves at once
         tasks = [t for p in partitions for t in p.tasks]
         self.stats.drained += len(tasks)
         if tasks:
@@ -279,6 +290,8 @@ class Engine:
         partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
         await self._drain(partitions)
         await self.commit(partitions, final=True)
+        if self._restores is not None:
+            self._restores.state.forget([p.tp for p in partitions])
         for p in partitions:
             self._partitions.pop(p.tp, None)
             self._metrics.forget_partition(p.tp.topic, p.tp.partition)
@@ -288,9 +301,15 @@ class Engine:
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         assigned = sorted(assigned)
         log.info("assigned %d partition(s): %s", len(assigned), " ".join(map(_name, assigned)))
-        for tp in assigned:
-            if tp not in self._partitions:
-                self._partitions[tp] = _Partition(tp)
+        new = [tp for tp in assigned if tp not in self._partitions]
+        for tp in new:
+            self._partitions[tp] = _Partition(tp)
+        ready = {tp: self._partitions[tp].ready for tp in new}
+        if self._restores is not None:
+            self._restores.start(ready)  # records of these partitions are fetched but wait until then
+        else:
+            for event in ready.values():
+                event.set()
         self.stats.assigned = frozenset(self._partitions)
         self._metrics.assigned(len(self._partitions))
         if self._paused:

@@ -103,6 +103,15 @@ class Executor:
             self._metrics.retry(runtime.name, (verdict.error_kind or ErrorKind.INTERNAL).value)
             await self._sleep(delay)
 
+    async def read(self, runtime: TargetRuntime, request: HttpRequest) -> tuple[int, bytes] | None:
+        """One read outside the retry policy (the ledger's status check); None when it failed."""
+        try:
+            auth = await runtime.provider.auth_headers()
+            response = await self._transport(_call(runtime, request, auth))
+        except (AuthError, ProviderCallError):
+            return None
+        return response.status, response.body
+
     async def _pass_guards(self, runtime: TargetRuntime) -> bool:
         """Wait for the rate limit and, in hold mode, for the circuit; False when the circuit refuses."""
         wait = runtime.bucket.reserve()

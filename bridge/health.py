@@ -29,6 +29,8 @@ def judge_readiness(stats: EngineStats, now: float, stall_after_s: float) -> Rea
         return Readiness(
             False, f"cannot publish outcomes to the Kafka broker ({stats.publish_error}); retrying"
         )
+    if stats.restoring:
+        return Readiness(False, f"restoring the command ledger of {stats.restoring} partition(s)")
     waiting = max(stats.lag, stats.in_flight)
     idle_for = now - stats.last_progress_at
     if waiting > 0 and idle_for > stall_after_s:

@@ -99,6 +99,29 @@ class Metrics:
             "bridge_assigned_partitions", "Command topic partitions assigned to this member.", registry=r
         )
         self._max_in_flight = Gauge("bridge_max_in_flight", "The configured in-flight limit.", registry=r)
+        self._duplicates = Counter(
+            "bridge_duplicates_total",
+            "Commands the ledger had seen: done (absorbed), id_reused (dead letter), in_doubt (on_unknown).",
+            ["reason"],
+            registry=r,
+        )
+        self._ledger_entries = Gauge(
+            "bridge_ledger_entries",
+            "Command ids the ledger remembers for the assigned partitions.",
+            registry=r,
+        )
+        self._ledger_restore = Histogram(
+            "bridge_ledger_restore_seconds",
+            "Time to read the ledger partitions of one assignment to their end.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+            registry=r,
+        )
+        self._unknown_outcomes = Counter(
+            "bridge_unknown_outcomes_total",
+            "Commands found dispatched but not done, by target and what on_unknown did.",
+            ["target", "resolution"],
+            registry=r,
+        )
         # label values are bounded, and several verbs run per command: cache the children
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         if registry is None:  # a private registry: add what the default one would have
@@ -167,6 +190,20 @@ class Metrics:
 
     def oldest_uncommitted(self, age_s: float) -> None:
         self._oldest_uncommitted.set(age_s)
+
+    # -- the command ledger -----------------------------------------------------------------------------
+
+    def duplicate(self, reason: str) -> None:
+        self._child(self._duplicates, reason).inc()
+
+    def ledger_entries(self, count: int) -> None:
+        self._ledger_entries.set(count)
+
+    def ledger_restored(self, seconds: float) -> None:
+        self._ledger_restore.observe(seconds)
+
+    def unknown_outcome(self, target: str, resolution: str) -> None:
+        self._child(self._unknown_outcomes, target, resolution).inc()
 
     def ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)

@@ -55,6 +55,7 @@ class ErrorKind(StrEnum):
     UNREACHABLE = "unreachable"
     CIRCUIT_OPEN = "circuit_open"
     SHUTDOWN = "shutdown"
+    OUTCOME_UNKNOWN = "outcome_unknown"  # sent before a crash, result never recorded: check the provider
     INTERNAL = "internal"
 
 

@@ -52,7 +52,13 @@ class ConsumerPort(Protocol):
 
 class ProducerPort(Protocol):
     async def send(
-        self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[Header]
+        self,
+        topic: str,
+        *,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[Header],
+        partition: int | None = None,
     ) -> Awaitable[Any]:
         """Queue a record; the awaitable it returns resolves when the broker acknowledges it."""
         ...

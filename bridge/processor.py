@@ -5,17 +5,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bridge import decide, tracing
 from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
+from bridge.ledger.entries import DoneFields
+from bridge.ledger.rules import Admission
+from bridge.ledger.store import Ledger, Ticket
+from bridge.ledger.unknown import resolve_in_doubt
 from bridge.metrics import Metrics, bounded
-from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind
+from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, outcome_event_id
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
-from bridge.records import Incoming, Outgoing
+from bridge.records import SKIP, Incoming, Outgoing
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
 from bridge.wire import Header, copyable_headers, schema_id_of
 
@@ -28,8 +33,14 @@ CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
 
 class Processor:
     def __init__(
-        self, settings: Settings, targets: Mapping[str, TargetRuntime], executor: Executor, metrics: Metrics
+        self,
+        settings: Settings,
+        targets: Mapping[str, TargetRuntime],
+        executor: Executor,
+        metrics: Metrics,
+        ledger: Ledger | None = None,
     ) -> None:
+        self._ledger = ledger
         topics = settings.topics
         self._families = {
             topics.run_commands: CommandFamily.RUN,
@@ -78,15 +89,30 @@ class Processor:
                 schema_id=schema_id_of(record.value),
             )
             return self._outcome(record, data)
-        return await self._execute(record, parsed.command)
+        if self._ledger is None:
+            return await self._execute(record, parsed.command, None)
+        return await self._admitted(record, parsed.command, self._ledger)
 
-    async def _execute(self, record: Incoming, command: Command) -> Outgoing:
+    async def _admitted(self, record: Incoming, command: Command, ledger: Ledger) -> Outgoing:
+        """The ledger's admission step: a command id runs once (see README, What runs once)."""
+        ticket = await ledger.admit(record.topic, record.partition, record.offset, record.headers, command)
+        try:
+            if ticket.admission is Admission.DUPLICATE:
+                return SKIP
+            if ticket.admission is Admission.ID_REUSED:
+                detail = f"command id {command.id!r} was already used with another payload; not executed"
+                return self.dead_letter(record, DeadLetter(DeadLetterReason.ID_REUSED, detail))
+            return await self._execute(record, command, ticket)
+        finally:
+            ledger.settle(ticket)
+
+    async def _execute(self, record: Incoming, command: Command, ticket: Ticket | None) -> Outgoing:
         started = time.perf_counter()
         runtime = self._targets.get(command.target)
         result = self._precheck(record, command, runtime)
         if result is None:
             assert runtime is not None
-            result = await self._executor.execute(runtime, command)
+            result = await self._call(runtime, command, ticket)
         data = decide.outcome_data(
             command_id=command.id,
             target=command.target,
@@ -97,7 +123,27 @@ class Processor:
             source=record.source,
             schema_id=schema_id_of(record.value),
         )
-        return self._outcome(record, data)
+        outgoing = self._outcome(record, data)
+        return outgoing if ticket is None else self._with_done(outgoing, record, ticket, result)
+
+    async def _call(self, runtime: TargetRuntime, command: Command, ticket: Ticket | None) -> Decision:
+        if ticket is None or self._ledger is None:
+            return await self._executor.execute(runtime, command)
+        if ticket.admission is Admission.IN_DOUBT:
+            answer, resolution = await resolve_in_doubt(runtime, command, self._executor)
+            self._metrics.unknown_outcome(runtime.name, resolution)
+            if answer is not None:
+                return answer
+        else:
+            await self._ledger.dispatched(ticket)  # acknowledged before the first call
+        return await self._executor.execute(runtime, command)
+
+    def _with_done(self, outgoing: Outgoing, record: Incoming, ticket: Ticket, result: Decision) -> Outgoing:
+        assert self._ledger is not None
+        done = DoneFields(result.status.value, result.reference, outcome_event_id(record.source))
+        entry = self._ledger.done(ticket, done)
+        extra = Outgoing(entry.topic, entry.key, entry.value, partition=entry.partition)
+        return replace(outgoing, then=(extra,))
 
     def _precheck(self, record: Incoming, command: Command, runtime: TargetRuntime | None) -> Decision | None:
         """Rejections decided before any call: unknown target, wrong provider, too old."""

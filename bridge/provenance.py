@@ -12,20 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bridge.wire import Header
+
 REPLAY_FROM = "bridge.replay.from"
 REPLAY_COUNT = "bridge.replay.count"
 REDRIVE = "bridge.redrive"
 DLQ_HEADER_PREFIX = "dlq."
 _OURS = frozenset({REPLAY_FROM, REPLAY_COUNT, REDRIVE})
 
-Header = tuple[str, bytes]
-
 
 def replay_count(headers: Iterable[Header]) -> int:
     """The record's replay count: 0 when it was never replayed (or the header is not a number)."""
     count = 0
     for name, value in headers:
-        if name == REPLAY_COUNT:
+        if name == REPLAY_COUNT and value is not None:
             text = value.decode("ascii", errors="replace")
             count = int(text) if text.isdigit() else count
     return count

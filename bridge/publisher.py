@@ -37,7 +37,11 @@ class Publisher:
         while True:
             try:
                 future = await self._producer.send(
-                    outgoing.topic, value=outgoing.value, key=outgoing.key, headers=outgoing.headers
+                    outgoing.topic,
+                    value=outgoing.value,
+                    key=outgoing.key,
+                    headers=outgoing.headers,
+                    partition=outgoing.partition,
                 )
                 await future
             except KafkaError as exc:

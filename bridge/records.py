@@ -49,6 +49,12 @@ class Outgoing:
     """Bounded metric labels of an outcome: target, provider, operation, status."""
     trace: TraceParent | None = None
     """The command span, when tracing is on: the parent of the publish span."""
+    partition: int | None = None  # None: the producer's partitioner picks one
+    then: tuple[Outgoing, ...] = ()  # published after this one is acknowledged (the ledger's done entry)
+    skip: bool = False  # nothing to publish (a duplicate the ledger absorbed); the offset is still committed
+
+
+SKIP = Outgoing("", None, None, skip=True)
 
 
 def incoming_from(record: ConsumedRecord) -> Incoming:

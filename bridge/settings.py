@@ -59,6 +59,9 @@ class RateLimitSettings(_Model):
     burst: int = Field(default=10, ge=1)
 
 
+OnUnknown = Literal["retry", "report", "read_before_write"]
+
+
 class TargetBase(_Model):
     base_url: str
     allow_http: bool = Field(default=False, description="Permit plain http:// (the local sandbox only).")
@@ -69,6 +72,10 @@ class TargetBase(_Model):
     rate_limit: RateLimitSettings = RateLimitSettings()
     conflict: ConflictSettings = ConflictSettings()
     max_age_s: float | None = Field(default=None, gt=0, description="Refuse commands older than this.")
+    on_unknown: OnUnknown = Field(
+        default="report",
+        description="A command found dispatched but not done after a crash: retry it, or report it.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -83,6 +90,8 @@ class TargetBase(_Model):
             url = getattr(self, name, None)
             if isinstance(url, str) and url.startswith("http://") and not self.allow_http:
                 raise ValueError(f"{name} uses plain http; set allow_http: true only for a local sandbox")
+        if self.on_unknown == "read_before_write" and getattr(self, "provider", None) != "8x8":
+            raise ValueError("on_unknown: read_before_write needs a status read; only 8x8 targets have one")
         return self
 
 
@@ -106,6 +115,7 @@ class ZilliantTarget(TargetBase):
 class ZuoraTarget(TargetBase):
     provider: Literal["zuora"]
     token_url: str | None = Field(default=None, description="Defaults to <base_url>/oauth/token.")
+    on_unknown: OnUnknown = Field(default="retry", description="Safe: the Idempotency-Key replays (24 h).")
     client_id: Secret
     client_secret: Secret
 
@@ -127,6 +137,9 @@ class WorkflooTarget(TargetBase):
 class EightByEightTarget(TargetBase):
     provider: Literal["8x8"]
     account_id: str = Field(pattern=r"^[A-Za-z0-9._~-]{1,128}$")
+    on_unknown: OnUnknown = Field(
+        default="read_before_write", description="GET the instance; PATCH only if not yet in the asked state."
+    )
     api_key: Secret
 
     _secrets = field_validator("api_key", mode="before")(resolve_secret)
@@ -225,6 +238,7 @@ class TopicSettings(_Model):
     run_outcomes: str = "workflow.run.outcomes"
     control_outcomes: str = "workflow.control.outcomes"
     dead_letter: str = "workflow.commands.dlq"
+    ledger: str = "workflow.bridge.ledger"
 
     @property
     def routes(self) -> dict[str, str]:
@@ -235,6 +249,16 @@ class TopicSettings(_Model):
     def results(self) -> tuple[str, ...]:
         """Every topic the bridge writes results to: the outcome topics, then the dead-letter topic."""
         return (self.run_outcomes, self.control_outcomes, self.dead_letter)
+
+
+class LedgerSettings(_Model):
+    """The command ledger: which command ids ran, kept in the compacted ``topics.ledger`` topic."""
+
+    enabled: bool = Field(default=True, description="Off: at-least-once, a redelivery calls again.")
+    retention_s: float = Field(
+        default=604_800.0, ge=60, description="How long an id is remembered; equals the topic's retention.ms."
+    )
+    restore_batch: int = Field(default=10_000, ge=1, description="Records per fetch while restoring.")
 
 
 class EngineSettings(_Model):
@@ -305,6 +329,7 @@ class Settings(_Model):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     engine: EngineSettings = EngineSettings()
+    ledger: LedgerSettings = LedgerSettings()
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)

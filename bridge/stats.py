@@ -23,3 +23,4 @@ class EngineStats:
     in_flight: int = 0  # accepted and not finished: the engine's own count, read by readiness
     publish_error: str | None = None
     drained: int = 0  # key routines waited for at revocations and shutdown
+    restoring: int = 0  # assigned partitions whose state is still being restored

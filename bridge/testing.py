@@ -179,7 +179,13 @@ class FakeProducer:
         self.failure: type[KafkaError] = KafkaError
 
     async def send(
-        self, topic: str, *, value: bytes | None, key: bytes | None, headers: list[Header]
+        self,
+        topic: str,
+        *,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[Header],
+        partition: int | None = None,
     ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail_next > 0:

@@ -175,6 +175,17 @@ async def check_topics(
     return report
 
 
+async def partition_counts(
+    bootstrap: str, names: Sequence[str], options: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    """Topic -> partition count, for the named topics that exist (none is created by asking)."""
+    async with _admin(bootstrap, options) as admin:
+        _, existing = await _cluster(admin)
+        present = [name for name in names if name in existing]
+        described = await admin.describe_topics(present) if present else []
+    return {topic["topic"]: len(topic["partitions"]) for topic in described}
+
+
 async def _cluster(admin: AIOKafkaAdminClient) -> tuple[int, set[str]]:
     # list_topics first: asking for metadata of a named topic auto-creates it on some brokers (Tansu).
     cluster = await admin.describe_cluster()

@@ -20,13 +20,21 @@ from bridge.contracts.schemas import (
     RUN_COMMAND,
     build_schemas,
 )
-from bridge.contracts.specs import ASYNCAPI_FILE, TopicRole, TopicSpec, load_specs, spec_problems
+from bridge.contracts.specs import (
+    ASYNCAPI_FILE,
+    TopicRole,
+    TopicSpec,
+    ledger_spec_problems,
+    load_specs,
+    spec_problems,
+)
 
 __all__ = [
     "ASYNCAPI_FILE",
     "COMMAND_CLOUDEVENT",
     "CONTROL_COMMAND",
     "EXAMPLE_TIME",
+    "LEDGER_ENTRY",
     "OUTCOME_EVENT",
     "RUN_COMMAND",
     "Example",
@@ -35,6 +43,7 @@ __all__ = [
     "build_examples",
     "build_schemas",
     "check_all",
+    "ledger_spec_problems",
     "load_specs",
     "render_files",
     "spec_problems",

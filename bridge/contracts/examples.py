@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.commands import OPERATION_FAMILY, OPERATION_PROVIDER, CommandFamily, Operation
-from bridge.outcomes import ErrorKind, OutcomeData, OutcomeError, SourceRecord, Status, to_cloudevent
+from bridge.ledger.entries import DoneFields, encode_dispatched, encode_done
+from bridge.outcomes import (
+    ErrorKind,
+    OutcomeData,
+    OutcomeError,
+    SourceRecord,
+    Status,
+    outcome_event_id,
+    to_cloudevent,
+)
 from bridge.settings import TopicSettings
 
 EXAMPLE_TIME = datetime(2025, 1, 15, 9, 30, tzinfo=UTC)
@@ -19,7 +29,7 @@ class Example:
 
     file: str
     key: str
-    family: CommandFamily
+    family: CommandFamily | None  # None: not a command or outcome (the ledger's entries)
     payload: dict[str, Any]
 
     @property
@@ -143,5 +153,25 @@ def outcome_examples() -> list[Example]:
     return examples
 
 
+def ledger_examples() -> list[Example]:
+    """Entries as the bridge writes them, for the queued Zilliant example command."""
+    topic, command_id, fp, at = (
+        TopicSettings().run_commands,
+        "cmd-7f3a-0001",
+        0x9F3C2A41D07B5E18,
+        1736933400000,
+    )
+    source = SourceRecord(topic=topic, partition=3, offset=1042)
+    done = DoneFields("queued", "4711", outcome_event_id(source))
+    entries = {
+        "dispatched": encode_dispatched(topic, command_id, fp, 1042, at),
+        "done": encode_done(topic, command_id, fp, 1042, at + 182, done),
+    }
+    return [
+        Example(f"ledger-entry.{state}.json", key.decode(), None, json.loads(value))
+        for state, (key, value) in entries.items()
+    ]
+
+
 def build_examples() -> list[Example]:
-    return [*command_examples(), cloudevent_example(), *outcome_examples()]
+    return [*command_examples(), cloudevent_example(), *outcome_examples(), *ledger_examples()]

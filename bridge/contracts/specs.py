@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bridge.commands import CommandFamily
 from bridge.contracts.schemas import build_schemas
 from bridge.errors import ConfigError
-from bridge.settings import TopicSettings
+from bridge.settings import LedgerSettings, TopicSettings
 
 ASYNCAPI_FILE = "asyncapi.yaml"
 
@@ -24,6 +24,7 @@ class TopicRole(StrEnum):
     RUN_OUTCOMES = "run_outcomes"
     CONTROL_OUTCOMES = "control_outcomes"
     DEAD_LETTER = "dead_letter"
+    LEDGER = "ledger"
 
     @property
     def family(self) -> CommandFamily | None:
@@ -102,4 +103,21 @@ def spec_problems(specs: list[TopicSpec]) -> list[str]:
             for ref in spec.value.schemas
             if ref.removeprefix("schemas/") not in known
         ]
+    return problems + ledger_spec_problems(specs)
+
+
+def ledger_spec_problems(specs: list[TopicSpec]) -> list[str]:
+    """The ledger topic is co-partitioned with the command topics and forgets what the index forgets."""
+    by_role = {spec.role: spec for spec in specs}
+    ledger = by_role.get(TopicRole.LEDGER)
+    if ledger is None:
+        return []
+    problems = [
+        f"{ledger.name}: {ledger.partitions} partitions, {by_role[role].name} has {by_role[role].partitions}"
+        for role in (TopicRole.RUN_COMMANDS, TopicRole.CONTROL_COMMANDS)
+        if role in by_role and by_role[role].partitions != ledger.partitions
+    ]
+    retention_ms = int(LedgerSettings().retention_s * 1000)
+    if ledger.configs.get("retention.ms") != str(retention_ms):
+        problems.append(f"{ledger.name}: retention.ms must equal ledger.retention_s ({retention_ms} ms)")
     return problems

@@ -141,7 +141,8 @@ def local_settings(
 
 def topic_layout(topics: TopicSettings, partitions: int = 4) -> dict[str, int]:
     paired = [*topics.routes, *topics.routes.values()]
-    return {**dict.fromkeys(paired, partitions), topics.dead_letter: 1}
+    # the ledger is co-partitioned with the command topics
+    return {**dict.fromkeys(paired, partitions), topics.dead_letter: 1, topics.ledger: partitions}
 
 
 async def _print_outcomes(settings: Settings) -> None:
@@ -164,7 +165,8 @@ async def _send_examples(settings: Settings) -> None:
     await producer.start()
     try:
         run_id = time.strftime("demo-%H%M%S")
-        for key, doc in examples.example_commands(run_id):
+        commands = examples.example_commands(run_id)
+        for key, doc in [*commands, commands[0]]:  # the first one twice: the ledger absorbs the duplicate
             await producer.send_and_wait(command_topic(settings, doc), orjson.dumps(doc), key=key)
         await producer.send_and_wait(settings.topics.run_commands, examples.NOT_A_COMMAND, key=b"junk")
     finally:

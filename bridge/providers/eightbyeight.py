@@ -42,6 +42,14 @@ def build_request(command: Command, *, default_account: str) -> HttpRequest:
     return HttpRequest("PATCH", path, headers=dict(_JSON_HEADERS), body=body, route=ROUTE)
 
 
+def build_status_request(command: Command, *, default_account: str) -> HttpRequest:
+    """The GET of the instance the command steers (read before write, after a crash)."""
+    patch = build_request(command, default_account=default_account)
+    return HttpRequest(
+        "GET", patch.path, headers={"Accept": "application/json"}, query={"includeLogs": "false"}
+    )
+
+
 def error_detail(body: bytes) -> str:
     """``message (code N, errorId X)`` from the 8x8 error body."""
     parsed = json_or_none(body)

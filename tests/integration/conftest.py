@@ -167,6 +167,7 @@ async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
             "run_outcomes": f"{prefix}.run.outcomes",
             "control_outcomes": f"{prefix}.control.outcomes",
             "dead_letter": f"{prefix}.dlq",
+            "ledger": f"{prefix}.ledger",
         },
         "kafka": {"group_id": f"{prefix}-bridge"},
     }

@@ -14,6 +14,7 @@ from bridge.local.broker import RunningBroker, create_topics, free_port, start_b
 from bridge.local.stack import local_settings, topic_layout
 from tests.integration.conftest import Stack, workfloo_command
 from tests.integration.proxy import CuttableProxy
+from tests.integration.test_ledger import ledger_entries
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +92,10 @@ async def test_outage_mid_run_retries_the_publish_and_commits_only_after(
     key, doc = command("mid-run")
     await stack.send((key, doc))
     await wait_for(lambda: bridge.engine is not None and bridge.engine.stats.accepted == 1, 60, "the command")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not any(e.command_id == doc["id"] for e in await ledger_entries(stack)):  # dispatched: called now
+        assert loop.time() < deadline, "the ledger never recorded the dispatch"
     await proxy.cut()  # the provider call is in flight; its outcome cannot be published now
     assert bridge.engine is not None
     done: list[dict[str, Any]] = []

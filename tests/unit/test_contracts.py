@@ -19,7 +19,7 @@ from bridge.outcomes import OutcomeData, Status, encode_outcome
 from bridge.parsing import DeadLetterReason, Parsed, parse_command
 from bridge.processor import CONTENT_TYPE, Processor
 from bridge.records import Incoming
-from bridge.settings import EngineSettings, Settings, TopicSettings
+from bridge.settings import EngineSettings, LedgerSettings, Settings, TopicSettings
 from bridge.topics_admin import DriftKind, capping_notes, compare, effective_configs
 
 TOPICS = Path(__file__).resolve().parents[2] / "topics"
@@ -103,7 +103,8 @@ def test_one_spec_per_topic_named_as_in_settings():
     assert contracts.spec_problems(specs) == []
     for spec in specs:
         assert spec.replication_factor == 3
-        assert spec.configs["cleanup.policy"] == "delete"
+        compacted = spec.role is contracts.TopicRole.LEDGER
+        assert spec.configs["cleanup.policy"] == ("compact,delete" if compacted else "delete")
         assert spec.configs["min.insync.replicas"] == "2"
 
 
@@ -115,7 +116,18 @@ def test_retention_by_kind():
         "run_outcomes": 14,
         "control_outcomes": 14,
         "dead_letter": 30,
+        "ledger": 7,
     }
+
+
+def test_ledger_spec_must_be_co_partitioned_and_retained_as_long_as_the_index():
+    specs = contracts.load_specs(TOPICS)
+    ledger = next(s for s in specs if s.role is contracts.TopicRole.LEDGER)
+    assert int(ledger.configs["retention.ms"]) == LedgerSettings().retention_s * 1000
+    wrong = ledger.model_copy(update={"partitions": 3, "configs": {**ledger.configs, "retention.ms": "1"}})
+    problems = contracts.ledger_spec_problems([*(s for s in specs if s is not ledger), wrong])
+    assert len(problems) == 3  # both command topics have another partition count, and the retention differs
+    assert "retention.ms must equal ledger.retention_s" in problems[-1]
 
 
 def test_command_topics_accept_what_the_bridge_accepts():
@@ -266,6 +278,7 @@ def test_asyncapi_operations(asyncapi):
         "send_run_outcomes": "send",
         "send_control_outcomes": "send",
         "send_dead_letter": "send",
+        "send_ledger": "send",
     }
     for operation in asyncapi["operations"].values():
         channel = resolve(asyncapi, operation["channel"]["$ref"])

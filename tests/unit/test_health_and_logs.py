@@ -64,3 +64,8 @@ def test_text_format_is_readable_and_redacted():
     formatter = TextFormatter(Redactor(["s3cret-client-value"]))
     line = formatter.format(record("outcome %s with s3cret-client-value", "c-1"))
     assert "outcome c-1 with ***" in line and "bridge.outcome" in line
+
+
+def test_restoring_the_ledger_is_not_ready_and_says_so():
+    verdict = judge_readiness(stats(restoring=2, lag=500), now=1000.0, stall_after_s=60)
+    assert not verdict.ready and verdict.reason == "restoring the command ledger of 2 partition(s)"

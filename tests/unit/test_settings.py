@@ -94,3 +94,21 @@ def test_command_limit_must_leave_room_for_dead_letters():
     with pytest.raises(ConfigError, match="so that dead letters can be sent"):
         parse_settings({"engine": {"max_message_bytes": 1_048_576}}, {})
     parse_settings({"engine": {"max_message_bytes": 2_000_000}, "kafka": {"max_request_size": 4_000_000}}, {})
+
+
+def test_on_unknown_defaults_per_provider_and_read_before_write_needs_a_status_read():
+    from bridge.local.stack import local_settings
+
+    targets = local_settings("127.0.0.1:1", "http://127.0.0.1:2").targets
+    assert {t.provider: t.on_unknown for t in targets.values()} == {
+        "zilliant": "report",
+        "zuora": "retry",
+        "workfloo": "report",
+        "8x8": "read_before_write",
+    }
+    with pytest.raises(ConfigError, match="read_before_write needs a status read"):
+        parse_settings({"targets": {"z": zuora_target(on_unknown="read_before_write")}}, ENV)
+    assert (
+        parse_settings({"targets": {"z": zuora_target(on_unknown="report")}}, ENV).targets["z"].on_unknown
+        == "report"
+    )

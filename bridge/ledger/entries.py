@@ -1,0 +1,123 @@
+"""Ledger records: what a compacted ledger partition holds, encoded and decoded. Pure.
+
+One record per command id and state, keyed ``cmd:<command topic>:<command id>`` so that compaction
+keeps only the latest state of each id. Topic names cannot contain ``:``, so the key splits
+unambiguously. The ``kind`` field and the key prefix leave room for other kinds of partition state
+(tracked workflows, parked keys): a reader skips kinds it does not know.
+
+Example::
+
+    key, value = encode_dispatched("workflow.run.commands", "cmd-1", fingerprint(command), 1187, now_ms)
+    entry = decode(key, value)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.commands import Command
+
+COMMAND_PREFIX = b"cmd:"
+VERSION = 1
+
+
+class EntryState(StrEnum):
+    DISPATCHED = "dispatched"  # acknowledged before the first provider call
+    DONE = "done"  # written after the outcome was acknowledged
+
+
+class LedgerEntry(BaseModel):
+    """The JSON value of a command entry (its schema is published in ``topics/schemas``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    v: Literal[1] = Field(description="Entry format version.")
+    kind: Literal["command"] = Field(description="Entry kind; readers skip kinds they do not know.")
+    state: EntryState
+    fp: str = Field(pattern="^[0-9a-f]{16}$", description="Fingerprint of the command payload (64 bits).")
+    at: int = Field(description="Unix time of the write, in milliseconds.")
+    offset: int = Field(ge=0, description="Offset of the command record this entry is about.")
+    attempt: int = Field(default=1, ge=1, description="1, or more after explicit re-runs (bridge.redrive).")
+    status: str | None = Field(default=None, description="done: the outcome status.")
+    ref: str | None = Field(default=None, description="done: the provider reference, if any.")
+    event: str | None = Field(default=None, description="done: the CloudEvents id of the outcome.")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEntry:
+    """A decoded command entry: what restore feeds into the index."""
+
+    topic: str
+    command_id: str
+    state: EntryState
+    fingerprint: int
+    at_ms: int
+    status: str | None = None
+    attempt: int = 1
+
+
+def fingerprint(command: Command) -> int:
+    """64-bit fingerprint of everything the command asks for except its id."""
+    payload = command.model_dump_json(exclude={"id"}).encode()
+    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
+
+
+def entry_key(topic: str, command_id: str) -> bytes:
+    return COMMAND_PREFIX + topic.encode() + b":" + command_id.encode()
+
+
+def encode_dispatched(
+    topic: str, command_id: str, fp: int, offset: int, at_ms: int, attempt: int = 1
+) -> tuple[bytes, bytes]:
+    value = {"v": VERSION, "kind": "command", "state": "dispatched", "fp": f"{fp:016x}", "at": at_ms}
+    value |= {"offset": offset, "attempt": attempt}
+    return entry_key(topic, command_id), orjson.dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DoneFields:
+    status: str
+    ref: str | None
+    event: str
+
+
+def encode_done(
+    topic: str, command_id: str, fp: int, offset: int, at_ms: int, done: DoneFields, attempt: int = 1
+) -> tuple[bytes, bytes]:
+    value = {"v": VERSION, "kind": "command", "state": "done", "fp": f"{fp:016x}", "at": at_ms}
+    value |= {
+        "offset": offset,
+        "attempt": attempt,
+        "status": done.status,
+        "ref": done.ref,
+        "event": done.event,
+    }
+    return entry_key(topic, command_id), orjson.dumps(value)
+
+
+def decode(key: bytes | None, value: bytes | None) -> CommandEntry | None:
+    """A command entry, or None for other kinds, tombstones and records this version cannot read."""
+    if key is None or value is None or not key.startswith(COMMAND_PREFIX):
+        return None
+    topic, sep, command_id = key[len(COMMAND_PREFIX) :].decode("utf-8", "replace").partition(":")
+    if not sep:
+        return None
+    try:
+        doc = orjson.loads(value)
+        return CommandEntry(
+            topic,
+            command_id,
+            EntryState(doc["state"]),
+            int(doc["fp"], 16),
+            int(doc["at"]),
+            doc.get("status"),
+            int(doc.get("attempt", 1)),
+        )
+    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+        return None

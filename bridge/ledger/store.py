@@ -1,0 +1,292 @@
+"""The ledger's I/O: restore partitions from the ledger topic, write entries, and admit commands.
+
+The ledger topic is co-partitioned with the command topics: the entries of command partition p
+live in ledger partition p, written with an explicit partition number. Whoever owns command
+partition p reads ledger partition p to its end (the fetch high watermark: Tansu's ListOffsets is
+not reliable) before the engine processes p's records.
+
+Example::
+
+    ledger = Ledger(settings, producer, metrics)
+    await ledger.restore([TopicPartition("workflow.run.commands", 3)])
+    ticket = await ledger.admit(record, command)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from bridge.commands import Command
+from bridge.kafka_options import client_options
+from bridge.ledger.entries import DoneFields, EntryState, decode, encode_dispatched, encode_done, fingerprint
+from bridge.ledger.index import CommandIndex, id_hash, pack
+from bridge.ledger.rules import Admission, admit, is_redrive
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+from bridge.wire import Header
+
+log = logging.getLogger("bridge.ledger")
+SWEEP_INTERVAL_S = 60.0
+_RUNS = frozenset({Admission.NEW, Admission.RERUN, Admission.IN_DOUBT})
+_DUPLICATE_REASON = {
+    Admission.DUPLICATE: "done",
+    Admission.ID_REUSED: "id_reused",
+    Admission.IN_DOUBT: "in_doubt",
+}
+PartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """A ledger entry to publish (after the outcome it belongs to was acknowledged)."""
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted command: what the ledger decided and what its entries will carry."""
+
+    partition: PartitionKey
+    command_id: str
+    id_key: int
+    fp: int
+    offset: int
+    admission: Admission
+    attempt: int
+    settled: asyncio.Future[None] | None = None
+
+    @property
+    def runs(self) -> bool:
+        return self.admission in _RUNS
+
+
+class Ledger:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.topic = settings.topics.ledger
+        self._settings = settings.ledger
+        self._kafka = settings.kafka
+        self._backoff_s = settings.engine.publish_retry_backoff_s
+        self._producer = producer
+        self._metrics = metrics
+        self._clock = clock
+        self._indexes: dict[PartitionKey, CommandIndex] = {}
+        self._assigned: set[PartitionKey] = set()
+        self._pending: dict[tuple[PartitionKey, int], asyncio.Future[None]] = {}
+        self._next_sweep = 0.0
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _index(self, partition: PartitionKey) -> CommandIndex:
+        index = self._indexes.get(partition)
+        if index is None:
+            index = self._indexes[partition] = CommandIndex(self._settings.retention_s)
+        return index
+
+    @property
+    def entries(self) -> int:
+        return sum(len(index) for index in self._indexes.values())
+
+    # -- admission -------------------------------------------------------------------------------
+
+    async def admit(
+        self, topic: str, partition: int, offset: int, headers: Iterable[Header], command: Command
+    ) -> Ticket:
+        """Decide; a command of the same id still running in this process is waited for first."""
+        where, key = (topic, partition), id_hash(command.id)
+        while (running := self._pending.get((where, key))) is not None:
+            await asyncio.wait([running])
+        self._sweep()
+        seen = self._index(where).get_hashed(key)
+        fp = fingerprint(command)
+        admission = admit(seen, fp, redrive=is_redrive(headers))
+        if admission in _DUPLICATE_REASON:
+            self._metrics.duplicate(_DUPLICATE_REASON[admission])
+        if admission is Admission.DUPLICATE:
+            log.info("duplicate of %s absorbed: already done, so no call and no second outcome", command.id)
+        attempt = (seen.attempt if seen else 0) + (admission is not Admission.IN_DOUBT)
+        ticket = Ticket(where, command.id, key, fp, offset, admission, max(attempt, 1))
+        if ticket.runs:
+            ticket.settled = self._pending[(where, key)] = asyncio.get_running_loop().create_future()
+        return ticket
+
+    async def dispatched(self, ticket: Ticket) -> None:
+        """Record, acknowledged by the broker, that the provider is about to be called."""
+        topic, partition = ticket.partition
+        now = self._now_ms()
+        key, value = encode_dispatched(
+            topic, ticket.command_id, ticket.fp, ticket.offset, now, ticket.attempt
+        )
+        await self._send(LedgerRecord(self.topic, partition, key, value))
+        packed = pack(ticket.fp, done=False, error=False, attempt=ticket.attempt, at_ms=now)
+        self._index(ticket.partition).put_hashed(ticket.id_key, packed)
+
+    def done(self, ticket: Ticket, fields: DoneFields) -> LedgerRecord:
+        """The ``done`` entry to publish after the outcome; the index remembers it at once."""
+        topic, partition = ticket.partition
+        now = self._now_ms()
+        key, value = encode_done(
+            topic, ticket.command_id, ticket.fp, ticket.offset, now, fields, ticket.attempt
+        )
+        error = fields.status == "error"
+        packed = pack(ticket.fp, done=True, error=error, attempt=ticket.attempt, at_ms=now)
+        self._index(ticket.partition).put_hashed(ticket.id_key, packed)
+        return LedgerRecord(self.topic, partition, key, value)
+
+    def settle(self, ticket: Ticket) -> None:
+        """The command's fate is decided: release any record of the same id waiting for it."""
+        if ticket.settled is None:
+            return
+        self._metrics.ledger_entries(self.entries)
+        if self._pending.get((ticket.partition, ticket.id_key)) is ticket.settled:
+            del self._pending[(ticket.partition, ticket.id_key)]
+        if not ticket.settled.done():
+            ticket.settled.set_result(None)
+
+    async def _send(self, record: LedgerRecord) -> None:
+        while True:
+            try:
+                future = await self._producer.send(
+                    record.topic, value=record.value, key=record.key, partition=record.partition
+                )
+                await future
+                return
+            except KafkaError as exc:
+                self._metrics.publish_failed()
+                log.warning("ledger write to %s failed, will retry: %s", record.topic, exc)
+                await asyncio.sleep(self._backoff_s)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        now_ms = self._now_ms()
+        dropped = sum(index.expire(now_ms) for index in self._indexes.values())
+        if dropped:
+            log.info("ledger forgot %d command id(s) older than %.0fs", dropped, self._settings.retention_s)
+        self._metrics.ledger_entries(self.entries)
+
+    # -- partitions ------------------------------------------------------------------------------
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            self._assigned.discard((tp.topic, tp.partition))
+            self._indexes.pop((tp.topic, tp.partition), None)
+        self._metrics.ledger_entries(self.entries)
+
+    async def restore(self, tps: Iterable[TopicPartition]) -> None:
+        """Read the ledger partitions of newly assigned command partitions to their end."""
+        wanted = {(tp.topic, tp.partition) for tp in tps}
+        self._assigned |= wanted
+        started = time.perf_counter()
+        fresh = {where: CommandIndex(self._settings.retention_s) for where in wanted}
+        read = await self._read_to_end(fresh)
+        for where, index in fresh.items():
+            if where in self._assigned:  # not revoked meanwhile
+                self._indexes[where] = index
+        elapsed = time.perf_counter() - started
+        kept = sum(len(index) for index in fresh.values())
+        self._metrics.ledger_restored(elapsed)
+        self._metrics.ledger_entries(self.entries)
+        log.info(
+            "ledger restored for %d partition(s): %d record(s) read, %d id(s) remembered, in %.2fs",
+            len(wanted),
+            read,
+            kept,
+            elapsed,
+            extra={"restore_s": round(elapsed, 3), "entries": kept, "records": read},
+        )
+
+    async def _read_to_end(self, fresh: dict[PartitionKey, CommandIndex]) -> int:
+        """Fill ``fresh`` from the ledger; retried from the start while the broker is unreachable."""
+        while True:
+            try:
+                return await self._read_once(fresh)
+            except KafkaError as exc:
+                log.warning("ledger restore failed, retrying: %s", exc)
+                for index in fresh.values():
+                    index.clear()
+                await asyncio.sleep(self._backoff_s)
+
+    async def _read_once(self, fresh: dict[PartitionKey, CommandIndex]) -> int:
+        remaining = {TopicPartition(self.topic, partition) for _, partition in fresh}
+        consumer = AIOKafkaConsumer(
+            **client_options(self._kafka),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=10,
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(remaining))
+            await consumer.seek_to_beginning(*remaining)
+            return await self._drain_partitions(consumer, remaining, fresh)
+        finally:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+
+    async def _drain_partitions(
+        self,
+        consumer: AIOKafkaConsumer,
+        remaining: set[TopicPartition],
+        fresh: dict[PartitionKey, CommandIndex],
+    ) -> int:
+        read, now_ms = 0, self._now_ms()
+        while remaining:
+            batch = await consumer.getmany(
+                *remaining, timeout_ms=100, max_records=self._settings.restore_batch
+            )
+            for ltp, records in batch.items():
+                read += len(records)
+                for record in records:
+                    self._load(fresh, ltp.partition, record.key, record.value, now_ms)
+            for ltp in list(remaining):
+                highwater = consumer.highwater(ltp)
+                if highwater is not None and await consumer.position(ltp) >= highwater:
+                    remaining.discard(ltp)
+        return read
+
+    @staticmethod
+    def _load(
+        fresh: dict[PartitionKey, CommandIndex],
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        now_ms: int,
+    ) -> None:
+        entry = decode(key, value)
+        if entry is None:
+            return
+        index = fresh.get((entry.topic, partition))
+        if index is None or not index.is_fresh(entry.at_ms, now_ms):
+            return  # another command topic's entry, or older than the retention
+        done = entry.state is EntryState.DONE
+        packed = pack(
+            entry.fingerprint,
+            done=done,
+            error=entry.status == "error",
+            attempt=entry.attempt,
+            at_ms=entry.at_ms,
+        )
+        index.put_hashed(id_hash(entry.command_id), packed)
