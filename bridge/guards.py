@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
-from bridge.settings import CircuitSettings, RateLimitSettings
+from bridge.policies import CircuitSettings, RateLimitSettings
 
 Clock = Callable[[], float]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bridge.decide import Verdict
 from bridge.outcomes import Status
-from bridge.settings import ConflictSettings, RetrySettings
+from bridge.policies import ConflictSettings, RetrySettings
 
 
 @dataclass(frozen=True, slots=True)

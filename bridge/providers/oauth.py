@@ -22,7 +22,7 @@ from bridge import tracing
 from bridge.decide import header
 from bridge.errors import AuthError
 from bridge.http import transport_failure
-from bridge.settings import TimeoutSettings
+from bridge.policies import TimeoutSettings
 
 _REFUSED = frozenset({400, 401, 403})
 
