@@ -29,6 +29,13 @@ from bridge.local.commands import (
 from bridge.settings import KafkaSettings, Settings, TopicSettings
 
 RERUN = {"id": "rerun-1", "target": "zuora-eu", "operation": "zuora.rerun_task", "task_id": "2770"}
+RERUN_EVENT = {
+    "specversion": "1.0",
+    "id": "ce-1",
+    "source": "urn:x",
+    "type": "t",
+    "data": {k: v for k, v in RERUN.items() if k != "id"},
+}
 QUEUE = {"id": "q-1", "target": "zilliant", "operation": "zilliant.queue_job", "automation_id": "A"}
 
 
@@ -64,14 +71,7 @@ def test_run_operations_go_to_the_run_topic_and_control_to_the_control_topic():
 
 
 def test_a_cloudevent_is_routed_by_the_operation_in_its_data():
-    event = {
-        "specversion": "1.0",
-        "id": "e-1",
-        "source": "s",
-        "type": "t",
-        "data": {k: v for k, v in RERUN.items() if k != "id"},
-    }
-    assert command_topic(settings(), event) == "workflow.control.commands"
+    assert command_topic(settings(), RERUN_EVENT) == "workflow.control.commands"
 
 
 def test_routing_follows_renamed_topics():
@@ -107,17 +107,9 @@ async def test_send_uses_the_key_it_is_given(published):
 
 
 async def test_send_publishes_a_cloudevent_as_written(published, capsys):
-    event = {
-        "specversion": "1.0",
-        "id": "ce-1",
-        "source": "urn:x",
-        "type": "t",
-        "data": {k: v for k, v in RERUN.items() if k != "id"},
-    }
+    assert await send_command(settings(), orjson.dumps(RERUN_EVENT).decode(), None) == 0
 
-    assert await send_command(settings(), orjson.dumps(event).decode(), None) == 0
-
-    assert published[0][1] == [(b"ce-1", event)]
+    assert published[0][1] == [(b"ce-1", RERUN_EVENT)]
     assert "sent zuora.rerun_task ce-1" in capsys.readouterr().out
 
 

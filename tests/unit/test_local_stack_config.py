@@ -7,6 +7,8 @@ over through environment variables as in production; the examples must reach eve
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -230,31 +232,27 @@ def test_the_junk_example_is_not_json():
 # -- the credentials work against a running sandbox ----------------------------------------------------
 
 
-async def test_local_zuora_credentials_get_a_token_from_the_sandbox(
-    sandbox: RunningSandbox, session: aiohttp.ClientSession
-):
-    target = local_settings("b:1", sandbox.url).targets[examples.ZUORA]
-    endpoint = TokenEndpoint("Zuora", target.effective_token_url, target.timeouts)
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": secret(target.client_id),
-        "client_secret": secret(target.client_secret),
-    }
-    body = await post_token_form(session, endpoint, form)
-    assert b"access_token" in body
+def zuora_token_request(target: Any) -> tuple[str, dict[str, str]]:
+    form = {"client_id": secret(target.client_id), "client_secret": secret(target.client_secret)}
+    return target.effective_token_url, {"grant_type": "client_credentials", **form}
 
 
-async def test_local_salesforce_credentials_get_a_token_from_the_sandbox(
-    sandbox: RunningSandbox, session: aiohttp.ClientSession
+def salesforce_token_request(target: Any) -> tuple[str, dict[str, str]]:
+    names = ("username", "password", "client_id", "client_secret")
+    return target.token_url, {"grant_type": "password", **{n: secret(getattr(target, n)) for n in names}}
+
+
+@pytest.mark.parametrize(
+    ("name", "request_for"),
+    [(examples.ZUORA, zuora_token_request), (examples.ZILLIANT, salesforce_token_request)],
+)
+async def test_local_credentials_get_a_token_from_the_sandbox(
+    sandbox: RunningSandbox,
+    session: aiohttp.ClientSession,
+    name: str,
+    request_for: Callable[[Any], tuple[str, dict[str, str]]],
 ):
-    target = local_settings("b:1", sandbox.url).targets[examples.ZILLIANT]
-    endpoint = TokenEndpoint("Salesforce", target.token_url, target.timeouts)
-    form = {
-        "grant_type": "password",
-        "username": secret(target.username),
-        "password": secret(target.password),
-        "client_id": secret(target.client_id),
-        "client_secret": secret(target.client_secret),
-    }
-    body = await post_token_form(session, endpoint, form)
+    target = local_settings("b:1", sandbox.url).targets[name]
+    url, form = request_for(target)
+    body = await post_token_form(session, TokenEndpoint(name, url, target.timeouts), form)
     assert b"access_token" in body

@@ -75,31 +75,31 @@ def test_a_json_credential_field_keeps_its_name_and_loses_its_value(field: str):
     assert scrubbed == f'{{"{field}": "***", "status": 401}}'
 
 
-def test_form_and_query_fields_are_masked_up_to_the_separator():
-    scrubbed = Redactor().scrub("grant_type=password&password=p4ss&client_secret=s3c&scope=api")
-    assert scrubbed == "grant_type=password&password=***&client_secret=***&scope=api"
-
-
-def test_single_quoted_values_keep_their_quotes():
-    assert Redactor().scrub("{'token': 'abc123'}") == "{'token': '***'}"
-
-
-def test_header_style_fields_are_masked():
-    assert Redactor().scrub("x-api-key: k-123 next") == "x-api-key: *** next"
-
-
-def test_bearer_and_oauth_tokens_are_masked_keeping_the_scheme():
-    scrubbed = Redactor().scrub("sent Bearer eyJhbGciOi.payload.sig and OAuth 00DSANDBOX!AQ0.token")
-    assert scrubbed == "sent Bearer *** and OAuth ***"
-
-
-def test_a_short_word_after_bearer_is_not_a_token():
-    assert Redactor().scrub("bearer of bad news") == "bearer of bad news"
-
-
-def test_fields_that_merely_mention_a_credential_word_are_kept():
-    text = '{"token_type": "Bearer", "expires_in": 3599}'
-    assert Redactor().scrub(text) == text
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        pytest.param(
+            "grant_type=password&password=p4ss&client_secret=s3c&scope=api",
+            "grant_type=password&password=***&client_secret=***&scope=api",
+            id="form fields up to the separator",
+        ),
+        pytest.param("{'token': 'abc123'}", "{'token': '***'}", id="single quotes kept"),
+        pytest.param("x-api-key: k-123 next", "x-api-key: *** next", id="header style"),
+        pytest.param(
+            "sent Bearer eyJhbGciOi.payload.sig and OAuth 00DSANDBOX!AQ0.token",
+            "sent Bearer *** and OAuth ***",
+            id="bearer and oauth tokens, scheme kept",
+        ),
+        pytest.param("bearer of bad news", "bearer of bad news", id="a short word after bearer is no token"),
+        pytest.param(
+            '{"token_type": "Bearer", "expires_in": 3599}',
+            '{"token_type": "Bearer", "expires_in": 3599}',
+            id="a field merely mentioning a credential word",
+        ),
+    ],
+)
+def test_credential_looking_text(text: str, scrubbed: str):
+    assert Redactor().scrub(text) == scrubbed
 
 
 # -- provider error bodies ---------------------------------------------------------------------------
