@@ -14,7 +14,7 @@ _SECRET_FIELDS = re.compile(
     ("[^"]*"|'[^']*'|[^\s,&}]+)
     """
 )
-_BEARER = re.compile(r"(?i)\b(bearer|oauth)\s+[A-Za-z0-9._~+/=-]{8,}")
+_BEARER = re.compile(r"(?i)\b(bearer|oauth)\s+[A-Za-z0-9._~+/=!-]{8,}")  # Salesforce session ids hold a !
 # Every pattern above needs one of these words: text without them skips the regular expressions.
 _TRIGGERS = ("token", "secret", "password", "api", "authorization", "signature", "bearer", "oauth")
 MASK = "***"
@@ -29,6 +29,8 @@ class Redactor:
         values |= {orjson.dumps(s).decode()[1:-1] for s in values}
         # Longest first, so that a secret containing another is masked whole.
         self._secrets = sorted(values, key=len, reverse=True)
+        # chars past an excerpt's end that must be decoded too, so a secret across the cut is seen whole
+        self._overlap = len(self._secrets[0]) if self._secrets else 0
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -43,9 +45,9 @@ class Redactor:
     def body_excerpt(self, body: bytes, limit: int) -> str | None:
         if not body:
             return None
-        text = body[: limit * 2].decode("utf-8", errors="replace")
-        text = self.scrub(text)
-        if len(text) > limit or len(body) > limit * 2:
+        window = (limit + self._overlap) * 4  # UTF-8: at most 4 bytes a character
+        text = self.scrub(body[:window].decode("utf-8", errors="replace"))
+        if len(text) > limit or len(body) > window:
             return text[:limit] + "…(truncated)"
         return text
 

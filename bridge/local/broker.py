@@ -70,23 +70,24 @@ async def start_broker(
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     advertised = f"tcp://127.0.0.1:{advertised_port or port}"
-    out = log_path.open("ab") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we never wait on it here
-        [
-            str(broker_binary()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            advertised,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=out,
-        stderr=out,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches us, not the broker: we stop it last, after the bridge
-    )
+    # the child keeps its own copy of the log file's descriptor: ours is closed once it started
+    with log_path.open("ab") if log_path else contextlib.nullcontext(subprocess.DEVNULL) as out:
+        process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we never wait on it here
+            [
+                str(broker_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                advertised,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us, not the broker: we stop it last, after the bridge
+        )
     broker = RunningBroker(process, port)
     atexit.register(_terminate_quietly, process)  # its own session: make sure it dies with us
     await _wait_listening(broker)

