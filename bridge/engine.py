@@ -18,15 +18,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.metrics import Metrics
-from bridge.offsets import OffsetTracker, may_start
+from bridge.offsets import may_start
 from bridge.partition_state import PartitionState, Restores
+from bridge.partitions import Partition, to_commit, topic_name
 from bridge.ports import ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
@@ -37,27 +37,6 @@ from bridge.stats import EngineStats
 log = logging.getLogger("bridge.engine")
 
 Handler = Callable[[Incoming], Awaitable[Outgoing]]
-
-
-@dataclass(eq=False)
-class _Partition:
-    tp: TopicPartition
-    tracker: OffsetTracker = field(default_factory=OffsetTracker)
-    keys: dict[bytes, deque[Incoming]] = field(default_factory=dict)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    committed: int | None = None
-    first_seen: int | None = None
-    started: int = -1  # highest offset handed to the handler
-    drain_below: int | None = None  # set when closing: only lower offsets may still start
-    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the partition's state is restored
-
-    @property
-    def closing(self) -> bool:
-        return self.drain_below is not None
-
-    def close(self) -> None:
-        if self.drain_below is None:
-            self.drain_below = self.started + 1
 
 
 class Engine:
@@ -76,7 +55,7 @@ class Engine:
         self._families = dict(topics)  # topic -> family label
         self._settings = settings
         self._metrics = metrics
-        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._partitions: dict[TopicPartition, Partition] = {}
         self._capacity = asyncio.Event()
         self._stopping = asyncio.Event()
         self._paused = False
@@ -158,7 +137,7 @@ class Engine:
 
     # -- scheduling ------------------------------------------------------------------------------
 
-    def _accept(self, partition: _Partition, record: Incoming) -> None:
+    def _accept(self, partition: Partition, record: Incoming) -> None:
         ts = record.timestamp_ms / 1000 if record.timestamp_ms and record.timestamp_ms > 0 else time.time()
         partition.tracker.add(record.offset, ts)
         if partition.first_seen is None:
@@ -177,13 +156,13 @@ class Engine:
         partition.keys[record.key] = queue
         self._spawn(partition, queue, record.key)
 
-    def _spawn(self, partition: _Partition, queue: deque[Incoming], key: bytes | None) -> None:
+    def _spawn(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
         task = asyncio.create_task(self._key_routine(partition, queue, key), name=f"key:{partition.tp}")
         partition.tasks.add(task)
         task.add_done_callback(partition.tasks.discard)
         task.add_done_callback(_log_crash)
 
-    async def _key_routine(self, partition: _Partition, queue: deque[Incoming], key: bytes | None) -> None:
+    async def _key_routine(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
         try:
             await partition.ready.wait()
             while queue and may_start(queue[0].offset, partition.drain_below):
@@ -202,7 +181,7 @@ class Engine:
             if queue:  # abandoned: the records stay uncommitted and will be redelivered
                 self._release(len(queue))
 
-    def _finish(self, partition: _Partition, record: Incoming) -> None:
+    def _finish(self, partition: Partition, record: Incoming) -> None:
         partition.tracker.done(record.offset)
         self.stats.finished += 1
         self.stats.last_progress_at = time.monotonic()
@@ -221,10 +200,10 @@ class Engine:
 
     # -- commits and rebalances ------------------------------------------------------------------
 
-    async def commit(self, partitions: Iterable[_Partition] | None = None, *, final: bool = False) -> None:
+    async def commit(self, partitions: Iterable[Partition] | None = None, *, final: bool = False) -> None:
         """Commit what is committable; ``final``: the last chance before the partitions move."""
         chosen = list(self._partitions.values()) if partitions is None else list(partitions)
-        offsets = _to_commit(chosen)
+        offsets = to_commit(chosen)
         if not offsets:
             return
         async with self._commit_lock:
@@ -247,7 +226,7 @@ class Engine:
             return
         log.error(
             "final commit failed, the next owner will redo these partitions from their last commit: %s (%s)",
-            ", ".join(f"{_name(tp)}@{offset}" for tp, offset in sorted(offsets.items())),
+            ", ".join(f"{topic_name(tp)}@{offset}" for tp, offset in sorted(offsets.items())),
             exc,
         )
 
@@ -263,7 +242,7 @@ class Engine:
         self.stats.lag = total
         self._metrics.oldest_uncommitted(self.oldest_uncommitted_age_s())
 
-    async def _drain(self, partitions: list[_Partition]) -> None:
+    async def _drain(self, partitions: list[Partition]) -> None:
         """Let in-flight work finish within the grace period, then abandon the rest."""
         for p in partitions:
             p.close()
@@ -300,10 +279,10 @@ class Engine:
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         assigned = sorted(assigned)
-        log.info("assigned %d partition(s): %s", len(assigned), " ".join(map(_name, assigned)))
+        log.info("assigned %d partition(s): %s", len(assigned), " ".join(map(topic_name, assigned)))
         new = [tp for tp in assigned if tp not in self._partitions]
         for tp in new:
-            self._partitions[tp] = _Partition(tp)
+            self._partitions[tp] = Partition(tp)
         ready = {tp: self._partitions[tp].ready for tp in new}
         if self._restores is not None:
             self._restores.start(ready)  # records of these partitions are fetched but wait until then
@@ -332,20 +311,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self._engine.on_assigned(assigned)
-
-
-def _to_commit(partitions: Iterable[_Partition]) -> dict[TopicPartition, int]:
-    """Pure: the committable offset of every partition that moved since its last commit."""
-    offsets = {}
-    for p in partitions:
-        offset = p.tracker.committable()
-        if offset is not None and offset != p.committed:
-            offsets[p.tp] = offset
-    return offsets
-
-
-def _name(tp: TopicPartition) -> str:
-    return f"{tp.topic}[{tp.partition}]"
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

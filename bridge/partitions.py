@@ -1,0 +1,50 @@
+"""The engine's state of one assigned command partition, and the pure questions asked of it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from bridge.offsets import OffsetTracker
+from bridge.records import Incoming
+
+
+@dataclass(eq=False)
+class Partition:
+    """One assigned command partition: its records by key, its offsets, its running key routines."""
+
+    tp: TopicPartition
+    tracker: OffsetTracker = field(default_factory=OffsetTracker)
+    keys: dict[bytes, deque[Incoming]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    committed: int | None = None
+    first_seen: int | None = None
+    started: int = -1  # highest offset handed to the handler
+    drain_below: int | None = None  # set when closing: only lower offsets may still start
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the partition's state is restored
+
+    @property
+    def closing(self) -> bool:
+        return self.drain_below is not None
+
+    def close(self) -> None:
+        if self.drain_below is None:
+            self.drain_below = self.started + 1
+
+
+def to_commit(partitions: Iterable[Partition]) -> dict[TopicPartition, int]:
+    """Pure: the committable offset of every partition that moved since its last commit."""
+    offsets = {}
+    for p in partitions:
+        offset = p.tracker.committable()
+        if offset is not None and offset != p.committed:
+            offsets[p.tp] = offset
+    return offsets
+
+
+def topic_name(tp: TopicPartition) -> str:
+    return f"{tp.topic}[{tp.partition}]"
