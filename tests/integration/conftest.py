@@ -88,7 +88,11 @@ class Stack:
                 self.bridges.remove((b, task))
 
     async def send(
-        self, *commands: tuple[bytes | None, Any], topic: str | None = None, timestamp_ms: int | None = None
+        self,
+        *commands: tuple[bytes | None, Any],
+        topic: str | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap)
         await producer.start()
@@ -96,7 +100,7 @@ class Stack:
             for key, doc in commands:
                 value = doc if isinstance(doc, bytes) or doc is None else orjson.dumps(doc)
                 await producer.send_and_wait(
-                    topic or self.topic_for(doc), value, key=key, timestamp_ms=timestamp_ms
+                    topic or self.topic_for(doc), value, key=key, timestamp_ms=timestamp_ms, headers=headers
                 )
         finally:
             await producer.stop()

@@ -207,7 +207,8 @@ async def test_redrive_resubmits_only_the_matching_outcomes(stack: Stack) -> Non
     first = by_command(await stack.collect(4))
     assert [first[c]["status"] for c in (failed, recovered, other_target, ok)] == ["error"] * 3 + ["queued"]
     await stack.fault("workfloo", {})  # the fix: the provider is back
-    await stack.send((recovered.encode(), workfloo_command(recovered)))  # upstream retried this one itself
+    # upstream re-ran this one itself, deliberately (a plain re-send would be absorbed by the ledger)
+    await stack.send((recovered.encode(), workfloo_command(recovered)), headers=[(REDRIVE, b"1")])
     assert by_command(await stack.collect(1))[recovered]["status"] == "queued"
 
     selection = OutcomeFilter("error", frozenset({examples.WORKFLOO}), TimeRange(since_ms=since_ms))
@@ -218,8 +219,8 @@ async def test_redrive_resubmits_only_the_matching_outcomes(stack: Stack) -> Non
     again = await stack.collect(1)
     assert [(o["command_id"], o["status"]) for o in by_command(again).values()] == [(failed, "queued")]
     assert await stack.collect(1, within_s=3) == []  # nothing else re-submitted (waits out the window)
-    [put_back] = [
-        r for r in await records(stack, stack.settings.topics.run_commands) if REDRIVE in headers(r)
+    [put_back] = [  # what the tool put back carries provenance (the upstream re-run above does not)
+        r for r in await records(stack, stack.settings.topics.run_commands) if REPLAY_FROM in headers(r)
     ]
     meta = headers(put_back)
     assert (put_back.key, meta[REDRIVE], meta[REPLAY_COUNT]) == (failed.encode(), "1", "1")

@@ -119,10 +119,18 @@ async def test_each_command_is_one_trace_from_its_sender_to_its_outcome(
         "data": {k: v for k, v in workfloo_command("x").items() if k != "id"},
     }
     run, js = topics.run_commands, orjson.dumps
+    # binary content mode: the CloudEvents attributes are ce_ headers, the command (without id) the value
+    binary_data = {k: v for k, v in workfloo_command("x").items() if k != "id"}
+    binary_attributes = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", f"{prefix}-binary".encode()),
+        ("ce_source", b"urn:tracing-test"),
+        ("ce_type", b"workflow.command.run"),
+    ]
     sent = [  # Kafka header; CloudEvents structured; CloudEvents binary-mode header; garbage; dead letter
         (run, js(zuora_command(f"{prefix}-header")), [("traceparent", a_parent), ("tracestate", b"rojo=1")]),
         (run, js(envelope), []),
-        (run, js(workfloo_command(f"{prefix}-binary")), [("ce_traceparent", c_parent)]),
+        (run, js(binary_data), [*binary_attributes, ("ce_traceparent", c_parent)]),
         (run, js(workfloo_command(f"{prefix}-garbage")), [("traceparent", b"\xff\xfe00-zz")]),
         (run, b"not json", [("traceparent", e_parent)]),
     ]
