@@ -94,7 +94,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(args)
     if args.command == "check-config":
         settings = load_settings(args.config)
-        print(f"configuration OK: {len(settings.targets)} target(s): {', '.join(sorted(settings.targets))}")
+        names = ", ".join(sorted(settings.targets))
+        print(f"configuration OK: {len(settings.targets)} target(s)" + (f": {names}" if names else ""))
         return 0
     if args.command == "sandbox":
         from bridge.local.commands import serve_sandbox

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
@@ -33,15 +35,33 @@ def command_topic(settings: Settings, doc: dict[str, Any]) -> str:
     return topics.run_commands if family is CommandFamily.RUN else topics.control_commands
 
 
-async def publish_commands(settings: Settings, docs: list[tuple[bytes | None, dict[str, Any]]]) -> None:
+async def started(client: AIOKafkaProducer | AIOKafkaConsumer, settings: Settings, command: str) -> bool:
+    """Start a one-shot client; when the broker cannot be reached say so in one line, no traceback."""
+    try:
+        await client.start()
+    except KafkaError as exc:
+        with contextlib.suppress(KafkaError, OSError):
+            await client.stop()
+        where = settings.kafka.bootstrap_servers
+        print(
+            f"bridge {command}: cannot reach the Kafka broker at {where} ({type(exc).__name__})",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+async def publish_commands(settings: Settings, docs: list[tuple[bytes | None, dict[str, Any]]]) -> bool:
     # a one-shot send gains nothing from an idempotent producer, and some brokers (Tansu) lack it
     producer = AIOKafkaProducer(**client_options(settings.kafka), enable_idempotence=False)
-    await producer.start()
+    if not await started(producer, settings, "send"):
+        return False
     try:
         for key, doc in docs:
             await producer.send_and_wait(command_topic(settings, doc), orjson.dumps(doc), key=key)
     finally:
         await producer.stop()
+    return True
 
 
 async def send_command(settings: Settings, source: str, key: str | None) -> int:
@@ -60,7 +80,8 @@ async def send_command(settings: Settings, source: str, key: str | None) -> int:
         detail = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
         print(f"bridge send: not a valid command: {detail}", file=sys.stderr)
         return 2
-    await publish_commands(settings, [((key or command.id).encode(), doc)])
+    if not await publish_commands(settings, [((key or command.id).encode(), doc)]):
+        return 1
     print(f"sent {command.operation} {command.id} to {command_topic(settings, doc)}")
     return 0
 
@@ -100,7 +121,8 @@ async def tail_outcomes(settings: Settings, args: Namespace) -> int:
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    if not await started(consumer, settings, "tail"):
+        return 1
     seen = 0
     try:
         while args.count is None or seen < args.count:

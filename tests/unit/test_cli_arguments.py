@@ -157,7 +157,7 @@ def test_check_config_never_prints_a_secret(tmp_path: Path, capsys, credentials)
 
 def test_an_empty_file_is_the_defaults(tmp_path: Path, capsys):
     assert cli.main(["check-config", "--config", str(write(tmp_path, ""))]) == 0
-    assert capsys.readouterr().out.startswith("configuration OK: 0 target(s)")
+    assert capsys.readouterr().out == "configuration OK: 0 target(s)\n"
 
 
 def test_a_missing_file_exits_2(tmp_path: Path, capsys):
@@ -232,6 +232,7 @@ def test_send_publishes_to_the_bootstrap_it_is_given(monkeypatch: pytest.MonkeyP
 
     async def publish(settings, docs):
         seen.append((settings.kafka.bootstrap_servers, docs[0][0]))
+        return True
 
     monkeypatch.setattr(commands, "publish_commands", publish)
     doc = '{"id": "r-1", "target": "t", "operation": "zuora.rerun_task", "task_id": "1"}'
@@ -259,3 +260,17 @@ def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(commands, "serve_sandbox", interrupted)
     assert cli.main(["sandbox", "--port", "0"]) == 130
+
+
+@pytest.mark.parametrize("command", ["send", "tail"])
+def test_an_unreachable_broker_is_one_line_and_exit_1(command: str, capsys) -> None:
+    doc = '{"id": "r-1", "target": "t", "operation": "zuora.rerun_task", "task_id": "1"}'
+    args = (
+        ["send", "--bootstrap", "127.0.0.1:1", doc]
+        if command == "send"
+        else ["tail", "--bootstrap", "127.0.0.1:1"]
+    )
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"bridge {command}: cannot reach the Kafka broker at 127.0.0.1:1" in err
+    assert "Traceback" not in err

@@ -86,8 +86,9 @@ def test_routing_follows_renamed_topics():
 def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Settings, list[tuple[bytes | None, Any]]]]:
     sent: list[tuple[Settings, list[tuple[bytes | None, Any]]]] = []
 
-    async def publish(s: Settings, docs: list[tuple[bytes | None, Any]]) -> None:
+    async def publish(s: Settings, docs: list[tuple[bytes | None, Any]]) -> bool:
         sent.append((s, docs))
+        return True
 
     monkeypatch.setattr(commands, "publish_commands", publish)
     return sent
