@@ -26,12 +26,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from bridge import tracing
+from bridge.config import secret_values
 from bridge.engine import Engine
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
 from bridge.health import Readiness, build_health_app, judge_readiness
 from bridge.http import AiohttpTransport
-from bridge.kafka_options import client_options, group_options
+from bridge.kafka_clients import make_consumer, make_producer
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
 from bridge.metrics import Metrics
@@ -39,43 +40,10 @@ from bridge.processor import Processor
 from bridge.providers.oauth import ssl_context_for
 from bridge.providers.registry import build_provider
 from bridge.redact import Redactor
-from bridge.settings import KafkaSettings, Settings
+from bridge.settings import Settings
 
 log = logging.getLogger("bridge.app")
 KafkaClient = TypeVar("KafkaClient", AIOKafkaConsumer, AIOKafkaProducer)
-
-
-def secret_values(settings: Settings) -> list[str]:
-    """Every configured credential, so that logs and outcome bodies can be scrubbed of them."""
-    values = []
-    for model in (*settings.targets.values(), settings.kafka.security):
-        for name in type(model).model_fields:
-            value = getattr(model, name)
-            if hasattr(value, "get_secret_value"):
-                values.append(value.get_secret_value())
-    return values
-
-
-def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        **client_options(kafka),
-        acks="all" if kafka.acks == "all" else int(kafka.acks),
-        enable_idempotence=kafka.enable_idempotence,
-        compression_type=kafka.compression_type,
-        linger_ms=kafka.linger_ms,
-        max_batch_size=min(kafka.max_batch_size, kafka.max_request_size),
-        max_request_size=kafka.max_request_size,
-    )
-
-
-def make_consumer(kafka: KafkaSettings, drain_grace_s: float) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        **client_options(kafka),
-        **group_options(kafka, drain_grace_s),
-        auto_offset_reset=kafka.auto_offset_reset,
-        max_poll_records=kafka.max_poll_records,
-        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-    )
 
 
 def build_targets(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bridge.config import load_settings
+from bridge.config import load_settings, secret_values
 from bridge.errors import ConfigError
 from bridge.logs import configure_logging
 from bridge.redact import Redactor
@@ -122,7 +122,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bridge.app import Bridge, secret_values
+    from bridge.app import Bridge
 
     settings = load_settings(args.config)
     obs = settings.observability

@@ -78,3 +78,14 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must contain a mapping at the top level")
     return parse_settings(raw, env, str(path) if path else "<defaults>")
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured credential, so that logs and outcome bodies can be scrubbed of them."""
+    values = []
+    for model in (*settings.targets.values(), settings.kafka.security):
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if hasattr(value, "get_secret_value"):
+                values.append(value.get_secret_value())
+    return values

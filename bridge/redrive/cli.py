@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from bridge.config import secret_values
 from bridge.logs import configure_logging
 from bridge.outcomes import Status
 from bridge.redact import Redactor
@@ -76,7 +77,6 @@ def add_redrive_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def run_redrive_cli(args: argparse.Namespace, settings: Settings) -> int:
-    from bridge.app import secret_values
 
     configure_logging("INFO", "json", Redactor(secret_values(settings)))
     try:
@@ -114,7 +114,6 @@ def _show(settings: Settings, partition: int, offset: int) -> int:
             f"bridge: no dead letter at {settings.topics.dead_letter}/{partition}/{offset}", file=sys.stderr
         )
         return 1
-    from bridge.app import secret_values
 
     # a record's headers can carry an upstream's credentials: mask them as the logs would
     print(Redactor(secret_values(settings)).scrub(describe_record(record, int(time.time() * 1000))))

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from bridge.errors import BridgeError
+from bridge.kafka_clients import make_producer
 from bridge.kafka_options import client_options
 from bridge.provenance import replay_headers
 from bridge.redrive.select import Coordinates, RecordLike
@@ -43,8 +44,6 @@ async def open_consumer(kafka: KafkaSettings, group_id: str | None = None) -> As
 
 @asynccontextmanager
 async def open_producer(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    from bridge.app import make_producer
-
     # like `bridge send`: a replay is at least once anyway (provenance headers say which), and some
     # brokers (Tansu) have no idempotent producer
     producer = make_producer(kafka.model_copy(update={"enable_idempotence": False}))

@@ -32,7 +32,7 @@ PURE = (
 )
 IO_LIBRARIES = ("aiohttp", "aiokafka")
 # The composition root is wired up by the command-line layer only.
-APP_IMPORTERS = {"bridge.cli", "bridge.redrive.cli", "bridge.redrive.kafka", "bridge.local.stack"}
+APP_IMPORTERS = {"bridge.cli", "bridge.local.stack"}
 # Emulated providers and the embedded stack are for development: the service never depends on them.
 DEV_PACKAGES = ("bridge.sandbox", "bridge.local", "bridge.testing")
 
