@@ -69,6 +69,7 @@ def build_targets(
             ssl=ssl_context_for(target.ca_file),
         )
         metrics.circuit(name, 0)
+        metrics.unknown_outcome_target(name)
         if target.provider in ("zilliant", "zuora"):
             metrics.token_target(name)
     return targets

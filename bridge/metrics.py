@@ -205,6 +205,11 @@ class Metrics:
     def unknown_outcome(self, target: str, resolution: str) -> None:
         self._child(self._unknown_outcomes, target, resolution).inc()
 
+    def unknown_outcome_target(self, target: str) -> None:
+        """Create the target's series at zero, so that increase() sees the first in-doubt command."""
+        for resolution in UNKNOWN_RESOLUTIONS:
+            self._child(self._unknown_outcomes, target, resolution)
+
     def ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
 
@@ -217,6 +222,7 @@ class Metrics:
 
 
 UNKNOWN = "unknown"
+UNKNOWN_RESOLUTIONS = ("retried", "reported", "already_applied", "not_yet_applied")
 
 
 def bounded(value: str | None, allowed: frozenset[str]) -> str:

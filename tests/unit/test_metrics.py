@@ -74,3 +74,17 @@ def test_label_helpers() -> None:
     assert bounded("wf", frozenset({"wf"})) == "wf"
     assert bounded("from-a-command", frozenset({"wf"})) == bounded(None, frozenset()) == "unknown"
     assert [status_class(s) for s in (200, 404, 503, None)] == ["2xx", "4xx", "5xx", "none"]
+
+
+def test_ledger_verbs_and_in_doubt_series_exist_from_the_start() -> None:
+    m = Metrics()
+    m.unknown_outcome_target("loans")
+    assert value(m, "bridge_unknown_outcomes_total", target="loans", resolution="reported") == 0
+    m.unknown_outcome("loans", "reported")
+    m.duplicate("done")
+    m.ledger_entries(42)
+    m.ledger_restored(0.3)
+    assert value(m, "bridge_unknown_outcomes_total", target="loans", resolution="reported") == 1
+    assert value(m, "bridge_duplicates_total", reason="done") == 1
+    assert value(m, "bridge_ledger_entries") == 42
+    assert value(m, "bridge_ledger_restore_seconds_count") == 1
