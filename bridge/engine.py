@@ -27,12 +27,13 @@ from bridge.metrics import Metrics
 from bridge.offsets import may_start
 from bridge.partition_state import PartitionState, Restores
 from bridge.partitions import Partition, to_commit, topic_name
-from bridge.ports import ConsumerPort, ProducerPort
+from bridge.ports import ConsumedRecord, ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
 from bridge.records import Incoming, Outgoing, incoming_from
 from bridge.settings import EngineSettings
 from bridge.stats import EngineStats
+from bridge.undecodable import Undecodable, as_incoming, read_carefully
 
 log = logging.getLogger("bridge.engine")
 
@@ -120,12 +121,26 @@ class Engine:
             log.warning("fetch failed, retrying: %s", exc)
             await asyncio.sleep(1.0)
             return
-        for tp, records in batch.items():
-            partition = self._partitions.get(tp)
+        except ValueError:  # a record the client cannot decode: see bridge/undecodable.py
+            await self._fetch_carefully(room)
+            return
+        for records in batch.values():
+            self._accept_all(records)
+
+    async def _fetch_carefully(self, room: int) -> None:
+        open_partitions = [tp for tp, p in self._partitions.items() if not p.closing]
+        read = await read_carefully(self._consumer, open_partitions, room)
+        self._accept_all(as_incoming(r) if isinstance(r, Undecodable) else r for r in read)
+
+    def _accept_all(self, records: Iterable[ConsumedRecord | Incoming]) -> None:
+        for record in records:
+            partition = self._partitions.get(TopicPartition(record.topic, record.partition))
             if partition is None or partition.closing:
                 continue  # revoked while the batch was in our hands: the new owner will read it
-            for record in records:
-                self._accept(partition, incoming_from(record))
+            if record.offset < partition.next_offset:
+                continue  # the client re-read it (it rewinds after a decode error)
+            partition.next_offset = record.offset + 1
+            self._accept(partition, record if isinstance(record, Incoming) else incoming_from(record))
 
     def _set_paused(self, paused: bool) -> None:
         assigned = self._consumer.assignment()

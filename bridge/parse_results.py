@@ -23,6 +23,7 @@ class DeadLetterReason(StrEnum):
     BAD_CLOUDEVENT = "bad_cloudevent"
     MISSING_ID = "missing_id"
     INTERNAL_ERROR = "internal_error"
+    UNDECODABLE = "undecodable"  # the Kafka client cannot decode the record (e.g. a non-UTF-8 header key)
     ID_REUSED = "id_reused"  # the ledger remembers this id with another payload: not executed
 
 

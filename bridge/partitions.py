@@ -24,6 +24,7 @@ class Partition:
     committed: int | None = None
     first_seen: int | None = None
     started: int = -1  # highest offset handed to the handler
+    next_offset: int = 0  # after the last accepted record: lower ones are the client re-reading
     drain_below: int | None = None  # set when closing: only lower offsets may still start
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the partition's state is restored
 

@@ -72,6 +72,8 @@ class Processor:
             return self.dead_letter(record, DeadLetter(DeadLetterReason.INTERNAL_ERROR, type(exc).__name__))
 
     async def _process(self, record: Incoming) -> Outgoing:
+        if record.undecodable is not None:
+            return self.dead_letter(record, DeadLetter(DeadLetterReason.UNDECODABLE, record.undecodable))
         parsed = parse_command(record.value, self._families[record.topic], self._max_bytes, record.headers)
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)

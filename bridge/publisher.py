@@ -38,7 +38,7 @@ class Publisher:
             try:
                 future = await self._producer.send(
                     outgoing.topic,
-                    value=outgoing.value,
+                    value=_sendable_value(outgoing),
                     key=outgoing.key,
                     headers=outgoing.headers,
                     partition=outgoing.partition,
@@ -59,3 +59,11 @@ class Publisher:
             self._metrics.outcome(*outgoing.labels)
         elif outgoing.dead_letter is not None:
             self._metrics.dead_letter(outgoing.dead_letter.reason.value)
+
+
+def _sendable_value(outgoing: Outgoing) -> bytes | None:
+    """Kafka clients refuse a record with neither key nor value; an empty value then stands for
+    "no value" (a dead letter whose value was omitted, or could not be read, from an unkeyed record)."""
+    if outgoing.value is None and outgoing.key is None:
+        return b""
+    return outgoing.value

@@ -25,6 +25,7 @@ class Incoming:
     value: bytes | None
     headers: Headers = ()
     timestamp_ms: int | None = None
+    undecodable: str | None = None  # why the Kafka client could not decode this record (then no value)
 
     @property
     def source(self) -> SourceRecord:

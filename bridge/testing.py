@@ -54,6 +54,7 @@ class FakeRecord:
     value: bytes | None
     headers: Sequence[Header] = ()
     timestamp: int = -1
+    undecodable: bool = False  # the real client raises on it, as aiokafka does on a non-UTF-8 header key
 
 
 class FakeConsumer:
@@ -90,6 +91,13 @@ class FakeConsumer:
         self._wakeup.set()
         return len(log) - 1
 
+    def add_undecodable(self, topic: str, *, partition: int = 0) -> int:
+        """Append a record that ``getmany`` cannot decode; returns its offset."""
+        log = self.logs.setdefault(TopicPartition(topic, partition), [])
+        log.append(FakeRecord(topic, partition, len(log), None, None, undecodable=True))
+        self._wakeup.set()
+        return len(log) - 1
+
     async def rebalance(self, assigned: Iterable[TopicPartition]) -> None:
         """An eager rebalance, as aiokafka does it: revoke everything, then assign ``assigned``."""
         listener = self._require_listener()
@@ -112,12 +120,12 @@ class FakeConsumer:
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[FakeRecord]]:
-        batch = self._take(max_records)
+        batch = self._take(max_records, partitions)
         if not batch and timeout_ms > 0:
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout_ms / 1000)
-            batch = self._take(max_records)
+            batch = self._take(max_records, partitions)
         return batch
 
     def assignment(self) -> Collection[TopicPartition]:
@@ -145,11 +153,22 @@ class FakeConsumer:
     async def topics(self) -> set[str]:
         return {tp.topic for tp in self.logs}
 
-    def _take(self, max_records: int | None) -> dict[TopicPartition, list[FakeRecord]]:
+    async def position(self, partition: TopicPartition) -> int:
+        return self._positions[partition]
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._positions[partition] = offset
+
+    def _take(
+        self, max_records: int | None, only: Collection[TopicPartition] = ()
+    ) -> dict[TopicPartition, list[FakeRecord]]:
         room = max_records if max_records is not None else 500
         batch: dict[TopicPartition, list[FakeRecord]] = {}
-        for tp in sorted(self._assigned - self._paused):
+        for tp in sorted((self._assigned - self._paused) & (set(only) or self._assigned)):
             records = self.logs.get(tp, [])[self._positions[tp] :][:room]
+            if any(r.undecodable for r in records):
+                # like aiokafka: the whole read fails, nothing is delivered, the position stays
+                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
             if records:
                 batch[tp] = records
                 self._positions[tp] += len(records)
@@ -187,6 +206,8 @@ class FakeProducer:
         headers: list[Header],
         partition: int | None = None,
     ) -> asyncio.Future[None]:
+        if value is None and key is None:  # aiokafka asserts the same
+            raise AssertionError("Need at least one: key or value")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail_next > 0:
             self.fail_next -= 1

@@ -239,3 +239,35 @@ async def test_a_failing_publish_is_retried_until_acknowledged(settings: EngineS
     assert engine.stats.publish_error is None
     engine.request_stop()
     await asyncio.wait_for(task, 2)
+
+
+async def test_a_record_the_client_cannot_decode_is_reported_once_and_passed(world: World) -> None:
+    seen: list[tuple[int, int, str | None]] = []
+    answer = world.provider.__call__
+
+    async def handler(record: Incoming) -> Outgoing:
+        seen.append((record.partition, record.offset, record.undecodable))
+        return await answer(record)
+
+    world.engine._handler = handler
+    add(world, b"a")
+    world.consumer.add_undecodable(TOPIC)
+    add(world, b"a", b"b")
+    add(world, b"c", partition=1)
+    await world.consumer.rebalance([P0, P1])
+    await until(lambda: world.committed() == 4 and world.committed(P1) == 1)
+    assert sorted((p, o) for p, o, _ in seen) == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]  # each once
+    [(_, _, why)] = [s for s in seen if s[2] is not None]
+    assert why is not None and "cannot decode" in why and "UnicodeDecodeError" in why
+    assert not world.task.done()  # the engine kept running
+
+
+async def test_a_result_with_neither_key_nor_value_is_sent_with_an_empty_value(world: World) -> None:
+    async def no_value(record: Incoming) -> Outgoing:
+        return Outgoing(OUT, None, None, [("dlq.reason", b"undecodable")])
+
+    world.engine._handler = no_value
+    world.consumer.add(TOPIC, b"{}")
+    await world.consumer.rebalance([P0])
+    await until(lambda: world.committed() == 1)
+    assert world.producer.values(OUT) == [b""]
