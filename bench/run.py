@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import yaml
 from bench import baselines
 from bench.profile import render, summarise
 from bench.scenarios import Bench, BridgeRun, Check, started
-from bench.stats import Row, Target, ratios, table, write_json
+from bench.stats import Row, Target, phase_table, ratio, ratios, table, write_json
 from bench.workload import Latency, Shape
 
 NOISY = 0.10
@@ -52,6 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--in-flight", type=int, default=1000, help="engine.max_in_flight of the bridge")
     p.add_argument("--rate", type=float, default=None, help="feed at this rate (commands/s), no preload")
     p.add_argument("--no-baselines", action="store_true", help="run the bridge only")
+    p.add_argument("--peers", action="store_true", help="also FastStream (and with --rate the Kafka floor)")
     p.add_argument("--seq-commands", type=int, default=100, help="bound of the sequential baseline")
     p.add_argument("--seq-seconds", type=float, default=15.0, help="time bound of the sequential baseline")
     p.add_argument("--paced-seconds", type=float, default=10.0, help="suite (iii): how long to feed")
@@ -100,6 +101,47 @@ async def with_baselines(
     report.rows.append(await baselines.kafka_only(world, label, shape, args.timeout))
 
 
+async def peer(
+    bench: Bench,
+    report: Report,
+    label: str,
+    kind: str,
+    argv: tuple[str, ...],
+    shape: Shape,
+    latency: Latency,
+    args: Any,
+    rate: float | None = None,
+) -> Row:
+    """A ``bench.peers`` process doing the bridge's job over fresh topics (see bench/peers.py)."""
+    run = BridgeRun(bench, label, shape, latency, 1000, args.timeout, kind=kind, peer=argv)
+    row, check = await (run.paced(rate) if rate else run.preloaded())
+    row.extra["check"] = asdict(check)
+    report.rows.append(row)
+    report.checks[f"{label}/{kind}"] = check
+    order = row.extra.get("order_violations")
+    print(
+        f"[{label}] {kind}: {row.rate:,.1f} commands/s; lost/doubled: {check.missing}/{check.duplicates}; "
+        f"key-order violations: {order}",
+        flush=True,
+    )
+    return row
+
+
+async def faststreams(
+    bench: Bench, report: Report, label: str, shape: Shape, latency: Latency, args: Any
+) -> None:
+    """FastStream with its defaults (one message at a time: bounded like the sequential loop), with
+    ``max_workers`` = the bridge's in-flight, and with one consumer per partition committing after."""
+    one = args.seq_commands if latency.ms > 0 else max(args.seq_commands, 500)
+    small = Shape(min(shape.commands, one), shape.keys, shape.partitions)
+    await peer(bench, report, label, "faststream", ("faststream",), small, latency, args)
+    small = Shape(min(shape.commands, one * shape.partitions), shape.keys, shape.partitions)
+    workers = ("faststream", "--workers", str(args.in_flight))
+    await peer(bench, report, label, "faststream-workers", workers, shape, latency, args)
+    per_partition = ("faststream", "--workers", str(shape.partitions), "--ack-after")
+    await peer(bench, report, label, "faststream-partitions", per_partition, small, latency, args)
+
+
 async def scenario(
     bench: Bench,
     report: Report,
@@ -130,21 +172,20 @@ async def scenario(
 async def suite(bench: Bench, report: Report, args: Any) -> None:
     i = "i-50ms"
     await scenario(bench, report, i, Shape(5000, 1000, 4), Latency(50), 1000, args)
+    await faststreams(bench, report, i, Shape(5000, 1000, 4), Latency(50), args)
     rel = ratios(report.rows, i)
     report.targets += [
         Target(i, "bridge / sequential", rel["x_sequential"], 40, at_least=True),
         Target(i, "bridge / HTTP-only ceiling", rel["of_http_only"], 0.70, at_least=True),
+        Target(i, "bridge CPU/cmd / HTTP-only CPU/request", rel["cpu_vs_http"], 1.5, at_least=False),
+        Target(i, "bridge / FastStream max_workers", rel.get("x_faststream-workers"), 1.0, at_least=True),
     ]
     ii = "ii-0ms"
     top = await scenario(bench, report, ii, Shape(10000, 1000, 4), Latency(0), 1000, args)
     report.targets.append(Target(ii, "commands/s", top.rate, 1500, at_least=True))
-    iii = "iii-paced-50%"
-    rate = max(10.0, top.rate / 2)
-    paced_shape = Shape(int(rate * args.paced_seconds), 1000, 4)
-    half = await scenario(
-        bench, report, iii, paced_shape, Latency(0), 1000, args, rate=rate, baselines_too=False
-    )
-    report.targets.append(Target(iii, "added p99 ms", half.added_p99_ms, 10, at_least=False))
+    cpu = ratios(report.rows, ii)["cpu_vs_http"]
+    report.targets.append(Target(ii, "bridge CPU/cmd / HTTP-only CPU/request", cpu, 1.5, at_least=False))
+    await paced_latency(bench, report, "iii-paced-50%", max(10.0, top.rate / 2), args)
     iv = "iv-5000-held"
     held = await scenario(
         bench,
@@ -162,10 +203,39 @@ async def suite(bench: Bench, report: Report, args: Any) -> None:
     report.targets.append(Target(iv, "commands held at once (scraped)", peak, 5000, at_least=True))
 
 
+async def paced_latency(bench: Bench, report: Report, label: str, rate: float, args: Any) -> None:
+    """The bridge, the Kafka-only floor (same broker, same client settings) and FastStream with
+    max_workers, each fed at ``rate`` with a 0 ms provider, one after the other."""
+    shape = Shape(int(rate * args.paced_seconds), 1000, 4)
+    half = await scenario(bench, report, label, shape, Latency(0), 1000, args, rate=rate, baselines_too=False)
+    floor = await peer(bench, report, label, "kafka-floor", ("echo",), shape, Latency(0), args, rate)
+    workers = ("faststream", "--workers", str(args.in_flight))
+    fast = await peer(bench, report, label, "faststream-workers", workers, shape, Latency(0), args, rate)
+    own = _minus(half.added_p99_ms, floor.e2e_p99_ms)
+    report.targets += [
+        Target(label, "added p99 ms", half.added_p99_ms, 10, at_least=False),
+        Target(label, "bridge-own added p99 ms (added - floor e2e)", own, 10, at_least=False),
+        Target(
+            label,
+            "added p99 bridge / FastStream",
+            ratio(half.added_p99_ms, fast.added_p99_ms),
+            1,
+            at_least=False,
+        ),
+    ]
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
 async def single(bench: Bench, report: Report, args: Any) -> None:
     shape = Shape(args.commands, args.keys, args.partitions)
     latency = Latency(args.latency_ms, args.latency_distribution)
     label = "paced" if args.rate else "custom"
+    if args.peers and args.rate:
+        await paced_latency(bench, report, label, args.rate, args)
+        return
     await scenario(
         bench,
         report,
@@ -177,6 +247,8 @@ async def single(bench: Bench, report: Report, args: Any) -> None:
         rate=args.rate,
         baselines_too=not args.no_baselines and not args.rate,
     )
+    if args.peers:
+        await faststreams(bench, report, label, shape, latency, args)
 
 
 async def smoke(bench: Bench, report: Report, args: Any) -> None:
@@ -191,6 +263,9 @@ async def smoke(bench: Bench, report: Report, args: Any) -> None:
 def print_report(report: Report) -> None:
     print()
     print(table(report.rows))
+    phases = phase_table(report.rows)
+    if phases:
+        print("\nwhere the time goes (ms; bench/decompose.py)\n" + phases)
     if report.targets:
         print()
         print("\n".join(t.line() for t in report.targets))

@@ -17,6 +17,7 @@ import aiohttp
 import yaml
 
 from bench.baselines import World
+from bench.decompose import breakdown, order_violations
 from bench.procs import (
     Child,
     ProcSample,
@@ -111,7 +112,7 @@ def bridge_config(bench: Bench, topics: TopicSettings, in_flight: int, metrics_p
         overrides={
             "topics": topics.model_dump(),
             "kafka": {"group_id": f"bench-bridge-{uuid.uuid4().hex[:8]}"},
-            "engine": {"max_in_flight": in_flight},
+            "engine": {"max_in_flight": in_flight, "timing_header": True},
             "observability": {"log_level": bench.bridge_log_level},
         },
     )
@@ -120,13 +121,16 @@ def bridge_config(bench: Bench, topics: TopicSettings, in_flight: int, metrics_p
     return raw
 
 
-def spawn_bridge(bench: Bench, label: str, config: Any) -> Child:
-    path = bench.workdir / f"{label}.yaml"
+def spawn_bridge(bench: Bench, label: str, config: Any, peer: tuple[str, ...] = ()) -> Child:
+    """The bridge, or with ``peer`` the ``bench.peers`` process doing its job, over ``config``."""
+    name = f"{peer[0]}-{label}" if peer else label
+    path = bench.workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
+    bridge = [*(bench.bridge_cmd or python_module("bridge")), "run", "--config", str(path)]
     return Child.spawn(
-        f"bridge[{label}]",
-        [*(bench.bridge_cmd or python_module("bridge")), "run", "--config", str(path)],
-        bench.workdir / f"{label}.bridge.log",
+        f"{peer[0] if peer else 'bridge'}[{label}]",
+        python_module("bench.peers", *peer, "--config", str(path)) if peer else bridge,
+        bench.workdir / f"{name}.log",
         env={**os.environ, **SANDBOX_ENV},
     )
 
@@ -146,6 +150,9 @@ class BridgeRun:
     offered_rate: float | None = None
     profile_dir: Path | None = None
     warm: Sent = field(default_factory=Sent)
+    kind: str = "bridge"
+    """the row's name; anything but "bridge" runs ``bench.peers`` with ``peer`` instead"""
+    peer: tuple[str, ...] = ()
 
     async def prepare(self) -> TopicSettings:
         await set_latency(self.bench.world.sandbox_url, self.latency)
@@ -192,7 +199,7 @@ class BridgeRun:
         before = {name: read_proc(pid) for name, pid in others.items()}
         busy_before = machine_busy_s()
         async with OutcomeCollector(self.bench.world.bootstrap, topics) as collector:
-            bridge = spawn_bridge(self.bench, self.label, config)
+            bridge = spawn_bridge(self.bench, self.label, config, self.peer)
             spy: Child | None = None
             stop = asyncio.Event()
             watchers = [asyncio.create_task(sample_until(bridge, stop))]
@@ -236,13 +243,15 @@ class BridgeRun:
         service = [a.duration_ms for a in firsts.values()]
         start = min((a.at - a.duration_ms / 1000 for a in firsts.values()), default=0.0)
         end = max((a.at for a in firsts.values()), default=0.0)
-        row = Row(self.label, "bridge", len(firsts), end - start, self.latency.ms)
+        row = Row(self.label, self.kind, len(firsts), end - start, self.latency.ms)
         if final is not None:
             row.peak_rss_mb = final.peak_rss_mb
             row.cpu_s = cpu_between(samples, start, end)
             row.extra["cpu_total_s"] = final.cpu_s
         row.extra["in_flight"] = self.in_flight
         row.extra["shape"] = asdict(self.shape)
+        row.extra["phases"] = breakdown(sent.at, firsts)
+        row.extra["order_violations"] = order_violations(firsts)
         return row.with_latencies(e2e).with_service(service)
 
     def _profile(self, bridge: Child) -> Child | None:

@@ -29,7 +29,7 @@ from bridge.offsets import OffsetTracker, may_start
 from bridge.ports import ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
-from bridge.records import Incoming, Outgoing, incoming_from
+from bridge.records import Incoming, Outgoing, incoming_from, timing_header
 from bridge.settings import EngineSettings
 from bridge.stats import EngineStats
 
@@ -135,12 +135,13 @@ class Engine:
             log.warning("fetch failed, retrying: %s", exc)
             await asyncio.sleep(1.0)
             return
+        fetched = time.time()
         for tp, records in batch.items():
             partition = self._partitions.get(tp)
             if partition is None or partition.closing:
                 continue  # revoked while the batch was in our hands: the new owner will read it
             for record in records:
-                self._accept(partition, incoming_from(record))
+                self._accept(partition, incoming_from(record, fetched))
 
     def _set_paused(self, paused: bool) -> None:
         assigned = self._consumer.assignment()
@@ -182,7 +183,10 @@ class Engine:
             while queue and may_start(queue[0].offset, partition.drain_below):
                 record = queue[0]
                 partition.started = max(partition.started, record.offset)
+                started = time.time()
                 outgoing = await self._handler(record)
+                if self._settings.timing_header:
+                    outgoing.headers.append(timing_header(record.fetched_at, started))
                 await self._publisher.publish(outgoing)
                 queue.popleft()
                 self._finish(partition, record)

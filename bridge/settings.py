@@ -248,6 +248,10 @@ class EngineSettings(_Model):
     )
     max_error_body_bytes: int = Field(default=2048, ge=64)
     publish_retry_backoff_s: float = Field(default=0.5, gt=0)
+    timing_header: bool = Field(
+        default=False,
+        description="Add a bridge.timing header (fetched and started instants) to every outcome.",
+    )
 
 
 class HttpSettings(_Model):
