@@ -80,7 +80,11 @@ class Engine:
         self._commit_lock = asyncio.Lock()
         self.stats = EngineStats()
         self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
+        self._progress_at = 0.0  # time.time() of the last finished command
         metrics.max_in_flight.set(settings.max_in_flight)
+        # read when scraped, not written twice per command on the hot path
+        metrics.in_flight.set_function(lambda: self.stats.in_flight)
+        metrics.last_progress.set_function(lambda: self._progress_at)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -160,7 +164,6 @@ class Engine:
             partition.first_seen = record.offset
         self.stats.in_flight += 1
         self.stats.accepted += 1
-        self._metrics.in_flight.set(self.stats.in_flight)
         if record.key is None:  # no key, no ordering promise: run it on its own
             self._spawn(partition, deque([record]), None)
             return
@@ -200,17 +203,16 @@ class Engine:
         partition.tracker.done(record.offset)
         self.stats.finished += 1
         self.stats.last_progress_at = time.monotonic()
-        self._metrics.last_progress.set(time.time())
+        self._progress_at = now = time.time()
         if record.timestamp_ms and record.timestamp_ms > 0:
             family = self._families.get(record.topic, "unknown")
             self._metrics.child(self._metrics.command_latency, family).observe(
-                max(0.0, time.time() - record.timestamp_ms / 1000)
+                max(0.0, now - record.timestamp_ms / 1000)
             )
         self._release(1)
 
     def _release(self, count: int) -> None:
         self.stats.in_flight -= count
-        self._metrics.in_flight.set(self.stats.in_flight)
         self._capacity.set()
 
     def _publish_error(self, error: str | None) -> None:

@@ -274,13 +274,44 @@ class ObservabilitySettings(_Model):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+Preset = Literal["latency", "throughput"]
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # answer as soon as a command arrives: short broker holds on empty fetches, no producer linger
+    "latency": {"kafka": {"fetch_max_wait_ms": 5, "linger_ms": 0}},
+    # fewer, fuller fetch and produce requests when idle or under load, at some added latency
+    "throughput": {"kafka": {"fetch_max_wait_ms": 100, "linger_ms": 10}},
+}
+"""Settings that trade latency for throughput. A value set explicitly wins over its preset."""
+
+
+def apply_preset(raw: dict[str, Any]) -> dict[str, Any]:
+    """Pure: ``raw`` with the values of its ``preset`` filled in under the explicit ones."""
+    values = PRESETS.get(raw.get("preset") or "")
+    if values is None:
+        return raw  # no preset, or an unknown name that field validation reports
+    merged = dict(raw)
+    for section, defaults in values.items():
+        given = merged.get(section)
+        merged[section] = {**defaults, **given} if isinstance(given, dict) else given or dict(defaults)
+    return merged
+
+
 class Settings(_Model):
+    preset: Preset | None = Field(
+        default=None, description="latency or throughput: a documented set of kafka values (PRESETS)."
+    )
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     engine: EngineSettings = EngineSettings()
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, raw: Any) -> Any:
+        return apply_preset(raw) if isinstance(raw, dict) else raw
 
     @model_validator(mode="after")
     def _dead_letters_fit(self) -> Settings:
