@@ -34,7 +34,9 @@ async def until(condition: Callable[[], bool], within_s: float = 2.0) -> None:
             await asyncio.sleep(0.001)
 
 
-async def run_engine(settings: EngineSettings, gate: asyncio.Event, count: int) -> tuple[Metrics, FakeProducer]:
+async def run_engine(
+    settings: EngineSettings, gate: asyncio.Event, count: int
+) -> tuple[Metrics, FakeProducer]:
     """``count`` records through an engine whose handler waits for ``gate``; returns once all are out."""
     consumer, producer, metrics = FakeConsumer(), FakeProducer(), Metrics()
 
