@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import shlex
 import signal
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ import yaml
 
 from bench import baselines
 from bench.profile import render, summarise
-from bench.scenarios import Bench, BridgeRun, Check, started
+from bench.scenarios import DEFAULT, Bench, BridgeRun, Check, Variant, started
 from bench.stats import Row, Target, phase_table, ratio, ratios, table, write_json
 from bench.workload import Latency, Shape
 
@@ -71,6 +72,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         help='start the bridge with this command instead of "python -m bridge" (e.g. a patched build)',
     )
+    p.add_argument(
+        "--before-cmd",
+        type=shlex.split,
+        default=[],
+        help="also run this bridge build (e.g. the code before a change) in every scenario, A/B/A/B",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="A/B rounds when variants are compared")
     p.add_argument("--profile", type=Path, default=None, help="py-spy each bridge run into this folder")
     p.add_argument("--keep-logs", type=Path, default=None, help="write process logs here (default: temp)")
     return p.parse_args(argv)
@@ -102,29 +110,26 @@ async def with_baselines(
 
 
 async def peer(
-    bench: Bench,
-    report: Report,
-    label: str,
-    kind: str,
-    argv: tuple[str, ...],
-    shape: Shape,
-    latency: Latency,
-    args: Any,
-    rate: float | None = None,
+    bench: Bench, report: Report, label: str, variant: Variant, shape: Shape, latency: Latency, args: Any
 ) -> Row:
     """A ``bench.peers`` process doing the bridge's job over fresh topics (see bench/peers.py)."""
-    run = BridgeRun(bench, label, shape, latency, 1000, args.timeout, kind=kind, peer=argv)
-    row, check = await (run.paced(rate) if rate else run.preloaded())
-    row.extra["check"] = asdict(check)
+    run = BridgeRun(bench, label, shape, latency, 1000, args.timeout, variant=variant)
+    row, check = await run.preloaded()
     report.rows.append(row)
-    report.checks[f"{label}/{kind}"] = check
-    order = row.extra.get("order_violations")
+    report.checks[f"{label}/{variant.kind}"] = check
+    _said(label, variant, 1, row, check)
+    return row
+
+
+def _said(label: str, variant: Variant, number: int, row: Row, check: Check) -> None:
+    row.extra["check"] = asdict(check)
     print(
-        f"[{label}] {kind}: {row.rate:,.1f} commands/s; lost/doubled: {check.missing}/{check.duplicates}; "
-        f"key-order violations: {order}",
+        f"[{label}] {variant.kind} #{number}: {row.rate:,.1f} commands/s; added p50/p99 "
+        f"{row.added_p50_ms or 0:,.1f} / {row.added_p99_ms or 0:,.1f} ms; lost {check.missing}, "
+        f"doubled {check.duplicates}, key-order violations {row.extra.get('order_violations')}; "
+        f"{check.statuses}",
         flush=True,
     )
-    return row
 
 
 async def faststreams(
@@ -134,12 +139,18 @@ async def faststreams(
     ``max_workers`` = the bridge's in-flight, and with one consumer per partition committing after."""
     one = args.seq_commands if latency.ms > 0 else max(args.seq_commands, 500)
     small = Shape(min(shape.commands, one), shape.keys, shape.partitions)
-    await peer(bench, report, label, "faststream", ("faststream",), small, latency, args)
+    await peer(bench, report, label, Variant("faststream", peer=("faststream",)), small, latency, args)
+    await peer(bench, report, label, fast_workers(args), shape, latency, args)
     small = Shape(min(shape.commands, one * shape.partitions), shape.keys, shape.partitions)
-    workers = ("faststream", "--workers", str(args.in_flight))
-    await peer(bench, report, label, "faststream-workers", workers, shape, latency, args)
-    per_partition = ("faststream", "--workers", str(shape.partitions), "--ack-after")
-    await peer(bench, report, label, "faststream-partitions", per_partition, small, latency, args)
+    argv = ("faststream", "--workers", str(shape.partitions), "--ack-after")
+    await peer(bench, report, label, Variant("faststream-partitions", peer=argv), small, latency, args)
+
+
+def fast_workers(args: Any) -> Variant:
+    return Variant("faststream-workers", peer=("faststream", "--workers", str(args.in_flight)))
+
+
+FLOOR = Variant("kafka-floor", peer=("echo",))
 
 
 async def scenario(
@@ -154,13 +165,29 @@ async def scenario(
     rate: float | None = None,
     baselines_too: bool = True,
     watch_in_flight: bool = False,
+    variants: Sequence[Variant] = (),
 ) -> Row:
-    run = BridgeRun(bench, label, shape, latency, in_flight, args.timeout, watch_in_flight)
-    run.profile_dir = args.profile
-    row, check = await (run.paced(rate) if rate else run.preloaded())
-    report.rows.append(row)
-    report.checks[label] = check
-    print(f"[{label}] bridge: {row.rate:,.1f} commands/s; check ok={check.ok} {check.statuses}", flush=True)
+    """The bridge; with ``variants``, ``--rounds`` rounds of the bridge and each variant in turn
+    (A/B/A/B), so that the machine's changing load hits them alike. Returns the bridge's last row."""
+    rounds = args.rounds if variants else 1
+    row = None
+    for number in range(1, rounds + 1):
+        for variant in (DEFAULT, *variants):
+            run = BridgeRun(bench, label, shape, latency, in_flight, args.timeout, watch_in_flight)
+            run.variant = variant
+            run.profile_dir = args.profile if variant is DEFAULT and number == 1 else None
+            got, check = await (run.paced(rate) if rate else run.preloaded())
+            got.extra["round"] = number
+            report.rows.append(got)
+            report.checks[f"{label}/{variant.kind}#{number}"] = check
+            print(
+                f"[{label}] {variant.kind} #{number}: {got.rate:,.1f} commands/s; "
+                f"added p50/p99 {got.added_p50_ms} / {got.added_p99_ms} ms; "
+                f"check ok={check.ok} {check.statuses}",
+                flush=True,
+            )
+            row = got if variant is DEFAULT else row
+    assert row is not None
     if args.profile:
         summary = summarise((args.profile / f"{label}.txt").read_text())
         print(render(summary, 15), flush=True)
@@ -169,9 +196,17 @@ async def scenario(
     return row
 
 
+def compared(args: Any, presets: bool = False) -> list[Variant]:
+    """What ``--before-cmd`` (and for the latency scenario the two presets) add to a scenario."""
+    found = [Variant(f"bridge[{name}]", preset=name) for name in ("latency", "throughput") if presets]
+    if args.before_cmd:
+        found.append(Variant("bridge[before]", cmd=tuple(args.before_cmd), timing=False))
+    return found
+
+
 async def suite(bench: Bench, report: Report, args: Any) -> None:
     i = "i-50ms"
-    await scenario(bench, report, i, Shape(5000, 1000, 4), Latency(50), 1000, args)
+    await scenario(bench, report, i, Shape(5000, 1000, 4), Latency(50), 1000, args, variants=compared(args))
     await faststreams(bench, report, i, Shape(5000, 1000, 4), Latency(50), args)
     rel = ratios(report.rows, i)
     report.targets += [
@@ -181,7 +216,9 @@ async def suite(bench: Bench, report: Report, args: Any) -> None:
         Target(i, "bridge / FastStream max_workers", rel.get("x_faststream-workers"), 1.0, at_least=True),
     ]
     ii = "ii-0ms"
-    top = await scenario(bench, report, ii, Shape(10000, 1000, 4), Latency(0), 1000, args)
+    top = await scenario(
+        bench, report, ii, Shape(10000, 1000, 4), Latency(0), 1000, args, variants=compared(args)
+    )
     report.targets.append(Target(ii, "commands/s", top.rate, 1500, at_least=True))
     cpu = ratios(report.rows, ii)["cpu_vs_http"]
     report.targets.append(Target(ii, "bridge CPU/cmd / HTTP-only CPU/request", cpu, 1.5, at_least=False))
@@ -207,22 +244,38 @@ async def paced_latency(bench: Bench, report: Report, label: str, rate: float, a
     """The bridge, the Kafka-only floor (same broker, same client settings) and FastStream with
     max_workers, each fed at ``rate`` with a 0 ms provider, one after the other."""
     shape = Shape(int(rate * args.paced_seconds), 1000, 4)
-    half = await scenario(bench, report, label, shape, Latency(0), 1000, args, rate=rate, baselines_too=False)
-    floor = await peer(bench, report, label, "kafka-floor", ("echo",), shape, Latency(0), args, rate)
-    workers = ("faststream", "--workers", str(args.in_flight))
-    fast = await peer(bench, report, label, "faststream-workers", workers, shape, Latency(0), args, rate)
-    own = _minus(half.added_p99_ms, floor.e2e_p99_ms)
-    report.targets += [
-        Target(label, "added p99 ms", half.added_p99_ms, 10, at_least=False),
-        Target(label, "bridge-own added p99 ms (added - floor e2e)", own, 10, at_least=False),
-        Target(
-            label,
-            "added p99 bridge / FastStream",
-            ratio(half.added_p99_ms, fast.added_p99_ms),
-            1,
-            at_least=False,
-        ),
+    await scenario(
+        bench,
+        report,
+        label,
+        shape,
+        Latency(0),
+        1000,
+        args,
+        rate=rate,
+        baselines_too=False,
+        variants=[*compared(args, presets=True), FLOOR, fast_workers(args)],
+    )
+    floor = _median(report.rows, label, FLOOR.kind, "e2e_p99_ms")
+    fast = _median(report.rows, label, fast_workers(args).kind, "added_p99_ms")
+    for kind in ("bridge", "bridge[latency]"):
+        added = _median(report.rows, label, kind, "added_p99_ms")
+        report.targets += [
+            Target(label, f"{kind} added p99 ms (median of rounds)", added, 10, at_least=False),
+            Target(
+                label, f"{kind} own added p99 ms (- floor e2e p99)", _minus(added, floor), 10, at_least=False
+            ),
+            Target(
+                label, f"{kind} added p99 / FastStream max_workers", ratio(added, fast), 1, at_least=False
+            ),
+        ]
+
+
+def _median(rows: Sequence[Row], scenario: str, kind: str, attr: str) -> float | None:
+    values = [
+        v for r in rows if r.scenario == scenario and r.kind == kind and (v := getattr(r, attr)) is not None
     ]
+    return statistics.median(values) if values else None
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -317,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
     print_report(report)
     if args.smoke:
-        check = report.checks["smoke"]
+        check = report.checks["smoke/bridge#1"]
         seq = next(r for r in report.rows if r.kind == "sequential")
         ok = check.ok and check.statuses == {"queued": check.expected} and seq.commands == 20
         print(f"smoke: {'OK' if ok else 'FAILED'}: {check}")
