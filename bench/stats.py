@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -98,11 +99,17 @@ def ratio(a: float | None, b: float | None) -> float | None:
 FASTSTREAM_KINDS = ("faststream", "faststream-workers", "faststream-partitions")
 
 
+def _medians(values: dict[str, list[float | None]]) -> dict[str, float | None]:
+    found = {kind: [v for v in vs if v is not None] for kind, vs in values.items()}
+    return {kind: statistics.median(vs) if vs else None for kind, vs in found.items()}
+
+
 def ratios(rows: Sequence[Row], scenario: str) -> dict[str, float | None]:
-    """bridge ÷ each baseline of the same scenario (commands/s; CPU per command ÷ per HTTP request)."""
-    by_kind = {r.kind: r for r in rows if r.scenario == scenario}
-    rate = {kind: row.rate for kind, row in by_kind.items()}
-    cpu = {kind: row.cpu_ms_per_command for kind, row in by_kind.items()}
+    """bridge ÷ each baseline of the same scenario (commands/s; CPU per command ÷ per HTTP request),
+    each the median over the rounds of that run."""
+    mine = [r for r in rows if r.scenario == scenario]
+    rate = _medians({r.kind: [x.rate for x in mine if x.kind == r.kind] for r in mine})
+    cpu = _medians({r.kind: [x.cpu_ms_per_command for x in mine if x.kind == r.kind] for r in mine})
     bridge = rate.get("bridge")
     found = {
         "x_sequential": ratio(bridge, rate.get("sequential")),

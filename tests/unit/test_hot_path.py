@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import orjson
 from aiokafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.engine import Engine
+from bridge.logs import JsonFormatter, _timestamp
 from bridge.metrics import Metrics
 from bridge.outcomes import _OUTCOME_NAMESPACE, SourceRecord, outcome_event_id
 from bridge.records import TIMING_HEADER, Incoming, Outgoing
+from bridge.redact import Redactor
 from bridge.settings import EngineSettings
 from bridge.testing import FakeConsumer, FakeProducer
 
@@ -86,3 +91,17 @@ async def test_timing_header_carries_fetch_then_start() -> None:
 async def test_no_timing_header_by_default() -> None:
     _, producer = await run_engine(EngineSettings(commit_interval_s=0.01), asyncio.Event(), 2)
     assert all(k != TIMING_HEADER for sent in producer.sent for k, _ in sent.headers)
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_log_timestamps_match_datetime_isoformat(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert _timestamp(created) == expected
+
+
+def test_the_json_line_keeps_its_fields_and_their_order() -> None:
+    record = logging.LogRecord("bridge.outcome", logging.INFO, __file__, 1, "outcome %s", ("c-1",), None)
+    record.__dict__.update(command_id="c-1", status="queued", _private="hidden", duration_ms=1.5)
+    line = orjson.loads(JsonFormatter(Redactor()).format(record))
+    assert list(line) == ["ts", "level", "logger", "msg", "command_id", "status", "duration_ms"]
+    assert line["msg"] == "outcome c-1" and line["level"] == "info" and line["duration_ms"] == 1.5
