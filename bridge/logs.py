@@ -63,7 +63,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str, fmt: str, redactor: Redactor) -> None:
     # Neither formatter prints the caller, thread or process: skip collecting them for every record
     # (the "Optimization" section of the logging HOWTO). A record is logged per outcome.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
