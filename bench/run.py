@@ -195,8 +195,11 @@ async def scenario(
 
 
 def compared(args: Any, presets: bool = False) -> list[Variant]:
-    """What ``--before-cmd`` (and for the latency scenario the two presets) add to a scenario."""
+    """What ``--before-cmd`` (and for the latency scenario the two presets and the settings'
+    defaults, ``fetch_max_wait_ms`` 50 and ``linger_ms`` 5) add to a scenario."""
     found = [Variant(f"bridge[{name}]", preset=name) for name in ("latency", "throughput") if presets]
+    if presets:
+        found.append(Variant("bridge[defaults]", field_defaults=True))
     if args.before_cmd:
         found.append(Variant("bridge[before]", cmd=tuple(args.before_cmd), timing=False))
     return found

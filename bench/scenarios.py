@@ -118,6 +118,8 @@ class Variant:
     """set ``engine.timing_header`` (a build from before issue 16 does not know it)"""
     peer: tuple[str, ...] = ()
     """``bench.peers`` arguments: run that process in the bridge's place (same config file)"""
+    field_defaults: bool = False
+    """drop the bench's own ``linger_ms`` / ``fetch_max_wait_ms``: the settings' defaults apply"""
 
 
 DEFAULT = Variant("bridge")
@@ -142,7 +144,8 @@ def bridge_config(
     )
     if variant.preset is not None:
         raw["preset"] = variant.preset
-        for key in PRESETS[variant.preset]["kafka"]:
+    if variant.preset is not None or variant.field_defaults:
+        for key in PRESETS["latency"]["kafka"]:  # both presets set the same keys
             raw["kafka"].pop(key, None)
     for section, values in bench.bridge_overrides.items():
         raw[section] = {**raw.get(section, {}), **values}
