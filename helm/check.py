@@ -401,8 +401,8 @@ def settings_findings(deployment: Doc, config: Doc) -> list[str]:
     """The rendered config.yaml passes the bridge's own settings model (with placeholder secrets)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bridge.errors import ConfigError
     from bridge.config import parse_settings
+    from bridge.errors import ConfigError
 
     environ = {
         e["name"]: e.get("value", "placeholder") for e in bridge_container(deployment).get("env") or []
