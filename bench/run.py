@@ -13,10 +13,11 @@ import argparse
 import asyncio
 import shlex
 import signal
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ import yaml
 from bench import baselines
 from bench.ledger import on_vs_off
 from bench.profile import render, summarise
-from bench.scenarios import Bench, BridgeRun, Check, started
-from bench.stats import Row, Target, ratios, table, write_json
+from bench.scenarios import DEFAULT, Bench, BridgeRun, Check, Variant, started
+from bench.stats import Row, Target, phase_table, ratio, ratios, table, write_json
 from bench.tracing_ab import tracing_ab
 from bench.workload import Latency, Shape
 
@@ -62,6 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--in-flight", type=int, default=1000, help="engine.max_in_flight of the bridge")
     p.add_argument("--rate", type=float, default=None, help="feed at this rate (commands/s), no preload")
     p.add_argument("--no-baselines", action="store_true", help="run the bridge only")
+    p.add_argument("--peers", action="store_true", help="also FastStream (and with --rate the Kafka floor)")
     p.add_argument("--seq-commands", type=int, default=100, help="bound of the sequential baseline")
     p.add_argument("--seq-seconds", type=float, default=15.0, help="time bound of the sequential baseline")
     p.add_argument("--ledger-rounds", type=int, default=2, help="--ledger: alternating off/on rounds")
@@ -94,6 +96,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="--tracing-ab: also run tracing on with this observability.tracing.sample_ratio",
     )
     p.add_argument("--ab-variants", default="", help="--tracing-ab: only these variants, e.g. off,before")
+    p.add_argument(
+        "--before-cmd",
+        type=shlex.split,
+        default=[],
+        help="also run this bridge build (e.g. the code before a change) in every scenario, A/B/A/B",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="A/B rounds when variants are compared")
     p.add_argument("--profile", type=Path, default=None, help="py-spy each bridge run into this folder")
     p.add_argument("--keep-logs", type=Path, default=None, help="write process logs here (default: temp)")
     return p.parse_args(argv)
@@ -124,6 +133,52 @@ async def with_baselines(
     report.rows.append(await baselines.kafka_only(world, label, shape, args.timeout))
 
 
+async def peer(
+    bench: Bench, report: Report, label: str, variant: Variant, shape: Shape, latency: Latency, args: Any
+) -> Row:
+    """A ``bench.peers`` process doing the bridge's job over fresh topics (see bench/peers.py)."""
+    run = BridgeRun(bench, label, shape, latency, 1000, args.timeout, variant=variant)
+    row, check = await run.preloaded()
+    report.rows.append(row)
+    report.checks[f"{label}/{variant.kind}"] = check
+    _said(label, variant, 1, row, check)
+    return row
+
+
+def _said(label: str, variant: Variant, number: int, row: Row, check: Check) -> None:
+    row.extra["check"] = asdict(check)
+    print(
+        f"[{label}] {variant.kind} #{number}: {row.rate:,.1f} commands/s; added p50/p99 "
+        f"{row.added_p50_ms or 0:,.1f} / {row.added_p99_ms or 0:,.1f} ms; lost {check.missing}, "
+        f"doubled {check.duplicates}, key-order violations {row.extra.get('order_violations')}; "
+        f"{check.statuses}",
+        flush=True,
+    )
+
+
+async def faststreams(
+    bench: Bench, report: Report, label: str, shape: Shape, latency: Latency, args: Any
+) -> None:
+    """FastStream with its defaults (one message at a time: bounded like the sequential loop), with
+    ``max_workers`` = the bridge's in-flight, and with one consumer per partition committing after."""
+    one = args.seq_commands if latency.ms > 0 else max(args.seq_commands, 500)
+    small = Shape(min(shape.commands, one), shape.keys, shape.partitions)
+    await peer(bench, report, label, Variant("faststream", peer=("faststream",)), small, latency, args)
+    await peer(bench, report, label, fast_workers(args), shape, latency, args)
+    small = Shape(min(shape.commands, one * shape.partitions), shape.keys, shape.partitions)
+    argv = ("faststream", "--workers", str(shape.partitions), "--ack-after")
+    await peer(bench, report, label, Variant("faststream-partitions", peer=argv), small, latency, args)
+
+
+def fast_workers(args: Any) -> Variant:
+    return Variant("faststream-workers", peer=("faststream", "--workers", str(args.in_flight)))
+
+
+FLOOR = Variant("kafka-floor", peer=("echo",))
+UNTIMED = Variant("bridge", timing=False)
+"""The bridge without the timing header: throughput and CPU comparable with a build from before it."""
+
+
 async def scenario(
     bench: Bench,
     report: Report,
@@ -136,13 +191,25 @@ async def scenario(
     rate: float | None = None,
     baselines_too: bool = True,
     watch_in_flight: bool = False,
+    variants: Sequence[Variant] = (),
+    base: Variant = DEFAULT,
 ) -> Row:
-    run = BridgeRun(bench, label, shape, latency, in_flight, args.timeout, watch_in_flight)
-    run.profile_dir = args.profile
-    row, check = await (run.paced(rate) if rate else run.preloaded())
-    report.rows.append(row)
-    report.checks[label] = check
-    print(f"[{label}] bridge: {row.rate:,.1f} commands/s; check ok={check.ok} {check.statuses}", flush=True)
+    """The bridge; with ``variants``, ``--rounds`` rounds of the bridge and each variant in turn
+    (A/B/A/B), so that the machine's changing load hits them alike. Returns the bridge's last row."""
+    rounds = args.rounds if variants else 1
+    row = None
+    for number in range(1, rounds + 1):
+        for variant in (base, *variants):
+            run = BridgeRun(bench, label, shape, latency, in_flight, args.timeout, watch_in_flight)
+            run.variant = variant
+            run.profile_dir = args.profile if variant is base and number == 1 else None
+            got, check = await (run.paced(rate) if rate else run.preloaded())
+            got.extra["round"] = number
+            report.rows.append(got)
+            report.checks[f"{label}/{variant.kind}#{number}"] = check
+            _said(label, variant, number, got, check)
+            row = got if variant is base else row
+    assert row is not None
     if args.profile:
         summary = summarise((args.profile / f"{label}.txt").read_text())
         print(render(summary, 15), flush=True)
@@ -151,24 +218,48 @@ async def scenario(
     return row
 
 
+def compared(args: Any, presets: bool = False) -> list[Variant]:
+    """What ``--before-cmd`` (and for the latency scenario the throughput preset and the settings'
+    defaults, ``fetch_max_wait_ms`` 50 and ``linger_ms`` 5) add to a scenario."""
+    # the bench's own kafka values (bridge.local.stack) are the latency preset's: no row of its own
+    found = [Variant("bridge[throughput]", preset="throughput")] if presets else []
+    if presets:
+        found.append(Variant("bridge[defaults]", field_defaults=True))
+    if args.before_cmd:
+        found.append(Variant("bridge[before]", cmd=tuple(args.before_cmd), timing=False))
+    return found
+
+
 async def suite(bench: Bench, report: Report, args: Any) -> None:
     i = "i-50ms"
-    await scenario(bench, report, i, Shape(5000, 1000, 4), Latency(50), 1000, args)
+    await scenario(
+        bench, report, i, Shape(5000, 1000, 4), Latency(50), 1000, args, variants=compared(args), base=UNTIMED
+    )
+    await faststreams(bench, report, i, Shape(5000, 1000, 4), Latency(50), args)
     rel = ratios(report.rows, i)
     report.targets += [
         Target(i, "bridge / sequential", rel["x_sequential"], 40, at_least=True),
         Target(i, "bridge / HTTP-only ceiling", rel["of_http_only"], 0.70, at_least=True),
+        Target(i, "bridge CPU/cmd / HTTP-only CPU/request", rel["cpu_vs_http"], 1.5, at_least=False),
+        Target(i, "bridge / FastStream max_workers", rel.get("x_faststream-workers"), 1.0, at_least=True),
     ]
     ii = "ii-0ms"
-    top = await scenario(bench, report, ii, Shape(10000, 1000, 4), Latency(0), 1000, args)
-    report.targets.append(Target(ii, "commands/s", top.rate, 1500, at_least=True))
-    iii = "iii-paced-50%"
-    rate = max(10.0, top.rate / 2)
-    paced_shape = Shape(int(rate * args.paced_seconds), 1000, 4)
-    half = await scenario(
-        bench, report, iii, paced_shape, Latency(0), 1000, args, rate=rate, baselines_too=False
+    top = await scenario(
+        bench,
+        report,
+        ii,
+        Shape(10000, 1000, 4),
+        Latency(0),
+        1000,
+        args,
+        variants=compared(args),
+        base=UNTIMED,
     )
-    report.targets.append(Target(iii, "added p99 ms", half.added_p99_ms, 10, at_least=False))
+    top_rate = _median(report.rows, ii, "bridge", "rate") or top.rate
+    report.targets.append(Target(ii, "commands/s (median of rounds)", top_rate, 1500, at_least=True))
+    cpu = ratios(report.rows, ii)["cpu_vs_http"]
+    report.targets.append(Target(ii, "bridge CPU/cmd / HTTP-only CPU/request", cpu, 1.5, at_least=False))
+    await paced_latency(bench, report, "iii-paced-50%", max(10.0, top_rate / 2), args)
     iv = "iv-5000-held"
     held = await scenario(
         bench,
@@ -186,10 +277,55 @@ async def suite(bench: Bench, report: Report, args: Any) -> None:
     report.targets.append(Target(iv, "commands held at once (scraped)", peak, 5000, at_least=True))
 
 
+async def paced_latency(bench: Bench, report: Report, label: str, rate: float, args: Any) -> None:
+    """The bridge, the Kafka-only floor (same broker, same client settings) and FastStream with
+    max_workers, each fed at ``rate`` with a 0 ms provider, one after the other."""
+    shape = Shape(int(rate * args.paced_seconds), 1000, 4)
+    await scenario(
+        bench,
+        report,
+        label,
+        shape,
+        Latency(0),
+        1000,
+        args,
+        rate=rate,
+        baselines_too=False,
+        variants=[*compared(args, presets=True), FLOOR, fast_workers(args)],
+    )
+    floor = _median(report.rows, label, FLOOR.kind, "e2e_p99_ms")
+    fast = _median(report.rows, label, fast_workers(args).kind, "added_p99_ms")
+    for kind in ("bridge",):
+        added = _median(report.rows, label, kind, "added_p99_ms")
+        report.targets += [
+            Target(label, f"{kind} added p99 ms (median of rounds)", added, 10, at_least=False),
+            Target(
+                label, f"{kind} own added p99 ms (- floor e2e p99)", _minus(added, floor), 10, at_least=False
+            ),
+            Target(
+                label, f"{kind} added p99 / FastStream max_workers", ratio(added, fast), 1, at_least=False
+            ),
+        ]
+
+
+def _median(rows: Sequence[Row], scenario: str, kind: str, attr: str) -> float | None:
+    values = [
+        v for r in rows if r.scenario == scenario and r.kind == kind and (v := getattr(r, attr)) is not None
+    ]
+    return statistics.median(values) if values else None
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
 async def single(bench: Bench, report: Report, args: Any) -> None:
     shape = Shape(args.commands, args.keys, args.partitions)
     latency = Latency(args.latency_ms, args.latency_distribution)
     label = "paced" if args.rate else "custom"
+    if args.peers and args.rate:
+        await paced_latency(bench, report, label, args.rate, args)
+        return
     await scenario(
         bench,
         report,
@@ -201,6 +337,8 @@ async def single(bench: Bench, report: Report, args: Any) -> None:
         rate=args.rate,
         baselines_too=not args.no_baselines and not args.rate,
     )
+    if args.peers:
+        await faststreams(bench, report, label, shape, latency, args)
 
 
 async def smoke(bench: Bench, report: Report, args: Any) -> None:
@@ -215,6 +353,9 @@ async def smoke(bench: Bench, report: Report, args: Any) -> None:
 def print_report(report: Report) -> None:
     print()
     print(table(report.rows))
+    phases = phase_table(report.rows)
+    if phases:
+        print("\nwhere the time goes (ms; bench/decompose.py)\n" + phases)
     if report.targets:
         print()
         print("\n".join(t.line() for t in report.targets))
@@ -270,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
     print_report(report)
     if args.smoke:
-        check = report.checks["smoke"]
+        check = report.checks["smoke/bridge#1"]
         seq = next(r for r in report.rows if r.kind == "sequential")
         ok = check.ok and check.statuses == {"queued": check.expected} and seq.commands == 20
         print(f"smoke: {'OK' if ok else 'FAILED'}: {check}")

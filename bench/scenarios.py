@@ -17,6 +17,7 @@ import aiohttp
 import yaml
 
 from bench.baselines import World
+from bench.decompose import breakdown, order_violations
 from bench.procs import (
     Child,
     ProcSample,
@@ -32,6 +33,7 @@ from bench.stats import Row
 from bench.workload import Latency, OutcomeCollector, Sent, Shape, make_topics, paced, preload, set_latency
 from bridge.local.broker import RunningBroker, free_port, start_broker
 from bridge.local.stack import SANDBOX_ENV, local_config
+from bridge.presets import PRESETS
 from bridge.settings import TopicSettings
 
 CPUS = os.cpu_count() or 1
@@ -103,7 +105,33 @@ class Check:
         )
 
 
-def bridge_config(bench: Bench, topics: TopicSettings, in_flight: int, metrics_port: int | None) -> Any:
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A bridge build or configuration compared with the default in the same run."""
+
+    kind: str
+    """the row's name, e.g. ``bridge[latency]``"""
+    preset: str | None = None
+    """``latency`` or ``throughput``: the bench's own kafka values give way to the preset's"""
+    cmd: tuple[str, ...] = ()
+    """start it with this instead of ``--bridge-cmd`` (e.g. the code before this branch)"""
+    timing: bool = True
+    """set ``engine.timing_header`` (a build from before issue 16 does not know it)"""
+    peer: tuple[str, ...] = ()
+    """``bench.peers`` arguments: run that process in the bridge's place (same config file)"""
+    field_defaults: bool = False
+    """drop the bench's own ``linger_ms`` / ``fetch_max_wait_ms``: the settings' defaults apply"""
+
+
+DEFAULT = Variant("bridge")
+
+
+def bridge_config(
+    bench: Bench, topics: TopicSettings, in_flight: int, metrics_port: int | None, variant: Variant = DEFAULT
+) -> Any:
+    engine: dict[str, Any] = {"max_in_flight": in_flight, "timing_header": True}
+    if not variant.timing:
+        del engine["timing_header"]
     raw = local_config(
         bench.world.bootstrap,
         bench.world.sandbox_url,
@@ -111,22 +139,30 @@ def bridge_config(bench: Bench, topics: TopicSettings, in_flight: int, metrics_p
         overrides={
             "topics": topics.model_dump(),
             "kafka": {"group_id": f"bench-bridge-{uuid.uuid4().hex[:8]}"},
-            "engine": {"max_in_flight": in_flight},
+            "engine": engine,
             "observability": {"log_level": bench.bridge_log_level},
         },
     )
+    if variant.preset is not None:
+        raw["preset"] = variant.preset
+    if variant.preset is not None or variant.field_defaults:
+        for key in PRESETS["latency"]["kafka"]:  # both presets set the same keys
+            raw["kafka"].pop(key, None)
     for section, values in bench.bridge_overrides.items():
         raw[section] = {**raw.get(section, {}), **values}
     return raw
 
 
-def spawn_bridge(bench: Bench, label: str, config: Any) -> Child:
-    path = bench.workdir / f"{label}.yaml"
+def spawn_bridge(bench: Bench, label: str, config: Any, variant: Variant = DEFAULT) -> Child:
+    """The bridge (as ``variant`` says), or with ``peer`` the ``bench.peers`` process doing its job."""
+    name = f"{label}.{variant.kind}"
+    path = bench.workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
+    bridge = [*(variant.cmd or bench.bridge_cmd or python_module("bridge")), "run", "--config", str(path)]
     return Child.spawn(
-        f"bridge[{label}]",
-        [*(bench.bridge_cmd or python_module("bridge")), "run", "--config", str(path)],
-        bench.workdir / f"{label}.bridge.log",
+        f"{variant.kind}[{label}]",
+        python_module("bench.peers", *variant.peer, "--config", str(path)) if variant.peer else bridge,
+        bench.workdir / f"{name}.log",
         env={**os.environ, **SANDBOX_ENV},
     )
 
@@ -146,6 +182,7 @@ class BridgeRun:
     offered_rate: float | None = None
     profile_dir: Path | None = None
     warm: Sent = field(default_factory=Sent)
+    variant: Variant = DEFAULT
 
     async def prepare(self) -> TopicSettings:
         await set_latency(self.bench.world.sandbox_url, self.latency)
@@ -187,12 +224,12 @@ class BridgeRun:
         drive: Callable[[OutcomeCollector, Callable[[], bool]], Any],
     ) -> tuple[Row, Check]:
         metrics_port = free_port() if self.watch_in_flight else None
-        config = bridge_config(self.bench, topics, self.in_flight, metrics_port)
+        config = bridge_config(self.bench, topics, self.in_flight, metrics_port, self.variant)
         others = {"sandbox": self.bench.sandbox.pid, "broker": self.bench.broker_pid, "bench": os.getpid()}
         before = {name: read_proc(pid) for name, pid in others.items()}
         busy_before = machine_busy_s()
         async with OutcomeCollector(self.bench.world.bootstrap, topics) as collector:
-            bridge = spawn_bridge(self.bench, self.label, config)
+            bridge = spawn_bridge(self.bench, self.label, config, self.variant)
             spy: Child | None = None
             stop = asyncio.Event()
             watchers = [asyncio.create_task(sample_until(bridge, stop))]
@@ -236,13 +273,15 @@ class BridgeRun:
         service = [a.duration_ms for a in firsts.values()]
         start = min((a.at - a.duration_ms / 1000 for a in firsts.values()), default=0.0)
         end = max((a.at for a in firsts.values()), default=0.0)
-        row = Row(self.label, "bridge", len(firsts), end - start, self.latency.ms)
+        row = Row(self.label, self.variant.kind, len(firsts), end - start, self.latency.ms)
         if final is not None:
             row.peak_rss_mb = final.peak_rss_mb
             row.cpu_s = cpu_between(samples, start, end)
             row.extra["cpu_total_s"] = final.cpu_s
         row.extra["in_flight"] = self.in_flight
         row.extra["shape"] = asdict(self.shape)
+        row.extra["phases"] = breakdown(sent.at, firsts)
+        row.extra["order_violations"] = order_violations(firsts)
         return row.with_latencies(e2e).with_service(service)
 
     def _profile(self, bridge: Child) -> Child | None:

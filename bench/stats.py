@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -47,6 +48,10 @@ class Row:
     @property
     def rate(self) -> float:
         return self.commands / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms_per_command(self) -> float | None:
+        return self.cpu_s * 1000 / self.commands if self.cpu_s is not None and self.commands else None
 
     def with_latencies(self, e2e_ms: Sequence[float]) -> Row:
         self.e2e_p50_ms = percentile(e2e_ms, 0.50)
@@ -91,15 +96,31 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+FASTSTREAM_KINDS = ("faststream", "faststream-workers", "faststream-partitions")
+
+
+def _medians(values: dict[str, list[float | None]]) -> dict[str, float | None]:
+    found = {kind: [v for v in vs if v is not None] for kind, vs in values.items()}
+    return {kind: statistics.median(vs) if vs else None for kind, vs in found.items()}
+
+
 def ratios(rows: Sequence[Row], scenario: str) -> dict[str, float | None]:
-    """bridge ÷ each baseline of the same scenario (commands/s)."""
-    by_kind = {r.kind: r.rate for r in rows if r.scenario == scenario}
-    bridge = by_kind.get("bridge")
-    return {
-        "x_sequential": ratio(bridge, by_kind.get("sequential")),
-        "of_http_only": ratio(bridge, by_kind.get("http-only")),
-        "of_kafka_only": ratio(bridge, by_kind.get("kafka-only")),
+    """bridge ÷ each baseline of the same scenario (commands/s; CPU per command ÷ per HTTP request),
+    each the median over the rounds of that run."""
+    mine = [r for r in rows if r.scenario == scenario]
+    rate = _medians({r.kind: [x.rate for x in mine if x.kind == r.kind] for r in mine})
+    cpu = _medians({r.kind: [x.cpu_ms_per_command for x in mine if x.kind == r.kind] for r in mine})
+    bridge = rate.get("bridge")
+    found = {
+        "x_sequential": ratio(bridge, rate.get("sequential")),
+        "of_http_only": ratio(bridge, rate.get("http-only")),
+        "of_kafka_only": ratio(bridge, rate.get("kafka-only")),
+        "cpu_vs_http": ratio(cpu.get("bridge"), cpu.get("http-only")),
     }
+    for kind in FASTSTREAM_KINDS:
+        if kind in rate:
+            found[f"x_{kind}"] = ratio(bridge, rate[kind])
+    return found
 
 
 def _num(value: float | None, fmt: str = "{:,.1f}") -> str:
@@ -119,6 +140,7 @@ HEADER = (
     "added p50/p99 ms",
     "RSS MB",
     "CPU s",
+    "CPU ms/cmd",
     "x seq",
     "/HTTP",
     "/Kafka",
@@ -139,15 +161,36 @@ def table(rows: Sequence[Row]) -> str:
                 _pair(row.added_p50_ms, row.added_p99_ms),
                 _num(row.peak_rss_mb),
                 _num(row.cpu_s, "{:,.2f}"),
+                _num(row.cpu_ms_per_command, "{:.3f}"),
                 _num(rel.get("x_sequential")),
                 _num(rel.get("of_http_only"), "{:.0%}"),
                 _num(rel.get("of_kafka_only"), "{:.0%}"),
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    return _render(lines)
+
+
+def _render(lines: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = [" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines]
     out.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+PHASE_HEADER = ("fetch wait", "key wait", "provider", "own", "outcome")
+"""The phases of bench/decompose.py, in order."""
+
+
+def phase_table(rows: Sequence[Row]) -> str:
+    """p50 / p99 ms of each phase (bench/decompose.py) for every run that carried the timing header."""
+    titles = (f"{h} p50/p99" for h in PHASE_HEADER)
+    lines: list[tuple[str, ...]] = [("scenario", "run", *titles, "e2e p50/p99")]
+    for row in rows:
+        found = row.extra.get("phases") or {}
+        if found:
+            cells = tuple(_pair(*found[name]) for name in PHASE_HEADER)
+            lines.append((row.scenario, row.kind, *cells, _pair(row.e2e_p50_ms, row.e2e_p99_ms)))
+    return _render(lines) if len(lines) > 1 else ""
 
 
 def write_json(args: dict[str, Any], rows: Sequence[Row], targets: Sequence[Target]) -> Path:

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.local.broker import create_topics
 from bridge.local.stack import topic_layout
+from bridge.records import TIMING_HEADER
 from bridge.sandbox import config as seeds
 from bridge.settings import TopicSettings
 
@@ -128,8 +129,25 @@ async def paced(
 @dataclass
 class Arrival:
     at: float
+    """time.time() when the benchmark's consumer read the outcome"""
     duration_ms: float
     status: str
+    key: bytes | None = None
+    sent_ms: int = 0
+    """the outcome record's timestamp: when the bridge handed it to its producer"""
+    fetched_ms: float | None = None
+    """from the ``bridge.timing`` header: when the bridge's fetch returned the command"""
+    started_ms: float | None = None
+    """from the ``bridge.timing`` header: when the command's key routine started it"""
+
+
+def read_timing(headers: Any) -> tuple[float | None, float | None]:
+    """``bridge.timing`` header -> (fetched_ms, started_ms); (None, None) without it."""
+    for name, value in headers or ():
+        if name == TIMING_HEADER and value:
+            fetched, _, started = value.partition(b",")
+            return float(fetched), float(started)
+    return None, None
 
 
 class OutcomeCollector:
@@ -185,7 +203,10 @@ class OutcomeCollector:
             return
         try:
             data = orjson.loads(rec.value)["data"]
-            arrival = Arrival(now, float(data.get("duration_ms") or 0.0), str(data.get("status")))
+            fetched, started = read_timing(rec.headers)
+            duration = float(data.get("duration_ms") or 0.0)
+            status = str(data.get("status"))
+            arrival = Arrival(now, duration, status, rec.key, rec.timestamp, fetched, started)
             self.arrivals.setdefault(str(data["command_id"]), []).append(arrival)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             self.unreadable += 1

@@ -30,7 +30,7 @@ from bridge.partitions import Partition, to_commit, topic_name
 from bridge.ports import ConsumedRecord, ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
-from bridge.records import Incoming, Outgoing, incoming_from
+from bridge.records import Incoming, Outgoing, incoming_from, timing_header
 from bridge.settings import EngineSettings
 from bridge.stats import EngineStats
 from bridge.undecodable import Undecodable, as_incoming, read_carefully
@@ -64,7 +64,9 @@ class Engine:
         self.stats = EngineStats()
         self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
         self._restores = Restores(state, self.stats) if state is not None else None
-        metrics.in_flight(0, settings.max_in_flight)
+        self._progress_at = 0.0  # time.time() of the last finished command
+        # read when scraped, not written twice per command on the hot path
+        metrics.watch_engine(lambda: self.stats.in_flight, lambda: self._progress_at, settings.max_in_flight)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -124,15 +126,16 @@ class Engine:
         except ValueError:  # a record the client cannot decode: see bridge/undecodable.py
             await self._fetch_carefully(room)
             return
+        fetched = time.time()
         for records in batch.values():
-            self._accept_all(records)
+            self._accept_all(records, fetched)
 
     async def _fetch_carefully(self, room: int) -> None:
         open_partitions = [tp for tp, p in self._partitions.items() if not p.closing]
         read = await read_carefully(self._consumer, open_partitions, room)
-        self._accept_all(as_incoming(r) if isinstance(r, Undecodable) else r for r in read)
+        self._accept_all((as_incoming(r) if isinstance(r, Undecodable) else r for r in read), time.time())
 
-    def _accept_all(self, records: Iterable[ConsumedRecord | Incoming]) -> None:
+    def _accept_all(self, records: Iterable[ConsumedRecord | Incoming], fetched: float) -> None:
         for record in records:
             partition = self._partitions.get(TopicPartition(record.topic, record.partition))
             if partition is None or partition.closing:
@@ -140,7 +143,9 @@ class Engine:
             if record.offset < partition.next_offset:
                 continue  # the client re-read it (it rewinds after a decode error)
             partition.next_offset = record.offset + 1
-            self._accept(partition, record if isinstance(record, Incoming) else incoming_from(record))
+            self._accept(
+                partition, record if isinstance(record, Incoming) else incoming_from(record, fetched)
+            )
 
     def _set_paused(self, paused: bool) -> None:
         assigned = self._consumer.assignment()
@@ -159,7 +164,6 @@ class Engine:
             partition.first_seen = record.offset
         self.stats.in_flight += 1
         self.stats.accepted += 1
-        self._metrics.in_flight(self.stats.in_flight)
         if record.key is None:  # no key, no ordering promise: run it on its own
             self._spawn(partition, deque([record]), None)
             return
@@ -183,7 +187,10 @@ class Engine:
             while queue and may_start(queue[0].offset, partition.drain_below):
                 record = queue[0]
                 partition.started = max(partition.started, record.offset)
+                started = time.time()
                 outgoing = await self._handler(record)
+                if self._settings.timing_header:
+                    outgoing.headers.append(timing_header(record.fetched_at, started))
                 if not outgoing.skip:
                     await self._publisher.publish(outgoing)
                 for extra in outgoing.then:  # the ledger's entry: acknowledged before the offset is committed
@@ -200,14 +207,16 @@ class Engine:
         partition.tracker.done(record.offset)
         self.stats.finished += 1
         self.stats.last_progress_at = time.monotonic()
+        self._progress_at = now = time.time()
         stamp = record.timestamp_ms
-        latency = max(0.0, time.time() - stamp / 1000) if stamp and stamp > 0 else None
-        self._metrics.finished(self._families.get(record.topic, "unknown"), latency)
+        if stamp and stamp > 0:
+            self._metrics.command_latency(
+                self._families.get(record.topic, "unknown"), max(0.0, now - stamp / 1000)
+            )
         self._release(1)
 
     def _release(self, count: int) -> None:
         self.stats.in_flight -= count
-        self._metrics.in_flight(self.stats.in_flight)
         self._capacity.set()
 
     def _publish_error(self, error: str | None) -> None:

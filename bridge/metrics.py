@@ -8,7 +8,7 @@ classes come from configuration or enums, never from command content.
 from __future__ import annotations
 
 import contextlib
-import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -139,16 +139,17 @@ class Metrics:
     def dead_letter(self, reason: str) -> None:
         self._child(self._dead_letters, reason).inc()
 
-    def finished(self, family: str, latency_s: float | None) -> None:
-        """A command's result was acknowledged; ``latency_s`` from its record timestamp, when known."""
-        self._last_progress.set(time.time())
-        if latency_s is not None:
-            self._child(self._command_latency, family).observe(latency_s)
+    def command_latency(self, family: str, seconds: float) -> None:
+        """A command's result was acknowledged ``seconds`` after its record timestamp."""
+        self._child(self._command_latency, family).observe(seconds)
 
-    def in_flight(self, count: int, limit: int | None = None) -> None:
-        self._in_flight.set(count)
-        if limit is not None:
-            self._max_in_flight.set(limit)
+    def watch_engine(
+        self, in_flight: Callable[[], float], last_progress: Callable[[], float], limit: int
+    ) -> None:
+        """The engine's in-flight count and last-progress time, read when scraped (not per command)."""
+        self._in_flight.set_function(in_flight)
+        self._last_progress.set_function(last_progress)
+        self._max_in_flight.set(limit)
 
     # -- provider calls ---------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Outcomes are CloudEvents 1.0 in structured JSON mode. ``type`` is ``workflow.out
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ CLOUDEVENTS_SOURCE = "urn:workflow-bridge"
 OUTCOME_TYPE_PREFIX = "workflow.outcome."
 # Deterministic event ids: a redelivered command yields an outcome with the same CloudEvents id.
 _OUTCOME_NAMESPACE = uuid.UUID("6f1c7f53-2b4e-4d8a-9a43-0c1d7e1f5b21")
+_NAMESPACE_SHA1 = hashlib.sha1(_OUTCOME_NAMESPACE.bytes, usedforsecurity=False)
 
 
 class ProviderKind(StrEnum):
@@ -106,7 +108,14 @@ def outcome_type(status: Status) -> str:
 
 
 def outcome_event_id(source: SourceRecord) -> str:
-    return str(uuid.uuid5(_OUTCOME_NAMESPACE, f"{source.topic}/{source.partition}/{source.offset}"))
+    """``uuid5(_OUTCOME_NAMESPACE, "topic/partition/offset")``, without building a ``uuid.UUID``."""
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(f"{source.topic}/{source.partition}/{source.offset}".encode())
+    raw = bytearray(digest.digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def to_cloudevent(

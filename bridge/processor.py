@@ -229,6 +229,8 @@ def command_deadline(command: Command, record_time: datetime, max_age_s: float |
 
 
 def _log_outcome(data: OutcomeData) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return  # the extra fields are not even built
     log.info(
         "outcome %s %s",
         data.command_id,

@@ -26,6 +26,8 @@ class Incoming:
     headers: Headers = ()
     timestamp_ms: int | None = None
     undecodable: str | None = None  # why the Kafka client could not decode this record (then no value)
+    fetched_at: float = 0.0
+    """time.time() when the engine's fetch returned this record (0: unknown)."""
 
     @property
     def source(self) -> SourceRecord:
@@ -58,7 +60,16 @@ class Outgoing:
 SKIP = Outgoing("", None, None, skip=True)
 
 
-def incoming_from(record: ConsumedRecord) -> Incoming:
+TIMING_HEADER = "bridge.timing"
+"""Optional outcome header (``engine.timing_header``): ``b"<fetched>,<started>"``, the
+epoch milliseconds at which the engine fetched the command and started it, for latency breakdowns."""
+
+
+def timing_header(fetched_at: float, started_at: float) -> Header:
+    return (TIMING_HEADER, b"%.1f,%.1f" % (fetched_at * 1000, started_at * 1000))
+
+
+def incoming_from(record: ConsumedRecord, fetched_at: float = 0.0) -> Incoming:
     return Incoming(
         topic=record.topic,
         partition=record.partition,
@@ -67,4 +78,5 @@ def incoming_from(record: ConsumedRecord) -> Incoming:
         value=record.value,
         headers=tuple(record.headers or ()),
         timestamp_ms=record.timestamp,
+        fetched_at=fetched_at,
     )

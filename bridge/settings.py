@@ -23,6 +23,7 @@ from bridge.policies import (
     RetrySettings,
     TimeoutSettings,
 )
+from bridge.presets import Preset, apply_preset
 from bridge.secrets import Secret, resolve_secret
 
 DLQ_HEADROOM_BYTES = 65_536
@@ -245,6 +246,10 @@ class EngineSettings(_Model):
     )
     max_error_body_bytes: int = Field(default=2048, ge=64)
     publish_retry_backoff_s: float = Field(default=0.5, gt=0)
+    timing_header: bool = Field(
+        default=False,
+        description="Add a bridge.timing header (fetched and started instants) to every outcome.",
+    )
 
 
 class HttpSettings(_Model):
@@ -299,6 +304,9 @@ class ObservabilitySettings(_Model):
 
 
 class Settings(_Model):
+    preset: Preset | None = Field(
+        default=None, description="latency or throughput: a documented set of kafka values (PRESETS)."
+    )
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     engine: EngineSettings = EngineSettings()
@@ -306,6 +314,11 @@ class Settings(_Model):
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, raw: Any) -> Any:
+        return apply_preset(raw) if isinstance(raw, dict) else raw
 
     @model_validator(mode="after")
     def _dead_letters_fit(self) -> Settings:
