@@ -80,6 +80,7 @@ _COMMANDS: dict[Operation, tuple[str, dict[str, Any]]] = {
             "expires_at": "2025-01-15T10:00:00Z",
         },
     ),
+    Operation.ZUORA_STOP_RUN: ("acct-4028905f", {"target": "zuora-prod", "run_id": 401}),
 }
 
 
@@ -96,7 +97,7 @@ def cloudevent_example() -> Example:
     key, fields = _COMMANDS[Operation.WORKFLOO_EXECUTE]
     envelope = {
         "specversion": "1.0",
-        "id": "cmd-7f3a-0006",
+        "id": "cmd-7f3a-0007",
         "source": "urn:loans-service",
         "type": "workflow.command.run",
         "time": "2025-01-15T09:30:00Z",
