@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.commands import OPERATION_FAMILY, OPERATION_PROVIDER, CommandFamily, Operation
+from bridge.contracts.lifecycle import lifecycle_example_docs
 from bridge.ledger.entries import DoneFields, encode_dispatched, encode_done
 from bridge.outcomes import (
     ErrorKind,
@@ -175,4 +176,5 @@ def ledger_examples() -> list[Example]:
 
 
 def build_examples() -> list[Example]:
-    return [*command_examples(), cloudevent_example(), *outcome_examples(), *ledger_examples()]
+    lifecycle = [Example(file, key, None, doc) for file, key, doc in lifecycle_example_docs(EXAMPLE_TIME)]
+    return [*command_examples(), cloudevent_example(), *outcome_examples(), *ledger_examples(), *lifecycle]

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from bridge.commands import AnyCommand, ControlCommand, RunCommand
+from bridge.contracts.lifecycle import LIFECYCLE_EVENT, TRACKED_ENTRY, lifecycle_schema, tracked_entry_schema
 from bridge.ledger.entries import LedgerEntry
 from bridge.outcomes import CLOUDEVENTS_SOURCE, OutcomeData, Status, outcome_type
 
@@ -39,6 +40,18 @@ def build_schemas() -> dict[str, dict[str, Any]]:
             "OutcomeEvent",
             "The CloudEvents 1.0 event announcing one outcome.",
             outcome_schema(),
+        ),
+        LIFECYCLE_EVENT: _with_meta(
+            LIFECYCLE_EVENT,
+            "LifecycleEvent",
+            "The CloudEvents 1.0 event announcing one change of state of a tracked workflow.",
+            lifecycle_schema(),
+        ),
+        TRACKED_ENTRY: _with_meta(
+            TRACKED_ENTRY,
+            "TrackedEntry",
+            "One tracked-workflow entry (key trk:<command topic>:<command id>); a tombstone ends it.",
+            tracked_entry_schema(),
         ),
         LEDGER_ENTRY: _with_meta(
             LEDGER_ENTRY,

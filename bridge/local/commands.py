@@ -61,8 +61,27 @@ async def send_command(settings: Settings, source: str, key: str | None) -> int:
     return 0
 
 
+def format_lifecycle(data: dict[str, Any]) -> str:
+    parts = [
+        f"{data.get('status', '?'):9}",
+        f"{data.get('operation') or '-':22}",
+        data.get("command_id", "?"),
+    ]
+    if data.get("provider_ref"):
+        parts.append(f"ref={data['provider_ref']}")
+    parts.append(f"provider={data.get('provider_status')}")
+    if data.get("waiting_for"):
+        parts.append(f"waiting_for={data['waiting_for']}")
+    parts.append(f"after={data.get('tracked_for_s', 0):.1f}s")
+    if data.get("detail"):
+        parts.append(f"[{data['detail']}]")
+    return "  ".join(str(p) for p in parts)
+
+
 def format_event(event: dict[str, Any]) -> str:
     data = event.get("data", {})
+    if str(event.get("type", "")).startswith("workflow.lifecycle."):
+        return format_lifecycle(data)
     parts = [
         f"{data.get('status', '?'):8}",
         f"{data.get('operation') or '-':22}",
@@ -92,6 +111,7 @@ async def tail_outcomes(settings: Settings, args: Namespace) -> int:
     t = settings.topics
     consumer = AIOKafkaConsumer(
         *t.results,
+        t.lifecycle,
         **client_options(settings.kafka),
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,

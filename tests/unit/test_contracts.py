@@ -117,6 +117,7 @@ def test_retention_by_kind():
         "control_outcomes": 14,
         "dead_letter": 30,
         "ledger": 7,
+        "lifecycle": 14,
     }
 
 
