@@ -280,6 +280,7 @@ def test_asyncapi_operations(asyncapi):
         "send_control_outcomes": "send",
         "send_dead_letter": "send",
         "send_ledger": "send",
+        "send_lifecycle": "send",
     }
     for operation in asyncapi["operations"].values():
         channel = resolve(asyncapi, operation["channel"]["$ref"])
