@@ -308,4 +308,5 @@ class Tracker:
 
 
 def _budget(polls_per_s: float) -> TokenBucket:
-    return TokenBucket(RateLimitSettings(rate_per_s=polls_per_s, burst=max(1, int(polls_per_s))))
+    """No burst: in no second do more than ``polls_per_s`` reads (+1) go out."""
+    return TokenBucket(RateLimitSettings(rate_per_s=polls_per_s, burst=1))
