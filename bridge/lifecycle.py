@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+import orjson
 
 from bridge.decide import header, parse_retry_after
 
@@ -85,3 +88,15 @@ def classify_read_common(status: int, headers: Mapping[str, str]) -> ReadFailure
 
 
 UNREADABLE = ReadFailure(ReadProblem.UNREADABLE)
+
+
+def status_document(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any] | ReadFailure:
+    """The JSON object a successful status read returned, or why there is none."""
+    failure = classify_read_common(status, headers)
+    if failure is not None:
+        return failure
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return UNREADABLE
+    return parsed if isinstance(parsed, dict) else UNREADABLE

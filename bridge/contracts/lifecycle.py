@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from bridge.contracts.events import event_schema
 from bridge.lifecycle import RunState
-from bridge.outcomes import CLOUDEVENTS_SOURCE, ProviderKind, SourceRecord
+from bridge.outcomes import ProviderKind, SourceRecord
 from bridge.settings import TopicSettings
 from bridge.tracking.entries import TrackedEntry, TrackedEntryModel, encode
 from bridge.tracking.events import LifecycleData, lifecycle_type, to_lifecycle_event
@@ -19,36 +20,13 @@ TRACKED_ENTRY = "tracked-entry.schema.json"
 
 
 def lifecycle_schema() -> dict[str, Any]:
+    statuses = [(lifecycle_type(state), state.value) for state in RunState]
     data = TypeAdapter(LifecycleData).json_schema(mode="serialization")
-    defs: dict[str, Any] = {**data.pop("$defs", {}), "LifecycleData": data}
-    properties: dict[str, Any] = {
-        "specversion": {"const": "1.0"},
-        "id": {"type": "string", "format": "uuid", "description": "Same when an event is published again."},
-        "source": {"type": "string", "minLength": 1, "examples": [CLOUDEVENTS_SOURCE]},
-        "type": {"enum": [lifecycle_type(state) for state in RunState]},
-        "subject": {"type": "string", "description": "The command id (equals data.command_id)."},
-        "time": {"type": "string", "format": "date-time"},
-        "datacontenttype": {"const": "application/json"},
-        "data": {"$ref": "#/$defs/LifecycleData"},
-    }
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "allOf": [_type_matches(state) for state in RunState],
-        "$defs": defs,
-    }
+    return event_schema("LifecycleData", data, statuses, "Same when an event is published again.")
 
 
 def tracked_entry_schema() -> dict[str, Any]:
     return TypeAdapter(TrackedEntryModel).json_schema(mode="serialization")
-
-
-def _type_matches(state: RunState) -> dict[str, Any]:
-    return {
-        "if": {"properties": {"type": {"const": lifecycle_type(state)}}, "required": ["type"]},
-        "then": {"properties": {"data": {"properties": {"status": {"const": state.value}}}}},
-    }
 
 
 _SOURCE = SourceRecord(topic=TopicSettings().run_commands, partition=3, offset=5120)

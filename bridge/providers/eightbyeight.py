@@ -21,7 +21,7 @@ import orjson
 from bridge.commands import Command, EightByEightUpdateInstance
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import CommandRejected
-from bridge.lifecycle import UNREADABLE, Reading, RunReading, RunState, classify_read_common
+from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of, segment
 from bridge.settings import EightByEightTarget
@@ -92,12 +92,10 @@ def instance_state(status: object, action: str | None) -> RunReading | None:
 def classify_status(
     status: int, headers: Mapping[str, str], body: bytes, *, action: str | None = None
 ) -> Reading:
-    failure = classify_read_common(status, headers)
-    if failure is not None:
-        return failure
-    parsed = json_or_none(body)
-    reading = instance_state(parsed.get("status"), action) if isinstance(parsed, dict) else None
-    return reading or UNREADABLE
+    doc = status_document(status, headers, body)
+    if isinstance(doc, ReadFailure):
+        return doc
+    return instance_state(doc.get("status"), action) or UNREADABLE
 
 
 def error_detail(body: bytes) -> str:

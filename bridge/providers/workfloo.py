@@ -22,7 +22,7 @@ from yarl import URL
 from bridge.commands import Command, WorkflooExecute
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import CommandRejected
-from bridge.lifecycle import UNREADABLE, Reading, RunReading, RunState, classify_read_common
+from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.base import (
     HttpRequest,
@@ -126,14 +126,13 @@ def execution_state(status: str, node: object) -> RunReading:
 
 
 def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Reading:
-    failure = classify_read_common(status, headers)
-    if failure is not None:
-        return failure
-    parsed = json_or_none(body)
-    raw = parsed.get("status") if isinstance(parsed, dict) else None
-    if not isinstance(raw, str) or not raw or not isinstance(parsed, dict):
+    doc = status_document(status, headers, body)
+    if isinstance(doc, ReadFailure):
+        return doc
+    raw = doc.get("status")
+    if not isinstance(raw, str) or not raw:
         return UNREADABLE
-    return execution_state(clip(raw, 64), parsed.get("currentNodeType"))
+    return execution_state(clip(raw, 64), doc.get("currentNodeType"))
 
 
 class WorkflooProvider(StaticKeyProvider[WorkflooTarget]):

@@ -25,7 +25,7 @@ import orjson
 from bridge.commands import Command, ZilliantQueueJob
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import AuthError, CommandRejected
-from bridge.lifecycle import UNREADABLE, Reading, RunReading, RunState, classify_read_common
+from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
 from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
@@ -93,16 +93,15 @@ def build_status_request(ref: Mapping[str, str]) -> HttpRequest:
 
 def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Reading:
     """OPEN is running; CLOSED with closeStatus COMPLETED completed, any other close status failed."""
-    failure = classify_read_common(status, headers)
-    if failure is not None:
-        return failure
-    parsed = json_or_none(body)
-    execution = parsed.get("executionStatus") if isinstance(parsed, dict) else None
+    doc = status_document(status, headers, body)
+    if isinstance(doc, ReadFailure):
+        return doc
+    execution = doc.get("executionStatus")
     if execution == "OPEN":
         return RunReading(RunState.RUNNING, "OPEN")
-    if execution != "CLOSED" or not isinstance(parsed, dict):
+    if execution != "CLOSED":
         return UNREADABLE
-    close = parsed.get("closeStatus")
+    close = doc.get("closeStatus")
     if close == "COMPLETED":
         return RunReading(RunState.COMPLETED, "COMPLETED")
     raw = clip(str(close), 64)

@@ -28,7 +28,7 @@ import orjson
 from bridge.commands import Command, ZuoraHeaders, ZuoraRerunTask, ZuoraRunWorkflow, ZuoraStopRun
 from bridge.decide import Verdict, classify_common, header, unexpected
 from bridge.errors import AuthError, CommandRejected
-from bridge.lifecycle import UNREADABLE, Reading, RunReading, RunState, classify_read_common
+from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.base import HttpRequest, clip, header_safe, json_or_none, reference_of, segment
 from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
@@ -181,12 +181,10 @@ def run_state(status: object, tasks: object) -> RunReading | None:
 
 
 def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Reading:
-    failure = classify_read_common(status, headers)
-    if failure is not None:
-        return failure
-    parsed = json_or_none(body)
-    reading = run_state(parsed.get("status"), parsed.get("tasks")) if isinstance(parsed, dict) else None
-    return reading or UNREADABLE
+    doc = status_document(status, headers, body)
+    if isinstance(doc, ReadFailure):
+        return doc
+    return run_state(doc.get("status"), doc.get("tasks")) or UNREADABLE
 
 
 def parse_token(body: bytes, started: float) -> Token:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -51,6 +52,7 @@ log = logging.getLogger("bridge.tracking")
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
 MAX_DETAIL = 500
 GAUGE_INTERVAL_S = 5.0
+MAX_REFUSALS_PER_TURN = 16
 MAIN_REFS = ("run_id", "job_id", "execution_id", "instance_id")
 NO_RESPONSE = ReadFailure(ReadProblem.PROVIDER_ERROR)
 
@@ -153,23 +155,35 @@ class Tracker:
             if now >= next_gauges:
                 self._update_gauges(now)
                 next_gauges = now + GAUGE_INTERVAL_S
-            free = self._max_polls - len(self._polls)
-            for workflow in self.registry.heap.pop_due(now, free):
-                self._dispatch(workflow, now)
-            await self._sleep_until_due(now, next_gauges, free > 0)
+            await self._sleep_until(min(next_gauges, self._dispatch_due(now)), now)
 
-    async def _sleep_until_due(self, now: float, next_gauges: float, slots_free: bool) -> None:
-        due = self.registry.heap.next_due() if slots_free else None
-        wake_at = min(next_gauges, due if due is not None else next_gauges)
-        self._wake.clear()
+    async def _sleep_until(self, wake_at: float, now: float) -> None:
+        self._wake.clear()  # a read that ends or a new workflow wakes it earlier
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - now) + 0.001)
+            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - now))
 
-    def _dispatch(self, workflow: Tracked, now: float) -> None:
-        wait = self._admission_wait(workflow.entry.target, now)
-        if wait > 0:
-            self.registry.heap.push(workflow, now + wait)
-            return
+    def _dispatch_due(self, now: float) -> float:
+        """Start the due reads their targets admit; returns when to look again (inf: when a read ends).
+
+        A refused workflow goes back at the time its target admits one again; after a few refusals
+        the rest waits for that time (with 100,000 due, popping them all would be the cost)."""
+        heap, refused, retry_at = self.registry.heap, 0, math.inf
+        while len(self._polls) < self._max_polls:
+            if refused >= MAX_REFUSALS_PER_TURN:
+                return retry_at
+            due = heap.pop_due(now, 1)
+            if not due:
+                upcoming = heap.next_due()
+                return min(retry_at, math.inf if upcoming is None else upcoming)
+            wait = self._admission_wait(due[0].entry.target, now)
+            if wait > 0:
+                heap.push(due[0], now + wait)
+                refused, retry_at = refused + 1, min(retry_at, now + wait)
+                continue
+            self._start_poll(due[0])
+        return math.inf
+
+    def _start_poll(self, workflow: Tracked) -> None:
         task = asyncio.create_task(self._poll(workflow), name="status-read")
         self._polls[task] = workflow
         task.add_done_callback(self._poll_done)
@@ -308,5 +322,5 @@ class Tracker:
 
 
 def _budget(polls_per_s: float) -> TokenBucket:
-    """No burst: in no second do more than ``polls_per_s`` reads (+1) go out."""
-    return TokenBucket(RateLimitSettings(rate_per_s=polls_per_s, burst=1))
+    """A burst of 2, so that a late wake-up loses no token: no second sees more than the budget + 2."""
+    return TokenBucket(RateLimitSettings(rate_per_s=polls_per_s, burst=2))
