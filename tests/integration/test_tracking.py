@@ -120,6 +120,15 @@ def eightbyeight(command_id: str, action: str, instance: str) -> dict[str, Any]:
     }
 
 
+async def fill_in(stack: Stack, *executions: str) -> None:
+    """A human fills in the form each workfloo execution waits on."""
+    async with aiohttp.ClientSession() as session:
+        for execution in executions:
+            url = f"{stack.sandbox.url}/workfloo-sandbox/api/v1/workfloo/{execution}/form"
+            async with session.post(url, json={}, headers={"x-api-key": sb.WORKFLOO_API_KEY}) as resp:
+                assert resp.status == 200
+
+
 def suspended_instance(stack: Stack, *, fault: bool) -> str:
     """An 8x8 instance that, once resumed, ends by itself (Complete, or Terminated by a fault)."""
     workflow_id = uuid.uuid4().hex[:24]
@@ -183,12 +192,7 @@ async def test_a_waiting_run_reports_waiting_once_then_completes(stack: Stack, l
         if len(await stack.requests("workfloo")) >= before + 3:
             break
         await asyncio.sleep(0.2)
-    url = f"{stack.sandbox.url}/workfloo-sandbox/api/v1/workfloo/{execution}/form"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, json={}, headers={"x-api-key": sb.WORKFLOO_API_KEY}) as resp,
-    ):
-        assert resp.status == 200
+    await fill_in(stack, execution)
     events = await lifecycle.until(all_terminal(command_id))
     assert statuses(events, command_id) == ["waiting", "running", "completed"]
     waiting = next(e for e in events if e["data"]["status"] == "waiting")
@@ -206,12 +210,7 @@ async def test_restart_mid_tracking_resumes_and_ends_each_workflow_once(
     await lifecycle.until(lambda events: all("waiting" in statuses(events, i) for i in ids))
     await stack.stop_bridge(bridge)
     await stack.start_bridge()  # a new process: its tracking comes from the ledger topic alone
-    async with aiohttp.ClientSession() as session:
-        for command_id in ids:
-            execution = outcomes[command_id]["provider_ref"]
-            url = f"{stack.sandbox.url}/workfloo-sandbox/api/v1/workfloo/{execution}/form"
-            async with session.post(url, json={}, headers={"x-api-key": sb.WORKFLOO_API_KEY}) as resp:
-                assert resp.status == 200
+    await fill_in(stack, *[outcomes[i]["provider_ref"] for i in ids])
     events = await lifecycle.until(all_terminal(*ids))
     await asyncio.sleep(2.0)  # time for a duplicate to show up, if one were coming
     events = await lifecycle.until(lambda _: False, within_s=0.5)
@@ -262,3 +261,34 @@ async def test_a_stop_is_confirmed_by_the_run_stopping(stack: Stack, lifecycle: 
     events = await lifecycle.until(all_terminal(run_id, stop_id))
     assert statuses(events, stop_id)[-1] == "stopped"
     assert statuses(events, run_id)[-1] == "stopped"
+
+
+def completed_count(bridge: Any) -> float:
+    value = bridge.metrics.registry.get_sample_value(
+        "bridge_lifecycle_events_total", {"target": examples.WORKFLOO, "status": "completed"}
+    )
+    return value or 0.0
+
+
+async def test_a_rebalance_moves_tracking_with_the_partition(stack: Stack, lifecycle: Lifecycle) -> None:
+    fast(stack)
+    first = await stack.start_bridge()
+    ids = [uid(f"moved-{n}") for n in range(12)]
+    await stack.send(*[(f"key-{n}".encode(), workfloo(i, sandboxWaitFor="FORM")) for n, i in enumerate(ids)])
+    outcomes = by_command(await stack.collect(len(ids)))
+    await lifecycle.until(lambda events: all("waiting" in statuses(events, i) for i in ids))
+    second = await stack.start_bridge()
+    for _ in range(300):  # the group rebalances: each member ends up with some of the 4 partitions
+        engines = [b.engine for b in (first, second)]
+        if all(e is not None and e.stats.assigned and not e.stats.restoring for e in engines):
+            break
+        await asyncio.sleep(0.1)
+    await fill_in(stack, *[outcomes[i]["provider_ref"] for i in ids])
+    events = await lifecycle.until(all_terminal(*ids))
+    await lifecycle.until(lambda _: False, within_s=2.0)  # room for a duplicate, if one were coming
+    for command_id in ids:
+        seen = statuses(events, command_id)
+        assert seen.count("completed") == 1 and seen.count("waiting") == 1, seen
+    # both members reported completions: the second one follows the workflows of its partitions
+    assert completed_count(first) > 0 and completed_count(second) > 0
+    assert completed_count(first) + completed_count(second) == len(ids)
