@@ -33,7 +33,7 @@ from aiokafka import TopicPartition
 from bridge.commands import OPERATION_PROVIDER, Command, Operation
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import TokenBucket
-from bridge.lifecycle import ReadFailure, Reading, ReadProblem, RunReading
+from bridge.lifecycle import ReadFailure, Reading, ReadProblem, RunReading, RunState
 from bridge.metrics import Metrics
 from bridge.outcomes import SourceRecord
 from bridge.ports import ProducerPort
@@ -47,6 +47,7 @@ from bridge.tracking.policy import after_reading, beyond_horizon, horizon_readin
 from bridge.tracking.reads import StatusRead, status_read
 from bridge.tracking.registry import PartitionKey, Registry
 from bridge.tracking.schedule import Tracked, capped_due, jittered
+from bridge.tracking.settings import TargetTracking
 
 log = logging.getLogger("bridge.tracking")
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
@@ -82,7 +83,7 @@ class Tracker:
         self._lifecycle_topic = settings.topics.lifecycle
         self._ledger_topic = settings.topics.ledger
         self._max_polls = settings.tracking.max_concurrent_polls
-        self.registry = Registry(lambda name: settings.targets[name].tracking.first_poll_s)
+        self.registry = Registry(lambda name: _policy(settings, name).first_poll_s)
         self._not_before: dict[str, float] = {}
         self._refresh: set[str] = set()
         self._polls: dict[asyncio.Task[None], Tracked] = {}
@@ -196,7 +197,9 @@ class Tracker:
 
     def _admission_wait(self, target: str, now: float) -> float:
         """0 when a read of ``target`` may go now (its tokens are taken), else how long to wait."""
-        runtime = self._targets[target]
+        runtime = self._targets.get(target)
+        if runtime is None:
+            return 0.0  # restored for a target no longer tracked: _poll ends it
         pause = self._not_before.get(target, 0.0) - now
         budget, shared = self._budgets[target], runtime.bucket
         wait = max(pause, budget.free_in(), shared.free_in())
@@ -212,12 +215,15 @@ class Tracker:
     # -- one status read ----------------------------------------------------------------------
 
     async def _poll(self, workflow: Tracked) -> None:
-        runtime = self._targets[workflow.entry.target]
+        runtime = self._targets.get(workflow.entry.target)
+        if runtime is None:
+            detail = f"target {workflow.entry.target} is not configured, or not tracked, any more"
+            await self._end(workflow, RunReading(RunState.LOST, "untracked", detail=detail))
+            return
         policy = runtime.settings.tracking
         if beyond_horizon(workflow, policy, self._clock()):
             runtime.breaker.release_probe()
-            await self._report(workflow, horizon_reading(policy))
-            self.registry.finish(workflow)
+            await self._end(workflow, horizon_reading(policy))
             return
         reading = await self._read(runtime, workflow)
         step = after_reading(workflow, reading, policy, self._rng.random())
@@ -285,6 +291,10 @@ class Tracker:
             extra={"command_id": entry.command_id, "target": entry.target, "status": reading.state.value},
         )
 
+    async def _end(self, workflow: Tracked, reading: RunReading) -> None:
+        await self._report(workflow, reading)
+        self.registry.finish(workflow)
+
     def _entry_record(self, entry: TrackedEntry) -> Outgoing:
         """The rewritten entry; a tombstone once the workflow has ended (compaction drops it)."""
         if entry.state is not None and entry.state.terminal:
@@ -319,6 +329,12 @@ class Tracker:
             self._metrics.tracked(target, self.registry.per_target[target])
         oldest = self.registry.oldest_started_ms()
         self._metrics.oldest_tracked(0.0 if oldest is None else max(0.0, now - oldest / 1000))
+
+
+def _policy(settings: Settings, target: str) -> TargetTracking:
+    """The target's tracking settings; the defaults for a target that is no longer configured."""
+    configured = settings.targets.get(target)
+    return configured.tracking if configured is not None else TargetTracking()
 
 
 def _budget(polls_per_s: float) -> TokenBucket:

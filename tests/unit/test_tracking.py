@@ -281,3 +281,16 @@ async def test_rate_limited_reads_wait_for_retry_after():
     assert len(transport.calls) == 1
     [workflow] = list(tracker.registry.workflows())
     assert workflow.due >= time.time() + 29
+
+
+async def test_a_restored_workflow_of_a_target_no_longer_tracked_ends_lost():
+    tracker, producer, transport, session, settings = await tracker_on([])
+    tracker.restore_started([(TOPIC, 5)])
+    tracker.load(5, *encode(entry("old-1", partition=5, target="retired-target")))
+    tracker.restore_finished([(TOPIC, 5)])
+    async with tracker.running():
+        [event] = await wait_for(producer, settings.topics.lifecycle, 1)
+    await session.close()
+    doc = orjson.loads(event or b"")
+    assert doc["data"]["status"] == "lost" and "retired-target" in doc["data"]["detail"]
+    assert transport.calls == [] and len(tracker.registry) == 0
