@@ -194,7 +194,8 @@ async def test_a_waiting_run_reports_waiting_once_then_completes(stack: Stack, l
         await asyncio.sleep(0.2)
     await fill_in(stack, execution)
     events = await lifecycle.until(all_terminal(command_id))
-    assert statuses(events, command_id) == ["waiting", "running", "completed"]
+    seen = statuses(events, command_id)  # running, unless the run ended between two reads
+    assert seen in (["waiting", "running", "completed"], ["waiting", "completed"]), seen
     waiting = next(e for e in events if e["data"]["status"] == "waiting")
     assert waiting["data"]["waiting_for"] == "form"
 
@@ -242,7 +243,7 @@ async def test_past_the_horizon_a_run_is_lost(stack: Stack, lifecycle: Lifecycle
     command_id = uid("forever")
     await stack.send((b"f", workfloo(command_id, sandboxWaitFor="DOCUMENT")))
     events = await lifecycle.until(all_terminal(command_id))
-    assert statuses(events, command_id) == ["waiting", "lost"]
+    assert statuses(events, command_id) in (["waiting", "lost"], ["lost"])  # waiting: if read in time
     lost = next(e for e in events if e["data"]["status"] == "lost")
     assert "horizon" in lost["data"]["detail"]
 
