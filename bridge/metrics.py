@@ -236,6 +236,18 @@ class Metrics:
             "bridge_oldest_tracked_age_seconds", "Age of the oldest workflow still followed.", registry=r
         )
 
+    def tracking_target(
+        self, target: str, statuses: list[str], terminal: list[str], results: list[str]
+    ) -> None:
+        """Create ``target``'s tracking series at zero, so that rate() and the panels work from the start."""
+        for status in statuses:
+            self._child(self._lifecycle, target, status)
+        for status in terminal:
+            self._child(self._to_terminal, target, status)
+        for result in results:
+            self._child(self._polls, target, result)
+        self._child(self._tracked, target).set(0)
+
     def tracked(self, target: str, count: int) -> None:
         self._child(self._tracked, target).set(count)
 

@@ -267,8 +267,8 @@ class Ledger:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=10,
         )
-        await consumer.start()
         try:
+            await consumer.start()  # inside: a restore cancelled while connecting still closes it
             consumer.assign(list(remaining))
             await consumer.seek_to_beginning(*remaining)
             return await self._drain_partitions(consumer, remaining, fresh)

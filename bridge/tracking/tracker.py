@@ -88,6 +88,10 @@ class Tracker:
         self._refresh: set[str] = set()
         self._polls: dict[asyncio.Task[None], Tracked] = {}
         self._wake = asyncio.Event()
+        statuses = [state.value for state in RunState]
+        terminal = [state.value for state in RunState if state.terminal]
+        for name in self._targets:
+            metrics.tracking_target(name, statuses, terminal, [*statuses, *(p.value for p in ReadProblem)])
 
     # -- the processor's hook: start following a workflow ---------------------------------------
 

@@ -208,6 +208,18 @@ async def start_process(
     )
 
 
+SANDBOX_TARGETS = (
+    examples.ZILLIANT,
+    examples.ZUORA,
+    examples.WORKFLOO,
+    examples.WORKFLOO_BAD_KEY,
+    examples.EIGHT_BY_EIGHT,
+)
+# For tests of the calls commands make: tracking's status reads would join them in the sandbox log
+# (tests/integration/test_tracking.py tests those).
+NO_TRACKING = {name: {"tracking": {"enabled": False}} for name in SANDBOX_TARGETS}
+
+
 def workfloo_command(command_id: str, target: str = examples.WORKFLOO) -> dict[str, Any]:
     """A workfloo run command the sandbox accepts (unless ``target`` says otherwise)."""
     return {
