@@ -294,3 +294,43 @@ async def test_a_restored_workflow_of_a_target_no_longer_tracked_ends_lost():
     doc = orjson.loads(event or b"")
     assert doc["data"]["status"] == "lost" and "retired-target" in doc["data"]["detail"]
     assert transport.calls == [] and len(tracker.registry) == 0
+
+
+# -- the processor's hook --------------------------------------------------------------------------
+
+
+class LedgerProducer(FakeProducer):
+    """The ledger sends without headers."""
+
+    async def send(self, topic, *, value, key, headers=(), partition=None):  # type: ignore[no-untyped-def]
+        return await super().send(topic, value=value, key=key, headers=list(headers), partition=partition)
+
+
+async def test_the_processor_writes_the_tracked_entry_before_done_and_only_for_started_work():
+    from bridge.ledger.store import Ledger
+    from bridge.processor import Processor
+
+    settings = local_settings("127.0.0.1:1", "http://127.0.0.1:1")
+    session = aiohttp.ClientSession()
+    metrics = Metrics()
+    targets = build_targets(settings, session, metrics)
+    answers = [json_response(200, b'{"id": "64a8bc288de4164da93f339c"}'), json_response(404, b"{}")]
+    executor = Executor(FakeTransport.scripted(answers), metrics, Redactor(), 2048)
+    tracker = Tracker(settings, targets, executor, FakeProducer(), metrics, Redactor())
+    ledger = Ledger(settings, LedgerProducer(), metrics, sibling=tracker)  # type: ignore[arg-type]
+    processor = Processor(settings, targets, executor, metrics, ledger, tracker.start)
+    tracker.restore_started([(settings.topics.run_commands, 0)])
+    tracker.restore_finished([(settings.topics.run_commands, 0)])
+    for n, expected in enumerate(("queued", "rejected")):
+        doc = {
+            "id": f"w-{n}",
+            "target": examples.WORKFLOO,
+            "operation": "workfloo.execute",
+            "definition_id": "657117e1d511b6e54fe2a970",
+        }
+        out = await processor.process(Incoming(settings.topics.run_commands, 0, n, b"k", orjson.dumps(doc)))
+        assert out.outcome is not None and out.outcome.status.value == expected
+        kinds = [extra.key.split(b":", 1)[0] for extra in out.then if extra.key]
+        assert kinds == ([b"trk", b"cmd"] if expected == "queued" else [b"cmd"])
+    await session.close()
+    assert [w.entry.command_id for w in tracker.registry.workflows()] == ["w-0"]
