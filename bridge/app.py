@@ -41,6 +41,7 @@ from bridge.providers.oauth import ssl_context_for
 from bridge.providers.registry import build_provider
 from bridge.redact import Redactor
 from bridge.settings import Settings
+from bridge.tracking.tracker import Tracker
 
 log = logging.getLogger("bridge.app")
 KafkaClient = TypeVar("KafkaClient", AIOKafkaConsumer, AIOKafkaProducer)
@@ -135,8 +136,12 @@ class Bridge:
             if producer is None:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
-            ledger = await self._start_ledger(producer)
-            processor = Processor(self.settings, targets, executor, self.metrics, ledger)
+            tracker = Tracker(self.settings, targets, executor, producer, self.metrics, self.redactor)
+            ledger = await self._start_ledger(producer, tracker)
+            if ledger is not None:
+                await stack.enter_async_context(tracker.running())  # stopped before the producer
+            track = tracker.start if ledger is not None else None
+            processor = Processor(self.settings, targets, executor, self.metrics, ledger, track)
             consumer = await self._start_client(
                 lambda: make_consumer(self.settings.kafka, self.settings.engine.drain_grace_s), "consumer"
             )
@@ -157,13 +162,15 @@ class Bridge:
             log.info("bridge running: topics=%s targets=%s", list(processor.command_topics), sorted(targets))
             await self.engine.run()
 
-    async def _start_ledger(self, producer: AIOKafkaProducer) -> Ledger | None:
-        """The command ledger, after checking it is co-partitioned (a ConfigError when not)."""
+    async def _start_ledger(self, producer: AIOKafkaProducer, tracker: Tracker) -> Ledger | None:
+        """The command ledger, after checking it is co-partitioned (a ConfigError when not); the
+        tracked workflows live in it too, so tracking is off without it."""
         if not self.settings.ledger.enabled:
             log.warning("the command ledger is off: a redelivered command calls its provider again")
+            log.warning("tracking needs the ledger: no lifecycle events")
             return None
         await verify_partitions(self.settings)
-        return Ledger(self.settings, producer, self.metrics)
+        return Ledger(self.settings, producer, self.metrics, sibling=tracker)
 
     async def _start_client(self, make: Callable[[], KafkaClient], name: str) -> KafkaClient | None:
         """Connect, retrying with backoff while the broker is unreachable. None if stopped first."""

@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "source", metavar="COMMAND", nargs="?", default="-", help="JSON text, @file.json, or - for stdin"
     )
 
-    tail = sub.add_parser("tail", help="print outcome events and dead letters as they arrive")
+    tail = sub.add_parser(
+        "tail", help="print outcome events, lifecycle events and dead letters as they arrive"
+    )
     _config_arg(tail)
     tail.add_argument("--bootstrap", help="overrides kafka.bootstrap_servers")
     tail.add_argument("--from-beginning", action="store_true")

@@ -28,12 +28,13 @@ from bridge.outcomes import ProviderKind
 
 
 class Operation(StrEnum):
-    """The five things the bridge can ask a provider to do."""
+    """The six things the bridge can ask a provider to do."""
 
     ZILLIANT_QUEUE_JOB = "zilliant.queue_job"
     ZUORA_RUN_WORKFLOW = "zuora.run_workflow"
     WORKFLOO_EXECUTE = "workfloo.execute"
     ZUORA_RERUN_TASK = "zuora.rerun_task"
+    ZUORA_STOP_RUN = "zuora.stop_run"
     EIGHT_BY_EIGHT_UPDATE_INSTANCE = "8x8.update_instance"
 
 
@@ -49,6 +50,7 @@ OPERATION_FAMILY: dict[Operation, CommandFamily] = {
     Operation.ZUORA_RUN_WORKFLOW: CommandFamily.RUN,
     Operation.WORKFLOO_EXECUTE: CommandFamily.RUN,
     Operation.ZUORA_RERUN_TASK: CommandFamily.CONTROL,
+    Operation.ZUORA_STOP_RUN: CommandFamily.CONTROL,
     Operation.EIGHT_BY_EIGHT_UPDATE_INSTANCE: CommandFamily.CONTROL,
 }
 
@@ -57,6 +59,7 @@ OPERATION_PROVIDER: dict[Operation, ProviderKind] = {
     Operation.ZUORA_RUN_WORKFLOW: ProviderKind.ZUORA,
     Operation.WORKFLOO_EXECUTE: ProviderKind.WORKFLOO,
     Operation.ZUORA_RERUN_TASK: ProviderKind.ZUORA,
+    Operation.ZUORA_STOP_RUN: ProviderKind.ZUORA,
     Operation.EIGHT_BY_EIGHT_UPDATE_INSTANCE: ProviderKind.EIGHT_BY_EIGHT,
 }
 
@@ -178,6 +181,13 @@ class ZuoraRerunTask(CommandBase):
     zuora: ZuoraHeaders = Field(default_factory=ZuoraHeaders)
 
 
+class ZuoraStopRun(CommandBase):
+    """Stop a Zuora workflow run (PUT /workflows/workflow_runs/{run_id}/stop)."""
+
+    operation: Literal["zuora.stop_run"]
+    run_id: int = Field(gt=0, lt=2**63, description="Id of the workflow run (a run outcome provider_ref).")
+
+
 class WorkflooExecute(CommandBase):
     """Start a workfloo execution (POST /api/v1/workfloo)."""
 
@@ -213,12 +223,26 @@ class EightByEightUpdateInstance(CommandBase):
 RunCommand = Annotated[
     ZilliantQueueJob | ZuoraRunWorkflow | WorkflooExecute, Field(discriminator="operation")
 ]
-ControlCommand = Annotated[ZuoraRerunTask | EightByEightUpdateInstance, Field(discriminator="operation")]
+ControlCommand = Annotated[
+    ZuoraRerunTask | ZuoraStopRun | EightByEightUpdateInstance, Field(discriminator="operation")
+]
 AnyCommand = Annotated[
-    ZilliantQueueJob | ZuoraRunWorkflow | WorkflooExecute | ZuoraRerunTask | EightByEightUpdateInstance,
+    ZilliantQueueJob
+    | ZuoraRunWorkflow
+    | WorkflooExecute
+    | ZuoraRerunTask
+    | ZuoraStopRun
+    | EightByEightUpdateInstance,
     Field(discriminator="operation"),
 ]
-Command = ZilliantQueueJob | ZuoraRunWorkflow | WorkflooExecute | ZuoraRerunTask | EightByEightUpdateInstance
+Command = (
+    ZilliantQueueJob
+    | ZuoraRunWorkflow
+    | WorkflooExecute
+    | ZuoraRerunTask
+    | ZuoraStopRun
+    | EightByEightUpdateInstance
+)
 
 
 def operation_of(command: Command) -> Operation:

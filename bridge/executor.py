@@ -105,12 +105,18 @@ class Executor:
 
     async def read(self, runtime: TargetRuntime, request: HttpRequest) -> tuple[int, bytes] | None:
         """One read outside the retry policy (the ledger's status check); None when it failed."""
+        response = await self.status_read(runtime, request)
+        return None if response is None else (response.status, response.body)
+
+    async def status_read(
+        self, runtime: TargetRuntime, request: HttpRequest, *, refresh: bool = False
+    ) -> Response | None:
+        """One status read for tracking, outside the retry policy; None when no response came."""
         try:
-            auth = await runtime.provider.auth_headers()
-            response = await self._transport(_call(runtime, request, auth))
+            auth = await runtime.provider.auth_headers(refresh=refresh)
+            return await self._transport(_call(runtime, request, auth))
         except (AuthError, ProviderCallError):
             return None
-        return response.status, response.body
 
     async def _pass_guards(self, runtime: TargetRuntime) -> bool:
         """Wait for the rate limit and, in hold mode, for the circuit; False when the circuit refuses."""

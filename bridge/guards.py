@@ -24,11 +24,30 @@ class TokenBucket:
     def reserve(self) -> float:
         if self._rate is None:
             return 0.0
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
-        self._updated = now
+        self._refill()
         self._tokens -= 1.0
         return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    def free_in(self) -> float:
+        """0 when a token is free now without borrowing one, else the seconds until one is.
+
+        Commands ``reserve`` (and may borrow ahead); status polls only ``take`` a free token, so
+        whenever commands wait for tokens, polls wait behind them."""
+        if self._rate is None:
+            return 0.0
+        self._refill()
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self._rate
+
+    def take(self) -> None:
+        """Use the token ``free_in`` found free."""
+        if self._rate is not None:
+            self._tokens -= 1.0
+
+    def _refill(self) -> None:
+        now = self._clock()
+        assert self._rate is not None
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
 
 
 class CircuitState(StrEnum):

@@ -23,6 +23,7 @@ from prometheus_client import (
 
 from bridge import __version__
 
+TERMINAL_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0, 604800.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -122,6 +123,7 @@ class Metrics:
             ["target", "resolution"],
             registry=r,
         )
+        self._declare_tracking(r)
         # label values are bounded, and several verbs run per command: cache the children
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         if registry is None:  # a private registry: add what the default one would have
@@ -213,6 +215,59 @@ class Metrics:
 
     def ready(self, ready: bool) -> None:
         self._ready.set(1 if ready else 0)
+
+    # -- tracking (lifecycle events) ----------------------------------------------------------------
+
+    def _declare_tracking(self, r: CollectorRegistry) -> None:
+        self._tracked = Gauge(
+            "bridge_tracked_workflows", "Workflows followed to their end, per target.", ["target"], registry=r
+        )
+        self._lifecycle = Counter(
+            "bridge_lifecycle_events_total", "Lifecycle events published.", ["target", "status"], registry=r
+        )
+        self._to_terminal = Histogram(
+            "bridge_time_to_terminal_seconds",
+            "Outcome that started tracking to the terminal lifecycle event.",
+            ["target", "status"],
+            buckets=TERMINAL_BUCKETS,
+            registry=r,
+        )
+        self._polls = Counter(
+            "bridge_tracking_polls_total",
+            "Status reads, by what they found (a lifecycle state, or why none).",
+            ["target", "result"],
+            registry=r,
+        )
+        self._oldest_tracked = Gauge(
+            "bridge_oldest_tracked_age_seconds", "Age of the oldest workflow still followed.", registry=r
+        )
+
+    def tracking_target(
+        self, target: str, statuses: list[str], terminal: list[str], results: list[str]
+    ) -> None:
+        """Create ``target``'s tracking series at zero, so that rate() and the panels work from the start."""
+        for status in statuses:
+            self._child(self._lifecycle, target, status)
+        for status in terminal:
+            self._child(self._to_terminal, target, status)
+        for result in results:
+            self._child(self._polls, target, result)
+        self._child(self._tracked, target).set(0)
+
+    def tracked(self, target: str, count: int) -> None:
+        self._child(self._tracked, target).set(count)
+
+    def lifecycle_event(self, target: str, status: str) -> None:
+        self._child(self._lifecycle, target, status).inc()
+
+    def reached_terminal(self, target: str, status: str, seconds: float) -> None:
+        self._child(self._to_terminal, target, status).observe(seconds)
+
+    def poll(self, target: str, result: str) -> None:
+        self._child(self._polls, target, result).inc()
+
+    def oldest_tracked(self, age_s: float) -> None:
+        self._oldest_tracked.set(age_s)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), labels)

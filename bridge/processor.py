@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +17,7 @@ from bridge.ledger.rules import Admission
 from bridge.ledger.store import Ledger, Ticket
 from bridge.ledger.unknown import resolve_in_doubt
 from bridge.metrics import Metrics, bounded
-from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, outcome_event_id
+from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, Status, outcome_event_id
 from bridge.outcomes import encode_outcome as encode
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
 from bridge.records import SKIP, Incoming, Outgoing
@@ -26,6 +26,9 @@ from bridge.wire import Header, copyable_headers, schema_id_of
 
 log = logging.getLogger("bridge.outcome")
 _OPERATIONS = frozenset(op.value for op in Operation)
+# tracking (bridge.tracking): the entry that starts following a workflow, or None
+Track = Callable[[Incoming, Command, str | None], Outgoing | None]
+_STARTED = frozenset({Status.QUEUED, Status.APPLIED})
 
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
@@ -39,8 +42,10 @@ class Processor:
         executor: Executor,
         metrics: Metrics,
         ledger: Ledger | None = None,
+        track: Track | None = None,
     ) -> None:
         self._ledger = ledger
+        self._track = track
         topics = settings.topics
         self._families = {
             topics.run_commands: CommandFamily.RUN,
@@ -126,7 +131,7 @@ class Processor:
             schema_id=schema_id_of(record.value),
         )
         outgoing = self._outcome(record, data)
-        return outgoing if ticket is None else self._with_done(outgoing, record, ticket, result)
+        return outgoing if ticket is None else self._with_done(outgoing, record, command, ticket, result)
 
     async def _call(self, runtime: TargetRuntime, command: Command, ticket: Ticket | None) -> Decision:
         if ticket is None or self._ledger is None:
@@ -140,12 +145,20 @@ class Processor:
             await self._ledger.dispatched(ticket)  # acknowledged before the first call
         return await self._executor.execute(runtime, command)
 
-    def _with_done(self, outgoing: Outgoing, record: Incoming, ticket: Ticket, result: Decision) -> Outgoing:
+    def _with_done(
+        self, outgoing: Outgoing, record: Incoming, command: Command, ticket: Ticket, result: Decision
+    ) -> Outgoing:
         assert self._ledger is not None
         done = DoneFields(result.status.value, result.reference, outcome_event_id(record.source))
         entry = self._ledger.done(ticket, done)
         extra = Outgoing(entry.topic, entry.key, entry.value, partition=entry.partition)
-        return replace(outgoing, then=(extra,))
+        # tracking's entry goes first: a crash before ``done`` leaves the command in doubt, not untracked
+        tracked = (
+            self._track(record, command, result.reference)
+            if self._track and result.status in _STARTED
+            else None
+        )
+        return replace(outgoing, then=(tracked, extra) if tracked else (extra,))
 
     def _precheck(self, record: Incoming, command: Command, runtime: TargetRuntime | None) -> Decision | None:
         """Rejections decided before any call: unknown target, wrong provider, too old."""

@@ -25,6 +25,7 @@ from bridge.policies import (
 )
 from bridge.presets import Preset, apply_preset
 from bridge.secrets import Secret, resolve_secret
+from bridge.tracking.settings import TargetTracking, TrackingSettings
 
 DLQ_HEADROOM_BYTES = 65_536
 
@@ -50,6 +51,7 @@ class TargetBase(_Model):
         default="report",
         description="A command found dispatched but not done after a crash: retry it, or report it.",
     )
+    tracking: TargetTracking = TargetTracking()
 
     @field_validator("base_url")
     @classmethod
@@ -213,6 +215,7 @@ class TopicSettings(_Model):
     control_outcomes: str = "workflow.control.outcomes"
     dead_letter: str = "workflow.commands.dlq"
     ledger: str = "workflow.bridge.ledger"
+    lifecycle: str = "workflow.run.lifecycle"
 
     @property
     def routes(self) -> dict[str, str]:
@@ -311,6 +314,7 @@ class Settings(_Model):
     topics: TopicSettings = TopicSettings()
     engine: EngineSettings = EngineSettings()
     ledger: LedgerSettings = LedgerSettings()
+    tracking: TrackingSettings = TrackingSettings()
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.commands import OPERATION_FAMILY, OPERATION_PROVIDER, CommandFamily, Operation
+from bridge.contracts.lifecycle import lifecycle_example_docs
 from bridge.ledger.entries import DoneFields, encode_dispatched, encode_done
 from bridge.outcomes import (
     ErrorKind,
@@ -80,6 +81,7 @@ _COMMANDS: dict[Operation, tuple[str, dict[str, Any]]] = {
             "expires_at": "2025-01-15T10:00:00Z",
         },
     ),
+    Operation.ZUORA_STOP_RUN: ("acct-4028905f", {"target": "zuora-prod", "run_id": 401}),
 }
 
 
@@ -96,7 +98,7 @@ def cloudevent_example() -> Example:
     key, fields = _COMMANDS[Operation.WORKFLOO_EXECUTE]
     envelope = {
         "specversion": "1.0",
-        "id": "cmd-7f3a-0006",
+        "id": "cmd-7f3a-0007",
         "source": "urn:loans-service",
         "type": "workflow.command.run",
         "time": "2025-01-15T09:30:00Z",
@@ -174,4 +176,5 @@ def ledger_examples() -> list[Example]:
 
 
 def build_examples() -> list[Example]:
-    return [*command_examples(), cloudevent_example(), *outcome_examples(), *ledger_examples()]
+    lifecycle = [Example(file, key, None, doc) for file, key, doc in lifecycle_example_docs(EXAMPLE_TIME)]
+    return [*command_examples(), cloudevent_example(), *outcome_examples(), *ledger_examples(), *lifecycle]

@@ -7,8 +7,10 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from bridge.commands import AnyCommand, ControlCommand, RunCommand
+from bridge.contracts.events import event_schema
+from bridge.contracts.lifecycle import LIFECYCLE_EVENT, TRACKED_ENTRY, lifecycle_schema, tracked_entry_schema
 from bridge.ledger.entries import LedgerEntry
-from bridge.outcomes import CLOUDEVENTS_SOURCE, OutcomeData, Status, outcome_type
+from bridge.outcomes import OutcomeData, Status, outcome_type
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
@@ -39,6 +41,18 @@ def build_schemas() -> dict[str, dict[str, Any]]:
             "OutcomeEvent",
             "The CloudEvents 1.0 event announcing one outcome.",
             outcome_schema(),
+        ),
+        LIFECYCLE_EVENT: _with_meta(
+            LIFECYCLE_EVENT,
+            "LifecycleEvent",
+            "The CloudEvents 1.0 event announcing one change of state of a tracked workflow.",
+            lifecycle_schema(),
+        ),
+        TRACKED_ENTRY: _with_meta(
+            TRACKED_ENTRY,
+            "TrackedEntry",
+            "One tracked-workflow entry (key trk:<command topic>:<command id>); a tombstone ends it.",
+            tracked_entry_schema(),
         ),
         LEDGER_ENTRY: _with_meta(
             LEDGER_ENTRY,
@@ -81,25 +95,14 @@ def command_cloudevent_schema() -> dict[str, Any]:
 
 
 def outcome_schema() -> dict[str, Any]:
-    data = TypeAdapter(OutcomeData).json_schema(mode="serialization")
-    defs: dict[str, Any] = {**data.pop("$defs", {}), "OutcomeData": data}
-    properties: dict[str, Any] = {
-        "specversion": {"const": "1.0"},
-        "id": {"type": "string", "format": "uuid", "description": "Same for a redelivered command."},
-        "source": {"type": "string", "minLength": 1, "examples": [CLOUDEVENTS_SOURCE]},
-        "type": {"enum": [outcome_type(status) for status in Status]},
-        "subject": {"type": "string", "description": "The command id (equals data.command_id)."},
-        "time": {"type": "string", "format": "date-time"},
-        "datacontenttype": {"const": "application/json"},
-        "data": {"$ref": "#/$defs/OutcomeData"},
-    }
-    return {
-        "type": "object",
-        "properties": {**properties, **_tracing_attributes("the bridge's span that made this outcome")},
-        "required": list(properties),
-        "allOf": [_type_matches_status(status) for status in Status],
-        "$defs": defs,
-    }
+    statuses = [(outcome_type(status), status.value) for status in Status]
+    return event_schema(
+        "OutcomeData",
+        TypeAdapter(OutcomeData).json_schema(mode="serialization"),
+        statuses,
+        "Same for a redelivered command.",
+        _tracing_attributes("the bridge's span that made this outcome"),
+    )
 
 
 def _tracing_attributes(whose: str) -> dict[str, Any]:
@@ -111,11 +114,4 @@ def _tracing_attributes(whose: str) -> dict[str, Any]:
             "description": f"W3C traceparent of {whose} (when tracing is on).",
         },
         "tracestate": {"type": "string", "description": "W3C tracestate that goes with traceparent."},
-    }
-
-
-def _type_matches_status(status: Status) -> dict[str, Any]:
-    return {
-        "if": {"properties": {"type": {"const": outcome_type(status)}}, "required": ["type"]},
-        "then": {"properties": {"data": {"properties": {"status": {"const": status.value}}}}},
     }

@@ -25,6 +25,7 @@ class TopicRole(StrEnum):
     CONTROL_OUTCOMES = "control_outcomes"
     DEAD_LETTER = "dead_letter"
     LEDGER = "ledger"
+    LIFECYCLE = "lifecycle"
 
     @property
     def family(self) -> CommandFamily | None:

@@ -20,13 +20,22 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.commands import Command
 from bridge.kafka_options import client_options
-from bridge.ledger.entries import DoneFields, EntryState, decode, encode_dispatched, encode_done, fingerprint
+from bridge.ledger.entries import (
+    COMMAND_PREFIX,
+    DoneFields,
+    EntryState,
+    decode,
+    encode_dispatched,
+    encode_done,
+    fingerprint,
+)
 from bridge.ledger.index import CommandIndex, id_hash, pack
 from bridge.ledger.rules import Admission, admit, is_redrive
 from bridge.metrics import Metrics
@@ -52,6 +61,19 @@ class LedgerRecord:
     partition: int
     key: bytes
     value: bytes
+
+
+class SiblingState(Protocol):
+    """Other kinds of entry in the same ledger partitions (tracked workflows): restored in the same
+    read and forgotten with the partition."""
+
+    def restore_started(self, wanted: Iterable[PartitionKey]) -> None: ...
+
+    def load(self, partition: int, key: bytes | None, value: bytes | None) -> None: ...
+
+    def restore_finished(self, kept: Iterable[PartitionKey]) -> None: ...
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -80,8 +102,10 @@ class Ledger:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        sibling: SiblingState | None = None,
     ) -> None:
         self.topic = settings.topics.ledger
+        self._sibling = sibling
         self._settings = settings.ledger
         self._kafka = settings.kafka
         self._backoff_s = settings.engine.publish_retry_backoff_s
@@ -193,6 +217,8 @@ class Ledger:
             self._assigned.discard((tp.topic, tp.partition))
             self._indexes.pop((tp.topic, tp.partition), None)
         self._metrics.ledger_entries(self.entries)
+        if self._sibling is not None:
+            self._sibling.forget(tps)
 
     async def restore(self, tps: Iterable[TopicPartition]) -> None:
         """Read the ledger partitions of newly assigned command partitions to their end."""
@@ -204,6 +230,8 @@ class Ledger:
         for where, index in fresh.items():
             if where in self._assigned:  # not revoked meanwhile
                 self._indexes[where] = index
+        if self._sibling is not None:
+            self._sibling.restore_finished([where for where in fresh if where in self._assigned])
         elapsed = time.perf_counter() - started
         kept = sum(len(index) for index in fresh.values())
         self._metrics.ledger_restored(elapsed)
@@ -220,6 +248,8 @@ class Ledger:
     async def _read_to_end(self, fresh: dict[PartitionKey, CommandIndex]) -> int:
         """Fill ``fresh`` from the ledger; retried from the start while the broker is unreachable."""
         while True:
+            if self._sibling is not None:
+                self._sibling.restore_started(fresh)  # again after a failed attempt: start over
             try:
                 return await self._read_once(fresh)
             except KafkaError as exc:
@@ -237,8 +267,8 @@ class Ledger:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=10,
         )
-        await consumer.start()
         try:
+            await consumer.start()  # inside: a restore cancelled while connecting still closes it
             consumer.assign(list(remaining))
             await consumer.seek_to_beginning(*remaining)
             return await self._drain_partitions(consumer, remaining, fresh)
@@ -267,8 +297,8 @@ class Ledger:
                     remaining.discard(ltp)
         return read
 
-    @staticmethod
     def _load(
+        self,
         fresh: dict[PartitionKey, CommandIndex],
         partition: int,
         key: bytes | None,
@@ -277,6 +307,8 @@ class Ledger:
     ) -> None:
         entry = decode(key, value)
         if entry is None:
+            if self._sibling is not None and key is not None and not key.startswith(COMMAND_PREFIX):
+                self._sibling.load(partition, key, value)
             return
         index = fresh.get((entry.topic, partition))
         if index is None or not index.is_fresh(entry.at_ms, now_ms):

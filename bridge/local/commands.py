@@ -86,15 +86,28 @@ async def send_command(settings: Settings, source: str, key: str | None) -> int:
     return 0
 
 
+def _head(data: dict[str, Any], width: int) -> list[str]:
+    """Status, operation, command id and the provider reference: how every line starts."""
+    parts = [f"{data.get('status', '?'):{width}}", f"{data.get('operation') or '-':22}"]
+    parts.append(data.get("command_id", "?"))
+    return parts + ([f"ref={data['provider_ref']}"] if data.get("provider_ref") else [])
+
+
+def format_lifecycle(data: dict[str, Any]) -> str:
+    parts = [*_head(data, 9), f"provider={data.get('provider_status')}"]
+    if data.get("waiting_for"):
+        parts.append(f"waiting_for={data['waiting_for']}")
+    parts.append(f"after={data.get('tracked_for_s', 0):.1f}s")
+    if data.get("detail"):
+        parts.append(f"[{data['detail']}]")
+    return "  ".join(str(p) for p in parts)
+
+
 def format_event(event: dict[str, Any]) -> str:
     data = event.get("data", {})
-    parts = [
-        f"{data.get('status', '?'):8}",
-        f"{data.get('operation') or '-':22}",
-        data.get("command_id", "?"),
-    ]
-    if data.get("provider_ref"):
-        parts.append(f"ref={data['provider_ref']}")
+    if str(event.get("type", "")).startswith("workflow.lifecycle."):
+        return format_lifecycle(data)
+    parts = _head(data, 8)
     if data.get("http_status"):
         parts.append(f"http={data['http_status']}")
     parts.append(f"attempts={data.get('attempts', 0)}")
@@ -117,6 +130,7 @@ async def tail_outcomes(settings: Settings, args: Namespace) -> int:
     t = settings.topics
     consumer = AIOKafkaConsumer(
         *t.results,
+        t.lifecycle,
         **client_options(settings.kafka),
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,

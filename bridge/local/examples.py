@@ -51,6 +51,16 @@ def example_commands(run_id: str) -> list[tuple[bytes | None, Any]]:
                 "zuora": {"track_id": "demo-run-1"},
             },
         ),
+        (  # the sandbox ends this run Finished with a task in error: its lifecycle ends failed
+            b"acct-4",
+            {
+                "id": cid("zuora-run-fails"),
+                "target": ZUORA,
+                "operation": "zuora.run_workflow",
+                "workflow_id": 396,
+                "parameters": {"accountId": "4028905f5a87c0ff015a87d25ae90025", "SANDBOX_RESULT": "error"},
+            },
+        ),
         (
             b"acct-2",
             {
@@ -74,6 +84,10 @@ def example_commands(run_id: str) -> list[tuple[bytes | None, Any]]:
         (
             b"task-2770",
             {"id": cid("zuora-rerun"), "target": ZUORA, "operation": "zuora.rerun_task", "task_id": "2770"},
+        ),
+        (  # run 400 of the sandbox finished long ago: a stop is refused
+            b"acct-0",
+            {"id": cid("zuora-stop-finished"), "target": ZUORA, "operation": "zuora.stop_run", "run_id": 400},
         ),
         (
             b"loan-1",

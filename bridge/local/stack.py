@@ -142,13 +142,19 @@ def local_settings(
 def topic_layout(topics: TopicSettings, partitions: int = 4) -> dict[str, int]:
     paired = [*topics.routes, *topics.routes.values()]
     # the ledger is co-partitioned with the command topics
-    return {**dict.fromkeys(paired, partitions), topics.dead_letter: 1, topics.ledger: partitions}
+    return {
+        **dict.fromkeys(paired, partitions),
+        topics.dead_letter: 1,
+        topics.ledger: partitions,
+        topics.lifecycle: partitions,
+    }
 
 
 async def _print_outcomes(settings: Settings) -> None:
     t = settings.topics
     consumer = AIOKafkaConsumer(
         *t.results,
+        t.lifecycle,
         bootstrap_servers=settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
     )

@@ -21,6 +21,7 @@ import orjson
 from bridge.commands import Command, EightByEightUpdateInstance
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import CommandRejected
+from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of, segment
 from bridge.settings import EightByEightTarget
@@ -48,6 +49,53 @@ def build_status_request(command: Command, *, default_account: str) -> HttpReque
     return HttpRequest(
         "GET", patch.path, headers={"Accept": "application/json"}, query={"includeLogs": "false"}
     )
+
+
+def status_ref(command: Command, reference: str | None, *, default_account: str) -> dict[str, str] | None:
+    """The instance an applied control command steered, and what it asked for (to confirm it)."""
+    if not isinstance(command, EightByEightUpdateInstance):
+        return None
+    return {
+        "account_id": command.account_id or default_account,
+        "definition_id": command.definition_id,
+        "instance_id": command.instance_id,
+        "action": command.action.value,
+    }
+
+
+def build_instance_read(ref: Mapping[str, str]) -> HttpRequest:
+    path = (
+        f"/api/v1/accounts/{segment(ref['account_id'])}/definitions/{segment(ref['definition_id'])}"
+        f"/workflows/{segment(ref['instance_id'])}"
+    )
+    headers = {"Accept": "application/json"}
+    return HttpRequest("GET", path, headers=headers, query={"includeLogs": "false"}, route=ROUTE)
+
+
+def instance_state(status: object, action: str | None) -> RunReading | None:
+    """Runnable running, Suspended waiting (for a resume), Complete completed; Terminated is
+    stopped after our terminate, failed otherwise (a fault, or a terminate from elsewhere)."""
+    if status == "Runnable":
+        return RunReading(RunState.RUNNING, "Runnable")
+    if status == "Suspended":
+        return RunReading(RunState.WAITING, "Suspended", waiting_for="resume")
+    if status == "Complete":
+        return RunReading(RunState.COMPLETED, "Complete")
+    if status != "Terminated":
+        return None
+    if action == "terminate":
+        return RunReading(RunState.STOPPED, "Terminated")
+    detail = "8x8 terminated the instance (a fault, or by hand)"
+    return RunReading(RunState.FAILED, "Terminated", detail=detail)
+
+
+def classify_status(
+    status: int, headers: Mapping[str, str], body: bytes, *, action: str | None = None
+) -> Reading:
+    doc = status_document(status, headers, body)
+    if isinstance(doc, ReadFailure):
+        return doc
+    return instance_state(doc.get("status"), action) or UNREADABLE
 
 
 def error_detail(body: bytes) -> str:

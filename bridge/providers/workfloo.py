@@ -22,11 +22,22 @@ from yarl import URL
 from bridge.commands import Command, WorkflooExecute
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import CommandRejected
+from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of
+from bridge.providers.base import (
+    HttpRequest,
+    StaticKeyProvider,
+    clip,
+    json_or_none,
+    reference_of,
+    segment,
+)
 from bridge.settings import WorkflooTarget
 
 API_PATH = "/api/v1/workfloo"
+STATUS_ROUTE = API_PATH + "/status/{id}"
+FINISHED = {"SUCCESS": RunState.COMPLETED, "ERROR": RunState.FAILED, "ABANDONED": RunState.STOPPED}
+HUMAN_STEPS = frozenset({"FORM", "DOCUMENT", "LINK", "VALIDATION", "TIMER", "NIP", "OTP", "REVIEW"})
 SANDBOX_HOST = "sandbox.workfloo.kiban.com"  # sandbox mode by itself; ``?sandbox=`` is ignored there
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _NO_ACCESS = "API key has no access to this definition"
@@ -92,6 +103,36 @@ def classify(command: Command, status: int, headers: Mapping[str, str], body: by
     if verdict.status is Status.REJECTED:
         return replace(verdict, message=_with_detail(verdict.message, body))
     return verdict
+
+
+def status_ref(command: Command, reference: str | None) -> dict[str, str] | None:
+    return {"execution_id": reference} if isinstance(command, WorkflooExecute) and reference else None
+
+
+def build_status_request(ref: Mapping[str, str], *, sandbox: bool = False) -> HttpRequest:
+    path = f"{API_PATH}/status/{segment(ref['execution_id'])}"
+    query = {"sandbox": "true"} if sandbox else {}
+    return HttpRequest("GET", path, headers={"Accept": "application/json"}, query=query, route=STATUS_ROUTE)
+
+
+def execution_state(status: str, node: object) -> RunReading:
+    """SUCCESS, ERROR, ABANDONED end a run; a human step (a node not ``*_PROCESSING``) is waiting."""
+    if status in FINISHED:
+        detail = f"workfloo ended the execution with status {status}" if status != "SUCCESS" else None
+        return RunReading(FINISHED[status], status, detail=detail)
+    if isinstance(node, str) and node.upper() in HUMAN_STEPS:
+        return RunReading(RunState.WAITING, status, waiting_for=node.lower())
+    return RunReading(RunState.RUNNING, status)
+
+
+def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Reading:
+    doc = status_document(status, headers, body)
+    if isinstance(doc, ReadFailure):
+        return doc
+    raw = doc.get("status")
+    if not isinstance(raw, str) or not raw:
+        return UNREADABLE
+    return execution_state(clip(raw, 64), doc.get("currentNodeType"))
 
 
 class WorkflooProvider(StaticKeyProvider[WorkflooTarget]):

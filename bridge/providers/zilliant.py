@@ -25,13 +25,15 @@ import orjson
 from bridge.commands import Command, ZilliantQueueJob
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import AuthError, CommandRejected
+from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of
+from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
 from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
 from bridge.providers.tokens import Clock, Token, TokenCache
 from bridge.settings import ZilliantTarget
 
 API_PATH = "/v1/JobWorkflow/Authorized"
+STATUS_ROUTE = API_PATH + "/{jobId}/Status"
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _MAX_SKEW_S = 60.0
 
@@ -77,6 +79,33 @@ def classify(command: Command, status: int, headers: Mapping[str, str], body: by
         message = f"Zilliant could not process the JSON body (400){_detail(body)}"
         return Verdict(Status.REJECTED, error_kind=ErrorKind.PROVIDER_REJECTED, message=message)
     return classify_common(status, headers) or unexpected(status)
+
+
+def status_ref(command: Command, reference: str | None) -> dict[str, str] | None:
+    """What a status read of the queued job needs: its job id."""
+    return {"job_id": reference} if isinstance(command, ZilliantQueueJob) and reference else None
+
+
+def build_status_request(ref: Mapping[str, str]) -> HttpRequest:
+    path = f"{API_PATH}/{segment(ref['job_id'])}/Status"
+    return HttpRequest("GET", path, headers={"Accept": "application/json"}, route=STATUS_ROUTE)
+
+
+def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Reading:
+    """OPEN is running; CLOSED with closeStatus COMPLETED completed, any other close status failed."""
+    doc = status_document(status, headers, body)
+    if isinstance(doc, ReadFailure):
+        return doc
+    execution = doc.get("executionStatus")
+    if execution == "OPEN":
+        return RunReading(RunState.RUNNING, "OPEN")
+    if execution != "CLOSED":
+        return UNREADABLE
+    close = doc.get("closeStatus")
+    if close == "COMPLETED":
+        return RunReading(RunState.COMPLETED, "COMPLETED")
+    raw = clip(str(close), 64)
+    return RunReading(RunState.FAILED, raw, detail=f"Zilliant closed the job with closeStatus {raw}")
 
 
 def parse_token(body: bytes, expires_at: float) -> Token:

@@ -1,7 +1,8 @@
-"""Zuora adapter: run a workflow definition and rerun a workflow task.
+"""Zuora adapter: run a workflow definition, rerun a workflow task, stop and read a workflow run.
 
-``POST /workflows/{workflow_id}/run`` (body: the workflow parameters) and
-``POST /workflows/tasks/{task_id}/rerun`` (no body). Every POST carries an ``Idempotency-Key``
+``POST /workflows/{workflow_id}/run`` (body: the workflow parameters),
+``POST /workflows/tasks/{task_id}/rerun`` (no body), ``PUT /workflows/workflow_runs/{id}/stop`` and
+``GET /workflows/workflow_runs/{id}`` (the status read of tracking). Every POST carries an ``Idempotency-Key``
 derived from the command id, so a redelivered or retried command gets Zuora's stored answer
 instead of a second workflow run. Auth is OAuth client credentials; tokens are cached until
 shortly before ``expires_in``.
@@ -24,9 +25,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bridge.commands import Command, ZuoraHeaders, ZuoraRerunTask, ZuoraRunWorkflow
+from bridge.commands import Command, ZuoraHeaders, ZuoraRerunTask, ZuoraRunWorkflow, ZuoraStopRun
 from bridge.decide import Verdict, classify_common, header, unexpected
 from bridge.errors import AuthError, CommandRejected
+from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, ProviderKind, Status
 from bridge.providers.base import HttpRequest, clip, header_safe, json_or_none, reference_of, segment
 from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
@@ -41,10 +43,15 @@ _REASONS = {
     406: "the body is missing required workflow parameters",
     422: "the Idempotency-Key was already used for another URL or method",
 }
+_REFUSED = {"zuora.rerun_task": "Zuora refused the rerun", "zuora.stop_run": "Zuora refused the stop"}
 _IN_FLIGHT = "a request with the same Idempotency-Key is still in progress"
 _INSTANCE_ID = "workflow_id references a workflow instance, not a definition"
 RUN_ROUTE = "/workflows/{workflow_id}/run"
 RERUN_ROUTE = "/workflows/tasks/{task_id}/rerun"
+RUN_STATUS_ROUTE = "/workflows/workflow_runs/{workflow_run_id}"
+STOP_ROUTE = RUN_STATUS_ROUTE + "/stop"
+_RUNNING = frozenset({"Queued", "Processing", "Stopping"})
+_TASK_COUNTS = ("pending", "processing", "queued")
 
 
 def idempotency_key(command: ZuoraRunWorkflow | ZuoraRerunTask) -> str:
@@ -76,6 +83,9 @@ def build_request(command: Command) -> HttpRequest:
         path = f"/workflows/tasks/{segment(command.task_id)}/rerun"
         headers = {"Accept": _JSON, **_common_headers(command)}
         return HttpRequest("POST", path, headers=headers, route=RERUN_ROUTE)
+    if isinstance(command, ZuoraStopRun):  # a PUT: Zuora takes Idempotency-Key on POST and PATCH only
+        path = f"/workflows/workflow_runs/{segment(str(command.run_id))}/stop"
+        return HttpRequest("PUT", path, headers={"Accept": _JSON}, route=STOP_ROUTE)
     raise CommandRejected(ErrorKind.TARGET_MISMATCH, f"zuora targets cannot run {command.operation}")
 
 
@@ -110,17 +120,19 @@ def _conflict(command: Command, headers: Mapping[str, str], body: bytes) -> Verd
         # Another attempt with this key is still running: wait, retry with the same key.
         message = _message(_IN_FLIGHT, 409, body, headers)
         return Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT, message=message, retryable=True)
-    reason = _INSTANCE_ID if isinstance(command, ZuoraRunWorkflow) else "Zuora refused the rerun"
+    reason = _INSTANCE_ID if isinstance(command, ZuoraRunWorkflow) else _REFUSED.get(command.operation, "")
     return Verdict(
         Status.REJECTED, error_kind=ErrorKind.PROVIDER_REJECTED, message=_message(reason, 409, body, headers)
     )
 
 
 def classify(command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
-    """Run 200 queued, rerun 200 applied; 409 in-flight key is a retryable conflict."""
+    """Run 200 queued, rerun and stop 200 applied; 409 in-flight key is a retryable conflict."""
     if 200 <= status < 300:
         parsed = json_or_none(body)
         reference = reference_of(parsed.get("id")) if isinstance(parsed, dict) else None
+        if isinstance(command, ZuoraStopRun):
+            return Verdict(Status.APPLIED, reference=reference or str(command.run_id))
         done = Status.QUEUED if isinstance(command, ZuoraRunWorkflow) else Status.APPLIED
         return Verdict(done, reference=reference)
     if status == 409:
@@ -130,6 +142,49 @@ def classify(command: Command, status: int, headers: Mapping[str, str], body: by
         reason = _REASONS.get(status, "Zuora rejected the request")
         return replace(verdict, message=_message(reason, status, body, headers))
     return verdict
+
+
+def status_ref(command: Command, reference: str | None) -> dict[str, str] | None:
+    """The run a queued run or an applied stop is about (a rerun's task has no run read)."""
+    if isinstance(command, ZuoraRunWorkflow) and reference:
+        return {"run_id": reference}
+    if isinstance(command, ZuoraStopRun):
+        return {"run_id": str(command.run_id)}
+    return None
+
+
+def build_status_request(ref: Mapping[str, str]) -> HttpRequest:
+    path = f"/workflows/workflow_runs/{segment(ref['run_id'])}"
+    return HttpRequest("GET", path, headers={"Accept": _JSON}, route=RUN_STATUS_ROUTE)
+
+
+def _task_count(tasks: object, name: str) -> int:
+    value = tasks.get(name) if isinstance(tasks, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def run_state(status: object, tasks: object) -> RunReading | None:
+    """Finished is not success: task errors mean failed, unfinished tasks mean not done yet."""
+    if status in _RUNNING:
+        return RunReading(RunState.RUNNING, str(status))
+    if status == "Stopped":
+        return RunReading(RunState.STOPPED, "Stopped")
+    if status != "Finished":
+        return None
+    errors = _task_count(tasks, "error")
+    if errors:
+        total = _task_count(tasks, "total")
+        return RunReading(RunState.FAILED, "Finished", detail=f"{errors} of {total} task(s) ended in error")
+    if any(_task_count(tasks, name) for name in _TASK_COUNTS):
+        return RunReading(RunState.RUNNING, "Finished")
+    return RunReading(RunState.COMPLETED, "Finished")
+
+
+def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Reading:
+    doc = status_document(status, headers, body)
+    if isinstance(doc, ReadFailure):
+        return doc
+    return run_state(doc.get("status"), doc.get("tasks")) or UNREADABLE
 
 
 def parse_token(body: bytes, started: float) -> Token:

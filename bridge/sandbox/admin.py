@@ -14,6 +14,7 @@ Routes::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
@@ -28,7 +29,7 @@ PREFIX = "/_sandbox"
 
 
 async def record_of(
-    request: web.Request, provider: str, status: int | None, concurrent: int = 1
+    request: web.Request, provider: str, status: int | None, concurrent: int = 1, arrived_at: float = 0.0
 ) -> RecordedRequest:
     """What the log keeps of one request; credentials are kept as sent (this is a test tool)."""
     raw = await request.read()
@@ -49,6 +50,7 @@ async def record_of(
         body=body,
         status=status,
         concurrent=concurrent,
+        arrived_at=arrived_at,
     )
 
 
@@ -62,16 +64,18 @@ def recording_middleware(log: RequestLog) -> Middleware:
             return await handler(request)
         concurrent = log.in_progress.get(provider, 0) + 1
         log.in_progress[provider] = concurrent
+        arrived_at = time.time()
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            log.add(await record_of(request, provider, exc.status, concurrent))
+            log.add(await record_of(request, provider, exc.status, concurrent, arrived_at))
             raise
         finally:
             log.in_progress[provider] -= 1
         transport = request.transport
         delivered = transport is not None and not transport.is_closing()
-        log.add(await record_of(request, provider, response.status if delivered else None, concurrent))
+        status = response.status if delivered else None
+        log.add(await record_of(request, provider, status, concurrent, arrived_at))
         return response
 
     return middleware

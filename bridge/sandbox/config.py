@@ -49,6 +49,12 @@ EIGHTBYEIGHT_TERMINATED = "60dbe307fe55d99fc083db64"
 
 DAY_S = 24 * 3600.0
 
+# Sandbox extensions that pick how a started run ends (the real providers decide that themselves).
+ZUORA_RESULT_PARAM = "SANDBOX_RESULT"  # a run parameter: "error" ends Finished with a task error
+WORKFLOO_RESULT_FIELD = "sandboxResult"  # a form field: "ERROR" or "ABANDONED" (default SUCCESS)
+WORKFLOO_WAIT_FIELD = "sandboxWaitFor"  # a form field: "FORM", "DOCUMENT", ... a human step to wait on
+EIGHTBYEIGHT_FAULT_FIELD = "sandboxFault"  # a start payload field: true ends Terminated (a fault)
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SandboxConfig:
@@ -68,8 +74,14 @@ class SandboxConfig:
     """More (client_id, client_secret) pairs, each its own tenant (for per-tenant idempotency)."""
     zuora_token_ttl_s: int = 3599
     zuora_idempotency_ttl_s: float = DAY_S
+    zuora_run_duration_s: float = 2.0
+    """How long a started Zuora run is Queued and Processing before it is Finished."""
     workfloo_api_key: str = WORKFLOO_API_KEY
+    workfloo_run_duration_s: float = 2.0
+    """How long a workfloo execution runs (after its human step, if it waits on one)."""
     eightbyeight_api_key: str = EIGHTBYEIGHT_API_KEY
+    eightbyeight_run_duration_s: float | None = None
+    """Started 8x8 instances turn Complete (or Terminated) after this long; None: they stay Runnable."""
     seed: int = 0
     """Seeds the random generator behind fault injection, so a benchmark run is reproducible."""
     request_log_limit: int = 10_000

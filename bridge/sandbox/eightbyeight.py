@@ -6,7 +6,9 @@ Routes, with ``W = /api/v1/accounts/{accountId}/definitions/{definitionId}/workf
     GET   /8x8{W}/{workflowId}    the workflowInstance
     PATCH /8x8{W}/{workflowId}    {"status": "suspend" | "resume" | "terminate"}: 200, empty body
 
-Every answer >= 400 carries ``{code, message, errorId, timestamp}``.
+Every answer >= 400 carries ``{code, message, errorId, timestamp}``. With
+``eightbyeight_run_duration_s`` set, a started instance that is still Runnable that long after its
+start turns Complete, or Terminated when its start payload had ``sandboxFault: true``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bridge.sandbox.config import (
     EIGHTBYEIGHT_ACCOUNT,
     EIGHTBYEIGHT_COMPLETE,
     EIGHTBYEIGHT_DEFINITION,
+    EIGHTBYEIGHT_FAULT_FIELD,
     EIGHTBYEIGHT_RUNNABLE,
     EIGHTBYEIGHT_SUSPENDED,
     EIGHTBYEIGHT_TERMINATED,
@@ -96,6 +99,16 @@ class Instance:
     completed_at: float | None = None
     data: JsonObject | None = None
     version: int = 1
+    ends_at: float | None = None
+    """When a Runnable instance ends on its own (None: never)."""
+
+    def settle(self, now: float) -> None:
+        """Apply the instance's own ending, once it is due."""
+        if self.ends_at is None or now < self.ends_at or self.status is not InstanceStatus.RUNNABLE:
+            return
+        faulted = bool((self.data or {}).get(EIGHTBYEIGHT_FAULT_FIELD))
+        self.status = InstanceStatus.TERMINATED if faulted else InstanceStatus.COMPLETE
+        self.completed_at = None if faulted else self.ends_at
 
     def to_json(self) -> JsonObject:
         data = {**(self.data or {}), "accountId": self.account_id, "triggeredAt": iso_millis(self.started_at)}
@@ -178,6 +191,8 @@ class EightByEightSandbox:
 
     def _instance(self, request: web.Request) -> Instance | None:
         found = self.instances.get(request.match_info["workflowId"])
+        if found is not None:
+            found.settle(self.config.clock())
         match = (request.match_info["accountId"], request.match_info["definitionId"].lower())
         return found if found and (found.account_id, found.definition_id) == match else None
 
@@ -201,6 +216,8 @@ class EightByEightSandbox:
             data=payload if isinstance(payload, dict) else {},
             version=int(version),
         )
+        duration = self.config.eightbyeight_run_duration_s
+        instance.ends_at = None if duration is None else instance.started_at + duration
         self.instances[instance.workflow_id] = instance
         location = f"{request.path.rstrip('/')}/{instance.workflow_id}"
         return json_response({"workflowId": instance.workflow_id}, 201, {"Location": location})

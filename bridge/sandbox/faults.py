@@ -84,6 +84,8 @@ class FaultSpec(_Model):
     rate_limit_next: RateLimitNext | None = None
     timeout_next: TimeoutNext | None = None
     drop_next: DropNext | None = None
+    methods: list[Literal["GET", "POST", "PUT", "PATCH"]] | None = None
+    """Only requests with these methods are faulted (``["GET"]``: status reads only); None: all."""
 
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name).count for name in COUNTERS if getattr(self, name) is not None}
@@ -171,10 +173,10 @@ class FaultBook:
     def snapshot(self) -> dict[str, Any]:
         return {name: entry.to_json() for name, entry in self._entries.items()}
 
-    def take(self, provider: str) -> FaultAction:
+    def take(self, provider: str, method: str = "GET") -> FaultAction:
         """Choose the action for one request to ``provider`` and use up its counter."""
         entry = self._entries.get(provider) or self._entries.get(ALL)
-        if entry is None:
+        if entry is None or (entry.spec.methods is not None and method not in entry.spec.methods):
             return FaultAction()
         latency_s = sample_latency_s(entry.spec, self._rng)
         action = choose_fault(entry.spec, entry.remaining, latency_s, self._rng.random())
@@ -203,7 +205,7 @@ def fault_middleware(book: FaultBook) -> Middleware:
         provider = provider_of(request.path)
         if provider is None:
             return await handler(request)
-        action = book.take(provider)
+        action = book.take(provider, request.method)
         if action.kind is FaultKind.FORWARD:
             request[DELAY_KEY] = action.delay_s
             return await handler(request)

@@ -73,6 +73,8 @@ class RecordedRequest:
     """Requests to this provider in progress when this one arrived, itself included."""
     raw_path: str = ""
     """The path exactly as it arrived on the wire, percent-encoding and all (``path`` is decoded)."""
+    arrived_at: float = 0.0
+    """Unix time (the real clock) when the request arrived."""
 
     def to_json(self) -> JsonObject:
         return {
@@ -83,6 +85,7 @@ class RecordedRequest:
             "query": self.query,
             "headers": self.headers,
             "concurrent": self.concurrent,
+            "arrived_at": self.arrived_at,
             "body": self.body,
             "status": self.status,
         }

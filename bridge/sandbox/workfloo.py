@@ -4,6 +4,12 @@ Routes::
 
     POST /workfloo/api/v1/workfloo           production host: sandbox mode only with ?sandbox=true
     POST /workfloo-sandbox/api/v1/workfloo   sandbox host: always sandbox mode, the query is ignored
+    GET  /workfloo{,-sandbox}/api/v1/workfloo/status/{id}   the execution's status
+    POST /workfloo{,-sandbox}/api/v1/workfloo/{id}/form     a human fills in the step it waits on
+
+An execution runs ``workfloo_run_duration_s`` and ends SUCCESS, or as the form field
+``sandboxResult`` says (ERROR, ABANDONED). With ``sandboxWaitFor: "FORM"`` (or DOCUMENT, LINK, ...)
+it first waits on that human step until ``.../{id}/form`` is posted.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -18,7 +25,9 @@ from bridge.sandbox.config import (
     WORKFLOO_DEFINITION_FORBIDDEN,
     WORKFLOO_DEFINITION_PLAIN,
     WORKFLOO_DEFINITION_WITH_LINKS,
+    WORKFLOO_RESULT_FIELD,
     WORKFLOO_SCENARIO,
+    WORKFLOO_WAIT_FIELD,
     SandboxConfig,
 )
 from bridge.sandbox.state import JsonObject, empty_response, json_response, read_json_object
@@ -81,12 +90,39 @@ def execute_error(
     return None
 
 
-@dataclass(frozen=True, slots=True)
+RESULTS = frozenset({"SUCCESS", "ERROR", "ABANDONED"})
+
+
+@dataclass(slots=True)
 class Execution:
     id: str
     definition_id: str
     scenario_id: str | None
     sandbox: bool
+    started_at: float = 0.0
+    duration_s: float = 0.0
+    result: str = "SUCCESS"
+    waits_for: str | None = None
+    """The human step it waits on; None once it was filled in (or when there is none)."""
+
+
+def execution_plan(form: Any) -> tuple[str, str | None]:
+    """Pure: (final status, the human step to wait on) from the sandbox fields of the form."""
+    fields = form if isinstance(form, dict) else {}
+    result, wait = fields.get(WORKFLOO_RESULT_FIELD), fields.get(WORKFLOO_WAIT_FIELD)
+    return (
+        result if result in RESULTS else "SUCCESS",
+        wait.upper() if isinstance(wait, str) and wait else None,
+    )
+
+
+def execution_status(execution: Execution, now: float) -> JsonObject:
+    """Pure: the status body. (inference) IN_PROGRESS is the sandbox's word for a running execution."""
+    if execution.waits_for is not None:
+        return {"id": execution.id, "status": "IN_PROGRESS", "currentNodeType": execution.waits_for}
+    if now < execution.started_at + execution.duration_s:
+        return {"id": execution.id, "status": "IN_PROGRESS", "currentNodeType": "LINK_PROCESSING"}
+    return {"id": execution.id, "status": execution.result, "currentNodeType": "END"}
 
 
 class WorkflooSandbox:
@@ -104,10 +140,40 @@ class WorkflooSandbox:
         self.executions.clear()
 
     def routes(self) -> list[web.RouteDef]:
+        reads = [
+            route
+            for prefix in (self.prod_prefix, self.sandbox_prefix)
+            for route in (
+                web.get(prefix + PATH + "/status/{id}", self.status),
+                web.post(prefix + PATH + "/{id}/form", self.fill_in),
+            )
+        ]
         return [
             web.post(self.prod_prefix + PATH, self.execute_on_production_host),
             web.post(self.sandbox_prefix + PATH, self.execute_on_sandbox_host),
+            *reads,
         ]
+
+    def _execution(self, request: web.Request) -> Execution | web.Response:
+        if not api_key_ok(request.headers.get("x-api-key"), self.config.workfloo_api_key):
+            return empty_response(401)
+        execution = self.executions.get(request.match_info["id"])
+        return execution if execution is not None else json_response(not_found("id"), 404)
+
+    async def status(self, request: web.Request) -> web.Response:
+        found = self._execution(request)
+        if isinstance(found, web.Response):
+            return found
+        return json_response(execution_status(found, self.config.clock()))
+
+    async def fill_in(self, request: web.Request) -> web.Response:
+        """The human step is done: the execution runs on from now."""
+        found = self._execution(request)
+        if isinstance(found, web.Response):
+            return found
+        if found.waits_for is not None:
+            found.waits_for, found.started_at = None, self.config.clock()
+        return json_response({"id": found.id})
 
     async def execute_on_production_host(self, request: web.Request) -> web.Response:
         return await self._execute(request, sandbox=request.query.get("sandbox", "").lower() == "true")
@@ -129,6 +195,9 @@ class WorkflooSandbox:
             status, payload = error
             return empty_response(status) if payload is None else json_response(payload, status)
         scenario = body.get("scenarioId") if sandbox else None
+        result, waits_for = execution_plan(body.get("form"))
         execution = Execution(secrets.token_hex(12), body["idWorkflooDefinition"], scenario or None, sandbox)
+        execution.started_at, execution.duration_s = self.config.clock(), self.config.workfloo_run_duration_s
+        execution.result, execution.waits_for = result, waits_for
         self.executions[execution.id] = execution
         return json_response({"id": execution.id})

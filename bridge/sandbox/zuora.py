@@ -5,6 +5,11 @@ Routes (under the ``/zuora`` prefix)::
     POST /zuora/oauth/token
     POST /zuora/workflows/{workflow_id}/run
     POST /zuora/workflows/tasks/{task_id}/rerun
+    GET  /zuora/workflows/workflow_runs/{run_id}        the run: Queued, Processing, Finished, ...
+    PUT  /zuora/workflows/workflow_runs/{run_id}/stop   Stopping, then Stopped
+
+A run is Queued for the first tenth of ``zuora_run_duration_s``, Processing until it ends, then
+Finished with three successful tasks, or (run parameter ``SANDBOX_RESULT: "error"``) one in error.
 
 :meth:`ZuoraSandbox.header_middleware` stamps ``Zuora-Request-Id`` and echoes ``Zuora-Track-Id``
 on every Zuora response (including injected faults); :meth:`ZuoraSandbox.idempotency_middleware`
@@ -16,7 +21,7 @@ from __future__ import annotations
 import copy
 import hmac
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -25,6 +30,7 @@ from bridge.sandbox.config import (
     ZUORA_DEFINITION_CALLOUT_DISABLED,
     ZUORA_DEFINITION_NO_PARAMS,
     ZUORA_DEFINITION_REQUIRES_ACCOUNT,
+    ZUORA_RESULT_PARAM,
     ZUORA_SEEDED_INSTANCE,
     SandboxConfig,
     zuora_seeded_tasks,
@@ -98,6 +104,42 @@ def run_error(definition: Definition, body: JsonObject) -> tuple[int, JsonObject
     return None
 
 
+STOPPING_S = 0.5  # (inference) how long a stop takes is not documented
+TASKS = 3
+
+
+@dataclass(slots=True)
+class RunTimeline:
+    """When a run was created, how long it runs, whether a task fails, and when a stop came."""
+
+    created_at: float
+    duration_s: float
+    fails: bool = False
+    stop_at: float | None = None
+    tasks: dict[str, int] = field(default_factory=dict)
+
+
+def _counts(**counts: int) -> dict[str, int]:
+    base = dict.fromkeys(("error", "pending", "processing", "queued", "stopped", "success"), 0)
+    return {**base, **counts, "total": TASKS}
+
+
+def run_status(run: RunTimeline, now: float) -> tuple[str, dict[str, int], float | None]:
+    """Pure: (status, task counts, finished at) of a run at ``now``."""
+    end = run.created_at + run.duration_s
+    if run.stop_at is not None and run.stop_at < end:
+        done = run.stop_at + STOPPING_S
+        if now < done:
+            return "Stopping", _counts(processing=1, stopped=TASKS - 1), None
+        return "Stopped", _counts(stopped=TASKS), done
+    if now < run.created_at + run.duration_s / 10:
+        return "Queued", _counts(queued=TASKS), None
+    if now < end:
+        return "Processing", _counts(processing=1, queued=TASKS - 1), None
+    tasks = _counts(error=1, success=TASKS - 1) if run.fails else _counts(success=TASKS)
+    return "Finished", tasks, end
+
+
 def seeded_definitions() -> dict[int, Definition]:
     return {
         d.id: d
@@ -119,6 +161,7 @@ class ZuoraSandbox:
         self.instances: dict[int, JsonObject] = {}
         self.runs: dict[int, int] = {}
         self.tasks: dict[str, JsonObject] = {}
+        self.timelines: dict[int, RunTimeline] = {}
         self._next_instance = self._next_task = 0
         self.reset()
 
@@ -128,6 +171,7 @@ class ZuoraSandbox:
         self.idempotency.clear()
         self.instances.clear()
         self.runs.clear()
+        self.timelines.clear()
         self.tasks = zuora_seeded_tasks()
         self._next_instance = ZUORA_SEEDED_INSTANCE
         self._next_task = max(int(t) for t in self.tasks) + 1
@@ -139,6 +183,8 @@ class ZuoraSandbox:
             web.post(f"{p}/oauth/token", self.token),
             web.post(f"{p}/workflows/tasks/{{task_id}}/rerun", self.rerun),
             web.post(f"{p}/workflows/{{workflow_id}}/run", self.run),
+            web.get(f"{p}/workflows/workflow_runs/{{run_id}}", self.read_run),
+            web.put(f"{p}/workflows/workflow_runs/{{run_id}}/stop", self.stop_run),
         ]
 
     def tenant_of(self, request: web.Request) -> str | None:
@@ -178,7 +224,42 @@ class ZuoraSandbox:
         error = run_error(definition, body)
         if error is not None:
             return json_response(error[1], error[0])
-        return json_response(self._create_instance(definition.id, self.config.clock()))
+        instance = self._create_instance(definition.id, self.config.clock())
+        self.timelines[instance["id"]].fails = body.get(ZUORA_RESULT_PARAM) == "error"
+        return json_response(instance)
+
+    def _run_of(self, request: web.Request) -> tuple[JsonObject, RunTimeline] | web.Response:
+        if self.tenant_of(request) is None:
+            return json_response(AUTH_ERROR, 401)
+        raw_id = request.match_info["run_id"]
+        run_id = int(raw_id) if raw_id.isdigit() else -1
+        if run_id not in self.instances:
+            return json_response(errors(404, "Workflow run not found", "not_found"), 404)
+        return self.instances[run_id], self.timelines[run_id]
+
+    def _run_body(self, instance: JsonObject, run: RunTimeline) -> JsonObject:
+        status, tasks, finished = run_status(run, self.config.clock())
+        finished_at = zuora_time(finished) if finished is not None else None
+        return {**instance, "status": status, "tasks": tasks, "finishedAt": finished_at}
+
+    async def read_run(self, request: web.Request) -> web.Response:
+        found = self._run_of(request)
+        if isinstance(found, web.Response):
+            return found
+        return json_response(self._run_body(*found))
+
+    async def stop_run(self, request: web.Request) -> web.Response:
+        found = self._run_of(request)
+        if isinstance(found, web.Response):
+            return found
+        instance, run = found
+        status, _, _ = run_status(run, self.config.clock())
+        if status in ("Finished", "Stopped"):
+            # (inference) Zuora does not document the answer to stopping a run that has ended.
+            return json_response(errors(400, f"The workflow run is already {status}"), 400)
+        if run.stop_at is None:
+            run.stop_at = self.config.clock()
+        return json_response(self._run_body(instance, run))
 
     def _create_instance(self, definition_id: int, now: float, seq: int | None = None) -> JsonObject:
         seq = seq if seq is not None else self.runs.get(definition_id, 0) + 1
@@ -193,6 +274,7 @@ class ZuoraSandbox:
             "updatedAt": zuora_time(now),
         }
         self.instances[self._next_instance] = instance
+        self.timelines[self._next_instance] = RunTimeline(now, self.config.zuora_run_duration_s)
         self._next_instance += 1
         return instance
 

@@ -172,6 +172,7 @@ async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
             "control_outcomes": f"{prefix}.control.outcomes",
             "dead_letter": f"{prefix}.dlq",
             "ledger": f"{prefix}.ledger",
+            "lifecycle": f"{prefix}.lifecycle",
         },
         "kafka": {"group_id": f"{prefix}-bridge"},
     }
@@ -209,6 +210,18 @@ async def start_process(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+SANDBOX_TARGETS = (
+    examples.ZILLIANT,
+    examples.ZUORA,
+    examples.WORKFLOO,
+    examples.WORKFLOO_BAD_KEY,
+    examples.EIGHT_BY_EIGHT,
+)
+# For tests of the calls commands make: tracking's status reads would join them in the sandbox log
+# (tests/integration/test_tracking.py tests those).
+NO_TRACKING = {name: {"tracking": {"enabled": False}} for name in SANDBOX_TARGETS}
 
 
 def workfloo_command(command_id: str, target: str = examples.WORKFLOO) -> dict[str, Any]:

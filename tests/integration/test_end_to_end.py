@@ -38,6 +38,8 @@ async def test_every_operation_reaches_its_outcome(stack: Stack) -> None:
     assert status("zilliant-queued") == ("queued", None)
     assert status("zilliant-conflict") == ("conflict", "conflict")
     assert status("zuora-queued") == ("queued", None)
+    assert status("zuora-run-fails") == ("queued", None)  # it fails later: see its lifecycle events
+    assert status("zuora-stop-finished") == ("rejected", "provider_rejected")
     assert status("zuora-missing-param") == ("rejected", "provider_rejected")
     assert status("zuora-reserved-word") == ("rejected", "validation")
     assert status("zuora-rerun") == ("applied", None)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bridge.commands import ZUORA_RESERVED_PARAMETERS
 from bridge.local import examples
 from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack
+from tests.integration.conftest import NO_TRACKING, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -218,6 +218,7 @@ class Fuzz:
 async def fuzz_state(stack: Stack) -> Fuzz:
     state: Fuzz | None = getattr(stack, "fuzz", None)
     if state is None:
+        stack.configure(targets=NO_TRACKING)  # every sandbox request must be a command's call
         await stack.start_bridge()
         producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap, linger_ms=0)
         await producer.start()

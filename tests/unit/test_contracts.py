@@ -117,6 +117,7 @@ def test_retention_by_kind():
         "control_outcomes": 14,
         "dead_letter": 30,
         "ledger": 7,
+        "lifecycle": 14,
     }
 
 
@@ -279,6 +280,7 @@ def test_asyncapi_operations(asyncapi):
         "send_control_outcomes": "send",
         "send_dead_letter": "send",
         "send_ledger": "send",
+        "send_lifecycle": "send",
     }
     for operation in asyncapi["operations"].values():
         channel = resolve(asyncapi, operation["channel"]["$ref"])

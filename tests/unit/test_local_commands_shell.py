@@ -276,7 +276,12 @@ async def test_tail_reads_every_result_topic_from_the_end_by_default(consumer, c
     assert await tail_outcomes(settings(), tail_args()) == 0
 
     [c] = consumer.instances
-    assert c.topics == ("workflow.run.outcomes", "workflow.control.outcomes", "workflow.commands.dlq")
+    assert c.topics == (
+        "workflow.run.outcomes",
+        "workflow.control.outcomes",
+        "workflow.commands.dlq",
+        "workflow.run.lifecycle",  # tail shows how tracked workflows end, too
+    )
     assert c.options["auto_offset_reset"] == "latest" and c.options["enable_auto_commit"] is False
     assert c.options["bootstrap_servers"] == "k:1" and c.stopped
 

@@ -166,6 +166,7 @@ def test_topic_layout_pairs_command_and_outcome_topics_and_one_dlq_partition():
         "workflow.control.outcomes": 4,
         "workflow.commands.dlq": 1,
         "workflow.bridge.ledger": 4,  # co-partitioned with the command topics
+        "workflow.run.lifecycle": 4,
     }
 
 
@@ -177,8 +178,10 @@ def test_topic_layout_follows_renamed_topics_and_partition_count():
         control_outcomes="d",
         dead_letter="e",
         ledger="f",
+        lifecycle="g",
     )
-    assert topic_layout(renamed, partitions=2) == {"a": 2, "b": 2, "c": 2, "d": 2, "e": 1, "f": 2}
+    expected = {"a": 2, "b": 2, "c": 2, "d": 2, "e": 1, "f": 2, "g": 2}
+    assert topic_layout(renamed, partitions=2) == expected
 
 
 # -- example commands --------------------------------------------------------------------------------

@@ -288,6 +288,7 @@ async def test_registry_builds_zuora(session) -> None:
     assert {op.value for op in PROVIDER_OPERATIONS[ProviderKind.ZUORA]} == {
         "zuora.run_workflow",
         "zuora.rerun_task",
+        "zuora.stop_run",
     }
 
 

@@ -14,8 +14,10 @@ import yaml
 
 from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
 from bridge.config import parse_settings
+from bridge.lifecycle import RunState
 from bridge.outcomes import OutcomeData
 from bridge.parsing import Parsed, parse_command
+from bridge.tracking.events import LifecycleData
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,6 +34,11 @@ def schema(name: str) -> dict[str, Any]:
 
 
 JSON_EXAMPLES = [json.loads(b) for b in blocks("json")]
+EVENT_TYPES = ("workflow.outcome.", "workflow.lifecycle.")
+
+
+def is_event(doc: dict[str, Any], prefix: str = "workflow.") -> bool:
+    return str(doc.get("type", "")).startswith(EVENT_TYPES) and str(doc["type"]).startswith(prefix)
 
 
 def test_the_readme_has_an_example_of_every_operation_and_an_outcome():
@@ -40,9 +47,7 @@ def test_the_readme_has_an_example_of_every_operation_and_an_outcome():
     assert any(d.get("type", "").startswith("workflow.outcome.") for d in JSON_EXAMPLES)
 
 
-@pytest.mark.parametrize(
-    "doc", [d for d in JSON_EXAMPLES if not d.get("type", "").startswith("workflow.outcome.")]
-)
+@pytest.mark.parametrize("doc", [d for d in JSON_EXAMPLES if not is_event(d)])
 def test_command_examples_parse_and_match_the_schema(doc):
     command = doc["data"] if "specversion" in doc else doc
     family = OPERATION_FAMILY[Operation(command["operation"])]
@@ -62,6 +67,15 @@ def test_outcome_examples_are_valid_outcome_events(doc):
     jsonschema.validate(doc, schema("outcome-event.schema.json"))
     data = OutcomeData.model_validate(doc["data"])
     assert doc["type"] == f"workflow.outcome.{data.status.value}" and doc["subject"] == data.command_id
+
+
+def test_the_readme_has_a_lifecycle_event_of_every_status():
+    shown = [d for d in JSON_EXAMPLES if is_event(d, "workflow.lifecycle.")]
+    assert {d["data"]["status"] for d in shown} == {state.value for state in RunState}
+    for doc in shown:
+        jsonschema.validate(doc, schema("lifecycle-event.schema.json"))
+        data = LifecycleData.model_validate(doc["data"])
+        assert doc["type"] == f"workflow.lifecycle.{data.status.value}" and doc["subject"] == data.command_id
 
 
 def _env_refs(node: Any, env: dict[str, str]) -> Any:

@@ -1,0 +1,89 @@
+"""The lifecycle topic's contract: the event schema, the tracked-entry schema and their examples."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from bridge.contracts.events import event_schema
+from bridge.lifecycle import RunState
+from bridge.outcomes import ProviderKind, SourceRecord
+from bridge.settings import TopicSettings
+from bridge.tracking.entries import TrackedEntry, TrackedEntryModel, encode
+from bridge.tracking.events import LifecycleData, lifecycle_type, to_lifecycle_event
+
+LIFECYCLE_EVENT = "lifecycle-event.schema.json"
+TRACKED_ENTRY = "tracked-entry.schema.json"
+
+
+def lifecycle_schema() -> dict[str, Any]:
+    statuses = [(lifecycle_type(state), state.value) for state in RunState]
+    data = TypeAdapter(LifecycleData).json_schema(mode="serialization")
+    return event_schema("LifecycleData", data, statuses, "Same when an event is published again.")
+
+
+def tracked_entry_schema() -> dict[str, Any]:
+    return TypeAdapter(TrackedEntryModel).json_schema(mode="serialization")
+
+
+_SOURCE = SourceRecord(topic=TopicSettings().run_commands, partition=3, offset=5120)
+# status, provider status, waiting for, detail, seconds since the queued outcome
+_EVENTS: tuple[tuple[RunState, str, str | None, str | None, float], ...] = (
+    (RunState.RUNNING, "Processing", None, None, 2.1),
+    (RunState.WAITING, "IN_PROGRESS", "form", None, 6.3),
+    (RunState.COMPLETED, "Finished", None, None, 184.2),
+    (RunState.FAILED, "Finished", None, "1 of 3 task(s) ended in error", 96.0),
+    (RunState.STOPPED, "Stopped", None, None, 41.5),
+    (
+        RunState.LOST,
+        "horizon",
+        None,
+        "tracking gave up: no terminal state within the horizon of 604800s",
+        604800.0,
+    ),
+)
+
+
+def lifecycle_data(number: int) -> LifecycleData:
+    state, raw, waiting_for, detail, elapsed = _EVENTS[number]
+    return LifecycleData(
+        command_id="cmd-7f3a-0002",
+        target="zuora-prod",
+        provider=ProviderKind.ZUORA,
+        operation="zuora.run_workflow",
+        status=state,
+        provider_ref="401",
+        provider_status=raw,
+        waiting_for=waiting_for,
+        detail=detail,
+        tracked_for_s=elapsed,
+        sequence=2 if state.terminal else 1,
+        source=_SOURCE,
+    )
+
+
+def lifecycle_example_docs(now: datetime) -> list[tuple[str, str, dict[str, Any]]]:
+    """(file, Kafka key, document) for one lifecycle event per status and one tracked entry."""
+    docs = [
+        (f"lifecycle-event.{state.value}.json", "acct-4028905f", to_lifecycle_event(lifecycle_data(n), now))
+        for n, (state, *_) in enumerate(_EVENTS)
+    ]
+    entry = TrackedEntry(
+        _SOURCE.topic,
+        3,
+        "cmd-7f3a-0002",
+        "zuora-prod",
+        "zuora.run_workflow",
+        b"acct-4028905f",
+        (("run_id", "401"),),
+        _SOURCE.offset,
+        1736933400182,
+        RunState.RUNNING,
+        None,
+        1,
+    )
+    key, value = encode(entry)
+    return [*docs, ("tracked-entry.running.json", key.decode(), json.loads(value))]
