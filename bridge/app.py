@@ -26,10 +26,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from bridge import tracing
+from bridge.budgets import TargetLoad
 from bridge.engine import Engine
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
-from bridge.health import Readiness, build_health_app, judge_readiness
+from bridge.health import Readiness, build_health_app, degraded, judge_readiness, target_troubles
 from bridge.http import AiohttpTransport
 from bridge.kafka_options import client_options, group_options
 from bridge.ledger.startup import verify_partitions
@@ -92,6 +93,8 @@ def build_targets(
             log.warning("circuit for target %s is now %s", name, state.value, extra={"target": name})
 
         provider = build_provider(name, target, session, on_token_refresh=on_refresh)
+        share = target.bulkhead.max_in_flight or max(1, settings.engine.max_in_flight // 2)
+        c = target.circuit
         targets[name] = TargetRuntime(
             name=name,
             settings=target,
@@ -99,6 +102,7 @@ def build_targets(
             breaker=CircuitBreaker(target.circuit, on_change=on_circuit),
             bucket=TokenBucket(target.rate_limit),
             ssl=ssl_context_for(target.ca_file),
+            load=TargetLoad(name, share, target.bulkhead.max_calls, c.slow_call_s, c.max_unanswered),
         )
         metrics.circuit(name, 0)
         if target.provider in ("zilliant", "zuora"):
@@ -112,6 +116,7 @@ class Bridge:
         self.metrics = metrics or Metrics()
         self.redactor = Redactor(secret_values(settings))
         self.engine: Engine | None = None
+        self._targets: dict[str, TargetRuntime] = {}
         self._stop = asyncio.Event()
         self.health_port: int | None = None
 
@@ -128,7 +133,10 @@ class Bridge:
     def readiness(self) -> Readiness:
         if self.engine is None:
             return Readiness(False, "connecting to the Kafka broker")
-        return judge_readiness(self.engine.stats, time.monotonic(), self.settings.observability.stall_after_s)
+        verdict = judge_readiness(
+            self.engine.stats, time.monotonic(), self.settings.observability.stall_after_s
+        )
+        return degraded(verdict, target_troubles(self._targets.values()))
 
     async def _readiness_routine(self) -> None:
         """Keep bridge_ready current between probes and log every change, with its reason."""
@@ -167,7 +175,9 @@ class Bridge:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
             ledger = await self._start_ledger(producer)
-            processor = Processor(self.settings, targets, executor, self.metrics, ledger)
+            loads = {name: runtime.load for name, runtime in targets.items() if runtime.load is not None}
+            processor = Processor(self.settings, targets, executor, self.metrics, ledger, loads)
+            self._targets = targets
             consumer = await self._start_client(
                 lambda: make_consumer(self.settings.kafka, self.settings.engine.drain_grace_s), "consumer"
             )
@@ -182,6 +192,7 @@ class Bridge:
                 self.settings.engine,
                 self.metrics,
                 ledger,
+                processor.bulkheads,
             )
             if self._stop.is_set():
                 self.engine.request_stop()

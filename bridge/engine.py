@@ -30,7 +30,7 @@ from bridge.partition_state import PartitionState, Restores
 from bridge.ports import ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
-from bridge.records import Incoming, Outgoing, incoming_from
+from bridge.records import Incoming, Lanes, Outgoing, incoming_from
 from bridge.settings import EngineSettings
 from bridge.stats import EngineStats
 
@@ -70,6 +70,7 @@ class Engine:
         settings: EngineSettings,
         metrics: Metrics,
         state: PartitionState | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         self._consumer = consumer
         self._handler = handler
@@ -84,6 +85,7 @@ class Engine:
         self.stats = EngineStats()
         self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
         self._restores = Restores(state, self.stats) if state is not None else None
+        self._lanes = lanes
         metrics.in_flight(0, settings.max_in_flight)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -161,6 +163,8 @@ class Engine:
     def _accept(self, partition: _Partition, record: Incoming) -> None:
         ts = record.timestamp_ms / 1000 if record.timestamp_ms and record.timestamp_ms > 0 else time.time()
         partition.tracker.add(record.offset, ts)
+        if self._lanes is not None:
+            self._lanes.accept(record)
         if partition.first_seen is None:
             partition.first_seen = record.offset
         self.stats.in_flight += 1
@@ -200,7 +204,7 @@ class Engine:
             if key is not None and partition.keys.get(key) is queue:
                 del partition.keys[key]
             if queue:  # abandoned: the records stay uncommitted and will be redelivered
-                self._release(len(queue))
+                self._release(*queue)
 
     def _finish(self, partition: _Partition, record: Incoming) -> None:
         partition.tracker.done(record.offset)
@@ -209,10 +213,13 @@ class Engine:
         stamp = record.timestamp_ms
         latency = max(0.0, time.time() - stamp / 1000) if stamp and stamp > 0 else None
         self._metrics.finished(self._families.get(record.topic, "unknown"), latency)
-        self._release(1)
+        self._release(record)
 
-    def _release(self, count: int) -> None:
-        self.stats.in_flight -= count
+    def _release(self, *records: Incoming) -> None:
+        if self._lanes is not None:
+            for record in records:
+                self._lanes.release(record)
+        self.stats.in_flight -= len(records)
         self._metrics.in_flight(self.stats.in_flight)
         self._capacity.set()
 

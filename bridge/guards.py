@@ -81,6 +81,11 @@ class CircuitBreaker:
         if self.state is CircuitState.HALF_OPEN or (
             self.state is CircuitState.CLOSED and self._failures >= self._settings.failure_threshold
         ):
+            self.trip()
+
+    def trip(self) -> None:
+        """Open now (the target stopped answering); an open circuit stays as it is."""
+        if self.state is not CircuitState.OPEN:
             self._probing = False
             self._opened_at = self._clock()
             self._set(CircuitState.OPEN)

@@ -122,6 +122,27 @@ class Metrics:
             ["target", "resolution"],
             registry=r,
         )
+        self._target_in_flight = Gauge(
+            "bridge_target_in_flight_commands",
+            "Commands of one target accepted and not finished (its bulkhead's use).",
+            ["target"],
+            registry=r,
+        )
+        self._target_limit = Gauge(
+            "bridge_target_max_in_flight",
+            "A target's bulkhead: its share of in-flight commands.",
+            ["target"],
+            registry=r,
+        )
+        self._shed = Counter(
+            "bridge_shed_total",
+            "Commands answered target_busy at once because their target's bulkhead was full.",
+            ["target"],
+            registry=r,
+        )
+        self._held = Gauge(
+            "bridge_held_commands", "Commands waiting for a target's open circuit.", ["target"], registry=r
+        )
         # label values are bounded, and several verbs run per command: cache the children
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         if registry is None:  # a private registry: add what the default one would have
@@ -168,6 +189,21 @@ class Metrics:
 
     def circuit(self, target: str, value: int) -> None:
         self._circuit.labels(target).set(value)
+
+    # -- per-target bulkheads ---------------------------------------------------------------------------
+
+    def target_load(self, target: str, in_flight: int, limit: int | None = None) -> None:
+        self._child(self._target_in_flight, target).set(in_flight)
+        if limit is not None:
+            self._target_limit.labels(target).set(limit)
+            self._shed.labels(target)
+            self._held.labels(target).set(0)
+
+    def shed(self, target: str) -> None:
+        self._child(self._shed, target).inc()
+
+    def held(self, target: str, count: int) -> None:
+        self._child(self._held, target).set(count)
 
     # -- Kafka ----------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bridge import decide, tracing
+from bridge.budgets import Bulkheads, TargetLoad
 from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
@@ -19,7 +20,7 @@ from bridge.ledger.unknown import resolve_in_doubt
 from bridge.metrics import Metrics, bounded
 from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, outcome_event_id
 from bridge.outcomes import encode_outcome as encode
-from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
+from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult, parse_command
 from bridge.records import SKIP, Incoming, Outgoing
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
 from bridge.wire import Header, copyable_headers, schema_id_of
@@ -39,6 +40,7 @@ class Processor:
         executor: Executor,
         metrics: Metrics,
         ledger: Ledger | None = None,
+        loads: Mapping[str, TargetLoad] | None = None,
     ) -> None:
         self._ledger = ledger
         topics = settings.topics
@@ -54,6 +56,8 @@ class Processor:
         self._target_names = frozenset(targets)
         self._executor = executor
         self._metrics = metrics
+        self.bulkheads = Bulkheads(self._parse, loads, metrics) if loads else None
+        """The engine's per-record hook (``lanes``): each target's share of in-flight commands."""
 
     @property
     def command_topics(self) -> dict[str, str]:
@@ -71,8 +75,11 @@ class Processor:
             )
             return self.dead_letter(record, DeadLetter(DeadLetterReason.INTERNAL_ERROR, type(exc).__name__))
 
+    def _parse(self, record: Incoming) -> ParseResult:
+        return parse_command(record.value, self._families[record.topic], self._max_bytes, record.headers)
+
     async def _process(self, record: Incoming) -> Outgoing:
-        parsed = parse_command(record.value, self._families[record.topic], self._max_bytes, record.headers)
+        parsed = (self.bulkheads and self.bulkheads.parsed(record)) or self._parse(record)
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)
         if isinstance(parsed, Invalid):
@@ -112,7 +119,7 @@ class Processor:
         result = self._precheck(record, command, runtime)
         if result is None:
             assert runtime is not None
-            result = await self._call(runtime, command, ticket)
+            result = await self._call(runtime, command, ticket, _monotonic(command, record, runtime))
         data = decide.outcome_data(
             command_id=command.id,
             target=command.target,
@@ -126,9 +133,11 @@ class Processor:
         outgoing = self._outcome(record, data)
         return outgoing if ticket is None else self._with_done(outgoing, record, ticket, result)
 
-    async def _call(self, runtime: TargetRuntime, command: Command, ticket: Ticket | None) -> Decision:
+    async def _call(
+        self, runtime: TargetRuntime, command: Command, ticket: Ticket | None, deadline: float | None
+    ) -> Decision:
         if ticket is None or self._ledger is None:
-            return await self._executor.execute(runtime, command)
+            return await self._executor.execute(runtime, command, deadline=deadline)
         if ticket.admission is Admission.IN_DOUBT:
             answer, resolution = await resolve_in_doubt(runtime, command, self._executor)
             self._metrics.unknown_outcome(runtime.name, resolution)
@@ -136,7 +145,7 @@ class Processor:
                 return answer
         else:
             await self._ledger.dispatched(ticket)  # acknowledged before the first call
-        return await self._executor.execute(runtime, command)
+        return await self._executor.execute(runtime, command, deadline=deadline)
 
     def _with_done(self, outgoing: Outgoing, record: Incoming, ticket: Ticket, result: Decision) -> Outgoing:
         assert self._ledger is not None
@@ -165,6 +174,8 @@ class Processor:
             return decide.rejected(
                 ErrorKind.EXPIRED, f"command expired {late:.1f}s before its turn; not executed"
             )
+        if self.bulkheads is not None and self.bulkheads.is_shed(record):
+            return decide.refused(ErrorKind.TARGET_BUSY, command.target, 0)
         return None
 
     def _provider_of(self, target: str | None) -> ProviderKind | None:
@@ -224,6 +235,14 @@ def command_deadline(command: Command, record_time: datetime, max_age_s: float |
     if max_age_s is not None:
         deadlines.append(record_time + timedelta(seconds=max_age_s))
     return min(deadlines) if deadlines else None
+
+
+def _monotonic(command: Command, record: Incoming, runtime: TargetRuntime) -> float | None:
+    """The command's deadline on the monotonic clock (what the executor waits against)."""
+    expiry = command_deadline(command, record.record_time, runtime.settings.max_age_s)
+    if expiry is None:
+        return None
+    return time.monotonic() + (expiry - datetime.now(UTC)).total_seconds()
 
 
 def _log_outcome(data: OutcomeData) -> None:

@@ -52,6 +52,19 @@ class CircuitSettings(_Model):
     open_s: float = Field(default=30.0, gt=0)
     mode: Literal["fail_fast", "hold"] = "hold"
     max_held: int = Field(default=100, ge=0, description="Commands held while open; more fail fast.")
+    slow_call_s: float = Field(default=10.0, gt=0, description="A call slower than this counts as failed.")
+    max_unanswered: int = Field(
+        default=20,
+        ge=1,
+        description="Open when this many calls are in flight and none answered for slow_call_s.",
+    )
+
+
+class BulkheadSettings(_Model):
+    """A target's share of the bridge: beyond it, its commands are answered at once (``target_busy``)."""
+
+    max_in_flight: int | None = Field(default=None, ge=1, description="Unset: half of engine.max_in_flight.")
+    max_calls: int = Field(default=64, ge=1, description="Concurrent HTTP calls to this target.")
 
 
 class RateLimitSettings(_Model):
@@ -70,6 +83,7 @@ class TargetBase(_Model):
     retry: RetrySettings = RetrySettings()
     circuit: CircuitSettings = CircuitSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    bulkhead: BulkheadSettings = BulkheadSettings()
     conflict: ConflictSettings = ConflictSettings()
     max_age_s: float | None = Field(default=None, gt=0, description="Refuse commands older than this.")
     on_unknown: OnUnknown = Field(
