@@ -61,7 +61,9 @@ def b_commands(run: str) -> list[tuple[bytes, dict[str, Any]]]:
 
 def a_commands(run: str) -> list[tuple[bytes, dict[str, Any]]]:
     return [
-        (f"a{k}".encode(), workfloo_command(f"{run}-a-{k}-{n}")) for n in range(A_PER_KEY) for k in range(A_KEYS)
+        (f"a{k}".encode(), workfloo_command(f"{run}-a-{k}-{n}"))
+        for n in range(A_PER_KEY)
+        for k in range(A_KEYS)
     ]
 
 
