@@ -36,6 +36,8 @@ from bridge.kafka_options import client_options, group_options
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
 from bridge.metrics import Metrics
+from bridge.parking.park import Parking
+from bridge.parking.wiring import partition_state, replaying
 from bridge.processor import Processor
 from bridge.providers.oauth import ssl_context_for
 from bridge.providers.registry import build_provider
@@ -176,7 +178,8 @@ class Bridge:
             stack.push_async_callback(self._stop_client, producer, "producer")
             ledger = await self._start_ledger(producer)
             loads = {name: runtime.load for name, runtime in targets.items() if runtime.load is not None}
-            processor = Processor(self.settings, targets, executor, self.metrics, ledger, loads)
+            parking = Parking(self.settings, self.metrics) if self.settings.parking.enabled else None
+            processor = Processor(self.settings, targets, executor, self.metrics, ledger, loads, parking)
             self._targets = targets
             consumer = await self._start_client(
                 lambda: make_consumer(self.settings.kafka, self.settings.engine.drain_grace_s), "consumer"
@@ -191,13 +194,14 @@ class Bridge:
                 processor.command_topics,
                 self.settings.engine,
                 self.metrics,
-                ledger,
+                partition_state(ledger, parking),
                 processor.bulkheads,
             )
             if self._stop.is_set():
                 self.engine.request_stop()
             log.info("bridge running: topics=%s targets=%s", list(processor.command_topics), sorted(targets))
-            await self.engine.run()
+            async with replaying(self.settings, parking, processor.process, producer, self.metrics):
+                await self.engine.run()
 
     async def _start_ledger(self, producer: AIOKafkaProducer) -> Ledger | None:
         """The command ledger, after checking it is co-partitioned (a ConfigError when not)."""

@@ -143,6 +143,15 @@ class Metrics:
         self._held = Gauge(
             "bridge_held_commands", "Commands waiting for a target's open circuit.", ["target"], registry=r
         )
+        self._parked = Counter(
+            "bridge_parked_total",
+            "Commands written to the parking topic, by target and reason.",
+            ["target", "reason"],
+            registry=r,
+        )
+        self._parked_now = Gauge(
+            "bridge_parked_commands", "Commands of the assigned partitions parked now.", registry=r
+        )
         # label values are bounded, and several verbs run per command: cache the children
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         if registry is None:  # a private registry: add what the default one would have
@@ -204,6 +213,13 @@ class Metrics:
 
     def held(self, target: str, count: int) -> None:
         self._child(self._held, target).set(count)
+
+    def parked(self, target: str, reason: str, now: int) -> None:
+        self._child(self._parked, target, reason).inc()
+        self._parked_now.set(now)
+
+    def parked_now(self, count: int) -> None:
+        self._parked_now.set(count)
 
     # -- Kafka ----------------------------------------------------------------------------------------
 

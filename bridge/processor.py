@@ -20,6 +20,7 @@ from bridge.ledger.unknown import resolve_in_doubt
 from bridge.metrics import Metrics, bounded
 from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, outcome_event_id
 from bridge.outcomes import encode_outcome as encode
+from bridge.parking.park import Parking
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult, parse_command
 from bridge.records import SKIP, Incoming, Outgoing
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
@@ -41,7 +42,9 @@ class Processor:
         metrics: Metrics,
         ledger: Ledger | None = None,
         loads: Mapping[str, TargetLoad] | None = None,
+        parking: Parking | None = None,
     ) -> None:
+        self._parking = parking
         self._ledger = ledger
         topics = settings.topics
         self._families = {
@@ -117,6 +120,10 @@ class Processor:
         started = time.perf_counter()
         runtime = self._targets.get(command.target)
         result = self._precheck(record, command, runtime)
+        parked = self._parked(record, runtime, result)
+        if isinstance(parked, Outgoing):
+            return parked  # its outcome comes when it is back (bridge/parking)
+        result = parked or result
         if result is None:
             assert runtime is not None
             result = await self._call(runtime, command, ticket, _monotonic(command, record, runtime))
@@ -177,6 +184,18 @@ class Processor:
         if self.bulkheads is not None and self.bulkheads.is_shed(record):
             return decide.refused(ErrorKind.TARGET_BUSY, command.target, 0)
         return None
+
+    def _parked(
+        self, record: Incoming, runtime: TargetRuntime | None, result: Decision | None
+    ) -> Outgoing | Decision | None:
+        """The parked record (or the refusal after the longest wait) when the command must wait long."""
+        if self._parking is None or runtime is None:
+            return None
+        shed = result is not None and result.error is not None and result.error.kind is ErrorKind.TARGET_BUSY
+        if result is not None and not shed:
+            return None  # rejected or expired: answered now
+        reason = self._parking.reason(record, runtime, shed=shed)
+        return None if reason is None else self._parking.park(record, runtime, reason)
 
     def _provider_of(self, target: str | None) -> ProviderKind | None:
         runtime = self._targets.get(target) if target else None

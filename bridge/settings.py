@@ -60,6 +60,13 @@ class CircuitSettings(_Model):
     )
 
 
+class TargetParkingSettings(_Model):
+    """How a target's parked commands come back (when ``parking.enabled``)."""
+
+    retry_s: float = Field(default=30.0, gt=0, description="A parked command is tried again after this.")
+    max_delay_s: float = Field(default=3600.0, gt=0, description="Answered by then at the latest.")
+
+
 class BulkheadSettings(_Model):
     """A target's share of the bridge: beyond it, its commands are answered at once (``target_busy``)."""
 
@@ -84,6 +91,7 @@ class TargetBase(_Model):
     circuit: CircuitSettings = CircuitSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     bulkhead: BulkheadSettings = BulkheadSettings()
+    parking: TargetParkingSettings = TargetParkingSettings()
     conflict: ConflictSettings = ConflictSettings()
     max_age_s: float | None = Field(default=None, gt=0, description="Refuse commands older than this.")
     on_unknown: OnUnknown = Field(
@@ -253,6 +261,7 @@ class TopicSettings(_Model):
     control_outcomes: str = "workflow.control.outcomes"
     dead_letter: str = "workflow.commands.dlq"
     ledger: str = "workflow.bridge.ledger"
+    parked: str = "workflow.bridge.parked"
 
     @property
     def routes(self) -> dict[str, str]:
@@ -273,6 +282,12 @@ class LedgerSettings(_Model):
         default=604_800.0, ge=60, description="How long an id is remembered; equals the topic's retention.ms."
     )
     restore_batch: int = Field(default=10_000, ge=1, description="Records per fetch while restoring.")
+
+
+class ParkingSettings(_Model):
+    """Order-keeping parking in ``topics.parked`` of commands whose target is down or full."""
+
+    enabled: bool = Field(default=False, description="Off: such commands are answered at once instead.")
 
 
 class EngineSettings(_Model):
@@ -344,6 +359,7 @@ class Settings(_Model):
     topics: TopicSettings = TopicSettings()
     engine: EngineSettings = EngineSettings()
     ledger: LedgerSettings = LedgerSettings()
+    parking: ParkingSettings = ParkingSettings()
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)

@@ -168,6 +168,7 @@ async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
             "control_outcomes": f"{prefix}.control.outcomes",
             "dead_letter": f"{prefix}.dlq",
             "ledger": f"{prefix}.ledger",
+            "parked": f"{prefix}.parked",
         },
         "kafka": {"group_id": f"{prefix}-bridge"},
     }
