@@ -70,6 +70,10 @@ class CircuitBreaker:
             return 0.0
         return max(remaining, 0.05)
 
+    def refusing(self) -> bool:
+        """Open and not yet due for its probe (no side effect, unlike ``wait_s``)."""
+        return self.state is CircuitState.OPEN and self._opened_at + self._settings.open_s > self._clock()
+
     def record_success(self) -> None:
         self._failures = 0
         self._probing = False

@@ -30,7 +30,6 @@ from aiokafka.errors import KafkaError
 from bridge import decide
 from bridge.decide import Decision
 from bridge.executor import TargetRuntime
-from bridge.guards import CircuitState
 from bridge.kafka_options import client_options
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind
@@ -70,7 +69,7 @@ class Parking:
             return "key_parked"
         if shed:
             return "bulkhead_full"
-        if runtime.breaker.state is CircuitState.OPEN:
+        if runtime.breaker.refusing():
             return "circuit_open"
         return None
 
