@@ -29,6 +29,8 @@ from bridge.redact import Redactor
 from bridge.retry import RetryState, retry_delay
 from bridge.settings import TargetBase
 
+Attempt = tuple[Verdict, Response | None, Mapping[str, str] | None]  # and the auth headers it sent
+
 
 @dataclass(slots=True)
 class TargetRuntime:
@@ -93,8 +95,8 @@ class Executor:
                 return decide.refused(refusal, runtime.name, calls)
             calls += 1
             budgeted += 1
-            verdict, response, sent_auth = await self._counted_attempt(
-                runtime, command, request, refresh=refreshed, stale=sent_auth
+            verdict, response, sent_auth = await self._counted(
+                runtime, self._attempt(runtime, command, request, refresh=refreshed, stale=sent_auth)
             )
             if verdict.refresh_auth and not refreshed:
                 refreshed = True
@@ -177,23 +179,13 @@ class Executor:
             woken.cancel()
         return not pressure.is_set()
 
-    async def _counted_attempt(
-        self,
-        runtime: TargetRuntime,
-        command: Command,
-        request: HttpRequest,
-        *,
-        refresh: bool,
-        stale: Mapping[str, str] | None,
-    ) -> tuple[Verdict, Response | None, Mapping[str, str] | None]:
+    async def _counted(self, runtime: TargetRuntime, attempt: Awaitable[Attempt]) -> Attempt:
         """One attempt in a call slot of the target; a slow one counts as a failure for the circuit."""
         load, begun = runtime.load, self._clock()
         token = load.call_started(begun) if load is not None else 0
         answered = False
         try:
-            verdict, response, sent = await self._attempt(
-                runtime, command, request, refresh=refresh, stale=stale
-            )
+            verdict, response, sent = await attempt
             answered = response is not None
         finally:
             if load is not None:
@@ -220,7 +212,7 @@ class Executor:
         *,
         refresh: bool,
         stale: Mapping[str, str] | None,
-    ) -> tuple[Verdict, Response | None, Mapping[str, str] | None]:
+    ) -> Attempt:
         try:
             auth = await runtime.provider.auth_headers(refresh=refresh, stale=stale)
         except AuthError as exc:
