@@ -86,17 +86,19 @@ def build_targets(
 ) -> dict[str, TargetRuntime]:
     targets = {}
     for name, target in settings.targets.items():
+        share = target.bulkhead.max_in_flight or max(1, settings.engine.max_in_flight // 2)
+        c = target.circuit
+        load = TargetLoad(name, share, target.bulkhead.max_calls, c.slow_call_s, c.max_unanswered)
 
         def on_refresh(ok: bool, name: str = name) -> None:
             metrics.token_refresh(name, ok)
 
-        def on_circuit(state: CircuitState, name: str = name) -> None:
+        def on_circuit(state: CircuitState, name: str = name, load: TargetLoad = load) -> None:
             metrics.circuit(name, CIRCUIT_GAUGE_VALUE[state])
+            load.circuit_changed(state is CircuitState.CLOSED)
             log.warning("circuit for target %s is now %s", name, state.value, extra={"target": name})
 
         provider = build_provider(name, target, session, on_token_refresh=on_refresh)
-        share = target.bulkhead.max_in_flight or max(1, settings.engine.max_in_flight // 2)
-        c = target.circuit
         targets[name] = TargetRuntime(
             name=name,
             settings=target,
@@ -104,7 +106,7 @@ def build_targets(
             breaker=CircuitBreaker(target.circuit, on_change=on_circuit),
             bucket=TokenBucket(target.rate_limit),
             ssl=ssl_context_for(target.ca_file),
-            load=TargetLoad(name, share, target.bulkhead.max_calls, c.slow_call_s, c.max_unanswered),
+            load=load,
         )
         metrics.circuit(name, 0)
         if target.provider in ("zilliant", "zuora"):

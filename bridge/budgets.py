@@ -2,11 +2,13 @@
 slow-call watch that opens its circuit when the target stops answering. No I/O.
 
 A record's target is known only once it is parsed, so the engine asks :class:`Bulkheads` when it
-takes a record (the parse is kept and reused at the record's turn). A record whose target already
-holds its share is marked *shed*: it keeps its place in its key's queue, so per-key order holds, and
-at its turn it is answered ``error`` / ``target_busy`` without a call. While a target is at its
-share its ``pressure`` is set, and its commands that wait (for a retry, for the circuit, for a call
-slot) stop waiting and are answered, so its keys drain and the partitions keep flowing for the rest.
+takes a record (the parse is kept and reused at the record's turn). A record whose target is down
+(its circuit is not closed) and already holds its share is marked *shed*: it keeps its place in its
+key's queue, so per-key order holds, and at its turn it is answered ``error`` / ``target_busy``
+without a call (or parked). While a down target is at its share its ``pressure`` is set, and its
+commands that wait (for a retry, for the circuit, for a call slot) stop waiting and are answered,
+so its keys drain and the partitions keep flowing for the rest. A healthy target with a backlog is
+never shed: its backlog is ordinary backpressure (the engine's ``max_in_flight``).
 
 Example::
 
@@ -45,6 +47,7 @@ class TargetLoad:
     max_unanswered: int
     in_flight: int = 0
     shed: int = 0  # shed records still in memory
+    down: bool = False  # its circuit is not closed (kept current by the circuit's on_change)
     pressure: asyncio.Event = field(default_factory=asyncio.Event)
     _slots: asyncio.Semaphore | None = None
     _calls: dict[int, float] = field(default_factory=dict)  # call token -> its start (monotonic)
@@ -55,8 +58,8 @@ class TargetLoad:
         return len(self._calls)
 
     def enter(self) -> bool:
-        """Count one more command; True when it is beyond the share (shed)."""
-        shed = self.in_flight >= self.limit
+        """Count one more command; True when it is beyond the share of a down target (shed)."""
+        shed = self.down and self.in_flight >= self.limit
         self.in_flight += 1
         self.shed += shed
         self._update_pressure()
@@ -67,8 +70,12 @@ class TargetLoad:
         self.shed -= shed
         self._update_pressure()
 
+    def circuit_changed(self, closed: bool) -> None:
+        self.down = not closed
+        self._update_pressure()
+
     def _update_pressure(self) -> None:
-        if self.in_flight >= self.limit:
+        if self.down and self.in_flight >= self.limit:
             self.pressure.set()
         else:
             self.pressure.clear()

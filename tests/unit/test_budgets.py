@@ -29,6 +29,8 @@ RATE_LIMITED = json_response(429, b"{}", **{"Retry-After": "30"})
 
 
 def load(limit: int = 2, **fields: Any) -> TargetLoad:
+    """A target's load; ``down`` (its circuit is not closed) unless told otherwise."""
+    fields.setdefault("down", True)
     return TargetLoad("a", limit, fields.pop("max_calls", 4), 10.0, fields.pop("max_unanswered", 3), **fields)
 
 
@@ -40,6 +42,15 @@ def test_records_beyond_a_targets_share_are_shed_and_set_its_pressure() -> None:
     a.leave(True)
     a.leave(False)
     assert (a.in_flight, a.shed, a.pressure.is_set()) == (1, 0, False)
+
+
+def test_a_healthy_target_with_a_backlog_is_never_shed_until_its_circuit_opens() -> None:
+    a = load(limit=1, down=False)
+    assert [a.enter(), a.enter()] == [False, False] and not a.pressure.is_set()
+    a.circuit_changed(closed=False)
+    assert a.pressure.is_set() and a.enter() is True
+    a.circuit_changed(closed=True)
+    assert not a.pressure.is_set() and a.enter() is False
 
 
 def test_calls_in_flight_that_nobody_answers_count_as_a_silent_target() -> None:
