@@ -12,7 +12,7 @@ never shed: its backlog is ordinary backpressure (the engine's ``max_in_flight``
 
 Example::
 
-    loads = {"a": TargetLoad("a", limit=500, max_calls=64, slow_call_s=10.0, max_unanswered=20)}
+    loads = {"a": TargetLoad("a", limit=500, max_calls=64, silent_s=3.0, max_unanswered=20)}
     bulkheads = Bulkheads(parse, loads, metrics)
     bulkheads.accept(record)          # the engine, when it takes the record
     shed = bulkheads.is_shed(record)  # the processor, at the record's turn
@@ -43,7 +43,7 @@ class TargetLoad:
     name: str
     limit: int
     max_calls: int
-    slow_call_s: float
+    silent_s: float
     max_unanswered: int
     in_flight: int = 0
     shed: int = 0  # shed records still in memory
@@ -111,11 +111,11 @@ class TargetLoad:
             self._last_answer = now
 
     def unanswered(self, now: float) -> bool:
-        """Too many calls in flight and no answer since the oldest of them started ``slow_call_s`` ago."""
+        """Too many calls in flight and no answer since the oldest of them started ``silent_s`` ago."""
         if len(self._calls) < self.max_unanswered:
             return False
         oldest = min(self._calls.values())
-        return now - oldest >= self.slow_call_s and self._last_answer < oldest
+        return now - oldest >= self.silent_s and self._last_answer < oldest
 
 
 @dataclass(frozen=True, slots=True)

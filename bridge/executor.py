@@ -134,10 +134,19 @@ class Executor:
             runtime.breaker.trip()  # calls pile up and none is answered: do not wait for their timeouts
         if not await self._circuit_lets_through(runtime, until):
             return ErrorKind.CIRCUIT_OPEN
-        if load is not None and not await load.acquire_call(until - self._clock()):
+        if load is not None and not await self._call_slot(runtime, load, until):
             runtime.breaker.release_probe()
             return ErrorKind.TARGET_BUSY
         return None
+
+    async def _call_slot(self, runtime: TargetRuntime, load: TargetLoad, until: float) -> bool:
+        """Wait for a call slot; a target whose calls in flight all go unanswered meanwhile is tripped."""
+        while not await load.acquire_call(min(until - self._clock(), load.silent_s)):
+            if load.unanswered(self._clock()):
+                runtime.breaker.trip()
+            if self._clock() >= until or load.pressure.is_set():
+                return False
+        return True
 
     async def _circuit_lets_through(self, runtime: TargetRuntime, until: float) -> bool:
         breaker = runtime.breaker

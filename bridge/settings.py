@@ -56,8 +56,9 @@ class CircuitSettings(_Model):
     max_unanswered: int = Field(
         default=20,
         ge=1,
-        description="Open when this many calls are in flight and none answered for slow_call_s.",
+        description="Open when this many calls are in flight and none answered for silent_s.",
     )
+    silent_s: float = Field(default=3.0, gt=0, description="See max_unanswered.")
 
 
 class TargetParkingSettings(_Model):

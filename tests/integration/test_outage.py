@@ -35,7 +35,13 @@ BOUND_MS = (BUDGET_S + TOTAL_S + 1.0) * 1000  # a call may start just before the
 A_TARGET = {
     "retry": {"max_attempts": 5, "budget_s": BUDGET_S, "max_retry_after_s": 60},
     "timeouts": {"connect_s": 1, "total_s": TOTAL_S},
-    "circuit": {"failure_threshold": 5, "open_s": 2, "slow_call_s": 1.5, "max_unanswered": 10},
+    "circuit": {
+        "failure_threshold": 5,
+        "open_s": 2,
+        "slow_call_s": 1.5,
+        "silent_s": 1.5,
+        "max_unanswered": 10,
+    },
     "bulkhead": {"max_in_flight": 100, "max_calls": 16},
 }
 FAULTS = {

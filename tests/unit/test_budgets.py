@@ -56,7 +56,7 @@ def test_a_healthy_target_with_a_backlog_is_never_shed_until_its_circuit_opens()
 def test_calls_in_flight_that_nobody_answers_count_as_a_silent_target() -> None:
     a = load(max_unanswered=3)
     tokens = [a.call_started(100.0) for _ in range(3)]
-    assert not a.unanswered(105.0)  # not yet slow_call_s (10 s)
+    assert not a.unanswered(105.0)  # not yet silent for 10 s
     assert a.unanswered(110.0)
     a.call_ended(tokens[0], 111.0, answered=True)
     a.call_started(112.0)
@@ -248,3 +248,24 @@ def test_readiness_names_the_targets_in_trouble_and_stays_ready() -> None:
     assert verdict.ready and "degraded: wf (circuit open)" in verdict.reason
     stalled = Readiness(False, "stalled: ...")
     assert degraded(stalled, troubles) is stalled
+
+
+async def test_a_command_waiting_for_a_call_slot_trips_a_target_that_answers_no_call() -> None:
+    target = runtime()
+    run, sleeps = executor(FakeTransport.scripted([]))
+    a = TargetLoad("wf", limit=1, max_calls=1, silent_s=0.05, max_unanswered=2)
+    target.load = a
+    target.breaker = CircuitBreaker(
+        target.settings.circuit,
+        clock=sleeps.clock,
+        on_change=lambda s: a.circuit_changed(s is CircuitState.CLOSED),
+    )
+    assert await a.acquire_call(1.0)
+    a.call_started(sleeps.clock.now - 60)  # a call that has hung for a minute holds the only slot
+    a.enter()
+    waiting = asyncio.create_task(run.execute(target, command()))
+    await asyncio.sleep(0.01)  # it passed the circuit (one silent call is not enough) and waits for the slot
+    a.call_started(sleeps.clock.now - 60)
+    decision = await asyncio.wait_for(waiting, 2)
+    assert decision.error is not None and decision.error.kind is ErrorKind.TARGET_BUSY
+    assert target.breaker.state is CircuitState.OPEN
