@@ -170,7 +170,8 @@ async def test_one_target_down_never_slows_the_other(stack: Stack, proxy: Cuttab
     rate1, p99_1 = b_figures(outage_began, timed)
     print(
         f"\n[{mode}] B with A healthy: {rate0:.0f} commands/s, p99 {p99_0:.2f}s; "
-        f"with A down: {rate1:.0f} commands/s (ratio {rate1 / rate0:.2f}), p99 {p99_1:.2f}s ({p99_1 / p99_0:.2f} x)"
+        f"with A down: {rate1:.0f} commands/s (ratio {rate1 / rate0:.2f}), "
+        f"p99 {p99_1:.2f}s ({p99_1 / p99_0:.2f} x)"
     )
     ids = [data["command_id"] for _, data in timed]
     assert sorted(ids) == sorted(doc["id"] for _, doc in outage)  # exactly one outcome each
