@@ -23,6 +23,7 @@ from prometheus_client import (
 
 from bridge import __version__
 
+PARK_REASONS = ("key_parked", "bulkhead_full", "circuit_open")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -203,10 +204,12 @@ class Metrics:
 
     def target_load(self, target: str, in_flight: int, limit: int | None = None) -> None:
         self._child(self._target_in_flight, target).set(in_flight)
-        if limit is not None:
+        if limit is not None:  # the target's series exist from the start, so that rate() works
             self._target_limit.labels(target).set(limit)
             self._shed.labels(target)
             self._held.labels(target).set(0)
+            for reason in PARK_REASONS:
+                self._parked.labels(target, reason)
 
     def shed(self, target: str) -> None:
         self._child(self._shed, target).inc()

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.budget_settings import BulkheadSettings, ParkingSettings, TargetParkingSettings
 from bridge.secrets import Secret, resolve_secret
 
 DLQ_HEADROOM_BYTES = 65_536
@@ -59,20 +60,6 @@ class CircuitSettings(_Model):
         description="Open when this many calls are in flight and none answered for silent_s.",
     )
     silent_s: float = Field(default=3.0, gt=0, description="See max_unanswered.")
-
-
-class TargetParkingSettings(_Model):
-    """How a target's parked commands come back (when ``parking.enabled``)."""
-
-    retry_s: float = Field(default=30.0, gt=0, description="A parked command is tried again after this.")
-    max_delay_s: float = Field(default=3600.0, gt=0, description="Answered by then at the latest.")
-
-
-class BulkheadSettings(_Model):
-    """A target's share of the bridge: beyond it, its commands are answered at once (``target_busy``)."""
-
-    max_in_flight: int | None = Field(default=None, ge=1, description="Unset: half of engine.max_in_flight.")
-    max_calls: int = Field(default=64, ge=1, description="Concurrent HTTP calls to this target.")
 
 
 class RateLimitSettings(_Model):
@@ -283,12 +270,6 @@ class LedgerSettings(_Model):
         default=604_800.0, ge=60, description="How long an id is remembered; equals the topic's retention.ms."
     )
     restore_batch: int = Field(default=10_000, ge=1, description="Records per fetch while restoring.")
-
-
-class ParkingSettings(_Model):
-    """Order-keeping parking in ``topics.parked`` of commands whose target is down or full."""
-
-    enabled: bool = Field(default=False, description="Off: such commands are answered at once instead.")
 
 
 class EngineSettings(_Model):
