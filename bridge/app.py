@@ -26,16 +26,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from bridge import tracing
+from bridge.budgets import TargetLoad
 from bridge.config import secret_values
 from bridge.engine import Engine
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
-from bridge.health import Readiness, build_health_app, judge_readiness
+from bridge.health import Readiness, build_health_app, degraded, judge_readiness, target_troubles
 from bridge.http import AiohttpTransport
 from bridge.kafka_clients import make_consumer, make_producer
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
 from bridge.metrics import Metrics
+from bridge.parking.park import Parking
+from bridge.parking.wiring import partition_state, replaying
 from bridge.processor import Processor
 from bridge.providers.oauth import ssl_context_for
 from bridge.providers.registry import build_provider
@@ -52,12 +55,16 @@ def build_targets(
 ) -> dict[str, TargetRuntime]:
     targets = {}
     for name, target in settings.targets.items():
+        share = target.bulkhead.max_in_flight or max(1, settings.engine.max_in_flight // 2)
+        c = target.circuit
+        load = TargetLoad(name, share, target.bulkhead.max_calls, c.silent_s, c.max_unanswered)
 
         def on_refresh(ok: bool, name: str = name) -> None:
             metrics.token_refresh(name, ok)
 
-        def on_circuit(state: CircuitState, name: str = name) -> None:
+        def on_circuit(state: CircuitState, name: str = name, load: TargetLoad = load) -> None:
             metrics.circuit(name, CIRCUIT_GAUGE_VALUE[state])
+            load.circuit_changed(state is CircuitState.CLOSED)
             log.warning("circuit for target %s is now %s", name, state.value, extra={"target": name})
 
         provider = build_provider(name, target, session, on_token_refresh=on_refresh)
@@ -68,6 +75,7 @@ def build_targets(
             breaker=CircuitBreaker(target.circuit, on_change=on_circuit),
             bucket=TokenBucket(target.rate_limit),
             ssl=ssl_context_for(target.ca_file),
+            load=load,
         )
         metrics.circuit(name, 0)
         metrics.unknown_outcome_target(name)
@@ -82,6 +90,7 @@ class Bridge:
         self.metrics = metrics or Metrics()
         self.redactor = Redactor(secret_values(settings))
         self.engine: Engine | None = None
+        self._targets: dict[str, TargetRuntime] = {}
         self._stop = asyncio.Event()
         self.health_port: int | None = None
 
@@ -98,7 +107,10 @@ class Bridge:
     def readiness(self) -> Readiness:
         if self.engine is None:
             return Readiness(False, "connecting to the Kafka broker")
-        return judge_readiness(self.engine.stats, time.monotonic(), self.settings.observability.stall_after_s)
+        verdict = judge_readiness(
+            self.engine.stats, time.monotonic(), self.settings.observability.stall_after_s
+        )
+        return degraded(verdict, target_troubles(self._targets.values()))
 
     async def _readiness_routine(self) -> None:
         """Keep bridge_ready current between probes and log every change, with its reason."""
@@ -141,7 +153,19 @@ class Bridge:
             if ledger is not None:
                 await stack.enter_async_context(tracker.running())  # stopped before the producer
             track = tracker.start if ledger is not None else None
-            processor = Processor(self.settings, targets, executor, self.metrics, ledger, track)
+            loads = {name: runtime.load for name, runtime in targets.items() if runtime.load is not None}
+            parking = Parking(self.settings, self.metrics) if self.settings.parking.enabled else None
+            processor = Processor(
+                self.settings,
+                targets,
+                executor,
+                self.metrics,
+                ledger,
+                track=track,
+                loads=loads,
+                parking=parking,
+            )
+            self._targets = targets
             consumer = await self._start_client(
                 lambda: make_consumer(self.settings.kafka, self.settings.engine.drain_grace_s), "consumer"
             )
@@ -155,12 +179,14 @@ class Bridge:
                 processor.command_topics,
                 self.settings.engine,
                 self.metrics,
-                ledger,
+                partition_state(ledger, parking),
+                processor.bulkheads,
             )
             if self._stop.is_set():
                 self.engine.request_stop()
             log.info("bridge running: topics=%s targets=%s", list(processor.command_topics), sorted(targets))
-            await self.engine.run()
+            async with replaying(self.settings, parking, processor.process, producer, self.metrics):
+                await self.engine.run()
 
     async def _start_ledger(self, producer: AIOKafkaProducer, tracker: Tracker) -> Ledger | None:
         """The command ledger, after checking it is co-partitioned (a ConfigError when not); the

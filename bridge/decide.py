@@ -175,13 +175,20 @@ def rejected(kind: ErrorKind, message: str) -> Decision:
     return Decision(Status.REJECTED, error=OutcomeError(kind=kind, message=message, retryable=False))
 
 
-def circuit_open(target: str, attempts: int) -> Decision:
-    error = OutcomeError(
-        kind=ErrorKind.CIRCUIT_OPEN,
-        retryable=True,
-        message=f"circuit for target '{target}' is open; not calling it",
-    )
+_REFUSALS = {
+    ErrorKind.CIRCUIT_OPEN: "circuit for target '{}' is open; not calling it",
+    ErrorKind.TARGET_BUSY: "target '{}' holds its full share of the bridge (bulkhead); not calling it",
+}
+
+
+def refused(kind: ErrorKind, target: str, attempts: int) -> Decision:
+    """Not called (again) because a guard of the target said no: retryable, the command is fine."""
+    error = OutcomeError(kind=kind, retryable=True, message=_REFUSALS[kind].format(target))
     return Decision(Status.ERROR, attempts=attempts, error=error)
+
+
+def circuit_open(target: str, attempts: int) -> Decision:
+    return refused(ErrorKind.CIRCUIT_OPEN, target, attempts)
 
 
 def is_retryable(verdict: Verdict) -> bool:

@@ -30,7 +30,7 @@ from bridge.partitions import Partition, to_commit, topic_name
 from bridge.ports import ConsumedRecord, ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
-from bridge.records import Incoming, Outgoing, incoming_from, timing_header
+from bridge.records import Incoming, Lanes, Outgoing, incoming_from, timing_header
 from bridge.settings import EngineSettings
 from bridge.stats import EngineStats
 from bridge.undecodable import Undecodable, as_incoming, read_carefully
@@ -50,6 +50,7 @@ class Engine:
         settings: EngineSettings,
         metrics: Metrics,
         state: PartitionState | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         self._consumer = consumer
         self._handler = handler
@@ -64,6 +65,7 @@ class Engine:
         self.stats = EngineStats()
         self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
         self._restores = Restores(state, self.stats) if state is not None else None
+        self._lanes = lanes
         self._progress_at = 0.0  # time.time() of the last finished command
         # read when scraped, not written twice per command on the hot path
         metrics.watch_engine(lambda: self.stats.in_flight, lambda: self._progress_at, settings.max_in_flight)
@@ -160,6 +162,8 @@ class Engine:
     def _accept(self, partition: Partition, record: Incoming) -> None:
         ts = record.timestamp_ms / 1000 if record.timestamp_ms and record.timestamp_ms > 0 else time.time()
         partition.tracker.add(record.offset, ts)
+        if self._lanes is not None:
+            self._lanes.accept(record)
         if partition.first_seen is None:
             partition.first_seen = record.offset
         self.stats.in_flight += 1
@@ -201,7 +205,7 @@ class Engine:
             if key is not None and partition.keys.get(key) is queue:
                 del partition.keys[key]
             if queue:  # abandoned: the records stay uncommitted and will be redelivered
-                self._release(len(queue))
+                self._release(*queue)
 
     def _finish(self, partition: Partition, record: Incoming) -> None:
         partition.tracker.done(record.offset)
@@ -213,10 +217,13 @@ class Engine:
             self._metrics.command_latency(
                 self._families.get(record.topic, "unknown"), max(0.0, now - stamp / 1000)
             )
-        self._release(1)
+        self._release(record)
 
-    def _release(self, count: int) -> None:
-        self.stats.in_flight -= count
+    def _release(self, *records: Incoming) -> None:
+        if self._lanes is not None:
+            for record in records:
+                self._lanes.release(record)
+        self.stats.in_flight -= len(records)
         self._capacity.set()
 
     def _publish_error(self, error: str | None) -> None:

@@ -6,6 +6,7 @@ trouble. What each response means is decided in :mod:`bridge.decide`; this modul
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,6 +16,7 @@ from ssl import SSLContext
 import aiohttp
 
 from bridge import decide, tracing
+from bridge.budgets import TargetLoad
 from bridge.commands import Command, operation_of
 from bridge.decide import CircuitSignal, Decision, Verdict
 from bridge.errors import AuthError, CommandRejected, ProviderCallError
@@ -26,6 +28,8 @@ from bridge.providers.base import HttpRequest, Provider
 from bridge.redact import Redactor
 from bridge.retry import RetryState, retry_delay
 from bridge.settings import TargetBase
+
+Attempt = tuple[Verdict, Response | None, Mapping[str, str] | None]  # and the auth headers it sent
 
 
 @dataclass(slots=True)
@@ -39,6 +43,7 @@ class TargetRuntime:
     bucket: TokenBucket
     ssl: SSLContext | bool
     timeout: aiohttp.ClientTimeout | None = None
+    load: TargetLoad | None = None  # the target's bulkhead; None: no per-target budget
 
     def __post_init__(self) -> None:
         if self.timeout is None:
@@ -66,32 +71,40 @@ class Executor:
         self._sleep = sleep
         self._clock = clock
 
-    async def execute(self, runtime: TargetRuntime, command: Command) -> Decision:
+    async def execute(
+        self, runtime: TargetRuntime, command: Command, *, deadline: float | None = None
+    ) -> Decision:
+        """``deadline``: the monotonic time by which the command must be answered (its expiry), if any.
+
+        Whatever the circuit, the call slots or ``Retry-After`` say, the answer comes within the retry
+        budget and the deadline: a wait that would end later is not started.
+        """
         try:
             request = runtime.provider.build_request(command)
         except CommandRejected as exc:
             return decide.rejected(exc.kind, exc.message)
         started = self._clock()
+        until = min(started + runtime.settings.retry.budget_s, deadline if deadline is not None else math.inf)
         calls = 0  # what the outcome reports
         budgeted = 0  # what the retry policy counts: the 401 refresh retry is free
         refreshed = False
         sent_auth: Mapping[str, str] | None = None
         while True:
-            if not await self._pass_guards(runtime):
-                return decide.circuit_open(runtime.name, calls)
+            refusal = await self._pass_guards(runtime, until)
+            if refusal is not None:
+                return decide.refused(refusal, runtime.name, calls)
             calls += 1
             budgeted += 1
-            verdict, response, sent_auth = await self._attempt(
-                runtime, command, request, refresh=refreshed, stale=sent_auth
+            verdict, response, sent_auth = await self._counted(
+                runtime, self._attempt(runtime, command, request, refresh=refreshed, stale=sent_auth)
             )
-            self._observe_circuit(runtime, verdict)
             if verdict.refresh_auth and not refreshed:
                 refreshed = True
                 budgeted -= 1
                 continue
             state = RetryState(attempts=budgeted, elapsed_s=self._clock() - started)
             delay = retry_delay(verdict, state, runtime.settings.retry, runtime.settings.conflict, self._rng)
-            if delay is None:
+            if delay is None or not await self._wait(runtime, delay, until):
                 return decide.final(
                     verdict,
                     http_status=response.status if response else None,
@@ -101,7 +114,6 @@ class Executor:
                     max_body_bytes=self._max_error_body,
                 )
             self._metrics.retry(runtime.name, (verdict.error_kind or ErrorKind.INTERNAL).value)
-            await self._sleep(delay)
 
     async def read(self, runtime: TargetRuntime, request: HttpRequest) -> tuple[int, bytes] | None:
         """One read outside the retry policy (the ledger's status check); None when it failed."""
@@ -118,11 +130,31 @@ class Executor:
         except (AuthError, ProviderCallError):
             return None
 
-    async def _pass_guards(self, runtime: TargetRuntime) -> bool:
-        """Wait for the rate limit and, in hold mode, for the circuit; False when the circuit refuses."""
+    async def _pass_guards(self, runtime: TargetRuntime, until: float) -> ErrorKind | None:
+        """Wait for the rate limit, the circuit (hold mode) and a call slot; why not, when refused."""
         wait = runtime.bucket.reserve()
         if wait > 0:
             await self._sleep(wait)
+        load = runtime.load
+        if load is not None and load.unanswered(self._clock()):
+            runtime.breaker.trip()  # calls pile up and none is answered: do not wait for their timeouts
+        if not await self._circuit_lets_through(runtime, until):
+            return ErrorKind.CIRCUIT_OPEN
+        if load is not None and not await self._call_slot(runtime, load, until):
+            runtime.breaker.release_probe()
+            return ErrorKind.TARGET_BUSY
+        return None
+
+    async def _call_slot(self, runtime: TargetRuntime, load: TargetLoad, until: float) -> bool:
+        """Wait for a call slot; a target whose calls in flight all go unanswered meanwhile is tripped."""
+        while not await load.acquire_call(min(until - self._clock(), load.silent_s)):
+            if load.unanswered(self._clock()):
+                runtime.breaker.trip()
+            if self._clock() >= until or load.pressure.is_set():
+                return False
+        return True
+
+    async def _circuit_lets_through(self, runtime: TargetRuntime, until: float) -> bool:
         breaker = runtime.breaker
         wait = breaker.wait_s()
         if wait == 0:
@@ -130,16 +162,55 @@ class Executor:
         if runtime.settings.circuit.mode == "fail_fast" or breaker.held >= runtime.settings.circuit.max_held:
             return False
         breaker.held += 1
+        self._metrics.held(runtime.name, breaker.held)
         try:
             while wait > 0:
-                await self._sleep(wait)
+                if not await self._wait(runtime, wait, until):
+                    return False
                 wait = breaker.wait_s()
         finally:
             breaker.held -= 1
+            self._metrics.held(runtime.name, breaker.held)
         return True
 
-    def _observe_circuit(self, runtime: TargetRuntime, verdict: Verdict) -> None:
-        signal = decide.circuit_signal(verdict)
+    async def _wait(self, runtime: TargetRuntime, seconds: float, until: float) -> bool:
+        """Sleep ``seconds`` unless that ends after ``until``; cut short when the target's bulkhead fills.
+
+        True when the wait ran to its end and the command may go on."""
+        if self._clock() + seconds > until:
+            return False
+        pressure = runtime.load.pressure if runtime.load is not None else None
+        if pressure is None:
+            await self._sleep(seconds)
+            return True
+        if pressure.is_set():
+            return False
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        woken = asyncio.ensure_future(pressure.wait())
+        try:
+            await asyncio.wait((nap, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
+            woken.cancel()
+        return not pressure.is_set()
+
+    async def _counted(self, runtime: TargetRuntime, attempt: Awaitable[Attempt]) -> Attempt:
+        """One attempt in a call slot of the target; a slow one counts as a failure for the circuit."""
+        load, begun = runtime.load, self._clock()
+        token = load.call_started(begun) if load is not None else 0
+        answered = False
+        try:
+            verdict, response, sent = await attempt
+            answered = response is not None
+        finally:
+            if load is not None:
+                load.call_ended(token, self._clock(), answered=answered)
+        slow = self._clock() - begun > runtime.settings.circuit.slow_call_s
+        self._observe_circuit(runtime, verdict, slow=slow)
+        return verdict, response, sent
+
+    def _observe_circuit(self, runtime: TargetRuntime, verdict: Verdict, *, slow: bool) -> None:
+        signal = CircuitSignal.FAILURE if slow else decide.circuit_signal(verdict)
         if signal is CircuitSignal.FAILURE:
             runtime.breaker.record_failure()
         elif signal is CircuitSignal.NEUTRAL:
@@ -156,7 +227,7 @@ class Executor:
         *,
         refresh: bool,
         stale: Mapping[str, str] | None,
-    ) -> tuple[Verdict, Response | None, Mapping[str, str] | None]:
+    ) -> Attempt:
         try:
             auth = await runtime.provider.auth_headers(refresh=refresh, stale=stale)
         except AuthError as exc:

@@ -89,6 +89,10 @@ class CircuitBreaker:
             return 0.0
         return max(remaining, 0.05)
 
+    def refusing(self) -> bool:
+        """Open and not yet due for its probe (no side effect, unlike ``wait_s``)."""
+        return self.state is CircuitState.OPEN and self._opened_at + self._settings.open_s > self._clock()
+
     def record_success(self) -> None:
         self._failures = 0
         self._probing = False
@@ -100,6 +104,11 @@ class CircuitBreaker:
         if self.state is CircuitState.HALF_OPEN or (
             self.state is CircuitState.CLOSED and self._failures >= self._settings.failure_threshold
         ):
+            self.trip()
+
+    def trip(self) -> None:
+        """Open now (the target stopped answering); an open circuit stays as it is."""
+        if self.state is not CircuitState.OPEN:
             self._probing = False
             self._opened_at = self._clock()
             self._set(CircuitState.OPEN)

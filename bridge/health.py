@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge.budgets import TargetLoad
+from bridge.guards import CircuitBreaker, CircuitState
 from bridge.metrics import Metrics
 from bridge.stats import EngineStats
 
@@ -42,6 +45,41 @@ def judge_readiness(stats: EngineStats, now: float, stall_after_s: float) -> Rea
     if not stats.assigned:
         return Readiness(True, "ok: no partitions assigned (nothing to do)")
     return Readiness(True, f"ok: {len(stats.assigned)} partition(s), {stats.in_flight} in flight")
+
+
+class TargetView(Protocol):
+    """What readiness reads of a configured target (``TargetRuntime`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+    @property
+    def load(self) -> TargetLoad | None: ...
+
+
+def target_troubles(targets: Iterable[TargetView]) -> list[str]:
+    """Pure: 'NAME (circuit open)' / 'NAME (bulkhead full)' for every target in trouble now."""
+    troubles = []
+    for t in sorted(targets, key=lambda t: t.name):
+        why = [
+            *(["circuit " + t.breaker.state.value] if t.breaker.state is not CircuitState.CLOSED else []),
+            *(["bulkhead full"] if t.load is not None and t.load.pressure.is_set() else []),
+        ]
+        if why:
+            troubles.append(f"{t.name} ({', '.join(why)})")
+    return troubles
+
+
+def degraded(verdict: Readiness, troubles: list[str]) -> Readiness:
+    """Pure: a ready bridge with a target in trouble is ready and says so (its other targets flow)."""
+    if not verdict.ready or not troubles:
+        return verdict
+    return Readiness(
+        True,
+        f"{verdict.reason}; degraded: {', '.join(troubles)}: their commands are answered at once "
+        "(circuit_open / target_busy), the other targets flow",
+    )
 
 
 def build_health_app(metrics: Metrics, readiness: Callable[[], Readiness]) -> web.Application:

@@ -56,6 +56,7 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     CIRCUIT_OPEN = "circuit_open"
+    TARGET_BUSY = "target_busy"  # its bulkhead was full: answered at once, not called
     SHUTDOWN = "shutdown"
     OUTCOME_UNKNOWN = "outcome_unknown"  # sent before a crash, result never recorded: check the provider
     INTERNAL = "internal"

@@ -42,6 +42,13 @@ class CircuitSettings(_Model):
     open_s: float = Field(default=30.0, gt=0)
     mode: Literal["fail_fast", "hold"] = "hold"
     max_held: int = Field(default=100, ge=0, description="Commands held while open; more fail fast.")
+    slow_call_s: float = Field(default=10.0, gt=0, description="A call slower than this counts as failed.")
+    max_unanswered: int = Field(
+        default=20,
+        ge=1,
+        description="Open when this many calls are in flight and none answered for silent_s.",
+    )
+    silent_s: float = Field(default=3.0, gt=0, description="See max_unanswered.")
 
 
 class RateLimitSettings(_Model):

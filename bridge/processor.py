@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bridge import decide, tracing
+from bridge.budgets import Bulkheads, TargetLoad
 from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
@@ -19,7 +20,8 @@ from bridge.ledger.unknown import resolve_in_doubt
 from bridge.metrics import Metrics, bounded
 from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, Status, outcome_event_id
 from bridge.outcomes import encode_outcome as encode
-from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, parse_command
+from bridge.parking.park import Parking
+from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult, parse_command
 from bridge.records import SKIP, Incoming, Outgoing
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
 from bridge.wire import Header, copyable_headers, schema_id_of
@@ -42,8 +44,12 @@ class Processor:
         executor: Executor,
         metrics: Metrics,
         ledger: Ledger | None = None,
+        *,
         track: Track | None = None,
+        loads: Mapping[str, TargetLoad] | None = None,
+        parking: Parking | None = None,
     ) -> None:
+        self._parking = parking
         self._ledger = ledger
         self._track = track
         topics = settings.topics
@@ -59,6 +65,8 @@ class Processor:
         self._target_names = frozenset(targets)
         self._executor = executor
         self._metrics = metrics
+        self.bulkheads = Bulkheads(self._parse, loads, metrics) if loads else None
+        """The engine's per-record hook (``lanes``): each target's share of in-flight commands."""
 
     @property
     def command_topics(self) -> dict[str, str]:
@@ -76,10 +84,13 @@ class Processor:
             )
             return self.dead_letter(record, DeadLetter(DeadLetterReason.INTERNAL_ERROR, type(exc).__name__))
 
+    def _parse(self, record: Incoming) -> ParseResult:
+        return parse_command(record.value, self._families[record.topic], self._max_bytes, record.headers)
+
     async def _process(self, record: Incoming) -> Outgoing:
         if record.undecodable is not None:
             return self.dead_letter(record, DeadLetter(DeadLetterReason.UNDECODABLE, record.undecodable))
-        parsed = parse_command(record.value, self._families[record.topic], self._max_bytes, record.headers)
+        parsed = (self.bulkheads and self.bulkheads.parsed(record)) or self._parse(record)
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)
         if isinstance(parsed, Invalid):
@@ -117,9 +128,13 @@ class Processor:
         started = time.perf_counter()
         runtime = self._targets.get(command.target)
         result = self._precheck(record, command, runtime)
+        parked = self._parked(record, runtime, result)
+        if isinstance(parked, Outgoing):
+            return parked  # its outcome comes when it is back (bridge/parking)
+        result = parked or result
         if result is None:
             assert runtime is not None
-            result = await self._call(runtime, command, ticket)
+            result = await self._call(runtime, command, ticket, _monotonic(command, record, runtime))
         data = decide.outcome_data(
             command_id=command.id,
             target=command.target,
@@ -133,9 +148,11 @@ class Processor:
         outgoing = self._outcome(record, data)
         return outgoing if ticket is None else self._with_done(outgoing, record, command, ticket, result)
 
-    async def _call(self, runtime: TargetRuntime, command: Command, ticket: Ticket | None) -> Decision:
+    async def _call(
+        self, runtime: TargetRuntime, command: Command, ticket: Ticket | None, deadline: float | None
+    ) -> Decision:
         if ticket is None or self._ledger is None:
-            return await self._executor.execute(runtime, command)
+            return await self._executor.execute(runtime, command, deadline=deadline)
         if ticket.admission is Admission.IN_DOUBT:
             answer, resolution = await resolve_in_doubt(runtime, command, self._executor)
             self._metrics.unknown_outcome(runtime.name, resolution)
@@ -143,7 +160,7 @@ class Processor:
                 return answer
         else:
             await self._ledger.dispatched(ticket)  # acknowledged before the first call
-        return await self._executor.execute(runtime, command)
+        return await self._executor.execute(runtime, command, deadline=deadline)
 
     def _with_done(
         self, outgoing: Outgoing, record: Incoming, command: Command, ticket: Ticket, result: Decision
@@ -180,7 +197,21 @@ class Processor:
             return decide.rejected(
                 ErrorKind.EXPIRED, f"command expired {late:.1f}s before its turn; not executed"
             )
+        if self.bulkheads is not None and self.bulkheads.is_shed(record):
+            return decide.refused(ErrorKind.TARGET_BUSY, command.target, 0)
         return None
+
+    def _parked(
+        self, record: Incoming, runtime: TargetRuntime | None, result: Decision | None
+    ) -> Outgoing | Decision | None:
+        """The parked record (or the refusal after the longest wait) when the command must wait long."""
+        if self._parking is None or runtime is None:
+            return None
+        shed = result is not None and result.error is not None and result.error.kind is ErrorKind.TARGET_BUSY
+        if result is not None and not shed:
+            return None  # rejected or expired: answered now
+        reason = self._parking.reason(record, runtime, shed=shed)
+        return None if reason is None else self._parking.park(record, runtime, reason)
 
     def _provider_of(self, target: str | None) -> ProviderKind | None:
         runtime = self._targets.get(target) if target else None
@@ -239,6 +270,14 @@ def command_deadline(command: Command, record_time: datetime, max_age_s: float |
     if max_age_s is not None:
         deadlines.append(record_time + timedelta(seconds=max_age_s))
     return min(deadlines) if deadlines else None
+
+
+def _monotonic(command: Command, record: Incoming, runtime: TargetRuntime) -> float | None:
+    """The command's deadline on the monotonic clock (what the executor waits against)."""
+    expiry = command_deadline(command, record.record_time, runtime.settings.max_age_s)
+    if expiry is None:
+        return None
+    return time.monotonic() + (expiry - datetime.now(UTC)).total_seconds()
 
 
 def _log_outcome(data: OutcomeData) -> None:

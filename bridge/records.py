@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from bridge.outcomes import OutcomeData, SourceRecord
 from bridge.parsing import DeadLetter
@@ -80,3 +81,10 @@ def incoming_from(record: ConsumedRecord, fetched_at: float = 0.0) -> Incoming:
         timestamp_ms=record.timestamp,
         fetched_at=fetched_at,
     )
+
+
+class Lanes(Protocol):
+    """Told of every record the engine takes and of its end (per-target budgets, bridge/budgets.py)."""
+
+    def accept(self, record: Incoming) -> None: ...
+    def release(self, record: Incoming) -> None: ...

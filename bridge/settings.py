@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.budget_settings import BulkheadSettings, ParkingSettings, TargetParkingSettings
 from bridge.policies import (
     CircuitSettings,
     ConflictSettings,
@@ -45,6 +46,8 @@ class TargetBase(_Model):
     retry: RetrySettings = RetrySettings()
     circuit: CircuitSettings = CircuitSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    bulkhead: BulkheadSettings = BulkheadSettings()
+    parking: TargetParkingSettings = TargetParkingSettings()
     conflict: ConflictSettings = ConflictSettings()
     max_age_s: float | None = Field(default=None, gt=0, description="Refuse commands older than this.")
     on_unknown: OnUnknown = Field(
@@ -216,6 +219,7 @@ class TopicSettings(_Model):
     dead_letter: str = "workflow.commands.dlq"
     ledger: str = "workflow.bridge.ledger"
     lifecycle: str = "workflow.run.lifecycle"
+    parked: str = "workflow.bridge.parked"
 
     @property
     def routes(self) -> dict[str, str]:
@@ -315,6 +319,7 @@ class Settings(_Model):
     engine: EngineSettings = EngineSettings()
     ledger: LedgerSettings = LedgerSettings()
     tracking: TrackingSettings = TrackingSettings()
+    parking: ParkingSettings = ParkingSettings()
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)

@@ -26,6 +26,7 @@ class TopicRole(StrEnum):
     DEAD_LETTER = "dead_letter"
     LEDGER = "ledger"
     LIFECYCLE = "lifecycle"
+    PARKED = "parked"
 
     @property
     def family(self) -> CommandFamily | None:
@@ -114,9 +115,10 @@ def ledger_spec_problems(specs: list[TopicSpec]) -> list[str]:
     if ledger is None:
         return []
     problems = [
-        f"{ledger.name}: {ledger.partitions} partitions, {by_role[role].name} has {by_role[role].partitions}"
+        f"{spec.name}: {spec.partitions} partitions, {by_role[role].name} has {by_role[role].partitions}"
+        for spec in (ledger, by_role.get(TopicRole.PARKED, ledger))
         for role in (TopicRole.RUN_COMMANDS, TopicRole.CONTROL_COMMANDS)
-        if role in by_role and by_role[role].partitions != ledger.partitions
+        if role in by_role and by_role[role].partitions != spec.partitions
     ]
     retention_ms = int(LedgerSettings().retention_s * 1000)
     if ledger.configs.get("retention.ms") != str(retention_ms):

@@ -141,13 +141,9 @@ def local_settings(
 
 def topic_layout(topics: TopicSettings, partitions: int = 4) -> dict[str, int]:
     paired = [*topics.routes, *topics.routes.values()]
-    # the ledger is co-partitioned with the command topics
-    return {
-        **dict.fromkeys(paired, partitions),
-        topics.dead_letter: 1,
-        topics.ledger: partitions,
-        topics.lifecycle: partitions,
-    }
+    # the ledger and the parking topic are co-partitioned with the command topics
+    internal = dict.fromkeys((topics.ledger, topics.parked, topics.lifecycle), partitions)
+    return {**dict.fromkeys(paired, partitions), topics.dead_letter: 1, **internal}
 
 
 async def _print_outcomes(settings: Settings) -> None:

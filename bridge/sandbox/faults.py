@@ -46,9 +46,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _delta_or_date(value: str | None) -> str | None:
+    if value is not None and not value.isdigit():
+        parsedate_to_datetime(value)  # raises ValueError on anything else
+    return value
+
+
 class FailNext(_Model):
     count: int = Field(ge=0)
     status: int = Field(default=500, ge=400, le=599)
+    retry_after: str | None = None
+    """Sent as ``Retry-After`` with the error when set (e.g. a 503 during maintenance)."""
+
+    _retry_after = field_validator("retry_after")(_delta_or_date)
 
 
 class RateLimitNext(_Model):
@@ -56,12 +66,7 @@ class RateLimitNext(_Model):
     retry_after: str = "1"
     """Delta-seconds (``"2"``) or an HTTP-date, sent verbatim as ``Retry-After``."""
 
-    @field_validator("retry_after")
-    @classmethod
-    def _delta_or_date(cls, value: str) -> str:
-        if not value.isdigit():
-            parsedate_to_datetime(value)  # raises ValueError on anything else
-        return value
+    _retry_after = field_validator("retry_after")(_delta_or_date)
 
 
 class TimeoutNext(_Model):
@@ -129,7 +134,8 @@ def choose_fault(spec: FaultSpec, remaining: dict[str, int], latency_s: float, r
         retry_after = spec.rate_limit_next.retry_after
         return FaultAction(FaultKind.RATE_LIMIT, latency_s, 429, retry_after, "rate_limit_next")
     if spec.fail_next and remaining.get("fail_next", 0) > 0:
-        return FaultAction(FaultKind.ERROR, latency_s, spec.fail_next.status, consumed="fail_next")
+        fail = spec.fail_next
+        return FaultAction(FaultKind.ERROR, latency_s, fail.status, fail.retry_after, "fail_next")
     if roll < spec.error_rate:
         return FaultAction(FaultKind.ERROR, latency_s, spec.error_status)
     return FaultAction(delay_s=latency_s)
@@ -188,14 +194,13 @@ class FaultBook:
 def fault_response(action: FaultAction, now: datetime) -> web.Response:
     status = action.status or 503
     body = {"error": "sandbox_fault", "message": f"injected {action.kind.value}", "status": status}
-    if action.kind is not FaultKind.RATE_LIMIT or action.retry_after is None:
+    if action.retry_after is None:
         return json_response(body, status)
-    headers = {
-        "Retry-After": action.retry_after,
-        "ratelimit-limit": "2500, 2500;w=60",
-        "ratelimit-remaining": "0",
-        "ratelimit-reset": str(reset_seconds(action.retry_after, now)),
-    }
+    headers = {"Retry-After": action.retry_after}
+    if action.kind is FaultKind.RATE_LIMIT:
+        headers["ratelimit-limit"] = "2500, 2500;w=60"
+        headers["ratelimit-remaining"] = "0"
+        headers["ratelimit-reset"] = str(reset_seconds(action.retry_after, now))
     return json_response(body, status, headers)
 
 

@@ -173,6 +173,7 @@ async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
             "dead_letter": f"{prefix}.dlq",
             "ledger": f"{prefix}.ledger",
             "lifecycle": f"{prefix}.lifecycle",
+            "parked": f"{prefix}.parked",
         },
         "kafka": {"group_id": f"{prefix}-bridge"},
     }

@@ -118,6 +118,7 @@ def test_retention_by_kind():
         "dead_letter": 30,
         "ledger": 7,
         "lifecycle": 14,
+        "parked": 2,
     }
 
 
@@ -129,6 +130,14 @@ def test_ledger_spec_must_be_co_partitioned_and_retained_as_long_as_the_index():
     problems = contracts.ledger_spec_problems([*(s for s in specs if s is not ledger), wrong])
     assert len(problems) == 3  # both command topics have another partition count, and the retention differs
     assert "retention.ms must equal ledger.retention_s" in problems[-1]
+
+
+def test_parking_spec_must_be_co_partitioned_too():
+    specs = contracts.load_specs(TOPICS)
+    parked = next(s for s in specs if s.role is contracts.TopicRole.PARKED)
+    wrong = parked.model_copy(update={"partitions": 5})
+    problems = contracts.ledger_spec_problems([*(s for s in specs if s is not parked), wrong])
+    assert len(problems) == 2 and all(p.startswith(f"{parked.name}: 5 partitions") for p in problems)
 
 
 def test_command_topics_accept_what_the_bridge_accepts():
@@ -281,6 +290,7 @@ def test_asyncapi_operations(asyncapi):
         "send_dead_letter": "send",
         "send_ledger": "send",
         "send_lifecycle": "send",
+        "send_parked": "send",
     }
     for operation in asyncapi["operations"].values():
         channel = resolve(asyncapi, operation["channel"]["$ref"])

@@ -167,6 +167,7 @@ def test_topic_layout_pairs_command_and_outcome_topics_and_one_dlq_partition():
         "workflow.commands.dlq": 1,
         "workflow.bridge.ledger": 4,  # co-partitioned with the command topics
         "workflow.run.lifecycle": 4,
+        "workflow.bridge.parked": 4,  # co-partitioned with the command topics
     }
 
 
@@ -179,8 +180,9 @@ def test_topic_layout_follows_renamed_topics_and_partition_count():
         dead_letter="e",
         ledger="f",
         lifecycle="g",
+        parked="h",
     )
-    expected = {"a": 2, "b": 2, "c": 2, "d": 2, "e": 1, "f": 2, "g": 2}
+    expected = {"a": 2, "b": 2, "c": 2, "d": 2, "e": 1, "f": 2, "g": 2, "h": 2}
     assert topic_layout(renamed, partitions=2) == expected
 
 

@@ -76,6 +76,13 @@ async def test_error_rate_and_fail_next(http, sandbox):
         assert (await resp.json())["workfloo"]["remaining"] == {"fail_next": 0}
 
 
+async def test_fail_next_may_send_retry_after_without_ratelimit_headers(http, sandbox):
+    await set_fault(http, sandbox, "workfloo", fail_next={"count": 1, "status": 503, "retry_after": "30"})
+    status, headers = await workfloo(http, sandbox)
+    assert (status, headers["Retry-After"], "ratelimit-reset" in headers) == (503, "30", False)
+    assert "Retry-After" not in (await workfloo(http, sandbox))[1]
+
+
 async def test_rate_limit_next_sends_retry_after_and_ratelimit_headers(http, sandbox):
     await set_fault(http, sandbox, "workfloo", rate_limit_next={"count": 1, "retry_after": "2"})
     status, headers = await workfloo(http, sandbox)

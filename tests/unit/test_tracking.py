@@ -318,7 +318,7 @@ async def test_the_processor_writes_the_tracked_entry_before_done_and_only_for_s
     executor = Executor(FakeTransport.scripted(answers), metrics, Redactor(), 2048)
     tracker = Tracker(settings, targets, executor, FakeProducer(), metrics, Redactor())
     ledger = Ledger(settings, LedgerProducer(), metrics, sibling=tracker)  # type: ignore[arg-type]
-    processor = Processor(settings, targets, executor, metrics, ledger, tracker.start)
+    processor = Processor(settings, targets, executor, metrics, ledger, track=tracker.start)
     tracker.restore_started([(settings.topics.run_commands, 0)])
     tracker.restore_finished([(settings.topics.run_commands, 0)])
     for n, expected in enumerate(("queued", "rejected")):

@@ -1,0 +1,159 @@
+"""Benchmark scenario "one target down": a healthy target's throughput and p99 while another fails.
+
+    python -m bench.outage                      # B alone, then B while A answers 503 + Retry-After: 30
+    python -m bench.outage --fault hang         # A accepts calls and never answers
+
+One bridge process (default settings, 1,000 in flight, 4 partitions) serves both phases in one run:
+first only target B (workfloo, 50 ms sandbox latency) gets commands, then B gets as many again while
+target A (Zuora) fails and gets ``--a-commands`` commands over ``--a-keys`` keys. Printed: B's
+commands/s in the outage phase as a ratio of B alone, and B's p99 record-to-outcome latency in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench.scenarios import Bench, bridge_config, spawn_bridge, started
+from bench.workload import (
+    Latency,
+    OutcomeCollector,
+    Sent,
+    command,
+    key_of,
+    make_producer,
+    make_topics,
+    set_latency,
+)
+from bridge.local import examples
+from bridge.sandbox import config as sb
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "retry_after": {"fail_next": {"count": 10**6, "status": 503, "retry_after": "30"}},
+    "hang": {"timeout_next": {"count": 10**6, "delay_s": 3600}},
+}
+
+
+def a_command(command_id: str) -> dict[str, Any]:
+    return {
+        "id": command_id,
+        "target": examples.ZUORA,
+        "operation": "zuora.run_workflow",
+        "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
+    }
+
+
+async def publish(bootstrap: str, topic: str, docs: list[tuple[bytes, dict[str, Any]]], sent: Sent) -> None:
+    producer = make_producer(bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        pending = []
+        for key, doc in docs:
+            sent.at[doc["id"]] = now = time.time()
+            pending.append(
+                await producer.send(topic, orjson.dumps(doc), key=key, timestamp_ms=int(now * 1000))
+            )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def b_figures(collector: OutcomeCollector, sent: Sent, ids: list[str], began: float) -> tuple[float, float]:
+    """Commands/s from ``began`` to the last of ``ids`` answered, and their p99 latency (s)."""
+    firsts = [collector.arrivals[i][0] for i in ids]
+    latencies = [a.at - sent.at[i] for i, a in zip(ids, firsts, strict=True)]
+    return len(ids) / (max(a.at for a in firsts) - began), statistics.quantiles(latencies, n=100)[98]
+
+
+async def answered(
+    collector: OutcomeCollector, docs: list[tuple[bytes, dict[str, Any]]], timeout_s: float, alive: Any
+) -> bool:
+    """Read until every one of ``docs`` has an outcome; False on timeout or when the bridge exited."""
+    ids, deadline = {doc["id"] for _, doc in docs}, time.monotonic() + timeout_s
+    while not ids <= collector.arrivals.keys():
+        if time.monotonic() > deadline or not alive():
+            return False
+        await collector.collect(collector.outcomes + collector.dead_letters + collector.unreadable + 1, 1.0)
+    return True
+
+
+async def set_fault(sandbox_url: str, provider: str, spec: dict[str, Any]) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(f"{sandbox_url}/_sandbox/faults/{provider}", json=spec) as resp,
+    ):
+        resp.raise_for_status()
+
+
+async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
+    world, label = bench.world, f"outage-{uuid.uuid4().hex[:6]}"
+    topics = await make_topics(world.bootstrap, label, 4)
+    await set_latency(world.sandbox_url, Latency(50))
+    bridge = spawn_bridge(bench, label, bridge_config(bench, topics, 1000, metrics_port=None))
+    sent = Sent()
+    try:
+        async with OutcomeCollector(world.bootstrap, topics) as collector:
+            warm = [(key_of(i, args.b_keys), command(f"{label}-warm-{i}")) for i in range(200)]
+            await publish(world.bootstrap, topics.run_commands, warm, sent)  # joined, connected, warm
+            assert await answered(collector, warm, args.timeout, bridge.alive), "warm-up: outcomes missing"
+            alone = [(key_of(i, args.b_keys), command(f"{label}-b0-{i}")) for i in range(args.b_commands)]
+            began = time.time()
+            await publish(world.bootstrap, topics.run_commands, alone, sent)
+            assert await answered(collector, alone, args.timeout, bridge.alive), "B alone: outcomes missing"
+            rate0, p99_0 = b_figures(collector, sent, [d["id"] for _, d in alone], began)
+
+            await set_fault(world.sandbox_url, "zuora", FAULTS[args.fault])
+            b = [(key_of(i, args.b_keys), command(f"{label}-b1-{i}")) for i in range(args.b_commands)]
+            a = [
+                (f"a{i % args.a_keys}".encode(), a_command(f"{label}-a-{i}")) for i in range(args.a_commands)
+            ]
+            mixed = [doc for pair in zip(a, b, strict=False) for doc in pair] + a[len(b) :] + b[len(a) :]
+            began = time.time()
+            await publish(world.bootstrap, topics.run_commands, mixed, sent)
+            ok = await answered(collector, mixed, args.timeout, bridge.alive)
+            await set_fault(world.sandbox_url, "zuora", {})
+            assert ok, "outage: outcomes missing"
+            rate1, p99_1 = b_figures(collector, sent, [d["id"] for _, d in b], began)
+    finally:
+        await asyncio.to_thread(bridge.stop, 10.0)
+    doubled = sum(1 for arrivals in collector.arrivals.values() if len(arrivals) > 1)
+    doubled += collector.dead_letters + collector.unreadable  # none expected either
+    print(
+        f"one target down ({args.fault}): B alone {rate0:.0f} commands/s, p99 {p99_0:.2f} s; "
+        f"with A down {rate1:.0f} commands/s (ratio {rate1 / rate0:.2f}), p99 {p99_1:.2f} s "
+        f"({p99_1 / p99_0:.2f} x); {doubled} command(s) answered twice or dead-lettered"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fault", choices=sorted(FAULTS), default="retry_after")
+    p.add_argument("--b-commands", type=int, default=3000)
+    p.add_argument("--b-keys", type=int, default=500)
+    p.add_argument("--a-commands", type=int, default=1000)
+    p.add_argument("--a-keys", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=240.0)
+    args = p.parse_args(argv)
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory(prefix="bench-outage-") as tmp:
+            async with started(Path(tmp)) as bench:
+                await one_target_down(bench, args)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

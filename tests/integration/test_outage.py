@@ -1,0 +1,190 @@
+"""One target's outage never slows another (issue 12), on the real broker and the sandbox over HTTP.
+
+Target A (workfloo) fails in one of three ways while target B (Zuora) is healthy; A gets many commands
+per key. Printed (``-s``): B's throughput during the outage as a ratio of its throughput under the
+same load with A healthy, in the same run, and B's p99 send-to-outcome latency in both phases.
+Asserted, never timings: fetching never paused, every command has exactly one outcome, per-key order
+holds for both targets, every A command ended within its bound (retry budget + one call's timeout),
+B's all succeeded, and A works again after recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bridge.local import examples
+from bridge.local.broker import free_port
+from tests.integration.conftest import Stack, workfloo_command, zuora_command
+from tests.integration.proxy import CuttableProxy
+
+pytestmark = pytest.mark.integration
+
+A, B = examples.WORKFLOO, examples.ZUORA
+A_KEYS, A_PER_KEY, B_KEYS, B_PER_KEY = 30, 10, 20, 15
+BUDGET_S, TOTAL_S = 4.0, 3.0
+BOUND_MS = (BUDGET_S + TOTAL_S + 1.0) * 1000  # a call may start just before the budget ends
+A_TARGET = {
+    "retry": {"max_attempts": 5, "budget_s": BUDGET_S, "max_retry_after_s": 60},
+    "timeouts": {"connect_s": 1, "total_s": TOTAL_S},
+    "circuit": {
+        "failure_threshold": 5,
+        "open_s": 2,
+        "slow_call_s": 1.5,
+        "silent_s": 1.5,
+        "max_unanswered": 10,
+    },
+    "bulkhead": {"max_in_flight": 100, "max_calls": 16},
+}
+FAULTS = {
+    "retry_after": {"fail_next": {"count": 100_000, "status": 503, "retry_after": "30"}},
+    "hang": {"timeout_next": {"count": 100_000, "delay_s": 3600}},
+}
+
+
+@pytest.fixture
+async def proxy(stack: Stack) -> AsyncIterator[CuttableProxy]:
+    """A's way to the sandbox, so that the 'refused' mode can cut it and restore it."""
+    running = CuttableProxy(free_port(), int(stack.sandbox.url.rsplit(":", 1)[1]))
+    await running.restore()
+    yield running
+    await running.close()
+
+
+def b_commands(run: str) -> list[tuple[bytes, dict[str, Any]]]:
+    return [
+        (f"b{k}".encode(), zuora_command(f"{run}-b-{k}-{n}")) for n in range(B_PER_KEY) for k in range(B_KEYS)
+    ]
+
+
+def a_commands(run: str) -> list[tuple[bytes, dict[str, Any]]]:
+    return [
+        (f"a{k}".encode(), workfloo_command(f"{run}-a-{k}-{n}"))
+        for n in range(A_PER_KEY)
+        for k in range(A_KEYS)
+    ]
+
+
+def mixed(run: str) -> list[tuple[bytes, dict[str, Any]]]:
+    """A's and B's commands interleaved."""
+    return [c for pair in zip(a_commands(run), b_commands(run), strict=True) for c in pair]
+
+
+async def send_all(stack: Stack, commands: list[tuple[bytes, dict[str, Any]]]) -> float:
+    """Produce without waiting for each acknowledgement (a burst); returns when the burst began."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap, linger_ms=5)
+    await producer.start()
+    began = time.monotonic()
+    try:
+        futures = [
+            await producer.send(stack.settings.topics.run_commands, orjson.dumps(doc), key=key)
+            for key, doc in commands
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return began
+
+
+async def collect_timed(stack: Stack, count: int, within_s: float) -> list[tuple[float, dict[str, Any]]]:
+    found: list[tuple[float, dict[str, Any]]] = []
+    deadline = time.monotonic() + within_s
+    while len(found) < count and time.monotonic() < deadline:
+        for event in await stack.collect(count - len(found), within_s=0.05):
+            found.append((time.monotonic(), event["data"]))
+    return found
+
+
+def b_figures(began: float, timed: list[tuple[float, dict[str, Any]]]) -> tuple[float, float]:
+    """B's commands/s over its burst and its p99 send-to-outcome latency (s)."""
+    arrivals = [t for t, data in timed if data["target"] == B]
+    latencies = sorted(t - began for t in arrivals)
+    return len(arrivals) / (max(arrivals) - began), statistics.quantiles(latencies, n=100)[98]
+
+
+def assert_key_order(timed: list[tuple[float, dict[str, Any]]]) -> None:
+    seen: dict[str, list[int]] = {}
+    for _, data in timed:
+        _, target, key, seq = data["command_id"].rsplit("-", 3)
+        seen.setdefault(target + key, []).append(int(seq))
+    assert all(seqs == sorted(seqs) for seqs in seen.values()), seen
+
+
+async def watch_pauses(stack: Stack, stop: asyncio.Event) -> bool:
+    bridge = stack.bridges[0][0]
+    paused = False
+    while not stop.is_set():
+        paused = paused or (bridge.engine is not None and bridge.engine.paused)
+        await asyncio.sleep(0.005)
+    return paused
+
+
+async def warm(stack: Stack) -> None:
+    await stack.send((b"warm", zuora_command(f"warm-{uuid.uuid4().hex[:6]}")))
+    await stack.send((b"warm", workfloo_command(f"warm-{uuid.uuid4().hex[:6]}")))
+    assert len(await stack.collect(2, within_s=30)) == 2
+
+
+async def start_outage(stack: Stack, proxy: CuttableProxy, mode: str) -> None:
+    if mode == "refused":
+        await proxy.cut()
+    else:
+        await stack.fault("workfloo", FAULTS[mode])
+
+
+async def end_outage(stack: Stack, proxy: CuttableProxy) -> None:
+    await proxy.restore()
+    await stack.fault("workfloo", {})
+
+
+@pytest.mark.parametrize("mode", ["retry_after", "hang", "refused"])
+async def test_one_target_down_never_slows_the_other(stack: Stack, proxy: CuttableProxy, mode: str) -> None:
+    a_url = f"http://127.0.0.1:{proxy.listen_port}/workfloo-sandbox"
+    stack.configure(targets={A: {**A_TARGET, "base_url": a_url}})
+    await stack.start_bridge()
+    await warm(stack)
+    run = uuid.uuid4().hex[:6]
+
+    healthy = await send_all(stack, mixed(f"{run}x"))  # the same load with A healthy: the baseline
+    baseline = await collect_timed(stack, (A_KEYS * A_PER_KEY) + B_KEYS * B_PER_KEY, within_s=60)
+
+    await start_outage(stack, proxy, mode)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_pauses(stack, stop))
+    outage = mixed(run)
+    outage_began = await send_all(stack, outage)
+    timed = await collect_timed(stack, len(outage), within_s=120)
+    stop.set()
+    paused = await watcher
+
+    assert all(d["status"] == "queued" for _, d in baseline)
+    rate0, p99_0 = b_figures(healthy, baseline)
+    rate1, p99_1 = b_figures(outage_began, timed)
+    print(
+        f"\n[{mode}] B with A healthy: {rate0:.0f} commands/s, p99 {p99_0:.2f}s; "
+        f"with A down: {rate1:.0f} commands/s (ratio {rate1 / rate0:.2f}), "
+        f"p99 {p99_1:.2f}s ({p99_1 / p99_0:.2f} x)"
+    )
+    ids = [data["command_id"] for _, data in timed]
+    assert sorted(ids) == sorted(doc["id"] for _, doc in outage)  # exactly one outcome each
+    assert not paused  # fetching never stopped for B's sake (nor anyone's)
+    assert_key_order(timed)
+    a_outcomes = [data for _, data in timed if data["target"] == A]
+    assert all(d["status"] == "error" and d["error"]["retryable"] for d in a_outcomes)
+    assert max(d["duration_ms"] for d in a_outcomes) <= BOUND_MS
+    assert all(d["status"] == "queued" for _, d in timed if d["target"] == B)
+
+    await end_outage(stack, proxy)
+    await asyncio.sleep(2.5)  # the circuit's open_s: the next command is its probe
+    await send_all(stack, [(b"a0", workfloo_command(f"{run}-after-0-0"))])
+    (after,) = await collect_timed(stack, 1, within_s=30)
+    assert after[1]["status"] == "queued"
+    assert await stack.collect(1, within_s=1.0) == []  # and nothing answered twice

@@ -1,0 +1,136 @@
+"""Order-keeping parking (issue 12) on the real broker and the sandbox: while a target's circuit is
+open its commands (and every later command of their keys) wait in the parking topic instead of in
+memory; after recovery they come back in key order, each with exactly one outcome, also across a
+kill -9 of the bridge that parked them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bridge.local import examples
+from bridge.parking.records import read_parked
+from tests.integration.conftest import Stack, start_process, workfloo_command
+
+pytestmark = pytest.mark.integration
+
+A = examples.WORKFLOO
+KEYS, PER_KEY = 10, 6
+PARKING = {
+    "retry": {"max_attempts": 2, "budget_s": 1, "base_backoff_s": 0.05, "max_backoff_s": 0.1},
+    "circuit": {"failure_threshold": 3, "open_s": 2},
+    "parking": {"retry_s": 1, "max_delay_s": 120},
+}
+DOWN = {"fail_next": {"count": 100_000, "status": 503}}
+
+
+def commands(run: str) -> list[tuple[bytes, dict[str, Any]]]:
+    return [
+        (f"k{k}".encode(), workfloo_command(f"{run}-{k}-{n}")) for n in range(PER_KEY) for k in range(KEYS)
+    ]
+
+
+def in_key_order(events: list[dict[str, Any]]) -> bool:
+    seen: dict[str, list[int]] = {}
+    for e in events:
+        _, key, seq = e["data"]["command_id"].rsplit("-", 2)
+        seen.setdefault(key, []).append(int(seq))
+    return all(seqs == sorted(seqs) for seqs in seen.values())
+
+
+async def parked_records(stack: Stack) -> list[Any]:
+    """Every record of the parking topic so far (read to the fetch high watermark)."""
+    topic = stack.settings.topics.parked
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()] or [
+            TopicPartition(topic, p) for p in range(4)
+        ]
+        consumer.assign(tps)
+        found: list[Any] = []
+        for _ in range(10):
+            batch = await consumer.getmany(timeout_ms=300)
+            found += [r for records in batch.values() for r in records]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def collect_ids(
+    stack: Stack, wanted: set[str], within_s: float, seen: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``seen`` and what arrives until every wanted id has an outcome, then anything straggling."""
+    events = list(seen)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not wanted <= {e["data"]["command_id"] for e in events} and loop.time() < deadline:
+        events += await stack.collect(len(wanted), within_s=1)
+    return events + await stack.collect(1, within_s=2)  # and nothing more
+
+
+@pytest.mark.timeout(240)
+async def test_parked_commands_come_back_in_key_order_after_recovery(stack: Stack) -> None:
+    stack.configure(parking={"enabled": True}, targets={A: PARKING})
+    await stack.fault("workfloo", DOWN)
+    await stack.start_bridge()
+    sent = commands(uuid.uuid4().hex[:6])
+    await stack.send(*sent)
+    early = await stack.collect(3, within_s=60)  # the failures that open the circuit
+    assert all(e["data"]["status"] == "error" for e in early)
+    await asyncio.sleep(1.0)
+    parked = await parked_records(stack)
+    assert parked, "nothing was parked while the circuit was open"
+    assert {read_parked(r.headers).reason for r in parked} <= {"circuit_open", "key_parked"}  # type: ignore[union-attr]
+
+    await stack.fault("workfloo", {})
+    events = await collect_ids(stack, {doc["id"] for _, doc in sent}, 150, early)
+    ids = [e["data"]["command_id"] for e in events]
+    assert sorted(ids) == sorted(doc["id"] for _, doc in sent)  # exactly one outcome each
+    assert in_key_order(events)
+    late = [e["data"] for e in events if e["data"]["status"] != "error"]
+    print(f"\nparking: {len(parked)} parked record(s); {len(late)} of {len(sent)} queued after recovery")
+    assert len(late) >= len(sent) - 3 * KEYS  # at most a few per key failed before the circuit opened
+
+
+@pytest.mark.timeout(300)
+async def test_kill_9_while_parked_loses_nothing_and_keeps_key_order(stack: Stack, tmp_path: Path) -> None:
+    await stack.fault("workfloo", DOWN)
+    run = uuid.uuid4().hex[:6]
+    sent = commands(run)
+    await stack.send(*sent)
+    process = await start_process(
+        stack,
+        tmp_path,
+        parking={"enabled": True},
+        targets={A: PARKING},
+        observability={"log_level": "WARNING"},
+    )
+    early = await stack.collect(3, within_s=60)
+    for _ in range(60):  # until the parking topic holds commands
+        await asyncio.sleep(0.5)
+        if len(await parked_records(stack)) >= KEYS:
+            break
+    process.kill()  # SIGKILL while commands are parked
+    await process.communicate()
+    parked = len(await parked_records(stack))
+
+    # later commands of the parked keys arrive while the target is still down: they must wait behind
+    # the parked ones, which only the parked set restored from the parking topic knows about
+    later = [(f"k{k}".encode(), workfloo_command(f"{run}-{k}-{n}")) for n in (PER_KEY,) for k in range(KEYS)]
+    await stack.send(*later)
+    stack.configure(parking={"enabled": True}, targets={A: PARKING})
+    await stack.start_bridge()
+    await asyncio.sleep(3)
+    await stack.fault("workfloo", {})
+    events = await collect_ids(stack, {doc["id"] for _, doc in sent + later}, 200, early)
+    ids = [e["data"]["command_id"] for e in events]
+    print(f"\nkill -9 while parked: {parked} parked record(s) at the kill, {len(ids)} outcome(s)")
+    assert set(ids) == {doc["id"] for _, doc in sent + later}  # nothing lost
+    assert len(ids) == len(set(ids)), "a command was answered twice"
+    assert in_key_order(events)

@@ -1,0 +1,99 @@
+"""Parking without a broker: the parked headers, the parked set and the processor's decisions."""
+
+from __future__ import annotations
+
+from bridge.config import parse_settings
+from bridge.guards import CircuitBreaker
+from bridge.metrics import Metrics
+from bridge.outcomes import ErrorKind, Status
+from bridge.parking.park import Parking
+from bridge.parking.records import ParkedAt, ParkedSet, original_headers, parked_headers, read_parked
+from bridge.processor import Processor
+from bridge.records import Incoming, Outgoing
+from bridge.testing import FakeTransport
+from tests.fakes import FakeClock
+from tests.unit.test_processor import SETTINGS, record, workfloo
+from tests.unit.test_processor import processor as make_processor
+
+WHERE = ("cmd", 0)
+
+
+def test_parked_headers_round_trip_and_keep_the_original_ones_first() -> None:
+    at = ParkedAt("cmd", 41, 1_700_000_000_000, 5_000, 9_000, 2, "circuit_open")
+    headers = parked_headers(at, [("traceparent", b"00-x"), ("bridge.parked.count", b"1")])
+    assert headers[0] == ("traceparent", b"00-x") and read_parked(headers) == at
+    assert original_headers(headers) == (("traceparent", b"00-x"),)
+    assert read_parked([("traceparent", b"00-x")]) is None
+    assert read_parked([*headers[:-2], ("bridge.parked.count", b"two")]) is None
+    assert read_parked(parked_headers(ParkedAt("cmd", 1, None, 1, 2, 1), [])).timestamp_ms is None  # type: ignore[union-attr]
+
+
+def test_a_key_is_blocked_only_by_an_earlier_parked_command_of_its_own() -> None:
+    parked = ParkedSet()
+    parked.add(WHERE, b"k", 10)
+    parked.add(WHERE, b"k", 20)
+    assert not parked.blocked(WHERE, b"k", 10)  # the oldest parked one may run
+    assert parked.blocked(WHERE, b"k", 20) and parked.blocked(WHERE, b"k", 30)
+    assert not parked.blocked(WHERE, b"other", 30) and not parked.blocked(("cmd", 1), b"k", 30)
+    parked.discard(WHERE, b"k", 10)
+    assert not parked.blocked(WHERE, b"k", 20) and len(parked) == 1
+    parked.forget(WHERE)
+    assert len(parked) == 0
+
+
+PARKING = parse_settings(
+    {
+        "parking": {"enabled": True},
+        "targets": {
+            "wf": {
+                "provider": "workfloo",
+                "base_url": "https://wf.example",
+                "api_key": {"env": "WF_KEY"},
+                "circuit": {"failure_threshold": 1, "open_s": 30},
+                "parking": {"retry_s": 5, "max_delay_s": 60},
+            }
+        },
+    },
+    {"WF_KEY": "wf-key-123456"},
+)
+
+
+def parking_processor(transport: FakeTransport, clock: FakeClock) -> tuple[Processor, Parking]:
+    plain = make_processor(transport)
+    targets = plain._targets
+    targets["wf"].settings = PARKING.targets["wf"]
+    targets["wf"].breaker = CircuitBreaker(PARKING.targets["wf"].circuit)
+    parking = Parking(PARKING, Metrics(), clock=clock)
+    return Processor(SETTINGS, targets, plain._executor, Metrics(), None, parking=parking), parking
+
+
+async def test_an_open_circuit_parks_the_command_before_any_call_and_its_key_follows() -> None:
+    transport, clock = FakeTransport.scripted([]), FakeClock(1_000.0)
+    proc, parking = parking_processor(transport, clock)
+    proc._targets["wf"].breaker.record_failure()  # threshold 1: open
+    first = await proc.process(record(workfloo(id="c-1")))
+    assert isinstance(first, Outgoing) and first.topic == PARKING.topics.parked and first.partition == 2
+    at = read_parked(first.headers)
+    assert at is not None and (at.offset, at.due_ms, at.until_ms, at.reason) == (
+        40,
+        1_005_000,
+        1_060_000,
+        "circuit_open",
+    )
+    assert transport.calls == []
+    later = Incoming(SETTINGS.topics.run_commands, 2, 41, b"key-1", first.value, (), None)
+    assert parking.reason(later, proc._targets["wf"], shed=False) == "key_parked"
+
+
+async def test_a_command_parked_past_its_longest_wait_is_answered_with_the_refusal() -> None:
+    transport, clock = FakeTransport.scripted([]), FakeClock(1_000.0)
+    proc, _ = parking_processor(transport, clock)
+    proc._targets["wf"].breaker.record_failure()
+    parked = await proc.process(record(workfloo(id="c-1")))
+    clock.now += 61  # beyond max_delay_s
+    back = Incoming(SETTINGS.topics.run_commands, 2, 40, b"key-1", parked.value, tuple(parked.headers), None)
+    proc._targets["wf"].breaker.record_failure()  # still open
+    out = await proc.process(back)
+    assert out.outcome is not None and out.outcome.error is not None
+    assert (out.outcome.status, out.outcome.error.kind) == (Status.ERROR, ErrorKind.CIRCUIT_OPEN)
+    assert out.outcome.source.offset == 40  # answered as the command record it was
