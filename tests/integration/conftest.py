@@ -236,6 +236,30 @@ def workfloo_command(command_id: str, target: str = examples.WORKFLOO) -> dict[s
     }
 
 
+def zilliant_command(command_id: str, **extra: Any) -> dict[str, Any]:
+    """A Zilliant job the sandbox queues."""
+    return {
+        "id": command_id,
+        "target": examples.ZILLIANT,
+        "operation": "zilliant.queue_job",
+        "automation_id": "PublishListPrices",
+        **extra,
+    }
+
+
+def eight_command(command_id: str, **fields: Any) -> dict[str, Any]:
+    """A suspend of an 8x8 instance of the sandbox's definition."""
+    return {
+        "id": command_id,
+        "target": examples.EIGHT_BY_EIGHT,
+        "operation": "8x8.update_instance",
+        "action": "suspend",
+        "definition_id": sb.EIGHTBYEIGHT_DEFINITION,
+        "instance_id": "60dbe307fe55d99fc083db61",
+        **fields,
+    }
+
+
 def zuora_command(command_id: str, **extra: Any) -> dict[str, Any]:
     """A Zuora run of the definition without required parameters: the sandbox queues it."""
     return {

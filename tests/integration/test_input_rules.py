@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from bridge.local import examples
 from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack, by_command, workfloo_command, zuora_command
+from tests.integration.conftest import Stack, by_command, eight_command, workfloo_command, zuora_command
 
 pytestmark = pytest.mark.integration
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]
@@ -36,18 +36,6 @@ async def produce(stack: Stack, topic: str, *records: Record) -> None:
             await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
-
-
-def eight_command(command_id: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": command_id,
-        "target": examples.EIGHT_BY_EIGHT,
-        "operation": "8x8.update_instance",
-        "action": "suspend",
-        "definition_id": sb.EIGHTBYEIGHT_DEFINITION,
-        "instance_id": "60dbe307fe55d99fc083db61",
-        **fields,
-    }
 
 
 def rerun_command(command_id: str, task_id: str) -> dict[str, Any]:

@@ -28,7 +28,14 @@ from bridge.local import examples
 from bridge.local.broker import create_topics
 from bridge.parsing import Parsed, parse_command
 from bridge.sandbox import config as sb
-from tests.integration.conftest import Stack, by_command, workfloo_command, zuora_command
+from tests.integration.conftest import (
+    Stack,
+    by_command,
+    eight_command,
+    workfloo_command,
+    zilliant_command,
+    zuora_command,
+)
 from tests.integration.test_process import start_process
 
 pytestmark = pytest.mark.integration
@@ -43,26 +50,6 @@ def as_command(doc: dict[str, Any], family: CommandFamily = CommandFamily.RUN) -
     parsed = parse_command(orjson.dumps(doc), family, 1_000_000)
     assert isinstance(parsed, Parsed), parsed
     return parsed.command
-
-
-def zilliant_command(command_id: str) -> dict[str, Any]:
-    return {
-        "id": command_id,
-        "target": examples.ZILLIANT,
-        "operation": "zilliant.queue_job",
-        "automation_id": "PublishListPrices",
-    }
-
-
-def suspend_command(command_id: str, instance: str) -> dict[str, Any]:
-    return {
-        "id": command_id,
-        "target": examples.EIGHT_BY_EIGHT,
-        "operation": "8x8.update_instance",
-        "action": "suspend",
-        "definition_id": sb.EIGHTBYEIGHT_DEFINITION,
-        "instance_id": instance,
-    }
 
 
 async def produce(
@@ -247,8 +234,8 @@ async def test_on_unknown_defaults_per_provider(
 
 
 async def test_8x8_reads_before_it_writes(stack: Stack) -> None:
-    already = suspend_command(uid("suspended"), sb.EIGHTBYEIGHT_SUSPENDED)
-    pending = suspend_command(uid("runnable"), sb.EIGHTBYEIGHT_RUNNABLE)
+    already = eight_command(uid("suspended"), instance_id=sb.EIGHTBYEIGHT_SUSPENDED)
+    pending = eight_command(uid("runnable"), instance_id=sb.EIGHTBYEIGHT_RUNNABLE)
     await crashed_after_dispatch(stack, already, CommandFamily.CONTROL)
     await crashed_after_dispatch(stack, pending, CommandFamily.CONTROL)
     bridge = await stack.start_bridge()

@@ -19,7 +19,7 @@ from bridge.local import examples
 from bridge.sandbox import SandboxConfig, start_sandbox
 from bridge.sandbox import config as sb
 from bridge.sandbox.eightbyeight import Instance, InstanceStatus
-from tests.integration.conftest import Stack, by_command, workfloo_command, zuora_command
+from tests.integration.conftest import Stack, by_command, workfloo_command, zilliant_command, zuora_command
 
 pytestmark = pytest.mark.integration
 FAST = {"first_poll_s": 0.3, "max_interval_s": 1.0, "waiting_interval_s": 1.0, "jitter": 0.1}
@@ -96,13 +96,7 @@ def zuora(command_id: str, **parameters: Any) -> dict[str, Any]:
 
 
 def zilliant(command_id: str, **parameters: Any) -> dict[str, Any]:
-    return {
-        "id": command_id,
-        "target": examples.ZILLIANT,
-        "operation": "zilliant.queue_job",
-        "automation_id": "PublishListPrices",
-        "parameters": parameters,
-    }
+    return zilliant_command(command_id, parameters=parameters)
 
 
 def workfloo(command_id: str, **form: Any) -> dict[str, Any]:
