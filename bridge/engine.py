@@ -79,6 +79,12 @@ class Engine:
 
     def request_stop(self) -> None:
         """Signal-safe: stop fetching and drain. Idempotent."""
+        if not self._stopping.is_set():
+            log.info(
+                "stop requested with %d key routine(s) holding %d command(s)",
+                sum(len(p.tasks) for p in self._partitions.values()),
+                self.stats.in_flight,
+            )
         self._stopping.set()
         for p in self._partitions.values():  # at once: fetching may still be waiting for records
             p.close()

@@ -188,12 +188,16 @@ async def test_a_rebalance_keeps_going_on_the_partitions_that_stay(world: World)
     assert world.answered(0) == [0] and world.engine.stats.assigned == {P1}
 
 
-async def test_stop_drains_commits_and_returns(world: World) -> None:
+async def test_stop_drains_commits_and_returns(world: World, caplog: pytest.LogCaptureFixture) -> None:
     world.provider.held = {0}
     add(world, b"a", b"a", b"b", b"a")
     await world.consumer.rebalance([P0])
     await until(lambda: sorted(world.provider.started) == [0, 2])
-    world.engine.request_stop()
+    await until(lambda: world.answered() == [2])
+    with caplog.at_level(logging.INFO, logger="bridge.engine"):
+        world.engine.request_stop()
+        world.engine.request_stop()  # idempotent: said once
+    assert caplog.messages.count("stop requested with 1 key routine(s) holding 3 command(s)") == 1
     await asyncio.sleep(0.01)
     world.provider.release(0)
     await asyncio.wait_for(world.task, 2)
