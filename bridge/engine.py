@@ -18,15 +18,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.metrics import Metrics
 from bridge.offsets import may_start
 from bridge.partition_state import PartitionState, Restores
-from bridge.partitions import Partition, to_commit, topic_name
+from bridge.partitions import Partition, Rebalances, oldest_pending_age, to_commit, topic_name
 from bridge.ports import ConsumedRecord, ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
@@ -90,7 +89,7 @@ class Engine:
             p.close()
 
     async def run(self) -> None:
-        self._consumer.subscribe(list(self._families), listener=_Listener(self))
+        self._consumer.subscribe(list(self._families), listener=Rebalances(self.on_revoked, self.on_assigned))
         next_commit = time.monotonic() + self._settings.commit_interval_s
         self.stats.broker_ok = True  # the clients started, so the broker answered a moment ago
         probe = asyncio.create_task(probe_broker(self._consumer, self.stats), name="broker-probe")
@@ -332,22 +331,10 @@ class Engine:
             self._consumer.pause(*assigned)
 
     def oldest_uncommitted_age_s(self) -> float:
-        starts = [s for p in self._partitions.values() if (s := p.tracker.oldest_pending_since()) is not None]
-        return max(0.0, time.time() - min(starts)) if starts else 0.0
+        return oldest_pending_age(self._partitions.values(), time.time())
 
     def committed_offsets(self) -> dict[TopicPartition, int | None]:
         return {tp: p.committed for tp, p in self._partitions.items()}
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._engine.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._engine.on_assigned(assigned)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

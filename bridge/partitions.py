@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from bridge.offsets import OffsetTracker
 from bridge.records import Incoming
@@ -49,3 +50,27 @@ def to_commit(partitions: Iterable[Partition]) -> dict[TopicPartition, int]:
 
 def topic_name(tp: TopicPartition) -> str:
     return f"{tp.topic}[{tp.partition}]"
+
+
+def oldest_pending_age(partitions: Iterable[Partition], now: float) -> float:
+    """Pure: seconds since the oldest unfinished record of any partition was accepted (0 if none)."""
+    starts = [s for p in partitions if (s := p.tracker.oldest_pending_since()) is not None]
+    return max(0.0, now - min(starts)) if starts else 0.0
+
+
+class Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands the consumer's rebalance callbacks to the engine."""
+
+    def __init__(
+        self,
+        on_revoked: Callable[[Iterable[TopicPartition]], Awaitable[None]],
+        on_assigned: Callable[[Iterable[TopicPartition]], None],
+    ) -> None:
+        self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._on_assigned(assigned)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from bridge.partitions import Partition, to_commit, topic_name
+from bridge.partitions import Partition, oldest_pending_age, to_commit, topic_name
 from bridge.testing import FakeConsumer
 from bridge.undecodable import Undecodable, as_incoming, read_carefully
 
@@ -29,6 +29,18 @@ def test_to_commit_names_only_partitions_that_moved_past_their_last_commit() -> 
 
 def test_to_commit_stops_at_the_first_unfinished_offset() -> None:
     assert to_commit([partition(done=[0, 2], pending=[1])]) == {TP: 1}
+
+
+def test_oldest_pending_age_is_that_of_the_oldest_unfinished_record_of_any_partition() -> None:
+    a, b = Partition(TP), Partition(TopicPartition("cmd", 1))
+    a.tracker.add(0, 100.0)
+    a.tracker.add(1, 104.0)
+    b.tracker.add(0, 102.0)
+    assert oldest_pending_age([a, b], now=110.0) == 10.0
+    a.tracker.done(0)
+    assert oldest_pending_age([a, b], now=110.0) == 8.0
+    assert oldest_pending_age([Partition(TP)], now=110.0) == 0.0
+    assert oldest_pending_age([b], now=101.0) == 0.0  # a clock step backwards is not a negative age
 
 
 def test_closing_lets_only_offsets_below_the_highest_started_one_run() -> None:
