@@ -5,6 +5,7 @@ The executor talks to a :class:`Transport`; tests give it :class:`bridge.testing
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ssl import SSLContext
@@ -69,7 +70,12 @@ class AiohttpTransport:
 def wire_url(base_url: str, path: str) -> URL:
     """The URL to send: ``path`` exactly as the builder encoded it (a plain ``str`` or ``URL(...)``
     would be re-normalised by yarl, decoding ``%3B`` back to ``;``); the configured base as yarl reads it."""
-    return URL(str(URL(base_url)) + path, encoded=True)
+    return URL(_normalised(base_url) + path, encoded=True)
+
+
+@functools.lru_cache(maxsize=256)  # a handful of configured bases, parsed once instead of per call
+def _normalised(base_url: str) -> str:
+    return str(URL(base_url))
 
 
 def transport_failure(
