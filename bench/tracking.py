@@ -30,12 +30,12 @@ import aiohttp
 import orjson
 
 from bridge.app import build_targets
-from bridge.commands import ZuoraRunWorkflow
 from bridge.executor import Executor
 from bridge.http import Call, Response
 from bridge.local import examples
 from bridge.local.stack import local_settings
 from bridge.metrics import Metrics
+from bridge.providers.zuora import ZuoraRunWorkflow
 from bridge.records import Incoming
 from bridge.redact import Redactor
 from bridge.tracking.tracker import Tracker

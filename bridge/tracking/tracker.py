@@ -30,7 +30,7 @@ from dataclasses import replace
 
 from aiokafka import TopicPartition
 
-from bridge.commands import OPERATION_PROVIDER, Command, Operation
+from bridge.commands import Command
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import TokenBucket
 from bridge.lifecycle import ReadFailure, Reading, ReadProblem, RunReading, RunState
@@ -38,6 +38,8 @@ from bridge.metrics import Metrics
 from bridge.outcomes import SourceRecord
 from bridge.policies import RateLimitSettings
 from bridge.ports import ProducerPort
+from bridge.providers.catalog import CATALOG
+from bridge.providers.spec import StatusRead
 from bridge.publisher import Publisher
 from bridge.records import Incoming, Outgoing
 from bridge.redact import Redactor
@@ -45,7 +47,6 @@ from bridge.settings import Settings
 from bridge.tracking.entries import TrackedEntry, encode, entry_key
 from bridge.tracking.events import LifecycleData, encode_lifecycle
 from bridge.tracking.policy import after_reading, beyond_horizon, horizon_reading
-from bridge.tracking.reads import StatusRead, status_read
 from bridge.tracking.registry import PartitionKey, Registry
 from bridge.tracking.schedule import Tracked, capped_due, jittered
 from bridge.tracking.settings import TargetTracking
@@ -73,7 +74,9 @@ class Tracker:
         rng: random.Random | None = None,
     ) -> None:
         self._targets = {n: t for n, t in targets.items() if settings.targets[n].tracking.enabled}
-        self._reads: dict[str, StatusRead] = {n: status_read(settings.targets[n]) for n in self._targets}
+        self._reads: dict[str, StatusRead] = {
+            n: CATALOG.status_read(settings.targets[n]) for n in self._targets
+        }
         self._budgets = {n: _budget(t.settings.tracking.polls_per_s) for n, t in self._targets.items()}
         self._executor = executor
         self._publisher = Publisher(producer, metrics, settings.engine.publish_retry_backoff_s)
@@ -317,7 +320,7 @@ class Tracker:
         return LifecycleData(
             command_id=entry.command_id,
             target=entry.target,
-            provider=OPERATION_PROVIDER[Operation(entry.operation)],
+            provider=CATALOG.provider_of(entry.operation),
             operation=entry.operation,
             status=reading.state,
             provider_ref=main_ref,

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bridge.commands import ZUORA_RESERVED_PARAMETERS
 from bridge.local import examples
+from bridge.providers.zuora import RESERVED_PARAMETERS
 from bridge.sandbox import config as sb
 from tests.integration.conftest import NO_TRACKING, Stack
 
@@ -35,7 +35,7 @@ json_values = st.recursive(
     max_leaves=8,
 )
 params = st.dictionaries(
-    text.filter(lambda k: k not in ZUORA_RESERVED_PARAMETERS and k != "WORKFLOW_AUTOMATION_ID"),
+    text.filter(lambda k: k not in RESERVED_PARAMETERS and k != "WORKFLOW_AUTOMATION_ID"),
     json_values,
     max_size=4,
 )

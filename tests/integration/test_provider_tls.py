@@ -18,8 +18,8 @@ from bridge.local.stack import SANDBOX_ENV
 from bridge.metrics import Metrics
 from bridge.outcomes import Status
 from bridge.parsing import parse_any
+from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import ssl_context_for
-from bridge.providers.registry import build_provider
 from bridge.redact import Redactor
 from bridge.sandbox import config as sb
 from bridge.sandbox import start_sandbox
@@ -65,7 +65,7 @@ async def execute(url: str, ca_file: Path | None) -> Any:
         runtime = TargetRuntime(
             "w",
             settings,
-            build_provider("w", settings, session),
+            CATALOG.build("w", settings, session),
             CircuitBreaker(settings.circuit),
             TokenBucket(settings.rate_limit),
             ssl_context_for(settings.ca_file),

@@ -14,11 +14,12 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
+from bridge.commands import CommandFamily
 from bridge.errors import ConfigError
 from bridge.local import examples
 from bridge.local.commands import command_topic
 from bridge.local.stack import SANDBOX_ENV, deep_merge, local_config, local_settings, topic_layout
+from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import TokenEndpoint, post_token_form
 from bridge.sandbox import RunningSandbox
 from bridge.sandbox import config as sandbox_config
@@ -202,13 +203,13 @@ def test_example_ids_are_unique_and_carry_the_run_id():
 
 def test_examples_reach_every_operation_on_both_command_topics():
     s = settings()
-    seen: dict[Operation, str] = {}
+    seen: dict[str, str] = {}
     for _, doc in examples.example_commands("r"):
         data = doc.get("data", doc)
-        seen[Operation(data["operation"])] = command_topic(s, doc)
-    assert set(seen) == set(Operation)
+        seen[data["operation"]] = command_topic(s, doc)
+    assert set(seen) == CATALOG.operations
     for operation, topic in seen.items():
-        family = OPERATION_FAMILY[operation]
+        family = CATALOG.family_of(operation)
         assert topic == (s.topics.run_commands if family is CommandFamily.RUN else s.topics.control_commands)
 
 
@@ -221,7 +222,7 @@ def test_the_conflict_example_shares_the_key_and_scope_of_the_job_before_it():
 
 def test_eight_by_eight_examples_are_keyed_by_their_instance():
     for key, doc in examples.example_commands("r"):
-        if doc.get("operation") == Operation.EIGHT_BY_EIGHT_UPDATE_INSTANCE:
+        if doc.get("operation") == "8x8.update_instance":
             assert key == doc["instance_id"].encode()
 
 

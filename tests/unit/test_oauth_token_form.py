@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bridge.errors import AuthError
 from bridge.outcomes import ErrorKind
+from bridge.policies import TimeoutSettings
 from bridge.providers.oauth import (
     TokenEndpoint,
     post_token_form,
@@ -26,7 +27,6 @@ from bridge.providers.oauth import (
 )
 from bridge.sandbox import RunningSandbox
 from bridge.sandbox import config as sb
-from bridge.settings import TimeoutSettings
 from tests.certs import make_ca
 
 FAST = TimeoutSettings(connect_s=1, total_s=2)

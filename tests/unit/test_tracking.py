@@ -14,16 +14,16 @@ import pytest
 from aiokafka import TopicPartition
 
 from bridge.app import build_targets
-from bridge.commands import ZuoraRerunTask, ZuoraRunWorkflow
 from bridge.executor import Executor
 from bridge.guards import TokenBucket
 from bridge.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.local import examples
 from bridge.local.stack import local_settings
 from bridge.metrics import Metrics
+from bridge.policies import RateLimitSettings
+from bridge.providers.zuora import ZuoraRerunTask, ZuoraRunWorkflow
 from bridge.records import Incoming
 from bridge.redact import Redactor
-from bridge.settings import RateLimitSettings
 from bridge.testing import FakeProducer, FakeTransport, json_response
 from bridge.tracking.entries import TrackedEntry, decode, encode, entry_key
 from bridge.tracking.policy import after_reading, beyond_horizon
