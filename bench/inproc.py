@@ -32,12 +32,12 @@ from bridge.logs import configure_logging
 from bridge.metrics import Metrics
 from bridge.processor import Processor
 from bridge.redact import Redactor
-from bridge.sandbox import config as seeds
+from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_PLAIN
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport
 
 # bench.workload's command, spelled out: this module must also run against a build from before it
 COMMAND = {"target": "workfloo-sandbox", "operation": "workfloo.execute"}
-DEFINITION = seeds.WORKFLOO_DEFINITION_PLAIN
+DEFINITION = WORKFLOO_DEFINITION_PLAIN
 REPLY = Response(200, {"Content-Type": "application/json"}, orjson.dumps({"id": "exec-1"}))
 
 
