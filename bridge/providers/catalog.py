@@ -111,7 +111,8 @@ class Catalog:
         on_token_refresh: Callable[[bool], None] | None = None,
     ) -> Provider:
         """The adapter for ``target`` (by its ``provider``); it shares ``session``."""
-        return self.spec(target.provider).build(name, target, session, on_token_refresh=on_token_refresh)
+        spec = self.spec(target.provider)
+        return spec.adapter(name, spec.narrow(target), session, on_token_refresh=on_token_refresh)
 
     def status_read(self, target: TargetBase) -> StatusRead:
         return self.spec(target.provider).read(target)

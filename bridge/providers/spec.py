@@ -148,16 +148,6 @@ class ProviderSpec(Generic[T]):
     uses_tokens: bool = False
     """Its adapter fetches tokens (its targets get a token-refresh metric series)."""
 
-    def build(
-        self,
-        name: str,
-        target: TargetBase,
-        session: aiohttp.ClientSession,
-        *,
-        on_token_refresh: Callable[[bool], None] | None = None,
-    ) -> Provider:
-        return self.adapter(name, self.narrow(target), session, on_token_refresh=on_token_refresh)
-
     def read(self, target: TargetBase) -> StatusRead:
         return self.status_read(self.narrow(target))
 
