@@ -248,5 +248,6 @@ SPEC = ProviderSpec(
     ),
     status_read=_status_read,
     what_to_check="the workflow instance's status",
+    followed="instance_id",
     effect_check=_effect_check,
 )

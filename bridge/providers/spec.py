@@ -144,6 +144,8 @@ class ProviderSpec(Generic[T]):
     status_read: Callable[[T], StatusRead]
     what_to_check: str
     """What to look for in the provider after a crash left a command in doubt (on_unknown: report)."""
+    followed: str
+    """The status-read ref field naming what tracking follows (the lifecycle events' provider_ref)."""
     effect_check: Callable[[T], EffectCheck] | None = None
     uses_tokens: bool = False
     """Its adapter fetches tokens (its targets get a token-refresh metric series)."""

@@ -213,4 +213,5 @@ SPEC = ProviderSpec(
     ),
     status_read=_status_read,
     what_to_check="whether an execution of this definition was started",
+    followed="execution_id",
 )

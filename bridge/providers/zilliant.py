@@ -244,5 +244,6 @@ SPEC = ProviderSpec(
     ),
     status_read=lambda target: plain_read(status_ref, build_status_request, classify_status),
     what_to_check="whether a job for this automation was queued",
+    followed="job_id",
     uses_tokens=True,
 )

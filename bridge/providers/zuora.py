@@ -30,14 +30,8 @@ from bridge.decide import Verdict, classify_common, header, unexpected
 from bridge.errors import CommandRejected
 from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.outcomes import ErrorKind, Status
+from bridge.providers import oauth
 from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
-from bridge.providers.oauth import (
-    TokenEndpoint,
-    bearer_token,
-    post_token_form,
-    ssl_context_for,
-    stale_credential,
-)
 from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
 from bridge.providers.tokens import Clock, Token, TokenCache
 from bridge.secrets import Secret, resolve_secret
@@ -276,8 +270,8 @@ class ZuoraProvider:
         self._target = target
         self._session = session
         self._clock = clock
-        self._endpoint = TokenEndpoint(
-            "Zuora", target.effective_token_url, target.timeouts, ssl_context_for(target.ca_file)
+        self._endpoint = oauth.TokenEndpoint(
+            "Zuora", target.effective_token_url, target.timeouts, oauth.ssl_context_for(target.ca_file)
         )
         self._tokens = TokenCache(self._fetch_token, clock=clock, on_refresh=on_token_refresh)
 
@@ -291,7 +285,7 @@ class ZuoraProvider:
         self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
     ) -> Mapping[str, str]:
         """``stale``: the headers a refused call carried, so concurrent 401s cause one refresh."""
-        token = await self._tokens.get(refresh=refresh, stale=stale_credential(stale, "Bearer"))
+        token = await self._tokens.get(refresh=refresh, stale=oauth.stale_credential(stale, "Bearer"))
         return {"Authorization": f"Bearer {token}"}
 
     async def aclose(self) -> None:
@@ -304,8 +298,8 @@ class ZuoraProvider:
             "client_secret": self._target.client_secret.get_secret_value(),
             "grant_type": "client_credentials",
         }
-        body = await post_token_form(self._session, self._endpoint, form)
-        return bearer_token(body, started, "Zuora", DEFAULT_TOKEN_LIFETIME_S)
+        body = await oauth.post_token_form(self._session, self._endpoint, form)
+        return oauth.bearer_token(body, started, "Zuora", DEFAULT_TOKEN_LIFETIME_S)
 
 
 _RUN = {"workflow_id": 396, "parameters": {"accountId": "4028905f5a87c0ff015a87d25ae90025"}}
@@ -346,5 +340,6 @@ SPEC = ProviderSpec(
     ),
     status_read=lambda target: plain_read(status_ref, build_status_request, classify_status),
     what_to_check="whether a workflow run or task with this command's Idempotency-Key exists",
+    followed="run_id",
     uses_tokens=True,
 )

@@ -56,7 +56,6 @@ CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
 MAX_DETAIL = 500
 GAUGE_INTERVAL_S = 5.0
 MAX_REFUSALS_PER_TURN = 16
-MAIN_REFS = ("run_id", "job_id", "execution_id", "instance_id")
 NO_RESPONSE = ReadFailure(ReadProblem.PROVIDER_ERROR)
 
 
@@ -312,15 +311,13 @@ class Tracker:
         return Outgoing(self._ledger_topic, key, value, partition=entry.partition)
 
     def _event_data(self, entry: TrackedEntry, reading: RunReading, now: float) -> LifecycleData:
-        ref = dict(entry.ref)
+        provider = CATALOG.provider_of(entry.operation)
         detail = self._redactor.scrub(reading.detail)[:MAX_DETAIL] if reading.detail else None
-        main_ref = next(
-            (ref[k] for k in ("run_id", "job_id", "execution_id", "instance_id") if k in ref), None
-        )
+        main_ref = dict(entry.ref).get(CATALOG.spec(provider).followed)
         return LifecycleData(
             command_id=entry.command_id,
             target=entry.target,
-            provider=CATALOG.provider_of(entry.operation),
+            provider=provider,
             operation=entry.operation,
             status=reading.state,
             provider_ref=main_ref,

@@ -70,6 +70,7 @@ TOY = ProviderSpec(
         lambda status, headers, body: RunReading(RunState.COMPLETED, "done"),
     ),
     what_to_check="whether the toy was pinged",
+    followed="ping",
 )
 TOY_CATALOG = Catalog([*CATALOG.specs, TOY])
 PING = {"id": "t-1", "target": "toy-1", "operation": "toy.ping", "message": "hi"}

@@ -175,7 +175,7 @@ def provider_words() -> dict[str, frozenset[str]]:
 
     words: dict[str, frozenset[str]] = {}
     for spec in CATALOG.specs:
-        module = next(m for m in provider_modules() if m == spec.adapter.__module__)
+        module = next(m for m in provider_modules() if m == spec.target.__module__)
         short = module.rsplit(".", 1)[1]
         sandbox = next((s for s in SANDBOXES if s.kind == spec.kind), None)
         keys = set(sandbox.fault_keys) if sandbox else set()
