@@ -134,3 +134,20 @@ def test_two_providers_cannot_claim_the_same_kind_order_or_operation():
         Catalog([*CATALOG.specs, replace(TOY, kind="toy2", order=1, commands=())])
     with pytest.raises(ValueError, match=r"same operation 'toy\.ping'"):
         Catalog([*CATALOG.specs, TOY, replace(TOY, kind="toy2", order=100)])
+
+
+_READ_SETTINGS = {"workfloo": {"sandbox": False}, "8x8": {"account_id": "acme"}}
+
+
+@pytest.mark.parametrize("spec", CATALOG.specs, ids=lambda spec: spec.kind)
+def test_each_provider_follows_a_field_its_status_read_keeps(spec):
+    target = spec.target.model_construct(provider=spec.kind, **_READ_SETTINGS.get(spec.kind, {}))
+    read = CATALOG.status_read(target)
+    refs = []
+    for command in spec.commands:
+        doc = {"id": command.example.id, "operation": command.operation, **command.example.fields}
+        ref = read.ref(CATALOG.any_adapter.validate_python(doc), "ref-1")
+        if ref is not None:
+            refs.append(ref)
+            assert spec.followed in ref, (command.operation, ref)
+    assert refs, f"no {spec.kind} command starts anything to follow"
