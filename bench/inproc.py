@@ -32,12 +32,11 @@ from bridge.logs import configure_logging
 from bridge.metrics import Metrics
 from bridge.processor import Processor
 from bridge.redact import Redactor
-from bridge.sandbox import config as seeds
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport
 
 # bench.workload's command, spelled out: this module must also run against a build from before it
 COMMAND = {"target": "workfloo-sandbox", "operation": "workfloo.execute"}
-DEFINITION = seeds.WORKFLOO_DEFINITION_PLAIN
+DEFINITION = "657117e1d511b6e54fe2a970"  # the sandbox's WORKFLOO_DEFINITION_PLAIN (it has moved)
 REPLY = Response(200, {"Content-Type": "application/json"}, orjson.dumps({"id": "exec-1"}))
 
 

@@ -36,8 +36,8 @@ from bench.workload import (
     make_topics,
     set_latency,
 )
-from bridge.local import examples
-from bridge.sandbox import config as sb
+from bridge.sandbox import zuora as zuora_sandbox
+from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
 
 FAULTS: dict[str, dict[str, Any]] = {
     "retry_after": {"fail_next": {"count": 10**6, "status": 503, "retry_after": "30"}},
@@ -48,9 +48,9 @@ FAULTS: dict[str, dict[str, Any]] = {
 def a_command(command_id: str) -> dict[str, Any]:
     return {
         "id": command_id,
-        "target": examples.ZUORA,
+        "target": zuora_sandbox.LOCAL_TARGET,
         "operation": "zuora.run_workflow",
-        "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
+        "workflow_id": ZUORA_DEFINITION_NO_PARAMS,
     }
 
 

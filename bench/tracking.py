@@ -30,14 +30,14 @@ import aiohttp
 import orjson
 
 from bridge.app import build_targets
-from bridge.commands import ZuoraRunWorkflow
 from bridge.executor import Executor
 from bridge.http import Call, Response
-from bridge.local import examples
 from bridge.local.stack import local_settings
 from bridge.metrics import Metrics
+from bridge.providers.zuora import ZuoraRunWorkflow
 from bridge.records import Incoming
 from bridge.redact import Redactor
+from bridge.sandbox import zuora as zuora_sandbox
 from bridge.tracking.tracker import Tracker
 
 TOPIC = "workflow.run.commands"
@@ -92,7 +92,7 @@ async def phase(name: str, workflows: int, budget: float, seconds: float) -> dic
         "http://127.0.0.1:1",
         metrics_port=None,
         overrides={
-            "targets": {examples.ZUORA: {"tracking": tracking}},
+            "targets": {zuora_sandbox.LOCAL_TARGET: {"tracking": tracking}},
             "tracking": {"max_concurrent_polls": 50},
         },
     )
@@ -104,7 +104,7 @@ async def phase(name: str, workflows: int, budget: float, seconds: float) -> dic
         async def token(**_: object) -> dict[str, str]:
             return {"Authorization": "Bearer bench"}
 
-        targets[examples.ZUORA].provider.auth_headers = token  # type: ignore[method-assign]
+        targets[zuora_sandbox.LOCAL_TARGET].provider.auth_headers = token  # type: ignore[method-assign]
         transport = CountingTransport()
         producer = CountingProducer()
         executor = Executor(transport, metrics, Redactor(), 2048)
@@ -114,7 +114,10 @@ async def phase(name: str, workflows: int, budget: float, seconds: float) -> dic
         started = time.perf_counter()
         for n in range(workflows):
             command = ZuoraRunWorkflow(
-                id=f"bench-{n:07d}", target=examples.ZUORA, operation="zuora.run_workflow", workflow_id=398
+                id=f"bench-{n:07d}",
+                target=zuora_sandbox.LOCAL_TARGET,
+                operation="zuora.run_workflow",
+                workflow_id=398,
             )
             tracker.start(Incoming(TOPIC, n % 12, n, f"k{n % 1000}".encode(), None), command, str(10_000 + n))
         start_s = time.perf_counter() - started

@@ -19,15 +19,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bridge.local.broker import create_topics
 from bridge.local.stack import topic_layout
 from bridge.records import TIMING_HEADER
-from bridge.sandbox import config as seeds
+from bridge.sandbox.workfloo import WORKFLOO_API_KEY, WORKFLOO_DEFINITION_PLAIN
 from bridge.settings import TopicSettings
 
 TARGET = "workfloo-sandbox"
 PROVIDER = "workfloo"  # the sandbox fault-injection name of that target
-DEFINITION = seeds.WORKFLOO_DEFINITION_PLAIN  # needs no scenario and no parameters
+DEFINITION = WORKFLOO_DEFINITION_PLAIN  # needs no scenario and no parameters
 WORKFLOO_PATH = "/workfloo-sandbox/api/v1/workfloo"
 WORKFLOO_HEADERS = {
-    "x-api-key": seeds.WORKFLOO_API_KEY,
+    "x-api-key": WORKFLOO_API_KEY,
     "Content-Type": "application/json",
     "Accept": "application/json",
 }

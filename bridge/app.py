@@ -40,8 +40,8 @@ from bridge.metrics import Metrics
 from bridge.parking.park import Parking
 from bridge.parking.wiring import partition_state, replaying
 from bridge.processor import Processor
+from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import ssl_context_for
-from bridge.providers.registry import build_provider
 from bridge.redact import Redactor
 from bridge.settings import Settings
 from bridge.tracking.tracker import Tracker
@@ -67,7 +67,7 @@ def build_targets(
             load.circuit_changed(state is CircuitState.CLOSED)
             log.warning("circuit for target %s is now %s", name, state.value, extra={"target": name})
 
-        provider = build_provider(name, target, session, on_token_refresh=on_refresh)
+        provider = CATALOG.build(name, target, session, on_token_refresh=on_refresh)
         targets[name] = TargetRuntime(
             name=name,
             settings=target,
@@ -79,7 +79,7 @@ def build_targets(
         )
         metrics.circuit(name, 0)
         metrics.unknown_outcome_target(name)
-        if target.provider in ("zilliant", "zuora"):
+        if CATALOG.spec(target.provider).uses_tokens:
             metrics.token_target(name)
     return targets
 

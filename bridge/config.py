@@ -18,10 +18,10 @@ import yaml
 from pydantic import ValidationError
 
 from bridge.errors import ConfigError
+from bridge.providers.catalog import CATALOG
 from bridge.settings import Settings
 
 ENV_PREFIX = "BRIDGE__"
-_PROVIDER_TAGS = frozenset({"zilliant", "zuora", "workfloo", "8x8"})
 
 
 def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration in {origin}:"]
     for err in exc.errors():
         loc = list(err["loc"])
-        if len(loc) > 2 and loc[0] == "targets" and loc[2] in _PROVIDER_TAGS:
+        if len(loc) > 2 and loc[0] == "targets" and loc[2] in CATALOG.kinds:
             del loc[2]  # the union's tag, not a field the user wrote
         where = ".".join(str(p) for p in loc) or "<root>"
         lines.append(f"  - {where}: {err['msg']}")

@@ -23,7 +23,7 @@ from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Protocol
 
-from bridge.outcomes import ErrorKind, OutcomeData, OutcomeError, ProviderKind, SourceRecord, Status
+from bridge.outcomes import ErrorKind, OutcomeData, OutcomeError, SourceRecord, Status
 
 _CIRCUIT_FAILURES = frozenset({ErrorKind.PROVIDER_ERROR, ErrorKind.TIMEOUT, ErrorKind.UNREACHABLE})
 _PROVIDER_REJECTS = frozenset({400, 404, 406, 422})
@@ -227,7 +227,7 @@ def outcome_data(
     *,
     command_id: str,
     target: str | None,
-    provider: ProviderKind | None,
+    provider: str | None,
     operation: str | None,
     decision: Decision,
     duration_ms: float,

@@ -17,7 +17,7 @@ import aiohttp
 
 from bridge import decide, tracing
 from bridge.budgets import TargetLoad
-from bridge.commands import Command, operation_of
+from bridge.commands import Command
 from bridge.decide import CircuitSignal, Decision, Verdict
 from bridge.errors import AuthError, CommandRejected, ProviderCallError
 from bridge.guards import CircuitBreaker, TokenBucket
@@ -27,7 +27,7 @@ from bridge.outcomes import ErrorKind
 from bridge.providers.base import HttpRequest, Provider
 from bridge.redact import Redactor
 from bridge.retry import RetryState, retry_delay
-from bridge.settings import TargetBase
+from bridge.target_settings import TargetBase
 
 Attempt = tuple[Verdict, Response | None, Mapping[str, str] | None]  # and the auth headers it sent
 
@@ -232,7 +232,7 @@ class Executor:
             auth = await runtime.provider.auth_headers(refresh=refresh, stale=stale)
         except AuthError as exc:
             return decide.failure_verdict(exc), None, None
-        operation = operation_of(command).value
+        operation = command.operation
         started = time.perf_counter()
         response: Response | None = None
         try:

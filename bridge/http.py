@@ -9,13 +9,16 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ssl import SSLContext
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 from yarl import URL
 
-from bridge.errors import RetryableCallError
+from bridge.errors import AuthError, RetryableCallError
 from bridge.outcomes import ErrorKind
+
+if TYPE_CHECKING:
+    from bridge.providers.oauth import TokenEndpoint
 
 MAX_RESPONSE_BYTES = 1_048_576
 
@@ -65,6 +68,27 @@ class AiohttpTransport:
                 return Response(resp.status, dict(resp.headers), body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_failure(exc, call.timeout.total) from exc
+
+
+async def post_form(
+    session: aiohttp.ClientSession, endpoint: TokenEndpoint, form: Mapping[str, str]
+) -> tuple[int, bytes]:
+    """POST ``form`` url-encoded to a token endpoint: (status, body); AuthError when no answer came."""
+    timeout = aiohttp.ClientTimeout(total=endpoint.timeouts.total_s, sock_connect=endpoint.timeouts.connect_s)
+    try:
+        async with session.post(
+            endpoint.url,
+            data=dict(form),
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+            ssl=endpoint.ssl,
+            allow_redirects=False,  # never replay credentials to another host
+            raise_for_status=False,
+        ) as response:
+            return response.status, await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        failure = transport_failure(exc, endpoint.timeouts.total_s, f"{endpoint.label} token endpoint")
+        raise AuthError(failure.message, retryable=True) from exc
 
 
 def wire_url(base_url: str, path: str) -> URL:

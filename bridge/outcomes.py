@@ -23,13 +23,6 @@ _OUTCOME_NAMESPACE = uuid.UUID("6f1c7f53-2b4e-4d8a-9a43-0c1d7e1f5b21")
 _NAMESPACE_SHA1 = hashlib.sha1(_OUTCOME_NAMESPACE.bytes, usedforsecurity=False)
 
 
-class ProviderKind(StrEnum):
-    ZILLIANT = "zilliant"
-    ZUORA = "zuora"
-    WORKFLOO = "workfloo"
-    EIGHT_BY_EIGHT = "8x8"
-
-
 class Status(StrEnum):
     """Final status of a command."""
 
@@ -88,7 +81,7 @@ class OutcomeData(BaseModel):
 
     command_id: str
     target: str | None
-    provider: ProviderKind | None
+    provider: str | None  # one of the catalog's kinds (bridge.providers.catalog)
     operation: str | None
     status: Status
     provider_ref: str | None = Field(

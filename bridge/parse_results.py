@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bridge.commands import Command, Operation
+from bridge.commands import Command
 from bridge.outcomes import ErrorKind
+from bridge.providers.catalog import CATALOG
 
 MAX_ID_LENGTH = 200
 
@@ -84,4 +85,4 @@ def describe_errors(exc: ValidationError, limit: int = 5, prefix: str = "") -> s
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in Operation.__members__.values()
+    return isinstance(part, str) and part in CATALOG.operations

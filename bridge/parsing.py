@@ -19,15 +19,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from bridge.cloudevents import binary_attributes, open_binary, open_structured
-from bridge.commands import (
-    OPERATION_FAMILY,
-    AnyCommand,
-    Command,
-    CommandFamily,
-    ControlCommand,
-    Operation,
-    RunCommand,
-)
+from bridge.commands import Command, CommandFamily
 from bridge.outcomes import ErrorKind
 from bridge.parse_results import (
     MAX_ID_LENGTH,
@@ -40,6 +32,7 @@ from bridge.parse_results import (
     invalid,
     usable_id,
 )
+from bridge.providers.catalog import CATALOG
 from bridge.wire import Header, split_frame
 
 __all__ = [
@@ -62,11 +55,6 @@ MAX_DEPTH = 32
 """Objects and arrays nested in a command, the command object itself included."""
 MAX_VALUES = 20_000
 """JSON values (objects, arrays, strings, numbers, booleans, nulls) in one command."""
-_ADAPTERS: dict[CommandFamily, TypeAdapter[Any]] = {
-    CommandFamily.RUN: TypeAdapter(RunCommand),
-    CommandFamily.CONTROL: TypeAdapter(ControlCommand),
-}
-_ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyCommand)
 
 
 def parse_command(
@@ -135,12 +123,12 @@ def validate_command(doc: dict[str, Any], family: CommandFamily, *, bounded: boo
         return DeadLetter(DeadLetterReason.MISSING_ID, "command has no 'id' string (1-200 characters)")
     assert isinstance(command_id, str)
     operation = doc.get("operation") if isinstance(doc.get("operation"), str) else None
-    home = _family_of(operation)
+    home = CATALOG.family_of(operation)
     if home is not None and home != family:
         message = f"'{operation}' is a {home.value} command; publish it to the {home.value} command topic"
         return invalid(doc, command_id, message, ErrorKind.WRONG_TOPIC)
     try:
-        command = strict_validate(_ADAPTERS[family], doc, bounded=bounded)
+        command = strict_validate(CATALOG.adapters[family], doc, bounded=bounded)
     except ValidationError as exc:
         return invalid(doc, command_id, describe_errors(exc))
     except ValueError as exc:
@@ -186,13 +174,6 @@ def _measure(value: Any, max_depth: int, max_count: int) -> tuple[int, int]:
     return depth, count
 
 
-def _family_of(operation: str | None) -> CommandFamily | None:
-    try:
-        return OPERATION_FAMILY[Operation(operation)] if operation is not None else None
-    except ValueError:
-        return None
-
-
 def parse_any(doc: dict[str, Any]) -> Command:
     """Validate a command document of either family (used by ``bridge send``)."""
-    return strict_validate(_ANY_ADAPTER, doc)
+    return strict_validate(CATALOG.any_adapter, doc)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from bridge import decide, tracing
 from bridge.budgets import Bulkheads, TargetLoad
-from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
+from bridge.commands import Command, CommandFamily, expiry_of
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
 from bridge.ledger.entries import DoneFields
@@ -18,16 +18,16 @@ from bridge.ledger.rules import Admission
 from bridge.ledger.store import Ledger, Ticket
 from bridge.ledger.unknown import resolve_in_doubt
 from bridge.metrics import Metrics, bounded
-from bridge.outcomes import ErrorKind, OutcomeData, ProviderKind, Status, outcome_event_id
+from bridge.outcomes import ErrorKind, OutcomeData, Status, outcome_event_id
 from bridge.outcomes import encode_outcome as encode
 from bridge.parking.park import Parking
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult, parse_command
+from bridge.providers.catalog import CATALOG
 from bridge.records import SKIP, Incoming, Outgoing
 from bridge.settings import DLQ_HEADROOM_BYTES, Settings
 from bridge.wire import Header, copyable_headers, schema_id_of
 
 log = logging.getLogger("bridge.outcome")
-_OPERATIONS = frozenset(op.value for op in Operation)
 # tracking (bridge.tracking): the entry that starts following a workflow, or None
 Track = Callable[[Incoming, Command, str | None], Outgoing | None]
 _STARTED = frozenset({Status.QUEUED, Status.APPLIED})
@@ -138,7 +138,7 @@ class Processor:
         data = decide.outcome_data(
             command_id=command.id,
             target=command.target,
-            provider=OPERATION_PROVIDER[operation_of(command)],
+            provider=CATALOG.provider_of(command.operation),
             operation=command.operation,
             decision=result,
             duration_ms=(time.perf_counter() - started) * 1000,
@@ -183,12 +183,12 @@ class Processor:
             return decide.rejected(
                 ErrorKind.UNKNOWN_TARGET, f"no target named '{command.target}' is configured in this bridge"
             )
-        wanted = OPERATION_PROVIDER[operation_of(command)]
+        wanted = CATALOG.provider_of(command.operation)
         if runtime.provider.kind != wanted:
             return decide.rejected(
                 ErrorKind.TARGET_MISMATCH,
-                f"target '{command.target}' is a {runtime.provider.kind.value} target; "
-                f"'{command.operation}' needs a {wanted.value} target",
+                f"target '{command.target}' is a {runtime.provider.kind} target; "
+                f"'{command.operation}' needs a {wanted} target",
             )
         expiry = command_deadline(command, record.record_time, runtime.settings.max_age_s)
         now = datetime.now(UTC)
@@ -213,7 +213,7 @@ class Processor:
         reason = self._parking.reason(record, runtime, shed=shed)
         return None if reason is None else self._parking.park(record, runtime, reason)
 
-    def _provider_of(self, target: str | None) -> ProviderKind | None:
+    def _provider_of(self, target: str | None) -> str | None:
         runtime = self._targets.get(target) if target else None
         return runtime.provider.kind if runtime else None
 
@@ -221,8 +221,8 @@ class Processor:
         _log_outcome(data)
         labels = (
             bounded(data.target, self._target_names),
-            data.provider.value if data.provider else "unknown",
-            bounded(data.operation, _OPERATIONS),
+            data.provider or "unknown",
+            bounded(data.operation, CATALOG.operations),
             data.status.value,
         )
         return Outgoing(

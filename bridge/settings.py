@@ -6,130 +6,27 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
-from bridge.budget_settings import BulkheadSettings, ParkingSettings, TargetParkingSettings
-from bridge.policies import (
-    CircuitSettings,
-    ConflictSettings,
-    RateLimitSettings,
-    RetrySettings,
-    TimeoutSettings,
-)
+from bridge.budget_settings import ParkingSettings
 from bridge.presets import Preset, apply_preset
+from bridge.providers.catalog import CATALOG
 from bridge.secrets import Secret, resolve_secret
-from bridge.tracking.settings import TargetTracking, TrackingSettings
+from bridge.target_settings import SettingsModel, TargetBase
+from bridge.tracking.settings import TrackingSettings
 
 DLQ_HEADROOM_BYTES = 65_536
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+if TYPE_CHECKING:
+    TargetSettings = TargetBase
+else:  # the discriminated union of every provider's target model, for pydantic
+    TargetSettings = CATALOG.target_settings
 
 
-OnUnknown = Literal["retry", "report", "read_before_write"]
-
-
-class TargetBase(_Model):
-    base_url: str
-    allow_http: bool = Field(default=False, description="Permit plain http:// (the local sandbox only).")
-    ca_file: Path | None = Field(default=None, description="Custom CA bundle for this target's TLS.")
-    timeouts: TimeoutSettings = TimeoutSettings()
-    retry: RetrySettings = RetrySettings()
-    circuit: CircuitSettings = CircuitSettings()
-    rate_limit: RateLimitSettings = RateLimitSettings()
-    bulkhead: BulkheadSettings = BulkheadSettings()
-    parking: TargetParkingSettings = TargetParkingSettings()
-    conflict: ConflictSettings = ConflictSettings()
-    max_age_s: float | None = Field(default=None, gt=0, description="Refuse commands older than this.")
-    on_unknown: OnUnknown = Field(
-        default="report",
-        description="A command found dispatched but not done after a crash: retry it, or report it.",
-    )
-    tracking: TargetTracking = TargetTracking()
-
-    @field_validator("base_url")
-    @classmethod
-    def _clean_base_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (or http:// together with allow_http: true)")
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _https_unless_allowed(self) -> TargetBase:
-        for name in ("base_url", "token_url"):
-            url = getattr(self, name, None)
-            if isinstance(url, str) and url.startswith("http://") and not self.allow_http:
-                raise ValueError(f"{name} uses plain http; set allow_http: true only for a local sandbox")
-        if self.on_unknown == "read_before_write" and getattr(self, "provider", None) != "8x8":
-            raise ValueError("on_unknown: read_before_write needs a status read; only 8x8 targets have one")
-        return self
-
-
-class ZilliantTarget(TargetBase):
-    provider: Literal["zilliant"]
-    token_url: str = Field(description="Salesforce token endpoint, e.g. https://login.salesforce.com/...")
-    forwarded_host: str = Field(description="X-Forwarded-Host value naming the OAuth host.")
-    token_ttl_s: float = Field(
-        default=3600.0, gt=0, description="Salesforce returns no expires_in: the org session timeout."
-    )
-    username: Secret
-    password: Secret
-    client_id: Secret
-    client_secret: Secret
-
-    _secrets = field_validator("username", "password", "client_id", "client_secret", mode="before")(
-        resolve_secret
-    )
-
-
-class ZuoraTarget(TargetBase):
-    provider: Literal["zuora"]
-    token_url: str | None = Field(default=None, description="Defaults to <base_url>/oauth/token.")
-    on_unknown: OnUnknown = Field(default="retry", description="Safe: the Idempotency-Key replays (24 h).")
-    client_id: Secret
-    client_secret: Secret
-
-    _secrets = field_validator("client_id", "client_secret", mode="before")(resolve_secret)
-
-    @property
-    def effective_token_url(self) -> str:
-        return self.token_url or f"{self.base_url}/oauth/token"
-
-
-class WorkflooTarget(TargetBase):
-    provider: Literal["workfloo"]
-    sandbox: bool = Field(default=False, description="Add ?sandbox=true (ignored on the sandbox host).")
-    api_key: Secret
-
-    _secrets = field_validator("api_key", mode="before")(resolve_secret)
-
-
-class EightByEightTarget(TargetBase):
-    provider: Literal["8x8"]
-    account_id: str = Field(pattern=r"^[A-Za-z0-9._~-]{1,128}$")
-    on_unknown: OnUnknown = Field(
-        default="read_before_write", description="GET the instance; PATCH only if not yet in the asked state."
-    )
-    api_key: Secret
-
-    _secrets = field_validator("api_key", mode="before")(resolve_secret)
-
-
-TargetSettings = Annotated[
-    ZilliantTarget | ZuoraTarget | WorkflooTarget | EightByEightTarget, Field(discriminator="provider")
-]
-
-
-class KafkaSecuritySettings(_Model):
+class KafkaSecuritySettings(SettingsModel):
     """TLS and SASL for every Kafka client the bridge creates (consumer, producer, admin, CLI)."""
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -162,7 +59,7 @@ class KafkaSecuritySettings(_Model):
         return self
 
 
-class KafkaSettings(_Model):
+class KafkaSettings(SettingsModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     security: KafkaSecuritySettings = KafkaSecuritySettings()
     group_id: str = "workflow-bridge"
@@ -211,7 +108,7 @@ class KafkaSettings(_Model):
     request_timeout_ms: int = Field(default=30000, ge=1000)
 
 
-class TopicSettings(_Model):
+class TopicSettings(SettingsModel):
     run_commands: str = "workflow.run.commands"
     control_commands: str = "workflow.control.commands"
     run_outcomes: str = "workflow.run.outcomes"
@@ -232,7 +129,7 @@ class TopicSettings(_Model):
         return (self.run_outcomes, self.control_outcomes, self.dead_letter)
 
 
-class LedgerSettings(_Model):
+class LedgerSettings(SettingsModel):
     """The command ledger: which command ids ran, kept in the compacted ``topics.ledger`` topic."""
 
     enabled: bool = Field(default=True, description="Off: at-least-once, a redelivery calls again.")
@@ -242,7 +139,7 @@ class LedgerSettings(_Model):
     restore_batch: int = Field(default=10_000, ge=1, description="Records per fetch while restoring.")
 
 
-class EngineSettings(_Model):
+class EngineSettings(SettingsModel):
     max_in_flight: int = Field(default=1000, ge=1, description="Commands held in memory at once.")
     drain_grace_s: float = Field(default=20.0, ge=0, description="Time to finish in-flight work on stop.")
     commit_interval_s: float = Field(default=0.5, gt=0)
@@ -259,12 +156,12 @@ class EngineSettings(_Model):
     )
 
 
-class HttpSettings(_Model):
+class HttpSettings(SettingsModel):
     max_connections: int = Field(default=0, ge=0, description="0 means: the engine's max_in_flight.")
     max_connections_per_host: int = Field(default=0, ge=0)
 
 
-class TracingSettings(_Model):
+class TracingSettings(SettingsModel):
     """OpenTelemetry tracing, exported over OTLP/HTTP. A field left unset falls back to the standard
     OTEL_* variable, then to the SDK default."""
 
@@ -294,7 +191,7 @@ class TracingSettings(_Model):
         return value
 
 
-class ObservabilitySettings(_Model):
+class ObservabilitySettings(SettingsModel):
     host: str = "0.0.0.0"  # noqa: S104 - the metrics/health port must be reachable by the kubelet
     port: int | None = Field(
         default=9464,
@@ -310,7 +207,7 @@ class ObservabilitySettings(_Model):
     tracing: TracingSettings = TracingSettings()
 
 
-class Settings(_Model):
+class Settings(SettingsModel):
     preset: Preset | None = Field(
         default=None, description="latency or throughput: a documented set of kafka values (PRESETS)."
     )

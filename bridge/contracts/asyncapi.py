@@ -8,6 +8,7 @@ from bridge.contracts.examples import Example, build_examples
 from bridge.contracts.schemas import SCHEMA_FORMAT, build_schemas
 from bridge.contracts.specs import TopicRole, TopicSpec
 from bridge.parsing import DeadLetterReason
+from bridge.providers.catalog import CATALOG
 from bridge.settings import KafkaSettings, TopicSettings
 
 CONTRACT_VERSION = "1.0.0"
@@ -22,8 +23,9 @@ def build_asyncapi(specs: list[TopicSpec]) -> dict[str, Any]:
         "info": {
             "title": "workflow-bridge",
             "version": CONTRACT_VERSION,
-            "description": "Consumes workflow commands from Kafka, calls SaaS providers (Zilliant, Zuora, "
-            "workfloo, 8x8) and publishes exactly one CloudEvents outcome per command. "
+            "description": "Consumes workflow commands from Kafka, calls SaaS providers "
+            f"({', '.join(spec.title for spec in CATALOG.specs)}) and publishes exactly one CloudEvents "
+            "outcome per command. "
             "Unreadable records go to the dead-letter topic.",
         },
         "defaultContentType": "application/json",

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, cast
+
+from pydantic import BaseModel, create_model
 
 from bridge.outcomes import CLOUDEVENTS_SOURCE
+from bridge.providers.catalog import CATALOG
+
+# Enum's functional API with the catalog's kinds (mypy types it only for a literal member list)
+_ENUM = cast(Callable[[str, dict[str, str]], type[StrEnum]], StrEnum)
+
+
+def provider_kinds() -> type[StrEnum]:
+    """The catalog's kinds as the contracts show them: the ``ProviderKind`` enum, in catalog order."""
+    return _ENUM("ProviderKind", {kind.upper(): kind for kind in CATALOG.kinds})
+
+
+def with_provider_kinds(model: type[BaseModel], *, optional: bool) -> type[BaseModel]:
+    """``model`` whose ``provider`` (a plain string at run time) is one of :func:`provider_kinds`."""
+    kinds: Any = provider_kinds()
+    field = (kinds | None, ...) if optional else (kinds, ...)
+    return create_model(model.__name__, __base__=model, __doc__=model.__doc__, provider=field)
 
 
 def event_schema(

@@ -8,9 +8,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from bridge.contracts.events import event_schema
+from bridge.contracts.events import event_schema, with_provider_kinds
 from bridge.lifecycle import RunState
-from bridge.outcomes import ProviderKind, SourceRecord
+from bridge.outcomes import SourceRecord
+from bridge.providers.catalog import CATALOG
+from bridge.providers.spec import CommandSpec
 from bridge.settings import TopicSettings
 from bridge.tracking.entries import TrackedEntry, TrackedEntryModel, encode
 from bridge.tracking.events import LifecycleData, lifecycle_type, to_lifecycle_event
@@ -21,7 +23,7 @@ TRACKED_ENTRY = "tracked-entry.schema.json"
 
 def lifecycle_schema() -> dict[str, Any]:
     statuses = [(lifecycle_type(state), state.value) for state in RunState]
-    data = TypeAdapter(LifecycleData).json_schema(mode="serialization")
+    data = TypeAdapter(with_provider_kinds(LifecycleData, optional=False)).json_schema(mode="serialization")
     return event_schema("LifecycleData", data, statuses, "Same when an event is published again.")
 
 
@@ -29,7 +31,7 @@ def tracked_entry_schema() -> dict[str, Any]:
     return TypeAdapter(TrackedEntryModel).json_schema(mode="serialization")
 
 
-_SOURCE = SourceRecord(topic=TopicSettings().run_commands, partition=3, offset=5120)
+_OFFSET = 5120
 # status, provider status, waiting for, detail, seconds since the queued outcome
 _EVENTS: tuple[tuple[RunState, str, str | None, str | None, float], ...] = (
     (RunState.RUNNING, "Processing", None, None, 2.1),
@@ -47,39 +49,53 @@ _EVENTS: tuple[tuple[RunState, str, str | None, str | None, float], ...] = (
 )
 
 
+def _tracked() -> CommandSpec:
+    """The example command whose run the lifecycle examples follow."""
+    return next(command for command in CATALOG.commands if command.example.tracked)
+
+
+def _source(command: CommandSpec) -> SourceRecord:
+    topic = str(getattr(TopicSettings(), f"{command.family.value}_commands"))
+    return SourceRecord(topic=topic, partition=3, offset=_OFFSET)
+
+
 def lifecycle_data(number: int) -> LifecycleData:
     state, raw, waiting_for, detail, elapsed = _EVENTS[number]
+    command = _tracked()
+    ref = command.example.tracked or {}
     return LifecycleData(
-        command_id="cmd-7f3a-0002",
-        target="zuora-prod",
-        provider=ProviderKind.ZUORA,
-        operation="zuora.run_workflow",
+        command_id=command.example.id,
+        target=command.example.fields["target"],
+        provider=CATALOG.provider_of(command.operation),
+        operation=command.operation,
         status=state,
-        provider_ref="401",
+        provider_ref=next(iter(ref.values())),
         provider_status=raw,
         waiting_for=waiting_for,
         detail=detail,
         tracked_for_s=elapsed,
         sequence=2 if state.terminal else 1,
-        source=_SOURCE,
+        source=_source(command),
     )
 
 
 def lifecycle_example_docs(now: datetime) -> list[tuple[str, str, dict[str, Any]]]:
     """(file, Kafka key, document) for one lifecycle event per status and one tracked entry."""
+    command = _tracked()
+    example = command.example
     docs = [
-        (f"lifecycle-event.{state.value}.json", "acct-4028905f", to_lifecycle_event(lifecycle_data(n), now))
+        (f"lifecycle-event.{state.value}.json", example.key, to_lifecycle_event(lifecycle_data(n), now))
         for n, (state, *_) in enumerate(_EVENTS)
     ]
     entry = TrackedEntry(
-        _SOURCE.topic,
+        _source(command).topic,
         3,
-        "cmd-7f3a-0002",
-        "zuora-prod",
-        "zuora.run_workflow",
-        b"acct-4028905f",
-        (("run_id", "401"),),
-        _SOURCE.offset,
+        example.id,
+        example.fields["target"],
+        command.operation,
+        example.key.encode(),
+        tuple((example.tracked or {}).items()),
+        _OFFSET,
         1736933400182,
         RunState.RUNNING,
         None,

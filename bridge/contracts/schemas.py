@@ -6,11 +6,12 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from bridge.commands import AnyCommand, ControlCommand, RunCommand
-from bridge.contracts.events import event_schema
+from bridge.commands import CommandFamily
+from bridge.contracts.events import event_schema, with_provider_kinds
 from bridge.contracts.lifecycle import LIFECYCLE_EVENT, TRACKED_ENTRY, lifecycle_schema, tracked_entry_schema
 from bridge.ledger.entries import LedgerEntry
 from bridge.outcomes import OutcomeData, Status, outcome_type
+from bridge.providers.catalog import CATALOG
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
@@ -23,8 +24,8 @@ LEDGER_ENTRY = "ledger-entry.schema.json"
 
 def build_schemas() -> dict[str, dict[str, Any]]:
     """File name (under ``topics/schemas/``) -> JSON Schema (Draft 2020-12)."""
-    run = TypeAdapter(RunCommand).json_schema()
-    control = TypeAdapter(ControlCommand).json_schema()
+    run = CATALOG.adapters[CommandFamily.RUN].json_schema()
+    control = CATALOG.adapters[CommandFamily.CONTROL].json_schema()
     return {
         RUN_COMMAND: _with_meta(RUN_COMMAND, "RunCommand", "A run command (plain JSON).", run),
         CONTROL_COMMAND: _with_meta(
@@ -70,12 +71,12 @@ def _with_meta(file: str, title: str, description: str, schema: dict[str, Any]) 
 
 
 def command_cloudevent_schema() -> dict[str, Any]:
-    commands = TypeAdapter(AnyCommand).json_schema()
+    commands = CATALOG.any_adapter.json_schema()
     defs: dict[str, Any] = commands["$defs"]
-    for ref in commands["discriminator"]["mapping"].values():
-        variant = defs[ref.rsplit("/", 1)[1]]
+    variants = [defs[ref.rsplit("/", 1)[1]] for ref in commands["discriminator"]["mapping"].values()]
+    command_id = {**variants[0]["properties"]["id"], "title": "Id"}  # the same in every variant
+    for variant in variants:
         variant["required"] = [name for name in variant["required"] if name != "id"]
-    command_id = {**defs["ZuoraRerunTask"]["properties"]["id"], "title": "Id"}
     return {
         "type": "object",
         "properties": {
@@ -98,7 +99,7 @@ def outcome_schema() -> dict[str, Any]:
     statuses = [(outcome_type(status), status.value) for status in Status]
     return event_schema(
         "OutcomeData",
-        TypeAdapter(OutcomeData).json_schema(mode="serialization"),
+        TypeAdapter(with_provider_kinds(OutcomeData, optional=True)).json_schema(mode="serialization"),
         statuses,
         "Same for a redelivered command.",
         _tracing_attributes("the bridge's span that made this outcome"),

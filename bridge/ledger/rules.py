@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
-from bridge.commands import EightByEightAction
 from bridge.ledger.index import Remembered, short_fp
-from bridge.outcomes import ErrorKind, OutcomeError, ProviderKind
+from bridge.outcomes import ErrorKind, OutcomeError
 from bridge.provenance import REDRIVE
 from bridge.wire import Header
 
@@ -39,35 +38,16 @@ def is_redrive(headers: Iterable[Header]) -> bool:
     return any(name == REDRIVE and value == b"1" for name, value in headers)
 
 
-_WHAT_TO_CHECK = {
-    ProviderKind.ZILLIANT: "whether a job for this automation was queued",
-    ProviderKind.ZUORA: "whether a workflow run or task with this command's Idempotency-Key exists",
-    ProviderKind.WORKFLOO: "whether an execution of this definition was started",
-    ProviderKind.EIGHT_BY_EIGHT: "the workflow instance's status",
-}
-
-
-def unknown_error(provider: ProviderKind, command_id: str) -> OutcomeError:
-    """The ``report`` answer to a command caught between its call and its recorded result."""
+def unknown_error(provider: str, command_id: str, what_to_check: str) -> OutcomeError:
+    """The ``report`` answer to a command caught between its call and its recorded result;
+    ``what_to_check``: what to look for in the provider (its spec says)."""
     return OutcomeError(
         kind=ErrorKind.OUTCOME_UNKNOWN,
         retryable=False,
         message=(
-            f"command {command_id} was sent to {provider.value} before the bridge stopped, and its "
-            f"result was never recorded; it is not sent again. Check in {provider.value} "
-            f"{_WHAT_TO_CHECK[provider]}; "
+            f"command {command_id} was sent to {provider} before the bridge stopped, and its "
+            f"result was never recorded; it is not sent again. Check in {provider} "
+            f"{what_to_check}; "
             "if it did not run, re-drive it (bridge.redrive: 1) or send it with a new id"
         ),
     )
-
-
-ACTION_STATE = {
-    EightByEightAction.SUSPEND: "Suspended",
-    EightByEightAction.RESUME: "Runnable",
-    EightByEightAction.TERMINATE: "Terminated",
-}
-
-
-def already_in_state(action: EightByEightAction, instance: object) -> bool:
-    """Whether an 8x8 workflowInstance (the GET body) already is what ``action`` asks for."""
-    return isinstance(instance, dict) and instance.get("status") == ACTION_STATE[action]

@@ -8,14 +8,12 @@
 
 from __future__ import annotations
 
-from bridge.commands import Command, EightByEightUpdateInstance
+from bridge.commands import Command
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
-from bridge.ledger.rules import already_in_state, unknown_error
+from bridge.ledger.rules import unknown_error
 from bridge.outcomes import Status
-from bridge.providers.base import json_or_none
-from bridge.providers.eightbyeight import build_status_request
-from bridge.settings import EightByEightTarget
+from bridge.providers.catalog import CATALOG
 
 CALL_AGAIN = None
 
@@ -27,14 +25,15 @@ async def resolve_in_doubt(
     policy = runtime.settings.on_unknown
     if policy == "retry":
         return CALL_AGAIN, "retried"
-    settings = runtime.settings
-    if policy == "read_before_write" and isinstance(command, EightByEightUpdateInstance):
-        assert isinstance(settings, EightByEightTarget)  # the settings allow the policy only there
-        answer = await executor.read(
-            runtime, build_status_request(command, default_account=settings.account_id)
-        )
+    check = CATALOG.effect_check(runtime.settings) if policy == "read_before_write" else None
+    request = check.request(command) if check is not None else None
+    if check is not None and request is not None:
+        answer = await executor.read(runtime, request)
         if answer is not None and answer[0] == 200:
-            if already_in_state(command.action, json_or_none(answer[1])):
-                return Decision(Status.APPLIED, command.instance_id, 200, 1), "already_applied"
+            reference = check.applied(command, answer[1])
+            if reference is not None:
+                return Decision(Status.APPLIED, reference, 200, 1), "already_applied"
             return CALL_AGAIN, "not_yet_applied"
-    return Decision(Status.ERROR, error=unknown_error(runtime.provider.kind, command.id)), "reported"
+    kind = runtime.provider.kind
+    error = unknown_error(kind, command.id, CATALOG.spec(kind).what_to_check)
+    return Decision(Status.ERROR, error=error), "reported"

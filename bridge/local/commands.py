@@ -14,9 +14,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
+from bridge.commands import CommandFamily
 from bridge.kafka_options import client_options
 from bridge.parsing import DeadLetter, describe_errors, parse_any, unwrap_cloudevent
+from bridge.providers.catalog import CATALOG
 from bridge.settings import Settings
 
 
@@ -30,7 +31,7 @@ def read_command_text(source: str) -> bytes:
 
 def command_topic(settings: Settings, doc: dict[str, Any]) -> str:
     data = doc.get("data", {}) if "specversion" in doc else doc
-    family = OPERATION_FAMILY[Operation(data["operation"])]
+    family = CATALOG.family_of(data["operation"])
     topics = settings.topics
     return topics.run_commands if family is CommandFamily.RUN else topics.control_commands
 

@@ -21,73 +21,25 @@ from bridge.local import examples
 from bridge.local.broker import create_topics, start_broker
 from bridge.local.commands import command_topic, render_record
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
-from bridge.sandbox import config as sandbox_defaults
 from bridge.sandbox import start_sandbox
+from bridge.sandbox.catalog import SANDBOXES
 from bridge.settings import Settings, TopicSettings
 
 # Credentials the sandbox accepts, handed to the bridge the way production does: environment variables.
-SANDBOX_ENV = {
-    "SANDBOX_SF_USERNAME": sandbox_defaults.SALESFORCE_USERNAME,
-    "SANDBOX_SF_PASSWORD": sandbox_defaults.SALESFORCE_PASSWORD,
-    "SANDBOX_SF_CLIENT_ID": sandbox_defaults.SALESFORCE_CLIENT_ID,
-    "SANDBOX_SF_CLIENT_SECRET": sandbox_defaults.SALESFORCE_CLIENT_SECRET,
-    "SANDBOX_ZUORA_CLIENT_ID": sandbox_defaults.ZUORA_CLIENT_ID,
-    "SANDBOX_ZUORA_CLIENT_SECRET": sandbox_defaults.ZUORA_CLIENT_SECRET,
-    "SANDBOX_WORKFLOO_API_KEY": sandbox_defaults.WORKFLOO_API_KEY,
-    "SANDBOX_WORKFLOO_WRONG_KEY": "not-the-workfloo-key",
-    "SANDBOX_8X8_API_KEY": sandbox_defaults.EIGHTBYEIGHT_API_KEY,
-}
-
-
-def _env(name: str) -> dict[str, str]:
-    return {"env": name}
+SANDBOX_ENV = {name: value for sandbox in SANDBOXES for name, value in sandbox.local.env.items()}
 
 
 def sandbox_targets(sandbox_url: str) -> dict[str, Any]:
-    """Target configuration for the four sandbox providers (plus one with a wrong key)."""
+    """Target configuration for every sandbox provider (and the extra targets a sandbox declares)."""
     common = {
         "allow_http": True,
         "timeouts": {"connect_s": 2, "total_s": 10},
         "retry": {"max_attempts": 3, "base_backoff_s": 0.05, "max_backoff_s": 0.5, "budget_s": 10},
     }
     return {
-        examples.ZILLIANT: {
-            **common,
-            "provider": "zilliant",
-            "base_url": f"{sandbox_url}/zilliant",
-            "token_url": f"{sandbox_url}/salesforce/services/oauth2/token",
-            "forwarded_host": sandbox_defaults.ZILLIANT_FORWARDED_HOST,
-            "username": _env("SANDBOX_SF_USERNAME"),
-            "password": _env("SANDBOX_SF_PASSWORD"),
-            "client_id": _env("SANDBOX_SF_CLIENT_ID"),
-            "client_secret": _env("SANDBOX_SF_CLIENT_SECRET"),
-        },
-        examples.ZUORA: {
-            **common,
-            "provider": "zuora",
-            "base_url": f"{sandbox_url}/zuora",
-            "client_id": _env("SANDBOX_ZUORA_CLIENT_ID"),
-            "client_secret": _env("SANDBOX_ZUORA_CLIENT_SECRET"),
-        },
-        examples.WORKFLOO: {
-            **common,
-            "provider": "workfloo",
-            "base_url": f"{sandbox_url}/workfloo-sandbox",
-            "api_key": _env("SANDBOX_WORKFLOO_API_KEY"),
-        },
-        examples.WORKFLOO_BAD_KEY: {
-            **common,
-            "provider": "workfloo",
-            "base_url": f"{sandbox_url}/workfloo-sandbox",
-            "api_key": _env("SANDBOX_WORKFLOO_WRONG_KEY"),
-        },
-        examples.EIGHT_BY_EIGHT: {
-            **common,
-            "provider": "8x8",
-            "base_url": f"{sandbox_url}/8x8",
-            "account_id": "acme",
-            "api_key": _env("SANDBOX_8X8_API_KEY"),
-        },
+        name: {**common, **target}
+        for sandbox in SANDBOXES
+        for name, target in sandbox.local.targets(sandbox_url).items()
     }
 
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 from pydantic import SecretStr
 
 from bridge.commands import Command
 from bridge.decide import Verdict
-from bridge.outcomes import ProviderKind
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8192}")
@@ -43,7 +44,7 @@ class HttpRequest:
 class Provider(Protocol):
     """One configured target of one provider kind."""
 
-    kind: ProviderKind
+    kind: str
 
     def build_request(self, command: Command) -> HttpRequest:
         """Pure. Raises :class:`bridge.errors.CommandRejected` when the command cannot be sent."""
@@ -78,7 +79,7 @@ class StaticKeyProvider(Generic[TargetT]):
     Subclasses set ``kind`` and define ``build_request``, ``classify`` and ``key_headers``.
     """
 
-    kind: ProviderKind
+    kind: str
 
     def __init__(
         self,

@@ -15,19 +15,70 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from enum import StrEnum
+from typing import ClassVar, Literal
 
 import orjson
+from pydantic import Field, field_validator
 
-from bridge.commands import Command, EightByEightUpdateInstance
+from bridge.commands import Command, CommandFamily, PathSegment
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import CommandRejected
 from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, ProviderKind, Status
+from bridge.outcomes import ErrorKind, Status
 from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of, segment
-from bridge.settings import EightByEightTarget
+from bridge.providers.spec import (
+    CommandExample,
+    CommandSpec,
+    EffectCheck,
+    OutcomeExample,
+    ProviderSpec,
+    StatusRead,
+)
+from bridge.secrets import Secret, resolve_secret
+from bridge.target_settings import OnUnknown, TargetBase
+
+KIND = "8x8"
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 ROUTE = "/api/v1/accounts/{account_id}/definitions/{definition_id}/workflows/{instance_id}"
+
+
+class EightByEightTarget(TargetBase):
+    provider: Literal["8x8"]
+    account_id: str = Field(pattern=r"^[A-Za-z0-9._~-]{1,128}$")
+    on_unknown: OnUnknown = Field(
+        default="read_before_write", description="GET the instance; PATCH only if not yet in the asked state."
+    )
+    api_key: Secret
+
+    READ_BEFORE_WRITE: ClassVar[bool] = True
+    _secrets = field_validator("api_key", mode="before")(resolve_secret)
+
+
+class EightByEightAction(StrEnum):
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    TERMINATE = "terminate"
+
+
+class EightByEightUpdateInstance(Command):
+    """Suspend, resume or terminate an 8x8 Automation workflow instance (PATCH .../workflows/{id})."""
+
+    operation: Literal["8x8.update_instance"]
+    action: EightByEightAction = Field(strict=False)  # lax enum: still only its values, but from JSON text
+    definition_id: PathSegment = Field(description="Workflow definition id (a UUID).")
+    instance_id: PathSegment = Field(description="Workflow instance id.")
+    account_id: PathSegment | None = Field(
+        default=None, description="Overrides the target's configured account id."
+    )
+
+
+ACTION_STATE = {
+    EightByEightAction.SUSPEND: "Suspended",
+    EightByEightAction.RESUME: "Runnable",
+    EightByEightAction.TERMINATE: "Terminated",
+}
 
 
 def build_request(command: Command, *, default_account: str) -> HttpRequest:
@@ -131,7 +182,7 @@ def classify(command: Command, status: int, headers: Mapping[str, str], body: by
 class EightByEightProvider(StaticKeyProvider[EightByEightTarget]):
     """One 8x8 account: ``Authorization: Bearer <api key>`` (not ``x-api-key``)."""
 
-    kind: ProviderKind = ProviderKind.EIGHT_BY_EIGHT
+    kind = KIND
 
     def build_request(self, command: Command) -> HttpRequest:
         return build_request(command, default_account=self._target.account_id)
@@ -141,3 +192,62 @@ class EightByEightProvider(StaticKeyProvider[EightByEightTarget]):
 
     def key_headers(self, key: str) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {key}"}
+
+
+def already_in_state(action: EightByEightAction, instance: object) -> bool:
+    """Whether an 8x8 workflowInstance (the GET body) already is what ``action`` asks for."""
+    return isinstance(instance, dict) and instance.get("status") == ACTION_STATE[action]
+
+
+def _effect_check(target: EightByEightTarget) -> EffectCheck:
+    """Read before write: GET the instance; already in the asked state means applied, no PATCH."""
+
+    def request(command: Command) -> HttpRequest | None:
+        if not isinstance(command, EightByEightUpdateInstance):
+            return None
+        return build_status_request(command, default_account=target.account_id)
+
+    def applied(command: Command, body: bytes) -> str | None:
+        assert isinstance(command, EightByEightUpdateInstance)  # only those get a request
+        return command.instance_id if already_in_state(command.action, json_or_none(body)) else None
+
+    return EffectCheck(request, applied)
+
+
+def _status_read(target: EightByEightTarget) -> StatusRead:
+    def ref(command: Command, reference: str | None) -> dict[str, str] | None:
+        return status_ref(command, reference, default_account=target.account_id)
+
+    def classify(status: int, headers: Mapping[str, str], body: bytes, ref: Mapping[str, str]) -> Reading:
+        return classify_status(status, headers, body, action=ref.get("action"))
+
+    return StatusRead(ref, build_instance_read, classify)
+
+
+_EXAMPLE = {
+    "target": "8x8-prod",
+    "action": "suspend",
+    "definition_id": "5870442f-3ddd-4657-b74c-6e17308f5230",
+    "instance_id": "60dbe307fe55d99fc083db61",
+    "expires_at": "2025-01-15T10:00:00Z",
+}
+_SILENT = {"kind": ErrorKind.TIMEOUT, "retryable": True, "message": "8x8 did not answer within 30.0 s"}
+SPEC = ProviderSpec(
+    kind=KIND,
+    title="8x8",
+    order=4,
+    target=EightByEightTarget,
+    adapter=EightByEightProvider,
+    commands=(
+        CommandSpec(
+            EightByEightUpdateInstance,
+            CommandFamily.CONTROL,
+            CommandExample(5, "60dbe307fe55d99fc083db61", _EXAMPLE),
+            (OutcomeExample(Status.ERROR, 311, {"attempts": 5, "error": _SILENT}),),
+        ),
+    ),
+    status_read=_status_read,
+    what_to_check="the workflow instance's status",
+    followed="instance_id",
+    effect_check=_effect_check,
+)

@@ -1,4 +1,4 @@
-"""Token fetching over a form POST, shared by the Zilliant and Zuora adapters.
+"""Token fetching over a form POST and OAuth 2.0 token responses, for the adapters that need tokens.
 
 Failures become :class:`bridge.errors.AuthError` whose message names the provider and the HTTP
 status only: credentials, tokens and token response bodies never appear in a message or a log.
@@ -15,14 +15,17 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from bridge import tracing
 from bridge.decide import header
 from bridge.errors import AuthError
-from bridge.http import transport_failure
 from bridge.policies import TimeoutSettings
+from bridge.providers.base import header_safe, json_or_none
+from bridge.providers.tokens import Token
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _REFUSED = frozenset({400, 401, 403})
 
@@ -59,25 +62,26 @@ async def post_token_form(
     session: aiohttp.ClientSession, endpoint: TokenEndpoint, form: Mapping[str, str]
 ) -> bytes:
     """POST ``form`` url-encoded and return the raw body of a 200 answer; raise AuthError otherwise."""
-    timeout = aiohttp.ClientTimeout(total=endpoint.timeouts.total_s, sock_connect=endpoint.timeouts.connect_s)
-    try:
-        async with session.post(
-            endpoint.url,
-            data=dict(form),
-            headers={"Accept": "application/json"},
-            timeout=timeout,
-            ssl=endpoint.ssl,
-            allow_redirects=False,  # never replay credentials to another host
-            raise_for_status=False,
-        ) as response:
-            status = response.status
-            body = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        failure = transport_failure(exc, endpoint.timeouts.total_s, f"{endpoint.label} token endpoint")
-        raise AuthError(failure.message, retryable=True) from exc
+    # The HTTP edge loads only when a token is fetched: the provider modules, which the catalog
+    # imports to parse commands, stay free of aiohttp (tests/unit/test_layout.py).
+    from bridge.http import post_form
+
+    status, body = await post_form(session, endpoint, form)
     if status != 200:
         raise token_failure(endpoint.label, status)
     return body
+
+
+def bearer_token(body: bytes, started: float, label: str, default_lifetime_s: float) -> Token:
+    """An OAuth 2.0 token response's ``access_token``, expiring ``expires_in`` seconds after ``started``
+    (``default_lifetime_s`` when the response has none)."""
+    fields = json_or_none(body)
+    access: Any = fields.get("access_token") if isinstance(fields, dict) else None
+    if not isinstance(access, str) or not header_safe(access):
+        raise AuthError(f"{label} token endpoint returned no usable access_token", retryable=True)
+    expires_in: Any = fields.get("expires_in") if isinstance(fields, dict) else None
+    valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0
+    return Token(access, started + (float(expires_in) if valid else default_lifetime_s))
 
 
 def stale_credential(headers: Mapping[str, str] | None, scheme: str) -> str | None:

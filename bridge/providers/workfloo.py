@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
+from pydantic import Field, StringConstraints, field_validator
 from yarl import URL
 
-from bridge.commands import Command, WorkflooExecute
+from bridge.commands import Command, CommandFamily, JsonObject
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import CommandRejected
 from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, ProviderKind, Status
+from bridge.outcomes import ErrorKind, Status
 from bridge.providers.base import (
     HttpRequest,
     StaticKeyProvider,
@@ -32,7 +33,18 @@ from bridge.providers.base import (
     reference_of,
     segment,
 )
-from bridge.settings import WorkflooTarget
+from bridge.providers.spec import (
+    CloudEventExample,
+    CommandExample,
+    CommandSpec,
+    ProviderSpec,
+    StatusRead,
+    plain_read,
+)
+from bridge.secrets import Secret, resolve_secret
+from bridge.target_settings import TargetBase
+
+KIND = "workfloo"
 
 API_PATH = "/api/v1/workfloo"
 STATUS_ROUTE = API_PATH + "/status/{id}"
@@ -41,6 +53,29 @@ HUMAN_STEPS = frozenset({"FORM", "DOCUMENT", "LINK", "VALIDATION", "TIMER", "NIP
 SANDBOX_HOST = "sandbox.workfloo.kiban.com"  # sandbox mode by itself; ``?sandbox=`` is ignored there
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _NO_ACCESS = "API key has no access to this definition"
+
+
+class WorkflooTarget(TargetBase):
+    provider: Literal["workfloo"]
+    sandbox: bool = Field(default=False, description="Add ?sandbox=true (ignored on the sandbox host).")
+    api_key: Secret
+
+    _secrets = field_validator("api_key", mode="before")(resolve_secret)
+
+
+_Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")]
+
+
+class WorkflooExecute(Command):
+    """Start a workfloo execution (POST /api/v1/workfloo)."""
+
+    operation: Literal["workfloo.execute"]
+    definition_id: _Id = Field(description="idWorkflooDefinition of a published workfloo.")
+    scenario_id: _Id | None = Field(
+        default=None, description="Test scenario (Pruebas) id; required when the target runs in sandbox."
+    )
+    form: JsonObject | None = Field(default=None, description="Initial form data.")
+    document: JsonObject | None = Field(default=None, description="Initial document data.")
 
 
 def runs_in_sandbox(target: WorkflooTarget) -> bool:
@@ -138,7 +173,7 @@ def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Rea
 class WorkflooProvider(StaticKeyProvider[WorkflooTarget]):
     """One workfloo space: the raw key in ``x-api-key`` (a ``Bearer`` prefix would be a 401)."""
 
-    kind: ProviderKind = ProviderKind.WORKFLOO
+    kind = KIND
 
     def build_request(self, command: Command) -> HttpRequest:
         target = self._target
@@ -149,3 +184,34 @@ class WorkflooProvider(StaticKeyProvider[WorkflooTarget]):
 
     def key_headers(self, key: str) -> Mapping[str, str]:
         return {"x-api-key": key}
+
+
+def _status_read(target: WorkflooTarget) -> StatusRead:
+    def request(ref: Mapping[str, str]) -> HttpRequest:
+        return build_status_request(ref, sandbox=target.sandbox)
+
+    return plain_read(status_ref, request, classify_status)
+
+
+_EXAMPLE = {
+    "target": "workfloo-prod",
+    "definition_id": "657117e1d511b6e54fe2a967",
+    "form": {"amount": 25000, "currency": "EUR"},
+}
+SPEC = ProviderSpec(
+    kind=KIND,
+    title="workfloo",
+    order=3,
+    target=WorkflooTarget,
+    adapter=WorkflooProvider,
+    commands=(
+        CommandSpec(
+            WorkflooExecute,
+            CommandFamily.RUN,
+            CommandExample(3, "loan-20250115-17", _EXAMPLE, CloudEventExample(7, "urn:loans-service")),
+        ),
+    ),
+    status_read=_status_read,
+    what_to_check="whether an execution of this definition was started",
+    followed="execution_id",
+)

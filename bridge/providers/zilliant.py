@@ -17,25 +17,72 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import aiohttp
 import orjson
+from pydantic import Field, StringConstraints, field_validator
 
-from bridge.commands import Command, ZilliantQueueJob
+from bridge.commands import Command, CommandFamily, JsonObject
 from bridge.decide import Verdict, classify_common, unexpected
 from bridge.errors import AuthError, CommandRejected
 from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, ProviderKind, Status
+from bridge.outcomes import ErrorKind, Status
 from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
 from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
+from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
 from bridge.providers.tokens import Clock, Token, TokenCache
-from bridge.settings import ZilliantTarget
+from bridge.secrets import Secret, resolve_secret
+from bridge.target_settings import TargetBase
+
+if TYPE_CHECKING:
+    import aiohttp
+
+KIND = "zilliant"
 
 API_PATH = "/v1/JobWorkflow/Authorized"
 STATUS_ROUTE = API_PATH + "/{jobId}/Status"
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _MAX_SKEW_S = 60.0
+
+
+class ZilliantTarget(TargetBase):
+    provider: Literal["zilliant"]
+    token_url: str = Field(description="Salesforce token endpoint, e.g. https://login.salesforce.com/...")
+    forwarded_host: str = Field(description="X-Forwarded-Host value naming the OAuth host.")
+    token_ttl_s: float = Field(
+        default=3600.0, gt=0, description="Salesforce returns no expires_in: the org session timeout."
+    )
+    username: Secret
+    password: Secret
+    client_id: Secret
+    client_secret: Secret
+
+    _secrets = field_validator("username", "password", "client_id", "client_secret", mode="before")(
+        resolve_secret
+    )
+
+
+class ZilliantQueueJob(Command):
+    """Queue a predefined Zilliant job workflow (POST /v1/JobWorkflow/Authorized)."""
+
+    operation: Literal["zilliant.queue_job"]
+    automation_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="WORKFLOW_AUTOMATION_ID of the job workflow, e.g. PublishListPrices."
+    )
+    scope: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None, description="Concurrency scope; omitted means the shared serial queue."
+    )
+    descriptor: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        default="PLATFORM_CUSTOM_WORKFLOW", description="Workflow descriptor id."
+    )
+    parameters: JsonObject = Field(default_factory=dict, description="Extra stored-procedure arguments.")
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_automation_id_in_parameters(cls, value: JsonObject) -> JsonObject:
+        if "WORKFLOW_AUTOMATION_ID" in value:
+            raise ValueError("set the automation id with 'automation_id', not inside 'parameters'")
+        return value
 
 
 def build_request(command: Command) -> HttpRequest:
@@ -119,7 +166,7 @@ def parse_token(body: bytes, expires_at: float) -> Token:
 class ZilliantProvider:
     """One Zilliant environment: Salesforce password-grant tokens, cached for ``token_ttl_s``."""
 
-    kind: ProviderKind = ProviderKind.ZILLIANT
+    kind = KIND
 
     def __init__(
         self,
@@ -168,3 +215,35 @@ class ZilliantProvider:
         }
         body = await post_token_form(self._session, self._endpoint, form)
         return parse_token(body, started + target.token_ttl_s)
+
+
+_EXAMPLE = {
+    "target": "zilliant-prod",
+    "automation_id": "PublishListPrices",
+    "scope": "pricing-eu",
+    "parameters": {"PRICE_LIST": "EU-2025"},
+    "ttl_s": 900,
+}
+_BUSY = {"kind": ErrorKind.CONFLICT, "retryable": True, "message": "scope 'pricing-eu' is busy"}
+SPEC = ProviderSpec(
+    kind=KIND,
+    title="Zilliant",
+    order=1,
+    target=ZilliantTarget,
+    adapter=ZilliantProvider,
+    commands=(
+        CommandSpec(
+            ZilliantQueueJob,
+            CommandFamily.RUN,
+            CommandExample(1, "pricing-eu", _EXAMPLE),
+            (
+                OutcomeExample(Status.QUEUED, 1042, {"provider_ref": "4711", "http_status": 200}),
+                OutcomeExample(Status.CONFLICT, 1043, {"http_status": 409, "error": _BUSY}),
+            ),
+        ),
+    ),
+    status_read=lambda target: plain_read(status_ref, build_status_request, classify_status),
+    what_to_check="whether a job for this automation was queued",
+    followed="job_id",
+    uses_tokens=True,
+)

@@ -20,20 +20,31 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import aiohttp
 import orjson
+from pydantic import Field, StringConstraints, field_validator
 
-from bridge.commands import Command, ZuoraHeaders, ZuoraRerunTask, ZuoraRunWorkflow, ZuoraStopRun
+from bridge.commands import Command, CommandFamily, JsonObject, PathSegment, StrictModel
 from bridge.decide import Verdict, classify_common, header, unexpected
-from bridge.errors import AuthError, CommandRejected
+from bridge.errors import CommandRejected
 from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.base import HttpRequest, clip, header_safe, json_or_none, reference_of, segment
-from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
+from bridge.outcomes import ErrorKind, Status
+from bridge.providers import oauth
+from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
+from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
 from bridge.providers.tokens import Clock, Token, TokenCache
-from bridge.settings import ZuoraTarget
+from bridge.secrets import Secret, resolve_secret
+from bridge.target_settings import OnUnknown, TargetBase
+
+if TYPE_CHECKING:
+    import aiohttp
+
+KIND = "zuora"
+RESERVED_PARAMETERS = frozenset({"controller", "action", "id", "user_email", "user_token", "format"})
+# Zuora-Track-Id: <= 64 US-ASCII characters, none of : ; " '
+TrackId = Annotated[str, StringConstraints(pattern=r"^[\x20-\x21\x23-\x26\x28-\x39\x3c-\x7e]{1,64}$")]
+HeaderToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 DEFAULT_TOKEN_LIFETIME_S = 3599.0  # "tokens expire after one hour"; used when expires_in is missing
 _JSON = "application/json"
@@ -52,6 +63,60 @@ RUN_STATUS_ROUTE = "/workflows/workflow_runs/{workflow_run_id}"
 STOP_ROUTE = RUN_STATUS_ROUTE + "/stop"
 _RUNNING = frozenset({"Queued", "Processing", "Stopping"})
 _TASK_COUNTS = ("pending", "processing", "queued")
+
+
+class ZuoraTarget(TargetBase):
+    provider: Literal["zuora"]
+    token_url: str | None = Field(default=None, description="Defaults to <base_url>/oauth/token.")
+    on_unknown: OnUnknown = Field(default="retry", description="Safe: the Idempotency-Key replays (24 h).")
+    client_id: Secret
+    client_secret: Secret
+
+    _secrets = field_validator("client_id", "client_secret", mode="before")(resolve_secret)
+
+    @property
+    def effective_token_url(self) -> str:
+        return self.token_url or f"{self.base_url}/oauth/token"
+
+
+class ZuoraHeaders(StrictModel):
+    """Optional Zuora routing headers, shared by run and rerun."""
+
+    track_id: TrackId | None = Field(default=None, description="Zuora-Track-Id (<= 64 ASCII, no : ; \" ').")
+    entity_id: HeaderToken | None = Field(default=None, description="Zuora-Entity-Ids (multi-entity only).")
+    org_ids: list[HeaderToken] | None = Field(default=None, description="Zuora-Org-Ids (multi-org only).")
+
+
+class ZuoraRunWorkflow(Command):
+    """Run a Zuora workflow definition (POST /workflows/{workflow_id}/run)."""
+
+    operation: Literal["zuora.run_workflow"]
+    workflow_id: int = Field(gt=0, lt=2**63, description="Id of the workflow definition (not an instance).")
+    parameters: JsonObject = Field(default_factory=dict, description="Workflow parameters (request body).")
+    zuora: ZuoraHeaders = Field(default_factory=ZuoraHeaders)
+
+    @field_validator("parameters")
+    @classmethod
+    def _no_reserved_words(cls, value: JsonObject) -> JsonObject:
+        reserved = sorted(RESERVED_PARAMETERS.intersection(value))
+        if reserved:
+            raise ValueError(f"Zuora reserves these parameter names; rename them: {', '.join(reserved)}")
+        return value
+
+
+class ZuoraRerunTask(Command):
+    """Rerun a Zuora workflow task (POST /workflows/tasks/{task_id}/rerun)."""
+
+    operation: Literal["zuora.rerun_task"]
+    task_id: PathSegment = Field(description="Id of the task to rerun.")
+    zuora: ZuoraHeaders = Field(default_factory=ZuoraHeaders)
+
+
+class ZuoraStopRun(Command):
+    """Stop a Zuora workflow run (PUT /workflows/workflow_runs/{run_id}/stop)."""
+
+    operation: Literal["zuora.stop_run"]
+    run_id: int = Field(gt=0, lt=2**63, description="Id of the workflow run (a run outcome provider_ref).")
 
 
 def idempotency_key(command: ZuoraRunWorkflow | ZuoraRerunTask) -> str:
@@ -187,21 +252,10 @@ def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Rea
     return run_state(doc.get("status"), doc.get("tasks")) or UNREADABLE
 
 
-def parse_token(body: bytes, started: float) -> Token:
-    """The bearer token, expiring ``expires_in`` seconds after the request started."""
-    fields = json_or_none(body)
-    access: Any = fields.get("access_token") if isinstance(fields, dict) else None
-    if not isinstance(access, str) or not header_safe(access):
-        raise AuthError("Zuora token endpoint returned no usable access_token", retryable=True)
-    expires_in: Any = fields.get("expires_in") if isinstance(fields, dict) else None
-    valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0
-    return Token(access, started + (float(expires_in) if valid else DEFAULT_TOKEN_LIFETIME_S))
-
-
 class ZuoraProvider:
     """One Zuora tenant: client-credentials tokens cached until near ``expires_in``."""
 
-    kind: ProviderKind = ProviderKind.ZUORA
+    kind = KIND
 
     def __init__(
         self,
@@ -216,8 +270,8 @@ class ZuoraProvider:
         self._target = target
         self._session = session
         self._clock = clock
-        self._endpoint = TokenEndpoint(
-            "Zuora", target.effective_token_url, target.timeouts, ssl_context_for(target.ca_file)
+        self._endpoint = oauth.TokenEndpoint(
+            "Zuora", target.effective_token_url, target.timeouts, oauth.ssl_context_for(target.ca_file)
         )
         self._tokens = TokenCache(self._fetch_token, clock=clock, on_refresh=on_token_refresh)
 
@@ -231,7 +285,7 @@ class ZuoraProvider:
         self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
     ) -> Mapping[str, str]:
         """``stale``: the headers a refused call carried, so concurrent 401s cause one refresh."""
-        token = await self._tokens.get(refresh=refresh, stale=stale_credential(stale, "Bearer"))
+        token = await self._tokens.get(refresh=refresh, stale=oauth.stale_credential(stale, "Bearer"))
         return {"Authorization": f"Bearer {token}"}
 
     async def aclose(self) -> None:
@@ -244,5 +298,48 @@ class ZuoraProvider:
             "client_secret": self._target.client_secret.get_secret_value(),
             "grant_type": "client_credentials",
         }
-        body = await post_token_form(self._session, self._endpoint, form)
-        return parse_token(body, started)
+        body = await oauth.post_token_form(self._session, self._endpoint, form)
+        return oauth.bearer_token(body, started, "Zuora", DEFAULT_TOKEN_LIFETIME_S)
+
+
+_RUN = {"workflow_id": 396, "parameters": {"accountId": "4028905f5a87c0ff015a87d25ae90025"}}
+_REFUSED_RUN = {
+    "kind": ErrorKind.PROVIDER_REJECTED,
+    "retryable": False,
+    "message": "Zuora refused: workflow 396 is not active",
+}
+SPEC = ProviderSpec(
+    kind=KIND,
+    title="Zuora",
+    order=2,
+    target=ZuoraTarget,
+    adapter=ZuoraProvider,
+    commands=(
+        CommandSpec(
+            ZuoraRunWorkflow,
+            CommandFamily.RUN,
+            CommandExample(
+                2,
+                "acct-4028905f",
+                {"target": "zuora-prod", **_RUN, "zuora": {"track_id": "billing-run-2025-01"}},
+                tracked={"run_id": "401"},
+            ),
+            (OutcomeExample(Status.REJECTED, 5120, {"http_status": 400, "error": _REFUSED_RUN}),),
+        ),
+        CommandSpec(
+            ZuoraRerunTask,
+            CommandFamily.CONTROL,
+            CommandExample(4, "task-2770", {"target": "zuora-prod", "task_id": "2770"}),
+            (OutcomeExample(Status.APPLIED, 77, {"provider_ref": "2770", "http_status": 200}),),
+        ),
+        CommandSpec(
+            ZuoraStopRun,
+            CommandFamily.CONTROL,
+            CommandExample(6, "acct-4028905f", {"target": "zuora-prod", "run_id": 401}),
+        ),
+    ),
+    status_read=lambda target: plain_read(status_ref, build_status_request, classify_status),
+    what_to_check="whether a workflow run or task with this command's Idempotency-Key exists",
+    followed="run_id",
+    uses_tokens=True,
+)

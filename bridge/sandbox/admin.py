@@ -22,7 +22,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
-from bridge.sandbox.faults import ALL, PROVIDERS, FaultBook, FaultSpec, provider_of
+from bridge.sandbox.catalog import provider_of
+from bridge.sandbox.faults import ALL, PROVIDERS, FaultBook, FaultSpec
 from bridge.sandbox.state import RecordedRequest, RequestLog, json_response, parse_json
 
 PREFIX = "/_sandbox"

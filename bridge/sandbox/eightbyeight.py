@@ -17,27 +17,37 @@ import hmac
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
 
-from bridge.sandbox.config import (
-    EIGHTBYEIGHT_ACCOUNT,
-    EIGHTBYEIGHT_COMPLETE,
-    EIGHTBYEIGHT_DEFINITION,
-    EIGHTBYEIGHT_FAULT_FIELD,
-    EIGHTBYEIGHT_RUNNABLE,
-    EIGHTBYEIGHT_SUSPENDED,
-    EIGHTBYEIGHT_TERMINATED,
-    SandboxConfig,
-)
+from bridge.sandbox.config import SandboxConfig
+from bridge.sandbox.spec import Emulation, Example, LocalTargets, SandboxSpec
 from bridge.sandbox.state import JsonObject, bearer, iso_millis, json_response, parse_json, utc
 
+KIND = "8x8"
+EIGHTBYEIGHT_API_KEY = "sandbox-8x8-key"
+EIGHTBYEIGHT_ACCOUNT = "acme"
+EIGHTBYEIGHT_DEFINITION = "5870442f-3ddd-4657-b74c-6e17308f5230"
+EIGHTBYEIGHT_RUNNABLE = "60dbe307fe55d99fc083db61"
+EIGHTBYEIGHT_SUSPENDED = "60dbe307fe55d99fc083db62"
+EIGHTBYEIGHT_COMPLETE = "60dbe307fe55d99fc083db63"
+EIGHTBYEIGHT_TERMINATED = "60dbe307fe55d99fc083db64"
+EIGHTBYEIGHT_FAULT_FIELD = "sandboxFault"  # a start payload field: true ends Terminated (a fault)
+LOCAL_TARGET = "8x8-sandbox"
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 INVALID, UNAUTHORIZED, NOT_FOUND = 1000, 1200, 1300
 SEED_STARTED_AT = 1625108400.0  # 2021-07-01T03:00:00Z
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EightByEightSandboxSettings:
+    api_key: str = EIGHTBYEIGHT_API_KEY
+    run_duration_s: float | None = None
+    """Started instances turn Complete (or Terminated) after this long; None: they stay Runnable."""
 
 
 class InstanceStatus(StrEnum):
@@ -139,6 +149,7 @@ def seeded_instances() -> dict[str, Instance]:
 class EightByEightSandbox:
     def __init__(self, config: SandboxConfig, prefix: str = "/8x8") -> None:
         self.config = config
+        self.settings = config.of(KIND, EightByEightSandboxSettings)
         self.prefix = prefix
         self.definitions = {EIGHTBYEIGHT_ACCOUNT: {EIGHTBYEIGHT_DEFINITION}}
         self.instances = seeded_instances()
@@ -167,7 +178,7 @@ class EightByEightSandbox:
     def refusal(self, request: web.Request) -> web.Response | None:
         """The error for bad credentials or an unknown account or definition, else None."""
         key = bearer(request)
-        if key is None or not hmac.compare_digest(key.encode(), self.config.eightbyeight_api_key.encode()):
+        if key is None or not hmac.compare_digest(key.encode(), self.settings.api_key.encode()):
             return self.error(401, UNAUTHORIZED, "Unauthorized access.")
         account, definition = request.match_info["accountId"], request.match_info["definitionId"]
         if account not in self.definitions:
@@ -216,7 +227,7 @@ class EightByEightSandbox:
             data=payload if isinstance(payload, dict) else {},
             version=int(version),
         )
-        duration = self.config.eightbyeight_run_duration_s
+        duration = self.settings.run_duration_s
         instance.ends_at = None if duration is None else instance.started_at + duration
         self.instances[instance.workflow_id] = instance
         location = f"{request.path.rstrip('/')}/{instance.workflow_id}"
@@ -255,3 +266,38 @@ async def _optional_json(request: web.Request) -> Any:
     """The JSON body, None when empty; raises ValueError when it does not parse."""
     raw = await request.read()
     return parse_json(raw) if raw.strip() else None
+
+
+def _examples(cid: Callable[[str], str]) -> list[Example]:
+    update = {"target": LOCAL_TARGET, "operation": "8x8.update_instance"}
+    return [
+        (
+            EIGHTBYEIGHT_RUNNABLE.encode(),
+            {
+                "id": cid("8x8-suspend"),
+                **update,
+                "action": "suspend",
+                "definition_id": EIGHTBYEIGHT_DEFINITION,
+            }
+            | {"instance_id": EIGHTBYEIGHT_RUNNABLE},
+        ),
+        (
+            EIGHTBYEIGHT_TERMINATED.encode(),
+            {"id": cid("8x8-resume-terminated"), **update, "action": "resume"}
+            | {"definition_id": EIGHTBYEIGHT_DEFINITION, "instance_id": EIGHTBYEIGHT_TERMINATED},
+        ),
+    ]
+
+
+def _local_targets(url: str) -> dict[str, dict[str, Any]]:
+    target = {"provider": KIND, "base_url": f"{url}/8x8", "account_id": EIGHTBYEIGHT_ACCOUNT}
+    return {LOCAL_TARGET: {**target, "api_key": {"env": "SANDBOX_8X8_API_KEY"}}}
+
+
+SANDBOX = SandboxSpec(
+    kind=KIND,
+    fault_keys=(KIND,),
+    fault_key=lambda path: KIND if path.split("/")[0] == KIND else None,
+    emulate=lambda config: Emulation((EightByEightSandbox(config),)),
+    local=LocalTargets(_local_targets, {"SANDBOX_8X8_API_KEY": EIGHTBYEIGHT_API_KEY}, _examples),
+)

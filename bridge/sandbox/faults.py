@@ -24,22 +24,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bridge.sandbox.catalog import fault_keys, provider_of
 from bridge.sandbox.state import json_response
 
-PROVIDERS = ("zilliant", "zuora", "workfloo", "8x8", "salesforce", "zuora-token")
+PROVIDERS = fault_keys()
 ALL = "*"
 DELAY_KEY = web.RequestKey("sandbox_fault_delay_s", float)
 COUNTERS = ("drop_next", "timeout_next", "rate_limit_next", "fail_next")
-
-
-def provider_of(path: str) -> str | None:
-    """Which emulated provider a sandbox path belongs to; None for admin and unknown paths."""
-    first, _, rest = path.lstrip("/").partition("/")
-    if first == "zuora":
-        return "zuora-token" if rest.startswith("oauth/") else "zuora"
-    if first == "workfloo-sandbox":
-        return "workfloo"
-    return first if first in PROVIDERS else None
 
 
 class _Model(BaseModel):

@@ -3,9 +3,10 @@
 Middleware order, outermost first, and why:
 
 1. ``recording_middleware``: logs what the client sent and the status it finally got.
-2. Zuora ``header_middleware``: every Zuora answer, injected faults included, has a request id.
+2. each sandbox's ``outer`` middlewares (Zuora's request ids: injected faults get one too).
 3. ``fault_middleware``: injected failures answer before any provider logic runs.
-4. Zuora ``idempotency_middleware``: marks a key in flight before the injected delay starts...
+4. each sandbox's ``inner`` middlewares (Zuora's idempotency: marks a key in flight before the
+   injected delay starts...)
 5. ``delay_middleware``: ...so a duplicate sent during the delay sees the 409.
 
 Example::
@@ -26,13 +27,11 @@ from types import TracebackType
 from aiohttp import web
 
 from bridge.sandbox.admin import AdminApi, recording_middleware
+from bridge.sandbox.catalog import SANDBOXES
 from bridge.sandbox.config import SandboxConfig
-from bridge.sandbox.eightbyeight import EightByEightSandbox
 from bridge.sandbox.faults import FaultBook, delay_middleware, fault_middleware
+from bridge.sandbox.spec import Emulation, Emulator
 from bridge.sandbox.state import RequestLog
-from bridge.sandbox.workfloo import WorkflooSandbox
-from bridge.sandbox.zilliant import SalesforceSandbox, ZilliantSandbox
-from bridge.sandbox.zuora import ZuoraSandbox
 
 
 @dataclass(slots=True)
@@ -43,62 +42,54 @@ class SandboxState:
     rng: random.Random
     faults: FaultBook
     log: RequestLog
-    salesforce: SalesforceSandbox
-    zilliant: ZilliantSandbox
-    zuora: ZuoraSandbox
-    workfloo: WorkflooSandbox
-    eightbyeight: EightByEightSandbox
+    emulations: dict[str, Emulation]
+    """Per provider kind, what its sandbox (``bridge/sandbox/<provider>.py``) serves."""
 
     @classmethod
     def create(cls, config: SandboxConfig) -> SandboxState:
         rng = random.Random(config.seed)
-        salesforce = SalesforceSandbox(config)
-        return cls(
-            config=config,
-            rng=rng,
-            faults=FaultBook(rng),
-            log=RequestLog(config.request_log_limit),
-            salesforce=salesforce,
-            zilliant=ZilliantSandbox(config, salesforce.tokens),
-            zuora=ZuoraSandbox(config),
-            workfloo=WorkflooSandbox(config),
-            eightbyeight=EightByEightSandbox(config),
-        )
+        emulations = {sandbox.kind: sandbox.emulate(config) for sandbox in SANDBOXES}
+        return cls(config, rng, FaultBook(rng), RequestLog(config.request_log_limit), emulations)
+
+    def emulator(self, kind: str) -> Emulator:
+        """The main emulator of provider ``kind`` (its API; a token endpoint may come before it)."""
+        return self.emulations[kind].emulators[-1]
 
     def reset(self) -> None:
         """Back to the seeded state: no faults, an empty log, no tokens, no jobs or runs."""
         self.rng.seed(self.config.seed)
         self.faults.clear()
         self.log.clear()
-        for provider in (self.salesforce, self.zilliant, self.zuora, self.workfloo, self.eightbyeight):
-            provider.reset()
+        for emulation in self.emulations.values():
+            for emulator in emulation.emulators:
+                emulator.reset()
 
     def revoke_tokens(self) -> None:
-        self.salesforce.tokens.revoke_all()
-        self.zuora.tokens.revoke_all()
+        for emulation in self.emulations.values():
+            for revoke in emulation.revoke:
+                revoke()
 
 
 STATE_KEY = web.AppKey("sandbox_state", SandboxState)
 
 
 def build_app(config: SandboxConfig | None = None) -> web.Application:
-    """The sandbox application: all four providers, their token endpoints and ``/_sandbox``."""
+    """The sandbox application: every provider's sandbox, its token endpoints and ``/_sandbox``."""
     state = SandboxState.create(config or SandboxConfig())
+    emulations = state.emulations.values()
     app = web.Application(
         middlewares=[
             recording_middleware(state.log),
-            state.zuora.header_middleware,
+            *(m for emulation in emulations for m in emulation.outer),
             fault_middleware(state.faults),
-            state.zuora.idempotency_middleware,
+            *(m for emulation in emulations for m in emulation.inner),
             delay_middleware,
         ]
     )
     app[STATE_KEY] = state
-    app.add_routes(state.salesforce.routes())
-    app.add_routes(state.zilliant.routes())
-    app.add_routes(state.zuora.routes())
-    app.add_routes(state.workfloo.routes())
-    app.add_routes(state.eightbyeight.routes())
+    for emulation in emulations:
+        for emulator in emulation.emulators:
+            app.add_routes(emulator.routes())
     app.add_routes(AdminApi(state.faults, state.log, state.reset, state.revoke_tokens).routes())
     return app
 

@@ -16,23 +16,35 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from bridge.sandbox.config import (
-    WORKFLOO_DEFINITION_FORBIDDEN,
-    WORKFLOO_DEFINITION_PLAIN,
-    WORKFLOO_DEFINITION_WITH_LINKS,
-    WORKFLOO_RESULT_FIELD,
-    WORKFLOO_SCENARIO,
-    WORKFLOO_WAIT_FIELD,
-    SandboxConfig,
-)
+from bridge.sandbox.config import SandboxConfig
+from bridge.sandbox.spec import Emulation, Example, LocalTargets, SandboxSpec
 from bridge.sandbox.state import JsonObject, empty_response, json_response, read_json_object
 
+KIND = "workfloo"
+WORKFLOO_API_KEY = "sandbox-workfloo-key"
+WORKFLOO_DEFINITION_WITH_LINKS = "657117e1d511b6e54fe2a967"
+WORKFLOO_DEFINITION_PLAIN = "657117e1d511b6e54fe2a970"
+WORKFLOO_DEFINITION_FORBIDDEN = "657117e1d511b6e54fe2a971"
+WORKFLOO_SCENARIO = "6571181fd511b6e54fe2a968"
+# Sandbox extensions that pick how a started run ends (the real provider decides that itself).
+WORKFLOO_RESULT_FIELD = "sandboxResult"  # a form field: "ERROR" or "ABANDONED" (default SUCCESS)
+WORKFLOO_WAIT_FIELD = "sandboxWaitFor"  # a form field: "FORM", "DOCUMENT", ... a human step to wait on
+LOCAL_TARGET = "workfloo-sandbox"
+LOCAL_BAD_KEY_TARGET = "workfloo-wrong-key"
 PATH = "/api/v1/workfloo"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkflooSandboxSettings:
+    api_key: str = WORKFLOO_API_KEY
+    run_duration_s: float = 2.0
+    """How long an execution runs (after its human step, if it waits on one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +142,7 @@ class WorkflooSandbox:
         self, config: SandboxConfig, prod_prefix: str = "/workfloo", sandbox_prefix: str = "/workfloo-sandbox"
     ) -> None:
         self.config = config
+        self.settings = config.of(KIND, WorkflooSandboxSettings)
         self.prod_prefix = prod_prefix
         self.sandbox_prefix = sandbox_prefix
         self.definitions = {d.id: d for d in SEEDED_DEFINITIONS}
@@ -155,7 +168,7 @@ class WorkflooSandbox:
         ]
 
     def _execution(self, request: web.Request) -> Execution | web.Response:
-        if not api_key_ok(request.headers.get("x-api-key"), self.config.workfloo_api_key):
+        if not api_key_ok(request.headers.get("x-api-key"), self.settings.api_key):
             return empty_response(401)
         execution = self.executions.get(request.match_info["id"])
         return execution if execution is not None else json_response(not_found("id"), 404)
@@ -182,7 +195,7 @@ class WorkflooSandbox:
         return await self._execute(request, sandbox=True)
 
     async def _execute(self, request: web.Request, *, sandbox: bool) -> web.Response:
-        if not api_key_ok(request.headers.get("x-api-key"), self.config.workfloo_api_key):
+        if not api_key_ok(request.headers.get("x-api-key"), self.settings.api_key):
             return empty_response(401)
         body = await read_json_object(request)
         if body is None:
@@ -197,7 +210,49 @@ class WorkflooSandbox:
         scenario = body.get("scenarioId") if sandbox else None
         result, waits_for = execution_plan(body.get("form"))
         execution = Execution(secrets.token_hex(12), body["idWorkflooDefinition"], scenario or None, sandbox)
-        execution.started_at, execution.duration_s = self.config.clock(), self.config.workfloo_run_duration_s
+        execution.started_at, execution.duration_s = self.config.clock(), self.settings.run_duration_s
         execution.result, execution.waits_for = result, waits_for
         self.executions[execution.id] = execution
         return json_response({"id": execution.id})
+
+
+def _local_targets(url: str) -> dict[str, dict[str, Any]]:
+    target = {"provider": KIND, "base_url": f"{url}/workfloo-sandbox"}
+    return {
+        LOCAL_TARGET: {**target, "api_key": {"env": "SANDBOX_WORKFLOO_API_KEY"}},
+        LOCAL_BAD_KEY_TARGET: {**target, "api_key": {"env": "SANDBOX_WORKFLOO_WRONG_KEY"}},
+    }
+
+
+def _examples(cid: Callable[[str], str]) -> list[Example]:
+    execute = {"target": LOCAL_TARGET, "operation": "workfloo.execute"}
+    data = {**execute, "definition_id": WORKFLOO_DEFINITION_WITH_LINKS, "scenario_id": WORKFLOO_SCENARIO}
+    envelope: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": cid("workfloo-queued"),
+        "source": "urn:demo:loans",
+    }
+    envelope |= {"type": "workflow.command.run", "datacontenttype": "application/json", "data": data}
+    unknown = {**execute, "definition_id": "0" * 24, "scenario_id": WORKFLOO_SCENARIO}
+    wrong_key = {"target": LOCAL_BAD_KEY_TARGET, "operation": execute["operation"]}
+    return [
+        (b"loan-1", envelope),
+        (b"loan-2", {"id": cid("workfloo-unknown-definition"), **unknown}),
+        (
+            b"loan-3",
+            {"id": cid("workfloo-auth-error"), **wrong_key, "definition_id": WORKFLOO_DEFINITION_PLAIN},
+        ),
+    ]
+
+
+SANDBOX = SandboxSpec(
+    kind=KIND,
+    fault_keys=(KIND,),
+    fault_key=lambda path: KIND if path.split("/")[0] in ("workfloo", "workfloo-sandbox") else None,
+    emulate=lambda config: Emulation((WorkflooSandbox(config),)),
+    local=LocalTargets(
+        _local_targets,
+        {"SANDBOX_WORKFLOO_API_KEY": WORKFLOO_API_KEY, "SANDBOX_WORKFLOO_WRONG_KEY": "not-the-workfloo-key"},
+        _examples,
+    ),
+)

@@ -16,7 +16,7 @@ import base64
 import binascii
 import hmac
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from bridge.sandbox.config import SandboxConfig
+from bridge.sandbox.spec import Emulation, Example, LocalTargets, SandboxSpec
 from bridge.sandbox.state import (
     JsonObject,
     TokenStore,
@@ -33,6 +34,13 @@ from bridge.sandbox.state import (
     read_json_object,
 )
 
+KIND = "zilliant"
+SALESFORCE_USERNAME = "sandbox-user"
+SALESFORCE_PASSWORD = "sandbox-password"  # noqa: S105 (public sandbox credential)
+SALESFORCE_CLIENT_ID = "sandbox-sf-client"
+SALESFORCE_CLIENT_SECRET = "sandbox-sf-secret"  # noqa: S105 (public sandbox credential)
+ZILLIANT_FORWARDED_HOST = "sandbox.zilliant.local"
+LOCAL_TARGET = "zilliant-sandbox"
 TOKEN_FIELDS = ("access_token", "instance_url", "id", "token_type", "issued_at", "signature")
 BAD_BODY = {"message": "Unable to process the JSON body."}
 AUTH_ERROR = {"message": "Authentication error: invalid Authorization or X-Forwarded-Host header."}
@@ -40,11 +48,24 @@ CLOSE_STATUS_PARAM = "SANDBOX_CLOSE_STATUS"
 """Sandbox extension: a job parameter naming the closeStatus the job ends with (default COMPLETED)."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ZilliantSandboxSettings:
+    salesforce_username: str = SALESFORCE_USERNAME
+    salesforce_password: str = SALESFORCE_PASSWORD
+    salesforce_client_id: str = SALESFORCE_CLIENT_ID
+    salesforce_client_secret: str = SALESFORCE_CLIENT_SECRET
+    salesforce_token_ttl_s: float = 7200.0
+    forwarded_host: str = ZILLIANT_FORWARDED_HOST
+    parallel_enabled: bool = False
+    job_duration_s: float = 2.0
+
+
 class SalesforceSandbox:
     """``POST /services/oauth2/token`` with the password grant; no expires_in, no refresh token."""
 
     def __init__(self, config: SandboxConfig, prefix: str = "/salesforce") -> None:
         self.config = config
+        self.settings = config.of(KIND, ZilliantSandboxSettings)
         self.prefix = prefix
         self.tokens = TokenStore(config.clock, prefix="00DSANDBOX!")
 
@@ -63,11 +84,11 @@ class SalesforceSandbox:
         if not self._credentials_ok({k: str(v) for k, v in form.items()}):
             failure = {"error": "invalid_grant", "error_description": "authentication failure"}
             return json_response(failure, 400)
-        token = self.tokens.issue(self.config.salesforce_username, self.config.salesforce_token_ttl_s)
+        token = self.tokens.issue(self.settings.salesforce_username, self.settings.salesforce_token_ttl_s)
         return json_response(self._token_body(token.value, str(request.url.origin()), token.expires_at))
 
     def _credentials_ok(self, form: dict[str, str]) -> bool:
-        c = self.config
+        c = self.settings
         expected = {
             "username": c.salesforce_username,
             "password": c.salesforce_password,
@@ -77,9 +98,9 @@ class SalesforceSandbox:
         return all(hmac.compare_digest(form.get(k, ""), v) for k, v in expected.items())
 
     def _token_body(self, access_token: str, origin: str, expires_at: float) -> JsonObject:
-        issued_at = str(int((expires_at - self.config.salesforce_token_ttl_s) * 1000))
+        issued_at = str(int((expires_at - self.settings.salesforce_token_ttl_s) * 1000))
         identity = f"{origin}{self.prefix}/id/00DSANDBOX000001/005SANDBOX000001"
-        secret = self.config.salesforce_client_secret.encode()
+        secret = self.settings.salesforce_client_secret.encode()
         mac = hmac.new(secret, (identity + issued_at).encode(), "sha256")
         return {
             "access_token": access_token,
@@ -168,6 +189,7 @@ class ZilliantSandbox:
         self, config: SandboxConfig, salesforce_tokens: TokenStore, prefix: str = "/zilliant"
     ) -> None:
         self.config = config
+        self.settings = config.of(KIND, ZilliantSandboxSettings)
         self.prefix = prefix
         self.tokens = salesforce_tokens
         self.jobs: dict[str, Job] = {}
@@ -180,7 +202,7 @@ class ZilliantSandbox:
         return [web.post(base, self.submit), web.get(base + "/{jobId}/Status", self.status)]
 
     def authorized(self, request: web.Request) -> bool:
-        if request.headers.get("X-Forwarded-Host") != self.config.zilliant_forwarded_host:
+        if request.headers.get("X-Forwarded-Host") != self.settings.forwarded_host:
             return False
         token = decode_oauth_header(request.headers.get("Authorization"))
         return token is not None and self.tokens.lookup(token["access_token"]) is not None
@@ -195,7 +217,7 @@ class ZilliantSandbox:
         scope, close_status = parsed
         now = self.config.clock()
         start = schedule_start(
-            self.jobs.values(), scope, now, parallel_enabled=self.config.zilliant_parallel_enabled
+            self.jobs.values(), scope, now, parallel_enabled=self.settings.parallel_enabled
         )
         if start is None:
             return json_response({"message": f"A job with scope '{scope}' is already in progress."}, 409)
@@ -204,7 +226,7 @@ class ZilliantSandbox:
             scope,
             now,
             start,
-            start + self.config.zilliant_job_duration_s,
+            start + self.settings.job_duration_s,
             close_status,
             body,
         )
@@ -223,3 +245,50 @@ class ZilliantSandbox:
 def encode_oauth_header(token_response: dict[str, Any]) -> str:
     """``OAuth <base64 of the whole token JSON>``: what a Zilliant client sends (used by tests)."""
     return "OAuth " + base64.b64encode(orjson.dumps(token_response)).decode()
+
+
+def _emulate(config: SandboxConfig) -> Emulation:
+    salesforce = SalesforceSandbox(config)
+    return Emulation(
+        (salesforce, ZilliantSandbox(config, salesforce.tokens)), revoke=(salesforce.tokens.revoke_all,)
+    )
+
+
+def _local_targets(url: str) -> dict[str, dict[str, Any]]:
+    return {
+        LOCAL_TARGET: {
+            "provider": KIND,
+            "base_url": f"{url}/zilliant",
+            "token_url": f"{url}/salesforce/services/oauth2/token",
+            "forwarded_host": ZILLIANT_FORWARDED_HOST,
+            **{field: {"env": f"SANDBOX_SF_{field.upper()}"} for field in _CREDENTIALS},
+        }
+    }
+
+
+_CREDENTIALS = {
+    "username": SALESFORCE_USERNAME,
+    "password": SALESFORCE_PASSWORD,
+    "client_id": SALESFORCE_CLIENT_ID,
+    "client_secret": SALESFORCE_CLIENT_SECRET,
+}
+
+
+def _examples(cid: Callable[[str], str]) -> list[Example]:
+    job = {"target": LOCAL_TARGET, "operation": "zilliant.queue_job", "automation_id": "PublishListPrices"}
+    return [
+        (b"pricing", {"id": cid("zilliant-queued"), **job, "scope": "pricing", "parameters": {"foo": "bar"}}),
+        # same key: runs after the first, while its job still holds the scope -> 409 conflict
+        (b"pricing", {"id": cid("zilliant-conflict"), **job, "scope": "pricing"}),
+    ]
+
+
+SANDBOX = SandboxSpec(
+    kind=KIND,
+    fault_keys=("zilliant", "salesforce"),
+    fault_key=lambda path: next((k for k in ("zilliant", "salesforce") if path.split("/")[0] == k), None),
+    emulate=_emulate,
+    local=LocalTargets(
+        _local_targets, {f"SANDBOX_SF_{f.upper()}": v for f, v in _CREDENTIALS.items()}, _examples
+    ),
+)

@@ -21,142 +21,54 @@ from __future__ import annotations
 import copy
 import hmac
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bridge.sandbox.config import (
-    ZUORA_DEFINITION_CALLOUT_DISABLED,
-    ZUORA_DEFINITION_NO_PARAMS,
-    ZUORA_DEFINITION_REQUIRES_ACCOUNT,
-    ZUORA_RESULT_PARAM,
-    ZUORA_SEEDED_INSTANCE,
-    SandboxConfig,
-    zuora_seeded_tasks,
-)
+from bridge.sandbox.config import SandboxConfig
+from bridge.sandbox.spec import Emulation, Example, LocalTargets, SandboxSpec
 from bridge.sandbox.state import (
     IdempotencyStore,
-    IdempotencyVerdict,
     JsonObject,
     TokenStore,
     bearer,
     iso_millis,
     json_response,
     read_json_object,
-    utc,
+)
+from bridge.sandbox.zuora_runs import (
+    AUTH_ERROR,
+    IDEMPOTENCY_REFUSALS,
+    KIND,
+    ZUORA_CLIENT_ID,
+    ZUORA_CLIENT_SECRET,
+    ZUORA_DEFINITION_REQUIRES_ACCOUNT,
+    ZUORA_RESULT_PARAM,
+    ZUORA_SEEDED_INSTANCE,
+    ZUORA_TASK_ERROR,
+    RunTimeline,
+    ZuoraSandboxSettings,
+    errors,
+    run_error,
+    run_status,
+    seeded_definitions,
+    track_id_ok,
+    zuora_seeded_tasks,
+    zuora_time,
 )
 
-RESERVED_WORDS = frozenset({"controller", "action", "id", "user_email", "user_token", "format"})
-TRACK_ID_FORBIDDEN = frozenset(":;\"'")
-MAX_TRACK_ID = 64
-AUTH_ERROR = {"message": "Authentication error"}
-
-
-def errors(status: int, title: str, code: str = "invalid") -> JsonObject:
-    return {"errors": [{"code": code, "status": status, "title": title}]}
-
-
-def track_id_ok(value: str) -> bool:
-    """Pure: ≤ 64 printable US-ASCII characters without ``: ; " '``."""
-    return (
-        len(value) <= MAX_TRACK_ID
-        and all(" " <= ch <= "~" for ch in value)
-        and not TRACK_ID_FORBIDDEN.intersection(value)
-    )
-
-
-IDEMPOTENCY_REFUSALS = {
-    IdempotencyVerdict.IN_FLIGHT: errors(
-        409, "Another request with the same Idempotency-Key is in progress", "conflict"
-    ),
-    IdempotencyVerdict.MISMATCH: errors(
-        422,
-        "The Idempotency-Key was already used with a different URL or HTTP method",
-        "unprocessable_entity",
-    ),
-}
-
-
-def zuora_time(epoch_s: float) -> str:
-    """``2019-09-19 18:25:33 UTC``, the format of workflow instance timestamps."""
-    return utc(epoch_s).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-@dataclass(frozen=True, slots=True)
-class Definition:
-    id: int
-    callout_enabled: bool
-    required: tuple[str, ...] = ()
-
-
-def run_error(definition: Definition, body: JsonObject) -> tuple[int, JsonObject] | None:
-    """Pure: the error a Run with this body gets from this definition, or None when it runs."""
-    if not definition.callout_enabled:
-        return 400, errors(400, "Callout not enabled for the workflow")
-    reserved = sorted(RESERVED_WORDS.intersection(body))
-    if reserved:
-        # (inference) Zuora documents the reserved words but not what it answers when one is sent.
-        return 400, errors(400, f"Reserved words cannot be used as parameters: {', '.join(reserved)}")
-    if any(name not in body for name in definition.required):
-        title = "The provided body is missing one or more required parameters"
-        return 406, {**errors(406, title), "parameters": body}
-    return None
-
-
-STOPPING_S = 0.5  # (inference) how long a stop takes is not documented
-TASKS = 3
-
-
-@dataclass(slots=True)
-class RunTimeline:
-    """When a run was created, how long it runs, whether a task fails, and when a stop came."""
-
-    created_at: float
-    duration_s: float
-    fails: bool = False
-    stop_at: float | None = None
-    tasks: dict[str, int] = field(default_factory=dict)
-
-
-def _counts(**counts: int) -> dict[str, int]:
-    base = dict.fromkeys(("error", "pending", "processing", "queued", "stopped", "success"), 0)
-    return {**base, **counts, "total": TASKS}
-
-
-def run_status(run: RunTimeline, now: float) -> tuple[str, dict[str, int], float | None]:
-    """Pure: (status, task counts, finished at) of a run at ``now``."""
-    end = run.created_at + run.duration_s
-    if run.stop_at is not None and run.stop_at < end:
-        done = run.stop_at + STOPPING_S
-        if now < done:
-            return "Stopping", _counts(processing=1, stopped=TASKS - 1), None
-        return "Stopped", _counts(stopped=TASKS), done
-    if now < run.created_at + run.duration_s / 10:
-        return "Queued", _counts(queued=TASKS), None
-    if now < end:
-        return "Processing", _counts(processing=1, queued=TASKS - 1), None
-    tasks = _counts(error=1, success=TASKS - 1) if run.fails else _counts(success=TASKS)
-    return "Finished", tasks, end
-
-
-def seeded_definitions() -> dict[int, Definition]:
-    return {
-        d.id: d
-        for d in (
-            Definition(ZUORA_DEFINITION_REQUIRES_ACCOUNT, callout_enabled=True, required=("accountId",)),
-            Definition(ZUORA_DEFINITION_CALLOUT_DISABLED, callout_enabled=False),
-            Definition(ZUORA_DEFINITION_NO_PARAMS, callout_enabled=True),
-        )
-    }
+LOCAL_TARGET = "zuora-sandbox"
 
 
 class ZuoraSandbox:
     def __init__(self, config: SandboxConfig, prefix: str = "/zuora") -> None:
         self.config = config
+        self.settings = config.of(KIND, ZuoraSandboxSettings)
         self.prefix = prefix
         self.tokens = TokenStore(config.clock)
-        self.idempotency = IdempotencyStore(config.clock, config.zuora_idempotency_ttl_s)
+        self.idempotency = IdempotencyStore(config.clock, self.settings.idempotency_ttl_s)
         self.definitions = seeded_definitions()
         self.instances: dict[int, JsonObject] = {}
         self.runs: dict[int, int] = {}
@@ -197,13 +109,13 @@ class ZuoraSandbox:
         if form.get("grant_type") != "client_credentials":
             return json_response({"error": "unsupported_grant_type"}, 400)
         client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
-        clients = self.config.zuora_clients()
+        clients = self.settings.clients()
         if client_id not in clients or not hmac.compare_digest(clients[client_id], secret):
             return json_response({"error": "invalid_client"}, 401)
-        issued = self.tokens.issue(client_id, self.config.zuora_token_ttl_s)
+        issued = self.tokens.issue(client_id, self.settings.token_ttl_s)
         tenant_no = 10000 + list(clients).index(client_id)
         scope = f"user.{uuid.uuid4().hex} entity.{uuid.uuid4()} service.workflow.write tenant.{tenant_no}"
-        body = {"access_token": issued.value, "expires_in": self.config.zuora_token_ttl_s}
+        body = {"access_token": issued.value, "expires_in": self.settings.token_ttl_s}
         return json_response({**body, "jti": uuid.uuid4().hex, "scope": scope, "token_type": "bearer"})
 
     async def run(self, request: web.Request) -> web.Response:
@@ -274,7 +186,7 @@ class ZuoraSandbox:
             "updatedAt": zuora_time(now),
         }
         self.instances[self._next_instance] = instance
-        self.timelines[self._next_instance] = RunTimeline(now, self.config.zuora_run_duration_s)
+        self.timelines[self._next_instance] = RunTimeline(now, self.settings.run_duration_s)
         self._next_instance += 1
         return instance
 
@@ -341,3 +253,72 @@ class ZuoraSandbox:
             raise
         self.idempotency.complete(tenant, key, response)
         return response
+
+
+def _examples(cid: Callable[[str], str]) -> list[Example]:
+    zuora = {"target": LOCAL_TARGET}
+    run = {**zuora, "operation": "zuora.run_workflow", "workflow_id": ZUORA_DEFINITION_REQUIRES_ACCOUNT}
+    account = {"accountId": "4028905f5a87c0ff015a87d25ae90025"}
+    return [
+        (
+            b"acct-1",
+            {"id": cid("zuora-queued"), **run, "parameters": account, "zuora": {"track_id": "demo-run-1"}},
+        ),
+        # the sandbox ends this run Finished with a task in error: its lifecycle ends failed
+        (
+            b"acct-4",
+            {"id": cid("zuora-run-fails"), **run, "parameters": {**account, ZUORA_RESULT_PARAM: "error"}},
+        ),
+        (b"acct-2", {"id": cid("zuora-missing-param"), **run, "parameters": {}}),
+        (
+            b"acct-3",
+            {"id": cid("zuora-reserved-word"), **run, "parameters": {"accountId": "x", "format": "json"}},
+        ),
+        (
+            b"task-2770",
+            {"id": cid("zuora-rerun"), **zuora, "operation": "zuora.rerun_task", "task_id": ZUORA_TASK_ERROR},
+        ),
+        # run 400 of the sandbox finished long ago: a stop is refused
+        (
+            b"acct-0",
+            {
+                "id": cid("zuora-stop-finished"),
+                **zuora,
+                "operation": "zuora.stop_run",
+                "run_id": ZUORA_SEEDED_INSTANCE,
+            },
+        ),
+    ]
+
+
+def _local_targets(url: str) -> dict[str, dict[str, Any]]:
+    credentials = {
+        "client_id": {"env": "SANDBOX_ZUORA_CLIENT_ID"},
+        "client_secret": {"env": "SANDBOX_ZUORA_CLIENT_SECRET"},
+    }
+    return {LOCAL_TARGET: {"provider": KIND, "base_url": f"{url}/zuora", **credentials}}
+
+
+def _emulate(config: SandboxConfig) -> Emulation:
+    zuora = ZuoraSandbox(config)
+    return Emulation(
+        (zuora,), (zuora.header_middleware,), (zuora.idempotency_middleware,), (zuora.tokens.revoke_all,)
+    )
+
+
+def _fault_key(path: str) -> str | None:
+    first, _, rest = path.partition("/")
+    return None if first != KIND else "zuora-token" if rest.startswith("oauth/") else KIND
+
+
+SANDBOX = SandboxSpec(
+    kind=KIND,
+    fault_keys=(KIND, "zuora-token"),
+    fault_key=_fault_key,
+    emulate=_emulate,
+    local=LocalTargets(
+        _local_targets,
+        {"SANDBOX_ZUORA_CLIENT_ID": ZUORA_CLIENT_ID, "SANDBOX_ZUORA_CLIENT_SECRET": ZUORA_CLIENT_SECRET},
+        _examples,
+    ),
+)

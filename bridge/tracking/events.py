@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.lifecycle import RunState
-from bridge.outcomes import CLOUDEVENTS_SOURCE, ProviderKind, SourceRecord
+from bridge.outcomes import CLOUDEVENTS_SOURCE, SourceRecord
 
 LIFECYCLE_TYPE_PREFIX = "workflow.lifecycle."
 _NAMESPACE = uuid.UUID("0b7d3c1e-9a55-4f0e-8c21-5d2f6a9e4b73")
@@ -32,7 +32,7 @@ class LifecycleData(BaseModel):
 
     command_id: str
     target: str
-    provider: ProviderKind
+    provider: str  # one of the catalog's kinds (bridge.providers.catalog)
     operation: str
     status: RunState
     provider_ref: str | None = Field(description="The run, job, execution or instance being followed.")

@@ -22,7 +22,9 @@ class TargetTracking(_Model):
     )
     jitter: float = Field(default=0.2, ge=0, le=1, description="Each interval is moved by up to this share.")
     horizon_s: float = Field(
-        default=WEEK_S, gt=0, description="Give up (lost) this long after the start; below Zuora's retention."
+        default=WEEK_S,
+        gt=0,
+        description="Give up (lost) this long after the start; below the provider's retention.",
     )
     polls_per_s: float = Field(
         default=5.0, gt=0, description="Poll budget: status reads per second, at most (after commands)."

@@ -30,7 +30,7 @@ from dataclasses import replace
 
 from aiokafka import TopicPartition
 
-from bridge.commands import OPERATION_PROVIDER, Command, Operation
+from bridge.commands import Command
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import TokenBucket
 from bridge.lifecycle import ReadFailure, Reading, ReadProblem, RunReading, RunState
@@ -38,6 +38,8 @@ from bridge.metrics import Metrics
 from bridge.outcomes import SourceRecord
 from bridge.policies import RateLimitSettings
 from bridge.ports import ProducerPort
+from bridge.providers.catalog import CATALOG
+from bridge.providers.spec import StatusRead
 from bridge.publisher import Publisher
 from bridge.records import Incoming, Outgoing
 from bridge.redact import Redactor
@@ -45,7 +47,6 @@ from bridge.settings import Settings
 from bridge.tracking.entries import TrackedEntry, encode, entry_key
 from bridge.tracking.events import LifecycleData, encode_lifecycle
 from bridge.tracking.policy import after_reading, beyond_horizon, horizon_reading
-from bridge.tracking.reads import StatusRead, status_read
 from bridge.tracking.registry import PartitionKey, Registry
 from bridge.tracking.schedule import Tracked, capped_due, jittered
 from bridge.tracking.settings import TargetTracking
@@ -55,7 +56,6 @@ CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
 MAX_DETAIL = 500
 GAUGE_INTERVAL_S = 5.0
 MAX_REFUSALS_PER_TURN = 16
-MAIN_REFS = ("run_id", "job_id", "execution_id", "instance_id")
 NO_RESPONSE = ReadFailure(ReadProblem.PROVIDER_ERROR)
 
 
@@ -73,7 +73,9 @@ class Tracker:
         rng: random.Random | None = None,
     ) -> None:
         self._targets = {n: t for n, t in targets.items() if settings.targets[n].tracking.enabled}
-        self._reads: dict[str, StatusRead] = {n: status_read(settings.targets[n]) for n in self._targets}
+        self._reads: dict[str, StatusRead] = {
+            n: CATALOG.status_read(settings.targets[n]) for n in self._targets
+        }
         self._budgets = {n: _budget(t.settings.tracking.polls_per_s) for n, t in self._targets.items()}
         self._executor = executor
         self._publisher = Publisher(producer, metrics, settings.engine.publish_retry_backoff_s)
@@ -309,15 +311,13 @@ class Tracker:
         return Outgoing(self._ledger_topic, key, value, partition=entry.partition)
 
     def _event_data(self, entry: TrackedEntry, reading: RunReading, now: float) -> LifecycleData:
-        ref = dict(entry.ref)
+        provider = CATALOG.provider_of(entry.operation)
         detail = self._redactor.scrub(reading.detail)[:MAX_DETAIL] if reading.detail else None
-        main_ref = next(
-            (ref[k] for k in ("run_id", "job_id", "execution_id", "instance_id") if k in ref), None
-        )
+        main_ref = dict(entry.ref).get(CATALOG.spec(provider).followed)
         return LifecycleData(
             command_id=entry.command_id,
             target=entry.target,
-            provider=OPERATION_PROVIDER[Operation(entry.operation)],
+            provider=provider,
             operation=entry.operation,
             status=reading.state,
             provider_ref=main_ref,

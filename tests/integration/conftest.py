@@ -19,12 +19,17 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.app import Bridge
-from bridge.local import examples
 from bridge.local.broker import RunningBroker, create_topics, start_broker
 from bridge.local.otlp import OtlpReceiver
 from bridge.local.stack import SANDBOX_ENV, local_config, local_settings, topic_layout
-from bridge.sandbox import config as sb
+from bridge.sandbox import eightbyeight as eightbyeight_sandbox
 from bridge.sandbox import start_sandbox
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox import zilliant as zilliant_sandbox
+from bridge.sandbox import zuora as zuora_sandbox
+from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
+from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
+from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
 from bridge.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -214,25 +219,25 @@ async def start_process(
 
 
 SANDBOX_TARGETS = (
-    examples.ZILLIANT,
-    examples.ZUORA,
-    examples.WORKFLOO,
-    examples.WORKFLOO_BAD_KEY,
-    examples.EIGHT_BY_EIGHT,
+    zilliant_sandbox.LOCAL_TARGET,
+    zuora_sandbox.LOCAL_TARGET,
+    workfloo_sandbox.LOCAL_TARGET,
+    workfloo_sandbox.LOCAL_BAD_KEY_TARGET,
+    eightbyeight_sandbox.LOCAL_TARGET,
 )
 # For tests of the calls commands make: tracking's status reads would join them in the sandbox log
 # (tests/integration/test_tracking.py tests those).
 NO_TRACKING = {name: {"tracking": {"enabled": False}} for name in SANDBOX_TARGETS}
 
 
-def workfloo_command(command_id: str, target: str = examples.WORKFLOO) -> dict[str, Any]:
+def workfloo_command(command_id: str, target: str = workfloo_sandbox.LOCAL_TARGET) -> dict[str, Any]:
     """A workfloo run command the sandbox accepts (unless ``target`` says otherwise)."""
     return {
         "id": command_id,
         "target": target,
         "operation": "workfloo.execute",
-        "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
-        "scenario_id": sb.WORKFLOO_SCENARIO,
+        "definition_id": WORKFLOO_DEFINITION_WITH_LINKS,
+        "scenario_id": WORKFLOO_SCENARIO,
     }
 
 
@@ -240,7 +245,7 @@ def zilliant_command(command_id: str, **extra: Any) -> dict[str, Any]:
     """A Zilliant job the sandbox queues."""
     return {
         "id": command_id,
-        "target": examples.ZILLIANT,
+        "target": zilliant_sandbox.LOCAL_TARGET,
         "operation": "zilliant.queue_job",
         "automation_id": "PublishListPrices",
         **extra,
@@ -251,10 +256,10 @@ def eight_command(command_id: str, **fields: Any) -> dict[str, Any]:
     """A suspend of an 8x8 instance of the sandbox's definition."""
     return {
         "id": command_id,
-        "target": examples.EIGHT_BY_EIGHT,
+        "target": eightbyeight_sandbox.LOCAL_TARGET,
         "operation": "8x8.update_instance",
         "action": "suspend",
-        "definition_id": sb.EIGHTBYEIGHT_DEFINITION,
+        "definition_id": EIGHTBYEIGHT_DEFINITION,
         "instance_id": "60dbe307fe55d99fc083db61",
         **fields,
     }
@@ -264,9 +269,9 @@ def zuora_command(command_id: str, **extra: Any) -> dict[str, Any]:
     """A Zuora run of the definition without required parameters: the sandbox queues it."""
     return {
         "id": command_id,
-        "target": examples.ZUORA,
+        "target": zuora_sandbox.LOCAL_TARGET,
         "operation": "zuora.run_workflow",
-        "workflow_id": sb.ZUORA_DEFINITION_NO_PARAMS,
+        "workflow_id": ZUORA_DEFINITION_NO_PARAMS,
         **extra,
     }
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from bridge.local import examples
-from bridge.sandbox import config as sb
+from bridge.sandbox import zuora as zuora_sandbox
+from bridge.sandbox.zuora_runs import ZUORA_TASK_ERROR
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,8 @@ async def test_send_publishes_to_the_right_topic_and_tail_prints_the_outcome(sta
     )
     await stack.start_bridge()
     doc = (
-        f'{{"id":"{command_id}","target":"{examples.ZUORA}","operation":"zuora.rerun_task",'
-        f'"task_id":"{sb.ZUORA_TASK_ERROR}"}}'
+        f'{{"id":"{command_id}","target":"{zuora_sandbox.LOCAL_TARGET}","operation":"zuora.rerun_task",'
+        f'"task_id":"{ZUORA_TASK_ERROR}"}}'
     )
     code, out, err = await bridge_cli(
         "send", "--config", str(config), "--bootstrap", stack.broker.bootstrap, doc

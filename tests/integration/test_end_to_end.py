@@ -9,7 +9,10 @@ import aiohttp
 import pytest
 
 from bridge.local import examples
-from bridge.sandbox import config as sb
+from bridge.sandbox import eightbyeight as eightbyeight_sandbox
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_ACCOUNT, EIGHTBYEIGHT_API_KEY, EIGHTBYEIGHT_DEFINITION
+from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
 from tests.integration.conftest import Stack, by_command, zuora_command
 
 pytestmark = pytest.mark.integration
@@ -67,10 +70,10 @@ async def test_outcomes_keep_the_command_key_and_are_cloudevents(stack: Stack) -
     await stack.start_bridge()
     doc = {
         "id": uid("key"),
-        "target": examples.WORKFLOO,
+        "target": workfloo_sandbox.LOCAL_TARGET,
         "operation": "workfloo.execute",
-        "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
-        "scenario_id": sb.WORKFLOO_SCENARIO,
+        "definition_id": WORKFLOO_DEFINITION_WITH_LINKS,
+        "scenario_id": WORKFLOO_SCENARIO,
     }
     await stack.send((b"customer-42", doc))
     [event] = await stack.collect(1)
@@ -86,11 +89,11 @@ async def test_outcomes_keep_the_command_key_and_are_cloudevents(stack: Stack) -
 
 
 async def _new_instance(session: aiohttp.ClientSession, url: str) -> str:
-    base = f"{url}/8x8/api/v1/accounts/{sb.EIGHTBYEIGHT_ACCOUNT}/definitions/{sb.EIGHTBYEIGHT_DEFINITION}"
+    base = f"{url}/8x8/api/v1/accounts/{EIGHTBYEIGHT_ACCOUNT}/definitions/{EIGHTBYEIGHT_DEFINITION}"
     async with session.post(
         f"{base}/workflows",
         json={"demo": True},
-        headers={"Authorization": f"Bearer {sb.EIGHTBYEIGHT_API_KEY}"},
+        headers={"Authorization": f"Bearer {EIGHTBYEIGHT_API_KEY}"},
     ) as resp:
         assert resp.status == 201, await resp.text()
         return resp.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
@@ -114,10 +117,10 @@ async def test_same_key_runs_in_order_while_keys_run_concurrently(stack: Stack) 
                     instance.encode(),
                     {
                         "id": f"{instance}-{step}",
-                        "target": examples.EIGHT_BY_EIGHT,
+                        "target": eightbyeight_sandbox.LOCAL_TARGET,
                         "operation": "8x8.update_instance",
                         "action": action,
-                        "definition_id": sb.EIGHTBYEIGHT_DEFINITION,
+                        "definition_id": EIGHTBYEIGHT_DEFINITION,
                         "instance_id": instance,
                     },
                 )

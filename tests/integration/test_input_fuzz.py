@@ -18,9 +18,13 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bridge.commands import ZUORA_RESERVED_PARAMETERS
-from bridge.local import examples
-from bridge.sandbox import config as sb
+from bridge.providers.zuora import RESERVED_PARAMETERS
+from bridge.sandbox import eightbyeight as eightbyeight_sandbox
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox import zilliant as zilliant_sandbox
+from bridge.sandbox import zuora as zuora_sandbox
+from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_PLAIN
+from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
 from tests.integration.conftest import NO_TRACKING, Stack
 
 pytestmark = pytest.mark.integration
@@ -35,7 +39,7 @@ json_values = st.recursive(
     max_leaves=8,
 )
 params = st.dictionaries(
-    text.filter(lambda k: k not in ZUORA_RESERVED_PARAMETERS and k != "WORKFLOW_AUTOMATION_ID"),
+    text.filter(lambda k: k not in RESERVED_PARAMETERS and k != "WORKFLOW_AUTOMATION_ID"),
     json_values,
     max_size=4,
 )
@@ -64,7 +68,7 @@ FIELDS: dict[str, dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
     },
     "zuora.run_workflow": {
         "workflow_id": (
-            st.integers(1, 2**63 - 1) | st.just(sb.ZUORA_DEFINITION_NO_PARAMS),
+            st.integers(1, 2**63 - 1) | st.just(ZUORA_DEFINITION_NO_PARAMS),
             st.sampled_from([True, False, "398", 398.0, 0, -5]),
         ),
         "parameters": (params, bad_params | st.just({"format": "json"})),
@@ -75,7 +79,7 @@ FIELDS: dict[str, dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]
     },
     "workfloo.execute": {
         "definition_id": (
-            st.text("abcdef0123456789", min_size=1, max_size=24) | st.just(sb.WORKFLOO_DEFINITION_PLAIN),
+            st.text("abcdef0123456789", min_size=1, max_size=24) | st.just(WORKFLOO_DEFINITION_PLAIN),
             st.sampled_from(["abc-def", 5, ""]),
         ),
         "form": (st.none() | params, st.sampled_from([[1], "x", True])),
@@ -105,11 +109,11 @@ COMMON: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
     ),
 }
 TARGETS = {
-    "zilliant.queue_job": examples.ZILLIANT,
-    "zuora.run_workflow": examples.ZUORA,
-    "workfloo.execute": examples.WORKFLOO,
-    "zuora.rerun_task": examples.ZUORA,
-    "8x8.update_instance": examples.EIGHT_BY_EIGHT,
+    "zilliant.queue_job": zilliant_sandbox.LOCAL_TARGET,
+    "zuora.run_workflow": zuora_sandbox.LOCAL_TARGET,
+    "workfloo.execute": workfloo_sandbox.LOCAL_TARGET,
+    "zuora.rerun_task": zuora_sandbox.LOCAL_TARGET,
+    "8x8.update_instance": eightbyeight_sandbox.LOCAL_TARGET,
 }
 CONTROL = frozenset({"zuora.rerun_task", "8x8.update_instance"})
 HOSTILE_HEADERS = st.lists(

@@ -15,8 +15,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bridge.local import examples
-from bridge.sandbox import config as sb
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox import zuora as zuora_sandbox
+from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
+from bridge.sandbox.workfloo import WORKFLOO_SCENARIO
+from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
 from tests.integration.conftest import Stack, by_command, eight_command, workfloo_command, zuora_command
 
 pytestmark = pytest.mark.integration
@@ -39,7 +42,12 @@ async def produce(stack: Stack, topic: str, *records: Record) -> None:
 
 
 def rerun_command(command_id: str, task_id: str) -> dict[str, Any]:
-    return {"id": command_id, "target": examples.ZUORA, "operation": "zuora.rerun_task", "task_id": task_id}
+    return {
+        "id": command_id,
+        "target": zuora_sandbox.LOCAL_TARGET,
+        "operation": "zuora.rerun_task",
+        "task_id": task_id,
+    }
 
 
 def provider_calls(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -50,7 +58,7 @@ async def test_type_errors_are_rejected_and_never_reach_the_provider(stack: Stac
     await stack.start_bridge()
     bad = {
         uid("bool-workflow"): zuora_command("", workflow_id=True),
-        uid("string-workflow"): zuora_command("", workflow_id=str(sb.ZUORA_DEFINITION_NO_PARAMS)),
+        uid("string-workflow"): zuora_command("", workflow_id=str(ZUORA_DEFINITION_NO_PARAMS)),
         uid("string-ttl"): zuora_command("", ttl_s="60"),
         uid("epoch-expiry"): zuora_command("", expires_at=4_102_444_800),
         uid("bool-form"): {**workfloo_command(""), "form": True},
@@ -70,7 +78,7 @@ async def test_type_errors_are_rejected_and_never_reach_the_provider(stack: Stac
     assert outcomes[good["id"]]["status"] == "queued"
     # only the good command reached Zuora: `true` no longer runs workflow 1, "398" no longer runs 398
     runs = [r["path"] for r in provider_calls(await stack.requests("zuora"))]
-    assert runs == [f"/zuora/workflows/{sb.ZUORA_DEFINITION_NO_PARAMS}/run"]
+    assert runs == [f"/zuora/workflows/{ZUORA_DEFINITION_NO_PARAMS}/run"]
     assert provider_calls(await stack.requests("workfloo")) == []
     assert provider_calls(await stack.requests("8x8")) == []
 
@@ -85,7 +93,7 @@ async def test_the_provider_receives_the_path_the_builder_encoded(stack: Stack) 
     assert all(outcomes[c["id"]]["attempts"] == 1 for c in (instance, account, task)), outcomes
 
     paths = sorted(r["raw_path"] for r in provider_calls(await stack.requests("8x8")))
-    base = f"/8x8/api/v1/accounts/{{}}/definitions/{sb.EIGHTBYEIGHT_DEFINITION}/workflows/{{}}"
+    base = f"/8x8/api/v1/accounts/{{}}/definitions/{EIGHTBYEIGHT_DEFINITION}/workflows/{{}}"
     assert paths == sorted(
         [
             base.format("acme", "inst%3Bv%3D1"),
@@ -143,7 +151,7 @@ async def test_deep_parameters_are_rejected_not_an_internal_error(stack: Stack) 
 
 
 async def test_sandbox_mode_targets_require_a_scenario(stack: Stack) -> None:
-    stack.configure(targets={examples.WORKFLOO: {"sandbox": True}})
+    stack.configure(targets={workfloo_sandbox.LOCAL_TARGET: {"sandbox": True}})
     await stack.start_bridge()
     without = {k: v for k, v in workfloo_command(uid("no-scenario")).items() if k != "scenario_id"}
     with_scenario = workfloo_command(uid("scenario"))
@@ -155,7 +163,7 @@ async def test_sandbox_mode_targets_require_a_scenario(stack: Stack) -> None:
     assert outcomes[with_scenario["id"]]["status"] == "queued"
     calls = provider_calls(await stack.requests("workfloo"))
     assert [(r["body"].get("scenarioId"), r["query"]) for r in calls] == [
-        (sb.WORKFLOO_SCENARIO, {"sandbox": "true"})
+        (WORKFLOO_SCENARIO, {"sandbox": "true"})
     ]
 
 

@@ -24,10 +24,11 @@ from bridge.ledger.entries import (
     encode_done,
     fingerprint,
 )
-from bridge.local import examples
 from bridge.local.broker import create_topics
 from bridge.parsing import Parsed, parse_command
-from bridge.sandbox import config as sb
+from bridge.sandbox import eightbyeight as eightbyeight_sandbox
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_RUNNABLE, EIGHTBYEIGHT_SUSPENDED
 from tests.integration.conftest import (
     Stack,
     by_command,
@@ -159,7 +160,7 @@ async def test_restart_after_the_outcome_but_before_the_commit_neither_calls_nor
 
 
 async def test_a_failed_command_runs_again_only_when_re_driven(stack: Stack) -> None:
-    stack.configure(targets={examples.WORKFLOO: {"retry": {"max_attempts": 1}}})
+    stack.configure(targets={workfloo_sandbox.LOCAL_TARGET: {"retry": {"max_attempts": 1}}})
     await stack.fault("workfloo", {"error_rate": 1.0, "error_status": 500})
     bridge = await stack.start_bridge()
     doc = workfloo_command(uid("redrive"))
@@ -234,8 +235,8 @@ async def test_on_unknown_defaults_per_provider(
 
 
 async def test_8x8_reads_before_it_writes(stack: Stack) -> None:
-    already = eight_command(uid("suspended"), instance_id=sb.EIGHTBYEIGHT_SUSPENDED)
-    pending = eight_command(uid("runnable"), instance_id=sb.EIGHTBYEIGHT_RUNNABLE)
+    already = eight_command(uid("suspended"), instance_id=EIGHTBYEIGHT_SUSPENDED)
+    pending = eight_command(uid("runnable"), instance_id=EIGHTBYEIGHT_RUNNABLE)
     await crashed_after_dispatch(stack, already, CommandFamily.CONTROL)
     await crashed_after_dispatch(stack, pending, CommandFamily.CONTROL)
     bridge = await stack.start_bridge()
@@ -245,9 +246,9 @@ async def test_8x8_reads_before_it_writes(stack: Stack) -> None:
     requests = await stack.requests("8x8")
     patched = [r["path"].rsplit("/", 1)[1] for r in requests if r["method"] == "PATCH"]
     read = [r["path"].rsplit("/", 1)[1] for r in requests if r["method"] == "GET"]
-    assert sorted(read) == sorted([sb.EIGHTBYEIGHT_SUSPENDED, sb.EIGHTBYEIGHT_RUNNABLE])
-    assert patched == [sb.EIGHTBYEIGHT_RUNNABLE]  # the suspended instance needed no PATCH
-    target = examples.EIGHT_BY_EIGHT
+    assert sorted(read) == sorted([EIGHTBYEIGHT_SUSPENDED, EIGHTBYEIGHT_RUNNABLE])
+    assert patched == [EIGHTBYEIGHT_RUNNABLE]  # the suspended instance needed no PATCH
+    target = eightbyeight_sandbox.LOCAL_TARGET
     assert sample(bridge, "bridge_unknown_outcomes_total", target=target, resolution="already_applied") == 1
     assert sample(bridge, "bridge_unknown_outcomes_total", target=target, resolution="not_yet_applied") == 1
 

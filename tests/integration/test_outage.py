@@ -21,14 +21,15 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from bridge.local import examples
 from bridge.local.broker import free_port
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox import zuora as zuora_sandbox
 from tests.integration.conftest import Stack, workfloo_command, zuora_command
 from tests.integration.proxy import CuttableProxy
 
 pytestmark = pytest.mark.integration
 
-A, B = examples.WORKFLOO, examples.ZUORA
+A, B = workfloo_sandbox.LOCAL_TARGET, zuora_sandbox.LOCAL_TARGET
 A_KEYS, A_PER_KEY, B_KEYS, B_PER_KEY = 30, 10, 20, 15
 BUDGET_S, TOTAL_S = 4.0, 3.0
 BOUND_MS = (BUDGET_S + TOTAL_S + 1.0) * 1000  # a call may start just before the budget ends

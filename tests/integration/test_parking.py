@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bridge.local import examples
 from bridge.parking.records import read_parked
+from bridge.sandbox import workfloo as workfloo_sandbox
 from tests.integration.conftest import Stack, start_process, workfloo_command
 
 pytestmark = pytest.mark.integration
 
-A = examples.WORKFLOO
+A = workfloo_sandbox.LOCAL_TARGET
 KEYS, PER_KEY = 10, 6
 PARKING = {
     "retry": {"max_attempts": 2, "budget_s": 1, "base_backoff_s": 0.05, "max_backoff_s": 0.1},

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bridge.local import examples
-from bridge.sandbox import config as sb
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
 from tests.integration.conftest import Stack, by_command, start_process, zuora_command
 
 pytestmark = pytest.mark.integration
@@ -52,10 +52,10 @@ async def test_command_produced_by_librdkafka_with_zstd(stack: Stack) -> None:
     await stack.start_bridge()
     doc = {
         "id": f"rdkafka-{uuid.uuid4().hex[:6]}",
-        "target": examples.WORKFLOO,
+        "target": workfloo_sandbox.LOCAL_TARGET,
         "operation": "workfloo.execute",
-        "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
-        "scenario_id": sb.WORKFLOO_SCENARIO,
+        "definition_id": WORKFLOO_DEFINITION_WITH_LINKS,
+        "scenario_id": WORKFLOO_SCENARIO,
     }
     import orjson
 

@@ -18,11 +18,11 @@ from bridge.local.stack import SANDBOX_ENV
 from bridge.metrics import Metrics
 from bridge.outcomes import Status
 from bridge.parsing import parse_any
+from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import ssl_context_for
-from bridge.providers.registry import build_provider
 from bridge.redact import Redactor
-from bridge.sandbox import config as sb
 from bridge.sandbox import start_sandbox
+from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
 from tests.certs import issue, make_ca
 
 
@@ -57,15 +57,15 @@ async def execute(url: str, ca_file: Path | None) -> Any:
             "id": "tls-1",
             "target": "w",
             "operation": "workfloo.execute",
-            "definition_id": sb.WORKFLOO_DEFINITION_WITH_LINKS,
-            "scenario_id": sb.WORKFLOO_SCENARIO,
+            "definition_id": WORKFLOO_DEFINITION_WITH_LINKS,
+            "scenario_id": WORKFLOO_SCENARIO,
         }
     )
     async with aiohttp.ClientSession() as session:
         runtime = TargetRuntime(
             "w",
             settings,
-            build_provider("w", settings, session),
+            CATALOG.build("w", settings, session),
             CircuitBreaker(settings.circuit),
             TokenBucket(settings.rate_limit),
             ssl_context_for(settings.ca_file),

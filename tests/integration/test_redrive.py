@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from bridge.local import examples
 from bridge.provenance import REDRIVE, REPLAY_COUNT, REPLAY_FROM
 from bridge.redrive import kafka
 from bridge.redrive.dlq import ReplayOptions, replay_dead_letters
 from bridge.redrive.outcomes import RedriveOptions, redrive
 from bridge.redrive.report import Report
 from bridge.redrive.select import DeadLetterFilter, OutcomeFilter, TimeRange
+from bridge.sandbox import workfloo as workfloo_sandbox
 from tests.integration.conftest import Stack, by_command, workfloo_command, zuora_command
 from tests.integration.test_cli import bridge_cli
 
@@ -201,7 +201,7 @@ async def test_redrive_resubmits_only_the_matching_outcomes(stack: Stack) -> Non
     await stack.send(
         (failed.encode(), workfloo_command(failed)),
         (recovered.encode(), workfloo_command(recovered)),
-        (other_target.encode(), workfloo_command(other_target, target=examples.WORKFLOO_BAD_KEY)),
+        (other_target.encode(), workfloo_command(other_target, target=workfloo_sandbox.LOCAL_BAD_KEY_TARGET)),
         (ok.encode(), zuora_command(ok)),
     )
     first = by_command(await stack.collect(4))
@@ -211,7 +211,9 @@ async def test_redrive_resubmits_only_the_matching_outcomes(stack: Stack) -> Non
     await stack.send((recovered.encode(), workfloo_command(recovered)), headers=[(REDRIVE, b"1")])
     assert by_command(await stack.collect(1))[recovered]["status"] == "queued"
 
-    selection = OutcomeFilter("error", frozenset({examples.WORKFLOO}), TimeRange(since_ms=since_ms))
+    selection = OutcomeFilter(
+        "error", frozenset({workfloo_sandbox.LOCAL_TARGET}), TimeRange(since_ms=since_ms)
+    )
     report = await redrive(
         stack.settings, RedriveOptions(selection, group_id=group()), Report("redrive", False)
     )

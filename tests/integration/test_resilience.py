@@ -12,8 +12,10 @@ from email.utils import format_datetime
 import orjson
 import pytest
 
-from bridge.local import examples
-from bridge.sandbox import config as sb
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox import zilliant as zilliant_sandbox
+from bridge.sandbox import zuora as zuora_sandbox
+from bridge.sandbox.zuora_runs import ZUORA_SEEDED_INSTANCE
 from tests.integration.conftest import Stack, by_command, workfloo_command, zuora_command
 
 pytestmark = pytest.mark.integration
@@ -26,7 +28,7 @@ def uid(name: str) -> str:
 async def test_retries_reuse_the_idempotency_key_and_never_block_other_keys(stack: Stack) -> None:
     stack.configure(
         targets={
-            examples.ZUORA: {
+            zuora_sandbox.LOCAL_TARGET: {
                 "retry": {
                     "max_attempts": 5,
                     "base_backoff_s": 0.05,
@@ -63,7 +65,9 @@ async def warm_up(stack: Stack) -> None:
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])
 async def test_retry_after_is_honoured_in_both_forms(stack: Stack, form: str) -> None:
-    stack.configure(targets={examples.WORKFLOO: {"retry": {"max_attempts": 3, "max_retry_after_s": 10}}})
+    stack.configure(
+        targets={workfloo_sandbox.LOCAL_TARGET: {"retry": {"max_attempts": 3, "max_retry_after_s": 10}}}
+    )
     await warm_up(stack)
     # HTTP-dates have whole seconds: 3 s ahead leaves at least 2 s after truncation
     when = (
@@ -80,12 +84,14 @@ async def test_retry_after_is_honoured_in_both_forms(stack: Stack, form: str) ->
 async def test_final_4xx_is_not_retried_and_5xx_exhausts_to_error(stack: Stack) -> None:
     stack.configure(
         targets={
-            examples.ZUORA: {"retry": {"max_attempts": 3, "base_backoff_s": 0.01, "max_backoff_s": 0.02}}
+            zuora_sandbox.LOCAL_TARGET: {
+                "retry": {"max_attempts": 3, "base_backoff_s": 0.01, "max_backoff_s": 0.02}
+            }
         }
     )
     await stack.start_bridge()
     rejected, failed = uid("instance-409"), uid("always-500")
-    await stack.send((b"a", {**zuora_command(rejected), "workflow_id": sb.ZUORA_SEEDED_INSTANCE}))
+    await stack.send((b"a", {**zuora_command(rejected), "workflow_id": ZUORA_SEEDED_INSTANCE}))
     [first] = await stack.collect(1)
     await stack.fault("zuora", {"fail_next": {"count": 10, "status": 500}})
     await stack.send((b"b", zuora_command(failed)))
@@ -100,7 +106,7 @@ async def test_final_4xx_is_not_retried_and_5xx_exhausts_to_error(stack: Stack) 
 async def test_scope_conflict_policy_retry_waits_for_the_scope(stack: Stack) -> None:
     stack.configure(
         targets={
-            examples.ZILLIANT: {
+            zilliant_sandbox.LOCAL_TARGET: {
                 "conflict": {"policy": "retry", "retry_deadline_s": 20},
                 "retry": {"base_backoff_s": 0.2, "max_backoff_s": 0.5},
             }
@@ -109,7 +115,7 @@ async def test_scope_conflict_policy_retry_waits_for_the_scope(stack: Stack) -> 
     await stack.start_bridge()
     first, second = uid("scope-first"), uid("scope-second")
     job = {
-        "target": examples.ZILLIANT,
+        "target": zilliant_sandbox.LOCAL_TARGET,
         "operation": "zilliant.queue_job",
         "automation_id": "A",
         "scope": "s1",
@@ -123,7 +129,7 @@ async def test_scope_conflict_policy_retry_waits_for_the_scope(stack: Stack) -> 
 
 
 async def test_expired_commands_are_not_executed(stack: Stack) -> None:
-    stack.configure(targets={examples.WORKFLOO: {"max_age_s": 60}})
+    stack.configure(targets={workfloo_sandbox.LOCAL_TARGET: {"max_age_s": 60}})
     await stack.start_bridge()
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     expired_abs, expired_ttl, too_old, fresh = uid("abs"), uid("ttl"), uid("old"), uid("fresh")
@@ -144,7 +150,7 @@ async def test_expired_commands_are_not_executed(stack: Stack) -> None:
 async def test_circuit_opens_for_the_failing_target_only(stack: Stack) -> None:
     stack.configure(
         targets={
-            examples.ZUORA: {
+            zuora_sandbox.LOCAL_TARGET: {
                 "retry": {"max_attempts": 1},
                 "circuit": {"failure_threshold": 3, "open_s": 30, "mode": "fail_fast"},
             }
@@ -166,7 +172,7 @@ async def test_circuit_opens_for_the_failing_target_only(stack: Stack) -> None:
     def state(target: str) -> float | None:
         return bridge.metrics.registry.get_sample_value("bridge_circuit_state", {"target": target})
 
-    assert state(examples.ZUORA) == 2 and state(examples.WORKFLOO) == 0
+    assert state(zuora_sandbox.LOCAL_TARGET) == 2 and state(workfloo_sandbox.LOCAL_TARGET) == 0
 
 
 async def test_wrong_credentials_are_an_auth_error_that_leaks_nothing(stack: Stack) -> None:
@@ -232,7 +238,7 @@ async def test_random_poison_gets_exactly_one_result_each(stack: Stack) -> None:
 
 
 async def test_rate_limit_spaces_calls_to_one_target(stack: Stack) -> None:
-    stack.configure(targets={examples.WORKFLOO: {"rate_limit": {"rate_per_s": 4, "burst": 1}}})
+    stack.configure(targets={workfloo_sandbox.LOCAL_TARGET: {"rate_limit": {"rate_per_s": 4, "burst": 1}}})
     await warm_up(stack)  # spends the one burst token
     commands = [(f"r{i}".encode(), workfloo_command(uid(f"rate-{i}"))) for i in range(4)]
     loop = asyncio.get_running_loop()
@@ -246,7 +252,7 @@ async def test_rate_limit_spaces_calls_to_one_target(stack: Stack) -> None:
 async def test_open_circuit_in_hold_mode_waits_for_the_probe_then_recovers(stack: Stack) -> None:
     stack.configure(
         targets={
-            examples.ZUORA: {
+            zuora_sandbox.LOCAL_TARGET: {
                 "retry": {"max_attempts": 1},
                 "circuit": {"failure_threshold": 2, "open_s": 2, "mode": "hold"},
             }

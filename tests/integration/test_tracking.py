@@ -15,10 +15,21 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from bridge.local import examples
 from bridge.sandbox import SandboxConfig, start_sandbox
-from bridge.sandbox import config as sb
-from bridge.sandbox.eightbyeight import Instance, InstanceStatus
+from bridge.sandbox import eightbyeight as eightbyeight_sandbox
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox import zilliant as zilliant_sandbox
+from bridge.sandbox import zuora as zuora_sandbox
+from bridge.sandbox.eightbyeight import (
+    EIGHTBYEIGHT_ACCOUNT,
+    EIGHTBYEIGHT_DEFINITION,
+    EIGHTBYEIGHT_FAULT_FIELD,
+    Instance,
+    InstanceStatus,
+)
+from bridge.sandbox.workfloo import WORKFLOO_API_KEY, WorkflooSandboxSettings
+from bridge.sandbox.zilliant import ZilliantSandboxSettings
+from bridge.sandbox.zuora_runs import ZuoraSandboxSettings
 from tests.integration.conftest import Stack, by_command, workfloo_command, zilliant_command, zuora_command
 
 pytestmark = pytest.mark.integration
@@ -29,7 +40,13 @@ TERMINAL = {"completed", "failed", "stopped", "lost"}
 @pytest.fixture
 async def sandbox() -> AsyncIterator[Any]:
     """Runs that end within a second or two (the integration default is the sandbox's 2 s)."""
-    config = SandboxConfig(zuora_run_duration_s=1.5, workfloo_run_duration_s=1.5, zilliant_job_duration_s=1.0)
+    config = SandboxConfig(
+        providers={
+            "zuora": ZuoraSandboxSettings(run_duration_s=1.5),
+            "workfloo": WorkflooSandboxSettings(run_duration_s=1.5),
+            "zilliant": ZilliantSandboxSettings(job_duration_s=1.0),
+        }
+    )
     running = await start_sandbox("127.0.0.1", 0, config=config)
     yield running
     await running.stop()
@@ -40,7 +57,12 @@ def uid(name: str) -> str:
 
 
 def fast(stack: Stack, **per_target: dict[str, Any]) -> None:
-    names = (examples.ZILLIANT, examples.ZUORA, examples.WORKFLOO, examples.EIGHT_BY_EIGHT)
+    names = (
+        zilliant_sandbox.LOCAL_TARGET,
+        zuora_sandbox.LOCAL_TARGET,
+        workfloo_sandbox.LOCAL_TARGET,
+        eightbyeight_sandbox.LOCAL_TARGET,
+    )
     stack.configure(targets={name: {"tracking": {**FAST, **per_target.get(name, {})}} for name in names})
 
 
@@ -106,10 +128,10 @@ def workfloo(command_id: str, **form: Any) -> dict[str, Any]:
 def eightbyeight(command_id: str, action: str, instance: str) -> dict[str, Any]:
     return {
         "id": command_id,
-        "target": examples.EIGHT_BY_EIGHT,
+        "target": eightbyeight_sandbox.LOCAL_TARGET,
         "operation": "8x8.update_instance",
         "action": action,
-        "definition_id": sb.EIGHTBYEIGHT_DEFINITION,
+        "definition_id": EIGHTBYEIGHT_DEFINITION,
         "instance_id": instance,
     }
 
@@ -119,7 +141,7 @@ async def fill_in(stack: Stack, *executions: str) -> None:
     async with aiohttp.ClientSession() as session:
         for execution in executions:
             url = f"{stack.sandbox.url}/workfloo-sandbox/api/v1/workfloo/{execution}/form"
-            async with session.post(url, json={}, headers={"x-api-key": sb.WORKFLOO_API_KEY}) as resp:
+            async with session.post(url, json={}, headers={"x-api-key": WORKFLOO_API_KEY}) as resp:
                 assert resp.status == 200
 
 
@@ -128,14 +150,14 @@ def suspended_instance(stack: Stack, *, fault: bool) -> str:
     workflow_id = uuid.uuid4().hex[:24]
     instance = Instance(
         workflow_id,
-        sb.EIGHTBYEIGHT_ACCOUNT,
-        sb.EIGHTBYEIGHT_DEFINITION,
+        EIGHTBYEIGHT_ACCOUNT,
+        EIGHTBYEIGHT_DEFINITION,
         InstanceStatus.SUSPENDED,
         time.time(),
-        data={sb.EIGHTBYEIGHT_FAULT_FIELD: fault},
+        data={EIGHTBYEIGHT_FAULT_FIELD: fault},
         ends_at=time.time() + 1.0,
     )
-    stack.sandbox.state.eightbyeight.instances[workflow_id] = instance
+    stack.sandbox.state.emulator("8x8").instances[workflow_id] = instance
     return workflow_id
 
 
@@ -217,7 +239,10 @@ async def test_restart_mid_tracking_resumes_and_ends_each_workflow_once(
 
 async def test_the_poll_budget_is_never_exceeded(stack: Stack, lifecycle: Lifecycle) -> None:
     budget = 4.0
-    fast(stack, **{examples.ZUORA: {"polls_per_s": budget, "first_poll_s": 0.1, "max_interval_s": 0.2}})
+    fast(
+        stack,
+        **{zuora_sandbox.LOCAL_TARGET: {"polls_per_s": budget, "first_poll_s": 0.1, "max_interval_s": 0.2}},
+    )
     await stack.start_bridge()
     ids = [uid(f"run-{n}") for n in range(20)]
     await stack.send(*[(f"k{n}".encode(), zuora(i)) for n, i in enumerate(ids)])
@@ -232,7 +257,7 @@ async def test_the_poll_budget_is_never_exceeded(stack: Stack, lifecycle: Lifecy
 
 
 async def test_past_the_horizon_a_run_is_lost(stack: Stack, lifecycle: Lifecycle) -> None:
-    fast(stack, **{examples.WORKFLOO: {"horizon_s": 2.0}})
+    fast(stack, **{workfloo_sandbox.LOCAL_TARGET: {"horizon_s": 2.0}})
     await stack.start_bridge()
     command_id = uid("forever")
     await stack.send((b"f", workfloo(command_id, sandboxWaitFor="DOCUMENT")))
@@ -248,9 +273,11 @@ async def test_a_stop_is_confirmed_by_the_run_stopping(stack: Stack, lifecycle: 
     run_id = uid("long-run")
     await stack.send((b"acct", zuora(run_id)))
     [queued] = await stack.collect(1)
-    stack.sandbox.state.zuora.timelines[int(queued["data"]["provider_ref"])].duration_s = 600  # still running
+    stack.sandbox.state.emulator("zuora").timelines[
+        int(queued["data"]["provider_ref"])
+    ].duration_s = 600  # still running
     stop_id = uid("stop")
-    stop = {"id": stop_id, "target": examples.ZUORA, "operation": "zuora.stop_run"}
+    stop = {"id": stop_id, "target": zuora_sandbox.LOCAL_TARGET, "operation": "zuora.stop_run"}
     await stack.send((b"acct", {**stop, "run_id": int(queued["data"]["provider_ref"])}))
     outcomes = by_command(await stack.collect(1))
     assert outcomes[stop_id]["status"] == "applied"
@@ -261,7 +288,7 @@ async def test_a_stop_is_confirmed_by_the_run_stopping(stack: Stack, lifecycle: 
 
 def completed_count(bridge: Any) -> float:
     value = bridge.metrics.registry.get_sample_value(
-        "bridge_lifecycle_events_total", {"target": examples.WORKFLOO, "status": "completed"}
+        "bridge_lifecycle_events_total", {"target": workfloo_sandbox.LOCAL_TARGET, "status": "completed"}
     )
     return value or 0.0
 

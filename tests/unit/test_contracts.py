@@ -12,12 +12,13 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from bridge import contracts
-from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
+from bridge.commands import CommandFamily
 from bridge.local.examples import example_commands
 from bridge.metrics import Metrics
 from bridge.outcomes import OutcomeData, Status, encode_outcome
 from bridge.parsing import DeadLetterReason, Parsed, parse_command
 from bridge.processor import CONTENT_TYPE, Processor
+from bridge.providers.catalog import CATALOG
 from bridge.records import Incoming
 from bridge.settings import EngineSettings, LedgerSettings, Settings, TopicSettings
 from bridge.topics_admin import DriftKind, capping_notes, compare, effective_configs
@@ -42,7 +43,9 @@ def errors(schema_file: str, doc: object) -> list[str]:
 
 def family_of(doc: dict) -> CommandFamily:
     operation = (doc.get("data") or doc)["operation"]
-    return OPERATION_FAMILY[Operation(operation)]
+    family = CATALOG.family_of(operation)
+    assert family is not None, operation
+    return family
 
 
 def schema_of_command(doc: dict) -> str:
@@ -190,8 +193,8 @@ async def test_outcome_headers_match_the_processor(spans):
 
 def test_examples_cover_every_operation_and_status():
     names = {p.name for p in EXAMPLES}
-    for operation in Operation:
-        assert f"{OPERATION_FAMILY[operation].value}-command.{operation.value}.json" in names
+    for command in CATALOG.commands:
+        assert f"{command.family.value}-command.{command.operation}.json" in names
     for status in Status:
         assert f"outcome-event.{status.value}.json" in names
 
@@ -309,7 +312,7 @@ def test_asyncapi_payload_refs_exist_and_examples_validate(asyncapi):
             for example in message.get("examples", []):
                 assert errors(Path(ref).name, example["payload"]) == [], example["name"]
                 seen.add(example["name"])
-    operations = {f"{family.value}-command.{op.value}" for op, family in OPERATION_FAMILY.items()}
+    operations = {f"{c.family.value}-command.{c.operation}" for c in CATALOG.commands}
     assert operations | {f"outcome-event.{s.value}" for s in Status} <= seen
 
 

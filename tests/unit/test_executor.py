@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 
-from bridge.commands import WorkflooExecute
 from bridge.config import parse_settings
 from bridge.errors import RetryableCallError
 from bridge.executor import Executor, TargetRuntime
 from bridge.guards import CircuitBreaker, TokenBucket
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind, Status
-from bridge.providers.workfloo import WorkflooProvider
+from bridge.providers.workfloo import WorkflooExecute, WorkflooProvider
 from bridge.redact import Redactor
 from bridge.testing import FakeTransport, json_response
 from tests.fakes import FakeClock

@@ -134,3 +134,128 @@ def test_the_rules_see_imports_inside_functions():
     # bridge.cli imports the local stack only inside the command that needs it
     assert "bridge.local.stack" not in imports("bridge.cli")
     assert "bridge.local.stack" in imports("bridge.cli", top_level=False)
+
+
+# -- a provider is its own two modules ----------------------------------------------------------------
+
+
+def provider_modules() -> tuple[str, ...]:
+    """The modules the catalog finds (bridge/providers/<p>.py with a SPEC), read with ``ast``."""
+    found = []
+    for name in modules():
+        if is_within(name, "bridge.providers") and name.count(".") == 2:
+            tree = ast.parse(modules()[name].read_text(encoding="utf-8"))
+            targets = [t for node in tree.body if isinstance(node, ast.Assign) for t in node.targets]
+            if any(isinstance(t, ast.Name) and t.id == "SPEC" for t in targets):
+                found.append(name)
+    return tuple(found)
+
+
+def own_modules(provider: str) -> tuple[str, ...]:
+    """bridge.providers.<p> and bridge.sandbox.<p> (and the bridge.sandbox.<p>_<part> a large one is
+    split into): the only modules that may name provider <p>."""
+    short = provider.rsplit(".", 1)[1]
+    parts = [m for m in modules() if m.startswith(f"bridge.sandbox.{short}_")]
+    return (f"bridge.providers.{short}", f"bridge.sandbox.{short}", *parts)
+
+
+def _classes(module: str) -> set[str]:
+    if module not in modules():
+        return set()
+    tree = ast.parse(modules()[module].read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+@cache
+def provider_words() -> dict[str, frozenset[str]]:
+    """Per provider module: the words that name it (its kind, its title, its module name, the fault
+    keys its sandbox declares) and the classes its two modules define."""
+    from bridge.providers.catalog import CATALOG
+    from bridge.sandbox.catalog import SANDBOXES
+
+    words: dict[str, frozenset[str]] = {}
+    for spec in CATALOG.specs:
+        module = next(m for m in provider_modules() if m == spec.target.__module__)
+        short = module.rsplit(".", 1)[1]
+        sandbox = next((s for s in SANDBOXES if s.kind == spec.kind), None)
+        keys = set(sandbox.fault_keys) if sandbox else set()
+        names = {spec.kind, spec.title, short, *keys}
+        words[module] = frozenset(
+            {n.lower() for n in names} | {c for m in own_modules(module) for c in _classes(m)}
+        )
+    return words
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string constants that are docstrings (prose may name a provider; code may not)."""
+    found = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            for statement in body:
+                if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+                    found.add(id(statement.value))
+    return found
+
+
+def code_words(source: str) -> Iterator[str]:
+    """Every identifier, imported module and non-docstring string literal in ``source``."""
+    tree = ast.parse(source)
+    skip = _docstrings(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+        elif isinstance(node, ast.alias):
+            yield node.name
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield node.name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            yield node.value
+
+
+def mentions(source: str, words: frozenset[str]) -> list[str]:
+    lowered = {w for w in words if w.islower() or not w[:1].isupper()}
+    classes = words - lowered
+    return [w for w in code_words(source) if w in classes or any(p in w.lower() for p in lowered)]
+
+
+def test_the_provider_modules_are_found():
+    assert set(provider_modules()) == {
+        "bridge.providers.zilliant",
+        "bridge.providers.zuora",
+        "bridge.providers.workfloo",
+        "bridge.providers.eightbyeight",
+    }
+    assert set(provider_words()) == set(provider_modules())
+
+
+def test_the_mention_check_sees_code_and_not_prose():
+    words = provider_words()["bridge.providers.zuora"]
+    assert mentions('x = {"provider": "zuora"}', words) == ["zuora"]
+    assert mentions("from bridge.providers.zuora import KIND", words)
+    assert mentions("def f(t: ZuoraTarget) -> None: ...", words) == ["ZuoraTarget"]
+    assert mentions("x = CATALOG.zuora_only", words) == ["zuora_only"]
+    assert mentions('def f() -> None:\n    """Zuora replays a key."""\n', words) == []
+    assert mentions('x = "8x8"', words) == []  # another provider's word
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_only_a_providers_own_modules_name_it(module: str):
+    source = modules()[module].read_text(encoding="utf-8")
+    for provider, words in provider_words().items():
+        if module in own_modules(provider):
+            continue
+        found = mentions(source, words)
+        assert not found, f"{module} names {provider} ({sorted(set(found))}): declare it in {provider}'s SPEC"
+
+
+def test_the_catalog_loads_every_provider_module_and_they_load_no_network_client():
+    # the catalog imports them by discovery (pkgutil), which the import rules above cannot see
+    for provider in provider_modules():
+        via = reachable(provider)
+        offending = [name for name in via if any(is_within(name, lib) for lib in IO_LIBRARIES)]
+        assert not offending, f"{provider} loads {offending} (via {via[offending[0]]}): the parser loads it"

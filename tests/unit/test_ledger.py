@@ -13,7 +13,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from bridge.commands import CommandFamily, EightByEightAction
+from bridge.commands import CommandFamily
 from bridge.ledger import index, rules
 from bridge.ledger.entries import DoneFields, EntryState, decode, encode_dispatched, encode_done, fingerprint
 from bridge.ledger.index import CommandIndex, Remembered, pack, unpack
@@ -21,8 +21,11 @@ from bridge.ledger.rules import Admission, admit
 from bridge.ledger.startup import partition_problems
 from bridge.ledger.store import Ledger
 from bridge.metrics import Metrics
-from bridge.outcomes import ErrorKind, ProviderKind
+from bridge.outcomes import ErrorKind
 from bridge.parsing import Parsed, parse_command
+from bridge.providers import eightbyeight
+from bridge.providers.catalog import CATALOG
+from bridge.providers.eightbyeight import EightByEightAction
 from bridge.settings import Settings
 
 SCHEMA = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "ledger-entry.schema.json"
@@ -172,7 +175,7 @@ def test_redrive_header():
 
 
 def test_unknown_error_tells_what_to_check():
-    error = rules.unknown_error(ProviderKind.ZILLIANT, "price-1")
+    error = rules.unknown_error("zilliant", "price-1", CATALOG.spec("zilliant").what_to_check)
     assert error.kind is ErrorKind.OUTCOME_UNKNOWN and not error.retryable
     assert "price-1" in error.message and "Check in zilliant whether a job" in error.message
 
@@ -188,8 +191,8 @@ def test_unknown_error_tells_what_to_check():
     ],
 )
 def test_8x8_already_in_state(action, status, expected):
-    assert rules.already_in_state(action, {"status": status}) is expected
-    assert rules.already_in_state(action, None) is False
+    assert eightbyeight.already_in_state(action, {"status": status}) is expected
+    assert eightbyeight.already_in_state(action, None) is False
 
 
 def test_partition_problems():

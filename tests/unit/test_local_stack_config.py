@@ -14,14 +14,37 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bridge.commands import OPERATION_FAMILY, CommandFamily, Operation
+from bridge.commands import CommandFamily
 from bridge.errors import ConfigError
 from bridge.local import examples
 from bridge.local.commands import command_topic
 from bridge.local.stack import SANDBOX_ENV, deep_merge, local_config, local_settings, topic_layout
+from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import TokenEndpoint, post_token_form
 from bridge.sandbox import RunningSandbox
-from bridge.sandbox import config as sandbox_config
+from bridge.sandbox import eightbyeight as eightbyeight_sandbox
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox import zilliant as zilliant_sandbox
+from bridge.sandbox import zuora as zuora_sandbox
+from bridge.sandbox.eightbyeight import (
+    EIGHTBYEIGHT_API_KEY,
+    EIGHTBYEIGHT_DEFINITION,
+    EIGHTBYEIGHT_RUNNABLE,
+    EIGHTBYEIGHT_TERMINATED,
+)
+from bridge.sandbox.workfloo import WORKFLOO_API_KEY, WORKFLOO_DEFINITION_WITH_LINKS
+from bridge.sandbox.zilliant import (
+    SALESFORCE_CLIENT_ID,
+    SALESFORCE_CLIENT_SECRET,
+    SALESFORCE_PASSWORD,
+    SALESFORCE_USERNAME,
+)
+from bridge.sandbox.zuora_runs import (
+    ZUORA_CLIENT_ID,
+    ZUORA_CLIENT_SECRET,
+    ZUORA_DEFINITION_REQUIRES_ACCOUNT,
+    ZUORA_TASK_ERROR,
+)
 from bridge.settings import Settings, TopicSettings
 
 SANDBOX_URL = "http://127.0.0.1:18080"
@@ -62,30 +85,30 @@ def test_every_example_target_but_the_unknown_one_is_configured():
 def test_each_provider_has_one_sandbox_target():
     providers = {name: target.provider for name, target in settings().targets.items()}
     assert providers == {
-        examples.ZILLIANT: "zilliant",
-        examples.ZUORA: "zuora",
-        examples.WORKFLOO: "workfloo",
-        examples.WORKFLOO_BAD_KEY: "workfloo",
-        examples.EIGHT_BY_EIGHT: "8x8",
+        zilliant_sandbox.LOCAL_TARGET: "zilliant",
+        zuora_sandbox.LOCAL_TARGET: "zuora",
+        workfloo_sandbox.LOCAL_TARGET: "workfloo",
+        workfloo_sandbox.LOCAL_BAD_KEY_TARGET: "workfloo",
+        eightbyeight_sandbox.LOCAL_TARGET: "8x8",
     }
 
 
 def test_credentials_are_the_ones_the_sandbox_accepts():
     targets = settings().targets
-    zilliant, zuora = targets[examples.ZILLIANT], targets[examples.ZUORA]
-    assert secret(zilliant.username) == sandbox_config.SALESFORCE_USERNAME
-    assert secret(zilliant.password) == sandbox_config.SALESFORCE_PASSWORD
-    assert secret(zilliant.client_id) == sandbox_config.SALESFORCE_CLIENT_ID
-    assert secret(zilliant.client_secret) == sandbox_config.SALESFORCE_CLIENT_SECRET
-    assert secret(zuora.client_id) == sandbox_config.ZUORA_CLIENT_ID
-    assert secret(zuora.client_secret) == sandbox_config.ZUORA_CLIENT_SECRET
-    assert secret(targets[examples.WORKFLOO].api_key) == sandbox_config.WORKFLOO_API_KEY
-    assert secret(targets[examples.EIGHT_BY_EIGHT].api_key) == sandbox_config.EIGHTBYEIGHT_API_KEY
+    zilliant, zuora = targets[zilliant_sandbox.LOCAL_TARGET], targets[zuora_sandbox.LOCAL_TARGET]
+    assert secret(zilliant.username) == SALESFORCE_USERNAME
+    assert secret(zilliant.password) == SALESFORCE_PASSWORD
+    assert secret(zilliant.client_id) == SALESFORCE_CLIENT_ID
+    assert secret(zilliant.client_secret) == SALESFORCE_CLIENT_SECRET
+    assert secret(zuora.client_id) == ZUORA_CLIENT_ID
+    assert secret(zuora.client_secret) == ZUORA_CLIENT_SECRET
+    assert secret(targets[workfloo_sandbox.LOCAL_TARGET].api_key) == WORKFLOO_API_KEY
+    assert secret(targets[eightbyeight_sandbox.LOCAL_TARGET].api_key) == EIGHTBYEIGHT_API_KEY
 
 
 def test_the_wrong_key_target_really_has_a_wrong_key():
-    wrong = secret(settings().targets[examples.WORKFLOO_BAD_KEY].api_key)
-    assert wrong != sandbox_config.WORKFLOO_API_KEY
+    wrong = secret(settings().targets[workfloo_sandbox.LOCAL_BAD_KEY_TARGET].api_key)
+    assert wrong != WORKFLOO_API_KEY
 
 
 def test_the_raw_config_holds_references_never_the_credentials():
@@ -97,7 +120,7 @@ def test_the_raw_config_holds_references_never_the_credentials():
 
 def test_the_environment_can_replace_a_credential():
     s = local_settings("b:1", SANDBOX_URL, environ={"SANDBOX_8X8_API_KEY": "rotated"})
-    assert secret(s.targets[examples.EIGHT_BY_EIGHT].api_key) == "rotated"
+    assert secret(s.targets[eightbyeight_sandbox.LOCAL_TARGET].api_key) == "rotated"
 
 
 def test_an_empty_credential_is_a_config_error_naming_the_variable():
@@ -116,10 +139,12 @@ def test_overrides_are_merged_into_the_sections_they_name():
 
 def test_overrides_can_retune_one_target():
     s = local_settings(
-        "b:1", SANDBOX_URL, overrides={"targets": {examples.ZUORA: {"retry": {"max_attempts": 1}}}}
+        "b:1",
+        SANDBOX_URL,
+        overrides={"targets": {zuora_sandbox.LOCAL_TARGET: {"retry": {"max_attempts": 1}}}},
     )
-    assert s.targets[examples.ZUORA].retry.max_attempts == 1
-    assert s.targets[examples.ZILLIANT].retry.max_attempts == 3
+    assert s.targets[zuora_sandbox.LOCAL_TARGET].retry.max_attempts == 1
+    assert s.targets[zilliant_sandbox.LOCAL_TARGET].retry.max_attempts == 3
 
 
 def test_metrics_port_is_passed_through_and_bound_to_loopback():
@@ -129,7 +154,7 @@ def test_metrics_port_is_passed_through_and_bound_to_loopback():
 
 def test_plain_http_is_allowed_only_because_the_sandbox_asks_for_it():
     raw = local_config("b:1", SANDBOX_URL)
-    raw["targets"][examples.ZUORA]["allow_http"] = False
+    raw["targets"][zuora_sandbox.LOCAL_TARGET]["allow_http"] = False
     with pytest.raises(ConfigError, match="plain http"):
         local_settings("b:1", SANDBOX_URL, overrides={"targets": raw["targets"]})
 
@@ -202,13 +227,13 @@ def test_example_ids_are_unique_and_carry_the_run_id():
 
 def test_examples_reach_every_operation_on_both_command_topics():
     s = settings()
-    seen: dict[Operation, str] = {}
+    seen: dict[str, str] = {}
     for _, doc in examples.example_commands("r"):
         data = doc.get("data", doc)
-        seen[Operation(data["operation"])] = command_topic(s, doc)
-    assert set(seen) == set(Operation)
+        seen[data["operation"]] = command_topic(s, doc)
+    assert set(seen) == CATALOG.operations
     for operation, topic in seen.items():
-        family = OPERATION_FAMILY[operation]
+        family = CATALOG.family_of(operation)
         assert topic == (s.topics.run_commands if family is CommandFamily.RUN else s.topics.control_commands)
 
 
@@ -221,18 +246,18 @@ def test_the_conflict_example_shares_the_key_and_scope_of_the_job_before_it():
 
 def test_eight_by_eight_examples_are_keyed_by_their_instance():
     for key, doc in examples.example_commands("r"):
-        if doc.get("operation") == Operation.EIGHT_BY_EIGHT_UPDATE_INSTANCE:
+        if doc.get("operation") == "8x8.update_instance":
             assert key == doc["instance_id"].encode()
 
 
 def test_examples_use_the_seeded_sandbox_state():
     docs = {doc["id"].removeprefix("r-"): doc.get("data", doc) for _, doc in examples.example_commands("r")}
-    assert docs["zuora-queued"]["workflow_id"] == sandbox_config.ZUORA_DEFINITION_REQUIRES_ACCOUNT
-    assert docs["zuora-rerun"]["task_id"] == sandbox_config.ZUORA_TASK_ERROR
-    assert docs["workfloo-queued"]["definition_id"] == sandbox_config.WORKFLOO_DEFINITION_WITH_LINKS
-    assert docs["8x8-suspend"]["instance_id"] == sandbox_config.EIGHTBYEIGHT_RUNNABLE
-    assert docs["8x8-resume-terminated"]["instance_id"] == sandbox_config.EIGHTBYEIGHT_TERMINATED
-    assert examples.EIGHT_BY_EIGHT_DEFINITION == sandbox_config.EIGHTBYEIGHT_DEFINITION
+    assert docs["zuora-queued"]["workflow_id"] == ZUORA_DEFINITION_REQUIRES_ACCOUNT
+    assert docs["zuora-rerun"]["task_id"] == ZUORA_TASK_ERROR
+    assert docs["workfloo-queued"]["definition_id"] == WORKFLOO_DEFINITION_WITH_LINKS
+    assert docs["8x8-suspend"]["instance_id"] == EIGHTBYEIGHT_RUNNABLE
+    assert docs["8x8-resume-terminated"]["instance_id"] == EIGHTBYEIGHT_TERMINATED
+    assert docs["8x8-suspend"]["definition_id"] == EIGHTBYEIGHT_DEFINITION
 
 
 def test_the_junk_example_is_not_json():
@@ -255,7 +280,10 @@ def salesforce_token_request(target: Any) -> tuple[str, dict[str, str]]:
 
 @pytest.mark.parametrize(
     ("name", "request_for"),
-    [(examples.ZUORA, zuora_token_request), (examples.ZILLIANT, salesforce_token_request)],
+    [
+        (zuora_sandbox.LOCAL_TARGET, zuora_token_request),
+        (zilliant_sandbox.LOCAL_TARGET, salesforce_token_request),
+    ],
 )
 async def test_local_credentials_get_a_token_from_the_sandbox(
     sandbox: RunningSandbox,

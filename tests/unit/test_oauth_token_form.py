@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bridge.errors import AuthError
 from bridge.outcomes import ErrorKind
+from bridge.policies import TimeoutSettings
 from bridge.providers.oauth import (
     TokenEndpoint,
     post_token_form,
@@ -25,15 +26,14 @@ from bridge.providers.oauth import (
     token_failure,
 )
 from bridge.sandbox import RunningSandbox
-from bridge.sandbox import config as sb
-from bridge.settings import TimeoutSettings
+from bridge.sandbox.zuora_runs import ZUORA_CLIENT_ID, ZUORA_CLIENT_SECRET
 from tests.certs import make_ca
 
 FAST = TimeoutSettings(connect_s=1, total_s=2)
 ZUORA_FORM = {
     "grant_type": "client_credentials",
-    "client_id": sb.ZUORA_CLIENT_ID,
-    "client_secret": sb.ZUORA_CLIENT_SECRET,
+    "client_id": ZUORA_CLIENT_ID,
+    "client_secret": ZUORA_CLIENT_SECRET,
 }
 
 
@@ -90,7 +90,7 @@ async def test_an_auth_error_never_carries_credentials_or_the_body(
 ):
     error = await refused(session, zuora(sandbox), {**ZUORA_FORM, "client_secret": "wrong-secret-value"})
     text = f"{error} {error!r} {error.args}"
-    assert "wrong-secret-value" not in text and sb.ZUORA_CLIENT_ID not in text
+    assert "wrong-secret-value" not in text and ZUORA_CLIENT_ID not in text
 
 
 async def test_a_salesforce_refusal_names_salesforce(sandbox: RunningSandbox, session: aiohttp.ClientSession):

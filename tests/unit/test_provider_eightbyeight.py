@@ -8,12 +8,17 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from bridge.commands import EightByEightUpdateInstance, ZilliantQueueJob
 from bridge.errors import CommandRejected
-from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.eightbyeight import EightByEightProvider, build_request, classify
-from bridge.providers.registry import PROVIDER_OPERATIONS, build_provider
-from bridge.settings import EightByEightTarget
+from bridge.outcomes import ErrorKind, Status
+from bridge.providers.catalog import CATALOG
+from bridge.providers.eightbyeight import (
+    EightByEightProvider,
+    EightByEightTarget,
+    EightByEightUpdateInstance,
+    build_request,
+    classify,
+)
+from bridge.providers.zilliant import ZilliantQueueJob
 
 API_KEY = "connect-SECRET-key"
 DEFINITION = "5870442f-3ddd-4657-b74c-6e17308f5230"
@@ -144,11 +149,11 @@ def test_classify(status, body, want, kind, retryable, refresh, text) -> None:
 
 
 async def test_provider_uses_target_account_and_bearer_key(session) -> None:
-    provider = build_provider("cx", target(), session)
+    provider = CATALOG.build("cx", target(), session)
     assert isinstance(provider, EightByEightProvider)
-    assert provider.kind is ProviderKind.EIGHT_BY_EIGHT
+    assert provider.kind == "8x8"
     assert provider.build_request(command()).path.startswith("/api/v1/accounts/acme-1/")
     assert await provider.auth_headers() == {"Authorization": f"Bearer {API_KEY}"}
     assert await provider.auth_headers(refresh=True) == {"Authorization": f"Bearer {API_KEY}"}
-    assert {op.value for op in PROVIDER_OPERATIONS[ProviderKind.EIGHT_BY_EIGHT]} == {"8x8.update_instance"}
+    assert CATALOG.operations_of("8x8") == {"8x8.update_instance"}
     await provider.aclose()

@@ -8,12 +8,18 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from bridge.commands import EightByEightUpdateInstance, WorkflooExecute
 from bridge.errors import CommandRejected
-from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.registry import PROVIDER_OPERATIONS, build_provider
-from bridge.providers.workfloo import WorkflooProvider, build_request, classify, runs_in_sandbox
-from bridge.settings import WorkflooTarget
+from bridge.outcomes import ErrorKind, Status
+from bridge.providers.catalog import CATALOG
+from bridge.providers.eightbyeight import EightByEightUpdateInstance
+from bridge.providers.workfloo import (
+    WorkflooExecute,
+    WorkflooProvider,
+    WorkflooTarget,
+    build_request,
+    classify,
+    runs_in_sandbox,
+)
 
 API_KEY = "kiban-SECRET-key"
 
@@ -175,10 +181,10 @@ def test_success_without_id_has_no_reference(body: bytes) -> None:
 
 
 async def test_auth_is_raw_key_and_refresh_returns_it(session) -> None:
-    provider = build_provider("onboarding", target(), session)
+    provider = CATALOG.build("onboarding", target(), session)
     assert isinstance(provider, WorkflooProvider)
-    assert provider.kind is ProviderKind.WORKFLOO
+    assert provider.kind == "workfloo"
     assert await provider.auth_headers() == {"x-api-key": API_KEY}
     assert await provider.auth_headers(refresh=True) == {"x-api-key": API_KEY}
-    assert {op.value for op in PROVIDER_OPERATIONS[ProviderKind.WORKFLOO]} == {"workfloo.execute"}
+    assert CATALOG.operations_of("workfloo") == {"workfloo.execute"}
     await provider.aclose()

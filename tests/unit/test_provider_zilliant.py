@@ -12,12 +12,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from bridge.commands import ZilliantQueueJob, ZuoraRerunTask
 from bridge.errors import AuthError, CommandRejected
-from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.registry import PROVIDER_OPERATIONS, build_provider
-from bridge.providers.zilliant import ZilliantProvider, build_request, classify, job_id
-from bridge.settings import ZilliantTarget
+from bridge.outcomes import ErrorKind, Status
+from bridge.providers.catalog import CATALOG
+from bridge.providers.zilliant import (
+    ZilliantProvider,
+    ZilliantQueueJob,
+    ZilliantTarget,
+    build_request,
+    classify,
+    job_id,
+)
+from bridge.providers.zuora import ZuoraRerunTask
 from tests.fakes import FakeClock
 
 SECRETS = {
@@ -198,10 +204,10 @@ async def stub() -> AsyncIterator[SalesforceStub]:
 
 
 async def test_registry_builds_zilliant(session) -> None:
-    provider = build_provider("pricing", target("http://127.0.0.1:1/token"), session)
+    provider = CATALOG.build("pricing", target("http://127.0.0.1:1/token"), session)
     assert isinstance(provider, ZilliantProvider)
-    assert provider.kind is ProviderKind.ZILLIANT
-    assert {op.value for op in PROVIDER_OPERATIONS[ProviderKind.ZILLIANT]} == {"zilliant.queue_job"}
+    assert provider.kind == "zilliant"
+    assert CATALOG.operations_of("zilliant") == {"zilliant.queue_job"}
 
 
 async def test_auth_header_is_base64_of_entire_token_response(stub, session) -> None:

@@ -15,12 +15,19 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
-from bridge.commands import WorkflooExecute, ZuoraRerunTask, ZuoraRunWorkflow
 from bridge.errors import AuthError, CommandRejected
-from bridge.outcomes import ErrorKind, ProviderKind, Status
-from bridge.providers.registry import PROVIDER_OPERATIONS, build_provider
-from bridge.providers.zuora import ZuoraProvider, build_request, classify, idempotency_key
-from bridge.settings import ZuoraTarget
+from bridge.outcomes import ErrorKind, Status
+from bridge.providers.catalog import CATALOG
+from bridge.providers.workfloo import WorkflooExecute
+from bridge.providers.zuora import (
+    ZuoraProvider,
+    ZuoraRerunTask,
+    ZuoraRunWorkflow,
+    ZuoraTarget,
+    build_request,
+    classify,
+    idempotency_key,
+)
 from tests.fakes import FakeClock
 
 CLIENT_ID = "8c7e4a1b-0000-4000-8000-SECRETID0001"
@@ -282,10 +289,10 @@ async def stub() -> AsyncIterator[OAuthStub]:
 
 
 async def test_registry_builds_zuora(session) -> None:
-    provider = build_provider("billing", target("http://127.0.0.1:1"), session)
+    provider = CATALOG.build("billing", target("http://127.0.0.1:1"), session)
     assert isinstance(provider, ZuoraProvider)
-    assert provider.kind is ProviderKind.ZUORA
-    assert {op.value for op in PROVIDER_OPERATIONS[ProviderKind.ZUORA]} == {
+    assert provider.kind == "zuora"
+    assert CATALOG.operations_of("zuora") == {
         "zuora.run_workflow",
         "zuora.rerun_task",
         "zuora.stop_run",

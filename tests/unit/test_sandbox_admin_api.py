@@ -10,16 +10,17 @@ import aiohttp
 import pytest
 
 from bridge.sandbox import RunningSandbox, SandboxConfig, start_sandbox
-from bridge.sandbox import config as sb
 from bridge.sandbox.faults import PROVIDERS
+from bridge.sandbox.workfloo import WORKFLOO_API_KEY, WORKFLOO_DEFINITION_PLAIN
+from bridge.sandbox.zuora_runs import ZUORA_CLIENT_ID, ZUORA_CLIENT_SECRET, ZUORA_TASK_SUCCESS
 
 WORKFLOO = "/workfloo/api/v1/workfloo"
-WORKFLOO_HEADERS = {"x-api-key": sb.WORKFLOO_API_KEY}
-WORKFLOO_BODY = {"idWorkflooDefinition": sb.WORKFLOO_DEFINITION_PLAIN}
+WORKFLOO_HEADERS = {"x-api-key": WORKFLOO_API_KEY}
+WORKFLOO_BODY = {"idWorkflooDefinition": WORKFLOO_DEFINITION_PLAIN}
 ZUORA_FORM = {
     "grant_type": "client_credentials",
-    "client_id": sb.ZUORA_CLIENT_ID,
-    "client_secret": sb.ZUORA_CLIENT_SECRET,
+    "client_id": ZUORA_CLIENT_ID,
+    "client_secret": ZUORA_CLIENT_SECRET,
 }
 
 
@@ -47,7 +48,7 @@ async def zuora_token(http: aiohttp.ClientSession, sandbox: RunningSandbox) -> s
 
 
 async def zuora_rerun(http: aiohttp.ClientSession, sandbox: RunningSandbox, token: str) -> int:
-    url = f"{sandbox.url}/zuora/workflows/tasks/{sb.ZUORA_TASK_SUCCESS}/rerun"
+    url = f"{sandbox.url}/zuora/workflows/tasks/{ZUORA_TASK_SUCCESS}/rerun"
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"key-{token[:8]}"}
     status, _ = await call(http, "POST", url, headers=headers)
     return status

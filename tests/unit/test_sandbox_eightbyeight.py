@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from bridge.sandbox.config import (
+from bridge.sandbox.eightbyeight import (
     EIGHTBYEIGHT_ACCOUNT,
     EIGHTBYEIGHT_API_KEY,
     EIGHTBYEIGHT_COMPLETE,
@@ -15,8 +15,12 @@ from bridge.sandbox.config import (
     EIGHTBYEIGHT_RUNNABLE,
     EIGHTBYEIGHT_SUSPENDED,
     EIGHTBYEIGHT_TERMINATED,
+    InstanceStatus,
+    Refusal,
+    StatusCommand,
+    error_timestamp,
+    transition,
 )
-from bridge.sandbox.eightbyeight import InstanceStatus, Refusal, StatusCommand, error_timestamp, transition
 
 AUTH = {"Authorization": "Bearer " + EIGHTBYEIGHT_API_KEY}
 BASE = f"/8x8/api/v1/accounts/{EIGHTBYEIGHT_ACCOUNT}/definitions/{EIGHTBYEIGHT_DEFINITION}/workflows"

@@ -14,21 +14,16 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bridge.sandbox import SandboxConfig, start_sandbox
-from bridge.sandbox.config import (
-    EIGHTBYEIGHT_API_KEY,
-    EIGHTBYEIGHT_DEFINITION,
-    EIGHTBYEIGHT_RUNNABLE,
-    WORKFLOO_API_KEY,
-    WORKFLOO_DEFINITION_PLAIN,
-)
+from bridge.sandbox.catalog import provider_of
+from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_API_KEY, EIGHTBYEIGHT_DEFINITION, EIGHTBYEIGHT_RUNNABLE
 from bridge.sandbox.faults import (
     FaultKind,
     FaultSpec,
     choose_fault,
-    provider_of,
     reset_seconds,
     sample_latency_s,
 )
+from bridge.sandbox.workfloo import WORKFLOO_API_KEY, WORKFLOO_DEFINITION_PLAIN
 
 WORKFLOO = "/workfloo/api/v1/workfloo"
 WORKFLOO_HEADERS = {"x-api-key": WORKFLOO_API_KEY}

@@ -10,18 +10,22 @@ from bridge.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.providers import eightbyeight, workfloo, zilliant, zuora
 from bridge.providers.base import HttpRequest
 from bridge.sandbox import SandboxConfig, start_sandbox
-from bridge.sandbox.config import (
+from bridge.sandbox.eightbyeight import (
     EIGHTBYEIGHT_ACCOUNT,
     EIGHTBYEIGHT_API_KEY,
     EIGHTBYEIGHT_DEFINITION,
-    WORKFLOO_API_KEY,
-    WORKFLOO_DEFINITION_PLAIN,
+    EightByEightSandboxSettings,
+)
+from bridge.sandbox.workfloo import WORKFLOO_API_KEY, WORKFLOO_DEFINITION_PLAIN, WorkflooSandboxSettings
+from bridge.sandbox.zilliant import Job
+from bridge.sandbox.zuora_runs import (
     ZUORA_CLIENT_ID,
     ZUORA_CLIENT_SECRET,
     ZUORA_DEFINITION_NO_PARAMS,
+    RunTimeline,
+    ZuoraSandboxSettings,
+    run_status,
 )
-from bridge.sandbox.zilliant import Job
-from bridge.sandbox.zuora import RunTimeline, run_status
 from tests.fakes import FakeClock
 
 WORKFLOO = {"x-api-key": WORKFLOO_API_KEY}
@@ -36,7 +40,12 @@ def clock():
 @pytest.fixture
 async def sandbox(clock):
     config = SandboxConfig(
-        clock=clock, zuora_run_duration_s=10, workfloo_run_duration_s=10, eightbyeight_run_duration_s=10
+        clock=clock,
+        providers={
+            "zuora": ZuoraSandboxSettings(run_duration_s=10),
+            "workfloo": WorkflooSandboxSettings(run_duration_s=10),
+            "8x8": EightByEightSandboxSettings(run_duration_s=10),
+        },
     )
     running = await start_sandbox(config=config)
     yield running

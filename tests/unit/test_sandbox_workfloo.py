@@ -6,14 +6,16 @@ import re
 
 import pytest
 
-from bridge.sandbox.config import (
+from bridge.sandbox.workfloo import (
+    SEEDED_DEFINITIONS,
     WORKFLOO_API_KEY,
     WORKFLOO_DEFINITION_FORBIDDEN,
     WORKFLOO_DEFINITION_PLAIN,
     WORKFLOO_DEFINITION_WITH_LINKS,
     WORKFLOO_SCENARIO,
+    api_key_ok,
+    execute_error,
 )
-from bridge.sandbox.workfloo import SEEDED_DEFINITIONS, api_key_ok, execute_error
 
 KEY = {"x-api-key": WORKFLOO_API_KEY}
 PROD = "/workfloo/api/v1/workfloo"
@@ -33,7 +35,7 @@ async def test_production_host_executes_without_a_scenario(http, sandbox):
     )
     assert status == 200
     assert re.fullmatch(r"[0-9a-f]{24}", body["id"])
-    assert sandbox.state.workfloo.executions[body["id"]].sandbox is False
+    assert sandbox.state.emulator("workfloo").executions[body["id"]].sandbox is False
 
 
 @pytest.mark.parametrize(
@@ -80,7 +82,7 @@ async def test_sandbox_mode_requires_a_scenario_for_link_definitions(http, sandb
     status, body = await execute(
         http, sandbox, path, {**links, "scenarioId": WORKFLOO_SCENARIO}, params=params
     )
-    assert status == 200 and sandbox.state.workfloo.executions[body["id"]].sandbox is True
+    assert status == 200 and sandbox.state.emulator("workfloo").executions[body["id"]].sandbox is True
     status, body = await execute(http, sandbox, path, {**links, "scenarioId": "f" * 24}, params=params)
     assert (status, body) == (
         404,

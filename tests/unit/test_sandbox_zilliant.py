@@ -11,14 +11,18 @@ import orjson
 import pytest
 
 from bridge.sandbox import SandboxConfig, start_sandbox
-from bridge.sandbox.config import (
+from bridge.sandbox.zilliant import (
     SALESFORCE_CLIENT_ID,
     SALESFORCE_CLIENT_SECRET,
     SALESFORCE_PASSWORD,
     SALESFORCE_USERNAME,
     ZILLIANT_FORWARDED_HOST,
+    Job,
+    ZilliantSandboxSettings,
+    decode_oauth_header,
+    encode_oauth_header,
+    schedule_start,
 )
-from bridge.sandbox.zilliant import Job, decode_oauth_header, encode_oauth_header, schedule_start
 from tests.fakes import FakeClock
 
 CREDENTIALS = {
@@ -41,7 +45,11 @@ def clock():
 
 @pytest.fixture
 async def sandbox(clock):
-    running = await start_sandbox(config=SandboxConfig(clock=clock, zilliant_job_duration_s=10.0))
+    running = await start_sandbox(
+        config=SandboxConfig(
+            clock=clock, providers={"zilliant": ZilliantSandboxSettings(job_duration_s=10.0)}
+        )
+    )
     yield running
     await running.stop()
 
@@ -171,12 +179,15 @@ async def test_same_scope_while_open_is_409_without_parallel_runs(http, sandbox,
 
 async def test_unscoped_jobs_queue_serially_and_are_never_refused(http, sandbox, headers):
     ids = [(await submit(http, sandbox, headers))[1]["jobId"] for _ in range(3)]
-    jobs = [sandbox.state.zilliant.jobs[i] for i in ids]
+    jobs = [sandbox.state.emulator("zilliant").jobs[i] for i in ids]
     assert jobs[1].start_at == jobs[0].end_at and jobs[2].start_at == jobs[1].end_at
 
 
 async def test_parallel_runs_queue_the_same_scope_instead_of_refusing(http, clock):
-    config = SandboxConfig(clock=clock, zilliant_parallel_enabled=True, zilliant_job_duration_s=5.0)
+    config = SandboxConfig(
+        clock=clock,
+        providers={"zilliant": ZilliantSandboxSettings(parallel_enabled=True, job_duration_s=5.0)},
+    )
     async with await start_sandbox(config=config) as sandbox:
         _, token = await get_token(http, sandbox)
         headers = {"Authorization": encode_oauth_header(token), "X-Forwarded-Host": ZILLIANT_FORWARDED_HOST}
@@ -184,7 +195,7 @@ async def test_parallel_runs_queue_the_same_scope_instead_of_refusing(http, cloc
         first = (await submit(http, sandbox, headers, scoped))[1]["jobId"]
         status, second = await submit(http, sandbox, headers, scoped)
         assert status == 202
-        jobs = sandbox.state.zilliant.jobs
+        jobs = sandbox.state.emulator("zilliant").jobs
         assert jobs[second["jobId"]].start_at == jobs[first].end_at
 
 

@@ -8,9 +8,16 @@ import re
 import pytest
 
 from bridge.sandbox import SandboxConfig, start_sandbox
-from bridge.sandbox.config import DAY_S, ZUORA_CLIENT_ID, ZUORA_CLIENT_SECRET
+from bridge.sandbox.config import DAY_S
 from bridge.sandbox.state import IdempotencyVerdict, KeyUse, StoredResponse, idempotency_verdict
-from bridge.sandbox.zuora import Definition, run_error, track_id_ok
+from bridge.sandbox.zuora_runs import (
+    ZUORA_CLIENT_ID,
+    ZUORA_CLIENT_SECRET,
+    Definition,
+    ZuoraSandboxSettings,
+    run_error,
+    track_id_ok,
+)
 from tests.fakes import FakeClock
 
 ZUORA_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$")
@@ -24,7 +31,11 @@ def clock():
 
 @pytest.fixture
 async def sandbox(clock):
-    running = await start_sandbox(config=SandboxConfig(clock=clock, zuora_extra_clients=(OTHER_TENANT,)))
+    running = await start_sandbox(
+        config=SandboxConfig(
+            clock=clock, providers={"zuora": ZuoraSandboxSettings(extra_clients=(OTHER_TENANT,))}
+        )
+    )
     yield running
     await running.stop()
 
@@ -130,7 +141,7 @@ async def test_same_key_replays_status_and_body_including_failures(http, sandbox
     first = await run(http, sandbox, 396, keyed, {"accountId": "A"})
     second = await run(http, sandbox, 396, keyed, {"accountId": "A"})
     assert first[:2] == second[:2] and first[0] == 200
-    assert len(sandbox.state.zuora.instances) == 2  # the seeded one and exactly one new run
+    assert len(sandbox.state.emulator("zuora").instances) == 2  # the seeded one and exactly one new run
     failing = {**auth, "Idempotency-Key": "run-2"}
     assert (await run(http, sandbox, 396, failing, {}))[0] == 406
     # Same key, different body: the stored result is replayed (a documented-nowhere rule we chose).

@@ -5,10 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bridge.commands import EightByEightUpdateInstance, WorkflooExecute, ZuoraRunWorkflow, ZuoraStopRun
 from bridge.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.outcomes import ErrorKind, Status
 from bridge.providers import eightbyeight, workfloo, zilliant, zuora
+from bridge.providers.eightbyeight import EightByEightUpdateInstance
+from bridge.providers.workfloo import WorkflooExecute
+from bridge.providers.zuora import ZuoraRunWorkflow, ZuoraStopRun
 
 J = orjson.dumps
 

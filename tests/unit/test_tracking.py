@@ -14,16 +14,17 @@ import pytest
 from aiokafka import TopicPartition
 
 from bridge.app import build_targets
-from bridge.commands import ZuoraRerunTask, ZuoraRunWorkflow
 from bridge.executor import Executor
 from bridge.guards import TokenBucket
 from bridge.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
-from bridge.local import examples
 from bridge.local.stack import local_settings
 from bridge.metrics import Metrics
+from bridge.policies import RateLimitSettings
+from bridge.providers.zuora import ZuoraRerunTask, ZuoraRunWorkflow
 from bridge.records import Incoming
 from bridge.redact import Redactor
-from bridge.settings import RateLimitSettings
+from bridge.sandbox import workfloo as workfloo_sandbox
+from bridge.sandbox import zuora as zuora_sandbox
 from bridge.testing import FakeProducer, FakeTransport, json_response
 from bridge.tracking.entries import TrackedEntry, decode, encode, entry_key
 from bridge.tracking.policy import after_reading, beyond_horizon
@@ -186,7 +187,7 @@ def test_polls_take_only_free_tokens_so_commands_go_first():
 
 def run_command(command_id: str = "run-1") -> ZuoraRunWorkflow:
     return ZuoraRunWorkflow(
-        id=command_id, target=examples.ZUORA, operation="zuora.run_workflow", workflow_id=398
+        id=command_id, target=zuora_sandbox.LOCAL_TARGET, operation="zuora.run_workflow", workflow_id=398
     )
 
 
@@ -197,7 +198,9 @@ def record(offset: int = 11) -> Incoming:
 async def tracker_on(answers, **tracking):
     tracking = {"first_poll_s": 0.01, "max_interval_s": 0.02, "jitter": 0.0, **tracking}
     settings = local_settings(
-        "127.0.0.1:1", "http://127.0.0.1:1", overrides={"targets": {examples.ZUORA: {"tracking": tracking}}}
+        "127.0.0.1:1",
+        "http://127.0.0.1:1",
+        overrides={"targets": {zuora_sandbox.LOCAL_TARGET: {"tracking": tracking}}},
     )
     session = aiohttp.ClientSession()
     metrics = Metrics()
@@ -206,7 +209,7 @@ async def tracker_on(answers, **tracking):
     async def no_token(**_: object) -> dict[str, str]:
         return {"Authorization": "Bearer t"}
 
-    targets[examples.ZUORA].provider.auth_headers = no_token  # type: ignore[method-assign]
+    targets[zuora_sandbox.LOCAL_TARGET].provider.auth_headers = no_token  # type: ignore[method-assign]
     transport = FakeTransport.scripted(answers)
     producer = FakeProducer()
     executor = Executor(transport, metrics, Redactor(["s3cr3t-value"]), 2048)
@@ -254,7 +257,9 @@ async def test_tracker_follows_a_run_to_its_end_and_deletes_its_entry():
 
 async def test_commands_without_a_status_read_are_not_tracked():
     tracker, _, _, session, _ = await tracker_on([])
-    rerun = ZuoraRerunTask(id="r", target=examples.ZUORA, operation="zuora.rerun_task", task_id="2770")
+    rerun = ZuoraRerunTask(
+        id="r", target=zuora_sandbox.LOCAL_TARGET, operation="zuora.rerun_task", task_id="2770"
+    )
     assert tracker.start(record(), rerun, "2771") is None
     assert tracker.start(record(), run_command(), None) is None
     await session.close()
@@ -324,7 +329,7 @@ async def test_the_processor_writes_the_tracked_entry_before_done_and_only_for_s
     for n, expected in enumerate(("queued", "rejected")):
         doc = {
             "id": f"w-{n}",
-            "target": examples.WORKFLOO,
+            "target": workfloo_sandbox.LOCAL_TARGET,
             "operation": "workfloo.execute",
             "definition_id": "657117e1d511b6e54fe2a970",
         }
