@@ -26,7 +26,7 @@ from bridge.policies import (
 )
 from bridge.presets import Preset, apply_preset
 from bridge.secrets import Secret, resolve_secret
-from bridge.tracking.settings import TargetTracking, TrackingSettings
+from bridge.tracking.settings import TargetTracking, TrackingSettings, horizons_fit_retention
 
 DLQ_HEADROOM_BYTES = 65_536
 
@@ -323,6 +323,7 @@ class Settings(_Model):
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
+    _horizons = model_validator(mode="after")(horizons_fit_retention)
 
     @model_validator(mode="before")
     @classmethod
