@@ -1,6 +1,7 @@
 """Tracking benchmark: 100,000 tracked workflows in one process.
 
     python -m bench.tracking --workflows 100000 --budget 200 --seconds 20
+    python -m bench.tracking --terminal --runs 400 --send-seconds 40 --budget 50   # bench.tracking_terminal
 
 The real :class:`~bridge.tracking.tracker.Tracker` (timer heap, budgets, policy, event encoding)
 follows Zuora runs that stay ``Processing``; the status reads go to an in-memory transport and the
@@ -29,6 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench import tracking_terminal
 from bridge.app import build_targets
 from bridge.commands import ZuoraRunWorkflow
 from bridge.executor import Executor
@@ -160,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=200.0, help="tracking.polls_per_s of the target")
     p.add_argument("--seconds", type=float, default=20.0, help="how long each phase runs")
     p.add_argument("--child", choices=["busy", "idle"], help=argparse.SUPPRESS)
+    tracking_terminal.add_arguments(p)
     args = p.parse_args(argv)
+    if args.terminal:
+        print(json.dumps(tracking_terminal.measure(args), indent=2))
+        return 0
     if args.child:
         result = asyncio.run(phase(args.child, args.workflows, args.budget, args.seconds))
         print(json.dumps(result))

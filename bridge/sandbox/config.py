@@ -51,6 +51,7 @@ DAY_S = 24 * 3600.0
 
 # Sandbox extensions that pick how a started run ends (the real providers decide that themselves).
 ZUORA_RESULT_PARAM = "SANDBOX_RESULT"  # a run parameter: "error" ends Finished with a task error
+ZUORA_DURATION_PARAM = "SANDBOX_DURATION_S"  # a run parameter: this run's duration (seconds)
 WORKFLOO_RESULT_FIELD = "sandboxResult"  # a form field: "ERROR" or "ABANDONED" (default SUCCESS)
 WORKFLOO_WAIT_FIELD = "sandboxWaitFor"  # a form field: "FORM", "DOCUMENT", ... a human step to wait on
 EIGHTBYEIGHT_FAULT_FIELD = "sandboxFault"  # a start payload field: true ends Terminated (a fault)
