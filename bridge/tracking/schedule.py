@@ -40,8 +40,11 @@ def next_interval(current_s: float, policy: TargetTracking, *, waiting: bool) ->
 
 
 def jittered(interval_s: float, jitter: float, roll: float) -> float:
-    """``interval_s`` moved by up to ``jitter`` of itself either way; ``roll`` is uniform in [0, 1)."""
-    return interval_s * (1.0 + jitter * (2.0 * roll - 1.0))
+    """``interval_s`` shortened by up to ``jitter`` of itself; ``roll`` is uniform in [0, 1).
+
+    Never lengthened: a run that ends is read again within its interval (a jitter either way let
+    a 16 s interval see a finished run 3 s late)."""
+    return interval_s * (1.0 - jitter * roll)
 
 
 def capped_due(due: float, started_s: float, horizon_s: float) -> float:

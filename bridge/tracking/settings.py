@@ -23,7 +23,12 @@ class TargetTracking(_Model):
     waiting_interval_s: float = Field(
         default=300.0, gt=0, description="Poll interval while the run waits on a human step."
     )
-    jitter: float = Field(default=0.2, ge=0, le=1, description="Each interval is moved by up to this share.")
+    jitter: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Each interval is shortened by up to this share (never lengthened).",
+    )
     horizon_s: float = Field(
         default=WEEK_S, gt=0, description="Give up (lost) this long after the start; below Zuora's retention."
     )

@@ -81,10 +81,14 @@ def test_interval_doubles_to_the_cap_and_waiting_uses_its_own():
 
 
 @pytest.mark.parametrize("roll", [0.0, 0.25, 0.5, 0.999])
-def test_jitter_stays_within_its_share(roll):
+def test_jitter_only_ever_shortens_an_interval_within_its_share(roll):
     moved = jittered(10.0, 0.2, roll)
-    assert 8.0 <= moved <= 12.0
+    assert 8.0 < moved <= 10.0
     assert jittered(10.0, 0.0, roll) == 10.0
+
+
+def test_jitter_spreads_the_reads_over_its_whole_share():
+    assert (jittered(10.0, 0.2, 0.0), jittered(10.0, 0.2, 0.5)) == (10.0, 9.0)
 
 
 def test_no_poll_is_scheduled_past_the_horizon():
@@ -97,20 +101,20 @@ def test_no_poll_is_scheduled_past_the_horizon():
 
 def test_a_new_state_is_reported_once():
     workflow = Tracked(entry(), 2.0)
-    first = after_reading(workflow, RunReading(RunState.RUNNING, "Queued"), POLICY, 0.5)
+    first = after_reading(workflow, RunReading(RunState.RUNNING, "Queued"), POLICY, 0.0)
     assert first.report == RunReading(RunState.RUNNING, "Queued") and first.next_in_s == 2.0
     workflow.entry = entry(state=RunState.RUNNING)
-    again = after_reading(workflow, RunReading(RunState.RUNNING, "Processing"), POLICY, 0.5)
+    again = after_reading(workflow, RunReading(RunState.RUNNING, "Processing"), POLICY, 0.0)
     assert again.report is None and again.interval_s == 4.0  # same state, other provider word: quiet
 
 
 def test_waiting_changes_report_and_slow_down():
     workflow = Tracked(entry(state=RunState.WAITING, waiting_for="form"), 8.0)
-    same = after_reading(workflow, RunReading(RunState.WAITING, "IN_PROGRESS", "form"), POLICY, 0.5)
+    same = after_reading(workflow, RunReading(RunState.WAITING, "IN_PROGRESS", "form"), POLICY, 0.0)
     assert same.report is None and same.interval_s == POLICY.waiting_interval_s
-    other = after_reading(workflow, RunReading(RunState.WAITING, "IN_PROGRESS", "document"), POLICY, 0.5)
+    other = after_reading(workflow, RunReading(RunState.WAITING, "IN_PROGRESS", "document"), POLICY, 0.0)
     assert other.report is not None and other.report.waiting_for == "document"
-    moved_on = after_reading(workflow, RunReading(RunState.RUNNING, "IN_PROGRESS"), POLICY, 0.5)
+    moved_on = after_reading(workflow, RunReading(RunState.RUNNING, "IN_PROGRESS"), POLICY, 0.0)
     assert moved_on.report is not None and moved_on.interval_s == POLICY.first_poll_s
 
 
@@ -123,13 +127,13 @@ def test_a_terminal_reading_ends_tracking():
 
 def test_retry_after_is_honoured_and_404_three_times_is_lost():
     workflow = Tracked(entry(), 2.0)
-    limited = after_reading(workflow, ReadFailure(ReadProblem.RATE_LIMITED, 90.0), POLICY, 0.5)
+    limited = after_reading(workflow, ReadFailure(ReadProblem.RATE_LIMITED, 90.0), POLICY, 0.0)
     assert limited.report is None and limited.next_in_s == 90.0
     for misses in (1, 2):
-        step = after_reading(workflow, ReadFailure(ReadProblem.GONE), POLICY, 0.5)
+        step = after_reading(workflow, ReadFailure(ReadProblem.GONE), POLICY, 0.0)
         assert step.report is None and step.misses == misses
         workflow.misses = step.misses
-    lost = after_reading(workflow, ReadFailure(ReadProblem.GONE), POLICY, 0.5)
+    lost = after_reading(workflow, ReadFailure(ReadProblem.GONE), POLICY, 0.0)
     assert lost.report is not None and lost.report.state is RunState.LOST and lost.next_in_s is None
 
 
