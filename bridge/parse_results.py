@@ -24,6 +24,7 @@ class DeadLetterReason(StrEnum):
     MISSING_ID = "missing_id"
     INTERNAL_ERROR = "internal_error"
     UNDECODABLE = "undecodable"  # the Kafka client cannot decode the record (e.g. a non-UTF-8 header key)
+    CORRUPT = "corrupt"  # the record's batch fails its CRC check on every read
     ID_REUSED = "id_reused"  # the ledger remembers this id with another payload: not executed
 
 

@@ -89,7 +89,8 @@ class Processor:
 
     async def _process(self, record: Incoming) -> Outgoing:
         if record.undecodable is not None:
-            return self.dead_letter(record, DeadLetter(DeadLetterReason.UNDECODABLE, record.undecodable))
+            reason = DeadLetterReason.CORRUPT if record.corrupt else DeadLetterReason.UNDECODABLE
+            return self.dead_letter(record, DeadLetter(reason, record.undecodable))
         parsed = (self.bulkheads and self.bulkheads.parsed(record)) or self._parse(record)
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)

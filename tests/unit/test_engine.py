@@ -266,6 +266,42 @@ async def test_a_record_the_client_cannot_decode_is_reported_once_and_passed(wor
     assert not world.task.done()  # the engine kept running
 
 
+async def test_a_record_whose_crc_check_always_fails_is_reported_corrupt_once_and_passed(
+    world: World,
+) -> None:
+    seen: list[tuple[int, int, bool]] = []
+    answer = world.provider.__call__
+
+    async def handler(record: Incoming) -> Outgoing:
+        seen.append((record.partition, record.offset, record.corrupt))
+        return await answer(record)
+
+    world.engine._handler = handler
+    add(world, b"a")
+    world.consumer.add_corrupt(TOPIC, b"{}")
+    add(world, b"a", b"b")
+    await world.consumer.rebalance([P0])
+    await until(lambda: world.committed() == 4)  # no longer a fetch retried every second, forever
+    assert sorted(seen) == [(0, 0, False), (0, 1, True), (0, 2, False), (0, 3, False)]  # each once
+    assert not world.task.done()
+
+
+async def test_a_crc_failure_that_a_reread_does_not_repeat_loses_nothing(world: World) -> None:
+    seen: list[tuple[int, bool, bool]] = []
+    answer = world.provider.__call__
+
+    async def handler(record: Incoming) -> Outgoing:
+        seen.append((record.offset, record.undecodable is not None, record.corrupt))
+        return await answer(record)
+
+    world.engine._handler = handler
+    world.consumer.add_corrupt(TOPIC, b"{}", failed_reads=2)  # the first fetch and one careful read
+    add(world, b"a")
+    await world.consumer.rebalance([P0])
+    await until(lambda: world.committed() == 2)
+    assert seen == [(0, False, False), (1, False, False)]
+
+
 async def test_a_result_with_neither_key_nor_value_is_sent_with_an_empty_value(world: World) -> None:
     async def no_value(record: Incoming) -> Outgoing:
         return Outgoing(OUT, None, None, [("dlq.reason", b"undecodable")])
