@@ -326,7 +326,9 @@ async def run(args: Any, workdir: Path) -> dict[str, Any]:
         await send(broker.bootstrap, topics.run_commands, planned, args.send_seconds)
         events = await collecting
         wall, cpu1 = time.monotonic() - wall0, read_proc(bridge.pid)
-        result = analyse(events, await sandbox_runs(url), args)
+        runs = await sandbox_runs(url)
+        (workdir / "runs.json").write_bytes(orjson.dumps({"runs": runs, "events": events}))
+        result = analyse(events, runs, args)
     finally:
         if bridge is not None:
             await asyncio.to_thread(bridge.stop, 15.0)
