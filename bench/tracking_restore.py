@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from aiokafka import TopicPartition
 
-from bench.workload import make_producer
+from bench.ledger import fill_partition
 from bridge.lifecycle import RunState
 from bridge.local import examples
 from bridge.local.broker import create_topics, start_broker
@@ -50,22 +50,9 @@ def entries(n: int, now_ms: int) -> tuple[TrackedEntry, TrackedEntry]:
 
 
 async def fill(bootstrap: str, workflows: int) -> float:
-    producer = make_producer(bootstrap, linger_ms=50)
-    await producer.start()
-    started, now_ms = time.perf_counter(), int(time.time() * 1000)
-    try:
-        pending = []
-        for n in range(workflows):
-            for entry in entries(n, now_ms):
-                key, value = encode(entry)
-                pending.append(await producer.send(LEDGER, value, key=key, partition=0))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
+    now_ms = int(time.time() * 1000)
+    records = (encode(entry) for n in range(workflows) for entry in entries(n, now_ms))
+    return await fill_partition(bootstrap, LEDGER, records)
 
 
 async def restore_child(bootstrap: str) -> dict[str, Any]:

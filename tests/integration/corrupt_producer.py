@@ -8,12 +8,11 @@ refuse it with CorruptRecordException); aiokafka's consumer then fails that batc
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.producer import message_accumulator
+
+from tests.integration import undecodable_producer
 
 _build = message_accumulator.BatchBuilder._build
 
@@ -26,17 +25,6 @@ def corrupted(self: Any) -> bytearray:
     return buffer
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    message_accumulator.BatchBuilder._build = corrupted  # type: ignore[method-assign]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=100)
-    await producer.start()
-    try:
-        pending = [await producer.send(topic, value, key=b"k", partition=0) for value in values]
-        for sent in pending:
-            await sent
-    finally:
-        await producer.stop()
-
-
 if __name__ == "__main__":
-    asyncio.run(produce(sys.argv[1], sys.argv[2], [v.encode() for v in sys.argv[3:]]))
+    message_accumulator.BatchBuilder._build = corrupted  # type: ignore[method-assign]
+    undecodable_producer.main(bad_header_at=None)

@@ -12,11 +12,16 @@ import orjson
 from tests.integration.conftest import Stack, workfloo_command
 
 
-async def produce_with_a_bad_header_key(stack: Stack, values: list[bytes]) -> None:
+async def produce_with(module: str, stack: Stack, values: list[bytes]) -> None:
+    """One batch of ``values`` written by another client: ``tests.integration.<module>``."""
     topic = stack.settings.topics.run_commands
-    args = [sys.executable, "-m", "tests.integration.undecodable_producer", stack.broker.bootstrap, topic]
+    args = [sys.executable, "-m", f"tests.integration.{module}", stack.broker.bootstrap, topic]
     process = await asyncio.create_subprocess_exec(*args, *[v.decode() for v in values])
     assert await asyncio.wait_for(process.wait(), 60) == 0
+
+
+async def produce_with_a_bad_header_key(stack: Stack, values: list[bytes]) -> None:
+    await produce_with("undecodable_producer", stack, values)
 
 
 async def test_an_undecodable_record_is_a_dead_letter_and_the_rest_flows(stack: Stack) -> None:
@@ -39,13 +44,6 @@ async def test_an_undecodable_record_is_a_dead_letter_and_the_rest_flows(stack: 
     assert await stack.collect(1, within_s=2) == []  # exactly one result each: nothing else arrives
 
 
-async def produce_corrupt(stack: Stack, values: list[bytes]) -> None:
-    topic = stack.settings.topics.run_commands
-    args = [sys.executable, "-m", "tests.integration.corrupt_producer", stack.broker.bootstrap, topic]
-    process = await asyncio.create_subprocess_exec(*args, *[v.decode() for v in values])
-    assert await asyncio.wait_for(process.wait(), 60) == 0
-
-
 async def test_a_batch_that_fails_its_crc_check_is_dead_lettered_corrupt_and_the_rest_flows(
     stack: Stack,
 ) -> None:
@@ -53,7 +51,9 @@ async def test_a_batch_that_fails_its_crc_check_is_dead_lettered_corrupt_and_the
     ids = [f"corrupt-{prefix}-{n}" for n in range(4)]
     topic = stack.settings.topics.run_commands
     await stack.send((b"k", workfloo_command(ids[0])), topic=topic)
-    await produce_corrupt(stack, [orjson.dumps(workfloo_command(i)) for i in ids[1:3]])  # one batch
+    await produce_with(
+        "corrupt_producer", stack, [orjson.dumps(workfloo_command(i)) for i in ids[1:3]]
+    )  # one batch
     await stack.send((b"k", workfloo_command(ids[3])), topic=topic)
     await stack.start_bridge()
     events = await stack.collect(4)
