@@ -72,7 +72,7 @@ async def restore_child(bootstrap: str) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         return {
             "tracked": len(tracker.registry),
-            "scheduled": len(tracker.registry.heap),
+            "scheduled": sum(len(heap) for heap in tracker.registry.heaps.values()),
             "restore_s": round(seconds, 2),
             "rss_before_mb": round(before / 1024, 1),
             "rss_after_mb": round(status_kb("VmRSS") / 1024, 1),

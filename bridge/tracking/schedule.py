@@ -1,4 +1,5 @@
-"""One timer heap for every tracked workflow, and the backoff of each. Pure: no clock, no I/O.
+"""The timer heap of tracked workflows (the tracker keeps one per target), and the backoff of each.
+Pure: no clock, no I/O.
 
 A workflow is rescheduled by pushing it again with a new due time; the older heap entry is skipped
 when it surfaces (its due time no longer matches), so nothing is ever searched or removed.

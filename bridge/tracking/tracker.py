@@ -25,7 +25,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Mapping
 from dataclasses import replace
 
 from aiokafka import TopicPartition
@@ -54,7 +54,6 @@ log = logging.getLogger("bridge.tracking")
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
 MAX_DETAIL = 500
 GAUGE_INTERVAL_S = 5.0
-MAX_REFUSALS_PER_TURN = 16
 MAIN_REFS = ("run_id", "job_id", "execution_id", "instance_id")
 NO_RESPONSE = ReadFailure(ReadProblem.PROVIDER_ERROR)
 
@@ -169,25 +168,29 @@ class Tracker:
             await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - now))
 
     def _dispatch_due(self, now: float) -> float:
-        """Start the due reads their targets admit; returns when to look again (inf: when a read ends).
-
-        A refused workflow goes back at the time its target admits one again; after a few refusals
-        the rest waits for that time (with 100,000 due, popping them all would be the cost)."""
-        heap, refused, retry_at = self.registry.heap, 0, math.inf
+        """Start the due reads their targets admit, earliest due first; returns when to look again
+        (inf: when a read ends). A target that admits none now holds only its own heap, in which
+        every workflow keeps its place: the one due longest is read when a token comes."""
+        waits: dict[str, float] = {}
         while len(self._polls) < self._max_polls:
-            if refused >= MAX_REFUSALS_PER_TURN:
-                return retry_at
-            due = heap.pop_due(now, 1)
-            if not due:
-                upcoming = heap.next_due()
-                return min(retry_at, math.inf if upcoming is None else upcoming)
-            wait = self._admission_wait(due[0].entry.target, now)
+            target, due = self._earliest(waits)
+            if target is None or due > now:
+                return min([due, *waits.values()])
+            wait = self._admission_wait(target, now)
             if wait > 0:
-                heap.push(due[0], now + wait)
-                refused, retry_at = refused + 1, min(retry_at, now + wait)
+                waits[target] = now + wait
                 continue
-            self._start_poll(due[0])
+            self._start_poll(self.registry.heap(target).pop_due(now, 1)[0])
         return math.inf
+
+    def _earliest(self, skip: Container[str]) -> tuple[str | None, float]:
+        """The target whose next workflow is due first (and when), among those not in ``skip``."""
+        best, best_due = None, math.inf
+        for target, heap in self.registry.heaps.items():
+            due = heap.next_due()
+            if due is not None and due < best_due and target not in skip:
+                best, best_due = target, due
+        return best, best_due
 
     def _start_poll(self, workflow: Tracked) -> None:
         task = asyncio.create_task(self._poll(workflow), name="status-read")
@@ -241,7 +244,7 @@ class Tracker:
             return
         workflow.interval_s, workflow.misses = step.interval_s, step.misses
         started_s = workflow.entry.started_ms / 1000
-        self.registry.heap.push(
+        self.registry.heap(workflow.entry.target).push(
             workflow, capped_due(self._clock() + step.next_in_s, started_s, policy.horizon_s)
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from dataclasses import replace
 
 import aiohttp
@@ -285,6 +286,23 @@ async def test_rate_limited_reads_wait_for_retry_after():
     assert len(transport.calls) == 1
     [workflow] = list(tracker.registry.workflows())
     assert workflow.due >= time.time() + 29
+
+
+async def test_with_the_budget_below_demand_the_workflow_due_longest_is_read_first():
+    # 6 runs due every 0.02 s, 20 reads/s allowed: each read must wait for a token; none may be
+    # overtaken by one that came due after it (which starved some runs completely)
+    answers = [json_response(200, run_body("Processing", processing=1))] * 40
+    tracker, _, transport, session, _ = await tracker_on(answers, polls_per_s=20)
+    for n in range(6):
+        tracker.start(record(offset=n), run_command(f"run-{n}"), str(400 + n))
+    async with tracker.running():
+        for _ in range(500):
+            if len(transport.calls) >= 12:
+                break
+            await asyncio.sleep(0.01)
+    await session.close()
+    first_rounds = Counter(call.url.path for call in transport.calls[:12])
+    assert sorted(first_rounds.values()) == [2] * 6, first_rounds  # round after round
 
 
 async def test_a_restored_workflow_of_a_target_no_longer_tracked_ends_lost():
