@@ -244,7 +244,8 @@ async def send(bootstrap: str, topic: str, planned: list[tuple[str, float]], sec
 
 
 async def collect(bootstrap: str, topic: str, expected: int, within_s: float) -> dict[str, list[Any]]:
-    """Terminal lifecycle events by command id: (seen at, record timestamp, run id, status) each."""
+    """Terminal lifecycle events by command id: (seen at, record timestamp, run id, status) each;
+    read for 1 s more once every run has one (room for a second one, if one were coming)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=10
     )
@@ -252,7 +253,9 @@ async def collect(bootstrap: str, topic: str, expected: int, within_s: float) ->
     await consumer.start()
     try:
         deadline = time.monotonic() + within_s
-        while len(found) < expected and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if len(found) >= expected:
+                deadline = min(deadline, time.monotonic() + 1.0)
             batch = await consumer.getmany(timeout_ms=100)
             seen = time.time()
             for records in batch.values():
