@@ -165,7 +165,8 @@ class Tracker:
     async def _sleep_until(self, wake_at: float, now: float) -> None:
         self._wake.clear()  # a read that ends or a new workflow wakes it earlier
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - now))
+            async with asyncio.timeout(max(0.0, wake_at - now)):  # wait_for (3.11) lost a stop at a wake
+                await self._wake.wait()
 
     def _dispatch_due(self, now: float) -> float:
         """Start the due reads their targets admit, earliest due first; returns when to look again
@@ -314,9 +315,7 @@ class Tracker:
     def _event_data(self, entry: TrackedEntry, reading: RunReading, now: float) -> LifecycleData:
         ref = dict(entry.ref)
         detail = self._redactor.scrub(reading.detail)[:MAX_DETAIL] if reading.detail else None
-        main_ref = next(
-            (ref[k] for k in ("run_id", "job_id", "execution_id", "instance_id") if k in ref), None
-        )
+        main_ref = next((ref[k] for k in MAIN_REFS if k in ref), None)
         return LifecycleData(
             command_id=entry.command_id,
             target=entry.target,

@@ -305,6 +305,17 @@ async def test_with_the_budget_below_demand_the_workflow_due_longest_is_read_fir
     assert sorted(first_rounds.values()) == [2] * 6, first_rounds  # round after round
 
 
+async def test_a_stop_that_meets_a_wake_up_still_stops_the_scheduler():
+    # on Python 3.11 asyncio.wait_for swallows a cancel that arrives with its event: the routine
+    # went on forever and the stop (and this test) hung
+    tracker, _, _, session, _ = await tracker_on([])
+    async with asyncio.timeout(5):
+        async with tracker.running():
+            await asyncio.sleep(0.05)  # the scheduler sleeps: nothing is tracked
+            assert tracker.start(record(), run_command(), "401") is not None  # wakes it, and we stop
+    await session.close()
+
+
 async def test_a_restored_workflow_of_a_target_no_longer_tracked_ends_lost():
     tracker, producer, transport, session, settings = await tracker_on([])
     tracker.restore_started([(TOPIC, 5)])
