@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from statistics import median
 from typing import Any
 
@@ -109,14 +109,19 @@ async def fill(bootstrap: str, ledger_topic: str, command_topic: str, ids: int) 
         DoneFields("queued", "job-000000", "0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"),
         int(time.time() * 1000),
     )
+    records = (encode_done(command_topic, f"cmd-{i:08d}", i * 2654435761, i, now, done) for i in range(ids))
+    return await fill_partition(bootstrap, ledger_topic, records)
+
+
+async def fill_partition(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> float:
+    """Write (key, value) records into partition 0 of ``topic``; returns the seconds it took."""
     producer = make_producer(bootstrap, linger_ms=50)
     await producer.start()
     started = time.perf_counter()
     try:
         pending = []
-        for i in range(ids):
-            key, value = encode_done(command_topic, f"cmd-{i:08d}", i * 2654435761, i, now, done)
-            pending.append(await producer.send(ledger_topic, value, key=key, partition=0))
+        for key, value in records:
+            pending.append(await producer.send(topic, value, key=key, partition=0))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()

@@ -1,6 +1,8 @@
 """Tracking benchmark: 100,000 tracked workflows in one process.
 
     python -m bench.tracking --workflows 100000 --budget 200 --seconds 20
+    python -m bench.tracking --terminal --runs 400 --send-seconds 40 --budget 50   # bench.tracking_terminal
+    python -m bench.tracking --restore 100000                                      # bench.tracking_restore
 
 The real :class:`~bridge.tracking.tracker.Tracker` (timer heap, budgets, policy, event encoding)
 follows Zuora runs that stay ``Processing``; the status reads go to an in-memory transport and the
@@ -29,6 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench import tracking_restore, tracking_terminal
 from bridge.app import build_targets
 from bridge.executor import Executor
 from bridge.http import Call, Response
@@ -38,6 +41,7 @@ from bridge.providers.zuora import ZuoraRunWorkflow
 from bridge.records import Incoming
 from bridge.redact import Redactor
 from bridge.sandbox import zuora as zuora_sandbox
+from bridge.settings import Settings
 from bridge.tracking.tracker import Tracker
 
 TOPIC = "workflow.run.commands"
@@ -84,6 +88,24 @@ class CountingTransport:
         return Response(200, {"Content-Type": "application/json"}, PROCESSING)
 
 
+def counting_tracker(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    transport: CountingTransport,
+    producer: CountingProducer,
+) -> Tracker:
+    """The real tracker; its reads go to ``transport`` (with a fixed token), its writes to ``producer``."""
+    metrics = Metrics()
+    targets = build_targets(settings, session, metrics)
+
+    async def token(**_: object) -> dict[str, str]:
+        return {"Authorization": "Bearer bench"}
+
+    targets[zuora_sandbox.LOCAL_TARGET].provider.auth_headers = token  # type: ignore[method-assign]
+    executor = Executor(transport, metrics, Redactor(), 2048)
+    return Tracker(settings, targets, executor, producer, metrics, Redactor())
+
+
 async def phase(name: str, workflows: int, budget: float, seconds: float) -> dict[str, Any]:
     first_poll = 2.0 if name == "busy" else 3600.0
     tracking = {"first_poll_s": first_poll, "max_interval_s": 3600.0, "polls_per_s": budget}
@@ -98,17 +120,8 @@ async def phase(name: str, workflows: int, budget: float, seconds: float) -> dic
     )
     rss_before = status_kb("VmRSS")
     async with aiohttp.ClientSession() as session:
-        metrics = Metrics()
-        targets = build_targets(settings, session, metrics)
-
-        async def token(**_: object) -> dict[str, str]:
-            return {"Authorization": "Bearer bench"}
-
-        targets[zuora_sandbox.LOCAL_TARGET].provider.auth_headers = token  # type: ignore[method-assign]
-        transport = CountingTransport()
-        producer = CountingProducer()
-        executor = Executor(transport, metrics, Redactor(), 2048)
-        tracker = Tracker(settings, targets, executor, producer, metrics, Redactor())
+        transport, producer = CountingTransport(), CountingProducer()
+        tracker = counting_tracker(settings, session, transport, producer)
         tracker.restore_started([(TOPIC, p) for p in range(12)])
         tracker.restore_finished([(TOPIC, p) for p in range(12)])
         started = time.perf_counter()
@@ -163,7 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=200.0, help="tracking.polls_per_s of the target")
     p.add_argument("--seconds", type=float, default=20.0, help="how long each phase runs")
     p.add_argument("--child", choices=["busy", "idle"], help=argparse.SUPPRESS)
+    tracking_terminal.add_arguments(p)
+    p.add_argument("--restore", type=int, metavar="N", help="time and RSS to restore N tracked workflows")
     args = p.parse_args(argv)
+    if args.restore:
+        print(json.dumps(tracking_restore.measure(args.restore), indent=2))
+        return 0
+    if args.terminal:
+        print(json.dumps(tracking_terminal.measure(args), indent=2))
+        return 0
     if args.child:
         result = asyncio.run(phase(args.child, args.workflows, args.budget, args.seconds))
         print(json.dumps(result))

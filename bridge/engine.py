@@ -32,7 +32,7 @@ from bridge.publisher import Publisher
 from bridge.records import Incoming, Lanes, Outgoing, incoming_from, timing_header
 from bridge.settings import EngineSettings
 from bridge.stats import EngineStats
-from bridge.undecodable import Undecodable, as_incoming, read_carefully
+from bridge.undecodable import UNREADABLE, Undecodable, as_incoming, read_carefully
 
 log = logging.getLogger("bridge.engine")
 
@@ -126,12 +126,12 @@ class Engine:
             return
         try:
             batch = await self._consumer.getmany(timeout_ms=100, max_records=room)
+        except UNREADABLE:  # a record the client cannot decode, or a failed CRC: see bridge/undecodable.py
+            await self._fetch_carefully(room)
+            return
         except KafkaError as exc:
             log.warning("fetch failed, retrying: %s", exc)
             await asyncio.sleep(1.0)
-            return
-        except ValueError:  # a record the client cannot decode: see bridge/undecodable.py
-            await self._fetch_carefully(room)
             return
         fetched = time.time()
         for records in batch.values():

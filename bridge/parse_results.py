@@ -25,6 +25,8 @@ class DeadLetterReason(StrEnum):
     MISSING_ID = "missing_id"
     INTERNAL_ERROR = "internal_error"
     UNDECODABLE = "undecodable"  # the Kafka client cannot decode the record (e.g. a non-UTF-8 header key)
+    CORRUPT = "corrupt"  # the record's batch fails its CRC check on every read
+    KEY_TOO_LARGE = "key_too_large"  # no outcome could carry the key: not executed, the letter drops it
     ID_REUSED = "id_reused"  # the ledger remembers this id with another payload: not executed
 
 

@@ -61,6 +61,7 @@ class Processor:
         self._dlq_topic = topics.dead_letter
         self._max_bytes = settings.engine.max_message_bytes
         self._max_dead_letter_value = settings.kafka.max_request_size - DLQ_HEADROOM_BYTES
+        self._max_key = max_key_bytes(settings.kafka.max_request_size)
         self._targets = targets
         self._target_names = frozenset(targets)
         self._executor = executor
@@ -89,7 +90,10 @@ class Processor:
 
     async def _process(self, record: Incoming) -> Outgoing:
         if record.undecodable is not None:
-            return self.dead_letter(record, DeadLetter(DeadLetterReason.UNDECODABLE, record.undecodable))
+            reason = DeadLetterReason.CORRUPT if record.corrupt else DeadLetterReason.UNDECODABLE
+            return self.dead_letter(record, DeadLetter(reason, record.undecodable))
+        if record.key is not None and len(record.key) > self._max_key:
+            return self.dead_letter(record, key_too_large(len(record.key), self._max_key))
         parsed = (self.bulkheads and self.bulkheads.parsed(record)) or self._parse(record)
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)
@@ -243,12 +247,15 @@ class Processor:
             letter.reason.value,
             extra={"reason": letter.reason.value, "detail": letter.detail},
         )
-        value = record.value
+        key, value = record.key, record.value
         omitted: list[Header] = []
+        if key is not None and len(key) > self._max_key:
+            omitted.append(("dlq.key_omitted_bytes", str(len(key)).encode()))
+            key = None
         if value is not None and len(value) > self._max_dead_letter_value:  # never retried forever
             omitted.append(("dlq.value_omitted_bytes", str(len(value)).encode()))
             value = None
-        room = self._max_dead_letter_value - len(value or b"") - len(record.key or b"")
+        room = self._max_dead_letter_value - len(value or b"") - len(key or b"")
         copied, dropped = copyable_headers(record.headers, room)
         if dropped:
             omitted.append(("dlq.headers_omitted_bytes", str(dropped).encode()))
@@ -261,7 +268,19 @@ class Processor:
             ("dlq.source.offset", str(record.offset).encode()),
             *omitted,
         ]
-        return Outgoing(self._dlq_topic, record.key, value, headers, dead_letter=letter)
+        return Outgoing(self._dlq_topic, key, value, headers, dead_letter=letter)
+
+
+def max_key_bytes(max_request_size: int) -> int:
+    """The longest command key every record that copies it can carry: the outcome, the lifecycle
+    events, and the tracked entry, which holds it in base64 (4 bytes per 3)."""
+    return (max_request_size - DLQ_HEADROOM_BYTES) * 3 // 4
+
+
+def key_too_large(size: int, limit: int) -> DeadLetter:
+    detail = f"the Kafka key is {size} bytes, limit is {limit}: no outcome could carry it"
+    detail += "; not executed; the dead letter drops the key"
+    return DeadLetter(DeadLetterReason.KEY_TOO_LARGE, detail)
 
 
 def command_deadline(command: Command, record_time: datetime, max_age_s: float | None) -> datetime | None:

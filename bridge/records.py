@@ -27,6 +27,7 @@ class Incoming:
     headers: Headers = ()
     timestamp_ms: int | None = None
     undecodable: str | None = None  # why the Kafka client could not decode this record (then no value)
+    corrupt: bool = False  # undecodable because its batch fails the CRC check
     fetched_at: float = 0.0
     """time.time() when the engine's fetch returned this record (0: unknown)."""
 

@@ -15,7 +15,7 @@ from bridge.presets import Preset, apply_preset
 from bridge.providers.catalog import CATALOG
 from bridge.secrets import Secret, resolve_secret
 from bridge.target_settings import SettingsModel, TargetBase
-from bridge.tracking.settings import TrackingSettings
+from bridge.tracking.settings import TrackingSettings, horizons_fit_retention
 
 DLQ_HEADROOM_BYTES = 65_536
 
@@ -220,6 +220,7 @@ class Settings(SettingsModel):
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
+    _horizons = model_validator(mode="after")(horizons_fit_retention)
 
     @model_validator(mode="before")
     @classmethod

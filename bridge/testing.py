@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import CorruptRecordException, IllegalStateError, KafkaError
 
 from bridge.errors import ProviderCallError
 from bridge.http import Call, Response
@@ -71,6 +71,7 @@ class FakeConsumer:
         self._paused: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}
         self._wakeup = asyncio.Event()
+        self._corrupt: dict[tuple[TopicPartition, int], int | None] = {}  # -> reads still to fail
 
     # -- what the test drives ----------------------------------------------------------------
 
@@ -97,6 +98,15 @@ class FakeConsumer:
         log.append(FakeRecord(topic, partition, len(log), None, None, undecodable=True))
         self._wakeup.set()
         return len(log) - 1
+
+    def add_corrupt(
+        self, topic: str, value: bytes, *, partition: int = 0, failed_reads: int | None = None
+    ) -> int:
+        """Append a record whose CRC check fails on its first ``failed_reads`` reads (None: on every
+        read); ``getmany`` then raises ``CorruptRecordException``, as aiokafka does. Returns its offset."""
+        offset = self.add(topic, value, partition=partition)
+        self._corrupt[(TopicPartition(topic, partition), offset)] = failed_reads
+        return offset
 
     async def rebalance(self, assigned: Iterable[TopicPartition]) -> None:
         """An eager rebalance, as aiokafka does it: revoke everything, then assign ``assigned``."""
@@ -169,11 +179,20 @@ class FakeConsumer:
             if any(r.undecodable for r in records):
                 # like aiokafka: the whole read fails, nothing is delivered, the position stays
                 raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+            self._check_crc(tp, records)
             if records:
                 batch[tp] = records
                 self._positions[tp] += len(records)
                 room -= len(records)
         return batch
+
+    def _check_crc(self, tp: TopicPartition, records: Sequence[FakeRecord]) -> None:
+        for record in records:
+            left = self._corrupt.get((tp, record.offset), 0)
+            if left is None or left > 0:
+                if left is not None:
+                    self._corrupt[(tp, record.offset)] = left - 1
+                raise CorruptRecordException(f"Invalid CRC - {tp}")
 
     def _require_listener(self) -> RebalanceListener:
         if self._listener is None:

@@ -8,8 +8,9 @@ Routes (under the ``/zuora`` prefix)::
     GET  /zuora/workflows/workflow_runs/{run_id}        the run: Queued, Processing, Finished, ...
     PUT  /zuora/workflows/workflow_runs/{run_id}/stop   Stopping, then Stopped
 
-A run is Queued for the first tenth of ``zuora_run_duration_s``, Processing until it ends, then
-Finished with three successful tasks, or (run parameter ``SANDBOX_RESULT: "error"``) one in error.
+A run is Queued for the first tenth of ``ZuoraSandboxSettings.run_duration_s``, Processing until it ends, then
+Finished with three successful tasks, or (run parameter ``SANDBOX_RESULT: "error"``) one in error;
+a positive number in run parameter ``SANDBOX_DURATION_S`` is that run's duration instead.
 
 :meth:`ZuoraSandbox.header_middleware` stamps ``Zuora-Request-Id`` and echoes ``Zuora-Track-Id``
 on every Zuora response (including injected faults); :meth:`ZuoraSandbox.idempotency_middleware`
@@ -45,6 +46,7 @@ from bridge.sandbox.zuora_runs import (
     ZUORA_CLIENT_ID,
     ZUORA_CLIENT_SECRET,
     ZUORA_DEFINITION_REQUIRES_ACCOUNT,
+    ZUORA_DURATION_PARAM,
     ZUORA_RESULT_PARAM,
     ZUORA_SEEDED_INSTANCE,
     ZUORA_TASK_ERROR,
@@ -137,7 +139,10 @@ class ZuoraSandbox:
         if error is not None:
             return json_response(error[1], error[0])
         instance = self._create_instance(definition.id, self.config.clock())
-        self.timelines[instance["id"]].fails = body.get(ZUORA_RESULT_PARAM) == "error"
+        timeline, duration = self.timelines[instance["id"]], body.get(ZUORA_DURATION_PARAM)
+        timeline.fails = body.get(ZUORA_RESULT_PARAM) == "error"
+        if isinstance(duration, int | float) and not isinstance(duration, bool) and duration > 0:
+            timeline.duration_s = float(duration)
         return json_response(instance)
 
     def _run_of(self, request: web.Request) -> tuple[JsonObject, RunTimeline] | web.Response:

@@ -22,6 +22,7 @@ ZUORA_TASK_ERROR = "2770"
 ZUORA_TASK_SUCCESS = "2771"
 # A sandbox extension that picks how a started run ends (the real provider decides that itself).
 ZUORA_RESULT_PARAM = "SANDBOX_RESULT"  # a run parameter: "error" ends Finished with a task error
+ZUORA_DURATION_PARAM = "SANDBOX_DURATION_S"  # a run parameter: this run's duration (seconds)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

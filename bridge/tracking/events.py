@@ -18,10 +18,14 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.lifecycle import RunState
+from bridge.lifecycle import RunReading, RunState
 from bridge.outcomes import CLOUDEVENTS_SOURCE, SourceRecord
+from bridge.providers.catalog import CATALOG
+from bridge.redact import Redactor
+from bridge.tracking.entries import TrackedEntry
 
 LIFECYCLE_TYPE_PREFIX = "workflow.lifecycle."
+MAX_DETAIL = 500  # characters of the provider's failure detail an event carries
 _NAMESPACE = uuid.UUID("0b7d3c1e-9a55-4f0e-8c21-5d2f6a9e4b73")
 
 
@@ -71,3 +75,23 @@ def to_lifecycle_event(data: LifecycleData, now: datetime | None = None) -> dict
 
 def encode_lifecycle(data: LifecycleData, now: datetime | None = None) -> bytes:
     return orjson.dumps(to_lifecycle_event(data, now))
+
+
+def lifecycle_data(entry: TrackedEntry, reading: RunReading, now: float, redactor: Redactor) -> LifecycleData:
+    """The next event of the workflow ``entry`` tracks, from what its provider said (``reading``)."""
+    provider = CATALOG.provider_of(entry.operation)
+    detail = redactor.scrub(reading.detail)[:MAX_DETAIL] if reading.detail else None
+    return LifecycleData(
+        command_id=entry.command_id,
+        target=entry.target,
+        provider=provider,
+        operation=entry.operation,
+        status=reading.state,
+        provider_ref=dict(entry.ref).get(CATALOG.spec(provider).followed),
+        provider_status=reading.raw,
+        waiting_for=reading.waiting_for,
+        detail=detail,
+        tracked_for_s=round(max(0.0, now - entry.started_ms / 1000), 3),
+        sequence=entry.seq + 1,
+        source=SourceRecord(topic=entry.topic, partition=entry.partition, offset=entry.offset),
+    )

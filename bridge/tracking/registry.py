@@ -1,4 +1,4 @@
-"""The tracked workflows this process owns, by command partition, with their timer heap. No I/O.
+"""The tracked workflows this process owns, by command partition, with a timer heap per target. No I/O.
 
 It is the ledger's sibling state: while the ledger restores a partition it hands every record of
 another kind to :meth:`Registry.load`; :meth:`Registry.restore_finished` schedules what was
@@ -30,7 +30,7 @@ PartitionKey = tuple[str, int]
 class Registry:
     def __init__(self, first_poll_s: Callable[[str], float]) -> None:
         self._first_poll_s = first_poll_s
-        self.heap = TimerHeap()
+        self.heaps: dict[str, TimerHeap] = {}
         self._owned: dict[PartitionKey, dict[str, Tracked]] = {}
         self._staging: dict[PartitionKey, dict[str, TrackedEntry]] = {}
         self.per_target: Counter[str] = Counter()
@@ -84,8 +84,15 @@ class Registry:
         workflow = Tracked(entry, self._first_poll_s(entry.target))
         owned[entry.command_id] = workflow
         self.per_target[entry.target] += 1
-        self.heap.push(workflow, due)
+        self.heap(entry.target).push(workflow, due)
         return workflow
+
+    def heap(self, target: str) -> TimerHeap:
+        """The schedule of one target's workflows: each target's reads wait for its own tokens."""
+        found = self.heaps.get(target)
+        if found is None:
+            found = self.heaps[target] = TimerHeap()
+        return found
 
     def finish(self, workflow: Tracked) -> None:
         if not workflow.active:

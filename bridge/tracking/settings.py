@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol, TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WEEK_S = 7 * 86_400.0
@@ -20,7 +23,12 @@ class TargetTracking(_Model):
     waiting_interval_s: float = Field(
         default=300.0, gt=0, description="Poll interval while the run waits on a human step."
     )
-    jitter: float = Field(default=0.2, ge=0, le=1, description="Each interval is moved by up to this share.")
+    jitter: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Each interval is shortened by up to this share (never lengthened).",
+    )
     horizon_s: float = Field(
         default=WEEK_S,
         gt=0,
@@ -42,3 +50,45 @@ class TrackingSettings(_Model):
     """``tracking``: the process-wide part of tracking."""
 
     max_concurrent_polls: int = Field(default=50, ge=1, description="Status reads in flight at once.")
+
+
+class _Target(Protocol):
+    @property
+    def tracking(self) -> TargetTracking: ...
+
+
+class _Ledger(Protocol):
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def retention_s(self) -> float: ...
+
+
+class _Settings(Protocol):
+    @property
+    def targets(self) -> Mapping[str, _Target]: ...
+    @property
+    def ledger(self) -> _Ledger: ...
+
+
+S = TypeVar("S", bound=_Settings)
+
+
+def horizon_problems(targets: Mapping[str, _Target], retention_s: float) -> list[str]:
+    """One message per tracked target whose horizon outlives the ledger's retention."""
+    return [
+        f"targets.{name}.tracking.horizon_s ({target.tracking.horizon_s:g}) exceeds ledger.retention_s "
+        f"({retention_s:g}): a tracked workflow's entry would be deleted by retention before its horizon; "
+        f"lower targets.{name}.tracking.horizon_s or raise ledger.retention_s (and the ledger topic's "
+        "retention.ms with it)"
+        for name, target in targets.items()
+        if target.tracking.enabled and target.tracking.horizon_s > retention_s
+    ]
+
+
+def horizons_fit_retention(settings: S) -> S:
+    """The settings' check (a model validator): without the ledger nothing is tracked."""
+    problems = horizon_problems(settings.targets, settings.ledger.retention_s)
+    if settings.ledger.enabled and problems:
+        raise ValueError("; ".join(problems))
+    return settings

@@ -25,7 +25,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Mapping
 from dataclasses import replace
 
 from aiokafka import TopicPartition
@@ -35,7 +35,6 @@ from bridge.executor import Executor, TargetRuntime
 from bridge.guards import TokenBucket
 from bridge.lifecycle import ReadFailure, Reading, ReadProblem, RunReading, RunState
 from bridge.metrics import Metrics
-from bridge.outcomes import SourceRecord
 from bridge.policies import RateLimitSettings
 from bridge.ports import ProducerPort
 from bridge.providers.catalog import CATALOG
@@ -45,7 +44,7 @@ from bridge.records import Incoming, Outgoing
 from bridge.redact import Redactor
 from bridge.settings import Settings
 from bridge.tracking.entries import TrackedEntry, encode, entry_key
-from bridge.tracking.events import LifecycleData, encode_lifecycle
+from bridge.tracking.events import encode_lifecycle, lifecycle_data
 from bridge.tracking.policy import after_reading, beyond_horizon, horizon_reading
 from bridge.tracking.registry import PartitionKey, Registry
 from bridge.tracking.schedule import Tracked, capped_due, jittered
@@ -53,9 +52,7 @@ from bridge.tracking.settings import TargetTracking
 
 log = logging.getLogger("bridge.tracking")
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
-MAX_DETAIL = 500
 GAUGE_INTERVAL_S = 5.0
-MAX_REFUSALS_PER_TURN = 16
 NO_RESPONSE = ReadFailure(ReadProblem.PROVIDER_ERROR)
 
 
@@ -168,28 +165,33 @@ class Tracker:
     async def _sleep_until(self, wake_at: float, now: float) -> None:
         self._wake.clear()  # a read that ends or a new workflow wakes it earlier
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, wake_at - now))
+            async with asyncio.timeout(max(0.0, wake_at - now)):  # wait_for (3.11) lost a stop at a wake
+                await self._wake.wait()
 
     def _dispatch_due(self, now: float) -> float:
-        """Start the due reads their targets admit; returns when to look again (inf: when a read ends).
-
-        A refused workflow goes back at the time its target admits one again; after a few refusals
-        the rest waits for that time (with 100,000 due, popping them all would be the cost)."""
-        heap, refused, retry_at = self.registry.heap, 0, math.inf
+        """Start the due reads their targets admit, earliest due first; returns when to look again
+        (inf: when a read ends). A target that admits none now holds only its own heap, in which
+        every workflow keeps its place: the one due longest is read when a token comes."""
+        waits: dict[str, float] = {}
         while len(self._polls) < self._max_polls:
-            if refused >= MAX_REFUSALS_PER_TURN:
-                return retry_at
-            due = heap.pop_due(now, 1)
-            if not due:
-                upcoming = heap.next_due()
-                return min(retry_at, math.inf if upcoming is None else upcoming)
-            wait = self._admission_wait(due[0].entry.target, now)
+            target, due = self._earliest(waits)
+            if target is None or due > now:
+                return min([due, *waits.values()])
+            wait = self._admission_wait(target, now)
             if wait > 0:
-                heap.push(due[0], now + wait)
-                refused, retry_at = refused + 1, min(retry_at, now + wait)
+                waits[target] = now + wait
                 continue
-            self._start_poll(due[0])
+            self._start_poll(self.registry.heap(target).pop_due(now, 1)[0])
         return math.inf
+
+    def _earliest(self, skip: Container[str]) -> tuple[str | None, float]:
+        """The target whose next workflow is due first (and when), among those not in ``skip``."""
+        best, best_due = None, math.inf
+        for target, heap in self.registry.heaps.items():
+            due = heap.next_due()
+            if due is not None and due < best_due and target not in skip:
+                best, best_due = target, due
+        return best, best_due
 
     def _start_poll(self, workflow: Tracked) -> None:
         task = asyncio.create_task(self._poll(workflow), name="status-read")
@@ -243,7 +245,7 @@ class Tracker:
             return
         workflow.interval_s, workflow.misses = step.interval_s, step.misses
         started_s = workflow.entry.started_ms / 1000
-        self.registry.heap.push(
+        self.registry.heap(workflow.entry.target).push(
             workflow, capped_due(self._clock() + step.next_in_s, started_s, policy.horizon_s)
         )
 
@@ -281,7 +283,7 @@ class Tracker:
     async def _report(self, workflow: Tracked, reading: RunReading) -> None:
         entry = workflow.entry
         now = self._clock()
-        data = self._event_data(entry, reading, now)
+        data = lifecycle_data(entry, reading, now, self._redactor)
         await self._publisher.publish(
             Outgoing(self._lifecycle_topic, entry.key, encode_lifecycle(data), [CONTENT_TYPE])
         )
@@ -309,25 +311,6 @@ class Tracker:
         else:
             key, value = encode(entry)
         return Outgoing(self._ledger_topic, key, value, partition=entry.partition)
-
-    def _event_data(self, entry: TrackedEntry, reading: RunReading, now: float) -> LifecycleData:
-        provider = CATALOG.provider_of(entry.operation)
-        detail = self._redactor.scrub(reading.detail)[:MAX_DETAIL] if reading.detail else None
-        main_ref = dict(entry.ref).get(CATALOG.spec(provider).followed)
-        return LifecycleData(
-            command_id=entry.command_id,
-            target=entry.target,
-            provider=provider,
-            operation=entry.operation,
-            status=reading.state,
-            provider_ref=main_ref,
-            provider_status=reading.raw,
-            waiting_for=reading.waiting_for,
-            detail=detail,
-            tracked_for_s=round(max(0.0, now - entry.started_ms / 1000), 3),
-            sequence=entry.seq + 1,
-            source=SourceRecord(topic=entry.topic, partition=entry.partition, offset=entry.offset),
-        )
 
     def _update_gauges(self, now: float) -> None:
         for target in self._targets:

@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bridge.processor import max_key_bytes
 from bridge.sandbox import workfloo as workfloo_sandbox
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
@@ -274,3 +275,47 @@ async def test_hostile_headers_break_nothing_and_are_not_copied_unbounded(stack:
     assert headers["dlq.reason"] == b"not_utf8"
     sent = provider_calls(await stack.requests("zuora"))
     assert len(sent) == 1 and not any(k in sent[0]["headers"] for k in ("big", "not-utf8", "repeated"))
+
+
+async def test_a_key_no_outcome_could_carry_is_a_dead_letter_and_the_partition_moves_on(stack: Stack) -> None:
+    # near the producer's max_request_size (1 MiB): the outcome copying it could never be published
+    limit = max_key_bytes(stack.settings.kafka.max_request_size)
+    stack.configure(
+        targets={zuora_sandbox.LOCAL_TARGET: {"tracking": {"first_poll_s": 0.3, "max_interval_s": 1.0}}}
+    )
+    await stack.start_bridge()
+    huge, at_limit, after = uid("huge-key"), uid("key-at-limit"), uid("after-huge-key")
+    topic = stack.settings.topics.run_commands
+    await produce(
+        stack,
+        topic,
+        (b"k" * 1_000_000, orjson.dumps(zuora_command(huge)), []),
+        (b"l" * limit, orjson.dumps(zuora_command(at_limit)), []),
+        (b"k", orjson.dumps(zuora_command(after)), []),
+    )
+    events = await stack.collect(3)
+    outcomes = by_command(events)
+    assert {i: outcomes[i]["status"] for i in (at_limit, after)} == {at_limit: "queued", after: "queued"}
+    [letter] = [e for e in events if not isinstance(e, dict)]
+    headers = dict(letter.headers)
+    assert headers["dlq.reason"] == b"key_too_large" and headers["dlq.key_omitted_bytes"] == b"1000000"
+    assert letter.key is None and orjson.loads(letter.value)["id"] == huge
+    runs = [r for r in await stack.requests("zuora") if r["method"] == "POST" and r["path"].endswith("/run")]
+    assert len(runs) == 2  # the huge-key command never ran
+    # the longest key also fits its tracked entry (in base64) and its lifecycle events
+    consumer = AIOKafkaConsumer(
+        stack.settings.topics.lifecycle,
+        bootstrap_servers=stack.broker.bootstrap,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        ended: dict[str, bytes | None] = {}
+        async with asyncio.timeout(30):
+            while at_limit not in ended:
+                record = await consumer.getone()
+                if orjson.loads(record.value)["data"]["status"] == "completed":
+                    ended[orjson.loads(record.value)["subject"]] = record.key
+    finally:
+        await consumer.stop()
+    assert ended[at_limit] == b"l" * limit

@@ -24,13 +24,14 @@ class NotUtf8(str):
         return b"\xff\xfe-not-utf8"
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+async def produce_batch(bootstrap: str, topic: str, values: list[bytes], bad_header_at: int | None) -> None:
+    """``values`` to partition 0 in one batch, the one at ``bad_header_at`` with the bad header key."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=100)
     await producer.start()
     try:
         pending = []
         for i, value in enumerate(values):
-            headers = [(NotUtf8("x"), b"v")] if i == 1 else []
+            headers = [(NotUtf8("x"), b"v")] if i == bad_header_at else []
             pending.append(await producer.send(topic, value, key=b"k", partition=0, headers=headers))
         for sent in pending:
             await sent
@@ -38,5 +39,9 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
+def main(bad_header_at: int | None) -> None:
+    asyncio.run(produce_batch(sys.argv[1], sys.argv[2], [v.encode() for v in sys.argv[3:]], bad_header_at))
+
+
 if __name__ == "__main__":
-    asyncio.run(produce(sys.argv[1], sys.argv[2], [v.encode() for v in sys.argv[3:]]))
+    main(bad_header_at=1)

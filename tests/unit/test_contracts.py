@@ -162,13 +162,13 @@ async def test_dead_letter_headers_match_the_processor(spans):
     original = (("traceparent", TRACEPARENT), ("tracestate", b"a=b"))
     small = await processor.process(Incoming("workflow.run.commands", 4, 9000, b"k", b"n" * 100, original))
     assert small.dead_letter is not None and small.headers[:2] == list(original)
-    # value and headers are each over 70,000 - 64 KiB: both are omitted, so every optional header
-    # appears; the command's trace context is still read from the record and continued
+    # key, value and headers are each over 70,000 - 64 KiB (the key over 3/4 of it): all are omitted,
+    # so every optional header appears; the command's trace context is still read and continued
     filler = ("filler", b"1" * 5000)
-    record = Incoming("workflow.run.commands", 4, 9001, b"k", b"n" * 5000, (*original, filler))
+    record = Incoming("workflow.run.commands", 4, 9001, b"k" * 3400, b"n" * 5000, (*original, filler))
     out = await processor.process(record)
-    assert out.topic == dlq.name and out.value is None
-    assert out.dead_letter is not None and out.dead_letter.reason is DeadLetterReason.TOO_LARGE
+    assert out.topic == dlq.name and out.value is None and out.key is None
+    assert out.dead_letter is not None and out.dead_letter.reason is DeadLetterReason.KEY_TOO_LARGE
     assert [h.name for h in dlq.headers] == ["*", *[name for name, _ in out.headers]]
     reasons = next(h.description for h in dlq.headers if h.name == "dlq.reason")
     assert all(reason.value in reasons for reason in DeadLetterReason)

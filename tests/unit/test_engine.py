@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
@@ -245,15 +246,21 @@ async def test_a_failing_publish_is_retried_until_acknowledged(settings: EngineS
     await asyncio.wait_for(task, 2)
 
 
-async def test_a_record_the_client_cannot_decode_is_reported_once_and_passed(world: World) -> None:
-    seen: list[tuple[int, int, str | None]] = []
+def recording(world: World, pick: Callable[[Incoming], Any]) -> list[Any]:
+    """What ``pick`` takes of every record the engine hands to the provider, in that order."""
+    seen: list[Any] = []
     answer = world.provider.__call__
 
     async def handler(record: Incoming) -> Outgoing:
-        seen.append((record.partition, record.offset, record.undecodable))
+        seen.append(pick(record))
         return await answer(record)
 
     world.engine._handler = handler
+    return seen
+
+
+async def test_a_record_the_client_cannot_decode_is_reported_once_and_passed(world: World) -> None:
+    seen = recording(world, lambda record: (record.partition, record.offset, record.undecodable))
     add(world, b"a")
     world.consumer.add_undecodable(TOPIC)
     add(world, b"a", b"b")
@@ -264,6 +271,28 @@ async def test_a_record_the_client_cannot_decode_is_reported_once_and_passed(wor
     [(_, _, why)] = [s for s in seen if s[2] is not None]
     assert why is not None and "cannot decode" in why and "UnicodeDecodeError" in why
     assert not world.task.done()  # the engine kept running
+
+
+async def test_a_record_whose_crc_check_always_fails_is_reported_corrupt_once_and_passed(
+    world: World,
+) -> None:
+    seen = recording(world, lambda record: (record.partition, record.offset, record.corrupt))
+    add(world, b"a")
+    world.consumer.add_corrupt(TOPIC, b"{}")
+    add(world, b"a", b"b")
+    await world.consumer.rebalance([P0])
+    await until(lambda: world.committed() == 4)  # no longer a fetch retried every second, forever
+    assert sorted(seen) == [(0, 0, False), (0, 1, True), (0, 2, False), (0, 3, False)]  # each once
+    assert not world.task.done()
+
+
+async def test_a_crc_failure_that_a_reread_does_not_repeat_loses_nothing(world: World) -> None:
+    seen = recording(world, lambda record: (record.offset, record.undecodable is not None, record.corrupt))
+    world.consumer.add_corrupt(TOPIC, b"{}", failed_reads=2)  # the first fetch and one careful read
+    add(world, b"a")
+    await world.consumer.rebalance([P0])
+    await until(lambda: world.committed() == 2)
+    assert seen == [(0, False, False), (1, False, False)]
 
 
 async def test_a_result_with_neither_key_nor_value_is_sent_with_an_empty_value(world: World) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 
 from bridge.partitions import Partition, oldest_pending_age, to_commit, topic_name
-from bridge.testing import FakeConsumer
-from bridge.undecodable import Undecodable, as_incoming, read_carefully
+from bridge.testing import FakeConsumer, FakeTransport, json_response
+from bridge.undecodable import CORRUPT_READS, Undecodable, as_incoming, read_carefully
 
 TP = TopicPartition("cmd", 0)
 
@@ -101,3 +101,28 @@ def test_an_undecodable_record_reaches_the_processor_without_key_or_value_and_wi
         None,
     )
     assert record.undecodable is not None and "cannot decode" in record.undecodable
+
+
+async def test_read_carefully_reports_a_corrupt_record_only_after_it_failed_every_reread() -> None:
+    consumer = FakeConsumer()
+    consumer.add("cmd", b"a")
+    consumer.add_corrupt("cmd", b"b", failed_reads=CORRUPT_READS)
+    consumer.add_corrupt("cmd", b"c", failed_reads=CORRUPT_READS - 1)
+    await subscribed(consumer)
+    read = await read_carefully(consumer, [TP], limit=10)
+    shape = [("corrupt", r.offset, r.corrupt) if isinstance(r, Undecodable) else r.value for r in read]
+    assert shape == [b"a", ("corrupt", 1, True), b"c"]
+    bad = read[1]
+    assert (
+        isinstance(bad, Undecodable) and "CRC check" in bad.detail and "CorruptRecordException" in bad.detail
+    )
+    assert as_incoming(bad).corrupt
+
+
+async def test_a_corrupt_record_is_a_dead_letter_with_reason_corrupt() -> None:
+    from tests.unit.test_processor import SETTINGS, processor
+
+    record = as_incoming(Undecodable(TopicPartition(SETTINGS.topics.run_commands, 0), 7, "CRC", corrupt=True))
+    out = await processor(FakeTransport(lambda call: json_response(200, b"{}"))).process(record)
+    assert out.topic == SETTINGS.topics.dead_letter and out.key is None and out.value is None
+    assert dict(out.headers)["dlq.reason"] == b"corrupt" and dict(out.headers)["dlq.source.offset"] == b"7"

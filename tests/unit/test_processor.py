@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 import time
 from typing import Any
@@ -15,7 +16,7 @@ from bridge.http import Call, Response
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind, Status
 from bridge.parsing import DeadLetterReason
-from bridge.processor import Processor
+from bridge.processor import Processor, max_key_bytes
 from bridge.records import Incoming, Outgoing
 from bridge.redact import Redactor
 from bridge.settings import Settings
@@ -157,3 +158,30 @@ async def test_commands_consumed_are_counted_per_topic() -> None:
         "bridge_commands_consumed_total", {"topic": SETTINGS.topics.run_commands}
     )
     assert value == 1
+
+
+def test_the_longest_key_leaves_room_for_the_tracked_entry_in_base64() -> None:
+    limit = max_key_bytes(1_048_576)
+    assert limit == (1_048_576 - 65_536) * 3 // 4 == 737_280
+    assert len(base64.b64encode(b"k" * limit)) + 65_536 <= 1_048_576
+
+
+async def test_a_key_no_outcome_could_carry_is_a_dead_letter_without_it_and_no_call() -> None:
+    limit = max_key_bytes(SETTINGS.kafka.max_request_size)
+    transport = FakeTransport.scripted([json_response(200, b'{"id": "exec-9"}')])
+    big = Incoming(SETTINGS.topics.run_commands, 2, 41, b"k" * (limit + 1), orjson.dumps(workfloo()))
+    out = await processor(transport).process(big)
+    assert transport.calls == []  # not executed: its outcome could not be published
+    assert out.topic == SETTINGS.topics.dead_letter and out.key is None and out.value == big.value
+    headers = dict(out.headers)
+    assert headers["dlq.reason"] == b"key_too_large"
+    assert headers["dlq.key_omitted_bytes"] == str(limit + 1).encode()
+    assert f"{limit + 1} bytes, limit is {limit}" in headers["dlq.detail"].decode()
+
+
+async def test_a_key_at_the_limit_is_executed_and_its_outcome_carries_it() -> None:
+    limit = max_key_bytes(SETTINGS.kafka.max_request_size)
+    transport = FakeTransport.scripted([json_response(200, b'{"id": "exec-9"}')])
+    at_limit = Incoming(SETTINGS.topics.run_commands, 2, 42, b"k" * limit, orjson.dumps(workfloo()))
+    out = await processor(transport).process(at_limit)
+    assert out.outcome is not None and out.outcome.status is Status.QUEUED and out.key == at_limit.key

@@ -202,3 +202,18 @@ async def test_status_reads_can_be_faulted_alone(http, sandbox):
     assert first == ReadFailure(ReadProblem.PROVIDER_ERROR)
     second = workfloo.classify_status(*await read(http, sandbox, "/workfloo", request, WORKFLOO))
     assert isinstance(second, RunReading)
+
+
+@pytest.mark.parametrize(
+    ("given", "finished_after_s"), [(3, 3.0), (2.5, 2.5), (0, 10.0), ("3", 10.0), (True, 10.0)]
+)
+async def test_a_zuora_run_parameter_sets_that_runs_duration(http, sandbox, clock, given, finished_after_s):
+    auth = await zuora_auth(http, sandbox)
+    run_id = await zuora_run(http, sandbox, auth, {"SANDBOX_DURATION_S": given})
+    timeline = sandbox.state.emulator("zuora").timelines[int(run_id)]
+    assert run_status(timeline, clock.now + 1e9)[2] == pytest.approx(clock.now + finished_after_s)
+    clock.now += finished_after_s - 0.01
+    request = zuora.build_status_request({"run_id": run_id})
+    assert orjson.loads((await read(http, sandbox, "/zuora", request, auth))[2])["status"] == "Processing"
+    clock.now += 0.02
+    assert orjson.loads((await read(http, sandbox, "/zuora", request, auth))[2])["status"] == "Finished"

@@ -112,3 +112,53 @@ def test_on_unknown_defaults_per_provider_and_read_before_write_needs_a_status_r
         parse_settings({"targets": {"z": zuora_target(on_unknown="report")}}, ENV).targets["z"].on_unknown
         == "report"
     )
+
+
+def test_a_horizon_equal_to_the_retention_is_accepted():
+    s = parse_settings({"targets": {"z": zuora_target()}}, ENV)
+    assert s.targets["z"].tracking.horizon_s == s.ledger.retention_s == 604_800
+
+
+@pytest.mark.parametrize(
+    ("raw", "offending"),
+    [
+        ({"ledger": {"retention_s": 86_400}, "targets": {"z": zuora_target()}}, "z"),  # the default horizon
+        (
+            {
+                "ledger": {"retention_s": 86_400},
+                "targets": {
+                    "short": zuora_target(tracking={"horizon_s": 3_600}),
+                    "long": zuora_target(tracking={"horizon_s": 90_000}),
+                },
+            },
+            "long",
+        ),
+    ],
+)
+def test_a_horizon_beyond_the_ledger_retention_is_rejected_naming_both_settings(raw, offending):
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw, ENV)
+    message = str(info.value)
+    assert f"targets.{offending}.tracking.horizon_s" in message
+    assert "exceeds ledger.retention_s (86400)" in message
+    assert f"lower targets.{offending}.tracking.horizon_s or raise ledger.retention_s" in message
+    assert "targets.short" not in message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"ledger": {"retention_s": 86_400}, "targets": {"z": zuora_target(tracking={"horizon_s": 86_400})}},
+        {"ledger": {"retention_s": 86_400}, "targets": {"z": zuora_target(tracking={"enabled": False})}},
+        {"ledger": {"retention_s": 86_400, "enabled": False}, "targets": {"z": zuora_target()}},
+    ],
+    ids=["within", "target-not-tracked", "ledger-off-so-nothing-tracked"],
+)
+def test_horizons_are_checked_only_where_a_workflow_is_tracked(raw):
+    assert parse_settings(raw, ENV).ledger.retention_s == 86_400
+
+
+def test_the_horizon_check_applies_to_environment_overrides():
+    env = {**ENV, "BRIDGE__LEDGER__RETENTION_S": "3600"}
+    with pytest.raises(ConfigError, match=r"targets\.z\.tracking\.horizon_s \(604800\) exceeds"):
+        parse_settings({"targets": {"z": zuora_target()}}, env)

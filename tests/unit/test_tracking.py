@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from dataclasses import replace
 
 import aiohttp
@@ -82,10 +83,14 @@ def test_interval_doubles_to_the_cap_and_waiting_uses_its_own():
 
 
 @pytest.mark.parametrize("roll", [0.0, 0.25, 0.5, 0.999])
-def test_jitter_stays_within_its_share(roll):
+def test_jitter_only_ever_shortens_an_interval_within_its_share(roll):
     moved = jittered(10.0, 0.2, roll)
-    assert 8.0 <= moved <= 12.0
+    assert 8.0 < moved <= 10.0
     assert jittered(10.0, 0.0, roll) == 10.0
+
+
+def test_jitter_spreads_the_reads_over_its_whole_share():
+    assert (jittered(10.0, 0.2, 0.0), jittered(10.0, 0.2, 0.5)) == (10.0, 9.0)
 
 
 def test_no_poll_is_scheduled_past_the_horizon():
@@ -98,20 +103,20 @@ def test_no_poll_is_scheduled_past_the_horizon():
 
 def test_a_new_state_is_reported_once():
     workflow = Tracked(entry(), 2.0)
-    first = after_reading(workflow, RunReading(RunState.RUNNING, "Queued"), POLICY, 0.5)
+    first = after_reading(workflow, RunReading(RunState.RUNNING, "Queued"), POLICY, 0.0)
     assert first.report == RunReading(RunState.RUNNING, "Queued") and first.next_in_s == 2.0
     workflow.entry = entry(state=RunState.RUNNING)
-    again = after_reading(workflow, RunReading(RunState.RUNNING, "Processing"), POLICY, 0.5)
+    again = after_reading(workflow, RunReading(RunState.RUNNING, "Processing"), POLICY, 0.0)
     assert again.report is None and again.interval_s == 4.0  # same state, other provider word: quiet
 
 
 def test_waiting_changes_report_and_slow_down():
     workflow = Tracked(entry(state=RunState.WAITING, waiting_for="form"), 8.0)
-    same = after_reading(workflow, RunReading(RunState.WAITING, "IN_PROGRESS", "form"), POLICY, 0.5)
+    same = after_reading(workflow, RunReading(RunState.WAITING, "IN_PROGRESS", "form"), POLICY, 0.0)
     assert same.report is None and same.interval_s == POLICY.waiting_interval_s
-    other = after_reading(workflow, RunReading(RunState.WAITING, "IN_PROGRESS", "document"), POLICY, 0.5)
+    other = after_reading(workflow, RunReading(RunState.WAITING, "IN_PROGRESS", "document"), POLICY, 0.0)
     assert other.report is not None and other.report.waiting_for == "document"
-    moved_on = after_reading(workflow, RunReading(RunState.RUNNING, "IN_PROGRESS"), POLICY, 0.5)
+    moved_on = after_reading(workflow, RunReading(RunState.RUNNING, "IN_PROGRESS"), POLICY, 0.0)
     assert moved_on.report is not None and moved_on.interval_s == POLICY.first_poll_s
 
 
@@ -124,13 +129,13 @@ def test_a_terminal_reading_ends_tracking():
 
 def test_retry_after_is_honoured_and_404_three_times_is_lost():
     workflow = Tracked(entry(), 2.0)
-    limited = after_reading(workflow, ReadFailure(ReadProblem.RATE_LIMITED, 90.0), POLICY, 0.5)
+    limited = after_reading(workflow, ReadFailure(ReadProblem.RATE_LIMITED, 90.0), POLICY, 0.0)
     assert limited.report is None and limited.next_in_s == 90.0
     for misses in (1, 2):
-        step = after_reading(workflow, ReadFailure(ReadProblem.GONE), POLICY, 0.5)
+        step = after_reading(workflow, ReadFailure(ReadProblem.GONE), POLICY, 0.0)
         assert step.report is None and step.misses == misses
         workflow.misses = step.misses
-    lost = after_reading(workflow, ReadFailure(ReadProblem.GONE), POLICY, 0.5)
+    lost = after_reading(workflow, ReadFailure(ReadProblem.GONE), POLICY, 0.0)
     assert lost.report is not None and lost.report.state is RunState.LOST and lost.next_in_s is None
 
 
@@ -286,6 +291,34 @@ async def test_rate_limited_reads_wait_for_retry_after():
     assert len(transport.calls) == 1
     [workflow] = list(tracker.registry.workflows())
     assert workflow.due >= time.time() + 29
+
+
+async def test_with_the_budget_below_demand_the_workflow_due_longest_is_read_first():
+    # 6 runs due every 0.02 s, 20 reads/s allowed: each read must wait for a token; none may be
+    # overtaken by one that came due after it (which starved some runs completely)
+    answers = [json_response(200, run_body("Processing", processing=1))] * 40
+    tracker, _, transport, session, _ = await tracker_on(answers, polls_per_s=20)
+    for n in range(6):
+        tracker.start(record(offset=n), run_command(f"run-{n}"), str(400 + n))
+    async with tracker.running():
+        for _ in range(500):
+            if len(transport.calls) >= 12:
+                break
+            await asyncio.sleep(0.01)
+    await session.close()
+    first_rounds = Counter(call.url.path for call in transport.calls[:12])
+    assert sorted(first_rounds.values()) == [2] * 6, first_rounds  # round after round
+
+
+async def test_a_stop_that_meets_a_wake_up_still_stops_the_scheduler():
+    # on Python 3.11 asyncio.wait_for swallows a cancel that arrives with its event: the routine
+    # went on forever and the stop (and this test) hung
+    tracker, _, _, session, _ = await tracker_on([])
+    async with asyncio.timeout(5):
+        async with tracker.running():
+            await asyncio.sleep(0.05)  # the scheduler sleeps: nothing is tracked
+            assert tracker.start(record(), run_command(), "401") is not None  # wakes it, and we stop
+    await session.close()
 
 
 async def test_a_restored_workflow_of_a_target_no_longer_tracked_ends_lost():
