@@ -143,6 +143,7 @@ async def test_expired_commands_are_not_executed(stack: Stack) -> None:
 
 async def test_circuit_opens_for_the_failing_target_only(stack: Stack) -> None:
     stack.configure(
+        parking={"enabled": False},  # the circuit's own fail_fast answer; parking: test_parking.py
         targets={
             examples.ZUORA: {
                 "retry": {"max_attempts": 1},
@@ -245,6 +246,7 @@ async def test_rate_limit_spaces_calls_to_one_target(stack: Stack) -> None:
 
 async def test_open_circuit_in_hold_mode_waits_for_the_probe_then_recovers(stack: Stack) -> None:
     stack.configure(
+        parking={"enabled": False},  # the circuit's own hold mode; with parking they park (test_parking.py)
         targets={
             examples.ZUORA: {
                 "retry": {"max_attempts": 1},
