@@ -18,15 +18,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.metrics import Metrics
 from bridge.offsets import may_start
 from bridge.partition_state import PartitionState, Restores
-from bridge.partitions import Partition, to_commit, topic_name
+from bridge.partitions import Listener, Partition, to_commit, topic_name
 from bridge.ports import ConsumedRecord, ConsumerPort, ProducerPort
 from bridge.probe import probe_broker
 from bridge.publisher import Publisher
@@ -90,7 +89,7 @@ class Engine:
             p.close()
 
     async def run(self) -> None:
-        self._consumer.subscribe(list(self._families), listener=_Listener(self))
+        self._consumer.subscribe(list(self._families), listener=Listener(self.on_revoked, self.on_assigned))
         next_commit = time.monotonic() + self._settings.commit_interval_s
         self.stats.broker_ok = True  # the clients started, so the broker answered a moment ago
         probe = asyncio.create_task(probe_broker(self._consumer, self.stats), name="broker-probe")
@@ -174,7 +173,8 @@ class Engine:
             partition.first_seen = record.offset
         self.stats.in_flight += 1
         self.stats.accepted += 1
-        if record.key is None:  # no key, no ordering promise: run it on its own
+        if record.key is None or (self._lanes is not None and self._lanes.out_of_turn(record)):
+            # no key, no ordering promise; or parked at once (parking keeps the order): on its own
             self._spawn(partition, deque([record]), None)
             return
         queue = partition.keys.get(record.key)
@@ -270,10 +270,8 @@ class Engine:
     def update_gauges(self) -> None:
         total = 0
         for p in self._partitions.values():
-            highwater = self._consumer.highwater(p.tp)
-            base = p.committed if p.committed is not None else p.first_seen
-            if highwater is not None and base is not None:
-                lag = max(0, highwater - base)
+            lag = p.lag(self._consumer.highwater(p.tp))
+            if lag is not None:
                 total += lag
                 self._metrics.lag(p.tp.topic, p.tp.partition, lag)
         self.stats.lag = total
@@ -331,23 +329,17 @@ class Engine:
         if self._paused:
             self._consumer.pause(*assigned)
 
+    def holds_before(self, topic: str, partition: int, key: bytes, offset: int) -> bool:
+        """Whether a record of ``key`` earlier than ``offset`` is still in the engine (queued or running)."""
+        p = self._partitions.get(TopicPartition(topic, partition))
+        return p is not None and p.holds_before(key, offset)
+
     def oldest_uncommitted_age_s(self) -> float:
         starts = [s for p in self._partitions.values() if (s := p.tracker.oldest_pending_since()) is not None]
         return max(0.0, time.time() - min(starts)) if starts else 0.0
 
     def committed_offsets(self) -> dict[TopicPartition, int | None]:
         return {tp: p.committed for tp, p in self._partitions.items()}
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._engine.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self._engine.on_assigned(assigned)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -1,13 +1,15 @@
-"""The engine's state of one assigned command partition, and the pure questions asked of it."""
+"""The engine's state of one assigned command partition, the pure questions asked of it, and the
+rebalance listener that tells the engine of partitions moving."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from bridge.offsets import OffsetTracker
 from bridge.records import Incoming
@@ -36,6 +38,15 @@ class Partition:
         if self.drain_below is None:
             self.drain_below = self.started + 1
 
+    def holds_before(self, key: bytes, offset: int) -> bool:
+        """Whether a record of ``key`` earlier than ``offset`` is still here (queued or running)."""
+        queue = self.keys.get(key)
+        return queue is not None and bool(queue) and queue[0].offset < offset
+
+    def lag(self, highwater: int | None) -> int | None:
+        base = self.committed if self.committed is not None else self.first_seen
+        return None if highwater is None or base is None else max(0, highwater - base)
+
 
 def to_commit(partitions: Iterable[Partition]) -> dict[TopicPartition, int]:
     """Pure: the committable offset of every partition that moved since its last commit."""
@@ -49,3 +60,19 @@ def to_commit(partitions: Iterable[Partition]) -> dict[TopicPartition, int]:
 
 def topic_name(tp: TopicPartition) -> str:
     return f"{tp.topic}[{tp.partition}]"
+
+
+class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        revoked: Callable[[Iterable[TopicPartition]], Awaitable[None]],
+        assigned: Callable[[Iterable[TopicPartition]], None],
+    ) -> None:
+        self._revoked = revoked
+        self._assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._assigned(assigned)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bridge import decide, tracing
-from bridge.budgets import Bulkheads, TargetLoad
+from bridge.budgets import Bulkheads, TargetLoad, target_of
 from bridge.commands import OPERATION_PROVIDER, Command, CommandFamily, Operation, expiry_of, operation_of
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
@@ -65,7 +65,9 @@ class Processor:
         self._target_names = frozenset(targets)
         self._executor = executor
         self._metrics = metrics
-        self.bulkheads = Bulkheads(self._parse, loads, metrics) if loads else None
+        self.bulkheads = (
+            Bulkheads(self._parse, loads, metrics, park_shed=parking is not None) if loads else None
+        )
         """The engine's per-record hook (``lanes``): each target's share of in-flight commands."""
 
     @property
@@ -90,6 +92,9 @@ class Processor:
     async def _process(self, record: Incoming) -> Outgoing:
         if record.undecodable is not None:
             return self.dead_letter(record, DeadLetter(DeadLetterReason.UNDECODABLE, record.undecodable))
+        shed = self._park_shed(record)
+        if shed is not None:
+            return shed
         parsed = (self.bulkheads and self.bulkheads.parsed(record)) or self._parse(record)
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)
@@ -200,6 +205,14 @@ class Processor:
         if self.bulkheads is not None and self.bulkheads.is_shed(record):
             return decide.refused(ErrorKind.TARGET_BUSY, command.target, 0)
         return None
+
+    def _park_shed(self, record: Incoming) -> Outgoing | None:
+        """A shed record runs out of its key's turn (``Bulkheads.out_of_turn``): it may only park."""
+        if self._parking is None or self.bulkheads is None or not self.bulkheads.is_shed(record):
+            return None
+        runtime = self._targets.get(target_of(self.bulkheads.parsed(record)) or "")
+        parked = self._parking.park(record, runtime, "bulkhead_full") if runtime is not None else None
+        return parked if isinstance(parked, Outgoing) else None
 
     def _parked(
         self, record: Incoming, runtime: TargetRuntime | None, result: Decision | None

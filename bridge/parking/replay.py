@@ -5,7 +5,9 @@ outcome, or the record parked again) and commits past it in the replay group.
 
 Records of one parking partition come back one at a time, in partition order, so a key's commands
 come back in the order they parked. A record due later holds up the records behind it in the same
-parking partition (they park again behind it at most ``retry_s`` later).
+parking partition (they park again behind it at most ``retry_s`` later). A command parked while an
+earlier command of its key was still in the engine (shed at its target's share, see
+bridge/budgets.py) comes back only once that one is answered.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from bridge.settings import KafkaSettings
 
 log = logging.getLogger("bridge.parking")
 Handler = Callable[[Incoming], Awaitable[Outgoing]]
+# the engine's Engine.holds_before: is an earlier record of this key still in the engine?
+Busy = Callable[[str, int, bytes, int], bool]
 
 
 class Replayer:
@@ -39,7 +43,9 @@ class Replayer:
         parking: Parking,
         handler: Handler,
         publisher: Publisher,
+        busy: Busy | None = None,
     ) -> None:
+        self._busy = busy
         self._kafka = kafka
         self._topic = command_topic
         self._parking = parking
@@ -89,19 +95,26 @@ class Replayer:
     async def _replay(self, consumer: AIOKafkaConsumer, tp: TopicPartition, record: Any) -> bool:
         at = read_parked(record.headers or ())
         if at is not None and at.topic == self._topic:
-            if not await self._until_due(at, tp.partition):
+            if not await self._until_due(at, tp.partition, record.key):
                 return False
             await self._run(record, at, tp.partition)
         await consumer.commit({tp: record.offset + 1})
         return True
 
-    async def _until_due(self, at: ParkedAt, partition: int) -> bool:
-        """Wait for the due time; False when the partition moved meanwhile."""
-        while (wait := at.due_ms / 1000 - time.time()) > 0:
+    async def _until_due(self, at: ParkedAt, partition: int, key: bytes | None) -> bool:
+        """Wait for the due time and for the key's earlier commands in the engine; False when the
+        partition moved meanwhile."""
+        while (wait := self._wait_s(at, partition, key)) > 0:
             if (self._topic, partition) not in self._parking.owned:
                 return False
             await asyncio.sleep(min(wait, 0.5))
         return (self._topic, partition) in self._parking.owned
+
+    def _wait_s(self, at: ParkedAt, partition: int, key: bytes | None) -> float:
+        wait = at.due_ms / 1000 - time.time()
+        if wait <= 0 and key is not None and self._busy is not None:
+            return 0.05 if self._busy(self._topic, partition, key, at.offset) else 0.0
+        return wait
 
     async def _run(self, record: Any, at: ParkedAt, partition: int) -> None:
         command = Incoming(

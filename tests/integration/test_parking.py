@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bridge.local import examples
 from bridge.parking.records import read_parked
-from tests.integration.conftest import Stack, start_process, workfloo_command
+from tests.integration.conftest import Stack, parked_records, start_process, workfloo_command
 
 pytestmark = pytest.mark.integration
 
@@ -41,25 +40,6 @@ def in_key_order(events: list[dict[str, Any]]) -> bool:
         _, key, seq = e["data"]["command_id"].rsplit("-", 2)
         seen.setdefault(key, []).append(int(seq))
     return all(seqs == sorted(seqs) for seqs in seen.values())
-
-
-async def parked_records(stack: Stack) -> list[Any]:
-    """Every record of the parking topic so far (read to the fetch high watermark)."""
-    topic = stack.settings.topics.parked
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()] or [
-            TopicPartition(topic, p) for p in range(4)
-        ]
-        consumer.assign(tps)
-        found: list[Any] = []
-        for _ in range(10):
-            batch = await consumer.getmany(timeout_ms=300)
-            found += [r for records in batch.values() for r in records]
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def collect_ids(

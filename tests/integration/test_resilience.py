@@ -149,7 +149,7 @@ async def test_circuit_opens_for_the_failing_target_only(stack: Stack) -> None:
                 "retry": {"max_attempts": 1},
                 "circuit": {"failure_threshold": 3, "open_s": 30, "mode": "fail_fast"},
             }
-        }
+        },
     )
     await stack.fault("zuora", {"error_rate": 1.0, "error_status": 503})
     bridge = await stack.start_bridge()
@@ -252,7 +252,7 @@ async def test_open_circuit_in_hold_mode_waits_for_the_probe_then_recovers(stack
                 "retry": {"max_attempts": 1},
                 "circuit": {"failure_threshold": 2, "open_s": 2, "mode": "hold"},
             }
-        }
+        },
     )
     await stack.fault("zuora", {"fail_next": {"count": 2, "status": 500}})
     await stack.start_bridge()
