@@ -4,16 +4,16 @@ slow-call watch that opens its circuit when the target stops answering. No I/O.
 A record's target is known only once it is parsed, so the engine asks :class:`Bulkheads` when it
 takes a record (the parse is kept and reused at the record's turn). A record whose target already
 holds its share and is down (its circuit is not closed) or stalled (``max_unanswered`` calls in
-flight, none answered since the oldest began, four times as long as its answers take: a hang,
-seen before ``silent_s`` opens the circuit) is marked *shed*. With parking on, a shed record does
-not wait behind its key: the engine runs it at once and it is parked (its key's later commands park
-behind it, and it comes back only once no earlier command of its key is left in the engine), so the
-target never holds more than its share. With parking off it keeps its place in its key's queue, so
-per-key order holds, and at its turn it is answered ``error`` / ``target_busy`` without a call.
-While a down target is at its share its ``pressure`` is set, and its commands that wait (for a
-retry, for the circuit, for a call slot) stop waiting, so its keys drain and the partitions keep
-flowing for the rest. A healthy target with a backlog is never shed: its backlog is ordinary
-backpressure (the engine's ``max_in_flight``).
+flight, none answered since the oldest began, for four times as long as its answers take, at least
+``silent_s`` / 4: a hang, seen before ``silent_s`` opens the circuit) is marked *shed*. With
+parking on, a shed record does not wait behind its key: the engine runs it at once and it is
+parked (its key's later commands park behind it, and it comes back only once no earlier command of
+its key is left in the engine), so the target never holds more than its share. With parking off it
+keeps its place in its key's queue, so per-key order holds, and at its turn it is answered
+``error`` / ``target_busy`` without a call. While a down target is at its share its ``pressure``
+is set, and its commands that wait (for a retry, for the circuit, for a call slot) stop waiting, so
+its keys drain and the partitions keep flowing for the rest. A healthy target with a backlog is
+never shed: its backlog is ordinary backpressure (the engine's ``max_in_flight``).
 
 Example::
 
@@ -121,12 +121,13 @@ class TargetLoad:
             self._answer_s = took if self._answer_s is None else self._answer_s + (took - self._answer_s) / 8
 
     def stalled(self, now: float) -> bool:
-        """At least ``max_unanswered`` calls in flight, no answer since the oldest of them began, and
-        that is four times as long as its answers take (at most ``silent_s``): a hang, seen before
-        ``unanswered`` opens the circuit."""
+        """At least ``max_unanswered`` calls in flight and no answer since the oldest of them began,
+        four times as long as its answers take, but at least a quarter of ``silent_s`` (a burst's
+        first answers may be late) and at most ``silent_s``: a hang, seen before ``unanswered``
+        opens the circuit."""
         oldest = self._oldest_unanswered()
-        usual = self.silent_s if self._answer_s is None else min(self.silent_s, 4 * self._answer_s)
-        return oldest is not None and now - oldest >= usual
+        usual = self.silent_s if self._answer_s is None else 4 * self._answer_s
+        return oldest is not None and now - oldest >= min(self.silent_s, max(usual, self.silent_s / 4))
 
     def unanswered(self, now: float) -> bool:
         """Stalled, and the oldest of those calls began ``silent_s`` ago: the circuit opens."""
