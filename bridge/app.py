@@ -187,7 +187,7 @@ class Bridge:
                 self.engine.request_stop()
             log.info("bridge running: topics=%s targets=%s", list(processor.command_topics), sorted(targets))
             busy = self.engine.holds_before
-            async with replaying(self.settings, parking, processor.process, producer, self.metrics, busy):
+            async with replaying(self.settings, parking, processor.replay, producer, self.metrics, busy):
                 await self.engine.run()
 
     async def _start_ledger(self, producer: AIOKafkaProducer, tracker: Tracker) -> Ledger | None:

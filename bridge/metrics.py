@@ -132,10 +132,7 @@ class Metrics:
             registry=r,
         )
         self._target_limit = Gauge(
-            "bridge_target_max_in_flight",
-            "A target's bulkhead: its share of in-flight commands.",
-            ["target"],
-            registry=r,
+            "bridge_target_max_in_flight", "A target's share of in-flight commands.", ["target"], registry=r
         )
         self._shed = Counter(
             "bridge_shed_total",
@@ -147,13 +144,13 @@ class Metrics:
             "bridge_held_commands", "Commands waiting for a target's open circuit.", ["target"], registry=r
         )
         self._parked = Counter(
-            "bridge_parked_total",
-            "Commands written to the parking topic, by target and reason.",
-            ["target", "reason"],
-            registry=r,
+            "bridge_parked_total", "Commands written to the parking topic.", ["target", "reason"], registry=r
         )
         self._parked_now = Gauge(
             "bridge_parked_commands", "Commands of the assigned partitions parked now.", registry=r
+        )
+        self._replayed = Counter(
+            "bridge_replayed_total", "Parked commands brought back (not consumed).", ["topic"], registry=r
         )
         # label values are bounded, and several verbs run per command: cache the children
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -226,6 +223,9 @@ class Metrics:
 
     def parked_now(self, count: int) -> None:
         self._parked_now.set(count)
+
+    def replayed(self, topic: str) -> None:
+        self._child(self._replayed, topic).inc()
 
     # -- Kafka ----------------------------------------------------------------------------------------
 

@@ -78,6 +78,15 @@ class Processor:
     @tracing.traced_command
     async def process(self, record: Incoming) -> Outgoing:
         self._metrics.consumed(record.topic)
+        return await self._answered(record)
+
+    @tracing.traced_command
+    async def replay(self, record: Incoming) -> Outgoing:
+        """A parked command brought back (bridge/parking/replay.py): counted as replayed, not consumed."""
+        self._metrics.replayed(record.topic)
+        return await self._answered(record)
+
+    async def _answered(self, record: Incoming) -> Outgoing:
         try:
             return await self._process(record)
         except Exception as exc:

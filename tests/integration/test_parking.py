@@ -76,6 +76,10 @@ async def test_parked_commands_come_back_in_key_order_after_recovery(stack: Stac
     late = [e["data"] for e in events if e["data"]["status"] != "error"]
     print(f"\nparking: {len(parked)} parked record(s); {len(late)} of {len(sent)} queued after recovery")
     assert len(late) >= len(sent) - 3 * KEYS  # at most a few per key failed before the circuit opened
+    sample = stack.bridges[0][0].metrics.registry.get_sample_value
+    topic = {"topic": stack.settings.topics.run_commands}
+    assert sample("bridge_commands_consumed_total", topic) == len(sent)  # a replay is not consumed again
+    assert sample("bridge_replayed_total", topic) >= len({(r.partition, r.offset) for r in parked})
 
 
 @pytest.mark.timeout(300)

@@ -97,3 +97,17 @@ async def test_a_command_parked_past_its_longest_wait_is_answered_with_the_refus
     assert out.outcome is not None and out.outcome.error is not None
     assert (out.outcome.status, out.outcome.error.kind) == (Status.ERROR, ErrorKind.CIRCUIT_OPEN)
     assert out.outcome.source.offset == 40  # answered as the command record it was
+
+
+async def test_a_replayed_command_counts_as_replayed_not_consumed_again() -> None:
+    metrics = Metrics()
+    plain = make_processor(FakeTransport.scripted([]))
+    proc = Processor(SETTINGS, plain._targets, plain._executor, metrics, None)
+    topic = SETTINGS.topics.run_commands
+
+    def count(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"topic": topic})
+
+    await proc.process(record({"id": "c-1"}))  # consumed once (an invalid command: no call)
+    await proc.replay(record({"id": "c-1"}))  # and brought back from the parking topic
+    assert (count("bridge_commands_consumed_total"), count("bridge_replayed_total")) == (1.0, 1.0)
