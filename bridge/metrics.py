@@ -24,7 +24,7 @@ from prometheus_client import (
 from bridge import __version__
 
 TERMINAL_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0, 604800.0)
-PARK_REASONS = ("key_parked", "bulkhead_full", "circuit_open")
+PARK_REASONS = ("key_parked", "bulkhead_full", "circuit_open", "retry_after")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

@@ -31,6 +31,7 @@ _OPERATIONS = frozenset(op.value for op in Operation)
 # tracking (bridge.tracking): the entry that starts following a workflow, or None
 Track = Callable[[Incoming, Command, str | None], Outgoing | None]
 _STARTED = frozenset({Status.QUEUED, Status.APPLIED})
+_AFTER_CALL = {ErrorKind.CIRCUIT_OPEN: "circuit_open", ErrorKind.TARGET_BUSY: "bulkhead_full"}
 
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
@@ -149,6 +150,9 @@ class Processor:
         if result is None:
             assert runtime is not None
             result = await self._call(runtime, command, ticket, _monotonic(command, record, runtime))
+            parked = self._park_after_call(record, runtime, ticket, result)
+            if parked is not None:
+                return parked
         data = decide.outcome_data(
             command_id=command.id,
             target=command.target,
@@ -222,6 +226,22 @@ class Processor:
         runtime = self._targets.get(target_of(self.bulkheads.parsed(record)) or "")
         parked = self._parking.park(record, runtime, "bulkhead_full") if runtime is not None else None
         return parked if isinstance(parked, Outgoing) else None
+
+    def _park_after_call(
+        self, record: Incoming, runtime: TargetRuntime, ticket: Ticket | None, result: Decision
+    ) -> Outgoing | None:
+        """A command whose retries ended on a wait parks; its ``dispatched`` entry is forgotten."""
+        if self._parking is None or result.defer_s is None:
+            return None
+        kind = result.error.kind if result.error else None
+        reason = _AFTER_CALL.get(kind, "retry_after") if kind else "retry_after"
+        parked = self._parking.park(record, runtime, reason, result.defer_s)
+        if not isinstance(parked, Outgoing):
+            return None  # it waited its longest: the answer is the result itself
+        if ticket is None or self._ledger is None:
+            return parked
+        entry = self._ledger.release(ticket)
+        return replace(parked, then=(Outgoing(entry.topic, entry.key, None, partition=entry.partition),))
 
     def _parked(
         self, record: Incoming, runtime: TargetRuntime | None, result: Decision | None
