@@ -186,8 +186,8 @@ class Bridge:
             if self._stop.is_set():
                 self.engine.request_stop()
             log.info("bridge running: topics=%s targets=%s", list(processor.command_topics), sorted(targets))
-            busy = self.engine.holds_before
-            async with replaying(self.settings, parking, processor.replay, producer, self.metrics, busy):
+            home = self.engine.partition
+            async with replaying(self.settings, parking, processor.replay, producer, self.metrics, home):
                 await self.engine.run()
 
     async def _start_ledger(self, producer: AIOKafkaProducer, tracker: Tracker) -> Ledger | None:

@@ -186,9 +186,7 @@ class Engine:
         self._spawn(partition, queue, record.key)
 
     def _spawn(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
-        task = asyncio.create_task(self._key_routine(partition, queue, key), name=f"key:{partition.tp}")
-        partition.tasks.add(task)
-        task.add_done_callback(partition.tasks.discard)
+        task = partition.adopt(self._key_routine(partition, queue, key), f"key:{partition.tp}")
         task.add_done_callback(_log_crash)
 
     async def _key_routine(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
@@ -329,10 +327,10 @@ class Engine:
         if self._paused:
             self._consumer.pause(*assigned)
 
-    def holds_before(self, topic: str, partition: int, key: bytes, offset: int) -> bool:
-        """Whether a record of ``key`` earlier than ``offset`` is still in the engine (queued or running)."""
+    def partition(self, topic: str, partition: int) -> Partition | None:
+        """An assigned partition that is not closing (parked commands come back as its routines)."""
         p = self._partitions.get(TopicPartition(topic, partition))
-        return p is not None and p.holds_before(key, offset)
+        return p if p is not None and not p.closing else None
 
     def oldest_uncommitted_age_s(self) -> float:
         starts = [s for p in self._partitions.values() if (s := p.tracker.oldest_pending_since()) is not None]

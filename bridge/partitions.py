@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,14 @@ class Partition:
     def close(self) -> None:
         if self.drain_below is None:
             self.drain_below = self.started + 1
+
+    def adopt(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` as one of this partition's routines: a revocation drains it (and cancels it
+        after the grace period) like any other."""
+        task = asyncio.create_task(work, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     def holds_before(self, key: bytes, offset: int) -> bool:
         """Whether a record of ``key`` earlier than ``offset`` is still here (queued or running)."""

@@ -12,7 +12,7 @@ from aiokafka import TopicPartition
 
 from bridge.metrics import Metrics
 from bridge.parking.park import Parking
-from bridge.parking.replay import Busy, Handler, Replayer
+from bridge.parking.replay import Handler, Home, Replayer
 from bridge.partition_state import PartitionState
 from bridge.ports import ProducerPort
 from bridge.publisher import Publisher
@@ -47,14 +47,14 @@ async def replaying(
     handler: Handler,
     producer: ProducerPort,
     metrics: Metrics,
-    busy: Busy | None = None,
+    home: Home,
 ) -> AsyncIterator[None]:
     """Run the replay routines while the block runs (none when parking is off)."""
     tasks = []
     if parking is not None:
         publisher = Publisher(producer, metrics, settings.engine.publish_retry_backoff_s)
         for topic in (settings.topics.run_commands, settings.topics.control_commands):
-            replayer = Replayer(settings.kafka, topic, parking, handler, publisher, busy)
+            replayer = Replayer(settings.kafka, topic, parking, handler, publisher, home)
             tasks.append(asyncio.create_task(replayer.run(), name=f"replay:{topic}"))
     try:
         yield

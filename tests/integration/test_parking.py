@@ -42,6 +42,15 @@ def in_key_order(events: list[dict[str, Any]]) -> bool:
     return all(seqs == sorted(seqs) for seqs in seen.values())
 
 
+async def parked_until(stack: Stack, count: int, tries: int = 20) -> list[Any]:
+    """The parking topic's records, once it holds ``count`` of them (or after ``tries`` reads)."""
+    for _ in range(tries):
+        found = await parked_records(stack)  # each read takes about 3 s
+        if len(found) >= count:
+            break
+    return found
+
+
 async def collect_ids(
     stack: Stack, wanted: set[str], within_s: float, seen: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -56,17 +65,19 @@ async def collect_ids(
 
 @pytest.mark.timeout(240)
 async def test_parked_commands_come_back_in_key_order_after_recovery(stack: Stack) -> None:
-    stack.configure(parking={"enabled": True}, targets={A: PARKING})
+    stack.configure(targets={A: PARKING})  # parking is on by default
     await stack.fault("workfloo", DOWN)
     await stack.start_bridge()
     sent = commands(uuid.uuid4().hex[:6])
     await stack.send(*sent)
-    early = await stack.collect(3, within_s=60)  # the failures that open the circuit
+    parked = await parked_until(stack, KEYS)
+    assert len(parked) >= KEYS, "the keys' commands were not parked while the circuit was open"
+    reasons = {read_parked(r.headers).reason for r in parked}  # type: ignore[union-attr]
+    assert reasons <= {"circuit_open", "key_parked"}, reasons
+    # a command's retries that the opening circuit cut short are parked too: only one that used up its
+    # attempts before the circuit opened is answered during the outage, and with an error
+    early = await stack.collect(len(sent), within_s=1)
     assert all(e["data"]["status"] == "error" for e in early)
-    await asyncio.sleep(1.0)
-    parked = await parked_records(stack)
-    assert parked, "nothing was parked while the circuit was open"
-    assert {read_parked(r.headers).reason for r in parked} <= {"circuit_open", "key_parked"}  # type: ignore[union-attr]
 
     await stack.fault("workfloo", {})
     events = await collect_ids(stack, {doc["id"] for _, doc in sent}, 150, early)
@@ -75,7 +86,8 @@ async def test_parked_commands_come_back_in_key_order_after_recovery(stack: Stac
     assert in_key_order(events)
     late = [e["data"] for e in events if e["data"]["status"] != "error"]
     print(f"\nparking: {len(parked)} parked record(s); {len(late)} of {len(sent)} queued after recovery")
-    assert len(late) >= len(sent) - 3 * KEYS  # at most a few per key failed before the circuit opened
+    assert len(late) == len(sent) - len(early)  # every parked command ran after recovery
+    assert len(early) <= 3  # the failures that opened the circuit (threshold 3), if they used their attempts
     sample = stack.bridges[0][0].metrics.registry.get_sample_value
     topic = {"topic": stack.settings.topics.run_commands}
     assert sample("bridge_commands_consumed_total", topic) == len(sent)  # a replay is not consumed again
@@ -89,17 +101,10 @@ async def test_kill_9_while_parked_loses_nothing_and_keeps_key_order(stack: Stac
     sent = commands(run)
     await stack.send(*sent)
     process = await start_process(
-        stack,
-        tmp_path,
-        parking={"enabled": True},
-        targets={A: PARKING},
-        observability={"log_level": "WARNING"},
+        stack, tmp_path, targets={A: PARKING}, observability={"log_level": "WARNING"}
     )
-    early = await stack.collect(3, within_s=60)
-    for _ in range(60):  # until the parking topic holds commands
-        await asyncio.sleep(0.5)
-        if len(await parked_records(stack)) >= KEYS:
-            break
+    assert len(await parked_until(stack, KEYS)) >= KEYS
+    early = await stack.collect(len(sent), within_s=1)
     process.kill()  # SIGKILL while commands are parked
     await process.communicate()
     parked = len(await parked_records(stack))
@@ -108,7 +113,7 @@ async def test_kill_9_while_parked_loses_nothing_and_keeps_key_order(stack: Stac
     # the parked ones, which only the parked set restored from the parking topic knows about
     later = [(f"k{k}".encode(), workfloo_command(f"{run}-{k}-{n}")) for n in (PER_KEY,) for k in range(KEYS)]
     await stack.send(*later)
-    stack.configure(parking={"enabled": True}, targets={A: PARKING})
+    stack.configure(targets={A: PARKING})
     await stack.start_bridge()
     await asyncio.sleep(3)
     await stack.fault("workfloo", {})

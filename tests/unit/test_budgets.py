@@ -278,10 +278,11 @@ async def test_the_engine_runs_an_out_of_turn_record_while_its_key_is_busy() -> 
     for _ in range(3):
         consumer.add("cmd", b"a", key=b"k", partition=0)
     await until(lambda: producer.values("out") == [b"1", b"2"])  # shed ones went past the hanging head
-    assert engine.holds_before("cmd", 0, b"k", 1) and not engine.holds_before("cmd", 0, b"k", 0)
+    home = engine.partition("cmd", 0)
+    assert home is not None and home.holds_before(b"k", 1) and not home.holds_before(b"k", 0)
     gate.set()
     await until(lambda: producer.values("out") == [b"1", b"2", b"0"])
-    assert not engine.holds_before("cmd", 0, b"k", 1)
+    assert not home.holds_before(b"k", 1)
     engine.request_stop()
     await asyncio.wait_for(task, 5)
 
