@@ -123,3 +123,30 @@ async def test_kill_9_while_parked_loses_nothing_and_keeps_key_order(stack: Stac
     assert set(ids) == {doc["id"] for _, doc in sent + later}  # nothing lost
     assert len(ids) == len(set(ids)), "a command was answered twice"
     assert in_key_order(events)
+
+
+@pytest.mark.timeout(240)
+async def test_a_rebalance_while_parked_commands_come_back_answers_each_once_in_key_order(
+    stack: Stack,
+) -> None:
+    stack.configure(targets={A: PARKING})
+    await stack.fault("workfloo", DOWN)
+    first = await stack.start_bridge()
+    run = uuid.uuid4().hex[:6]
+    sent = commands(run)
+    await stack.send(*sent)
+    assert len(await parked_until(stack, KEYS)) >= KEYS
+    early = await stack.collect(len(sent), within_s=1)
+    await stack.fault("workfloo", {"latency_ms": 1500})  # back, slowly: its parked commands take a while
+    while not any(e["data"]["status"] == "queued" for e in early):  # the first member brings them back
+        more = await stack.collect(1, within_s=60)
+        assert more, "no parked command came back"
+        early += more
+    await stack.start_bridge()  # a second member: the group takes partitions away mid-replay
+    events = await collect_ids(stack, {doc["id"] for _, doc in sent}, 180, early)
+    ids = [e["data"]["command_id"] for e in events]
+    drained = first.engine.stats.drained if first.engine is not None else 0
+    print(f"\nrebalance while parked work comes back: {len(ids)} outcome(s), {drained} routine(s) drained")
+    assert sorted(ids) == sorted(doc["id"] for _, doc in sent)  # exactly one outcome each
+    assert in_key_order(events)
+    assert drained > 0  # the revocation found work of the first member to drain
