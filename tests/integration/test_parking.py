@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 
+from bridge.app import Bridge
+from bridge.errors import ConfigError
 from bridge.local import examples
+from bridge.local.broker import create_topics
 from bridge.parking.records import read_parked
 from tests.integration.conftest import Stack, parked_records, start_process, workfloo_command
 
@@ -150,3 +153,14 @@ async def test_a_rebalance_while_parked_commands_come_back_answers_each_once_in_
     assert sorted(ids) == sorted(doc["id"] for _, doc in sent)  # exactly one outcome each
     assert in_key_order(events)
     assert drained > 0  # the revocation found work of the first member to drain
+
+
+async def test_a_parking_topic_missing_or_not_co_partitioned_is_a_start_up_error(stack: Stack) -> None:
+    prefix = stack.settings.topics.parked
+    settings = stack.configure(topics={"parked": f"{prefix}-one-partition"})
+    await create_topics(stack.broker.bootstrap, {settings.topics.parked: 1})
+    with pytest.raises(ConfigError, match=r"parking topic '.*' has 1 partition\(s\) but command topic"):
+        await asyncio.wait_for(Bridge(settings).run(), 30)
+    missing = stack.configure(topics={"parked": f"{prefix}-missing"})
+    with pytest.raises(ConfigError, match="does not exist: create it with `bridge topics apply`"):
+        await asyncio.wait_for(Bridge(missing).run(), 30)
