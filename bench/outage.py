@@ -2,11 +2,15 @@
 
     python -m bench.outage                      # B alone, then B while A answers 503 + Retry-After: 30
     python -m bench.outage --fault hang         # A accepts calls and never answers
+    python -m bench.outage --fault refused      # A's address refuses connections
 
-One bridge process (default settings, 1,000 in flight, 4 partitions) serves both phases in one run:
-first only target B (workfloo, 50 ms sandbox latency) gets commands, then B gets as many again while
-target A (Zuora) fails and gets ``--a-commands`` commands over ``--a-keys`` keys. Printed: B's
-commands/s in the outage phase as a ratio of B alone, and B's p99 record-to-outcome latency in both.
+One bridge process (default settings, parking on, 1,000 in flight, 4 partitions) serves both phases
+in one run: first only target B (workfloo, 50 ms sandbox latency) gets commands, then B gets as many
+again while target A (Zuora, reached through a loopback proxy that ``refused`` cuts) fails and gets
+``--a-commands`` commands over ``--a-keys`` keys. Once every B command is answered A recovers, and
+the run waits until every A command is answered too (its parked ones come back). Printed: B's
+commands/s in the outage phase as a ratio of B alone, B's p99 record-to-outcome latency in both, and
+how A's commands ended.
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ from bench.workload import (
     make_topics,
     set_latency,
 )
+from bridge.local.broker import free_port
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
+from tests.integration.proxy import CuttableProxy
 
 FAULTS: dict[str, dict[str, Any]] = {
     "retry_after": {"fail_next": {"count": 10**6, "status": 503, "retry_after": "30"}},
     "hang": {"timeout_next": {"count": 10**6, "delay_s": 3600}},
+    "refused": {},  # the proxy is cut instead
 }
 
 
@@ -96,15 +103,41 @@ async def set_fault(sandbox_url: str, provider: str, spec: dict[str, Any]) -> No
         resp.raise_for_status()
 
 
+async def start_outage(bench: Bench, proxy: CuttableProxy, fault: str) -> None:
+    if fault == "refused":
+        await proxy.cut()
+    else:
+        await set_fault(bench.world.sandbox_url, "zuora", FAULTS[fault])
+
+
+async def end_outage(bench: Bench, proxy: CuttableProxy) -> None:
+    await proxy.restore()
+    await set_fault(bench.world.sandbox_url, "zuora", {})
+
+
+def a_endings(collector: OutcomeCollector, a: list[tuple[bytes, dict[str, Any]]]) -> str:
+    """How A's commands ended: status counts, e.g. ``error 37, queued 963``."""
+    counts: dict[str, int] = {}
+    for _, doc in a:
+        status = collector.arrivals[doc["id"]][0].status
+        counts[status] = counts.get(status, 0) + 1
+    return ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+
+
 async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
     world, label = bench.world, f"outage-{uuid.uuid4().hex[:6]}"
     topics = await make_topics(world.bootstrap, label, 4)
     await set_latency(world.sandbox_url, Latency(50))
-    bridge = spawn_bridge(bench, label, bridge_config(bench, topics, 1000, metrics_port=None))
+    proxy = CuttableProxy(free_port(), int(world.sandbox_url.rsplit(":", 1)[1]))
+    await proxy.restore()
+    config = bridge_config(bench, topics, 1000, metrics_port=None)
+    config["targets"][zuora_sandbox.LOCAL_TARGET]["base_url"] = f"http://127.0.0.1:{proxy.listen_port}/zuora"
+    bridge = spawn_bridge(bench, label, config)
     sent = Sent()
     try:
         async with OutcomeCollector(world.bootstrap, topics) as collector:
             warm = [(key_of(i, args.b_keys), command(f"{label}-warm-{i}")) for i in range(200)]
+            warm.append((b"a-warm", a_command(f"{label}-a-warm")))  # A's token too
             await publish(world.bootstrap, topics.run_commands, warm, sent)  # joined, connected, warm
             assert await answered(collector, warm, args.timeout, bridge.alive), "warm-up: outcomes missing"
             alone = [(key_of(i, args.b_keys), command(f"{label}-b0-{i}")) for i in range(args.b_commands)]
@@ -113,7 +146,7 @@ async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
             assert await answered(collector, alone, args.timeout, bridge.alive), "B alone: outcomes missing"
             rate0, p99_0 = b_figures(collector, sent, [d["id"] for _, d in alone], began)
 
-            await set_fault(world.sandbox_url, "zuora", FAULTS[args.fault])
+            await start_outage(bench, proxy, args.fault)
             b = [(key_of(i, args.b_keys), command(f"{label}-b1-{i}")) for i in range(args.b_commands)]
             a = [
                 (f"a{i % args.a_keys}".encode(), a_command(f"{label}-a-{i}")) for i in range(args.a_commands)
@@ -121,18 +154,22 @@ async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
             mixed = [doc for pair in zip(a, b, strict=False) for doc in pair] + a[len(b) :] + b[len(a) :]
             began = time.time()
             await publish(world.bootstrap, topics.run_commands, mixed, sent)
-            ok = await answered(collector, mixed, args.timeout, bridge.alive)
-            await set_fault(world.sandbox_url, "zuora", {})
-            assert ok, "outage: outcomes missing"
+            ok = await answered(collector, b, args.timeout, bridge.alive)
+            await end_outage(bench, proxy)
+            assert ok, "outage: B's outcomes missing"
             rate1, p99_1 = b_figures(collector, sent, [d["id"] for _, d in b], began)
+            assert await answered(collector, a, args.timeout, bridge.alive), "after recovery: A's missing"
+            endings = a_endings(collector, a)
     finally:
         await asyncio.to_thread(bridge.stop, 10.0)
+        await proxy.close()
     doubled = sum(1 for arrivals in collector.arrivals.values() if len(arrivals) > 1)
     doubled += collector.dead_letters + collector.unreadable  # none expected either
     print(
         f"one target down ({args.fault}): B alone {rate0:.0f} commands/s, p99 {p99_0:.2f} s; "
         f"with A down {rate1:.0f} commands/s (ratio {rate1 / rate0:.2f}), p99 {p99_1:.2f} s "
-        f"({p99_1 / p99_0:.2f} x); {doubled} command(s) answered twice or dead-lettered"
+        f"({p99_1 / p99_0:.2f} x); A's commands: {endings}; "
+        f"{doubled} command(s) answered twice or dead-lettered"
     )
 
 

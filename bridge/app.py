@@ -149,6 +149,7 @@ class Bridge:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
             tracker = Tracker(self.settings, targets, executor, producer, self.metrics, self.redactor)
+            await verify_partitions(self.settings)  # the ledger and parking topics: a ConfigError when not
             ledger = await self._start_ledger(producer, tracker)
             if ledger is not None:
                 await stack.enter_async_context(tracker.running())  # stopped before the producer
@@ -185,17 +186,16 @@ class Bridge:
             if self._stop.is_set():
                 self.engine.request_stop()
             log.info("bridge running: topics=%s targets=%s", list(processor.command_topics), sorted(targets))
-            async with replaying(self.settings, parking, processor.process, producer, self.metrics):
+            home = self.engine.partition
+            async with replaying(self.settings, parking, processor.replay, producer, self.metrics, home):
                 await self.engine.run()
 
     async def _start_ledger(self, producer: AIOKafkaProducer, tracker: Tracker) -> Ledger | None:
-        """The command ledger, after checking it is co-partitioned (a ConfigError when not); the
-        tracked workflows live in it too, so tracking is off without it."""
+        """The command ledger; the tracked workflows live in it too, so tracking is off without it."""
         if not self.settings.ledger.enabled:
             log.warning("the command ledger is off: a redelivered command calls its provider again")
             log.warning("tracking needs the ledger: no lifecycle events")
             return None
-        await verify_partitions(self.settings)
         return Ledger(self.settings, producer, self.metrics, sibling=tracker)
 
     async def _start_client(self, make: Callable[[], KafkaClient], name: str) -> KafkaClient | None:

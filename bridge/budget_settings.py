@@ -26,4 +26,4 @@ class BulkheadSettings(_Model):
 class ParkingSettings(_Model):
     """Order-keeping parking in ``topics.parked`` of commands whose target is down or full."""
 
-    enabled: bool = Field(default=False, description="Off: such commands are answered at once instead.")
+    enabled: bool = Field(default=True, description="Off: such commands are answered at once instead.")

@@ -2,12 +2,17 @@
 slow-call watch that opens its circuit when the target stops answering. No I/O.
 
 A record's target is known only once it is parsed, so the engine asks :class:`Bulkheads` when it
-takes a record (the parse is kept and reused at the record's turn). A record whose target is down
-(its circuit is not closed) and already holds its share is marked *shed*: it keeps its place in its
-key's queue, so per-key order holds, and at its turn it is answered ``error`` / ``target_busy``
-without a call (or parked). While a down target is at its share its ``pressure`` is set, and its
-commands that wait (for a retry, for the circuit, for a call slot) stop waiting and are answered,
-so its keys drain and the partitions keep flowing for the rest. A healthy target with a backlog is
+takes a record (the parse is kept and reused at the record's turn). A record whose target already
+holds its share and is down (its circuit is not closed) or stalled (``max_unanswered`` calls in
+flight, none answered since the oldest began, for four times as long as its answers take, at least
+``silent_s`` / 4: a hang, seen before ``silent_s`` opens the circuit) is marked *shed*. With
+parking on, a shed record does not wait behind its key: the engine runs it at once and it is
+parked (its key's later commands park behind it, and it comes back only once no earlier command of
+its key is left in the engine), so the target never holds more than its share. With parking off it
+keeps its place in its key's queue, so per-key order holds, and at its turn it is answered
+``error`` / ``target_busy`` without a call. While a down target is at its share its ``pressure``
+is set, and its commands that wait (for a retry, for the circuit, for a call slot) stop waiting, so
+its keys drain and the partitions keep flowing for the rest. A healthy target with a backlog is
 never shed: its backlog is ordinary backpressure (the engine's ``max_in_flight``).
 
 Example::
@@ -25,6 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -52,14 +58,16 @@ class TargetLoad:
     _slots: asyncio.Semaphore | None = None
     _calls: dict[int, float] = field(default_factory=dict)  # call token -> its start (monotonic)
     _last_answer: float = float("-inf")
+    _answer_s: float | None = None  # how long its answers take (moving average of answered calls)
 
     @property
     def calls(self) -> int:
         return len(self._calls)
 
-    def enter(self) -> bool:
-        """Count one more command; True when it is beyond the share of a down target (shed)."""
-        shed = self.down and self.in_flight >= self.limit
+    def enter(self, now: float) -> bool:
+        """Count one more command; True when it is beyond the share of a target that is down or
+        stalled (shed)."""
+        shed = self.in_flight >= self.limit and (self.down or self.stalled(now))
         self.in_flight += 1
         self.shed += shed
         self._update_pressure()
@@ -105,17 +113,32 @@ class TargetLoad:
 
     def call_ended(self, token: int, now: float, *, answered: bool) -> None:
         """The call's slot is released; ``answered``: the target sent a response (any status)."""
-        self._calls.pop(token, None)
+        began = self._calls.pop(token, now)
         self._semaphore().release()
         if answered:
             self._last_answer = now
+            took = now - began
+            self._answer_s = took if self._answer_s is None else self._answer_s + (took - self._answer_s) / 8
+
+    def stalled(self, now: float) -> bool:
+        """At least ``max_unanswered`` calls in flight and no answer since the oldest of them began,
+        four times as long as its answers take, but at least a quarter of ``silent_s`` (a burst's
+        first answers may be late) and at most ``silent_s``: a hang, seen before ``unanswered``
+        opens the circuit."""
+        oldest = self._oldest_unanswered()
+        usual = self.silent_s if self._answer_s is None else 4 * self._answer_s
+        return oldest is not None and now - oldest >= min(self.silent_s, max(usual, self.silent_s / 4))
 
     def unanswered(self, now: float) -> bool:
-        """Too many calls in flight and no answer since the oldest of them started ``silent_s`` ago."""
+        """Stalled, and the oldest of those calls began ``silent_s`` ago: the circuit opens."""
+        oldest = self._oldest_unanswered()
+        return oldest is not None and now - oldest >= self.silent_s
+
+    def _oldest_unanswered(self) -> float | None:
         if len(self._calls) < self.max_unanswered:
-            return False
+            return None
         oldest = min(self._calls.values())
-        return now - oldest >= self.silent_s and self._last_answer < oldest
+        return oldest if self._last_answer < oldest else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +161,17 @@ class Bulkheads:
     """The engine's per-record hook: counts each record against its target's share."""
 
     def __init__(
-        self, parse: Callable[[Incoming], ParseResult], loads: Mapping[str, TargetLoad], metrics: Metrics
+        self,
+        parse: Callable[[Incoming], ParseResult],
+        loads: Mapping[str, TargetLoad],
+        metrics: Metrics,
+        *,
+        park_shed: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._parse = parse
+        self._park_shed = park_shed
         self.loads = dict(loads)
         self._metrics = metrics
         self._held: dict[tuple[str, int, int], _Held] = {}
@@ -153,7 +184,7 @@ class Bulkheads:
         except Exception:  # noqa: BLE001 - the processor parses again at its turn and answers for it
             parsed = None
         load = self.loads.get(target_of(parsed) or "")
-        shed = load.enter() if load is not None else False
+        shed = load.enter(self._clock()) if load is not None else False
         self._held[_where(record)] = _Held(parsed, load, shed)
         if load is not None:
             self._metrics.target_load(load.name, load.in_flight)
@@ -174,6 +205,10 @@ class Bulkheads:
     def is_shed(self, record: Incoming) -> bool:
         held = self._held.get(_where(record))
         return held is not None and held.shed
+
+    def out_of_turn(self, record: Incoming) -> bool:
+        """A shed record is parked at once, not behind its key (parking keeps its key order)."""
+        return self._park_shed and self.is_shed(record)
 
     def shedding(self) -> list[str]:
         """Targets turning commands away now (readiness names them)."""

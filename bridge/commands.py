@@ -99,3 +99,11 @@ def expiry_of(command: Command, record_time: datetime) -> datetime | None:
     if command.ttl_s is not None:
         candidates.append(record_time + timedelta(seconds=command.ttl_s))
     return min(candidates) if candidates else None
+
+
+def command_deadline(command: Command, record_time: datetime, max_age_s: float | None) -> datetime | None:
+    """Earliest of the command's own expiry and the target's maximum age."""
+    deadlines = [d for d in (expiry_of(command, record_time),) if d is not None]
+    if max_age_s is not None:
+        deadlines.append(record_time + timedelta(seconds=max_age_s))
+    return min(deadlines) if deadlines else None

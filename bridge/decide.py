@@ -17,7 +17,7 @@ The path of a decision:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import Enum
@@ -55,6 +55,9 @@ class Decision:
     http_status: int | None = None
     attempts: int = 0
     error: OutcomeError | None = None
+    # a retryable refusal or a retry whose wait was cut short: it may run again after this many
+    # seconds (with parking on it is parked instead of answered)
+    defer_s: float | None = None
 
 
 class CallFailure(Protocol):
@@ -184,7 +187,19 @@ _REFUSALS = {
 def refused(kind: ErrorKind, target: str, attempts: int) -> Decision:
     """Not called (again) because a guard of the target said no: retryable, the command is fine."""
     error = OutcomeError(kind=kind, retryable=True, message=_REFUSALS[kind].format(target))
-    return Decision(Status.ERROR, attempts=attempts, error=error)
+    return Decision(Status.ERROR, attempts=attempts, error=error, defer_s=0.0)
+
+
+def deferred(decision: Decision, wait_s: float | None) -> Decision:
+    """``decision``, marked as one that may run again after ``wait_s`` when it is a retryable error
+    (its retries ended because a wait was not started or was cut short)."""
+    if (
+        wait_s is None
+        or decision.status is not Status.ERROR
+        or not (decision.error and decision.error.retryable)
+    ):
+        return decision
+    return replace(decision, defer_s=wait_s)
 
 
 def circuit_open(target: str, attempts: int) -> Decision:

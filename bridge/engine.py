@@ -173,7 +173,8 @@ class Engine:
             partition.first_seen = record.offset
         self.stats.in_flight += 1
         self.stats.accepted += 1
-        if record.key is None:  # no key, no ordering promise: run it on its own
+        if record.key is None or (self._lanes is not None and self._lanes.out_of_turn(record)):
+            # no key, no ordering promise; or parked at once (parking keeps the order): on its own
             self._spawn(partition, deque([record]), None)
             return
         queue = partition.keys.get(record.key)
@@ -185,9 +186,7 @@ class Engine:
         self._spawn(partition, queue, record.key)
 
     def _spawn(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
-        task = asyncio.create_task(self._key_routine(partition, queue, key), name=f"key:{partition.tp}")
-        partition.tasks.add(task)
-        task.add_done_callback(partition.tasks.discard)
+        task = partition.adopt(self._key_routine(partition, queue, key), f"key:{partition.tp}")
         task.add_done_callback(_log_crash)
 
     async def _key_routine(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
@@ -269,10 +268,8 @@ class Engine:
     def update_gauges(self) -> None:
         total = 0
         for p in self._partitions.values():
-            highwater = self._consumer.highwater(p.tp)
-            base = p.committed if p.committed is not None else p.first_seen
-            if highwater is not None and base is not None:
-                lag = max(0, highwater - base)
+            lag = p.lag(self._consumer.highwater(p.tp))
+            if lag is not None:
                 total += lag
                 self._metrics.lag(p.tp.topic, p.tp.partition, lag)
         self.stats.lag = total
@@ -329,6 +326,11 @@ class Engine:
         self._metrics.assigned(len(self._partitions))
         if self._paused:
             self._consumer.pause(*assigned)
+
+    def partition(self, topic: str, partition: int) -> Partition | None:
+        """An assigned partition that is not closing (parked commands come back as its routines)."""
+        p = self._partitions.get(TopicPartition(topic, partition))
+        return p if p is not None and not p.closing else None
 
     def oldest_uncommitted_age_s(self) -> float:
         return oldest_pending_age(self._partitions.values(), time.time())

@@ -26,7 +26,7 @@ from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind
 from bridge.providers.base import HttpRequest, Provider
 from bridge.redact import Redactor
-from bridge.retry import RetryState, retry_delay
+from bridge.retry import RetryState, asked_wait, retry_delay
 from bridge.target_settings import TargetBase
 
 Attempt = tuple[Verdict, Response | None, Mapping[str, str] | None]  # and the auth headers it sent
@@ -103,9 +103,11 @@ class Executor:
                 budgeted -= 1
                 continue
             state = RetryState(attempts=budgeted, elapsed_s=self._clock() - started)
-            delay = retry_delay(verdict, state, runtime.settings.retry, runtime.settings.conflict, self._rng)
+            retry = runtime.settings.retry
+            delay = retry_delay(verdict, state, retry, runtime.settings.conflict, self._rng)
             if delay is None or not await self._wait(runtime, delay, until):
-                return decide.final(
+                wait = delay if delay is not None else asked_wait(verdict, budgeted, retry)
+                answer = decide.final(
                     verdict,
                     http_status=response.status if response else None,
                     body=response.body if response else None,
@@ -113,6 +115,7 @@ class Executor:
                     scrubber=self._redactor,
                     max_body_bytes=self._max_error_body,
                 )
+                return decide.deferred(answer, wait)
             self._metrics.retry(runtime.name, (verdict.error_kind or ErrorKind.INTERNAL).value)
 
     async def read(self, runtime: TargetRuntime, request: HttpRequest) -> tuple[int, bytes] | None:

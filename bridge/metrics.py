@@ -24,7 +24,7 @@ from prometheus_client import (
 from bridge import __version__
 
 TERMINAL_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0, 604800.0)
-PARK_REASONS = ("key_parked", "bulkhead_full", "circuit_open")
+PARK_REASONS = ("key_parked", "bulkhead_full", "circuit_open", "retry_after")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -132,10 +132,7 @@ class Metrics:
             registry=r,
         )
         self._target_limit = Gauge(
-            "bridge_target_max_in_flight",
-            "A target's bulkhead: its share of in-flight commands.",
-            ["target"],
-            registry=r,
+            "bridge_target_max_in_flight", "A target's share of in-flight commands.", ["target"], registry=r
         )
         self._shed = Counter(
             "bridge_shed_total",
@@ -147,13 +144,13 @@ class Metrics:
             "bridge_held_commands", "Commands waiting for a target's open circuit.", ["target"], registry=r
         )
         self._parked = Counter(
-            "bridge_parked_total",
-            "Commands written to the parking topic, by target and reason.",
-            ["target", "reason"],
-            registry=r,
+            "bridge_parked_total", "Commands written to the parking topic.", ["target", "reason"], registry=r
         )
         self._parked_now = Gauge(
             "bridge_parked_commands", "Commands of the assigned partitions parked now.", registry=r
+        )
+        self._replayed = Counter(
+            "bridge_replayed_total", "Parked commands brought back (not consumed).", ["topic"], registry=r
         )
         # label values are bounded, and several verbs run per command: cache the children
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -226,6 +223,9 @@ class Metrics:
 
     def parked_now(self, count: int) -> None:
         self._parked_now.set(count)
+
+    def replayed(self, topic: str) -> None:
+        self._child(self._replayed, topic).inc()
 
     # -- Kafka ----------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from bridge.commands import Command
 from bridge.outcomes import ErrorKind
 from bridge.providers.catalog import CATALOG
+from bridge.settings import DLQ_HEADROOM_BYTES
 
 MAX_ID_LENGTH = 200
 
@@ -88,3 +89,15 @@ def describe_errors(exc: ValidationError, limit: int = 5, prefix: str = "") -> s
 
 def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in CATALOG.operations
+
+
+def max_key_bytes(max_request_size: int) -> int:
+    """The longest command key every record that copies it can carry: the outcome, the lifecycle
+    events, and the tracked entry, which holds it in base64 (4 bytes per 3)."""
+    return (max_request_size - DLQ_HEADROOM_BYTES) * 3 // 4
+
+
+def key_too_large(size: int, limit: int) -> DeadLetter:
+    detail = f"the Kafka key is {size} bytes, limit is {limit}: no outcome could carry it"
+    detail += "; not executed; the dead letter drops the key"
+    return DeadLetter(DeadLetterReason.KEY_TOO_LARGE, detail)

@@ -1,10 +1,11 @@
-"""The engine's state of one assigned command partition, and the pure questions asked of it."""
+"""The engine's state of one assigned command partition, the pure questions asked of it, and the
+rebalance listener that tells the engine of partitions moving."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,23 @@ class Partition:
     def close(self) -> None:
         if self.drain_below is None:
             self.drain_below = self.started + 1
+
+    def adopt(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` as one of this partition's routines: a revocation drains it (and cancels it
+        after the grace period) like any other."""
+        task = asyncio.create_task(work, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def holds_before(self, key: bytes, offset: int) -> bool:
+        """Whether a record of ``key`` earlier than ``offset`` is still here (queued or running)."""
+        queue = self.keys.get(key)
+        return queue is not None and bool(queue) and queue[0].offset < offset
+
+    def lag(self, highwater: int | None) -> int | None:
+        base = self.committed if self.committed is not None else self.first_seen
+        return None if highwater is None or base is None else max(0, highwater - base)
 
 
 def to_commit(partitions: Iterable[Partition]) -> dict[TopicPartition, int]:

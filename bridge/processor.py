@@ -6,11 +6,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bridge import decide, tracing
-from bridge.budgets import Bulkheads, TargetLoad
-from bridge.commands import Command, CommandFamily, expiry_of
+from bridge.budgets import Bulkheads, TargetLoad, target_of
+from bridge.commands import Command, CommandFamily, command_deadline
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
 from bridge.ledger.entries import DoneFields
@@ -21,6 +21,7 @@ from bridge.metrics import Metrics, bounded
 from bridge.outcomes import ErrorKind, OutcomeData, Status, outcome_event_id
 from bridge.outcomes import encode_outcome as encode
 from bridge.parking.park import Parking
+from bridge.parse_results import key_too_large, max_key_bytes
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult, parse_command
 from bridge.providers.catalog import CATALOG
 from bridge.records import SKIP, Incoming, Outgoing
@@ -31,6 +32,7 @@ log = logging.getLogger("bridge.outcome")
 # tracking (bridge.tracking): the entry that starts following a workflow, or None
 Track = Callable[[Incoming, Command, str | None], Outgoing | None]
 _STARTED = frozenset({Status.QUEUED, Status.APPLIED})
+_AFTER_CALL = {ErrorKind.CIRCUIT_OPEN: "circuit_open", ErrorKind.TARGET_BUSY: "bulkhead_full"}
 
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
@@ -66,7 +68,9 @@ class Processor:
         self._target_names = frozenset(targets)
         self._executor = executor
         self._metrics = metrics
-        self.bulkheads = Bulkheads(self._parse, loads, metrics) if loads else None
+        self.bulkheads = (
+            Bulkheads(self._parse, loads, metrics, park_shed=parking is not None) if loads else None
+        )
         """The engine's per-record hook (``lanes``): each target's share of in-flight commands."""
 
     @property
@@ -77,6 +81,15 @@ class Processor:
     @tracing.traced_command
     async def process(self, record: Incoming) -> Outgoing:
         self._metrics.consumed(record.topic)
+        return await self._answered(record)
+
+    @tracing.traced_command
+    async def replay(self, record: Incoming) -> Outgoing:
+        """A parked command brought back (bridge/parking/replay.py): counted as replayed, not consumed."""
+        self._metrics.replayed(record.topic)
+        return await self._answered(record)
+
+    async def _answered(self, record: Incoming) -> Outgoing:
         try:
             return await self._process(record)
         except Exception as exc:
@@ -94,6 +107,9 @@ class Processor:
             return self.dead_letter(record, DeadLetter(reason, record.undecodable))
         if record.key is not None and len(record.key) > self._max_key:
             return self.dead_letter(record, key_too_large(len(record.key), self._max_key))
+        shed = self._park_shed(record)
+        if shed is not None:
+            return shed
         parsed = (self.bulkheads and self.bulkheads.parsed(record)) or self._parse(record)
         if isinstance(parsed, DeadLetter):
             return self.dead_letter(record, parsed)
@@ -139,6 +155,9 @@ class Processor:
         if result is None:
             assert runtime is not None
             result = await self._call(runtime, command, ticket, _monotonic(command, record, runtime))
+            parked = self._park_after_call(record, runtime, ticket, result)
+            if parked is not None:
+                return parked
         data = decide.outcome_data(
             command_id=command.id,
             target=command.target,
@@ -205,6 +224,30 @@ class Processor:
             return decide.refused(ErrorKind.TARGET_BUSY, command.target, 0)
         return None
 
+    def _park_shed(self, record: Incoming) -> Outgoing | None:
+        """A shed record runs out of its key's turn (``Bulkheads.out_of_turn``): it may only park."""
+        if self._parking is None or self.bulkheads is None or not self.bulkheads.is_shed(record):
+            return None
+        runtime = self._targets.get(target_of(self.bulkheads.parsed(record)) or "")
+        parked = self._parking.park(record, runtime, "bulkhead_full") if runtime is not None else None
+        return parked if isinstance(parked, Outgoing) else None
+
+    def _park_after_call(
+        self, record: Incoming, runtime: TargetRuntime, ticket: Ticket | None, result: Decision
+    ) -> Outgoing | None:
+        """A command whose retries ended on a wait parks; its ``dispatched`` entry is forgotten."""
+        if self._parking is None or result.defer_s is None:
+            return None
+        kind = result.error.kind if result.error else None
+        reason = _AFTER_CALL.get(kind, "retry_after") if kind else "retry_after"
+        parked = self._parking.park(record, runtime, reason, result.defer_s)
+        if not isinstance(parked, Outgoing):
+            return None  # it waited its longest: the answer is the result itself
+        if ticket is None or self._ledger is None:
+            return parked
+        entry = self._ledger.release(ticket)
+        return replace(parked, then=(Outgoing(entry.topic, entry.key, None, partition=entry.partition),))
+
     def _parked(
         self, record: Incoming, runtime: TargetRuntime | None, result: Decision | None
     ) -> Outgoing | Decision | None:
@@ -269,26 +312,6 @@ class Processor:
             *omitted,
         ]
         return Outgoing(self._dlq_topic, key, value, headers, dead_letter=letter)
-
-
-def max_key_bytes(max_request_size: int) -> int:
-    """The longest command key every record that copies it can carry: the outcome, the lifecycle
-    events, and the tracked entry, which holds it in base64 (4 bytes per 3)."""
-    return (max_request_size - DLQ_HEADROOM_BYTES) * 3 // 4
-
-
-def key_too_large(size: int, limit: int) -> DeadLetter:
-    detail = f"the Kafka key is {size} bytes, limit is {limit}: no outcome could carry it"
-    detail += "; not executed; the dead letter drops the key"
-    return DeadLetter(DeadLetterReason.KEY_TOO_LARGE, detail)
-
-
-def command_deadline(command: Command, record_time: datetime, max_age_s: float | None) -> datetime | None:
-    """Earliest of the command's own expiry and the target's maximum age."""
-    deadlines = [d for d in (expiry_of(command, record_time),) if d is not None]
-    if max_age_s is not None:
-        deadlines.append(record_time + timedelta(seconds=max_age_s))
-    return min(deadlines) if deadlines else None
 
 
 def _monotonic(command: Command, record: Incoming, runtime: TargetRuntime) -> float | None:

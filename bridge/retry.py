@@ -44,3 +44,10 @@ def retry_delay(
     else:
         delay = backoff_s(state.attempts, policy, rng)
     return delay if state.elapsed_s + delay <= policy.budget_s else None
+
+
+def asked_wait(verdict: Verdict, attempts: int, policy: RetrySettings) -> float | None:
+    """The provider's ``Retry-After`` (capped) when only the budget kept the retry from waiting it."""
+    if verdict.retryable and verdict.retry_after_s is not None and attempts < policy.max_attempts:
+        return min(verdict.retry_after_s, policy.max_retry_after_s)
+    return None

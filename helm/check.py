@@ -423,6 +423,23 @@ def settings_findings(deployment: Doc, config: Doc) -> list[str]:
     return []
 
 
+def topic_findings(config: Doc) -> list[str]:
+    """Every topic the bridge reads or writes is its own: a parking or ledger topic that is also a
+    command or outcome topic would feed the bridge its own records."""
+    from bridge.settings import TopicSettings
+
+    topics = TopicSettings.model_validate(config.get("topics") or {}).model_dump()
+    first: dict[str, str] = {}
+    findings = []
+    for role, name in topics.items():
+        if name in first:
+            findings.append(
+                f"topics.{first[name]} and topics.{role} are both '{name}': each needs its own topic"
+            )
+        first.setdefault(name, role)
+    return findings
+
+
 def selector_findings(docs: list[Doc], deployment: Doc) -> list[str]:
     pod_labels = dig(deployment, "spec", "template", "metadata", "labels", default={})
     findings = []
@@ -539,6 +556,7 @@ def invariant_findings(values: Doc | None) -> list[str]:
         *checksum_findings(rendered, deployment),
         *secret_ref_findings(deployment, config),
         *settings_findings(deployment, config),
+        *topic_findings(config),
         *selector_findings(docs, deployment),
         *keda_findings(docs, merged),
         *network_policy_findings(docs),

@@ -101,13 +101,20 @@ def encode_done(
     return entry_key(topic, command_id), orjson.dumps(value)
 
 
-def decode(key: bytes | None, value: bytes | None) -> CommandEntry | None:
-    """A command entry, or None for other kinds, tombstones and records this version cannot read."""
-    if key is None or value is None or not key.startswith(COMMAND_PREFIX):
+def command_of(key: bytes | None) -> tuple[str, str] | None:
+    """The command topic and id a command entry's key names, or None for other keys."""
+    if key is None or not key.startswith(COMMAND_PREFIX):
         return None
     topic, sep, command_id = key[len(COMMAND_PREFIX) :].decode("utf-8", "replace").partition(":")
-    if not sep:
+    return (topic, command_id) if sep else None
+
+
+def decode(key: bytes | None, value: bytes | None) -> CommandEntry | None:
+    """A command entry, or None for other kinds, tombstones and records this version cannot read."""
+    named = command_of(key)
+    if named is None or value is None:
         return None
+    topic, command_id = named
     try:
         doc = orjson.loads(value)
         return CommandEntry(

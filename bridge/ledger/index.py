@@ -91,6 +91,9 @@ class CommandIndex:
         self._entries.pop(key, None)  # move to the end: insertion order stays write order
         self._entries[key] = value
 
+    def forget_hashed(self, key: int) -> None:
+        self._entries.pop(key, None)
+
     def expire(self, now_ms: int) -> int:
         """Forget ids whose last write is older than the retention; returns how many were dropped."""
         horizon = (now_ms - EPOCH_MS) // _MINUTE_MS - self._retention_min

@@ -31,9 +31,11 @@ from bridge.ledger.entries import (
     COMMAND_PREFIX,
     DoneFields,
     EntryState,
+    command_of,
     decode,
     encode_dispatched,
     encode_done,
+    entry_key,
     fingerprint,
 )
 from bridge.ledger.index import CommandIndex, id_hash, pack
@@ -60,7 +62,7 @@ class LedgerRecord:
     topic: str
     partition: int
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a tombstone (Ledger.release)
 
 
 class SiblingState(Protocol):
@@ -175,6 +177,13 @@ class Ledger:
         packed = pack(ticket.fp, done=True, error=error, attempt=ticket.attempt, at_ms=now)
         self._index(ticket.partition).put_hashed(ticket.id_key, packed)
         return LedgerRecord(self.topic, partition, key, value)
+
+    def release(self, ticket: Ticket) -> LedgerRecord:
+        """Forget the command (it was parked after its ``dispatched`` entry and runs again as new):
+        the tombstone to publish after the parked record; the index forgets it at once."""
+        topic, partition = ticket.partition
+        self._index(ticket.partition).forget_hashed(ticket.id_key)
+        return LedgerRecord(self.topic, partition, entry_key(topic, ticket.command_id), None)
 
     def settle(self, ticket: Ticket) -> None:
         """The command's fate is decided: release any record of the same id waiting for it."""
@@ -305,6 +314,12 @@ class Ledger:
         value: bytes | None,
         now_ms: int,
     ) -> None:
+        released = command_of(key) if value is None else None
+        if released is not None:  # a tombstone: the command was parked after its dispatched entry
+            index = fresh.get((released[0], partition))
+            if index is not None:
+                index.forget_hashed(id_hash(released[1]))
+            return
         entry = decode(key, value)
         if entry is None:
             if self._sibling is not None and key is not None and not key.startswith(COMMAND_PREFIX):

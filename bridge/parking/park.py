@@ -3,8 +3,12 @@
 A command parks, instead of calling, when an earlier command of its key is parked (``key_parked``,
 so that key order holds), when its target's bulkhead is full (``bulkhead_full``) or when its target's
 circuit is open (``circuit_open``). It parks before its ``dispatched`` ledger entry, so it never
-counts as in doubt. A parked command that comes back and must wait again is parked again with the
-same ``until``; once ``until`` has passed it is answered with the refusal instead.
+counts as in doubt. A command whose retries ended on a wait (the circuit opened or the bulkhead
+filled while it waited, or a ``Retry-After`` beyond its budget: ``retry_after``) parks after its
+calls; the processor then forgets its ``dispatched`` entry (a ledger tombstone), so that it runs
+again as a new command when it comes back. A parked command that comes back and must wait again
+is parked again with the same ``until``; once ``until`` has passed it is answered with the refusal
+instead.
 
 The parked set is state of the command partition: restored on assignment from the parking partition
 (every record after the replayer's committed position is parked now) and dropped on revocation.
@@ -73,8 +77,11 @@ class Parking:
             return "circuit_open"
         return None
 
-    def park(self, record: Incoming, runtime: TargetRuntime, reason: str) -> Outgoing | Decision:
-        """The record for the parking topic, or the refusal once the command waited its longest."""
+    def park(
+        self, record: Incoming, runtime: TargetRuntime, reason: str, wait_s: float = 0.0
+    ) -> Outgoing | Decision:
+        """The record for the parking topic, due after ``retry_s`` (or ``wait_s`` when longer: a
+        provider's ``Retry-After``), or the refusal once the command waited its longest."""
         now_ms = int(self._clock() * 1000)
         before = read_parked(record.headers)
         policy = runtime.settings.parking
@@ -82,7 +89,7 @@ class Parking:
         if now_ms >= until:
             self.answered(record)
             return decide.refused(_REFUSAL.get(reason, ErrorKind.TARGET_BUSY), runtime.name, 0)
-        due = min(now_ms + int(policy.retry_s * 1000), until)
+        due = min(now_ms + int(max(policy.retry_s, wait_s) * 1000), until)
         count = before.count + 1 if before else 1
         stamp = before.timestamp_ms if before else record.timestamp_ms
         at = ParkedAt(record.topic, record.offset, stamp, due, until, count, reason)

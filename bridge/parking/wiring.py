@@ -12,7 +12,7 @@ from aiokafka import TopicPartition
 
 from bridge.metrics import Metrics
 from bridge.parking.park import Parking
-from bridge.parking.replay import Handler, Replayer
+from bridge.parking.replay import Handler, Home, Replayer
 from bridge.partition_state import PartitionState
 from bridge.ports import ProducerPort
 from bridge.publisher import Publisher
@@ -42,14 +42,19 @@ def partition_state(*states: PartitionState | None) -> PartitionState | None:
 
 @contextlib.asynccontextmanager
 async def replaying(
-    settings: Settings, parking: Parking | None, handler: Handler, producer: ProducerPort, metrics: Metrics
+    settings: Settings,
+    parking: Parking | None,
+    handler: Handler,
+    producer: ProducerPort,
+    metrics: Metrics,
+    home: Home,
 ) -> AsyncIterator[None]:
     """Run the replay routines while the block runs (none when parking is off)."""
     tasks = []
     if parking is not None:
         publisher = Publisher(producer, metrics, settings.engine.publish_retry_backoff_s)
         for topic in (settings.topics.run_commands, settings.topics.control_commands):
-            replayer = Replayer(settings.kafka, topic, parking, handler, publisher)
+            replayer = Replayer(settings.kafka, topic, parking, handler, publisher, home)
             tasks.append(asyncio.create_task(replayer.run(), name=f"replay:{topic}"))
     try:
         yield

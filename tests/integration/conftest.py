@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bridge.app import Bridge
 from bridge.local.broker import RunningBroker, create_topics, start_broker
@@ -187,6 +187,25 @@ async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
     world = Stack(broker, sandbox, settings)
     yield world
     await world.close()
+
+
+async def parked_records(stack: Stack) -> list[Any]:
+    """Every record of the parking topic so far (read to the fetch high watermark)."""
+    topic = stack.settings.topics.parked
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()] or [
+            TopicPartition(topic, p) for p in range(4)
+        ]
+        consumer.assign(tps)
+        found: list[Any] = []
+        for _ in range(10):
+            batch = await consumer.getmany(timeout_ms=300)
+            found += [r for records in batch.values() for r in records]
+        return found
+    finally:
+        await consumer.stop()
 
 
 async def start_process(

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bridge.app import Bridge
+from bridge.errors import ConfigError
+from bridge.local.broker import create_topics
 from bridge.parking.records import read_parked
 from bridge.sandbox import workfloo as workfloo_sandbox
-from tests.integration.conftest import Stack, start_process, workfloo_command
+from tests.integration.conftest import Stack, parked_records, start_process, workfloo_command
 
 pytestmark = pytest.mark.integration
 
@@ -43,23 +45,13 @@ def in_key_order(events: list[dict[str, Any]]) -> bool:
     return all(seqs == sorted(seqs) for seqs in seen.values())
 
 
-async def parked_records(stack: Stack) -> list[Any]:
-    """Every record of the parking topic so far (read to the fetch high watermark)."""
-    topic = stack.settings.topics.parked
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()] or [
-            TopicPartition(topic, p) for p in range(4)
-        ]
-        consumer.assign(tps)
-        found: list[Any] = []
-        for _ in range(10):
-            batch = await consumer.getmany(timeout_ms=300)
-            found += [r for records in batch.values() for r in records]
-        return found
-    finally:
-        await consumer.stop()
+async def parked_until(stack: Stack, count: int, tries: int = 20) -> list[Any]:
+    """The parking topic's records, once it holds ``count`` of them (or after ``tries`` reads)."""
+    for _ in range(tries):
+        found = await parked_records(stack)  # each read takes about 3 s
+        if len(found) >= count:
+            break
+    return found
 
 
 async def collect_ids(
@@ -76,17 +68,19 @@ async def collect_ids(
 
 @pytest.mark.timeout(240)
 async def test_parked_commands_come_back_in_key_order_after_recovery(stack: Stack) -> None:
-    stack.configure(parking={"enabled": True}, targets={A: PARKING})
+    stack.configure(targets={A: PARKING})  # parking is on by default
     await stack.fault("workfloo", DOWN)
     await stack.start_bridge()
     sent = commands(uuid.uuid4().hex[:6])
     await stack.send(*sent)
-    early = await stack.collect(3, within_s=60)  # the failures that open the circuit
+    parked = await parked_until(stack, KEYS)
+    assert len(parked) >= KEYS, "the keys' commands were not parked while the circuit was open"
+    reasons = {read_parked(r.headers).reason for r in parked}  # type: ignore[union-attr]
+    assert reasons <= {"circuit_open", "key_parked"}, reasons
+    # a command's retries that the opening circuit cut short are parked too: only one that used up its
+    # attempts before the circuit opened is answered during the outage, and with an error
+    early = await stack.collect(len(sent), within_s=1)
     assert all(e["data"]["status"] == "error" for e in early)
-    await asyncio.sleep(1.0)
-    parked = await parked_records(stack)
-    assert parked, "nothing was parked while the circuit was open"
-    assert {read_parked(r.headers).reason for r in parked} <= {"circuit_open", "key_parked"}  # type: ignore[union-attr]
 
     await stack.fault("workfloo", {})
     events = await collect_ids(stack, {doc["id"] for _, doc in sent}, 150, early)
@@ -95,7 +89,12 @@ async def test_parked_commands_come_back_in_key_order_after_recovery(stack: Stac
     assert in_key_order(events)
     late = [e["data"] for e in events if e["data"]["status"] != "error"]
     print(f"\nparking: {len(parked)} parked record(s); {len(late)} of {len(sent)} queued after recovery")
-    assert len(late) >= len(sent) - 3 * KEYS  # at most a few per key failed before the circuit opened
+    assert len(late) == len(sent) - len(early)  # every parked command ran after recovery
+    assert len(early) <= 3  # the failures that opened the circuit (threshold 3), if they used their attempts
+    sample = stack.bridges[0][0].metrics.registry.get_sample_value
+    topic = {"topic": stack.settings.topics.run_commands}
+    assert sample("bridge_commands_consumed_total", topic) == len(sent)  # a replay is not consumed again
+    assert sample("bridge_replayed_total", topic) >= len({(r.partition, r.offset) for r in parked})
 
 
 @pytest.mark.timeout(300)
@@ -105,17 +104,10 @@ async def test_kill_9_while_parked_loses_nothing_and_keeps_key_order(stack: Stac
     sent = commands(run)
     await stack.send(*sent)
     process = await start_process(
-        stack,
-        tmp_path,
-        parking={"enabled": True},
-        targets={A: PARKING},
-        observability={"log_level": "WARNING"},
+        stack, tmp_path, targets={A: PARKING}, observability={"log_level": "WARNING"}
     )
-    early = await stack.collect(3, within_s=60)
-    for _ in range(60):  # until the parking topic holds commands
-        await asyncio.sleep(0.5)
-        if len(await parked_records(stack)) >= KEYS:
-            break
+    assert len(await parked_until(stack, KEYS)) >= KEYS
+    early = await stack.collect(len(sent), within_s=1)
     process.kill()  # SIGKILL while commands are parked
     await process.communicate()
     parked = len(await parked_records(stack))
@@ -124,7 +116,7 @@ async def test_kill_9_while_parked_loses_nothing_and_keeps_key_order(stack: Stac
     # the parked ones, which only the parked set restored from the parking topic knows about
     later = [(f"k{k}".encode(), workfloo_command(f"{run}-{k}-{n}")) for n in (PER_KEY,) for k in range(KEYS)]
     await stack.send(*later)
-    stack.configure(parking={"enabled": True}, targets={A: PARKING})
+    stack.configure(targets={A: PARKING})
     await stack.start_bridge()
     await asyncio.sleep(3)
     await stack.fault("workfloo", {})
@@ -134,3 +126,41 @@ async def test_kill_9_while_parked_loses_nothing_and_keeps_key_order(stack: Stac
     assert set(ids) == {doc["id"] for _, doc in sent + later}  # nothing lost
     assert len(ids) == len(set(ids)), "a command was answered twice"
     assert in_key_order(events)
+
+
+@pytest.mark.timeout(240)
+async def test_a_rebalance_while_parked_commands_come_back_answers_each_once_in_key_order(
+    stack: Stack,
+) -> None:
+    stack.configure(targets={A: PARKING})
+    await stack.fault("workfloo", DOWN)
+    first = await stack.start_bridge()
+    run = uuid.uuid4().hex[:6]
+    sent = commands(run)
+    await stack.send(*sent)
+    assert len(await parked_until(stack, KEYS)) >= KEYS
+    early = await stack.collect(len(sent), within_s=1)
+    await stack.fault("workfloo", {"latency_ms": 1500})  # back, slowly: its parked commands take a while
+    while not any(e["data"]["status"] == "queued" for e in early):  # the first member brings them back
+        more = await stack.collect(1, within_s=60)
+        assert more, "no parked command came back"
+        early += more
+    await stack.start_bridge()  # a second member: the group takes partitions away mid-replay
+    events = await collect_ids(stack, {doc["id"] for _, doc in sent}, 180, early)
+    ids = [e["data"]["command_id"] for e in events]
+    drained = first.engine.stats.drained if first.engine is not None else 0
+    print(f"\nrebalance while parked work comes back: {len(ids)} outcome(s), {drained} routine(s) drained")
+    assert sorted(ids) == sorted(doc["id"] for _, doc in sent)  # exactly one outcome each
+    assert in_key_order(events)
+    assert drained > 0  # the revocation found work of the first member to drain
+
+
+async def test_a_parking_topic_missing_or_not_co_partitioned_is_a_start_up_error(stack: Stack) -> None:
+    prefix = stack.settings.topics.parked
+    settings = stack.configure(topics={"parked": f"{prefix}-one-partition"})
+    await create_topics(stack.broker.bootstrap, {settings.topics.parked: 1})
+    with pytest.raises(ConfigError, match=r"parking topic '.*' has 1 partition\(s\) but command topic"):
+        await asyncio.wait_for(Bridge(settings).run(), 30)
+    missing = stack.configure(topics={"parked": f"{prefix}-missing"})
+    with pytest.raises(ConfigError, match="does not exist: create it with `bridge topics apply`"):
+        await asyncio.wait_for(Bridge(missing).run(), 30)

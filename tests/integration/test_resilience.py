@@ -149,12 +149,13 @@ async def test_expired_commands_are_not_executed(stack: Stack) -> None:
 
 async def test_circuit_opens_for_the_failing_target_only(stack: Stack) -> None:
     stack.configure(
+        parking={"enabled": False},  # the circuit's own fail_fast answer; parking: test_parking.py
         targets={
             zuora_sandbox.LOCAL_TARGET: {
                 "retry": {"max_attempts": 1},
                 "circuit": {"failure_threshold": 3, "open_s": 30, "mode": "fail_fast"},
             }
-        }
+        },
     )
     await stack.fault("zuora", {"error_rate": 1.0, "error_status": 503})
     bridge = await stack.start_bridge()
@@ -251,12 +252,13 @@ async def test_rate_limit_spaces_calls_to_one_target(stack: Stack) -> None:
 
 async def test_open_circuit_in_hold_mode_waits_for_the_probe_then_recovers(stack: Stack) -> None:
     stack.configure(
+        parking={"enabled": False},  # the circuit's own hold mode; with parking they park (test_parking.py)
         targets={
             zuora_sandbox.LOCAL_TARGET: {
                 "retry": {"max_attempts": 1},
                 "circuit": {"failure_threshold": 2, "open_s": 2, "mode": "hold"},
             }
-        }
+        },
     )
     await stack.fault("zuora", {"fail_next": {"count": 2, "status": 500}})
     await stack.start_bridge()

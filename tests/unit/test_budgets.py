@@ -15,6 +15,8 @@ from bridge.guards import CircuitBreaker, CircuitState
 from bridge.health import Readiness, degraded, target_troubles
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind, Status
+from bridge.parking.park import Parking
+from bridge.parking.records import read_parked
 from bridge.parse_results import Invalid, ParseResult
 from bridge.processor import Processor
 from bridge.records import Incoming, Outgoing
@@ -36,9 +38,9 @@ def load(limit: int = 2, **fields: Any) -> TargetLoad:
 
 def test_records_beyond_a_targets_share_are_shed_and_set_its_pressure() -> None:
     a = load(limit=2)
-    assert [a.enter(), a.enter()] == [False, False]
+    assert [a.enter(0.0), a.enter(0.0)] == [False, False]
     assert a.pressure.is_set()  # at its share: the next one is turned away
-    assert a.enter() is True and a.shed == 1
+    assert a.enter(0.0) is True and a.shed == 1
     a.leave(True)
     a.leave(False)
     assert (a.in_flight, a.shed, a.pressure.is_set()) == (1, 0, False)
@@ -46,11 +48,11 @@ def test_records_beyond_a_targets_share_are_shed_and_set_its_pressure() -> None:
 
 def test_a_healthy_target_with_a_backlog_is_never_shed_until_its_circuit_opens() -> None:
     a = load(limit=1, down=False)
-    assert [a.enter(), a.enter()] == [False, False] and not a.pressure.is_set()
+    assert [a.enter(0.0), a.enter(0.0)] == [False, False] and not a.pressure.is_set()
     a.circuit_changed(closed=False)
-    assert a.pressure.is_set() and a.enter() is True
+    assert a.pressure.is_set() and a.enter(0.0) is True
     a.circuit_changed(closed=True)
-    assert not a.pressure.is_set() and a.enter() is False
+    assert not a.pressure.is_set() and a.enter(0.0) is False
 
 
 def test_calls_in_flight_that_nobody_answers_count_as_a_silent_target() -> None:
@@ -61,6 +63,39 @@ def test_calls_in_flight_that_nobody_answers_count_as_a_silent_target() -> None:
     a.call_ended(tokens[0], 111.0, answered=True)
     a.call_started(112.0)
     assert not a.unanswered(125.0)  # it answered one after the oldest left began
+
+
+def test_a_target_that_stops_answering_is_stalled_after_four_times_its_answer_time() -> None:
+    a = load(max_unanswered=2, down=False)  # silent_s 10
+    a.call_ended(a.call_started(0.0), 1.0, answered=True)  # it answers in 1 s
+    tokens = [a.call_started(10.0), a.call_started(10.0)]
+    assert not a.stalled(13.9)  # not yet 4 x 1 s
+    assert a.stalled(14.1) and not a.unanswered(14.1)  # stalled long before silent_s opens the circuit
+    a.call_ended(tokens[0], 15.0, answered=True)
+    a.call_started(16.0)
+    assert not a.stalled(25.0)  # it answered one after the oldest left began
+
+
+def test_a_fast_target_is_stalled_only_after_a_quarter_of_silent_s() -> None:
+    a = load(max_unanswered=1, down=False)
+    a.call_ended(a.call_started(0.0), 0.01, answered=True)  # 4 x 0.01 s would be 0.04 s
+    a.call_started(1.0)
+    assert not a.stalled(3.4) and a.stalled(3.6)  # a burst's first answers may be late: 10 / 4 s
+
+
+def test_a_target_never_answered_is_stalled_only_after_silent_s() -> None:
+    a = load(max_unanswered=1, down=False)
+    a.call_started(0.0)
+    assert not a.stalled(9.9) and a.stalled(10.0)
+
+
+def test_a_stalled_target_at_its_share_sheds_and_a_busy_healthy_one_does_not() -> None:
+    a = load(limit=1, max_unanswered=1, down=False)
+    a.call_ended(a.call_started(0.0), 1.0, answered=True)
+    a.call_started(10.0)
+    assert a.enter(11.0) is False  # within its share
+    assert a.enter(11.0) is False  # beyond it, but answers may still come (4 x 1 s not yet passed)
+    assert a.enter(14.5) is True
 
 
 def fake_parse(record: Incoming) -> ParseResult:
@@ -136,7 +171,7 @@ async def test_a_full_bulkhead_cuts_the_wait_of_a_retrying_command() -> None:
     run._sleep = never  # the Retry-After wait would last until the test ends
     waiting = asyncio.create_task(run.execute(target, command()))
     await until(lambda: target.load is not None and target.load.calls == 0 and len(run._transport.calls) == 1)  # type: ignore[attr-defined]
-    target.load.enter()  # another command of the target fills its share
+    target.load.enter(0.0)  # another command of the target fills its share
     decision = await asyncio.wait_for(waiting, 1)
     assert decision.error is not None and decision.error.kind is ErrorKind.RATE_LIMITED
     assert decision.attempts == 1
@@ -171,7 +206,7 @@ async def test_no_free_call_slot_under_pressure_is_target_busy_without_a_call() 
     target = runtime()
     target.load = load(limit=1, max_calls=1)
     assert await target.load.acquire_call(1.0)  # one call in progress holds the only slot
-    target.load.enter()
+    target.load.enter(0.0)
     run, _ = executor(FakeTransport.scripted([]))
     decision = await run.execute(target, command())
     assert decision.error is not None and decision.error.kind is ErrorKind.TARGET_BUSY
@@ -191,6 +226,65 @@ async def test_the_processor_answers_a_shed_record_target_busy_without_calling()
     assert out.outcome is not None and out.outcome.error is not None
     assert (out.outcome.status, out.outcome.error.kind) == (Status.ERROR, ErrorKind.TARGET_BUSY)
     assert transport.calls == []
+
+
+async def test_with_parking_a_shed_record_is_parked_at_once_not_answered() -> None:
+    transport = FakeTransport.scripted([])
+    plain = make_processor(transport)
+    parking = Parking(SETTINGS, Metrics())
+    shedding = Processor(
+        SETTINGS,
+        plain._targets,
+        plain._executor,
+        Metrics(),
+        None,
+        loads={"wf": load(limit=0)},
+        parking=parking,
+    )
+    assert shedding.bulkheads is not None
+    rec = record(workfloo())
+    shedding.bulkheads.accept(rec)
+    assert shedding.bulkheads.out_of_turn(rec)  # the engine runs it at once, not behind its key
+    out = await shedding.process(rec)
+    assert out.topic == SETTINGS.topics.parked and out.outcome is None
+    assert read_parked(out.headers).reason == "bulkhead_full"  # type: ignore[union-attr]
+    assert parking.parked.holds((rec.topic, rec.partition), b"key-1", rec.offset)
+    assert transport.calls == []
+
+
+def test_without_parking_a_shed_record_keeps_its_place_behind_its_key() -> None:
+    heads = Bulkheads(fake_parse, {"a": load(limit=0)}, Metrics())
+    rec = incoming(1, b"a")
+    heads.accept(rec)
+    assert heads.is_shed(rec) and not heads.out_of_turn(rec)
+
+
+async def test_the_engine_runs_an_out_of_turn_record_while_its_key_is_busy() -> None:
+    a = load(limit=1)
+    heads = Bulkheads(fake_parse, {"a": a}, Metrics(), park_shed=True)
+    gate = asyncio.Event()
+
+    async def handler(rec: Incoming) -> Outgoing:
+        if not heads.is_shed(rec):
+            await gate.wait()  # the key's head hangs
+        return Outgoing("out", rec.key, str(rec.offset).encode())
+
+    consumer, producer = FakeConsumer(), FakeProducer()
+    settings = EngineSettings(max_in_flight=16, commit_interval_s=0.01)
+    engine = Engine(consumer, producer, handler, {"cmd": "run"}, settings, Metrics(), lanes=heads)
+    task = asyncio.create_task(engine.run())
+    await until(lambda: consumer.topics_subscribed == ["cmd"])
+    await consumer.rebalance([TopicPartition("cmd", 0)])
+    for _ in range(3):
+        consumer.add("cmd", b"a", key=b"k", partition=0)
+    await until(lambda: producer.values("out") == [b"1", b"2"])  # shed ones went past the hanging head
+    home = engine.partition("cmd", 0)
+    assert home is not None and home.holds_before(b"k", 1) and not home.holds_before(b"k", 0)
+    gate.set()
+    await until(lambda: producer.values("out") == [b"1", b"2", b"0"])
+    assert not home.holds_before(b"k", 1)
+    engine.request_stop()
+    await asyncio.wait_for(task, 5)
 
 
 async def trickle(*, lanes: bool) -> tuple[bool, list[str]]:
@@ -264,7 +358,7 @@ async def test_a_command_waiting_for_a_call_slot_trips_a_target_that_answers_no_
     )
     assert await a.acquire_call(1.0)
     a.call_started(sleeps.clock.now - 60)  # a call that has hung for a minute holds the only slot
-    a.enter()
+    a.enter(0.0)
     waiting = asyncio.create_task(run.execute(target, command()))
     await asyncio.sleep(0.01)  # it passed the circuit (one silent call is not enough) and waits for the slot
     a.call_started(sleeps.clock.now - 60)

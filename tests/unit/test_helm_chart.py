@@ -90,3 +90,12 @@ def test_the_hand_over_budgets_are_enforced():
     thrashing = {"keda": {"enabled": True, "scaleDownStabilizationSeconds": 10}}
     assert any("would thrash" in f for f in check.invariant_findings(thrashing))
     assert check.invariant_findings({"keda": {"enabled": True}}) == []
+
+
+def test_a_parking_topic_that_is_also_a_command_topic_is_a_finding():
+    assert check.topic_findings({}) == []  # the defaults: every topic its own
+    [finding] = check.topic_findings({"topics": {"parked": "workflow.run.commands"}})
+    assert finding == (
+        "topics.run_commands and topics.parked are both 'workflow.run.commands': each needs its own topic"
+    )
+    assert check.bridge_config(check.documents(check.render(None)))["parking"] == {"enabled": True}

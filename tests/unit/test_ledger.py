@@ -13,12 +13,14 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from bridge.budget_settings import ParkingSettings
 from bridge.commands import CommandFamily
+from bridge.config import parse_settings
 from bridge.ledger import index, rules
 from bridge.ledger.entries import DoneFields, EntryState, decode, encode_dispatched, encode_done, fingerprint
 from bridge.ledger.index import CommandIndex, Remembered, pack, unpack
 from bridge.ledger.rules import Admission, admit
-from bridge.ledger.startup import partition_problems
+from bridge.ledger.startup import LEDGER, PARKING, internal_topics, partition_problems
 from bridge.ledger.store import Ledger
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind
@@ -200,6 +202,23 @@ def test_partition_problems():
     assert "does not exist" in partition_problems({"r": 4}, ["r"], "l")[0]
     [problem] = partition_problems({"r": 4, "c": 12, "l": 4}, ["r", "c"], "l")
     assert "command topic 'c' has 12" in problem
+
+
+def test_the_parking_topic_is_checked_like_the_ledger_and_says_what_to_do():
+    [missing] = partition_problems({"r": 4}, ["r"], "p", PARKING)
+    assert missing.startswith("parking topic 'p' does not exist: create it with `bridge topics apply`")
+    assert missing.endswith("or set parking.enabled: false")
+    [uneven] = partition_problems({"r": 4, "p": 2}, ["r"], "p", PARKING)
+    assert "parking topic 'p' has 2 partition(s) but command topic 'r' has 4" in uneven
+    assert uneven.endswith("parks its commands in parking partition p")
+
+
+def test_internal_topics_are_the_ones_switched_on():
+    settings = parse_settings({"kafka": {"bootstrap_servers": "k:9092"}}, {}, "test")
+    topics = settings.topics
+    assert internal_topics(settings) == {topics.ledger: LEDGER, topics.parked: PARKING}  # both by default
+    off = settings.model_copy(update={"parking": ParkingSettings(enabled=False)})
+    assert internal_topics(off) == {topics.ledger: LEDGER}
 
 
 # -- admission with an in-memory producer ----------------------------------------------------------------

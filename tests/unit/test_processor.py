@@ -15,8 +15,9 @@ from bridge.executor import Executor
 from bridge.http import Call, Response
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind, Status
+from bridge.parse_results import max_key_bytes
 from bridge.parsing import DeadLetterReason
-from bridge.processor import Processor, max_key_bytes
+from bridge.processor import Processor
 from bridge.records import Incoming, Outgoing
 from bridge.redact import Redactor
 from bridge.settings import Settings
