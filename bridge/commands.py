@@ -10,7 +10,7 @@ and nothing in a command can choose a URL or a credential.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -107,3 +107,9 @@ def command_deadline(command: Command, record_time: datetime, max_age_s: float |
     if max_age_s is not None:
         deadlines.append(record_time + timedelta(seconds=max_age_s))
     return min(deadlines) if deadlines else None
+
+
+def expires_in_s(command: Command, record_time: datetime, max_age_s: float | None) -> float | None:
+    """Seconds from now until :func:`command_deadline` (negative once past), None without one."""
+    deadline = command_deadline(command, record_time, max_age_s)
+    return None if deadline is None else (deadline - datetime.now(UTC)).total_seconds()

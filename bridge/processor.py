@@ -9,8 +9,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from bridge import decide, tracing
-from bridge.budgets import Bulkheads, TargetLoad, target_of
-from bridge.commands import Command, CommandFamily, command_deadline
+from bridge.budgets import Bulkheads, TargetLoad
+from bridge.commands import Command, CommandFamily, command_deadline, expires_in_s
 from bridge.decide import Decision
 from bridge.executor import Executor, TargetRuntime
 from bridge.ledger.entries import DoneFields
@@ -20,6 +20,7 @@ from bridge.ledger.unknown import resolve_in_doubt
 from bridge.metrics import Metrics, bounded
 from bridge.outcomes import ErrorKind, OutcomeData, Status, outcome_event_id
 from bridge.outcomes import encode_outcome as encode
+from bridge.parking.desk import ParkingDesk
 from bridge.parking.park import Parking
 from bridge.parse_results import key_too_large, max_key_bytes
 from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult, parse_command
@@ -32,7 +33,6 @@ log = logging.getLogger("bridge.outcome")
 # tracking (bridge.tracking): the entry that starts following a workflow, or None
 Track = Callable[[Incoming, Command, str | None], Outgoing | None]
 _STARTED = frozenset({Status.QUEUED, Status.APPLIED})
-_AFTER_CALL = {ErrorKind.CIRCUIT_OPEN: "circuit_open", ErrorKind.TARGET_BUSY: "bulkhead_full"}
 
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
@@ -72,6 +72,7 @@ class Processor:
             Bulkheads(self._parse, loads, metrics, park_shed=parking is not None) if loads else None
         )
         """The engine's per-record hook (``lanes``): each target's share of in-flight commands."""
+        self._desk = ParkingDesk(parking, targets, ledger, self.bulkheads) if parking else None
 
     @property
     def command_topics(self) -> dict[str, str]:
@@ -107,7 +108,7 @@ class Processor:
             return self.dead_letter(record, DeadLetter(reason, record.undecodable))
         if record.key is not None and len(record.key) > self._max_key:
             return self.dead_letter(record, key_too_large(len(record.key), self._max_key))
-        shed = self._park_shed(record)
+        shed = self._desk.shed(record) if self._desk else None
         if shed is not None:
             return shed
         parsed = (self.bulkheads and self.bulkheads.parsed(record)) or self._parse(record)
@@ -148,14 +149,14 @@ class Processor:
         started = time.perf_counter()
         runtime = self._targets.get(command.target)
         result = self._precheck(record, command, runtime)
-        parked = self._parked(record, runtime, result)
+        parked = self._desk.before_call(record, command, runtime, result) if self._desk else None
         if isinstance(parked, Outgoing):
             return parked  # its outcome comes when it is back (bridge/parking)
         result = parked or result
         if result is None:
             assert runtime is not None
             result = await self._call(runtime, command, ticket, _monotonic(command, record, runtime))
-            parked = self._park_after_call(record, runtime, ticket, result)
+            parked = self._desk.after_call(record, command, runtime, ticket, result) if self._desk else None
             if parked is not None:
                 return parked
         data = decide.outcome_data(
@@ -224,42 +225,6 @@ class Processor:
             return decide.refused(ErrorKind.TARGET_BUSY, command.target, 0)
         return None
 
-    def _park_shed(self, record: Incoming) -> Outgoing | None:
-        """A shed record runs out of its key's turn (``Bulkheads.out_of_turn``): it may only park."""
-        if self._parking is None or self.bulkheads is None or not self.bulkheads.is_shed(record):
-            return None
-        runtime = self._targets.get(target_of(self.bulkheads.parsed(record)) or "")
-        parked = self._parking.park(record, runtime, "bulkhead_full") if runtime is not None else None
-        return parked if isinstance(parked, Outgoing) else None
-
-    def _park_after_call(
-        self, record: Incoming, runtime: TargetRuntime, ticket: Ticket | None, result: Decision
-    ) -> Outgoing | None:
-        """A command whose retries ended on a wait parks; its ``dispatched`` entry is forgotten."""
-        if self._parking is None or result.defer_s is None:
-            return None
-        kind = result.error.kind if result.error else None
-        reason = _AFTER_CALL.get(kind, "retry_after") if kind else "retry_after"
-        parked = self._parking.park(record, runtime, reason, result.defer_s)
-        if not isinstance(parked, Outgoing):
-            return None  # it waited its longest: the answer is the result itself
-        if ticket is None or self._ledger is None:
-            return parked
-        entry = self._ledger.release(ticket)
-        return replace(parked, then=(Outgoing(entry.topic, entry.key, None, partition=entry.partition),))
-
-    def _parked(
-        self, record: Incoming, runtime: TargetRuntime | None, result: Decision | None
-    ) -> Outgoing | Decision | None:
-        """The parked record (or the refusal after the longest wait) when the command must wait long."""
-        if self._parking is None or runtime is None:
-            return None
-        shed = result is not None and result.error is not None and result.error.kind is ErrorKind.TARGET_BUSY
-        if result is not None and not shed:
-            return None  # rejected or expired: answered now
-        reason = self._parking.reason(record, runtime, shed=shed)
-        return None if reason is None else self._parking.park(record, runtime, reason)
-
     def _provider_of(self, target: str | None) -> str | None:
         runtime = self._targets.get(target) if target else None
         return runtime.provider.kind if runtime else None
@@ -316,10 +281,8 @@ class Processor:
 
 def _monotonic(command: Command, record: Incoming, runtime: TargetRuntime) -> float | None:
     """The command's deadline on the monotonic clock (what the executor waits against)."""
-    expiry = command_deadline(command, record.record_time, runtime.settings.max_age_s)
-    if expiry is None:
-        return None
-    return time.monotonic() + (expiry - datetime.now(UTC)).total_seconds()
+    expires_in = expires_in_s(command, record.record_time, runtime.settings.max_age_s)
+    return None if expires_in is None else time.monotonic() + expires_in
 
 
 def _log_outcome(data: OutcomeData) -> None:

@@ -78,10 +78,16 @@ class Parking:
         return None
 
     def park(
-        self, record: Incoming, runtime: TargetRuntime, reason: str, wait_s: float = 0.0
+        self,
+        record: Incoming,
+        runtime: TargetRuntime,
+        reason: str,
+        wait_s: float = 0.0,
+        expires_in_s: float | None = None,
     ) -> Outgoing | Decision:
         """The record for the parking topic, due after ``retry_s`` (or ``wait_s`` when longer: a
-        provider's ``Retry-After``), or the refusal once the command waited its longest."""
+        provider's ``Retry-After``) but no later than the command's deadline (``expires_in_s``: it
+        is then answered ``expired``), or the refusal once the command waited its longest."""
         now_ms = int(self._clock() * 1000)
         before = read_parked(record.headers)
         policy = runtime.settings.parking
@@ -90,6 +96,8 @@ class Parking:
             self.answered(record)
             return decide.refused(_REFUSAL.get(reason, ErrorKind.TARGET_BUSY), runtime.name, 0)
         due = min(now_ms + int(max(policy.retry_s, wait_s) * 1000), until)
+        if expires_in_s is not None:
+            due = min(due, now_ms + int(max(0.0, expires_in_s) * 1000))
         count = before.count + 1 if before else 1
         stamp = before.timestamp_ms if before else record.timestamp_ms
         at = ParkedAt(record.topic, record.offset, stamp, due, until, count, reason)

@@ -93,6 +93,23 @@ async def test_an_open_circuit_parks_the_command_before_any_call_and_its_key_fol
     assert parking.reason(later, proc._targets["wf"], shed=False) == "key_parked"
 
 
+async def test_a_parked_command_comes_back_by_its_deadline_and_is_answered_expired() -> None:
+    transport, clock = FakeTransport.scripted([]), FakeClock(1_000.0)
+    proc, _ = parking_processor(transport, clock)
+    proc._targets["wf"].breaker.record_failure()  # open: park, due after retry_s (5 s) at the latest
+    parked = await proc.process(record(workfloo(id="c-1", ttl_s=3), age_s=1))
+    at = read_parked(parked.headers)
+    assert at is not None and at.reason == "circuit_open"
+    assert 1_001_500 <= at.due_ms <= 1_002_000  # its ttl ends in about 2 s: sooner than retry_s
+    assert at.until_ms == 1_060_000  # the longest wait is unchanged
+    stale = (at.timestamp_ms or 0) - 10_000  # the command record, as if it came back ten seconds later
+    back = Incoming(SETTINGS.topics.run_commands, 2, 40, b"key-1", parked.value, tuple(parked.headers), stale)
+    out = await proc.process(back)
+    assert out.outcome is not None and out.outcome.error is not None
+    assert (out.outcome.status, out.outcome.error.kind) == (Status.REJECTED, ErrorKind.EXPIRED)
+    assert transport.calls == []
+
+
 async def test_a_command_parked_past_its_longest_wait_is_answered_with_the_refusal() -> None:
     transport, clock = FakeTransport.scripted([]), FakeClock(1_000.0)
     proc, _ = parking_processor(transport, clock)
