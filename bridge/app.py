@@ -45,6 +45,7 @@ from bridge.providers.oauth import ssl_context_for
 from bridge.redact import Redactor
 from bridge.settings import Settings
 from bridge.tracking.tracker import Tracker
+from bridge.waits import within
 
 log = logging.getLogger("bridge.app")
 KafkaClient = TypeVar("KafkaClient", AIOKafkaConsumer, AIOKafkaProducer)
@@ -209,8 +210,7 @@ class Bridge:
             except KafkaError as exc:
                 await self._stop_client(client, name)
                 log.warning("kafka %s cannot connect (%s); retrying in %.1fs", name, exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            await within(self._stop.wait(), delay)
             delay = min(delay * 2, 10.0)
         return None
 

@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from bridge.metrics import Metrics
 from bridge.parse_results import Invalid, Parsed, ParseResult
 from bridge.records import Incoming
+from bridge.waits import within
 
 log = logging.getLogger("bridge.budgets")
 _tokens = itertools.count()
@@ -96,10 +96,7 @@ class TargetLoad:
             return True
         if within_s <= 0 or self.pressure.is_set():
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(slots.acquire(), timeout=within_s)
-            return True
-        return False
+        return await within(slots.acquire(), within_s)
 
     def _semaphore(self) -> asyncio.Semaphore:
         if self._slots is None:  # created lazily: it binds to the running loop

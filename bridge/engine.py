@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -33,6 +32,7 @@ from bridge.records import Incoming, Lanes, Outgoing, incoming_from, timing_head
 from bridge.settings import EngineSettings
 from bridge.stats import EngineStats
 from bridge.undecodable import UNREADABLE, Undecodable, as_incoming, read_carefully
+from bridge.waits import within
 
 log = logging.getLogger("bridge.engine")
 
@@ -119,8 +119,7 @@ class Engine:
         self._set_paused(room <= 0)
         if room <= 0:
             self._capacity.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._capacity.wait(), timeout=0.2)
+            await within(self._capacity.wait(), 0.2)
             # getmany keeps the group membership alive (max_poll_interval) while paused
             await self._consumer.getmany(timeout_ms=0)
             return

@@ -22,7 +22,8 @@ async def probe_broker(
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await asyncio.wait_for(consumer.topics(), BROKER_PROBE_TIMEOUT_S)
+            async with asyncio.timeout(BROKER_PROBE_TIMEOUT_S):  # not wait_for: see bridge/waits.py
+                await consumer.topics()
         except (KafkaError, OSError, TimeoutError) as exc:
             if stats.broker_ok:
                 log.warning("the Kafka broker does not answer (%s)", type(exc).__name__)

@@ -26,7 +26,6 @@ raise) and it records every call::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from aiokafka.errors import CorruptRecordException, IllegalStateError, KafkaErro
 from bridge.errors import ProviderCallError
 from bridge.http import Call, Response
 from bridge.ports import ConsumerPort, ProducerPort, RebalanceListener
+from bridge.waits import within
 from bridge.wire import Header
 
 __all__ = ["FakeConsumer", "FakeProducer", "FakeRecord", "FakeTransport", "SentRecord", "json_response"]
@@ -133,8 +133,7 @@ class FakeConsumer:
         batch = self._take(max_records, partitions)
         if not batch and timeout_ms > 0:
             self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout_ms / 1000)
+            await within(self._wakeup.wait(), timeout_ms / 1000)
             batch = self._take(max_records, partitions)
         return batch
 

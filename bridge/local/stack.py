@@ -24,6 +24,7 @@ from bridge.local.otlp import OtlpReceiver, ReceivedSpan
 from bridge.sandbox import start_sandbox
 from bridge.sandbox.catalog import SANDBOXES
 from bridge.settings import Settings, TopicSettings
+from bridge.waits import within
 
 # Credentials the sandbox accepts, handed to the bridge the way production does: environment variables.
 SANDBOX_ENV = {name: value for sandbox in SANDBOXES for name, value in sandbox.local.env.items()}
@@ -163,8 +164,7 @@ async def run_local(args: Namespace) -> int:
     try:
         if not args.no_examples:
             await _send_examples(settings)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=args.exit_after)
+        await within(stop.wait(), args.exit_after)
     finally:
         bridge.request_stop()
         await bridge_task

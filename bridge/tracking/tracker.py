@@ -49,6 +49,7 @@ from bridge.tracking.policy import after_reading, beyond_horizon, horizon_readin
 from bridge.tracking.registry import PartitionKey, Registry
 from bridge.tracking.schedule import Tracked, capped_due, jittered
 from bridge.tracking.settings import TargetTracking
+from bridge.waits import within
 
 log = logging.getLogger("bridge.tracking")
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
@@ -164,9 +165,7 @@ class Tracker:
 
     async def _sleep_until(self, wake_at: float, now: float) -> None:
         self._wake.clear()  # a read that ends or a new workflow wakes it earlier
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, wake_at - now)):  # wait_for (3.11) lost a stop at a wake
-                await self._wake.wait()
+        await within(self._wake.wait(), wake_at - now)
 
     def _dispatch_due(self, now: float) -> float:
         """Start the due reads their targets admit, earliest due first; returns when to look again
