@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from bridge.kafka_options import client_options, group_options
 from bridge.settings import KafkaSettings
+
+Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
 
 
 def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
@@ -28,3 +35,28 @@ def make_consumer(kafka: KafkaSettings, drain_grace_s: float) -> AIOKafkaConsume
         max_poll_records=kafka.max_poll_records,
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
     )
+
+
+def make_reader(
+    kafka: KafkaSettings, group_id: str | None = None, fetch_max_wait_ms: int = 500
+) -> AIOKafkaConsumer:
+    """A consumer for manual assignment, from the earliest record; ``group_id`` only keeps positions."""
+    return AIOKafkaConsumer(
+        **client_options(kafka),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
+    )
+
+
+@contextlib.asynccontextmanager
+async def started(client: Client) -> AsyncIterator[Client]:
+    """``client`` started, and stopped on the way out: also when starting failed or was cancelled
+    (a restore cancelled by a rebalance while connecting), which would otherwise leak its connections."""
+    try:
+        await client.start()
+        yield client
+    finally:
+        with contextlib.suppress(KafkaError):
+            await client.stop()

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -26,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.commands import Command
-from bridge.kafka_options import client_options
+from bridge.kafka_clients import make_reader, started
 from bridge.ledger.entries import (
     COMMAND_PREFIX,
     DoneFields,
@@ -269,21 +268,10 @@ class Ledger:
 
     async def _read_once(self, fresh: dict[PartitionKey, CommandIndex]) -> int:
         remaining = {TopicPartition(self.topic, partition) for _, partition in fresh}
-        consumer = AIOKafkaConsumer(
-            **client_options(self._kafka),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=10,
-        )
-        try:
-            await consumer.start()  # inside: a restore cancelled while connecting still closes it
+        async with started(make_reader(self._kafka, fetch_max_wait_ms=10)) as consumer:
             consumer.assign(list(remaining))
             await consumer.seek_to_beginning(*remaining)
             return await self._drain_partitions(consumer, remaining, fresh)
-        finally:
-            with contextlib.suppress(KafkaError):
-                await consumer.stop()
 
     async def _drain_partitions(
         self,

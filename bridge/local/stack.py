@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.app import Bridge
 from bridge.config import parse_settings
+from bridge.kafka_clients import started
 from bridge.local import examples
 from bridge.local.broker import create_topics, start_broker
 from bridge.local.commands import command_topic, render_record
@@ -107,25 +108,19 @@ async def _print_outcomes(settings: Settings) -> None:
         bootstrap_servers=settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
-    try:
+    async with started(consumer):
         async for rec in consumer:
             print(render_record(rec, t.dead_letter), flush=True)
-    finally:
-        await consumer.stop()
 
 
 async def _send_examples(settings: Settings) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await producer.start()
-    try:
+    async with started(producer):
         run_id = time.strftime("demo-%H%M%S")
         commands = examples.example_commands(run_id)
         for key, doc in [*commands, commands[0]]:  # the first one twice: the ledger absorbs the duplicate
             await producer.send_and_wait(command_topic(settings, doc), orjson.dumps(doc), key=key)
         await producer.send_and_wait(settings.topics.run_commands, examples.NOT_A_COMMAND, key=b"junk")
-    finally:
-        await producer.stop()
 
 
 def print_traces(spans: list[ReceivedSpan]) -> None:

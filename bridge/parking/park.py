@@ -23,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +33,7 @@ from aiokafka.errors import KafkaError
 from bridge import decide
 from bridge.decide import Decision
 from bridge.executor import TargetRuntime
-from bridge.kafka_options import client_options
+from bridge.kafka_clients import make_reader, started
 from bridge.metrics import Metrics
 from bridge.outcomes import ErrorKind
 from bridge.parking.records import ParkedAt, ParkedSet, PartitionKey, parked_headers, read_parked
@@ -144,21 +143,11 @@ class Parking:
 
     async def _read_once(self, topic: str, partitions: list[int]) -> dict[int, dict[bytes, set[int]]]:
         """Every record after the replay group's committed position is parked now."""
-        consumer = AIOKafkaConsumer(
-            **client_options(self._kafka),
-            group_id=replay_group(self._kafka.group_id, topic),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=10,
-        )
-        await consumer.start()
-        try:
+        reader = make_reader(self._kafka, replay_group(self._kafka.group_id, topic), fetch_max_wait_ms=10)
+        async with started(reader) as consumer:
             remaining = {TopicPartition(self.topic, p) for p in partitions}
             consumer.assign(list(remaining))
             return await _drain(consumer, remaining, topic)
-        finally:
-            with contextlib.suppress(KafkaError):
-                await consumer.stop()
 
 
 async def _drain(

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bridge.kafka_options import client_options
+from bridge.kafka_clients import make_reader, started
 from bridge.offsets import OffsetTracker
 from bridge.parking.park import Parking, replay_group
 from bridge.parking.records import ParkedAt, read_parked
@@ -92,20 +92,12 @@ class Replayer:
         self._assigned: set[int] = set()
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            **client_options(self._kafka),
-            group_id=replay_group(self._kafka.group_id, self._topic),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
+        reader = make_reader(
+            self._kafka, replay_group(self._kafka.group_id, self._topic), fetch_max_wait_ms=50
         )
-        await consumer.start()
-        try:
+        async with started(reader) as consumer:
             while True:
                 await self._round(consumer)
-        finally:
-            with contextlib.suppress(KafkaError):
-                await consumer.stop()
 
     async def _round(self, consumer: AIOKafkaConsumer) -> None:
         self._reassign(consumer)

@@ -14,8 +14,7 @@ from contextlib import asynccontextmanager
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from bridge.errors import BridgeError
-from bridge.kafka_clients import make_producer
-from bridge.kafka_options import client_options
+from bridge.kafka_clients import make_producer, make_reader, started
 from bridge.provenance import replay_headers
 from bridge.redrive.select import Coordinates, RecordLike
 from bridge.settings import KafkaSettings
@@ -32,26 +31,16 @@ class RedriveError(BridgeError):
 @asynccontextmanager
 async def open_consumer(kafka: KafkaSettings, group_id: str | None = None) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer for manual assignment; ``group_id`` is only where positions are committed."""
-    consumer = AIOKafkaConsumer(
-        **client_options(kafka), group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
+    async with started(make_reader(kafka, group_id)) as consumer:
         yield consumer
-    finally:
-        await consumer.stop()
 
 
 @asynccontextmanager
 async def open_producer(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
     # like `bridge send`: a replay is at least once anyway (provenance headers say which), and some
     # brokers (Tansu) have no idempotent producer
-    producer = make_producer(kafka.model_copy(update={"enable_idempotence": False}))
-    await producer.start()
-    try:
+    async with started(make_producer(kafka.model_copy(update={"enable_idempotence": False}))) as producer:
         yield producer
-    finally:
-        await producer.stop()
 
 
 async def assign(consumer: AIOKafkaConsumer, topics: Sequence[str], *, resume: bool) -> list[TopicPartition]:

@@ -1,13 +1,16 @@
 """Kafka TLS and SASL wiring. (Tansu 0.6 here cannot serve TLS or create SASL users, so the options
 handed to aiokafka are checked instead; the TLS context is built from real certificate files.)"""
 
+import asyncio
 import ssl
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from bridge.config import parse_settings
 from bridge.errors import ConfigError
+from bridge.kafka_clients import started
 from bridge.kafka_options import REBALANCE_MARGIN_MS, client_options, group_options
 from bridge.settings import KafkaSettings
 from tests.certs import issue, make_ca
@@ -122,3 +125,34 @@ def test_the_rebalance_timeout_outlasts_the_drain_unless_set():
 def test_a_group_instance_id_is_a_kafka_name():
     with pytest.raises(ValidationError):
         KafkaSettings(group_instance_id="bridge 0/evil")
+
+
+class _Client:
+    """Stands in for an aiokafka client: ``start`` fails the way it is told to."""
+
+    def __init__(self, start_error: BaseException | None = None) -> None:
+        self.start_error = start_error
+        self.stopped = 0
+
+    async def start(self) -> None:
+        if self.start_error is not None:
+            raise self.start_error
+
+    async def stop(self) -> None:
+        self.stopped += 1
+
+
+@pytest.mark.parametrize("error", [asyncio.CancelledError(), KafkaConnectionError("refused")])
+async def test_a_client_whose_start_fails_or_is_cancelled_is_still_stopped(error: BaseException) -> None:
+    client = _Client(error)
+    with pytest.raises(type(error)):
+        async with started(client):  # type: ignore[type-var]
+            pytest.fail("the body must not run when the start failed")
+    assert client.stopped == 1  # else its connections leak (aiokafka warns: Unclosed AIOKafkaConsumer)
+
+
+async def test_a_started_client_is_stopped_once_after_its_body() -> None:
+    client = _Client()
+    async with started(client) as same:  # type: ignore[type-var]
+        assert same is client and client.stopped == 0
+    assert client.stopped == 1
