@@ -30,5 +30,5 @@ class ParkingSettings(_Model):
     max_held: int = Field(
         default=1000,
         ge=1,
-        description="Parked records held in memory until due, per parking partition: above it its fetch pauses.",
+        description="Parked records in memory until due, per parking partition: above it, its fetch pauses.",
     )

@@ -87,10 +87,14 @@ class Replayer:
             while True:
                 await self.round(consumer)
         finally:
-            for lane in self._lanes.values():
-                lane.cancel()
+            self.stop()
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
+
+    def stop(self) -> None:
+        """End every lane's waiters (what was adopted drains in the engine)."""
+        for lane in self._lanes.values():
+            lane.cancel()
 
     async def round(self, consumer: Fetcher) -> None:
         """One fetch: each parking partition's records join its lane, which brings them back on its
