@@ -81,6 +81,8 @@ class Lane:
 
     async def feed(self, records: Sequence[Any]) -> None:
         for record in records:
+            if self.next_offset is not None and record.offset < self.next_offset:
+                continue  # the client reading again what this lane already holds or brought back
             self._progress.add(record.offset)
             self.next_offset = record.offset + 1
             at = read_parked(record.headers or ())

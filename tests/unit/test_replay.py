@@ -117,6 +117,14 @@ def recording(ran: list[int], gate: asyncio.Event | None = None) -> Handler:
     return handler
 
 
+def recorded(gate: asyncio.Event | None = None, max_held: int = 1000) -> tuple[list[int], Replayer, Parking]:
+    """A replayer whose handler records the command offsets it runs, in a partition of its own."""
+    ran: list[int] = []
+    home = Partition(TopicPartition(TOPIC, 0))
+    run, parking = replayer(recording(ran, gate), lambda topic, partition: home, max_held=max_held)
+    return ran, run, parking
+
+
 async def test_keys_come_back_concurrently_one_key_in_order_and_the_position_follows() -> None:
     gate, ran = asyncio.Event(), []
 
@@ -208,14 +216,12 @@ async def test_a_second_answer_after_a_lost_replay_commit_is_absorbed_by_the_led
 
 
 async def test_a_record_due_in_an_hour_holds_up_neither_other_keys_nor_the_fetch() -> None:
-    ran: list[int] = []
-    home = Partition(TopicPartition(TOPIC, 0))
-    run, _ = replayer(recording(ran), lambda topic, partition: home)
+    ran, run, _ = recorded()
     fetcher = Fetcher()
     fetcher.waiting = [parked(0, b"a", 10, due_in_s=HOUR), parked(1, b"b", 11), parked(2, b"c", 12)]
     await run.round(fetcher)  # returns although offset 0 waits for an hour
     await until(lambda: len(ran) >= 2)
-    fetcher.waiting = [parked(3, b"d", 13)]
+    fetcher.waiting = [parked(2, b"c", 12), parked(3, b"d", 13)]  # offset 2 read again by the client
     await run.round(fetcher)  # the next fetch does not wait for the first batch either
     await until(lambda: len(ran) >= 3)
     await asyncio.sleep(0.05)
@@ -226,9 +232,7 @@ async def test_a_record_due_in_an_hour_holds_up_neither_other_keys_nor_the_fetch
 
 
 async def test_one_keys_later_record_due_earlier_waits_for_the_earlier_one() -> None:
-    ran: list[int] = []
-    home = Partition(TopicPartition(TOPIC, 0))
-    run, _ = replayer(recording(ran), lambda topic, partition: home)
+    ran, run, _ = recorded()
     commits = Commits()
     batch = [parked(0, b"a", 10, due_in_s=0.3), parked(1, b"a", 11), parked(2, b"b", 12)]
     assert await run.replay_batch(commits, PARKED, batch)
@@ -237,9 +241,7 @@ async def test_one_keys_later_record_due_earlier_waits_for_the_earlier_one() -> 
 
 
 async def test_the_position_moves_up_to_the_far_due_record_and_not_past_it() -> None:
-    ran: list[int] = []
-    home = Partition(TopicPartition(TOPIC, 0))
-    run, _ = replayer(recording(ran), lambda topic, partition: home)
+    ran, run, _ = recorded()
     fetcher = Fetcher()
     fetcher.waiting = [parked(0, b"b", 10), parked(1, b"a", 11, due_in_s=HOUR), parked(2, b"c", 12)]
     await run.round(fetcher)
@@ -250,10 +252,8 @@ async def test_the_position_moves_up_to_the_far_due_record_and_not_past_it() -> 
 
 
 async def test_a_lane_holding_more_than_max_held_pauses_its_fetch_until_it_holds_fewer() -> None:
-    ran: list[int] = []
     gate = asyncio.Event()
-    home = Partition(TopicPartition(TOPIC, 0))
-    run, _ = replayer(recording(ran, gate), lambda topic, partition: home, max_held=2)
+    ran, run, _ = recorded(gate, max_held=2)
     fetcher = Fetcher()
     fetcher.waiting = [parked(n, f"k{n}".encode(), 10 + n) for n in range(3)]
     await run.round(fetcher)
