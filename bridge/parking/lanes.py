@@ -74,7 +74,7 @@ class Lane:
         self._topic = command_topic
         self._keys: dict[bytes | None, deque[tuple[Any, ParkedAt]]] = {}
         self._waiters: dict[bytes | None, asyncio.Task[None]] = {}
-        self._abandoned: set[bytes | None] = set()
+        self._adopted: set[asyncio.Task[None]] = set()  # brought back, running in the engine
         self.next_offset: int | None = None  # after the last record fed: where the fetch goes on
         self.moved = False
         self.held = 0
@@ -88,7 +88,7 @@ class Lane:
             at = read_parked(record.headers or ())
             if at is None or at.topic != self._topic:
                 await self._progress.done(record.offset)
-            elif record.key not in self._abandoned and not self.moved:
+            elif not self.moved:
                 self._keys.setdefault(record.key, deque()).append((record, at))
                 self.held += 1
                 self._wake(record.key)
@@ -109,7 +109,7 @@ class Lane:
                 self.held -= 1
         finally:
             del self._waiters[key]
-            if not queue or self.moved or key in self._abandoned:
+            if not queue or self.moved:
                 self._drop(key)
 
     async def _one(self, key: bytes | None, record: Any, at: ParkedAt) -> bool:
@@ -118,9 +118,11 @@ class Lane:
             self.cancel()
             return False
         task = home.adopt(self._ended(record, at), f"replay:{self._progress.tp.topic}")
+        self._adopted.add(task)
+        task.add_done_callback(self._adopted.discard)
         await asyncio.wait([task])  # not ``await task``: cancelling this waiter must not cancel it
         if task.cancelled() or task.exception() is not None:
-            self._abandoned.add(key)  # the later ones of its key must not overtake it
+            self.cancel()  # abandoned: the later ones of its key must not overtake it; read again
             return False
         return True
 
@@ -137,6 +139,11 @@ class Lane:
         self.moved = True
         for waiter in list(self._waiters.values()):
             waiter.cancel()
+
+    @property
+    def busy(self) -> bool:
+        """Whether records it brought back still run in the engine (a new lane waits for them)."""
+        return bool(self._adopted)
 
     async def settled(self) -> bool:
         """Wait until no waiter is left; False when the partition moved meanwhile."""

@@ -73,6 +73,7 @@ class Replayer:
         self._publisher = publisher
         self._max_held = max_held
         self._lanes: dict[int, Lane] = {}
+        self._assigned: set[int] = set()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -100,7 +101,7 @@ class Replayer:
         """One fetch: each parking partition's records join its lane, which brings them back on its
         own, so no partition's fetch waits for a record, another partition or an earlier fetch."""
         self._reassign(consumer)
-        if not self._lanes:
+        if not self._live():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._parking.moved.wait(), timeout=1.0)
             return
@@ -108,7 +109,7 @@ class Replayer:
         try:
             batch = await consumer.getmany(timeout_ms=200)
             for tp, records in batch.items():
-                if (lane := self._lanes.get(tp.partition)) is not None:
+                if (lane := self._live().get(tp.partition)) is not None:
                     await lane.feed(records)
         except KafkaError as exc:
             log.warning("replaying parked commands failed, retrying: %s", exc)
@@ -116,24 +117,35 @@ class Replayer:
         self._throttle(consumer)
 
     def _reassign(self, consumer: Fetcher) -> None:
+        """Follow the owned partitions: a lane per partition, read on from the committed position
+        when new, and only once the routines of its previous lane there (moved or abandoned) ended."""
         self._parking.moved.clear()
         owned = {p for topic, p in self._parking.owned if topic == self._topic}
-        if owned == set(self._lanes) and not any(lane.moved for lane in self._lanes.values()):
+        for partition, lane in list(self._lanes.items()):
+            if partition not in owned or lane.moved:
+                lane.cancel()
+                if not lane.busy:
+                    del self._lanes[partition]
+        wanted = {p for p in owned if p not in self._lanes or not self._lanes[p].moved}
+        if wanted == self._assigned and wanted == set(self._live()):
             return
-        for partition in [p for p, lane in self._lanes.items() if p not in owned or lane.moved]:
-            self._lanes.pop(partition).cancel()
-        consumer.assign([self._parked_tp(p) for p in sorted(owned)])
-        for partition in sorted(owned):
-            lane = self._lanes.get(partition)
-            if lane is None:  # new here: read on from the committed position
+        consumer.assign([self._parked_tp(p) for p in sorted(wanted)])
+        self._assigned = wanted
+        for partition in sorted(wanted):
+            kept = self._lanes.get(partition)
+            if kept is None:
                 self._lanes[partition] = self.lane(consumer, self._parked_tp(partition))
-            elif lane.next_offset is not None:  # kept: go on after what it already holds
-                consumer.seek(self._parked_tp(partition), lane.next_offset)
+            elif kept.next_offset is not None:  # kept: go on after what it already holds
+                consumer.seek(self._parked_tp(partition), kept.next_offset)
+
+    def _live(self) -> dict[int, Lane]:
+        return {p: lane for p, lane in self._lanes.items() if not lane.moved}
 
     def _throttle(self, consumer: Fetcher) -> None:
         """Pause fetching a parking partition while its lane holds more than ``max_held`` records."""
-        full = [self._parked_tp(p) for p, lane in self._lanes.items() if lane.held > self._max_held]
-        free = [self._parked_tp(p) for p, lane in self._lanes.items() if lane.held <= self._max_held]
+        live = self._live()
+        full = [self._parked_tp(p) for p, lane in live.items() if lane.held > self._max_held]
+        free = [self._parked_tp(p) for p, lane in live.items() if lane.held <= self._max_held]
         if full:
             consumer.pause(*full)
         if free:

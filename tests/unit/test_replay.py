@@ -290,3 +290,25 @@ async def test_a_partition_that_moves_runs_nothing_more_and_coming_back_reads_on
     await until(lambda: fetcher.positions[-1:] == [2])
     assert ran == [10, 11]  # offset 1 once, offset 0 not again
     run.stop()
+
+
+async def test_coming_back_while_a_record_brought_back_still_runs_waits_for_it_to_end() -> None:
+    gate = asyncio.Event()
+    ran, run, parking = recorded(gate)
+    fetcher = Fetcher()
+    fetcher.waiting = [parked(0, b"a", 10)]
+    await run.round(fetcher)
+    await until(lambda: ran == [10])  # brought back: running in the engine
+    parking.owned.clear()  # revoked (the engine drains it)
+    await run.round(fetcher)
+    parking.owned.add((TOPIC, 0))  # and back while it still runs
+    await run.round(fetcher)
+    assert fetcher.assigned == []  # not read again from the committed position while it runs
+    gate.set()
+    await until(lambda: fetcher.positions == [1])
+    fetcher.waiting = [parked(1, b"a", 11)]  # what the broker hands out from offset 1
+    await run.round(fetcher)
+    assert fetcher.assigned == [PARKED]
+    await until(lambda: len(ran) >= 2)
+    assert ran == [10, 11]
+    run.stop()
