@@ -5,7 +5,10 @@ for a sleeping record): it takes its key's records one after the other in parkin
 the head is due and its key's earlier commands have left the engine, and only then hands it to the
 engine as a routine of its command partition (``Partition.adopt``). Keys wait independently, so a
 record due in an hour holds up only the later records of its own key. The replay group's position
-moves past a record only once it and every earlier record of the partition ended.
+moves past a record only once it and every earlier record of the partition ended. A record whose
+routine was cancelled (a revocation past its grace) ends its lane, so that no later record of its key
+overtakes it: the replayer reads the partition again from the committed position, once the lane's
+other routines have ended.
 
 Example::
 
