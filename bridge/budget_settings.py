@@ -27,3 +27,8 @@ class ParkingSettings(_Model):
     """Order-keeping parking in ``topics.parked`` of commands whose target is down or full."""
 
     enabled: bool = Field(default=True, description="Off: such commands are answered at once instead.")
+    max_held: int = Field(
+        default=1000,
+        ge=1,
+        description="Parked records in memory until due, per parking partition: above it, its fetch pauses.",
+    )

@@ -3,74 +3,54 @@ the command partitions this member owns, waits for each record's due time, hands
 as the command record it was (same topic, partition and offset), publishes what comes back (the
 outcome, or the record parked again) and commits past it in the replay group.
 
-Each parked command comes back as a routine of its command partition in the engine
-(``Partition.adopt``), so a revocation or a stop drains it like a key routine: it finishes (its
-outcome, ledger entry and replay-group commit included) within ``engine.drain_grace_s`` or is
+The records of each parking partition join its lane (bridge/parking/lanes.py), which holds them in
+memory until due, each key's one after the other in parking order and different keys independently:
+a record due later holds up only the later records of its own key, and no partition's fetch waits
+for another's. A lane holding more than ``parking.max_held`` records pauses its partition's fetch
+until it holds fewer. A record comes back, once due, as a routine of its command partition in the
+engine (``Partition.adopt``), so a revocation or a stop drains it like a key routine: it finishes
+(its outcome, ledger entry and replay-group commit included) within ``engine.drain_grace_s`` or is
 cancelled and brought back again by the next owner, whose ledger then absorbs a second answer of a
-command that was already answered. Within a batch of one parking partition different keys come
-back concurrently (their calls within the target's call slots); one key's commands come back one
-after the other, in parking order, and the replay group's offset moves past a record only when it
-and every earlier one ended. A record due later holds up the records behind it in the same parking
-partition (they park again behind it at most ``retry_s`` later). A command parked while an earlier
-command of its key was still in the engine (shed at its target's share, see bridge/budgets.py)
-comes back only once that one is answered.
+command that was already answered; records still waiting for their due time are dropped at once.
+The replay group's offset moves past a record only when it and every earlier one ended. A command
+parked while an earlier command of its key was still in the engine (shed at its target's share,
+see bridge/budgets.py) comes back only once that one is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.kafka_clients import make_reader, started
-from bridge.offsets import OffsetTracker
+from bridge.parking.lanes import Committer, Lane, Progress
 from bridge.parking.park import Parking, replay_group
-from bridge.parking.records import ParkedAt, read_parked
+from bridge.parking.records import ParkedAt
 from bridge.partitions import Partition
 from bridge.publisher import Publisher
 from bridge.records import Incoming, Outgoing
 from bridge.settings import KafkaSettings
+from bridge.waits import within
 
 log = logging.getLogger("bridge.parking")
 Handler = Callable[[Incoming], Awaitable[Outgoing]]
 Home = Callable[[str, int], Partition | None]  # Engine.partition: where a command partition's work runs
 
 
-class Committer(Protocol):
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+class Fetcher(Committer, Protocol):
+    """The replay consumer, as far as the fetch loop uses it (AIOKafkaConsumer)."""
 
-
-class _Progress:
-    """The replay group's position in one parking partition: past a record once it and every earlier
-    record of the batch ended."""
-
-    def __init__(self, consumer: Committer, tp: TopicPartition) -> None:
-        self._consumer = consumer
-        self._tp = tp
-        self._tracker = OffsetTracker()
-        self._committed: int | None = None
-        self._lock = asyncio.Lock()
-
-    def add(self, offset: int) -> None:
-        self._tracker.add(offset)
-
-    async def done(self, offset: int) -> None:
-        self._tracker.done(offset)
-        async with self._lock:
-            position = self._tracker.committable()
-            if position is None or position == self._committed:
-                return
-            try:
-                await self._consumer.commit({self._tp: position})
-                self._committed = position
-            except KafkaError as exc:  # brought back again later: the ledger absorbs a second answer
-                log.warning("committing the replay position %s failed: %s", position, exc)
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
+    async def getmany(self, *tps: TopicPartition, timeout_ms: int = 0) -> dict[TopicPartition, list[Any]]: ...
 
 
 class Replayer:
@@ -82,6 +62,8 @@ class Replayer:
         handler: Handler,
         publisher: Publisher,
         home: Home,
+        *,
+        max_held: int = 1000,
     ) -> None:
         self._home = home
         self._kafka = kafka
@@ -89,6 +71,8 @@ class Replayer:
         self._parking = parking
         self._handler = handler
         self._publisher = publisher
+        self._max_held = max_held
+        self._lanes: dict[int, Lane] = {}
         self._assigned: set[int] = set()
 
     async def run(self) -> None:
@@ -96,65 +80,95 @@ class Replayer:
             self._kafka, replay_group(self._kafka.group_id, self._topic), fetch_max_wait_ms=50
         )
         async with started(reader) as consumer:
-            while True:
-                await self._round(consumer)
+            try:
+                while True:
+                    await self.round(consumer)
+            finally:
+                self.stop()
 
-    async def _round(self, consumer: AIOKafkaConsumer) -> None:
+    def stop(self) -> None:
+        """End every lane's waiters (what was adopted drains in the engine)."""
+        for lane in self._lanes.values():
+            lane.cancel()
+
+    async def round(self, consumer: Fetcher) -> None:
+        """One fetch: each parking partition's records join its lane, which brings them back on its
+        own, so no partition's fetch waits for a record, another partition or an earlier fetch."""
         self._reassign(consumer)
-        if not self._assigned:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._parking.moved.wait(), timeout=1.0)
+        if not self._live():
+            await within(self._parking.moved.wait(), 1.0)
             return
+        self._throttle(consumer)
         try:
             batch = await consumer.getmany(timeout_ms=200)
-            await asyncio.gather(*(self.replay_batch(consumer, tp, records) for tp, records in batch.items()))
+            for tp, records in batch.items():
+                if (lane := self._live().get(tp.partition)) is not None:
+                    await lane.feed(records)
         except KafkaError as exc:
             log.warning("replaying parked commands failed, retrying: %s", exc)
             await asyncio.sleep(1.0)
+        self._throttle(consumer)
 
-    def _reassign(self, consumer: AIOKafkaConsumer) -> None:
+    def _reassign(self, consumer: Fetcher) -> None:
+        """Follow the owned partitions: a lane per partition, read on from the committed position
+        when new, and only once the routines of its previous lane there (moved or abandoned) ended."""
         self._parking.moved.clear()
         owned = {p for topic, p in self._parking.owned if topic == self._topic}
-        if owned != self._assigned:
-            consumer.assign([TopicPartition(self._parking.topic, p) for p in sorted(owned)])
-            self._assigned = owned
+        for partition, lane in list(self._lanes.items()):
+            if partition not in owned or lane.moved:
+                lane.cancel()
+                if not lane.busy:
+                    del self._lanes[partition]
+        wanted = {p for p in owned if p not in self._lanes or not self._lanes[p].moved}
+        if wanted == self._assigned and wanted == set(self._live()):
+            return
+        consumer.assign([self._parked_tp(p) for p in sorted(wanted)])
+        self._assigned = wanted
+        for partition in sorted(wanted):
+            kept = self._lanes.get(partition)
+            if kept is None:
+                self._lanes[partition] = self.lane(consumer, self._parked_tp(partition))
+            elif kept.next_offset is not None:  # kept: go on after what it already holds
+                consumer.seek(self._parked_tp(partition), kept.next_offset)
+
+    def _live(self) -> dict[int, Lane]:
+        return {p: lane for p, lane in self._lanes.items() if not lane.moved}
+
+    def _throttle(self, consumer: Fetcher) -> None:
+        """Pause fetching a parking partition while its lane holds more than ``max_held`` records."""
+        live = self._live()
+        full = [self._parked_tp(p) for p, lane in live.items() if lane.held > self._max_held]
+        free = [self._parked_tp(p) for p, lane in live.items() if lane.held <= self._max_held]
+        if full:
+            consumer.pause(*full)
+        if free:
+            consumer.resume(*free)
+
+    def _parked_tp(self, partition: int) -> TopicPartition:
+        return TopicPartition(self._parking.topic, partition)
+
+    def lane(self, consumer: Committer, tp: TopicPartition) -> Lane:
+        partition = tp.partition
+
+        async def until_due(at: ParkedAt, key: bytes | None) -> Partition | None:
+            return await self._until_due(at, partition, key)
+
+        async def back(record: Any, at: ParkedAt) -> None:
+            await self._run(record, at, partition)
+
+        return Lane(Progress(consumer, tp), until_due, back, self._topic)
 
     async def replay_batch(self, consumer: Committer, tp: TopicPartition, records: Sequence[Any]) -> bool:
-        """Bring back one parking partition's records; False when the partition moved meanwhile (its
-        new owner brings back the rest)."""
-        progress, moved = _Progress(consumer, tp), False
-        chains: dict[bytes | None, asyncio.Task[None]] = {}  # the last command brought back, per key
-        for record in records:
-            progress.add(record.offset)
-            at = read_parked(record.headers or ())
-            if at is None or at.topic != self._topic:
-                await progress.done(record.offset)
-                continue
-            home = await self._until_due(at, tp.partition, record.key)
-            if home is None:
-                moved = True
-                break
-            back = self._back(record, at, tp.partition, chains.get(record.key), progress)
-            chains[record.key] = home.adopt(back, f"replay:{tp.topic}[{tp.partition}]")
-        if chains:
-            await asyncio.wait(chains.values())
-        return not moved
-
-    async def _back(
-        self, record: Any, at: ParkedAt, partition: int, prior: asyncio.Task[None] | None, progress: _Progress
-    ) -> None:
-        """One parked command, after the one parked before it with the same key."""
-        if prior is not None:
-            await asyncio.wait([prior])
-            if prior.cancelled() or prior.exception() is not None:
-                return  # the earlier one was abandoned: this one must not overtake it
-        await self._run(record, at, partition)
-        await progress.done(record.offset)
+        """Bring back one batch of a parking partition's records in a lane of its own; False when the
+        partition moved meanwhile (its new owner brings back the rest)."""
+        lane = self.lane(consumer, tp)
+        await lane.feed(records)
+        return await lane.settled()
 
     async def _until_due(self, at: ParkedAt, partition: int, key: bytes | None) -> Partition | None:
         """Wait for the due time and for the key's earlier commands in the engine; the partition to run
         in, or None when it moved meanwhile."""
-        while (home := self._owned(partition)) is not None:
+        while (home := self._owned(partition)) is not None and not home.closing:
             wait = at.due_ms / 1000 - time.time()
             if wait <= 0 and not (key is not None and home.holds_before(key, at.offset)):
                 return home

@@ -54,7 +54,9 @@ async def replaying(
     if parking is not None:
         publisher = Publisher(producer, metrics, settings.engine.publish_retry_backoff_s)
         for topic in (settings.topics.run_commands, settings.topics.control_commands):
-            replayer = Replayer(settings.kafka, topic, parking, handler, publisher, home)
+            replayer = Replayer(
+                settings.kafka, topic, parking, handler, publisher, home, max_held=settings.parking.max_held
+            )
             tasks.append(asyncio.create_task(replayer.run(), name=f"replay:{topic}"))
     try:
         yield

@@ -6,6 +6,7 @@ kill -9 of the bridge that parked them."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,39 @@ async def test_a_rebalance_while_parked_commands_come_back_answers_each_once_in_
     assert sorted(ids) == sorted(doc["id"] for _, doc in sent)  # exactly one outcome each
     assert in_key_order(events)
     assert drained > 0  # the revocation found work of the first member to drain
+
+
+@pytest.mark.timeout(240)
+async def test_a_command_parked_for_an_hour_holds_up_only_the_later_commands_of_its_key(stack: Stack) -> None:
+    far = {
+        "retry": {**PARKING["retry"], "max_retry_after_s": 3600},
+        "parking": {"retry_s": 1, "max_delay_s": 7200},
+    }
+    stack.configure(targets={A: {**PARKING, **far}})
+    await stack.fault("workfloo", {"rate_limit_next": {"count": 1, "retry_after": "3600"}})
+    await stack.start_bridge()
+    run = uuid.uuid4().hex[:6]
+    slow = (b"slow", workfloo_command(f"{run}-slow-0"))
+    await stack.send(slow)
+    first = await parked_until(stack, 1)
+    at = read_parked(first[0].headers)
+    assert at is not None and at.reason == "retry_after"
+    assert at.due_ms / 1000 - time.time() > 3000  # our setup: it is really due in about an hour
+
+    await stack.fault("workfloo", DOWN)  # the circuit opens: other keys' commands park, due in 1 s
+    others = commands(run)
+    behind = (b"slow", workfloo_command(f"{run}-slow-1"))  # parks behind the first (key_parked)
+    await stack.send(*others, behind)
+    parked = await parked_until(stack, KEYS + 2)
+    later = [r for r in parked if r.partition == first[0].partition and r.offset > first[0].offset]
+    assert any(r.key != b"slow" for r in later), "no other key parked behind it on its parking partition"
+    await stack.fault("workfloo", {})
+    events = await collect_ids(stack, {doc["id"] for _, doc in others}, 150, [])
+    ids = [e["data"]["command_id"] for e in events]
+    print(f"\nparked for an hour: {len(parked)} parked record(s); {len(ids)} outcome(s) meanwhile")
+    assert sorted(ids) == sorted(doc["id"] for _, doc in others)  # each once; neither of key slow
+    assert in_key_order(events)
+    assert sum(e["data"]["status"] == "queued" for e in events) >= len(others) - 3  # came back and ran
 
 
 async def test_a_parking_topic_missing_or_not_co_partitioned_is_a_start_up_error(stack: Stack) -> None:
