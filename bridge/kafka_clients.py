@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeVar
@@ -13,6 +14,7 @@ from bridge.kafka_options import client_options, group_options
 from bridge.settings import KafkaSettings
 
 Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
+START_GRACE_S = 5.0
 
 
 def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
@@ -53,10 +55,19 @@ def make_reader(
 @contextlib.asynccontextmanager
 async def started(client: Client) -> AsyncIterator[Client]:
     """``client`` started, and stopped on the way out: also when starting failed or was cancelled
-    (a restore cancelled by a rebalance while connecting), which would otherwise leak its connections."""
+    (a restore cancelled by a rebalance while connecting), which would otherwise leak its connections.
+
+    A cancel that arrives while it connects lets the connect finish first (for at most
+    ``START_GRACE_S``): aiokafka leaks the socket of a connection cancelled half-way."""
+    start = asyncio.ensure_future(client.start())
     try:
-        await client.start()
+        try:
+            await asyncio.shield(start)
+        except asyncio.CancelledError:
+            await asyncio.wait([start], timeout=START_GRACE_S)
+            raise
         yield client
     finally:
+        start.cancel()  # a no-op once it ended
         with contextlib.suppress(KafkaError):
             await client.stop()

@@ -128,15 +128,19 @@ def test_a_group_instance_id_is_a_kafka_name():
 
 
 class _Client:
-    """Stands in for an aiokafka client: ``start`` fails the way it is told to."""
+    """Stands in for an aiokafka client: ``start`` takes ``start_s`` and fails the way it is told to."""
 
-    def __init__(self, start_error: BaseException | None = None) -> None:
+    def __init__(self, start_error: BaseException | None = None, start_s: float = 0.0) -> None:
         self.start_error = start_error
+        self.start_s = start_s
+        self.connected = False
         self.stopped = 0
 
     async def start(self) -> None:
+        await asyncio.sleep(self.start_s)
         if self.start_error is not None:
             raise self.start_error
+        self.connected = True
 
     async def stop(self) -> None:
         self.stopped += 1
@@ -156,3 +160,18 @@ async def test_a_started_client_is_stopped_once_after_its_body() -> None:
     async with started(client) as same:  # type: ignore[type-var]
         assert same is client and client.stopped == 0
     assert client.stopped == 1
+
+
+async def test_a_cancel_while_connecting_lets_the_connect_finish_then_stops_the_client() -> None:
+    client, entered = _Client(start_s=0.05), []
+
+    async def user() -> None:
+        async with started(client):  # type: ignore[type-var]
+            entered.append(True)
+
+    task = asyncio.create_task(user())
+    await asyncio.sleep(0.01)  # it is connecting
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and entered == []  # the cancel still ends it, before its body
+    assert client.connected and client.stopped == 1  # the connect was not cut half-way; then stopped
