@@ -136,6 +136,18 @@ def eightbyeight(command_id: str, action: str, instance: str) -> dict[str, Any]:
     }
 
 
+async def waiting_on_a_form(
+    stack: Stack, lifecycle: Lifecycle, prefix: str, count: int
+) -> tuple[list[str], dict[str, Any]]:
+    """``count`` workfloo runs, one key each, that wait on a form: their ids and ``queued`` outcomes,
+    once each has reported ``waiting``."""
+    ids = [uid(f"{prefix}-{n}") for n in range(count)]
+    await stack.send(*[(f"key-{n}".encode(), workfloo(i, sandboxWaitFor="FORM")) for n, i in enumerate(ids)])
+    outcomes = by_command(await stack.collect(len(ids)))
+    await lifecycle.until(lambda events: all("waiting" in statuses(events, i) for i in ids))
+    return ids, outcomes
+
+
 async def fill_in(stack: Stack, *executions: str) -> None:
     """A human fills in the form each workfloo execution waits on."""
     async with aiohttp.ClientSession() as session:
@@ -221,10 +233,7 @@ async def test_restart_mid_tracking_resumes_and_ends_each_workflow_once(
 ) -> None:
     fast(stack)
     bridge = await stack.start_bridge()
-    ids = [uid(f"wait-{n}") for n in range(6)]
-    await stack.send(*[(f"k{n}".encode(), workfloo(i, sandboxWaitFor="FORM")) for n, i in enumerate(ids)])
-    outcomes = by_command(await stack.collect(len(ids)))
-    await lifecycle.until(lambda events: all("waiting" in statuses(events, i) for i in ids))
+    ids, outcomes = await waiting_on_a_form(stack, lifecycle, "wait", 6)
     await stack.stop_bridge(bridge)
     await stack.start_bridge()  # a new process: its tracking comes from the ledger topic alone
     await fill_in(stack, *[outcomes[i]["provider_ref"] for i in ids])
@@ -296,10 +305,7 @@ def completed_count(bridge: Any) -> float:
 async def test_a_rebalance_moves_tracking_with_the_partition(stack: Stack, lifecycle: Lifecycle) -> None:
     fast(stack)
     first = await stack.start_bridge()
-    ids = [uid(f"moved-{n}") for n in range(12)]
-    await stack.send(*[(f"key-{n}".encode(), workfloo(i, sandboxWaitFor="FORM")) for n, i in enumerate(ids)])
-    outcomes = by_command(await stack.collect(len(ids)))
-    await lifecycle.until(lambda events: all("waiting" in statuses(events, i) for i in ids))
+    ids, outcomes = await waiting_on_a_form(stack, lifecycle, "moved", 12)
     second = await stack.start_bridge()
     for _ in range(300):  # the group rebalances: each member ends up with some of the 4 partitions
         engines = [b.engine for b in (first, second)]
