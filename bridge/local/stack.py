@@ -159,7 +159,10 @@ async def run_local(args: Namespace) -> int:
     try:
         if not args.no_examples:
             await _send_examples(settings)
-        await within(stop.wait(), args.exit_after)
+        if args.exit_after is None:
+            await stop.wait()
+        else:
+            await within(stop.wait(), args.exit_after)
     finally:
         bridge.request_stop()
         await bridge_task
