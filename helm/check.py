@@ -401,7 +401,7 @@ def settings_findings(deployment: Doc, config: Doc) -> list[str]:
     """The rendered config.yaml passes the bridge's own settings model (with placeholder secrets)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bridge.config import parse_settings
+    from bridge.config.loading import parse_settings
     from bridge.errors import ConfigError
 
     environ = {
@@ -426,7 +426,7 @@ def settings_findings(deployment: Doc, config: Doc) -> list[str]:
 def topic_findings(config: Doc) -> list[str]:
     """Every topic the bridge reads or writes is its own: a parking or ledger topic that is also a
     command or outcome topic would feed the bridge its own records."""
-    from bridge.settings import TopicSettings
+    from bridge.config.settings import TopicSettings
 
     topics = TopicSettings.model_validate(config.get("topics") or {}).model_dump()
     first: dict[str, str] = {}
