@@ -28,7 +28,7 @@ from bridge.messages.wire import Header, copyable_headers, schema_id_of
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics, bounded
 from bridge.parking.desk import ParkingDesk
-from bridge.parking.park import Parking
+from bridge.parking.state import Parking
 from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
 from bridge.pipeline.decide import Decision
