@@ -139,7 +139,7 @@ class Processor:
         return await self._admitted(record, parsed.command, self._ledger)
 
     async def _admitted(self, record: Incoming, command: Command, ledger: Ledger) -> Outgoing:
-        """The ledger's admission step: a command id runs once (see README, What runs once)."""
+        """The ledger's admission step: a command id runs once (docs/failure-semantics.md)."""
         ticket = await ledger.admit(record.topic, record.partition, record.offset, record.headers, command)
         try:
             if ticket.admission is Admission.DUPLICATE:
