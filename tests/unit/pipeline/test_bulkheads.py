@@ -22,10 +22,10 @@ from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
 from bridge.pipeline.guards import CircuitBreaker, CircuitState
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport, json_response
-from tests.unit.test_engine import until
-from tests.unit.test_executor import OK, TIMEOUT, command, executor, runtime
-from tests.unit.test_processor import SETTINGS, record, workfloo
-from tests.unit.test_processor import processor as make_processor
+from tests.unit.kafka.test_engine import until
+from tests.unit.pipeline.test_executor import OK, TIMEOUT, command, executor, runtime
+from tests.unit.pipeline.test_processor import SETTINGS, record, workfloo
+from tests.unit.pipeline.test_processor import processor as make_processor
 
 RATE_LIMITED = json_response(429, b"{}", **{"Retry-After": "30"})
 
