@@ -857,6 +857,11 @@ DOCKERFILE_CONTRACT = {
     "a HEALTHCHECK on /healthz": re.compile(r"^HEALTHCHECK [\s\S]*?/healthz", re.M),
     "PYTHONDONTWRITEBYTECODE": re.compile(r"PYTHONDONTWRITEBYTECODE=1"),
     "PYTHONUNBUFFERED": re.compile(r"PYTHONUNBUFFERED=1"),
+    "the version label from ARG VERSION": re.compile(r'org\.opencontainers\.image\.version="\$\{VERSION\}"'),
+    "the revision label from ARG GIT_REVISION": re.compile(
+        r'org\.opencontainers\.image\.revision="\$\{GIT_REVISION\}"'
+    ),
+    "BRIDGE_GIT_REVISION from ARG GIT_REVISION": re.compile(r'BRIDGE_GIT_REVISION="\$\{GIT_REVISION\}"'),
 }
 
 

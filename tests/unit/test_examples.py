@@ -1,12 +1,9 @@
 """The shipped example configurations (``examples/``, the same files as the package's
-``bridge/examples/``) pass ``bridge check-config`` run as a user runs it, cover every provider, and
-ship in the wheel together with the LICENSE."""
+``bridge/examples/``) pass ``bridge check-config`` run as a user runs it and cover every provider.
+That the wheel (and so the image) ships them: tests/unit/test_image.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -76,31 +73,3 @@ def test_no_credential_is_inline(example):
 
 def test_examples_folder_is_the_packaged_one():
     assert EXAMPLES.resolve() == (ROOT / "bridge" / "examples").resolve()
-
-
-def test_the_wheel_ships_the_examples_and_the_license(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--wheel-dir",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    [wheel] = tmp_path.glob("workflow_bridge-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
-        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-        license_text = archive.read(next(n for n in names if n.endswith("licenses/LICENSE"))).decode()
-    assert {f"bridge/examples/{p.name}" for p in EXAMPLE_FILES} <= names
-    assert "License-Expression: Apache-2.0" in metadata.splitlines()
-    assert license_text == (ROOT / "LICENSE").read_text(encoding="utf-8")
-    assert "Apache License\n                           Version 2.0, January 2004" in license_text
