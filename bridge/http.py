@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from bridge.errors import AuthError, RetryableCallError
-from bridge.outcomes import ErrorKind
+from bridge.messages.outcomes import ErrorKind
 
 if TYPE_CHECKING:
     from bridge.providers.oauth import TokenEndpoint

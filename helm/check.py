@@ -419,7 +419,7 @@ def parse_rendered_config(container: Doc, config: Doc, origin: str) -> Any:
     (secretKeyRefs read as placeholders), each file reference read as a placeholder too (the file
     exists only in the pod). Raises the bridge's ConfigError."""
     _bridge_importable()
-    from bridge.config import parse_settings
+    from bridge.config.loading import parse_settings
 
     environ = {e["name"]: e.get("value", "placeholder") for e in container.get("env") or []}
     raw = copy.deepcopy(config)
@@ -449,7 +449,7 @@ def settings_findings(deployment: Doc, config: Doc) -> list[str]:
 def topic_findings(config: Doc) -> list[str]:
     """Every topic the bridge reads or writes is its own: a parking or ledger topic that is also a
     command or outcome topic would feed the bridge its own records."""
-    from bridge.settings import TopicSettings
+    from bridge.config.settings import TopicSettings
 
     topics = TopicSettings.model_validate(config.get("topics") or {}).model_dump()
     first: dict[str, str] = {}
@@ -615,7 +615,7 @@ def topics_job_findings(docs: list[Doc], config: Doc, values: Doc) -> list[str]:
     if not source_phases >= HOOK_PHASES or source_weight >= weight:
         findings.append(f"{where(source)} must be a {sorted(HOOK_PHASES)} hook created before the Job")
     _bridge_importable()
-    from bridge.settings import TopicSettings
+    from bridge.config.settings import TopicSettings
 
     if TopicSettings.model_validate(config.get("topics") or {}) != TopicSettings():
         findings.append("the topics Job creates the specs' topic names, but config.topics renames some")

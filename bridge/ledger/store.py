@@ -24,8 +24,8 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bridge.commands import Command
-from bridge.kafka_clients import make_reader, started
+from bridge.config.settings import Settings
+from bridge.kafka.clients import make_reader, started
 from bridge.ledger.entries import (
     COMMAND_PREFIX,
     DoneFields,
@@ -39,9 +39,9 @@ from bridge.ledger.entries import (
 )
 from bridge.ledger.index import CommandIndex, id_hash, pack
 from bridge.ledger.rules import Admission, admit, is_redrive
-from bridge.metrics import Metrics
-from bridge.settings import Settings
-from bridge.wire import Header
+from bridge.messages.commands import Command
+from bridge.messages.wire import Header
+from bridge.observability.metrics import Metrics
 
 log = logging.getLogger("bridge.ledger")
 SWEEP_INTERVAL_S = 60.0

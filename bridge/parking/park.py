@@ -30,15 +30,15 @@ from collections.abc import Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bridge import decide
-from bridge.decide import Decision
-from bridge.executor import TargetRuntime
-from bridge.kafka_clients import make_reader, started
-from bridge.metrics import Metrics
-from bridge.outcomes import ErrorKind
+from bridge.config.settings import Settings
+from bridge.kafka.clients import make_reader, started
+from bridge.kafka.records import Incoming, Outgoing
+from bridge.messages.outcomes import ErrorKind
+from bridge.observability.metrics import Metrics
 from bridge.parking.records import ParkedAt, ParkedSet, PartitionKey, parked_headers, read_parked
-from bridge.records import Incoming, Outgoing
-from bridge.settings import Settings
+from bridge.pipeline import decide
+from bridge.pipeline.decide import Decision
+from bridge.pipeline.executor import TargetRuntime
 
 log = logging.getLogger("bridge.parking")
 _REFUSAL = {"circuit_open": ErrorKind.CIRCUIT_OPEN}
@@ -113,7 +113,7 @@ class Parking:
             self.parked.discard((record.topic, record.partition), record.key, record.offset)
         self._metrics.parked_now(len(self.parked))
 
-    # -- partition state (bridge/partition_state.py) ---------------------------------------------
+    # -- partition state (bridge/kafka/restores.py) ---------------------------------------------
 
     async def restore(self, tps: list[TopicPartition]) -> None:
         wanted = {(tp.topic, tp.partition) for tp in tps}

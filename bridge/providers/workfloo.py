@@ -20,11 +20,13 @@ import orjson
 from pydantic import Field, StringConstraints, field_validator
 from yarl import URL
 
-from bridge.commands import Command, CommandFamily, JsonObject
-from bridge.decide import Verdict, classify_common, unexpected
+from bridge.config.secrets import Secret, resolve_secret
+from bridge.config.targets import TargetBase
 from bridge.errors import CommandRejected
-from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.commands import Command, CommandFamily, JsonObject
+from bridge.messages.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
+from bridge.messages.outcomes import ErrorKind, Status
+from bridge.pipeline.decide import Verdict, classify_common, unexpected
 from bridge.providers.base import (
     HttpRequest,
     StaticKeyProvider,
@@ -41,8 +43,6 @@ from bridge.providers.spec import (
     StatusRead,
     plain_read,
 )
-from bridge.secrets import Secret, resolve_secret
-from bridge.target_settings import TargetBase
 
 KIND = "workfloo"
 

@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import orjson
 from pydantic import Field, StringConstraints, field_validator
 
-from bridge.commands import Command, CommandFamily, JsonObject
-from bridge.decide import Verdict, classify_common, unexpected
+from bridge.config.secrets import Secret, resolve_secret
+from bridge.config.targets import TargetBase
 from bridge.errors import AuthError, CommandRejected
-from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.commands import Command, CommandFamily, JsonObject
+from bridge.messages.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
+from bridge.messages.outcomes import ErrorKind, Status
+from bridge.pipeline.decide import Verdict, classify_common, unexpected
 from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
 from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
 from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
 from bridge.providers.tokens import Clock, Token, TokenCache
-from bridge.secrets import Secret, resolve_secret
-from bridge.target_settings import TargetBase
 
 if TYPE_CHECKING:
     import aiohttp

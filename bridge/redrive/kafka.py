@@ -13,11 +13,11 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from bridge.config.settings import KafkaSettings
 from bridge.errors import BridgeError
-from bridge.kafka_clients import make_producer, make_reader, started
-from bridge.provenance import replay_headers
+from bridge.kafka.clients import make_producer, make_reader, started
+from bridge.messages.provenance import replay_headers
 from bridge.redrive.select import Coordinates, RecordLike
-from bridge.settings import KafkaSettings
 
 DLQ_GROUP = "workflow-bridge-dlq-replay"
 REDRIVE_GROUP = "workflow-bridge-redrive"

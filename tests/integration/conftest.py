@@ -19,6 +19,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bridge.app import Bridge
+from bridge.config.settings import Settings
 from bridge.local.broker import RunningBroker, create_topics, start_broker
 from bridge.local.otlp import OtlpReceiver
 from bridge.local.stack import SANDBOX_ENV, local_config, local_settings, topic_layout
@@ -30,7 +31,6 @@ from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
 from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
 from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
-from bridge.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bridge.parse_results import max_key_bytes
+from bridge.pipeline.processor import max_key_bytes
 from bridge.sandbox import workfloo as workfloo_sandbox
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION

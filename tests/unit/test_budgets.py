@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from bridge.budgets import Bulkheads, TargetLoad
-from bridge.engine import Engine
-from bridge.guards import CircuitBreaker, CircuitState
-from bridge.health import Readiness, degraded, target_troubles
-from bridge.metrics import Metrics
-from bridge.outcomes import ErrorKind, Status
+from bridge.config.settings import EngineSettings
+from bridge.kafka.engine import Engine
+from bridge.kafka.records import Incoming, Outgoing
+from bridge.messages.outcomes import ErrorKind, Status
+from bridge.messages.parsed import Invalid, ParseResult
+from bridge.observability.health import Readiness, degraded, target_troubles
+from bridge.observability.metrics import Metrics
 from bridge.parking.park import Parking
 from bridge.parking.records import read_parked
-from bridge.parse_results import Invalid, ParseResult
-from bridge.processor import Processor
-from bridge.records import Incoming, Outgoing
-from bridge.settings import EngineSettings
+from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
+from bridge.pipeline.guards import CircuitBreaker, CircuitState
+from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport, json_response
 from tests.unit.test_engine import until
 from tests.unit.test_executor import OK, TIMEOUT, command, executor, runtime

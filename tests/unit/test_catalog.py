@@ -10,16 +10,16 @@ from typing import Literal
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from bridge.commands import Command, CommandFamily
-from bridge.decide import Verdict
-from bridge.lifecycle import RunReading, RunState
-from bridge.outcomes import Status
-from bridge.parsing import Parsed, validate_command
+from bridge.config.targets import TargetBase
+from bridge.messages.commands import Command, CommandFamily
+from bridge.messages.lifecycle import RunReading, RunState
+from bridge.messages.outcomes import Status
+from bridge.messages.parsing import Parsed, validate_command
+from bridge.pipeline.decide import Verdict
 from bridge.providers.base import HttpRequest
 from bridge.providers.catalog import CATALOG, Catalog
 from bridge.providers.spec import CommandExample, CommandSpec, ProviderSpec, plain_read
 from bridge.providers.zuora import ZuoraRunWorkflow
-from bridge.target_settings import TargetBase
 
 
 class ToyTarget(TargetBase):

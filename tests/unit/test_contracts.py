@@ -12,16 +12,16 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from bridge import contracts
-from bridge.commands import CommandFamily
+from bridge.config.settings import EngineSettings, LedgerSettings, Settings, TopicSettings
+from bridge.kafka.records import Incoming
+from bridge.kafka.topics import DriftKind, capping_notes, compare, effective_configs
 from bridge.local.examples import example_commands
-from bridge.metrics import Metrics
-from bridge.outcomes import OutcomeData, Status, encode_outcome
-from bridge.parsing import DeadLetterReason, Parsed, parse_command
-from bridge.processor import CONTENT_TYPE, Processor
+from bridge.messages.commands import CommandFamily
+from bridge.messages.outcomes import OutcomeData, Status, encode_outcome
+from bridge.messages.parsing import DeadLetterReason, Parsed, parse_command
+from bridge.observability.metrics import Metrics
+from bridge.pipeline.processor import CONTENT_TYPE, Processor
 from bridge.providers.catalog import CATALOG
-from bridge.records import Incoming
-from bridge.settings import EngineSettings, LedgerSettings, Settings, TopicSettings
-from bridge.topics_admin import DriftKind, capping_notes, compare, effective_configs
 
 TOPICS = Path(__file__).resolve().parents[2] / "topics"
 EXAMPLES = sorted((TOPICS / "examples").glob("*.json"))

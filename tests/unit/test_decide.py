@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from bridge import decide
-from bridge.commands import Command
-from bridge.decide import CircuitSignal, Verdict
 from bridge.errors import AuthError, RetryableCallError
-from bridge.outcomes import ErrorKind, SourceRecord, Status
+from bridge.messages.commands import Command
+from bridge.messages.outcomes import ErrorKind, SourceRecord, Status
+from bridge.observability.redact import Redactor
+from bridge.pipeline import decide
+from bridge.pipeline.decide import CircuitSignal, Verdict
 from bridge.providers import eightbyeight, workfloo, zilliant, zuora
 from bridge.providers.catalog import CATALOG
 from bridge.providers.eightbyeight import EightByEightUpdateInstance
 from bridge.providers.workfloo import WorkflooExecute
 from bridge.providers.zilliant import ZilliantQueueJob
 from bridge.providers.zuora import ZuoraRerunTask, ZuoraRunWorkflow
-from bridge.redact import Redactor
 
 Classifier = Callable[[Command, int, Mapping[str, str], bytes], Verdict]
 

@@ -12,10 +12,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from bridge.engine import Engine
-from bridge.metrics import Metrics
-from bridge.records import Incoming, Outgoing
-from bridge.settings import EngineSettings
+from bridge.config.settings import EngineSettings
+from bridge.kafka.engine import Engine
+from bridge.kafka.records import Incoming, Outgoing
+from bridge.observability.metrics import Metrics
 from bridge.testing import FakeConsumer, FakeProducer
 
 TOPIC = "cmd"

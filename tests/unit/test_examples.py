@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bridge.config.settings import TopicSettings
 from bridge.providers.catalog import CATALOG
-from bridge.settings import TopicSettings
 from tests.deploy_support import BRIDGE, EXAMPLES, ROOT, run, secret_refs, secrets_environ
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))

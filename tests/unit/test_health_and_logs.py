@@ -1,10 +1,10 @@
 import json
 import logging
 
-from bridge.health import judge_readiness
-from bridge.logs import JsonFormatter, TextFormatter
-from bridge.redact import Redactor
-from bridge.stats import EngineStats
+from bridge.kafka.stats import EngineStats
+from bridge.observability.health import judge_readiness
+from bridge.observability.logs import JsonFormatter, TextFormatter
+from bridge.observability.redact import Redactor
 
 
 def stats(**kw):

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 
-from bridge.health import Readiness, build_health_app, judge_readiness
-from bridge.metrics import Metrics
-from bridge.stats import EngineStats
+from bridge.kafka.stats import EngineStats
+from bridge.observability.health import Readiness, build_health_app, judge_readiness
+from bridge.observability.metrics import Metrics
 
 STALL_AFTER_S = 60.0
 

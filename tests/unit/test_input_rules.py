@@ -5,15 +5,23 @@ import orjson
 import pytest
 from yarl import URL
 
-from bridge.commands import CommandFamily
+from bridge.config.settings import Settings
 from bridge.http import wire_url
-from bridge.metrics import Metrics
-from bridge.outcomes import ErrorKind
-from bridge.parsing import MAX_DEPTH, MAX_VALUES, DeadLetter, DeadLetterReason, Invalid, Parsed, parse_command
-from bridge.processor import Processor
-from bridge.records import Incoming
-from bridge.settings import Settings
-from bridge.wire import copyable_headers, schema_id_of, split_frame
+from bridge.kafka.records import Incoming
+from bridge.messages.commands import CommandFamily
+from bridge.messages.outcomes import ErrorKind
+from bridge.messages.parsing import (
+    MAX_DEPTH,
+    MAX_VALUES,
+    DeadLetter,
+    DeadLetterReason,
+    Invalid,
+    Parsed,
+    parse_command,
+)
+from bridge.messages.wire import copyable_headers, schema_id_of, split_frame
+from bridge.observability.metrics import Metrics
+from bridge.pipeline.processor import Processor
 
 RUN, CONTROL = CommandFamily.RUN, CommandFamily.CONTROL
 

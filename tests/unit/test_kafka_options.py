@@ -8,11 +8,11 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
-from bridge.config import parse_settings
+from bridge.config.loading import parse_settings
+from bridge.config.settings import KafkaSettings
 from bridge.errors import ConfigError
-from bridge.kafka_clients import started
-from bridge.kafka_options import REBALANCE_MARGIN_MS, client_options, group_options
-from bridge.settings import KafkaSettings
+from bridge.kafka.clients import started
+from bridge.kafka.options import REBALANCE_MARGIN_MS, client_options, group_options
 from tests.certs import issue, make_ca
 
 ENV = {"KAFKA_USER": "bridge-svc", "KAFKA_PASSWORD": "kafka-pass-123", "KEY_PASSWORD": "key-pass"}

@@ -17,17 +17,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "bridge"
 MAX_LINES = 350
 # Pure decisions: they must stay importable and testable without a network client library.
 PURE = (
-    "bridge.decide",
-    "bridge.retry",
-    "bridge.outcomes",
-    "bridge.redact",
-    "bridge.wire",
-    "bridge.cloudevents",
-    "bridge.guards",
-    "bridge.offsets",
-    "bridge.provenance",
-    "bridge.parsing",
-    "bridge.commands",
+    "bridge.pipeline.decide",
+    "bridge.pipeline.retry",
+    "bridge.messages.outcomes",
+    "bridge.observability.redact",
+    "bridge.messages.wire",
+    "bridge.messages.cloudevents",
+    "bridge.pipeline.guards",
+    "bridge.kafka.offsets",
+    "bridge.messages.provenance",
+    "bridge.messages.parsing",
+    "bridge.messages.commands",
     "bridge.redrive.select",
 )
 IO_LIBRARIES = ("aiohttp", "aiokafka")
@@ -52,7 +52,7 @@ def _imported(node: ast.AST) -> Iterator[str]:
         yield from (alias.name for alias in node.names)
     elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
         yield node.module
-        # `from bridge import decide` imports the module bridge.decide
+        # `from bridge import decide` imports the module bridge.pipeline.decide
         yield from (f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules())
 
 
@@ -83,7 +83,7 @@ def is_within(name: str, package: str) -> bool:
 
 
 def test_the_package_is_found():
-    assert {"bridge.cli", "bridge.decide", "bridge.sandbox.server"} <= set(modules())
+    assert {"bridge.cli", "bridge.pipeline.decide", "bridge.sandbox.server"} <= set(modules())
 
 
 @pytest.mark.parametrize("module", sorted(modules()))

@@ -13,22 +13,21 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from bridge.budget_settings import ParkingSettings
-from bridge.commands import CommandFamily
-from bridge.config import parse_settings
+from bridge.config.loading import parse_settings
+from bridge.config.settings import ParkingSettings, Settings
 from bridge.ledger import index, rules
 from bridge.ledger.entries import DoneFields, EntryState, decode, encode_dispatched, encode_done, fingerprint
 from bridge.ledger.index import CommandIndex, Remembered, pack, unpack
 from bridge.ledger.rules import Admission, admit
 from bridge.ledger.startup import LEDGER, PARKING, internal_topics, partition_problems
 from bridge.ledger.store import Ledger
-from bridge.metrics import Metrics
-from bridge.outcomes import ErrorKind
-from bridge.parsing import Parsed, parse_command
+from bridge.messages.commands import CommandFamily
+from bridge.messages.outcomes import ErrorKind
+from bridge.messages.parsing import Parsed, parse_command
+from bridge.observability.metrics import Metrics
 from bridge.providers import eightbyeight
 from bridge.providers.catalog import CATALOG
 from bridge.providers.eightbyeight import EightByEightAction
-from bridge.settings import Settings
 
 SCHEMA = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "ledger-entry.schema.json"
 NOW_MS = 1_796_000_000_000  # late 2026

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bridge.config.settings import KafkaSettings, Settings, TopicSettings
 from bridge.local import commands
 from bridge.local.commands import (
     command_topic,
@@ -26,7 +27,6 @@ from bridge.local.commands import (
     send_command,
     tail_outcomes,
 )
-from bridge.settings import KafkaSettings, Settings, TopicSettings
 
 RERUN = {"id": "rerun-1", "target": "zuora-eu", "operation": "zuora.rerun_task", "task_id": "2770"}
 RERUN_EVENT = {

@@ -14,11 +14,12 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bridge.commands import CommandFamily
+from bridge.config.settings import Settings, TopicSettings
 from bridge.errors import ConfigError
 from bridge.local import examples
 from bridge.local.commands import command_topic
 from bridge.local.stack import SANDBOX_ENV, deep_merge, local_config, local_settings, topic_layout
+from bridge.messages.commands import CommandFamily
 from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import TokenEndpoint, post_token_form
 from bridge.sandbox import RunningSandbox
@@ -45,7 +46,6 @@ from bridge.sandbox.zuora_runs import (
     ZUORA_DEFINITION_REQUIRES_ACCOUNT,
     ZUORA_TASK_ERROR,
 )
-from bridge.settings import Settings, TopicSettings
 
 SANDBOX_URL = "http://127.0.0.1:18080"
 

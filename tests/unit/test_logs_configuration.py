@@ -14,8 +14,8 @@ from datetime import datetime
 
 import pytest
 
-from bridge.logs import JsonFormatter, TextFormatter, configure_logging
-from bridge.redact import Redactor
+from bridge.observability.logs import JsonFormatter, TextFormatter, configure_logging
+from bridge.observability.redact import Redactor
 
 SECRET = "s3cret-client-value"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.metrics import Metrics, bounded, status_class
+from bridge.observability.metrics import Metrics, bounded, status_class
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:

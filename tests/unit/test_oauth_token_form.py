@@ -15,9 +15,9 @@ import orjson
 import pytest
 from aiohttp import web
 
+from bridge.config.targets import TimeoutSettings
 from bridge.errors import AuthError
-from bridge.outcomes import ErrorKind
-from bridge.policies import TimeoutSettings
+from bridge.messages.outcomes import ErrorKind
 from bridge.providers.oauth import (
     TokenEndpoint,
     post_token_form,

@@ -1,5 +1,5 @@
 """Every bridge_* series that the Grafana dashboard and the alert rules query is exported by
-bridge.metrics, with the labels they select and group by.
+bridge.observability.metrics, with the labels they select and group by.
 
 The exported names come from a scrape of a fresh ``Metrics()`` in which every labelled metric has
 been touched once, so the suffixes are the real ones (``_total`` for counters, ``_bucket``/``_sum``/
@@ -20,7 +20,7 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.metrics import Metrics
+from bridge.observability.metrics import Metrics
 
 FILES = Path(__file__).resolve().parents[2] / "helm" / "workflow-bridge" / "files"
 DASHBOARD = FILES / "dashboard.json"
@@ -95,7 +95,9 @@ def test_every_queried_metric_is_exported(source):
     used = {name for query in SOURCES[source]() for name in METRIC.findall(query)}
     assert len(used) >= 8, f"suspiciously few bridge_* names found in {source}: {sorted(used)}"
     missing = sorted(used - exported.keys())
-    assert not missing, f"{source} queries series that bridge.metrics does not export: {missing}"
+    assert not missing, (
+        f"{source} queries series that bridge.observability.metrics does not export: {missing}"
+    )
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -1,6 +1,6 @@
 import pytest
 
-from bridge.offsets import OffsetTracker, may_start
+from bridge.kafka.offsets import OffsetTracker, may_start
 
 
 def test_nothing_committable_until_the_first_record_finishes():

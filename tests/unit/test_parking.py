@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from bridge.config import parse_settings
-from bridge.guards import CircuitBreaker
+from bridge.config.loading import parse_settings
+from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.entries import encode_dispatched, entry_key
 from bridge.ledger.index import CommandIndex
 from bridge.ledger.rules import Admission
 from bridge.ledger.store import Ledger
-from bridge.metrics import Metrics
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.outcomes import ErrorKind, Status
+from bridge.observability.metrics import Metrics
 from bridge.parking.park import Parking
 from bridge.parking.records import ParkedAt, ParkedSet, original_headers, parked_headers, read_parked
-from bridge.processor import Processor
-from bridge.records import Incoming, Outgoing
+from bridge.pipeline.guards import CircuitBreaker
+from bridge.pipeline.processor import Processor
 from bridge.testing import FakeTransport, json_response
 from tests.fakes import FakeClock
 from tests.unit.test_ledger import NOW_MS, FakeProducer

@@ -1,9 +1,9 @@
 import orjson
 import pytest
 
-from bridge.commands import CommandFamily
-from bridge.outcomes import ErrorKind
-from bridge.parsing import DeadLetter, DeadLetterReason, Invalid, Parsed, parse_command
+from bridge.messages.commands import CommandFamily
+from bridge.messages.outcomes import ErrorKind
+from bridge.messages.parsing import DeadLetter, DeadLetterReason, Invalid, Parsed, parse_command
 from bridge.providers.zuora import ZuoraRunWorkflow
 
 RUN, CONTROL = CommandFamily.RUN, CommandFamily.CONTROL

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from bridge.partitions import Partition, oldest_pending_age, to_commit, topic_name
+from bridge.kafka.partitions import Partition, oldest_pending_age, to_commit, topic_name
+from bridge.kafka.undecodable import CORRUPT_READS, Undecodable, as_incoming, read_carefully
 from bridge.testing import FakeConsumer, FakeTransport, json_response
-from bridge.undecodable import CORRUPT_READS, Undecodable, as_incoming, read_carefully
 
 TP = TopicPartition("cmd", 0)
 

@@ -9,12 +9,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.commands import CommandFamily
-from bridge.metrics import Metrics
-from bridge.parsing import DeadLetter, Invalid, Parsed, parse_command
-from bridge.processor import Processor
-from bridge.records import Incoming
-from bridge.settings import Settings
+from bridge.config.settings import Settings
+from bridge.kafka.records import Incoming
+from bridge.messages.commands import CommandFamily
+from bridge.messages.parsing import DeadLetter, Invalid, Parsed, parse_command
+from bridge.observability.metrics import Metrics
+from bridge.pipeline.processor import Processor
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -10,17 +10,16 @@ from typing import Any
 import orjson
 
 from bridge.app import build_targets
-from bridge.config import parse_settings
-from bridge.executor import Executor
+from bridge.config.loading import parse_settings
+from bridge.config.settings import Settings
 from bridge.http import Call, Response
-from bridge.metrics import Metrics
-from bridge.outcomes import ErrorKind, Status
-from bridge.parse_results import max_key_bytes
-from bridge.parsing import DeadLetterReason
-from bridge.processor import Processor
-from bridge.records import Incoming, Outgoing
-from bridge.redact import Redactor
-from bridge.settings import Settings
+from bridge.kafka.records import Incoming, Outgoing
+from bridge.messages.outcomes import ErrorKind, Status
+from bridge.messages.parsing import DeadLetterReason
+from bridge.observability.metrics import Metrics
+from bridge.observability.redact import Redactor
+from bridge.pipeline.executor import Executor
+from bridge.pipeline.processor import Processor, max_key_bytes
 from bridge.testing import FakeTransport, json_response
 
 ENV = {"WF_KEY": "wf-key-123456", "EX_KEY": "ex-key-123456"}

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from bridge.errors import CommandRejected
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers.catalog import CATALOG
 from bridge.providers.eightbyeight import EightByEightUpdateInstance
 from bridge.providers.workfloo import (

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from bridge.errors import AuthError, CommandRejected
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers.catalog import CATALOG
 from bridge.providers.workfloo import WorkflooExecute
 from bridge.providers.zuora import (

@@ -12,11 +12,11 @@ import jsonschema
 import pytest
 import yaml
 
-from bridge.commands import CommandFamily
-from bridge.config import parse_settings
-from bridge.lifecycle import RunState
-from bridge.outcomes import OutcomeData
-from bridge.parsing import Parsed, parse_command
+from bridge.config.loading import parse_settings
+from bridge.messages.commands import CommandFamily
+from bridge.messages.lifecycle import RunState
+from bridge.messages.outcomes import OutcomeData
+from bridge.messages.parsing import Parsed, parse_command
 from bridge.providers.catalog import CATALOG
 from bridge.tracking.events import LifecycleData
 

@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from bridge.outcomes import OutcomeData, SourceRecord, Status, encode_outcome, outcome_event_id
-from bridge.redact import Redactor
+from bridge.messages.outcomes import OutcomeData, SourceRecord, Status, encode_outcome, outcome_event_id
+from bridge.observability.redact import Redactor
 
 
 def test_known_secrets_and_secret_fields_are_masked():
@@ -52,7 +52,7 @@ def test_outcome_is_a_cloudevent_with_the_command_id_as_subject():
 
 
 def test_the_fast_encoding_is_the_same_document_as_the_model():
-    from bridge.outcomes import OutcomeError, to_cloudevent
+    from bridge.messages.outcomes import OutcomeError, to_cloudevent
 
     now = datetime(2026, 1, 2, tzinfo=UTC)
     data = OutcomeData(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bridge.redact import MASK, Redactor
+from bridge.observability.redact import MASK, Redactor
 
 SECRET = "hunter2-secret-value"
 

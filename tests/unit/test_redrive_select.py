@@ -9,8 +9,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bridge.outcomes import OutcomeData, SourceRecord, Status, encode_outcome
-from bridge.provenance import REDRIVE, REPLAY_COUNT, REPLAY_FROM, replay_count, replay_headers
+from bridge.messages.outcomes import OutcomeData, SourceRecord, Status, encode_outcome
+from bridge.messages.provenance import REDRIVE, REPLAY_COUNT, REPLAY_FROM, replay_count, replay_headers
 from bridge.redrive.report import (
     ReplayMetrics,
     Report,

@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import TopicPartition
 
-from bridge.engine import Engine
+from bridge.config.settings import EngineSettings
+from bridge.kafka.engine import Engine
+from bridge.kafka.partitions import Partition
+from bridge.kafka.publisher import Publisher
+from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.store import Ledger
-from bridge.metrics import Metrics
+from bridge.messages.wire import Header
+from bridge.observability.metrics import Metrics
 from bridge.parking.park import Parking
 from bridge.parking.records import ParkedAt, parked_headers
 from bridge.parking.replay import Handler, Home, Replayer
-from bridge.partitions import Partition
-from bridge.processor import Processor
-from bridge.publisher import Publisher
-from bridge.records import Incoming, Outgoing
-from bridge.settings import EngineSettings
+from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport
-from bridge.wire import Header
 from tests.unit.test_engine import until
 from tests.unit.test_executor import OK
 from tests.unit.test_ledger import NOW_MS

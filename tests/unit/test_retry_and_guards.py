@@ -3,11 +3,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.decide import Verdict, parse_retry_after
-from bridge.guards import CircuitBreaker, CircuitState, TokenBucket
-from bridge.outcomes import ErrorKind, Status
-from bridge.policies import CircuitSettings, ConflictSettings, RateLimitSettings, RetrySettings
-from bridge.retry import RetryState, backoff_s, retry_delay
+from bridge.config.targets import CircuitSettings, ConflictSettings, RateLimitSettings, RetrySettings
+from bridge.messages.outcomes import ErrorKind, Status
+from bridge.pipeline.decide import Verdict, parse_retry_after
+from bridge.pipeline.guards import CircuitBreaker, CircuitState, TokenBucket
+from bridge.pipeline.retry import RetryState, backoff_s, retry_delay
 from tests.fakes import FakeClock
 
 POLICY = RetrySettings(max_attempts=4, budget_s=10, base_backoff_s=0.5, max_backoff_s=2, max_retry_after_s=5)

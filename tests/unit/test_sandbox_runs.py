@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bridge.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
+from bridge.messages.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.providers import eightbyeight, workfloo, zilliant, zuora
 from bridge.providers.base import HttpRequest
 from bridge.sandbox import SandboxConfig, start_sandbox

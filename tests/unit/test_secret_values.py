@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bridge.config import parse_settings, secret_values
-from bridge.redact import Redactor
+from bridge.config.loading import parse_settings, secret_values
+from bridge.observability.redact import Redactor
 
 ENV = {
     "ZU_ID": "zuora-client-id-1",

@@ -1,6 +1,6 @@
 import pytest
 
-from bridge.config import load_settings, parse_settings
+from bridge.config.loading import load_settings, parse_settings
 from bridge.errors import ConfigError
 
 ENV = {"ZUORA_ID": "client-123", "ZUORA_SECRET": "very-secret-value"}

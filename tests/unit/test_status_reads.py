@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bridge.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
+from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers import eightbyeight, workfloo, zilliant, zuora
 from bridge.providers.eightbyeight import EightByEightUpdateInstance
 from bridge.providers.workfloo import WorkflooExecute

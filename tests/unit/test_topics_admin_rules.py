@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from bridge import topics_admin
 from bridge.contracts import TopicSpec, load_specs
-from bridge.topics_admin import (
+from bridge.kafka import topics as topics_admin
+from bridge.kafka.topics import (
     TOPIC_ALREADY_EXISTS,
     Drift,
     DriftKind,

@@ -12,16 +12,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 
-from bridge import tracing
-from bridge.config import parse_settings
+from bridge.config.loading import parse_settings
+from bridge.config.settings import Settings, TracingSettings
 from bridge.errors import RetryableCallError
 from bridge.local.commands import format_dead_letter, format_event
 from bridge.local.otlp import OtlpReceiver
-from bridge.outcomes import ErrorKind
-from bridge.processor import Incoming, Outgoing
-from bridge.settings import Settings, TracingSettings
+from bridge.messages.outcomes import ErrorKind
+from bridge.observability import tracing
+from bridge.observability.trace_context import parse_traceparent
+from bridge.pipeline.processor import Incoming, Outgoing
 from bridge.testing import FakeTransport, json_response
-from bridge.tracing_context import parse_traceparent
 from tests.unit.test_processor import SETTINGS, processor, record, workfloo
 
 UPSTREAM_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -107,7 +107,7 @@ async def test_each_retry_is_its_own_span_and_says_why(spans: InMemorySpanExport
     attempts = [s for s in spans.get_finished_spans() if s.name == "POST /api/v1/workfloo"]
     described = [
         (
-            a.attributes.get("bridge.retry.reason"),
+            a.attributes.get("bridge.pipeline.retry.reason"),
             a.attributes.get("http.request.resend_count"),
             a.attributes.get("http.response.status_code"),
             a.attributes.get("error.type"),

@@ -15,15 +15,16 @@ import pytest
 from aiokafka import TopicPartition
 
 from bridge.app import build_targets
-from bridge.executor import Executor
-from bridge.guards import TokenBucket
-from bridge.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
+from bridge.config.targets import RateLimitSettings
+from bridge.config.tracking import TargetTracking
+from bridge.kafka.records import Incoming
 from bridge.local.stack import local_settings
-from bridge.metrics import Metrics
-from bridge.policies import RateLimitSettings
+from bridge.messages.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
+from bridge.observability.metrics import Metrics
+from bridge.observability.redact import Redactor
+from bridge.pipeline.executor import Executor
+from bridge.pipeline.guards import TokenBucket
 from bridge.providers.zuora import ZuoraRerunTask, ZuoraRunWorkflow
-from bridge.records import Incoming
-from bridge.redact import Redactor
 from bridge.sandbox import workfloo as workfloo_sandbox
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.testing import FakeProducer, FakeTransport, json_response
@@ -31,7 +32,6 @@ from bridge.tracking.entries import TrackedEntry, decode, encode, entry_key
 from bridge.tracking.policy import after_reading, beyond_horizon
 from bridge.tracking.registry import Registry
 from bridge.tracking.schedule import TimerHeap, Tracked, capped_due, jittered, next_interval
-from bridge.tracking.settings import TargetTracking
 from bridge.tracking.tracker import Tracker
 from tests.fakes import FakeClock
 
@@ -346,7 +346,7 @@ class LedgerProducer(FakeProducer):
 
 async def test_the_processor_writes_the_tracked_entry_before_done_and_only_for_started_work():
     from bridge.ledger.store import Ledger
-    from bridge.processor import Processor
+    from bridge.pipeline.processor import Processor
 
     settings = local_settings("127.0.0.1:1", "http://127.0.0.1:1")
     session = aiohttp.ClientSession()

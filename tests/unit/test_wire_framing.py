@@ -9,7 +9,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bridge.wire import FRAME_BYTES, copyable_headers, header_size, header_text, schema_id_of, split_frame
+from bridge.messages.wire import (
+    FRAME_BYTES,
+    copyable_headers,
+    header_size,
+    header_text,
+    schema_id_of,
+    split_frame,
+)
 
 COMMAND = orjson.dumps({"id": "c-1"})
 
