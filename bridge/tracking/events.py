@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.messages.lifecycle import RunReading, RunState
 from bridge.messages.outcomes import CLOUDEVENTS_SOURCE, SourceRecord
 from bridge.observability.redact import Redactor
 from bridge.providers.catalog import CATALOG
+from bridge.providers.readings import RunReading, RunState
 from bridge.tracking.entries import TrackedEntry
 
 LIFECYCLE_TYPE_PREFIX = "workflow.lifecycle."

@@ -14,10 +14,10 @@ import yaml
 
 from bridge.config.loading import parse_settings
 from bridge.messages.commands import CommandFamily
-from bridge.messages.lifecycle import RunState
 from bridge.messages.outcomes import OutcomeData
 from bridge.messages.parsing import Parsed, parse_command
 from bridge.providers.catalog import CATALOG
+from bridge.providers.readings import RunState
 from bridge.tracking.events import LifecycleData
 
 ROOT = Path(__file__).resolve().parents[2]
