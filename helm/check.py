@@ -9,14 +9,16 @@ later ones win; exit 1 when the chart refuses the values, 2 when a file cannot b
 
     .venv/bin/python helm/check.py --render helm/examples/minimal-values.yaml
 
-The chart is rendered and linted (strict) with helm-python-sdk, once with its defaults and once with
-helm/ci-values-all.yaml (every optional feature on). Built-in kinds are validated against the
-Kubernetes 1.30 schemas (kubernetes-validate, strict); the CRD kinds (ServiceMonitor,
-PrometheusRule, ScaledObject) have no schema offline, so their required fields are checked here.
-Then: cross-resource invariants (ports, selectors, grace period, KEDA replicas vs partitions,
-security context, secret references), the bridge's own settings model on the rendered config, the
-template guards that must refuse bad values, `hadolint Dockerfile`, and `promtool check rules` /
-`promtool test rules` when promtool is on PATH (Debian package `prometheus`).
+The chart is rendered and linted (strict) with helm-python-sdk with its defaults, with
+helm/examples/minimal-values.yaml, and with helm/ci-values-all.yaml (every optional feature on;
+once more with the topics Job on, and once with KEDA's prometheus trigger). Built-in kinds are
+validated against the Kubernetes 1.30 schemas (kubernetes-validate, strict); the CRD kinds
+(ServiceMonitor, PrometheusRule, ScaledObject) have no schema offline, so their required fields are
+checked here. Then: cross-resource invariants (ports, selectors, grace period, KEDA replicas vs
+partitions, security context, secret references, the topics Job's hook order and Kafka
+credentials), the bridge's own settings model on the rendered config, the template guards that must
+refuse bad values, `hadolint Dockerfile`, and `promtool check rules` / `promtool test rules` when
+promtool is on PATH (Debian package `prometheus`).
 """
 
 from __future__ import annotations

@@ -222,3 +222,15 @@ def test_render_refuses_bad_values_in_one_line(tmp_path):
     refused = _render_cli(str(renamed))
     assert refused.returncode == 1 and refused.stdout == ""
     assert len(refused.stderr.splitlines()) == 1 and "topicsJob.enabled=false" in refused.stderr
+
+
+def test_the_notes_say_when_the_image_names_no_registry():
+    def notes(values):
+        return check.render(values)["workflow-bridge/templates/NOTES.txt"]
+
+    assert "names no registry" in notes(None)
+    assert "names no registry" not in notes(
+        {"image": {"repository": "registry.example.com/x/workflow-bridge"}}
+    )
+    assert "ran `bridge topics apply` before the pods started" in notes(None)
+    assert "topicsJob is off" in notes({"topicsJob": {"enabled": False}})
