@@ -10,7 +10,7 @@ later ones win; exit 1 when the chart refuses the values, 2 when a file cannot b
     .venv/bin/python helm/check.py --render helm/examples/minimal-values.yaml
 
 The chart is rendered and linted (strict) with helm-python-sdk with its defaults, with
-helm/examples/minimal-values.yaml, and with helm/ci-values-all.yaml (every optional feature on;
+helm/examples/*-values.yaml, and with helm/ci-values-all.yaml (every optional feature on;
 once more with the topics Job on, and once with KEDA's prometheus trigger). Built-in kinds are
 validated against the Kubernetes 1.30 schemas (kubernetes-validate, strict); the CRD kinds
 (ServiceMonitor, PrometheusRule, ScaledObject) have no schema offline, so their required fields are
@@ -43,6 +43,7 @@ HELM_DIR = ROOT / "helm"
 CHART_DIR = HELM_DIR / "workflow-bridge"
 ALL_VALUES_FILE = HELM_DIR / "ci-values-all.yaml"
 MINIMAL_VALUES_FILE = HELM_DIR / "examples" / "minimal-values.yaml"
+ZILLIANT_VALUES_FILE = HELM_DIR / "examples" / "zilliant-values.yaml"
 ALERTS_FILE = CHART_DIR / "files" / "alerts.yaml"
 ALERT_TESTS_FILE = HELM_DIR / "alerts_test.yaml"
 DASHBOARD_FILE = CHART_DIR / "files" / "dashboard.json"
@@ -699,6 +700,7 @@ def minimal_values() -> Doc:
 VARIANTS: dict[str, Callable[[], Doc | None]] = {
     "defaults": lambda: None,
     "minimal": minimal_values,
+    "zilliant-files": lambda: load_values(ZILLIANT_VALUES_FILE),
     "all-options": all_values,
     "all-options-job": all_values_with_topics_job,
     "keda-prometheus": prometheus_trigger_values,
@@ -707,6 +709,7 @@ DEFAULT_KINDS = {"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Servi
 EXPECTED_KINDS = {
     "defaults": DEFAULT_KINDS,
     "minimal": DEFAULT_KINDS,
+    "zilliant-files": DEFAULT_KINDS,
     "all-options": {
         "ConfigMap",
         "Deployment",

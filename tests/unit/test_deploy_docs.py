@@ -25,6 +25,7 @@ from tests.deploy_support import BIN, ROOT, run
 from tests.unit.test_helm_chart import check
 
 DOC = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+ZILLIANT_VALUES = ROOT / "helm" / "examples" / "zilliant-values.yaml"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 
 
@@ -202,17 +203,17 @@ def test_the_secrets_hold_the_keys_the_values_name(tmp_path, releases):
         if doc["kind"] == "Secret":
             created[doc["metadata"]["name"]] = set(doc["data"])
     wanted = [(s["secretName"], s["secretKey"]) for s in releases[0][2]["secretEnv"]]
-    snippet = yaml.safe_load(blocks("yaml")[0])
-    wanted += [(s["secretName"], s["secretKey"]) for s in snippet["secretEnv"]]
-    wanted += [(f["secretName"], i["key"]) for f in snippet["secretFiles"] for i in f["items"]]
+    zilliant = check.load_values(ZILLIANT_VALUES)
+    wanted += [(s["secretName"], s["secretKey"]) for s in zilliant["secretEnv"]]
+    wanted += [(f["secretName"], i["key"]) for f in zilliant["secretFiles"] for i in f["items"]]
     assert [w for w in wanted if w[1] not in created.get(w[0], set())] == []
 
 
-def test_the_zilliant_snippet_fills_the_example_target():
-    """The page's secretEnv/secretFiles snippet, with examples/config.yaml's Zilliant target."""
-    example = yaml.safe_load((ROOT / "examples" / "config.yaml").read_text(encoding="utf-8"))
-    values = {
-        **yaml.safe_load(blocks("yaml")[0]),
-        "config": {"targets": {"pricing": example["targets"]["pricing"]}},
-    }
+def test_the_zilliant_values_fill_the_example_target():
+    """The values file the page names renders a valid release, and its target is examples/config.yaml's."""
+    assert "`helm/examples/zilliant-values.yaml`" in DOC
+    values = check.load_values(ZILLIANT_VALUES)
     assert check.invariant_findings(values) == []
+    example = yaml.safe_load((ROOT / "examples" / "config.yaml").read_text(encoding="utf-8"))
+    target = {k: v for k, v in example["targets"]["pricing"].items() if k != "token_ttl_s"}
+    assert values["config"]["targets"]["pricing"] == target
