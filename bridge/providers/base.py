@@ -8,6 +8,7 @@ timeouts, metrics and outcome publishing live once, in :mod:`bridge.pipeline.exe
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -88,6 +89,7 @@ class StaticKeyProvider(Generic[TargetT]):
         session: aiohttp.ClientSession,
         *,
         on_token_refresh: Callable[[bool], None] | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
     ) -> None:
         self.name = name
         self._target = target

@@ -29,6 +29,8 @@ from bridge.providers.base import Provider
 from bridge.providers.spec import CommandSpec, EffectCheck, ProviderSpec, StatusRead
 
 if TYPE_CHECKING:
+    import ssl
+
     import aiohttp
 
 AnySpec = ProviderSpec[Any]  # each spec is typed by its own target model; the catalog holds them all
@@ -109,10 +111,14 @@ class Catalog:
         session: aiohttp.ClientSession,
         *,
         on_token_refresh: Callable[[bool], None] | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
     ) -> Provider:
-        """The adapter for ``target`` (by its ``provider``); it shares ``session``."""
+        """The adapter for ``target`` (by its ``provider``); it shares ``session`` and ``ssl_context``
+        (the target's CA bundle, loaded once for its calls and its token fetches)."""
         spec = self.spec(target.provider)
-        return spec.adapter(name, spec.narrow(target), session, on_token_refresh=on_token_refresh)
+        return spec.adapter(
+            name, spec.narrow(target), session, on_token_refresh=on_token_refresh, ssl_context=ssl_context
+        )
 
     def status_read(self, target: TargetBase) -> StatusRead:
         return self.spec(target.provider).read(target)
