@@ -56,6 +56,17 @@ class Catalog:
     """The providers in ``specs``, in their declared order."""
 
     def __init__(self, specs: Iterable[AnySpec]) -> None:
+        self._derive(specs)
+
+    def use(self, specs: Iterable[AnySpec]) -> None:
+        """Become the catalog of ``specs`` (the built-ins plus the plugins the configuration allows,
+        :mod:`bridge.providers.plugins`): everything derived is derived again, in place, so that the
+        modules holding :data:`CATALOG` see it. Raises ValueError on a clash and then changes nothing."""
+        specs = tuple(specs)
+        Catalog(specs)  # checks them before anything changes
+        self._derive(specs)
+
+    def _derive(self, specs: Iterable[AnySpec]) -> None:
         self.specs: tuple[AnySpec, ...] = tuple(sorted(specs, key=lambda spec: spec.order))
         self.kinds = tuple(spec.kind for spec in self.specs)
         self.commands = self._ordered_commands()
@@ -131,11 +142,14 @@ def discover() -> list[AnySpec]:
     """The ``SPEC`` of every module of this package that declares one."""
     found: list[AnySpec] = []
     for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-        if module.name != __name__:
+        if module.name not in _NOT_PROVIDERS:
             spec = getattr(importlib.import_module(module.name), "SPEC", None)
             if isinstance(spec, ProviderSpec):
                 found.append(spec)
     return found
 
 
-CATALOG = Catalog(discover())
+_NOT_PROVIDERS = frozenset({__name__, f"{package.__name__}.plugins"})  # the loader imports the catalog
+BUILTINS: tuple[AnySpec, ...] = tuple(sorted(discover(), key=lambda spec: spec.order))
+"""The providers shipped in this package; plugins come on top (:mod:`bridge.providers.plugins`)."""
+CATALOG = Catalog(BUILTINS)
