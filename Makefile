@@ -7,10 +7,11 @@ LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py)
 
 .PHONY: install run test lint typecheck format unit integration bench bench-smoke clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml plugins/workflow-bridge-airflow/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps -e plugins/workflow-bridge-airflow  # the example provider plugin (issue 29)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -20,7 +20,8 @@ What it holds, by the questions a provider module answers:
   :func:`clip`, :func:`header`;
 * status reads: :class:`RunReading`, :class:`RunState`, :class:`ReadFailure`, :func:`status_document`,
   :data:`UNREADABLE`, :class:`StatusRead`, :func:`plain_read`, :class:`EffectCheck`;
-* auth: :class:`StaticKeyProvider` (a fixed key), :class:`OAuthProvider` (tokens from a token
+* auth: :class:`StaticKeyProvider` (a fixed key), :class:`BasicAuthProvider` (username and
+  password), :class:`OAuthProvider` (tokens from a token
   endpoint, cached with single-flight refresh), :func:`bearer_token`, :class:`Token`, :class:`AuthError`;
 * the declaration: :class:`ProviderSpec`, :class:`CommandSpec`, :class:`CommandExample`,
   :class:`OutcomeExample`, :class:`CloudEventExample`.
@@ -34,6 +35,7 @@ from bridge.errors import AuthError, CommandRejected
 from bridge.messages.commands import Command, CommandFamily, JsonObject, PathSegment, StrictModel
 from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers.base import (
+    BasicAuthProvider,
     HttpRequest,
     Provider,
     StaticKeyProvider,
@@ -81,6 +83,7 @@ __all__ = [
     "API_VERSION",
     "UNREADABLE",
     "AuthError",
+    "BasicAuthProvider",
     "Clock",
     "CloudEventExample",
     "Command",
