@@ -29,7 +29,7 @@ from bridge.sandbox.state import json_response, read_json_object
 
 KIND = "airflow"
 AIRFLOW_USER = "sandbox-airflow"
-AIRFLOW_PASSWORD = "sandbox-airflow-password"
+AIRFLOW_PASSWORD = "sandbox-airflow-password"  # noqa: S105 (public sandbox credential)
 DAG = "nightly_etl"
 FAILING_DAG = "broken_etl"
 PREFIX = "/airflow/api/v1/dags/{dag_id}/dagRuns"
