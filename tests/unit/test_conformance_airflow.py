@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import aiohttp
 from workflow_bridge_airflow.sandbox import DAG, FAILING_DAG, AirflowSandboxSettings
 
 from bridge.conformance import ProviderConformance
 from bridge.providers.api import RunState, Status
+from bridge.providers.plugins import enable
+from bridge.sandbox import start_sandbox
 
 _PROBLEM = b'{"type": "about:blank", "title": "DAG not found", "status": 404, "detail": "no dag"}'
 
@@ -38,3 +41,19 @@ class TestAirflow(ProviderConformance):
         RunState.COMPLETED: {**_trigger, "dag_id": DAG},
         RunState.FAILED: {**_trigger, "dag_id": FAILING_DAG},
     }
+
+
+async def test_faults_can_be_injected_into_the_plugins_sandbox():
+    enable(["airflow"])
+    try:
+        async with (
+            await start_sandbox() as sandbox,
+            aiohttp.ClientSession() as session,
+        ):
+            fault = {"fail_next": {"count": 1, "status": 503}}
+            async with session.put(f"{sandbox.url}/_sandbox/faults/airflow", json=fault) as answer:
+                assert answer.status == 200, await answer.text()
+            async with session.post(f"{sandbox.url}/airflow/api/v1/dags/{DAG}/dagRuns", json={}) as answer:
+                assert answer.status == 503  # the injected failure answers before the emulation
+    finally:
+        enable(())
