@@ -15,7 +15,8 @@ outcome or a log line, and ids in a path are encoded. Example (a plugin's ``test
         documented = {"airflow.trigger_dag_run": {200: Status.QUEUED, 404: Status.REJECTED, ...}}
         terminal_runs = {RunState.COMPLETED: {"operation": "airflow.trigger_dag_run", "dag_id": "etl"}}
 
-The sandbox's ``LocalTargets`` supply the targets (the first is the one commands go to) and the
+It needs pytest and pytest-asyncio (its async tests carry the asyncio mark). The sandbox's
+``LocalTargets`` supply the targets (the first is the one commands go to) and the
 example commands sent over the wire; ``sandbox_settings`` makes its runs short.
 """
 
@@ -176,6 +177,7 @@ class ProviderConformance:
                 assert provider.classify(command, status, {}, b"").retryable is retryable
             assert provider.classify(command, 401, {}, b"").refresh_auth
 
+    @pytest.mark.asyncio
     async def test_requests_arrive_on_the_wire_as_built(
         self,
         sandbox: RunningSandbox,
@@ -198,6 +200,7 @@ class ProviderConformance:
             )
             assert sent[-1].method == request.method
 
+    @pytest.mark.asyncio
     async def test_status_reads_reach_each_terminal_state(
         self, spec: AnySpec, runtimes: dict[str, TargetRuntime], executor: Executor
     ) -> None:
@@ -222,6 +225,7 @@ class ProviderConformance:
                 await asyncio.sleep(0.1)
             assert isinstance(reading, RunReading) and reading.state is state, f"{state}: {reading}"
 
+    @pytest.mark.asyncio
     async def test_no_secret_in_outcomes_or_logs(
         self,
         sandbox: RunningSandbox,
