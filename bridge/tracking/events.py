@@ -2,7 +2,7 @@
 
 ``type`` is ``workflow.lifecycle.<status>``, ``subject`` the command id, the Kafka key the command's.
 The event id derives from the command record and the event's number within its workflow, so an
-event published again after a crash (see README) keeps its id.
+event published again after a crash (see docs/tracking.md) keeps its id.
 
 Example::
 
