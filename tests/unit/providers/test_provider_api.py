@@ -11,7 +11,7 @@ import pytest
 import bridge.providers.api as api
 from bridge.providers.catalog import BUILTINS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROVIDER_MODULES = [
     *(ROOT / "bridge" / "providers" / f"{spec.target.__module__.rsplit('.', 1)[1]}.py" for spec in BUILTINS),
     ROOT / "plugins" / "workflow-bridge-airflow" / "src" / "workflow_bridge_airflow" / "provider.py",
