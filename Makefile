@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
-LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
+LINT_PATHS := bridge tests plugins $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
 
 .PHONY: install run test lint typecheck format docs unit integration bench bench-smoke clean
 
@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy bridge helm/check.py
+	$(BIN)/mypy bridge helm/check.py plugins/workflow-bridge-airflow/src
 
 format: $(STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)

@@ -358,4 +358,3 @@ def _event_loop_tasks() -> float:
         return float(len(asyncio.all_tasks()))
     except RuntimeError:  # scraped from outside a running loop (a test's generate_latest)
         return 0.0
-
