@@ -91,7 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+ONE_SHOT = frozenset({"send", "tail", "topics", "dlq", "redrive"})
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ONE_SHOT:
+        # a one-shot command reports a broker it cannot reach in one line of its own
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     if args.command == "run":
         return _run(args)
     if args.command == "check-config":

@@ -134,7 +134,9 @@ def test_report_lists_created_then_drift_then_notes():
     report = Report(
         created=["a"], drift=[Drift("b", DriftKind.MISSING, "topic does not exist")], notes=["c is odd"]
     )
-    assert report.render() == "created a\nDRIFT b: topic does not exist\nnote: c is odd"
+    assert report.render() == (
+        "created a\nDRIFT b: topic does not exist\nnote: c is odd\n1 topic(s) differ from their specs"
+    )
 
 
 def test_empty_report_says_everything_matches():
