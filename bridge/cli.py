@@ -9,10 +9,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bridge.config.loading import load_settings, secret_values
+from bridge.config.loading import load_settings, read_yaml, secret_values
 from bridge.config.settings import Settings
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, StartupError
 from bridge.kafka.topics import add_topics_cli, run_topics_cli
+from bridge.observability import build
 from bridge.observability.logs import configure_logging
 from bridge.observability.redact import Redactor
 from bridge.redrive.cli import add_redrive_cli, run_redrive_cli
@@ -24,6 +25,9 @@ def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Kafka command bridge to SaaS workflow APIs")
+    parser.add_argument(
+        "--version", action="version", version=build.describe(), help="print version and git revision"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the bridge")
@@ -101,10 +105,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "check-config":
-        settings = load_settings(args.config)
-        names = ", ".join(sorted(settings.targets))
-        print(f"configuration OK: {len(settings.targets)} target(s)" + (f": {names}" if names else ""))
-        return 0
+        return _check_config(args.config)
     if args.command == "sandbox":
         from bridge.local.commands import serve_sandbox
 
@@ -129,10 +130,30 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+NO_TARGETS = "configures no targets, so every command would be rejected (unknown target)"
+
+
+def _check_config(path: Path) -> int:
+    """0 when the configuration loads (a warning when it has no targets); 2 when it does not."""
+    settings = load_settings(path)
+    names = ", ".join(sorted(settings.targets))
+    print(f"configuration OK: {len(settings.targets)} target(s)" + (f": {names}" if names else ""))
+    if not settings.targets:
+        empty = "is empty and " if not read_yaml(path) else ""
+        print(
+            f"warning: {path} {empty}{NO_TARGETS}; `bridge run` refuses to start with it",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from bridge.app import Bridge
 
     settings = load_settings(args.config)
+    if not settings.targets:
+        print(f"bridge run: {args.config} {NO_TARGETS}: add one under `targets:`", file=sys.stderr)
+        return 2
     obs = settings.observability
     configure_logging(
         obs.log_level, "text" if args.dev else obs.log_format, Redactor(secret_values(settings))
@@ -143,7 +164,11 @@ def _run(args: argparse.Namespace) -> int:
         bridge.install_signal_handlers()
         await bridge.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"bridge run: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("bridge").info("bridge exited cleanly")
     return 0
 

@@ -198,6 +198,15 @@ async def partition_counts(
     return {topic["topic"]: len(topic["partitions"]) for topic in described}
 
 
+async def missing_topics(
+    bootstrap: str, names: Sequence[str], options: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The named topics the broker does not have (asking creates none)."""
+    async with _admin(bootstrap, options) as admin:
+        _, existing = await _cluster(admin)
+    return [name for name in names if name not in existing]
+
+
 async def _cluster(admin: AIOKafkaAdminClient) -> tuple[int, set[str]]:
     # list_topics first: asking for metadata of a named topic auto-creates it on some brokers (Tansu).
     cluster = await admin.describe_cluster()

@@ -18,10 +18,14 @@ async def bridge_cli(
     env: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
     timeout_s: float = 60.0,
+    module: bool = False,
 ) -> tuple[int, str, str]:
-    """The installed ``bridge`` script (beside this interpreter) with ``args``."""
+    """The installed ``bridge`` script (beside this interpreter) with ``args``.
+
+    ``module``: ``python -m bridge`` instead, so that ``PYTHONPATH`` decides which package runs.
+    """
     process = await asyncio.create_subprocess_exec(
-        *BRIDGE,
+        *([sys.executable, "-m", "bridge"] if module else BRIDGE),
         *args,
         cwd=cwd,
         env={**os.environ, **(env or {})},
