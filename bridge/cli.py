@@ -23,6 +23,16 @@ def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None
     parser.add_argument("--config", type=Path, required=required, help="YAML configuration file")
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Kafka command bridge to SaaS workflow APIs")
     parser.add_argument(
@@ -59,14 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     tail = sub.add_parser(
-        "tail", help="print outcome events, lifecycle events and dead letters as they arrive"
+        "tail", help="print outcome events, lifecycle events and dead letters in time order"
     )
     _config_arg(tail)
     tail.add_argument("--bootstrap", help="overrides kafka.bootstrap_servers")
     tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--count", type=int, default=None, help="exit after this many events")
+    tail.add_argument("--count", type=_positive, default=None, help="exit after printing exactly N events")
     tail.add_argument("--timeout", type=float, default=None, help="exit after this many idle seconds")
-    tail.add_argument("--json", action="store_true", help="print raw events")
+    tail.add_argument(
+        "--json", action="store_true", help="one JSON object per line (events as published, dead letters too)"
+    )
+    for flag, what in (("--id", "command id"), ("--target", "target"), ("--status", "status")):
+        tail.add_argument(
+            flag,
+            action="append",
+            metavar=what.upper().replace(" ", "_"),
+            help=f"only this {what} (repeatable)",
+        )
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     _config_arg(check, required=True)
@@ -120,9 +139,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(send_command(_settings(args.config, args.bootstrap), args.source, args.key))
     if args.command == "tail":
-        from bridge.local.commands import tail_outcomes
+        from bridge.local.tail import tail_events
 
-        return asyncio.run(tail_outcomes(_settings(args.config, args.bootstrap), args))
+        return asyncio.run(tail_events(_settings(args.config, args.bootstrap), args))
     if args.command == "topics":
         return run_topics_cli(args)
     if args.command in ("dlq", "redrive"):

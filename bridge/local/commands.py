@@ -1,11 +1,10 @@
-"""Shell helpers: ``bridge send``, ``bridge tail`` and ``bridge sandbox``."""
+"""Shell helpers: ``bridge send``, ``bridge sandbox``, and the event lines ``bridge tail`` prints."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sys
-from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -125,32 +124,6 @@ def format_dead_letter(value: bytes | None, headers: list[tuple[str, bytes]]) ->
     line = f"{'DLQ':8}  {meta.get('dlq.reason', '?'):22}  {meta.get('dlq.detail', '')}  value={preview!r}"
     traceparents = [v for k, v in headers if k == "traceparent"]  # the bridge's is the last one
     return line + (f"  trace={traceparents[-1][3:35].decode(errors='replace')}" if traceparents else "")
-
-
-async def tail_outcomes(settings: Settings, args: Namespace) -> int:
-    t = settings.topics
-    consumer = AIOKafkaConsumer(
-        *t.results,
-        t.lifecycle,
-        **client_options(settings.kafka),
-        auto_offset_reset="earliest" if args.from_beginning else "latest",
-        enable_auto_commit=False,
-    )
-    if not await started(consumer, settings, "tail"):
-        return 1
-    seen = 0
-    try:
-        while args.count is None or seen < args.count:
-            batch = await consumer.getmany(timeout_ms=int((args.timeout or 3600) * 1000))
-            if not batch:
-                break
-            for records in batch.values():
-                for rec in records:
-                    seen += 1
-                    print(render_record(rec, t.dead_letter, raw=args.json), flush=True)
-    finally:
-        await consumer.stop()
-    return 0
 
 
 def render_record(rec: Any, dlq_topic: str, *, raw: bool = False) -> str:
