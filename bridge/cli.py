@@ -63,9 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", help="publish a command (JSON) to the right command topic")
     _config_arg(send)
     send.add_argument("--bootstrap", help="overrides kafka.bootstrap_servers")
-    send.add_argument("--key", help="Kafka key (commands with one key run in order); default: the command id")
     send.add_argument(
-        "source", metavar="COMMAND", nargs="?", default="-", help="JSON text, @file.json, or - for stdin"
+        "--key",
+        help="Kafka key (commands with one key run in order); default: the command id, none with --raw",
+    )
+    send.add_argument(
+        "--raw",
+        action="store_true",
+        help="publish the bytes as given, unchecked (try the dead-letter path); to --topic",
+    )
+    send.add_argument("--topic", help="with --raw: the topic to publish to (default: topics.run_commands)")
+    send.add_argument(
+        "source", metavar="COMMAND", nargs="?", default="-", help="JSON text, @file, or - for stdin (default)"
     )
 
     tail = sub.add_parser(
@@ -135,9 +144,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         configure_logging("INFO", "text", Redactor())
         return asyncio.run(run_local(args))
     if args.command == "send":
-        from bridge.local.commands import send_command
+        from bridge.local.commands import send_command, send_raw
 
-        return asyncio.run(send_command(_settings(args.config, args.bootstrap), args.source, args.key))
+        settings = _settings(args.config, args.bootstrap)
+        if args.raw:
+            return asyncio.run(send_raw(settings, args.source, args.key, args.topic))
+        if args.topic:
+            print(
+                "bridge send: --topic goes with --raw; a command's operation picks its topic", file=sys.stderr
+            )
+            return 2
+        return asyncio.run(send_command(settings, args.source, args.key))
     if args.command == "tail":
         from bridge.local.tail import tail_events
 

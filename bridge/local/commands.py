@@ -86,6 +86,30 @@ async def send_command(settings: Settings, source: str, key: str | None) -> int:
     return 0
 
 
+async def send_raw(settings: Settings, source: str, key: str | None, topic: str | None) -> int:
+    """``bridge send --raw``: publish bytes unchecked (the bridge dead-letters what it cannot read)."""
+    try:
+        value = read_command_text(source)
+    except OSError as exc:
+        print(f"bridge send: cannot read {source[1:]}: {exc.strerror}", file=sys.stderr)
+        return 2
+    destination = topic or settings.topics.run_commands
+    producer = AIOKafkaProducer(**client_options(settings.kafka), enable_idempotence=False)
+    if not await started(producer, settings, "send"):
+        return 1
+    try:
+        sent = await producer.send_and_wait(destination, value, key=key.encode() if key else None)
+    except KafkaError as exc:
+        print(f"bridge send: {destination} refused the record: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await producer.stop()
+    print(
+        f"sent {len(value)} raw byte(s) to {destination} (partition {sent.partition}, offset {sent.offset})"
+    )
+    return 0
+
+
 def _head(data: dict[str, Any], width: int) -> list[str]:
     """Status, operation, command id and the provider reference: how every line starts."""
     parts = [f"{data.get('status', '?'):{width}}", f"{data.get('operation') or '-':22}"]

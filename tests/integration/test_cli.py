@@ -154,3 +154,49 @@ async def test_tail_exits_1_when_the_timeout_comes_before_the_count(stack: Stack
     assert code == 1
     assert len(out.splitlines()) == 5
     assert err == "bridge tail: 5 of 9 event(s) before the timeout\n"
+
+
+# -- bridge send --raw: the dead-letter path, tried from the shell ------------------------------------
+
+
+async def test_send_raw_from_an_argument_a_file_and_stdin_reaches_the_dead_letter_topic(
+    stack: Stack, tmp_path
+) -> None:
+    await stack.start_bridge()
+    config = topics_config(stack, tmp_path)
+    common = ("send", "--raw", "--config", config, "--bootstrap", stack.broker.bootstrap)
+    binary = tmp_path / "junk.bin"
+    binary.write_bytes(b"\x00\xffbinary")
+    topic = stack.settings.topics.run_commands
+
+    sends = [
+        await bridge_cli(*common, "--key", "raw-1", "not json"),
+        await bridge_cli(*common, f"@{binary}"),
+        await bridge_cli(*common, "-", stdin=b'{"id": "raw-3", "operation":'),
+    ]
+
+    for (code, out, err), size in zip(sends, (8, 8, 28), strict=True):
+        assert code == 0, err
+        assert out.startswith(f"sent {size} raw byte(s) to {topic} (partition ")
+    code, out, err = await bridge_cli(
+        *tail_argv(stack, config, "--json", "--status", "dead_letter", "--count", "3", "--timeout", "30")
+    )
+    assert code == 0, err
+    letters = {d.get("value") or d.get("value_base64"): d for d in map(orjson.loads, out.splitlines())}
+    assert set(letters) == {"not json", "AP9iaW5hcnk=", '{"id": "raw-3", "operation":'}
+    assert letters["not json"]["key"] == "raw-1"
+    assert all(d["reason"] for d in letters.values())
+
+
+async def test_send_raw_with_an_unreadable_file_exits_2(tmp_path) -> None:
+    code, out, err = await bridge_cli(
+        "send", "--raw", "--bootstrap", "127.0.0.1:1", f"@{tmp_path / 'absent'}"
+    )
+    assert (code, out) == (2, "")
+    assert err == f"bridge send: cannot read {tmp_path / 'absent'}: No such file or directory\n"
+
+
+async def test_topic_without_raw_is_refused(tmp_path) -> None:
+    code, _, err = await bridge_cli("send", "--topic", "x", "--bootstrap", "127.0.0.1:1", "{}")
+    assert code == 2
+    assert err == "bridge send: --topic goes with --raw; a command's operation picks its topic\n"
