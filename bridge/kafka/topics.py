@@ -173,6 +173,11 @@ async def apply_topics(
     return report
 
 
+async def apply_shipped_specs(bootstrap: str, options: Mapping[str, Any] | None = None) -> Report:
+    """``apply`` with the specs shipped with the bridge (the local stack's topics)."""
+    return await apply_topics(bootstrap, load_specs(), options=options)
+
+
 async def check_topics(
     bootstrap: str, specs: Sequence[TopicSpec], *, options: Mapping[str, Any] | None = None
 ) -> Report:
