@@ -9,9 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
+from bridge.local.broker import free_port
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.zuora_runs import ZUORA_TASK_ERROR
-from tests.integration.clirun import bridge_cli
+from tests.integration.clirun import bridge_cli, one_line_error
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -200,3 +201,20 @@ async def test_topic_without_raw_is_refused(tmp_path) -> None:
     code, _, err = await bridge_cli("send", "--topic", "x", "--bootstrap", "127.0.0.1:1", "{}")
     assert code == 2
     assert err == "bridge send: --topic goes with --raw; a command's operation picks its topic\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tail", "--timeout", "1"],
+        ["send", '{"id":"x","target":"t","operation":"zuora.rerun_task","task_id":"1"}'],
+        ["send", "--raw", "junk"],
+    ],
+    ids=["tail", "send", "send-raw"],
+)
+async def test_an_unreachable_broker_is_one_line_and_exit_1(argv: list[str]) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    code, out, err = await bridge_cli(*argv, "--bootstrap", bootstrap)
+    assert (code, out) == (1, "")
+    expected = f"bridge {argv[0]}: cannot reach the Kafka broker at {bootstrap} (KafkaConnectionError)"
+    assert one_line_error(err) == expected

@@ -16,6 +16,7 @@ from bridge.local.broker import RunningBroker, free_port, start_broker
 from tests.integration.clirun import BRIDGE, bridge_cli, one_line_error
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -107,3 +108,24 @@ async def test_check_against_the_local_stacks_broker_finds_no_drift(tmp_path: Pa
         if local.returncode is None:
             local.kill()
             await local.wait()
+
+
+async def test_generate_writes_copies_of_the_shipped_specs_and_check_sees_drift(tmp_path: Path) -> None:
+    out_dir = tmp_path / "topics"
+    code, out, err = await bridge_cli("topics", "generate", "--dir", str(out_dir), cwd=tmp_path)
+    assert code == 0, err
+    names = [f"{spec.name}.yaml" for spec in load_specs()]
+    assert {f"wrote {out_dir / name}" for name in names} <= set(out.splitlines())
+
+    code, out, _ = await bridge_cli("topics", "generate", "--check", "--dir", str(out_dir), cwd=tmp_path)
+    assert (code, out) == (0, "topic contracts are up to date\n")
+
+    copy = out_dir / names[0]
+    copy.write_text(copy.read_text().replace("partitions:", "partitions: 99 #"))
+    code, out, _ = await bridge_cli("topics", "generate", "--check", "--dir", str(out_dir), cwd=tmp_path)
+    assert (code, out) == (1, f"{names[0]} is out of date: run `bridge topics generate`\n")
+
+
+async def test_the_repositorys_topics_folder_matches_the_shipped_specs() -> None:
+    code, out, err = await bridge_cli("topics", "generate", "--check", cwd=ROOT)
+    assert (code, out, err) == (0, "topic contracts are up to date\n", "")
