@@ -77,6 +77,8 @@ def override(raw: Mapping[str, Any], environ: Mapping[str, str]) -> Overridden:
         for part in parts[:-1]:
             key = _resolve(node, part, variable)
             child = node.get(key)
+            if not isinstance(child, dict):  # the variable creates this place: its errors are the variable's
+                result.origins.setdefault((*where, key), variable)
             node[key] = node = dict(child) if isinstance(child, dict) else {}
             where = (*where, key)
         key = _resolve(node, parts[-1], variable)
@@ -90,31 +92,35 @@ def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict
     return override(raw, environ).raw
 
 
-def _blame(loc: KeyPath, origins: Mapping[KeyPath, str]) -> str | None:
-    """The variable that set ``loc``, a place above it, or a place below it (a new key it created)."""
-    related = [
-        (n, variable)
-        for path, variable in origins.items()
-        if (n := min(len(path), len(loc))) and path[:n] == loc[:n]
-    ]
-    return max(related)[1] if related else None
+def _blame(loc: KeyPath, origins: Mapping[KeyPath, str]) -> tuple[str | None, list[str]]:
+    """The variable that set ``loc`` (or a place above it), and those that set a place below it."""
+    above = [(len(path), v) for path, v in origins.items() if loc[: len(path)] == path]
+    below = sorted({v for path, v in origins.items() if len(path) > len(loc) and path[: len(loc)] == loc})
+    return (max(above)[1] if above else None), below
 
 
 def _format_errors(exc: ValidationError, origin: str, origins: Mapping[KeyPath, str]) -> str:
-    lines, blamed = [], set()
+    lines, from_file, variables = [], False, set()
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         if len(loc) > 2 and loc[0] == "targets" and loc[2] in CATALOG.kinds:
             del loc[2]  # the union's tag, not a field the user wrote
         where = ".".join(loc) or "<root>"
-        variable = _blame(tuple(loc), origins)
-        blamed.add(variable)
-        lines.append(f"  - {where}: {err['msg']}" + (f" (set by {variable})" if variable else ""))
-    variables = sorted(v for v in blamed if v)
-    if None not in blamed:
-        head = f"invalid configuration from environment variable {', '.join(variables)}:"
+        setter, inside = _blame(tuple(loc), origins)
+        if setter:
+            note = f" (set by {setter})"
+        elif inside:
+            note = f" (in {origin}, with {', '.join(inside)} overriding a field in it)"
+        else:
+            note = ""
+        from_file |= setter is None
+        variables |= {setter} if setter else set(inside)
+        lines.append(f"  - {where}: {err['msg']}{note}")
+    named = ", ".join(sorted(variables))
+    if not from_file:
+        head = f"invalid configuration from environment variable {named}:"
     elif variables:
-        head = f"invalid configuration in {origin} and environment variable {', '.join(variables)}:"
+        head = f"invalid configuration in {origin} and environment variable {named}:"
     else:
         head = f"invalid configuration in {origin}:"
     return "\n".join([head, *lines])

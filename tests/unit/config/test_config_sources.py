@@ -109,3 +109,16 @@ def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path: Path) -> None
     assert message.startswith(f"config file {config} is not valid YAML at line 4, column 1: ")
     assert "<unicode string>" not in message
     assert message.endswith("(while parsing a flow sequence at line 3, column 9)")
+
+
+def test_an_error_on_a_target_the_file_wrote_names_the_file_and_the_variable_inside_it() -> None:
+    env = {**ENV, "BRIDGE__TARGETS__ZUORA_EU__RETRY__MAX_ATTEMPTS": "3"}
+    raw = {"targets": {"zuora-eu": zuora(base_url="http://rest.eu.zuora.com")}}
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw, env, "config.yaml")
+    head, line = str(caught.value).splitlines()
+    assert head.startswith("invalid configuration in config.yaml and environment variable ")
+    assert line.startswith("  - targets.zuora-eu: Value error, base_url uses plain http")
+    assert line.endswith(
+        "(in config.yaml, with BRIDGE__TARGETS__ZUORA_EU__RETRY__MAX_ATTEMPTS overriding a field in it)"
+    )
