@@ -1,7 +1,7 @@
 """What build is running: the version and the git revision, for ``bridge --version`` and the
 ``bridge_build_info`` metric (both read them here, so they always agree).
 
-The revision comes from, in order: the ``BRIDGE_REVISION`` environment variable (an image build
+The revision comes from, in order: the ``BRIDGE_GIT_REVISION`` environment variable (an image build
 sets it from a build argument), the git checkout the package runs from (an editable install), or
 ``unknown``. Asking git never fails the caller: outside a checkout, or without git, it is ``unknown``.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bridge import __version__
 
-REVISION_ENV = "BRIDGE_REVISION"
+REVISION_ENV = "BRIDGE_GIT_REVISION"
 UNKNOWN = "unknown"
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the folder above the package
 

@@ -108,10 +108,10 @@ async def test_version_and_revision_match_the_build_info_metric(tmp_path: Path) 
 
 async def test_version_outside_a_checkout_says_unknown_and_an_image_value_wins(tmp_path: Path) -> None:
     shutil.copytree(PACKAGE, tmp_path / "bridge", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {"PYTHONPATH": str(tmp_path), "BRIDGE_REVISION": ""}
+    env = {"PYTHONPATH": str(tmp_path), "BRIDGE_GIT_REVISION": ""}
     code, out, err = await bridge_cli("--version", cwd=tmp_path, env=env, module=True)
     assert (code, out, err) == (0, f"workflow-bridge {build.version()} (revision unknown)\n", "")
 
-    env["BRIDGE_REVISION"] = "0123abcd"
+    env["BRIDGE_GIT_REVISION"] = "0123abcd"
     code, out, _ = await bridge_cli("--version", cwd=tmp_path, env=env, module=True)
     assert (code, out) == (0, f"workflow-bridge {build.version()} (revision 0123abcd)\n")
