@@ -33,11 +33,20 @@ def _positive(text: str) -> int:
     return number
 
 
+class _Version(argparse.Action):
+    """``--version``: asks for the revision only when given (argparse's own action formats it up front)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(build.describe())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bridge", description="Kafka command bridge to SaaS workflow APIs")
-    parser.add_argument(
-        "--version", action="version", version=build.describe(), help="print version and git revision"
-    )
+    parser.add_argument("--version", action=_Version, help="print the version and git revision, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the bridge")
