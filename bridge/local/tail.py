@@ -200,9 +200,16 @@ async def tail_events(settings: Settings, args: Namespace) -> int:
     return 0
 
 
-async def _assignment(consumer: AIOKafkaConsumer, rows: list[Row], dlq: str) -> set[TopicPartition]:
-    """Wait until the consumer has its partitions (records fetched meanwhile go to ``rows``)."""
-    while not consumer.assignment():
+async def _assignment(
+    consumer: AIOKafkaConsumer, rows: list[Row], dlq: str, idle_s: float | None
+) -> set[TopicPartition]:
+    """Wait until the consumer has its partitions (records fetched meanwhile go to ``rows``).
+
+    Empty when ``idle_s`` passes first (the topics do not exist and the broker does not create them).
+    """
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    while not consumer.assignment() and (idle_s is None or loop.time() - began < idle_s):
         rows += [decode(r, dlq) for recs in (await consumer.getmany(timeout_ms=100)).values() for r in recs]
     return set(consumer.assignment())
 
@@ -210,7 +217,9 @@ async def _assignment(consumer: AIOKafkaConsumer, rows: list[Row], dlq: str) -> 
 async def _history(consumer: AIOKafkaConsumer, dlq: str, idle_s: float | None) -> list[Row]:
     """Every record up to the end offsets as they were at start (sorted by the caller)."""
     rows: list[Row] = []
-    partitions = await _assignment(consumer, rows, dlq)
+    partitions = await _assignment(consumer, rows, dlq, idle_s)
+    if not partitions:
+        return rows
     end = await consumer.end_offsets(list(partitions))
     loop = asyncio.get_running_loop()
     last = loop.time()
