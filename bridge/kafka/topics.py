@@ -31,7 +31,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from bridge.config.loading import load_settings
-from bridge.config.settings import KafkaSettings
+from bridge.config.settings import KafkaSettings, TopicSettings
 from bridge.contracts import TopicSpec, check_all, load_specs, write_all
 from bridge.errors import BridgeError, ConfigError
 from bridge.kafka.options import security_options
@@ -131,6 +131,11 @@ def compare(
             )
     notes = [f"{spec.name}: {', '.join(unreported)} not reported: not verifiable on this broker"]
     return drift, notes if unreported else []
+
+
+def named_as_configured(specs: Sequence[TopicSpec], topics: TopicSettings) -> list[TopicSpec]:
+    """Each spec under the name the configuration gives its role (``topics.run_commands``...)."""
+    return [spec.model_copy(update={"name": getattr(topics, spec.role.value)}) for spec in specs]
 
 
 # -- broker I/O -------------------------------------------------------------------------------------
@@ -306,7 +311,7 @@ def add_topics_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
             "--bootstrap", default=None, help=f"HOST:PORT (default: the config's, else {default})"
         )
         parser.add_argument(
-            "--config", type=Path, default=None, help="bridge config: bootstrap, TLS and SASL"
+            "--config", type=Path, default=None, help="bridge config: topic names, bootstrap, TLS and SASL"
         )
 
 
@@ -317,7 +322,9 @@ def run_topics_cli(args: argparse.Namespace) -> int:
         if args.topics_command == "generate":
             return _generate(args.dir, check=args.check)
         specs = load_specs(args.dir) if args.dir is not None else load_specs()
-        kafka = load_settings(args.config).kafka if args.config else KafkaSettings()
+        settings = load_settings(args.config) if args.config else None
+        specs = named_as_configured(specs, settings.topics) if settings else specs
+        kafka = settings.kafka if settings else KafkaSettings()
         bootstrap, options = bootstrap or kafka.bootstrap_servers, security_options(kafka.security)
         if args.topics_command == "apply":
             report = asyncio.run(apply_topics(bootstrap, specs, dry_run=args.dry_run, options=options))
