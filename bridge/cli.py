@@ -1,4 +1,5 @@
-"""Command line: ``bridge run | local | sandbox | send | tail | check-config | topics | dlq | redrive``."""
+"""Command line: ``bridge run | local | sandbox | send | tail | check-config | providers | topics | dlq |
+redrive``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bridge.kafka.topics import add_topics_cli, run_topics_cli
 from bridge.observability import build
 from bridge.observability.logs import configure_logging
 from bridge.observability.redact import Redactor
+from bridge.providers.plugins import enable, render
 from bridge.redrive.cli import add_redrive_cli, run_redrive_cli
 
 
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="serve the sandbox providers")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument(
+        "--plugin", action="append", default=[], metavar="KIND", help="also serve this plugin's sandbox"
+    )
 
     send = sub.add_parser("send", help="publish a command (JSON) to the right command topic")
     _config_arg(send)
@@ -107,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     _config_arg(check, required=True)
+    providers = sub.add_parser("providers", help="the providers this bridge has and the plugins installed")
+    listing = providers.add_subparsers(dest="providers_command", required=True)
+    _config_arg(
+        listing.add_parser("list", help="built-in, loaded (providers.plugins) and available providers")
+    )
     add_topics_cli(sub)
     add_redrive_cli(sub)
     return parser
@@ -146,24 +156,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         from bridge.local.commands import serve_sandbox
 
+        enable(args.plugin)
         return asyncio.run(serve_sandbox(args.host, args.port))
+    if args.command == "providers":
+        if args.config:
+            load_settings(args.config)  # loads the plugins it allows
+        print(render())
+        return 0
     if args.command == "local":
         from bridge.local.stack import run_local
 
         configure_logging("INFO", "text", Redactor())
         return asyncio.run(run_local(args))
     if args.command == "send":
-        from bridge.local.commands import send_command, send_raw
-
-        settings = _settings(args.config, args.bootstrap)
-        if args.raw:
-            return asyncio.run(send_raw(settings, args.source, args.key, args.topic))
-        if args.topic:
-            print(
-                "bridge send: --topic goes with --raw; a command's operation picks its topic", file=sys.stderr
-            )
-            return 2
-        return asyncio.run(send_command(settings, args.source, args.key))
+        return _send(args)
     if args.command == "tail":
         from bridge.local.tail import tail_events
 
@@ -173,6 +179,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("dlq", "redrive"):
         return run_redrive_cli(args, _settings(args.config, args.bootstrap))
     raise AssertionError(args.command)
+
+
+def _send(args: argparse.Namespace) -> int:
+    from bridge.local.commands import send_command, send_raw
+
+    settings = _settings(args.config, args.bootstrap)
+    if args.raw:
+        return asyncio.run(send_raw(settings, args.source, args.key, args.topic))
+    if args.topic:
+        print("bridge send: --topic goes with --raw; a command's operation picks its topic", file=sys.stderr)
+        return 2
+    return asyncio.run(send_command(settings, args.source, args.key))
 
 
 NO_TARGETS = "configures no targets, so every command would be rejected (unknown target)"

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, create_model
 
+from bridge.config.providers import ProvidersSettings
 from bridge.config.settings import Settings
 from bridge.errors import ConfigError
-from bridge.providers.catalog import CATALOG
+from bridge.providers.catalog import BUILTINS, CATALOG
+from bridge.providers.plugins import enable
 
 ENV_PREFIX = "BRIDGE__"
 KeyPath = tuple[str, ...]
@@ -99,10 +101,12 @@ def _blame(loc: KeyPath, origins: Mapping[KeyPath, str]) -> tuple[str | None, li
     return (max(above)[1] if above else None), below
 
 
-def _format_errors(exc: ValidationError, origin: str, origins: Mapping[KeyPath, str]) -> str:
+def _format_errors(
+    exc: ValidationError, origin: str, origins: Mapping[KeyPath, str], prefix: KeyPath = ()
+) -> str:
     lines, from_file, variables = [], False, set()
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
+        loc = [*prefix, *(str(p) for p in err["loc"])]
         if len(loc) > 2 and loc[0] == "targets" and loc[2] in CATALOG.kinds:
             del loc[2]  # the union's tag, not a field the user wrote
         where = ".".join(loc) or "<root>"
@@ -127,11 +131,33 @@ def _format_errors(exc: ValidationError, origin: str, origins: Mapping[KeyPath, 
 
 
 def parse_settings(raw: Mapping[str, Any], environ: Mapping[str, str], origin: str = "<config>") -> Settings:
+    """Two phases: the ``providers`` section alone, whose plugins join the catalog; then the whole
+    configuration, against a settings model whose targets are the catalog's (plugins included)."""
     merged = override(raw, environ)
     try:
-        return Settings.model_validate(merged.raw, context={"environ": environ})
+        providers = ProvidersSettings.model_validate(merged.raw.get("providers") or {})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin, merged.origins, ("providers",))) from None
+    enable(providers.plugins)
+    try:
+        return settings_model().model_validate(merged.raw, context={"environ": environ})
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin, merged.origins)) from None
+
+
+_models: dict[tuple[str, ...], type[Settings]] = {}
+
+
+def settings_model() -> type[Settings]:
+    """:class:`Settings` whose ``targets`` validate against the catalog as it is now: the class itself
+    for the built-ins, a subclass (one per set of providers) when plugins are loaded."""
+    if CATALOG.kinds == tuple(spec.kind for spec in BUILTINS):
+        return Settings
+    if CATALOG.kinds not in _models:
+        targets: Any = dict.__class_getitem__((str, CATALOG.target_settings))  # dict[str, <the union>]
+        typed: tuple[Any, Any] = (targets, Field(default_factory=dict))
+        _models[CATALOG.kinds] = create_model("Settings", __base__=Settings, targets=typed)
+    return _models[CATALOG.kinds]
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -293,19 +293,14 @@ def add_topics_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     generate = actions.add_parser(
         "generate", help="rewrite topics/: copies of the specs, schemas, examples, asyncapi.yaml"
     )
+    generate.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
+    generate.add_argument("--dir", type=Path, default=Path("topics"), help="where to write (default: topics)")
     generate.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if a file is out of date"
-    )
-    generate.add_argument(
-        "--dir", type=Path, default=Path("topics"), help="folder to write (default: topics)"
+        "--config", type=Path, default=None, help="bridge config: its provider plugins join the contracts"
     )
     for parser in (apply, check):
-        parser.add_argument(
-            "--dir",
-            type=Path,
-            default=None,
-            help="folder of <topic>.yaml specs (default: the specs shipped with the bridge)",
-        )
+        specs = "folder of <topic>.yaml specs (default: the specs shipped with the bridge)"
+        parser.add_argument("--dir", type=Path, default=None, help=specs)
         default = KafkaSettings().bootstrap_servers
         parser.add_argument(
             "--bootstrap", default=None, help=f"HOST:PORT (default: the config's, else {default})"
@@ -320,6 +315,8 @@ def run_topics_cli(args: argparse.Namespace) -> int:
     bootstrap = args.bootstrap if args.topics_command != "generate" else None
     try:
         if args.topics_command == "generate":
+            if args.config:
+                load_settings(args.config)  # the plugins it allows join the catalog the contracts show
             return _generate(args.dir, check=args.check)
         specs = load_specs(args.dir) if args.dir is not None else load_specs()
         settings = load_settings(args.config) if args.config else None
