@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop after this many seconds (default: run until Ctrl-C)",
     )
+    local.add_argument("--traces", action="store_true", help="tracing on: one line per trace")
+    local.add_argument("--verbose", action="store_true", help="info logs too (default: warnings and up)")
 
     sandbox = sub.add_parser("sandbox", help="serve the sandbox providers")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -104,9 +106,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(serve_sandbox(args.host, args.port))
     if args.command == "local":
-        from bridge.local.stack import run_local
+        from bridge.local.stack import run_local  # it configures its own logging
 
-        configure_logging("INFO", "text", Redactor())
         return asyncio.run(run_local(args))
     if args.command == "send":
         from bridge.local.commands import send_command
