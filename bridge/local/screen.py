@@ -125,7 +125,7 @@ def repeat_line(command_id: str, operation: str, prefix: str = "") -> str:
 def trace_line(command: str, trace_id: str, span_names: Sequence[str]) -> str:
     """``--traces``: a trace's first 8 hex digits and its calls; the root "process" span is implied."""
     kept = [n.split(" ")[0] if n.startswith("publish ") else n for n in span_names]
-    steps = " > ".join(n for n in kept if not n.startswith("process "))
+    steps = " > ".join(n for n in kept if not n.startswith("process ")) or "no call, nothing published"
     return fit(f"{'trace':<{STATUS_WIDTH}} {command:<{ID_WIDTH}} {trace_id[:8]} {steps}")
 
 

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,12 @@ class LocalError(Exception):
 
 
 async def run_local(args: Namespace) -> int:
+    with quiet_logs(verbose=getattr(args, "verbose", False)):
+        return await _run_local(args)
+
+
+async def _run_local(args: Namespace) -> int:
     console = Console()
-    quiet_logs(verbose=getattr(args, "verbose", False))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     local = LocalStack(args, console, stop)
@@ -144,13 +148,26 @@ async def run_local(args: Namespace) -> int:
     return 0
 
 
-def quiet_logs(verbose: bool) -> None:
-    """Warnings and up (``--verbose``: info too), minus what the screen already shows."""
+@contextlib.contextmanager
+def quiet_logs(verbose: bool) -> Iterator[None]:
+    """Warnings and up (``--verbose``: info too), minus what the screen already shows; the logging
+    set-up before is back on the way out (``run_local`` also runs inside tests)."""
+    root = logging.getLogger()
+    quieted = {name: logging.getLogger(name) for name in ("bridge.outcome", "bridge.dlq", "bridge.app")}
+    before = (root.handlers[:], root.level, {name: lg.level for name, lg in quieted.items()})
     configure_logging("INFO" if verbose else "WARNING", "text", Redactor(SANDBOX_ENV.values()))
-    logging.getLogger("bridge.outcome").setLevel(logging.WARNING)  # the screen shows every outcome
+    quieted["bridge.outcome"].setLevel(logging.WARNING)  # the screen shows every outcome
     if not verbose:
-        logging.getLogger("bridge.dlq").setLevel(logging.ERROR)  # and every dead letter
-        logging.getLogger("bridge.app").addFilter(_not_the_first_readiness)
+        quieted["bridge.dlq"].setLevel(logging.ERROR)  # and every dead letter
+        quieted["bridge.app"].addFilter(_not_the_first_readiness)
+    try:
+        yield
+    finally:
+        quieted["bridge.app"].removeFilter(_not_the_first_readiness)
+        root.handlers[:], levels = before[0], before[2]
+        root.setLevel(before[1])
+        for name, level in levels.items():
+            quieted[name].setLevel(level)
 
 
 def _not_the_first_readiness(record: logging.LogRecord) -> bool:

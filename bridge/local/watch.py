@@ -35,6 +35,9 @@ from bridge.local.screen import (
     trace_line,
 )
 
+TRACE_QUIET_S = 0.5
+"""A trace is printed once no span of it arrived for this long."""
+
 
 class Console:
     """Lines to a stream (stdout). Once the terminal is gone (EIO after a hang-up, EPIPE) it stops
@@ -69,6 +72,8 @@ class Watcher:
         self._commands = set(settings.topics.routes)
         self._dead_letter = settings.topics.dead_letter
         self._lifecycle = settings.topics.lifecycle
+        self._spans: dict[str, list[ReceivedSpan]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     async def run(self) -> None:
         t = self._settings.topics
@@ -112,11 +117,18 @@ class Watcher:
         return outcome_line(data, self.prefix)
 
     def show_traces(self, spans: list[ReceivedSpan]) -> None:
-        """``--traces``: one line per trace of an export batch, named by the command it processed."""
-        traces: dict[str, list[ReceivedSpan]] = {}
+        """``--traces``: one line per trace, once its spans stop arriving (a trace's spans can come in
+        two export batches: the publish ends after the command span), named by the command it read."""
+        loop = asyncio.get_running_loop()
         for span in spans:
-            traces.setdefault(span.trace_id, []).append(span)
-        self._console.print(*(self._trace_line(trace_id, group) for trace_id, group in traces.items()))
+            self._spans.setdefault(span.trace_id, []).append(span)
+            if timer := self._timers.pop(span.trace_id, None):
+                timer.cancel()
+            self._timers[span.trace_id] = loop.call_later(TRACE_QUIET_S, self._flush_trace, span.trace_id)
+
+    def _flush_trace(self, trace_id: str) -> None:
+        self._timers.pop(trace_id, None)
+        self._console.print(self._trace_line(trace_id, self._spans.pop(trace_id, [])))
 
     def _trace_line(self, trace_id: str, spans: list[ReceivedSpan]) -> str:
         name = "?"

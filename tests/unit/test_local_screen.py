@@ -3,6 +3,7 @@ from the records seen (never from what was meant to be sent)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from bridge.local.screen import (
     trace_line,
 )
 from bridge.local.stack import local_settings
-from bridge.local.watch import Console, Watcher
+from bridge.local.watch import TRACE_QUIET_S, Console, Watcher
 
 RUN = "workflow.run.commands"
 LONG = "x" * 500
@@ -258,7 +259,7 @@ def test_the_watcher_reads_outcomes_lifecycle_events_and_dead_letters():
     assert w.tally.settled(2)
 
 
-def test_a_trace_is_named_by_the_command_its_process_span_read():
+async def test_a_trace_is_printed_once_named_by_the_command_its_process_span_read():
     out = io.StringIO()
     w = Watcher(local_settings("b:1", "http://127.0.0.1:1"), Console(out), prefix="r-")
     w.see(Rec(RUN, 2, 9, orjson.dumps({"id": "r-a", "operation": "zuora.run_workflow"})))
@@ -271,8 +272,14 @@ def test_a_trace_is_named_by_the_command_its_process_span_read():
     def span(name: str, attributes: dict[str, Any] | None = None) -> ReceivedSpan:
         return ReceivedSpan(name, "ab" * 16, "01" * 8, "", 1, attributes or {}, 0, "")
 
-    w.show_traces([span("POST /run"), span(f"process {RUN}", attrs), span("publish x")])
-    assert out.getvalue().split()[:5] == ["trace", "a", "abababab", "POST", "/run"]
+    w.show_traces([span("POST /run"), span(f"process {RUN}", attrs)])
+    await asyncio.sleep(TRACE_QUIET_S / 2)
+    w.show_traces([span("publish x")])  # the publish span in the next export batch
+    assert out.getvalue() == ""
+    await asyncio.sleep(TRACE_QUIET_S * 1.5)
+    assert out.getvalue().splitlines() == [
+        f"{'trace':<9} {'a':<{ID_WIDTH}} abababab POST /run > publish",
+    ]
 
 
 # -- the console -----------------------------------------------------------------------------------
