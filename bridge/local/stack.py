@@ -14,7 +14,6 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -31,11 +30,10 @@ from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings, TopicSettings
 from bridge.errors import ConfigError
 from bridge.kafka.clients import started
-from bridge.local import examples
+from bridge.local import examples, guide
 from bridge.local.broker import RunningBroker, create_topics, port_taken, start_broker
 from bridge.local.commands import command_topic
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
-from bridge.local.screen import header
 from bridge.local.watch import Console, Watcher
 from bridge.observability.logs import configure_logging
 from bridge.observability.redact import Redactor
@@ -222,25 +220,12 @@ class LocalStack:
         self.watcher = Watcher(settings, self.console, prefix=f"{self.run_id}-", expected=len(records))
         watch_task = asyncio.create_task(self.watcher.run(), name="watcher")
         stack.push_async_callback(_cancel, watch_task)
-        self.addresses = [
-            f"broker   {broker.bootstrap}",
-            f"sandbox  {sandbox.url}",
-            f"metrics  http://127.0.0.1:{bridge.health_port}/metrics",
-        ]
-        self._banner(records)
+        self.addresses = guide.addresses(broker.bootstrap, sandbox.url, bridge.health_port)
+        self.console.print(*guide.banner(os.getpid(), self.addresses, len(records), f"{self.run_id}-"))
         self._started = time.monotonic()
         if records:
             await _send(settings, records)
         return bridge_task, broker
-
-    def _banner(self, records: list[Example]) -> None:
-        intro = f"workflow-bridge local stack (pid {os.getpid()}): broker, sandbox providers, bridge"
-        sending = (
-            f"sending {len(records)} example commands: every operation, one twice, one not JSON"
-            if records
-            else "no example commands (--no-examples)"
-        )
-        self.console.print(intro, *(f"  {a}" for a in self.addresses), sending, "", header(f"{self.run_id}-"))
 
     async def _until_stopped(self, bridge_task: asyncio.Task[None], broker: RunningBroker) -> None:
         assert self.watcher is not None
@@ -278,41 +263,20 @@ class LocalStack:
 
     def show_summary(self) -> None:
         """SIGUSR1: the tally so far, the addresses and what to try next."""
-        self.console.print("", "-- summary " + "-" * 69, *self._summary(), *self.addresses, *self._next())
+        self.console.print(*guide.block("summary", self._summary(), self.addresses, self._next()))
 
     def _settled_block(self) -> None:
-        took = time.monotonic() - self._started
-        title = f"-- examples settled in {took:.1f}s "
-        self.console.print(
-            "", title + "-" * (80 - len(title)), *self._summary(), *self.addresses, *self._next()
-        )
+        took = f"examples settled in {time.monotonic() - self._started:.1f}s"
+        self.console.print(*guide.block(took, self._summary(), self.addresses, self._next()))
 
     def _next(self) -> list[str]:
+        """The commands to try next; the one to send is written to .local/command.json."""
         if not self.addresses:
             return []
-        bootstrap = self.addresses[0].split()[-1]
         path = LOCAL_DIR / "command.json"
         path.write_bytes(orjson.dumps(examples.your_command(self.run_id), option=orjson.OPT_INDENT_2))
-        exe = bridge_executable()
-        return [
-            "next, in another shell:",
-            f"  {exe} send --bootstrap {bootstrap} @{path}",
-            f"  {exe} tail --bootstrap {bootstrap} --from-beginning",
-            f"  kill -USR1 {os.getpid()}  (this summary again); Ctrl-C stops everything",
-        ]
-
-
-def bridge_executable() -> str:
-    """How the user can call ``bridge`` from here: the name when it is on PATH, else the path run."""
-    run = Path(sys.argv[0])
-    if run.name != "bridge":
-        return "bridge"
-    found = shutil.which("bridge")
-    if found and Path(found).resolve() == run.resolve():
-        return "bridge"
-    with contextlib.suppress(ValueError):
-        return str(run.resolve().relative_to(Path.cwd()))
-    return str(run)
+        exe = guide.bridge_executable(sys.argv[0], Path.cwd())
+        return guide.next_steps(exe, self.addresses[0].split()[-1], path, os.getpid())
 
 
 def check_ports(args: Namespace) -> None:

@@ -7,12 +7,13 @@ import asyncio
 import io
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from bridge.local import examples
+from bridge.local import examples, guide
 from bridge.local.otlp import ReceivedSpan
 from bridge.local.screen import (
     ID_WIDTH,
@@ -321,3 +322,36 @@ def test_your_command_is_the_first_example_under_a_new_id():
     _, first = examples.example_commands("r")[0]
     mine = examples.your_command("r")
     assert mine["id"] == "r-yours-1" and {**mine, "id": first["id"]} == first
+
+
+# -- the banner and the blocks ---------------------------------------------------------------------
+
+
+def test_the_banner_and_a_block_fit_80_columns_and_carry_the_addresses():
+    where = guide.addresses("127.0.0.1:45797", "http://127.0.0.1:42951", 9464)
+    lines = [
+        *guide.banner(4242, where, 16, "demo-235959-"),
+        *guide.block("examples settled in 6.2s", seen_demo().summary(), where, []),
+        *guide.next_steps(".venv/bin/bridge", "127.0.0.1:45797", Path(".local/command.json"), 4242),
+    ]
+    assert all(len(text) <= WIDTH for text in lines), [t for t in lines if len(t) > WIDTH]
+    assert "  broker   127.0.0.1:45797" in lines and "metrics  http://127.0.0.1:9464/metrics" in lines
+    assert "  .venv/bin/bridge send --bootstrap 127.0.0.1:45797 @.local/command.json" in lines
+    assert guide.rule("summary") == "-- summary " + "-" * 69
+
+
+def test_no_examples_says_so_in_the_banner():
+    assert "no example commands (--no-examples)" in guide.banner(1, [], 0, "demo-1-")
+
+
+def test_the_bridge_executable_is_named_as_the_user_can_call_it(tmp_path: Path, monkeypatch):
+    exe = tmp_path / ".venv" / "bin" / "bridge"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert guide.bridge_executable(str(exe), tmp_path) == ".venv/bin/bridge"  # make run, from the clone
+    assert guide.bridge_executable(str(exe), tmp_path / "elsewhere") == str(exe)
+    assert guide.bridge_executable("/x/python3 -m", tmp_path) == "bridge"
+    monkeypatch.setenv("PATH", str(exe.parent))
+    assert guide.bridge_executable(str(exe), tmp_path) == "bridge"  # an activated venv
