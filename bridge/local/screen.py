@@ -36,6 +36,8 @@ TERMINAL = frozenset({"completed", "failed", "stopped", "lost"})
 Source = tuple[str, int, int]
 """A record's topic, partition and offset."""
 
+# error kinds the status and the HTTP code already say: their room goes to the message
+_SAID_BY_STATUS = frozenset({"provider_rejected", "conflict"})
 # "provider rejected the command (404): ELEMENT_NOT_EXIST..." -> the part after the status says more
 _STATUS_PREFIX = re.compile(r"^[^():]*\((\d{3})\):\s*")
 
@@ -76,14 +78,16 @@ def _attempts(n: int) -> str:
 
 
 def error_facts(data: Mapping[str, Any]) -> str:
-    """``401 auth, 2 attempts: credentials refused``: status, kind, retries, then the message."""
+    """``401 auth, 2 attempts: credentials refused``: HTTP status, error kind (unless the outcome's
+    status says it), retries, then the message without its own "(404): " preamble."""
     error = data.get("error") or {}
     http = data.get("http_status")
     message = str(error.get("message", ""))
     found = _STATUS_PREFIX.match(message)
     if found and http and found.group(1) == str(http):
         message = message[found.end() :]
-    lead = " ".join(str(p) for p in (http, error.get("kind")) if p)
+    kind = None if error.get("kind") in _SAID_BY_STATUS else error.get("kind")
+    lead = " ".join(str(p) for p in (http, kind) if p)
     head = ", ".join(p for p in (lead, _attempts(data.get("attempts", 0))) if p)
     return f"{head}: {message}" if message else head
 

@@ -92,7 +92,7 @@ def test_a_failure_shows_http_kind_retries_and_the_message_without_its_status_pr
         "attempts": 1,
         "error": {"kind": "provider_rejected", "message": "provider rejected the command (404): NOT_FOUND"},
     }
-    assert error_facts(data) == "404 provider_rejected: NOT_FOUND"
+    assert error_facts(data) == "404: NOT_FOUND"  # "rejected" and 404 say provider_rejected already
     retried = {"http_status": 401, "attempts": 2, "error": {"kind": "auth", "message": "credentials refused"}}
     assert error_facts(retried) == "401 auth, 2 attempts: credentials refused"
     assert (
