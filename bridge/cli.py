@@ -106,8 +106,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return asyncio.run(serve_sandbox(args.host, args.port))
     if args.command == "local":
-        from bridge.local.stack import run_local  # it configures its own logging
+        from bridge.local.stack import SANDBOX_ENV, run_local
 
+        configure_logging("INFO" if args.verbose else "WARNING", "text", Redactor(SANDBOX_ENV.values()))
         return asyncio.run(run_local(args))
     if args.command == "send":
         from bridge.local.commands import send_command

@@ -214,9 +214,9 @@ class Tally:
     def summary(self) -> list[str]:
         n = len(self.commands)
         first = [
-            f"{n} command{'s' if n != 1 else ''}: {sum(self.outcomes.values())} outcomes",
-            f"{self.dead_letters} dead letter{'s' if self.dead_letters != 1 else ''}",
-            f"{self.absorbed} duplicate{'s' if self.absorbed != 1 else ''} absorbed",
+            f"{_count(n, 'command')}: {_count(sum(self.outcomes.values()), 'outcome')}",
+            _count(self.dead_letters, "dead letter"),
+            f"{_count(self.absorbed, 'duplicate')} absorbed",
         ]
         if self.pending:
             first.append(f"{self.pending} pending")
@@ -225,3 +225,7 @@ class Tally:
         states = Counter(self.runs.values())
         runs = ", ".join(f"{states[s]} {s}" for s in RUN_STATES if states[s])
         return [fit(", ".join(first)), fit(f"outcomes: {outcomes or 'none'}"), fit(f"runs: {runs or 'none'}")]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -28,15 +28,12 @@ from aiokafka import AIOKafkaProducer
 from bridge.app import Bridge
 from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings, TopicSettings
-from bridge.errors import ConfigError
 from bridge.kafka.clients import started
 from bridge.local import examples, guide
 from bridge.local.broker import RunningBroker, create_topics, port_taken, start_broker
 from bridge.local.commands import command_topic
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
 from bridge.local.watch import Console, Watcher
-from bridge.observability.logs import configure_logging
-from bridge.observability.redact import Redactor
 from bridge.sandbox import start_sandbox
 from bridge.sandbox.catalog import SANDBOXES
 from bridge.sandbox.spec import Example
@@ -148,12 +145,10 @@ async def _run_local(args: Namespace) -> int:
 
 @contextlib.contextmanager
 def quiet_logs(verbose: bool) -> Iterator[None]:
-    """Warnings and up (``--verbose``: info too), minus what the screen already shows; the logging
-    set-up before is back on the way out (``run_local`` also runs inside tests)."""
-    root = logging.getLogger()
+    """Leave out what the screen shows already; the loggers are as before on the way out (it also
+    runs inside tests). The level (warnings and up, ``--verbose``: info) is the command line's."""
     quieted = {name: logging.getLogger(name) for name in ("bridge.outcome", "bridge.dlq", "bridge.app")}
-    before = (root.handlers[:], root.level, {name: lg.level for name, lg in quieted.items()})
-    configure_logging("INFO" if verbose else "WARNING", "text", Redactor(SANDBOX_ENV.values()))
+    levels = {name: lg.level for name, lg in quieted.items()}
     quieted["bridge.outcome"].setLevel(logging.WARNING)  # the screen shows every outcome
     if not verbose:
         quieted["bridge.dlq"].setLevel(logging.ERROR)  # and every dead letter
@@ -162,8 +157,6 @@ def quiet_logs(verbose: bool) -> Iterator[None]:
         yield
     finally:
         quieted["bridge.app"].removeFilter(_not_the_first_readiness)
-        root.handlers[:], levels = before[0], before[2]
-        root.setLevel(before[1])
         for name, level in levels.items():
             quieted[name].setLevel(level)
 
@@ -306,8 +299,7 @@ def _bridge_ended(task: asyncio.Task[None]) -> str:
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return f"the bridge stopped: a port it needs is taken ({exc.strerror or exc})"
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    kind = "its configuration" if isinstance(exc, ConfigError) else type(exc).__name__
-    return f"the bridge stopped ({kind}): {reason}"
+    return f"the bridge stopped ({type(exc).__name__}): {reason}"
 
 
 async def _stop_bridge(bridge: Bridge, task: asyncio.Task[None]) -> None:

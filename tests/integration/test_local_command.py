@@ -161,6 +161,12 @@ def broker_pid(session: Session) -> int:
     return brokers[0]
 
 
+def run_printed(lines: list[str], verb: str, cwd: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    """Run the command line bridge local printed for ``verb``, as a user pastes it."""
+    printed = next(text for text in lines if verb in text and text.startswith("  "))
+    return subprocess.run([*printed.split(), *more], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
 def first_words(lines: list[str]) -> set[str]:
     return {text.split()[0] for text in lines if text.strip()}
 
@@ -185,6 +191,15 @@ def test_bridge_local_as_the_readme_gives_it(tmp_path: Path, session_in: list[Se
     shown = [text.replace(str(BRIDGE), ".venv/bin/bridge") for text in after]
     assert all(len(text) <= WIDTH for text in shown), [t for t in shown if len(t) > WIDTH]
 
+    if sig is signal.SIGTERM:  # the next steps it prints, run as printed: send twice, then tail
+        for _ in range(2):
+            sent = run_printed(after, " send ", tmp_path)
+            assert sent.returncode == 0 and "yours-1" in sent.stdout, sent
+        session.wait_for("again     yours-1 ")
+        session.wait_for("completed yours-1 ")
+        tailed = run_printed(after, " tail ", tmp_path, "--timeout", "3")
+        assert tailed.returncode == 0 and tailed.stdout.count("yours-1") >= 2, tailed  # queued, completed
+
     if sig is signal.SIGINT:  # the summary on demand, once
         session.process.send_signal(signal.SIGUSR1)
         block = session.wait_for("  kill -USR1")
@@ -192,7 +207,12 @@ def test_bridge_local_as_the_readme_gives_it(tmp_path: Path, session_in: list[Se
 
     session.process.send_signal(sig)
     assert session.finish() == 0
-    assert SUMMARY in session.lines[session.lines.index("stopping: bridge, sandbox, broker ...") :]
+    final = (
+        SUMMARY
+        if sig is not signal.SIGTERM
+        else "18 commands: 15 outcomes, 1 dead letter, 2 duplicates absorbed"
+    )
+    assert final in session.lines[session.lines.index("stopping: bridge, sandbox, broker ...") :]
     assert session.lines[-3:][0].startswith("broker ")  # the addresses again, last
     assert gone_within([broker], 5) == [], "the embedded broker outlived bridge local"
     assert children(session.process.pid) == []

@@ -256,7 +256,7 @@ def test_the_watcher_reads_outcomes_lifecycle_events_and_dead_letters():
     )
     dead = w.see(Rec("workflow.commands.dlq", 0, 0, b"junk", b"k", (*headers, ("dlq.source.offset", b"1"))))
     assert str(dead).split()[:4] == ["dlq", "key", "k", "invalid_json"]
-    assert w.tally.summary()[0] == "2 commands: 1 outcomes, 1 dead letter, 0 duplicates absorbed"
+    assert w.tally.summary()[0] == "2 commands: 1 outcome, 1 dead letter, 0 duplicates absorbed"
     assert w.tally.settled(2)
 
 
