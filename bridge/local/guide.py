@@ -45,10 +45,12 @@ def block(title: str, summary: list[str], where: list[str], steps: list[str]) ->
     return ["", rule(title), *summary, *where, *steps]
 
 
-def next_steps(exe: str, bootstrap: str, command_file: Path, pid: int) -> list[str]:
+def next_steps(exe: str, bootstrap: str, command_file: Path | None, pid: int) -> list[str]:
+    """``command_file``: a command to send (None: there is none, the user writes one)."""
+    command = f"@{command_file}" if command_file else "'<a command as JSON>'"
     return [
         "next, in another shell:",
-        f"  {exe} send --bootstrap {bootstrap} @{command_file}",
+        f"  {exe} send --bootstrap {bootstrap} {command}",
         f"  {exe} tail --bootstrap {bootstrap} --from-beginning",
         f"  kill -USR1 {pid}  (this summary again); Ctrl-C stops everything",
     ]

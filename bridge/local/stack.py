@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from bridge.app import Bridge
 from bridge.config.loading import parse_settings
@@ -186,14 +187,20 @@ class LocalStack:
         self.console.print(*self._summary(), *self.addresses)
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> tuple[asyncio.Task[None], RunningBroker]:
-        LOCAL_DIR.mkdir(exist_ok=True)  # noqa: ASYNC240 - one mkdir before anything runs
+        try:
+            LOCAL_DIR.mkdir(exist_ok=True)  # noqa: ASYNC240 - one mkdir before anything runs
+        except OSError as exc:
+            raise LocalError(f"cannot create {LOCAL_DIR}/ in this folder: {exc.strerror}") from exc
         log_path = LOCAL_DIR / "broker.log"
         try:
             broker = await start_broker(self.args.broker_port, log_path=log_path)
         except RuntimeError as exc:
             raise LocalError(f"the broker did not start: {exc} (its log: {log_path})") from exc
         stack.push_async_callback(broker.stop)
-        sandbox = await start_sandbox("127.0.0.1", self.args.sandbox_port)
+        try:
+            sandbox = await start_sandbox("127.0.0.1", self.args.sandbox_port)
+        except OSError as exc:  # its port taken since the check
+            raise LocalError(f"the sandbox did not start: {exc.strerror or exc}") from exc
         stack.push_async_callback(sandbox.stop)
         overrides: dict[str, Any] = {}
         if getattr(self.args, "traces", False):
@@ -204,7 +211,10 @@ class LocalStack:
         settings = local_settings(
             broker.bootstrap, sandbox.url, metrics_port=self.args.metrics_port, overrides=overrides
         )
-        await create_topics(broker.bootstrap, topic_layout(settings.topics))
+        try:
+            await create_topics(broker.bootstrap, topic_layout(settings.topics))
+        except KafkaError as exc:
+            raise LocalError(f"cannot create the topics on the broker: {exc}") from exc
         bridge = Bridge(settings)
         bridge_task = asyncio.create_task(bridge.run(), name="bridge")
         stack.push_async_callback(_stop_bridge, bridge, bridge_task)
@@ -266,8 +276,13 @@ class LocalStack:
         """The commands to try next; the one to send is written to .local/command.json."""
         if not self.addresses:
             return []
-        path = LOCAL_DIR / "command.json"
-        path.write_bytes(orjson.dumps(examples.your_command(self.run_id), option=orjson.OPT_INDENT_2))
+        path: Path | None = LOCAL_DIR / "command.json"
+        try:
+            (LOCAL_DIR / "command.json").write_bytes(
+                orjson.dumps(examples.your_command(self.run_id), option=orjson.OPT_INDENT_2)
+            )
+        except OSError:  # the folder went away: the hints stay useful without the file
+            path = None
         exe = guide.bridge_executable(sys.argv[0], Path.cwd())
         return guide.next_steps(exe, self.addresses[0].split()[-1], path, os.getpid())
 

@@ -340,6 +340,11 @@ def test_the_banner_and_a_block_fit_80_columns_and_carry_the_addresses():
     assert guide.rule("summary") == "-- summary " + "-" * 69
 
 
+def test_without_a_command_file_the_send_hint_asks_for_json():
+    steps = guide.next_steps("bridge", "b:1", None, 1)
+    assert "  bridge send --bootstrap b:1 '<a command as JSON>'" in steps
+
+
 def test_no_examples_says_so_in_the_banner():
     assert "no example commands (--no-examples)" in guide.banner(1, [], 0, "demo-1-")
 
