@@ -16,10 +16,11 @@ $(RUN_STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[local]'
 	touch $(RUN_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml plugins/workflow-bridge-airflow/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps -e plugins/workflow-bridge-airflow  # the example provider plugin (issue 29)
 	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
