@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 BRIDGE = Path(sys.executable).parent / "bridge"
 METRICS_PORT = 9464
 SETTLED = "-- examples settled in"
+OUTCOMES = ("queued", "applied", "conflict", "rejected", "error")
 SUMMARY = "16 commands: 14 outcomes, 1 dead letter, 1 duplicate absorbed"
 
 
@@ -88,15 +89,17 @@ class Session:
             stdin=subprocess.DEVNULL,
             text=True,
         )
+        self.started = time.monotonic()
         self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.seconds: list[float] = []  # when each line arrived, since the start
+        self._queue: queue.Queue[tuple[str, float] | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for text in self.process.stdout:
-            self._queue.put(text.rstrip("\n"))
+            self._queue.put((text.rstrip("\n"), time.monotonic() - self.started))
         self._queue.put(None)
 
     def wait_for(self, prefix: str, timeout_s: float = 90.0) -> list[str]:
@@ -104,24 +107,27 @@ class Session:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                text = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 pytest.fail(
                     f"no line starting {prefix!r} within {timeout_s}s; seen:\n" + "\n".join(self.lines)
                 )
-            if text is None:
+            if item is None:
                 pytest.fail(
                     f"bridge local ended before {prefix!r}:\n" + "\n".join(self.lines) + self.stderr()
                 )
+            text, seconds = item
             self.lines.append(text)
+            self.seconds.append(seconds)
             if text.startswith(prefix):
                 return self.lines
 
     def finish(self, timeout_s: float = 60.0) -> int:
         code = self.process.wait(timeout_s)
         self._reader.join(10)
-        while (text := self._queue.get_nowait() if not self._queue.empty() else None) is not None:
-            self.lines.append(text)
+        while (item := self._queue.get_nowait() if not self._queue.empty() else None) is not None:
+            self.lines.append(item[0])
+            self.seconds.append(item[1])
         return code
 
     def stderr(self) -> str:
@@ -178,8 +184,12 @@ def test_bridge_local_as_the_readme_gives_it(tmp_path: Path, session_in: list[Se
     lines = session.wait_for(SETTLED)
     broker = broker_pid(session)
 
+    first = next(i for i, text in enumerate(lines) if text.split()[:1] and text.split()[0] in OUTCOMES)
+    assert session.seconds[first] < 30, (
+        f"the first outcome came {session.seconds[first]:.1f}s after the start"
+    )
     words = first_words(lines)
-    assert {"queued", "applied", "conflict", "rejected", "error"} <= words, lines
+    assert set(OUTCOMES) <= words, lines
     assert "dlq" in words and "again" in words  # the dead letter, and the duplicate as it was sent
     assert {"completed", "failed"} <= words  # runs followed to their end
     assert re.match(r"broker +127\.0\.0\.1:\d+$", lines[1].strip()), lines[:4]
