@@ -136,7 +136,8 @@ async def _run_local(args: Namespace) -> int:
     try:
         await local.run()
     except LocalError as exc:
-        print(f"bridge local: {exc}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # a terminal already gone cannot show it either
+            print(f"bridge local: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
         for sig in (*STOP_SIGNALS, signal.SIGUSR1):
