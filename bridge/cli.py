@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop after this many seconds (default: run until Ctrl-C)",
     )
+    local.add_argument("--traces", action="store_true", help="tracing on: one line per trace")
+    local.add_argument("--verbose", action="store_true", help="info logs too (default: warnings and up)")
 
     sandbox = sub.add_parser("sandbox", help="serve the sandbox providers")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -164,9 +166,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(render())
         return 0
     if args.command == "local":
-        from bridge.local.stack import run_local
+        from bridge.local.stack import SANDBOX_ENV, run_local
 
-        configure_logging("INFO", "text", Redactor())
+        configure_logging("INFO" if args.verbose else "WARNING", "text", Redactor(SANDBOX_ENV.values()))
         return asyncio.run(run_local(args))
     if args.command == "send":
         return _send(args)
