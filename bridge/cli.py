@@ -1,4 +1,5 @@
-"""Command line: ``bridge run | local | sandbox | send | tail | check-config | topics | dlq | redrive``."""
+"""Command line: ``bridge run | local | sandbox | send | tail | status | check-config | topics | dlq |
+redrive``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bridge.kafka.topics import add_topics_cli, run_topics_cli
 from bridge.observability.logs import configure_logging
 from bridge.observability.redact import Redactor
 from bridge.redrive.cli import add_redrive_cli, run_redrive_cli
+from bridge.status.cli import add_status_cli, run_status_cli
 
 
 def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check, required=True)
     add_topics_cli(sub)
     add_redrive_cli(sub)
+    add_status_cli(sub)
     return parser
 
 
@@ -118,6 +121,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(tail_outcomes(_settings(args.config, args.bootstrap), args))
     if args.command == "topics":
         return run_topics_cli(args)
+    if args.command == "status":
+        return run_status_cli(args, _settings(args.config, args.bootstrap))
     if args.command in ("dlq", "redrive"):
         return run_redrive_cli(args, _settings(args.config, args.bootstrap))
     raise AssertionError(args.command)
