@@ -66,7 +66,7 @@ class Executor:
         clock: Callable[[], float] = time.monotonic,
         calls: CallsInFlight | None = None,
     ) -> None:
-        self.calls = calls or CallsInFlight()
+        self.calls = calls if calls is not None else CallsInFlight()
         """The commands in execution now, and their attempt (the admin endpoint shows them)."""
         self._transport = transport
         self._metrics = metrics

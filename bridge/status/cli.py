@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def run_status_cli(args: argparse.Namespace, settings: Settings) -> int:
     if not args.command_id:
         print("bridge status: give a command id", file=sys.stderr)
         return 2
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a broker it cannot reach: our one line
     try:
         facts = asyncio.run(find(settings, args.command_id, key))
     except LookupError_ as exc:
