@@ -39,7 +39,11 @@ from bridge.status.facts import (
     read_parking,
 )
 from bridge.status.scan import LookupError_, Scanned, Scanner, scanner
-from bridge.status.story import Facts, Progress
+from bridge.status.story import ID_REUSED, Facts, Progress
+
+MAX_PASSES = 3
+SKEW_MS = 60_000  # producers stamp records with their own clocks: read a minute earlier than the command
+TERMINAL = frozenset({"completed", "failed", "stopped", "lost"})
 
 T = TypeVar("T")
 
@@ -57,18 +61,112 @@ def needles(command_id: str, key: bytes) -> tuple[bytes, ...]:
 
 
 async def find(settings: Settings, command_id: str, key: bytes | None = None, **options: int) -> Facts:
-    """Everything the topics hold about ``command_id`` in the partitions of ``key`` (default: the id)."""
+    """Everything the topics hold about ``command_id`` in the partitions of ``key`` (default: the id).
+
+    1. Each command partition is read newest first, a few windows at a time, until a record of the
+       id turns up (or its start is reached: then the id is unknown there).
+    2. Every other partition is read from the time of that record (less ``SKEW_MS``), found by a
+       binary search over record timestamps, and no further than its answer: the outcome topics
+       up to the command's outcome, the lifecycle topic up to its terminal event, the ledger up to
+       its ``done`` entry.
+    3. When the records found are neither answered, dead-lettered, parked nor dispatched (a
+       duplicate or a reuse of an id whose first record is older), 1 and 2 go on further back.
+    """
     key = command_id.encode() if key is None else key
     facts = Facts(command_id, key)
+    wanted = needles(command_id, key)
     async with scanner(settings.kafka, **options) as scan:
         plan = _plan(settings, scan, key)
         facts.partitions = {t: p for t, p in plan.items() if t in settings.topics.routes}
-        wanted = needles(command_id, key)
-        scans = await asyncio.gather(*(scan.partition(t, p, wanted) for t, p in plan.items()))
-    by_topic = {s.topic: s for s in scans}
-    _understand(settings, facts, by_topic)
-    facts.progress = await _progress(settings, facts.partitions, by_topic)
+        ends: dict[str, Scanned] = {}
+        below: dict[str, int | None] = dict.fromkeys(facts.partitions)
+        for _ in range(MAX_PASSES):
+            for topic, more in (await _commands(settings, scan, facts, wanted, below)).items():
+                ends[topic] = _merged(ends.get(topic), more)
+            found = [r for s in ends.values() for r in s.records]
+            if not found:
+                break
+            since = min(r.timestamp_ms for r in found) - SKEW_MS
+            others = await _others(settings, scan, facts, plan, wanted, since)
+            facts = _understand(settings, facts, {**ends, **others})
+            if _settled(facts) or all(s.read_from <= s.start for s in ends.values()):
+                break
+            below = {topic: s.read_from for topic, s in ends.items()}
+    facts.progress = await _progress(settings, facts.partitions, ends)
     return facts
+
+
+async def _commands(
+    settings: Settings, scan: Scanner, facts: Facts, wanted: tuple[bytes, ...], below: dict[str, int | None]
+) -> dict[str, Scanned]:
+    families = _families(settings)
+
+    def done_for(family: CommandFamily) -> Callable[[list[RawRecord]], bool]:
+        return lambda found: any(read_command(r, family, facts.command_id) for r in found)
+
+    topics = list(facts.partitions)
+    scans = await asyncio.gather(
+        *(
+            scan.partition(
+                t, facts.partitions[t], wanted, newest_first=True, done=done_for(families[t]), below=below[t]
+            )
+            for t in topics
+        )
+    )
+    return dict(zip(topics, scans, strict=True))
+
+
+async def _others(
+    settings: Settings,
+    scan: Scanner,
+    facts: Facts,
+    plan: dict[str, int],
+    wanted: tuple[bytes, ...],
+    since_ms: int,
+) -> dict[str, Scanned]:
+    t, cid = settings.topics, facts.command_id
+    stops: dict[str, Callable[[list[RawRecord]], bool] | None] = {
+        t.run_outcomes: lambda found: any(read_outcome(r, cid) for r in found),
+        t.control_outcomes: lambda found: any(read_outcome(r, cid) for r in found),
+        t.lifecycle: lambda found: any(
+            (e := read_lifecycle(r, cid)) is not None and e.status in TERMINAL for r in found
+        ),
+        t.ledger: lambda found: any(
+            (e := read_ledger(r, frozenset(t.routes), cid)) is not None and e.state == "done" for r in found
+        ),
+    }
+    topics = [topic for topic in plan if topic not in t.routes]
+    scans = await asyncio.gather(
+        *(scan.partition(x, plan[x], wanted, done=stops.get(x), since_ms=since_ms) for x in topics)
+    )
+    return dict(zip(topics, scans, strict=True))
+
+
+def _merged(before: Scanned | None, more: Scanned) -> Scanned:
+    """A command partition read further back: what both passes found, and how far they reached."""
+    if before is None:
+        return more
+    before.records += more.records
+    before.bytes_read += more.bytes_read
+    before.read_from = min(before.read_from, more.read_from, more.end)
+    return before
+
+
+def _settled(facts: Facts) -> bool:
+    """Whether one of the command records found is the one whose fate is the command's."""
+    mine = {c.where for c in facts.commands}
+    offsets = {(c.where.topic, c.where.offset) for c in facts.commands}
+    return bool(
+        {o.source for o in facts.outcomes} & mine
+        or {d.source for d in facts.dead_letters if d.reason != ID_REUSED} & mine
+        or {p.command for p in facts.parked} & mine
+        or {(e.topic, e.command_offset) for e in facts.ledger} & offsets
+    )
+
+
+def _families(settings: Settings) -> dict[str, CommandFamily]:
+    t = settings.topics
+    return {t.run_commands: CommandFamily.RUN, t.control_commands: CommandFamily.CONTROL}
 
 
 def _plan(settings: Settings, scan: Scanner, key: bytes) -> dict[str, int]:
@@ -89,9 +187,11 @@ def _plan(settings: Settings, scan: Scanner, key: bytes) -> dict[str, int]:
     return plan
 
 
-def _understand(settings: Settings, facts: Facts, scans: dict[str, Scanned]) -> None:
+def _understand(settings: Settings, previous: Facts, scans: dict[str, Scanned]) -> Facts:
+    """The facts of ``previous`` (its id, key and partitions) from what ``scans`` found."""
+    facts = Facts(previous.command_id, previous.key, previous.partitions)
     t, cid = settings.topics, facts.command_id
-    families = {t.run_commands: CommandFamily.RUN, t.control_commands: CommandFamily.CONTROL}
+    families = _families(settings)
     for topic, family in families.items():
         facts.commands += _each(scans, topic, partial(read_command, family=family, command_id=cid))
     commands = frozenset(c.where for c in facts.commands)
@@ -103,6 +203,7 @@ def _understand(settings: Settings, facts: Facts, scans: dict[str, Scanned]) -> 
         facts.outcomes += _each(scans, topic, lambda r: read_outcome(r, cid))
     facts.dead_letters += _each(scans, t.dead_letter, lambda r: read_dead_letter(r, commands, cid))
     facts.lifecycle += _each(scans, t.lifecycle, lambda r: read_lifecycle(r, cid))
+    return facts
 
 
 def _each(scans: dict[str, Scanned], topic: str, read: Callable[[RawRecord], T | None]) -> list[T]:

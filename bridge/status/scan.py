@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -33,8 +33,14 @@ from bridge.kafka.options import client_options
 from bridge.status.facts import RawRecord
 
 OFFSET_OUT_OF_RANGE = 1
-MAX_WAIT_MS = 100  # Tansu answers a fetch with max_wait 0 with no records at all
-EMPTY_FETCHES = 5  # fetches in a row that bring nothing below the end: the partition is cut short
+# Tansu answers a fetch with max_wait 0 with no records at all, and one that cannot gather its
+# records within max_wait with none either: short to find an empty partition, long to read one
+PROBE_WAIT_MS = 10
+READ_WAIT_MS = 2000
+EMPTY_FETCHES = 5  # fetches in a row that bring nothing below the end: the lookup fails, never guesses
+
+
+Done = Callable[[list[RawRecord]], bool]
 
 
 class LookupError_(BridgeError):
@@ -51,78 +57,145 @@ class Scanned:
     end: int
     records: list[RawRecord] = field(default_factory=list)
     bytes_read: int = 0
+    read_from: int = 1 << 62  # the lowest offset read
+    read_to: int = -1  # the offset after the highest read
+
+    @property
+    def complete(self) -> bool:
+        """Whether every record from the start to the end was read."""
+        return self.end <= self.start or (self.read_from <= self.start and self.read_to >= self.end)
 
 
 class Scanner:
-    def __init__(self, client: AIOKafkaClient, chunk_bytes: int = 1 << 20, segments: int = 4) -> None:
+    """Each segment is read over a connection of its own: a broker answers the requests of one
+    connection in order, so a fetch waiting on an empty partition would hold up all the others."""
+
+    def __init__(
+        self,
+        client: AIOKafkaClient,
+        kafka: KafkaSettings,
+        chunk_bytes: int = 1 << 20,
+        segments: int = 4,
+        window: int = 20_000,
+    ) -> None:
         self._client = client
+        self._kafka = kafka
         self._chunk = chunk_bytes
         self._segments = segments
+        self._window = window
 
     def partitions(self, topic: str) -> int | None:
         found = self._client.cluster.partitions_for_topic(topic)
         return len(found) if found else None
 
     async def partition(
-        self, topic: str, partition: int, needles: Sequence[bytes], start_at: int = 0
+        self,
+        topic: str,
+        partition: int,
+        needles: Sequence[bytes],
+        *,
+        newest_first: bool = False,
+        done: Done | None = None,
+        since_ms: int | None = None,
+        below: int | None = None,
     ) -> Scanned:
-        """Every record of ``topic[partition]`` from ``start_at`` to the end whose key, value or a
-        header contains one of ``needles``."""
+        """The records of ``topic[partition]`` whose key, value or a header contains one of
+        ``needles``: read in windows of ``window`` records, ``segments`` windows at a time, oldest
+        first (or ``newest_first``), from the first record at ``since_ms`` (if given) up to the end
+        (or up to ``below``); stopped early once ``done`` says the records found are enough."""
         node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
         if node is None or node < 0:
             raise LookupError_(f"no leader for {topic}[{partition}]")
-        start, end = await self._bounds(node, topic, partition, start_at)
-        scanned = Scanned(topic, partition, start, end)
-        if end <= start:
-            return scanned
-        step = max(1, -(-(end - start) // self._segments))
-        ranges = [(lo, min(end, lo + step)) for lo in range(start, end, step)]
-        parts = await asyncio.gather(*(self._segment(node, scanned, lo, hi, needles) for lo, hi in ranges))
-        for records, read in parts:
-            scanned.records += records
-            scanned.bytes_read += read
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(connected(self._kafka))]
+            start, end = await _bounds(clients[0], node, topic, partition)
+            if since_ms is not None and end > start:
+                start = await _offset_at(clients[0], node, topic, partition, start, end, since_ms)
+            end = end if below is None else min(end, below)
+            scanned = Scanned(topic, partition, start, end)
+            windows = [(lo, min(end, lo + self._window)) for lo in range(start, end, self._window)]
+            if newest_first:
+                windows.reverse()
+            more = min(self._segments, len(windows)) - 1
+            clients += [await stack.enter_async_context(connected(self._kafka)) for _ in range(more)]
+            for group in range(0, len(windows), self._segments):
+                chosen = windows[group : group + self._segments]
+                parts = await asyncio.gather(
+                    *(
+                        self._read(c, node, scanned, lo, hi, needles)
+                        for c, (lo, hi) in zip(clients, chosen, strict=False)
+                    )
+                )
+                for records, read in parts:
+                    scanned.records += records
+                    scanned.bytes_read += read
+                scanned.read_from = min(scanned.read_from, *(lo for lo, _ in chosen))
+                scanned.read_to = max(scanned.read_to, *(hi for _, hi in chosen))
+                if done is not None and done(scanned.records):
+                    break
         return scanned
 
-    async def _fetch(
-        self, node: int, topic: str, partition: int, offset: int, max_bytes: int
-    ) -> tuple[int, int, int | None, bytes]:
-        """(error code, high watermark, log start offset or None, record bytes)."""
-        request = FetchRequest(MAX_WAIT_MS, 1, max_bytes, 0, [(topic, [(partition, offset, max_bytes)])])
-        try:
-            response = await self._client.send(node, request)
-        except KafkaError as exc:
-            raise LookupError_(f"cannot fetch {topic}[{partition}]: {exc}") from exc
-        for name, parts in response.topics:
-            for part in parts:
-                if name == topic and part[0] == partition:
-                    log_start = part[4] if response.API_VERSION >= 5 else None
-                    return part[1], part[2], log_start, part[-1] or b""
-        return 0, offset, None, b""
-
-    async def _bounds(self, node: int, topic: str, partition: int, start_at: int) -> tuple[int, int]:
-        error, end, log_start, _ = await self._fetch(node, topic, partition, start_at, 1)
-        if error == OFFSET_OUT_OF_RANGE and log_start is not None and log_start > start_at:
-            return log_start, end
-        if error not in (0, OFFSET_OUT_OF_RANGE):
-            raise LookupError_(f"cannot fetch {topic}[{partition}]: broker error {error}")
-        return max(start_at, log_start or 0), end
-
-    async def _segment(
-        self, node: int, scanned: Scanned, lo: int, hi: int, needles: Sequence[bytes]
+    async def _read(
+        self, client: AIOKafkaClient, node: int, scanned: Scanned, lo: int, hi: int, needles: Sequence[bytes]
     ) -> tuple[list[RawRecord], int]:
         found: list[RawRecord] = []
         offset, read, empty = lo, 0, 0
         while offset < hi:
-            _, _, _, data = await self._fetch(node, scanned.topic, scanned.partition, offset, self._chunk)
+            where = (scanned.topic, scanned.partition, offset, self._chunk, READ_WAIT_MS)
+            _, _, _, data = await _fetch(client, node, *where)
             read += len(data)
             moved = _walk(data, scanned, hi, needles, found)
             if moved is None or moved <= offset:
                 empty += 1
                 if empty >= EMPTY_FETCHES:
-                    break  # records removed under us (retention) or a batch we cannot read: stop here
+                    topic, partition = scanned.topic, scanned.partition
+                    raise LookupError_(f"{topic}[{partition}] gave no records at offset {offset} (of {hi})")
                 continue
             offset, empty = moved, 0
         return found, read
+
+
+async def _fetch(
+    client: AIOKafkaClient, node: int, topic: str, partition: int, offset: int, max_bytes: int, wait_ms: int
+) -> tuple[int, int, int | None, bytes]:
+    """(error code, high watermark, log start offset or None, record bytes)."""
+    request = FetchRequest(wait_ms, 1, max_bytes, 0, [(topic, [(partition, offset, max_bytes)])])
+    try:
+        response = await client.send(node, request)
+    except KafkaError as exc:
+        raise LookupError_(f"cannot fetch {topic}[{partition}]: {exc}") from exc
+    for name, parts in response.topics:
+        for part in parts:
+            if name == topic and part[0] == partition:
+                log_start = part[4] if response.API_VERSION >= 5 else None
+                return part[1], part[2], log_start, part[-1] or b""
+    return 0, offset, None, b""
+
+
+async def _bounds(client: AIOKafkaClient, node: int, topic: str, partition: int) -> tuple[int, int]:
+    """The partition's log start offset and its high watermark."""
+    error, end, log_start, _ = await _fetch(client, node, topic, partition, 0, 1, PROBE_WAIT_MS)
+    if error not in (0, OFFSET_OUT_OF_RANGE):
+        raise LookupError_(f"cannot fetch {topic}[{partition}]: broker error {error}")
+    return log_start or 0, end
+
+
+async def _offset_at(
+    client: AIOKafkaClient, node: int, topic: str, partition: int, lo: int, hi: int, at_ms: int
+) -> int:
+    """An offset at or below the first record stamped ``at_ms`` or later: a binary search over the
+    batches' largest timestamps, one small fetch per step (any broker; no ListOffsets)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        _, _, _, data = await _fetch(client, node, topic, partition, mid, 1, READ_WAIT_MS)
+        batch = MemoryRecords(data).next_batch() if data else None
+        if batch is None:
+            return lo  # cannot tell: read from lo
+        if batch.max_timestamp < at_ms:
+            lo = max(mid + 1, batch.next_offset)
+        else:
+            hi = min(mid, batch.base_offset)
+    return lo
 
 
 def _walk(
@@ -164,7 +237,7 @@ def _matches(
 
 
 @contextlib.asynccontextmanager
-async def scanner(kafka: KafkaSettings, **options: int) -> AsyncIterator[Scanner]:
+async def connected(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaClient]:
     """A started raw client that knows the metadata of every topic (asking for named topics would
     create them on some brokers, Tansu among them)."""
     client = AIOKafkaClient(**client_options(kafka))
@@ -176,7 +249,13 @@ async def scanner(kafka: KafkaSettings, **options: int) -> AsyncIterator[Scanner
             raise LookupError_(
                 f"cannot reach the Kafka broker at {kafka.bootstrap_servers} ({type(exc).__name__})"
             ) from exc
-        yield Scanner(client, **options)
+        yield client
     finally:
         with contextlib.suppress(KafkaError, OSError):
             await client.close()
+
+
+@contextlib.asynccontextmanager
+async def scanner(kafka: KafkaSettings, **options: int) -> AsyncIterator[Scanner]:
+    async with connected(kafka) as client:
+        yield Scanner(client, kafka, **options)
