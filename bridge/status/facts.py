@@ -40,7 +40,7 @@ class RawRecord:
     headers: tuple[Header, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Where:
     topic: str
     partition: int

@@ -39,9 +39,9 @@ from bridge.status.facts import (
     read_parking,
 )
 from bridge.status.scan import LookupError_, Scanned, Scanner, scanner
-from bridge.status.story import ID_REUSED, Facts, Progress
+from bridge.status.story import Facts, Progress
 
-MAX_PASSES = 3
+MAX_PASSES = 2  # read the records named by what the first pass found, then stop
 SKEW_MS = 60_000  # producers stamp records with their own clocks: read a minute earlier than the command
 TERMINAL = frozenset({"completed", "failed", "stopped", "lost"})
 
@@ -78,26 +78,28 @@ async def find(settings: Settings, command_id: str, key: bytes | None = None, **
     async with scanner(settings.kafka, **options) as scan:
         plan = _plan(settings, scan, key)
         facts.partitions = {t: p for t, p in plan.items() if t in settings.topics.routes}
-        ends: dict[str, Scanned] = {}
-        below: dict[str, int | None] = dict.fromkeys(facts.partitions)
+        ends = await _commands(settings, scan, facts, wanted)
         for _ in range(MAX_PASSES):
-            for topic, more in (await _commands(settings, scan, facts, wanted, below)).items():
-                ends[topic] = _merged(ends.get(topic), more)
             found = [r for s in ends.values() for r in s.records]
             if not found:
                 break
             since = min(r.timestamp_ms for r in found) - SKEW_MS
             others = await _others(settings, scan, facts, plan, wanted, since)
             facts = _understand(settings, facts, {**ends, **others})
-            if _settled(facts) or all(s.read_from <= s.start for s in ends.values()):
+            older = _named_older(facts)
+            if not older:
                 break
-            below = {topic: s.read_from for topic, s in ends.items()}
+            for where in older:  # the first record of the id, older than those read: read it too
+                at = await scan.partition(
+                    where.topic, where.partition, wanted, since_offset=where.offset, below=where.offset + 1
+                )
+                ends[where.topic] = _merged(ends[where.topic], at)
     facts.progress = await _progress(settings, facts.partitions, ends)
     return facts
 
 
 async def _commands(
-    settings: Settings, scan: Scanner, facts: Facts, wanted: tuple[bytes, ...], below: dict[str, int | None]
+    settings: Settings, scan: Scanner, facts: Facts, wanted: tuple[bytes, ...]
 ) -> dict[str, Scanned]:
     families = _families(settings)
 
@@ -107,9 +109,7 @@ async def _commands(
     topics = list(facts.partitions)
     scans = await asyncio.gather(
         *(
-            scan.partition(
-                t, facts.partitions[t], wanted, newest_first=True, done=done_for(families[t]), below=below[t]
-            )
+            scan.partition(t, facts.partitions[t], wanted, newest_first=True, done=done_for(families[t]))
             for t in topics
         )
     )
@@ -148,20 +148,22 @@ def _merged(before: Scanned | None, more: Scanned) -> Scanned:
         return more
     before.records += more.records
     before.bytes_read += more.bytes_read
-    before.read_from = min(before.read_from, more.read_from, more.end)
+    before.read_from = min(before.read_from, more.read_from)
     return before
 
 
-def _settled(facts: Facts) -> bool:
-    """Whether one of the command records found is the one whose fate is the command's."""
-    mine = {c.where for c in facts.commands}
-    offsets = {(c.where.topic, c.where.offset) for c in facts.commands}
-    return bool(
-        {o.source for o in facts.outcomes} & mine
-        or {d.source for d in facts.dead_letters if d.reason != ID_REUSED} & mine
-        or {p.command for p in facts.parked} & mine
-        or {(e.topic, e.command_offset) for e in facts.ledger} & offsets
-    )
+def _named_older(facts: Facts) -> list[Where]:
+    """Command records the outcomes, dead letters and the ledger name that were not read yet (the
+    newest-first read stopped at a later record of the id: a duplicate, or a reuse of the id)."""
+    read = {c.where for c in facts.commands}
+    named = {o.source for o in facts.outcomes} | {d.source for d in facts.dead_letters if d.source}
+    named |= {
+        Where(e.topic, facts.partitions[e.topic], e.command_offset)
+        for e in facts.ledger
+        if e.command_offset is not None and e.command_offset >= 0 and e.topic in facts.partitions
+    }
+    lowest = {t: min((w.offset for w in read if w.topic == t), default=-1) for t in facts.partitions}
+    return sorted(w for w in named - read if w.topic in lowest and w.offset < lowest[w.topic])
 
 
 def _families(settings: Settings) -> dict[str, CommandFamily]:

@@ -97,6 +97,7 @@ class Scanner:
         newest_first: bool = False,
         done: Done | None = None,
         since_ms: int | None = None,
+        since_offset: int | None = None,
         below: int | None = None,
     ) -> Scanned:
         """The records of ``topic[partition]`` whose key, value or a header contains one of
@@ -111,6 +112,7 @@ class Scanner:
             start, end = await _bounds(clients[0], node, topic, partition)
             if since_ms is not None and end > start:
                 start = await _offset_at(clients[0], node, topic, partition, start, end, since_ms)
+            start = start if since_offset is None else max(start, since_offset)
             end = end if below is None else min(end, below)
             scanned = Scanned(topic, partition, start, end)
             windows = [(lo, min(end, lo + self._window)) for lo in range(start, end, self._window)]

@@ -23,7 +23,8 @@ from bridge.local.stack import SANDBOX_ENV, local_config
 from bridge.sandbox import SandboxConfig, start_sandbox
 from bridge.sandbox import zilliant as zilliant_sandbox
 from bridge.sandbox.zilliant import ZilliantSandboxSettings
-from bridge.status.lookup import partition_of
+from bridge.status.lookup import find, partition_of
+from bridge.status.story import assemble
 from tests.integration.conftest import Stack, by_command, workfloo_command, zilliant_command
 
 pytestmark = pytest.mark.integration
@@ -160,6 +161,13 @@ async def test_answered_duplicate_reused_and_tracked_from_both_members(stack: St
     elsewhere = await lookup(other, cid)
     assert "owner" not in elsewhere
     assert elsewhere["state"] == "answered" and kinds(elsewhere) == kinds(body)
+    # one record per window, newest first: the read stops at the reuse, then fetches the record
+    # its outcome names (the first), and the duplicate between them is not part of the story
+    narrow = assemble(await find(stack.settings, cid, window=1, segments=1))
+    assert (
+        narrow.phase.value == "answered" and narrow.record == assemble(await find(stack.settings, cid)).record
+    )
+    assert [s.kind for s in narrow.steps].count("received") == 2
     assert "payload" not in elsewhere
     with_payload = await lookup(other, cid, payload="true")
     assert with_payload["payload"]["automation_id"] == "PublishListPrices"
