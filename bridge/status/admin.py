@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from aiohttp import web
 from bridge.config.settings import Settings
 from bridge.errors import ConfigError
 from bridge.status.live import OwnerView
-from bridge.status.lookup import find
+from bridge.status.lookup import find, parse_since
 from bridge.status.scan import LookupError_
 from bridge.status.story import Phase, assemble, story_json
 
@@ -55,7 +56,11 @@ def build_admin_app(settings: Settings, owner: OwnerView | None, token: str | No
             return _error(403, "payloads are not shown: admin.show_payload is false")
         key = request.query.get("key")
         try:
-            facts = await find(settings, command_id, key.encode() if key is not None else None)
+            since = parse_since(request.query["since"], time.time()) if "since" in request.query else None
+        except ValueError as exc:
+            return _error(400, f"since: {exc}")
+        try:
+            facts = await find(settings, command_id, key.encode() if key is not None else None, since)
         except LookupError_ as exc:
             return _error(503, str(exc))
         story = assemble(facts)
@@ -195,6 +200,13 @@ OPENAPI: dict[str, Any] = {
                         "schema": {"type": "string"},
                     },
                     {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "description": "Read only records from then on: 30m, 2h, 1d ago, or an ISO 8601 time",
+                        "schema": {"type": "string"},
+                    },
+                    {
                         "name": "payload",
                         "in": "query",
                         "required": False,
@@ -204,7 +216,7 @@ OPENAPI: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": _reply("The command's story.", _STORY),
-                    "400": _reply("Not a command id.", _ERROR),
+                    "400": _reply("Not a command id, or since is neither a duration nor a time.", _ERROR),
                     "401": _reply("Missing or wrong bearer token.", _ERROR),
                     "403": _reply("Payload asked for, not allowed by configuration.", _ERROR),
                     "404": _reply("Unknown id: no topic holds it (state unknown).", _STORY),

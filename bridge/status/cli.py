@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 
 import orjson
 
 from bridge.config.settings import Settings
-from bridge.status.lookup import find
+from bridge.status.lookup import find, parse_since
 from bridge.status.scan import LookupError_
 from bridge.status.story import Phase, assemble, render, story_json
 
@@ -30,6 +31,11 @@ def add_status_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     status.add_argument("--key", help="the Kafka key it was sent with (default: the id, as `bridge send`)")
     status.add_argument("--json", action="store_true", help="print the story as JSON")
     status.add_argument("--payload", action="store_true", help="with --json: include the command's payload")
+    status.add_argument(
+        "--since",
+        help="read only records from this time on: 30m, 2h, 1d ago, or an ISO 8601 time "
+        "(an old id is found without reading the whole partition)",
+    )
     status.add_argument("--config", type=Path, help="YAML configuration file")
     status.add_argument("--bootstrap", help="overrides kafka.bootstrap_servers")
 
@@ -39,9 +45,14 @@ def run_status_cli(args: argparse.Namespace, settings: Settings) -> int:
     if not args.command_id:
         print("bridge status: give a command id", file=sys.stderr)
         return 2
+    try:
+        since_ms = parse_since(args.since, time.time()) if args.since else None
+    except ValueError as exc:
+        print(f"bridge status: --since: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a broker it cannot reach: our one line
     try:
-        facts = asyncio.run(find(settings, args.command_id, key))
+        facts = asyncio.run(find(settings, args.command_id, key, since_ms))
     except LookupError_ as exc:
         print(f"bridge status: {exc}", file=sys.stderr)
         return 1

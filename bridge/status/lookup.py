@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
@@ -48,6 +49,23 @@ TERMINAL = frozenset({"completed", "failed", "stopped", "lost"})
 T = TypeVar("T")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float) -> int:
+    """Unix ms of ``30m``/``2h``/``1d`` ago or of an ISO 8601 time (with its offset); ValueError else."""
+    text = text.strip()
+    if text[:-1].isdigit() and text[-1:] in _UNITS:
+        return int((now - int(text[:-1]) * _UNITS[text[-1]]) * 1000)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a duration (30m, 2h, 1d) nor an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset (add Z or +01:00)")
+    return int(moment.timestamp() * 1000)
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition the default partitioner (Java's and aiokafka's) gives ``key``."""
     hashed: int = murmur2(key)
@@ -60,11 +78,14 @@ def needles(command_id: str, key: bytes) -> tuple[bytes, ...]:
     return tuple(sorted(found))
 
 
-async def find(settings: Settings, command_id: str, key: bytes | None = None, **options: int) -> Facts:
+async def find(
+    settings: Settings, command_id: str, key: bytes | None = None, since_ms: int | None = None, **options: int
+) -> Facts:
     """Everything the topics hold about ``command_id`` in the partitions of ``key`` (default: the id).
 
     1. Each command partition is read newest first, a few windows at a time, until a record of the
-       id turns up (or its start is reached: then the id is unknown there).
+       id turns up (or its start is reached: then the id is unknown there). With ``since_ms``, it is
+       read from the first record stamped then, oldest first, up to the first record of the id.
     2. Every other partition is read from the time of that record (less ``SKEW_MS``), found by a
        binary search over record timestamps, and no further than its answer: the outcome topics
        up to the command's outcome, the lifecycle topic up to its terminal event, the ledger up to
@@ -78,7 +99,7 @@ async def find(settings: Settings, command_id: str, key: bytes | None = None, **
     async with scanner(settings.kafka, **options) as scan:
         plan = _plan(settings, scan, key)
         facts.partitions = {t: p for t, p in plan.items() if t in settings.topics.routes}
-        ends = await _commands(settings, scan, facts, wanted)
+        ends = await _commands(settings, scan, facts, wanted, since_ms)
         for _ in range(MAX_PASSES):
             found = [r for s in ends.values() for r in s.records]
             if not found:
@@ -99,7 +120,7 @@ async def find(settings: Settings, command_id: str, key: bytes | None = None, **
 
 
 async def _commands(
-    settings: Settings, scan: Scanner, facts: Facts, wanted: tuple[bytes, ...]
+    settings: Settings, scan: Scanner, facts: Facts, wanted: tuple[bytes, ...], since_ms: int | None
 ) -> dict[str, Scanned]:
     families = _families(settings)
 
