@@ -130,7 +130,14 @@ async def _commands(
     topics = list(facts.partitions)
     scans = await asyncio.gather(
         *(
-            scan.partition(t, facts.partitions[t], wanted, newest_first=True, done=done_for(families[t]))
+            scan.partition(
+                t,
+                facts.partitions[t],
+                wanted,
+                newest_first=since_ms is None,  # with since: forward from then, the id is near
+                done=done_for(families[t]),
+                since_ms=since_ms,
+            )
             for t in topics
         )
     )

@@ -177,6 +177,12 @@ async def test_answered_duplicate_reused_and_tracked_from_both_members(stack: St
     assert code == 0
     assert text.splitlines()[1].startswith("state: answered  (answered: queued  ref=")
     assert "duplicate absorbed" in text and "refused: id reused" in text and "workflow completed" in text
+    code, text, _ = await run_cli(stack, tmp_path, cid, "--since", "10m")
+    assert code == 0 and "state: answered" in text
+    code, text, _ = await run_cli(stack, tmp_path, cid, "--since", "2999-01-01T00:00:00Z")
+    assert code == 3 and "state: unknown" in text  # nothing was sent since then
+    code, _, err = await run_cli(stack, tmp_path, cid, "--since", "yesterday")
+    assert code == 2 and err.startswith("bridge status: --since: 'yesterday' is neither")
     status, unknown = await http_get(other, f"/v1/commands/{uid('never-sent')}")
     assert status == 404 and unknown["state"] == "unknown"
     code, text, err = await run_cli(stack, tmp_path, uid("never-sent"))
