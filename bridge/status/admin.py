@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from bridge.status.story import Phase, assemble, story_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_ID = 200
+MAX_LOOKUPS = 4  # at once per member: each reads several partitions over connections of its own
 
 
 def read_token(settings: Settings) -> str | None:
@@ -46,6 +48,7 @@ def read_token(settings: Settings) -> str | None:
 
 def build_admin_app(settings: Settings, owner: OwnerView | None, token: str | None) -> web.Application:
     app = web.Application(middlewares=[_bearer(token)] if token else [])
+    lookups = asyncio.Semaphore(MAX_LOOKUPS)  # more wait their turn: the broker is not flooded
 
     async def command(request: web.Request) -> web.Response:
         command_id = request.match_info["command_id"]
@@ -60,7 +63,8 @@ def build_admin_app(settings: Settings, owner: OwnerView | None, token: str | No
         except ValueError as exc:
             return _error(400, f"since: {exc}")
         try:
-            facts = await find(settings, command_id, key.encode() if key is not None else None, since)
+            async with lookups:
+                facts = await find(settings, command_id, key.encode() if key is not None else None, since)
         except LookupError_ as exc:
             return _error(503, str(exc))
         story = assemble(facts)

@@ -22,7 +22,6 @@ from bridge.messages.commands import CommandFamily
 from bridge.messages.parsing import DeadLetter, Invalid, parse_command
 from bridge.messages.wire import Header
 from bridge.parking.records import read_parked
-from bridge.tracking.entries import TRACKED_PREFIX
 
 UNBOUNDED = 1 << 40  # the size limit handed to the parser: a lookup reads what the bridge has read
 
@@ -226,10 +225,6 @@ def read_lifecycle(raw: RawRecord, command_id: str) -> LifecycleSeen | None:
         _str(data.get("detail")),
         _int(data.get("sequence"), 0),
     )
-
-
-def is_tracked_key(key: bytes | None) -> bool:
-    return key is not None and key.startswith(TRACKED_PREFIX)
 
 
 def _names(value: bytes | None, command_id: str) -> bool:

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import TypeVar
@@ -261,7 +261,3 @@ async def _progress(
         (tp.topic, tp.partition): Progress(tp.topic, tp.partition, committed[tp], scans[tp.topic].end)
         for tp in tps
     }
-
-
-def command_topics_read(facts: Facts) -> Sequence[str]:
-    return [f"{topic}[{p}]" for topic, p in sorted(facts.partitions.items())]

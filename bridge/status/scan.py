@@ -60,11 +60,6 @@ class Scanned:
     read_from: int = 1 << 62  # the lowest offset read
     read_to: int = -1  # the offset after the highest read
 
-    @property
-    def complete(self) -> bool:
-        """Whether every record from the start to the end was read."""
-        return self.end <= self.start or (self.read_from <= self.start and self.read_to >= self.end)
-
 
 class Scanner:
     """Each segment is read over a connection of its own: a broker answers the requests of one
