@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from bridge.config.admin import AdminSettings
 from bridge.config.base import SettingsModel
 from bridge.config.presets import Preset, apply_preset
+from bridge.config.providers import ProvidersSettings
 from bridge.config.secrets import Secret, resolve_secret
 from bridge.config.targets import TargetBase
 from bridge.config.tracking import TrackingSettings, horizons_fit_retention
@@ -232,6 +233,7 @@ class Settings(SettingsModel):
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     admin: AdminSettings = AdminSettings()
+    providers: ProvidersSettings = ProvidersSettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     _horizons = model_validator(mode="after")(horizons_fit_retention)
 
