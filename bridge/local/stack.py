@@ -25,6 +25,9 @@ from bridge.local.commands import command_topic, render_record
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
 from bridge.sandbox import start_sandbox
 from bridge.sandbox.catalog import SANDBOXES
+from bridge.status.lookup import find
+from bridge.status.scan import LookupError_
+from bridge.status.story import assemble, render
 from bridge.waits import within
 
 # Credentials the sandbox accepts, handed to the bridge the way production does: environment variables.
@@ -113,7 +116,17 @@ async def _print_outcomes(settings: Settings) -> None:
             print(render_record(rec, t.dead_letter), flush=True)
 
 
-async def _send_examples(settings: Settings) -> None:
+async def _show_lookup(settings: Settings, key: bytes, command_id: str, after_s: float = 8.0) -> None:
+    """The demo's ``bridge status``: the story of the first example command (sent twice)."""
+    await asyncio.sleep(after_s)
+    story = assemble(await find(settings, command_id, key))
+    where = settings.kafka.bootstrap_servers
+    key_option = f" --key {key.decode()}" if key != command_id.encode() else ""
+    print(f"\n$ bridge status --bootstrap {where}{key_option} {command_id}\n{render(story)}\n", flush=True)
+
+
+async def _send_examples(settings: Settings) -> tuple[bytes, str]:
+    """Send the example commands; the key and id of the first one (it is sent twice)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
     async with started(producer):
         run_id = time.strftime("demo-%H%M%S")
@@ -121,6 +134,9 @@ async def _send_examples(settings: Settings) -> None:
         for key, doc in [*commands, commands[0]]:  # the first one twice: the ledger absorbs the duplicate
             await producer.send_and_wait(command_topic(settings, doc), orjson.dumps(doc), key=key)
         await producer.send_and_wait(settings.topics.run_commands, examples.NOT_A_COMMAND, key=b"junk")
+    key, doc = commands[0]
+    command_id = str(doc["id"])  # a CloudEvent's id is its command's
+    return key or command_id.encode(), command_id
 
 
 def print_traces(spans: list[ReceivedSpan]) -> None:
@@ -151,19 +167,26 @@ async def run_local(args: Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     print(
         f"broker   {broker.bootstrap}\nsandbox  {sandbox.url}\nmetrics  http://127.0.0.1:{args.metrics_port}/metrics"
-        f"\nsend more with: bridge send --bootstrap {broker.bootstrap} '<json>'\n",
+        f"\nsend more with: bridge send --bootstrap {broker.bootstrap} '<json>'"
+        f"\nlook one up with: bridge status --bootstrap {broker.bootstrap} <command id>\n",
         flush=True,
     )
     bridge_task = asyncio.create_task(bridge.run(), name="bridge")
     printer = asyncio.create_task(_print_outcomes(settings), name="outcome-printer")
+    lookup: asyncio.Task[None] | None = None
     try:
         if not args.no_examples:
-            await _send_examples(settings)
+            first = await _send_examples(settings)
+            lookup = asyncio.create_task(_show_lookup(settings, *first), name="status-demo")
         if args.exit_after is None:
             await stop.wait()
         else:
             await within(stop.wait(), args.exit_after)
     finally:
+        if lookup is not None:
+            lookup.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LookupError_):
+                await lookup
         bridge.request_stop()
         await bridge_task
         printer.cancel()

@@ -25,6 +25,7 @@ from bridge.status.facts import (
 )
 
 ID_REUSED = "id_reused"
+_RANK = {"received": 0, "duplicate_absorbed": 2}  # at the same instant: received first, absorbed last
 
 
 class Phase(StrEnum):
@@ -103,7 +104,7 @@ def assemble(facts: Facts, live: Live | None = None) -> Story:
         return Story(facts.command_id, key, Phase.UNKNOWN, "unknown id: no topic holds it", ())
     primary = _primary(facts)
     steps = [*_command_steps(facts, primary), *_other_steps(facts)]
-    steps.sort(key=lambda step: step.at_ms)
+    steps.sort(key=lambda step: (step.at_ms, _RANK.get(step.kind, 1)))
     phase, summary = _phase(facts, primary, live)
     workflow = max(facts.lifecycle, key=lambda e: e.sequence).status if facts.lifecycle else None
     if workflow is not None:
@@ -133,6 +134,7 @@ def _primary(facts: Facts) -> Where | None:
 def _command_steps(facts: Facts, primary: Where | None) -> list[Step]:
     steps = []
     refused = {d.source for d in facts.dead_letters if d.reason == ID_REUSED}
+    answered = [o.at_ms for o in facts.outcomes if o.source == primary]
     for seen in facts.commands:
         w = seen.where
         fields = {
@@ -148,7 +150,8 @@ def _command_steps(facts: Facts, primary: Where | None) -> list[Step]:
         progress = facts.progress.get((w.topic, w.partition))
         if progress is not None and progress.committed is not None and w.offset < progress.committed:
             text = f"duplicate absorbed  {w}: the id was already done; no call, no second outcome"
-            steps.append(Step(seen.timestamp_ms, "duplicate_absorbed", text, {"record": str(w)}))
+            at = max([seen.timestamp_ms, *answered])  # absorbed once the first one was done
+            steps.append(Step(at, "duplicate_absorbed", text, {"record": str(w)}))
         else:
             steps.append(
                 Step(seen.timestamp_ms, "not_consumed", f"not consumed yet  {w}", {"record": str(w)})

@@ -318,3 +318,17 @@ async def test_operator_mistakes_get_one_line(stack: Stack, tmp_path: Path) -> N
     assert "Traceback" not in err.decode()
     code, _, err_text = await run_cli(stack, tmp_path, "x", "--bootstrap", "127.0.0.1:1")
     assert code == 1 and err_text.startswith("bridge status: cannot reach the Kafka broker")
+
+
+async def test_the_local_demo_shows_one_lookup(tmp_path: Path) -> None:
+    """``make run`` (``bridge local``) looks up its first example command, sent twice."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "local", "--exit-after", "20", "--metrics-port", "0",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 90)
+    text = out.decode()
+    assert process.returncode == 0, text[-2000:]
+    assert "look one up with: bridge status --bootstrap 127.0.0.1:" in text
+    story = text[text.index("\n$ bridge status --bootstrap") :]
+    assert "state: answered" in story and "duplicate absorbed" in story, story

@@ -79,6 +79,10 @@ def test_answered_then_duplicate_absorbed_then_reused_id_in_time_order() -> None
         "received",
         "id_reused",
     ]
+    early = facts(command(100), command(101, T0 + 1), committed=102)
+    early.outcomes = [outcome()]
+    kinds = [s.kind for s in assemble(early).steps]  # a duplicate sent before the first was answered
+    assert kinds == ["received", "received", "answered", "duplicate_absorbed"]
     assert [s.at_ms for s in story.steps] == sorted(s.at_ms for s in story.steps)
 
 
