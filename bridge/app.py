@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -33,6 +34,7 @@ from bridge.http import AiohttpTransport
 from bridge.kafka.clients import make_consumer, make_producer
 from bridge.kafka.engine import Engine
 from bridge.kafka.options import security_options
+from bridge.kafka.partitions import Partition
 from bridge.kafka.topics import missing_topics
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
@@ -49,11 +51,14 @@ from bridge.observability.redact import Redactor
 from bridge.parking.state import Parking
 from bridge.parking.wiring import partition_state, replaying
 from bridge.pipeline.bulkheads import TargetLoad
+from bridge.pipeline.calls import CallsInFlight
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
 from bridge.pipeline.processor import Processor
 from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import ssl_context_for
+from bridge.status.admin import start_admin
+from bridge.status.live import OwnerView
 from bridge.tracking.tracker import Tracker
 from bridge.waits import within
 
@@ -106,6 +111,8 @@ class Bridge:
         self._targets: dict[str, TargetRuntime] = {}
         self._stop = asyncio.Event()
         self.health_port: int | None = None
+        self.admin_port: int | None = None
+        self.calls = CallsInFlight()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -143,6 +150,7 @@ class Bridge:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(tracing.started(self.settings))  # closed last: flushes spans
             await self._start_health(stack)
+            await self._start_admin(stack)
             watcher = asyncio.create_task(self._readiness_routine(), name="readiness")
             stack.push_async_callback(_cancel, watcher)
             pool = self.settings.http.max_connections or self.settings.engine.max_in_flight
@@ -156,6 +164,7 @@ class Bridge:
                 self.metrics,
                 self.redactor,
                 self.settings.engine.max_error_body_bytes,
+                calls=self.calls,
             )
             producer = await self._start_client(lambda: make_producer(self.settings.kafka), "producer")
             if producer is None:
@@ -286,6 +295,20 @@ class Bridge:
             ) from None
         self.health_port = runner.addresses[0][1] if runner.addresses else obs.port
         log.info("health and metrics on %s:%s", obs.host, self.health_port)
+
+    async def _start_admin(self, stack: contextlib.AsyncExitStack) -> None:
+        """``GET /v1/commands/{id}`` (bridge/status/admin.py); a ConfigError when it cannot start."""
+        admin = self.settings.admin
+        if admin.port is None:
+            return
+        member = self.settings.kafka.group_instance_id or f"{socket.gethostname()}:{os.getpid()}"
+        owner = OwnerView(member, self._owned, lambda: self._targets, self.calls)
+        runner, self.admin_port = await start_admin(self.settings, owner)
+        stack.push_async_callback(runner.cleanup)
+        log.info("admin listener (GET /v1/commands/{id}) on %s:%s", admin.host, self.admin_port)
+
+    def _owned(self, topic: str, partition: int) -> Partition | None:
+        return self.engine.partition(topic, partition) if self.engine is not None else None
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -1,5 +1,5 @@
-"""Command line: ``bridge run | local | sandbox | send | tail | check-config | providers | topics | dlq |
-redrive``."""
+"""Command line: ``bridge run | local | sandbox | send | tail | status | check-config | providers | topics |
+dlq | redrive``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from bridge.observability.logs import configure_logging
 from bridge.observability.redact import Redactor
 from bridge.providers.plugins import enable, render
 from bridge.redrive.cli import add_redrive_cli, run_redrive_cli
+from bridge.status.cli import add_status_cli, run_status_cli
 
 
 def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_topics_cli(sub)
     add_redrive_cli(sub)
+    add_status_cli(sub)
     return parser
 
 
@@ -178,6 +180,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(tail_events(_settings(args.config, args.bootstrap), args))
     if args.command == "topics":
         return run_topics_cli(args)
+    if args.command == "status":
+        return run_status_cli(args, _settings(args.config, args.bootstrap))
     if args.command in ("dlq", "redrive"):
         return run_redrive_cli(args, _settings(args.config, args.bootstrap))
     raise AssertionError(args.command)

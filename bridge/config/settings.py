@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from bridge.config.admin import AdminSettings
 from bridge.config.base import SettingsModel
 from bridge.config.presets import Preset, apply_preset
 from bridge.config.providers import ProvidersSettings
@@ -236,6 +237,7 @@ class Settings(SettingsModel):
     parking: ParkingSettings = ParkingSettings()
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    admin: AdminSettings = AdminSettings()
     providers: ProvidersSettings = ProvidersSettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     _horizons = model_validator(mode="after")(horizons_fit_retention)

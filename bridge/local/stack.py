@@ -35,10 +35,14 @@ from bridge.local import examples, guide
 from bridge.local.broker import RunningBroker, port_taken, start_broker
 from bridge.local.commands import command_topic
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
+from bridge.local.screen import fit
 from bridge.local.watch import Console, Watcher
 from bridge.sandbox import start_sandbox
 from bridge.sandbox.catalog import SANDBOXES
 from bridge.sandbox.spec import Example
+from bridge.status.lookup import find
+from bridge.status.scan import LookupError_
+from bridge.status.story import assemble, render
 
 # Credentials the sandbox accepts, handed to the bridge the way production does: environment variables.
 SANDBOX_ENV = {name: value for sandbox in SANDBOXES for name, value in sandbox.local.env.items()}
@@ -176,6 +180,7 @@ class LocalStack:
         self.stop = stop
         self.run_id = time.strftime("demo-%H%M%S")
         self.watcher: Watcher | None = None
+        self.settings: Settings | None = None
         self.addresses: list[str] = []
         self._started = time.monotonic()
 
@@ -214,11 +219,10 @@ class LocalStack:
             broker.bootstrap, sandbox.url, metrics_port=self.args.metrics_port, overrides=overrides
         )
         try:
-            await apply_shipped_specs(
-                broker.bootstrap
-            )  # as `bridge topics apply` does: `topics check` agrees
+            await apply_shipped_specs(broker.bootstrap)  # as `bridge topics apply`: `check` agrees
         except KafkaError as exc:
             raise LocalError(f"cannot create the topics on the broker: {exc}") from exc
+        self.settings = settings
         bridge = Bridge(settings)
         bridge_task = asyncio.create_task(bridge.run(), name="bridge")
         stack.push_async_callback(_stop_bridge, bridge, bridge_task)
@@ -255,11 +259,28 @@ class LocalStack:
                 if settled.done() and not shown:
                     shown = True
                     self._settled_block()
+                    await self._show_lookup()
                 if deadline is not None and time.monotonic() >= deadline:
                     return
         finally:
             for task in (stopped, broker_exit, settled):
                 await _cancel(task)
+
+    async def _show_lookup(self) -> None:
+        """One ``bridge status`` lookup, of the first example (sent twice: its duplicate was absorbed)."""
+        if self.settings is None or self.args.no_examples:
+            return
+        key, doc = examples.example_commands(self.run_id)[0]
+        command_id = str(doc["id"])
+        try:
+            story = assemble(await find(self.settings, command_id, key))
+        except (LookupError_, KafkaError) as exc:
+            self.console.print(fit(f"bridge status {command_id}: {exc}"))
+            return
+        where = self.settings.kafka.bootstrap_servers
+        option = f" --key {key.decode()}" if key and key != command_id.encode() else ""
+        lines = [f"$ bridge status --bootstrap {where}{option} {command_id}", *render(story).splitlines()]
+        self.console.print("", *(fit(line) for line in lines), "")
 
     def _show_traces(self, spans: list[ReceivedSpan]) -> None:
         if self.watcher is not None:

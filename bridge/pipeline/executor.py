@@ -25,6 +25,7 @@ from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import TargetLoad
+from bridge.pipeline.calls import CallProgress, CallsInFlight
 from bridge.pipeline.decide import CircuitSignal, Decision
 from bridge.pipeline.guards import CircuitBreaker, TokenBucket
 from bridge.pipeline.retry import RetryState, asked_wait, retry_delay
@@ -68,7 +69,10 @@ class Executor:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        calls: CallsInFlight | None = None,
     ) -> None:
+        self.calls = calls if calls is not None else CallsInFlight()
+        """The commands in execution now, and their attempt (the admin endpoint shows them)."""
         self._transport = transport
         self._metrics = metrics
         self._redactor = redactor
@@ -85,6 +89,15 @@ class Executor:
         Whatever the circuit, the call slots or ``Retry-After`` say, the answer comes within the retry
         budget and the deadline: a wait that would end later is not started.
         """
+        call = self.calls.begin(command.id)
+        try:
+            return await self._execute(runtime, command, deadline, call)
+        finally:
+            self.calls.end(command.id, call)
+
+    async def _execute(
+        self, runtime: TargetRuntime, command: Command, deadline: float | None, call: CallProgress
+    ) -> Decision:
         try:
             request = runtime.provider.build_request(command)
         except CommandRejected as exc:
@@ -101,6 +114,7 @@ class Executor:
                 return decide.refused(refusal, runtime.name, calls)
             calls += 1
             budgeted += 1
+            call.attempt, call.next_attempt_at = calls, None
             verdict, response, sent_auth = await self._counted(
                 runtime, self._attempt(runtime, command, request, refresh=refreshed, stale=sent_auth)
             )
@@ -111,6 +125,7 @@ class Executor:
             state = RetryState(attempts=budgeted, elapsed_s=self._clock() - started)
             retry = runtime.settings.retry
             delay = retry_delay(verdict, state, retry, runtime.settings.conflict, self._rng)
+            call.next_attempt_at = None if delay is None else time.time() + delay
             if delay is None or not await self._wait(runtime, delay, until):
                 wait = delay if delay is not None else asked_wait(verdict, budgeted, retry)
                 answer = decide.final(
