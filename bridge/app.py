@@ -163,6 +163,8 @@ class Bridge:
             track = tracker.start if ledger is not None else None
             loads = {name: runtime.load for name, runtime in targets.items() if runtime.load is not None}
             parking = Parking(self.settings, self.metrics) if self.settings.parking.enabled else None
+            if parking is not None:
+                parking.recovery.watch(targets)
             processor = Processor(
                 self.settings,
                 targets,

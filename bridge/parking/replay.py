@@ -12,7 +12,10 @@ engine (``Partition.adopt``), so a revocation or a stop drains it like a key rou
 (its outcome, ledger entry and replay-group commit included) within ``engine.drain_grace_s`` or is
 cancelled and brought back again by the next owner, whose ledger then absorbs a second answer of a
 command that was already answered; records still waiting for their due time are dropped at once.
-The replay group's offset moves past a record only when it and every earlier one ended. A command
+The replay group's offset moves past a record only when it and every earlier one ended. A record
+parked because its target was down comes back before its due time when the target is back
+(bridge/parking/recovery.py): one at a time as the probe, then all of them at the pace of the
+target's call slots once a call succeeded. A command
 parked while an earlier command of its key was still in the engine (shed at its target's share,
 see bridge/pipeline/bulkheads.py) comes back only once that one is answered.
 """
@@ -170,8 +173,11 @@ class Replayer:
         in, or None when it moved meanwhile."""
         while (home := self._owned(partition)) is not None and not home.closing:
             wait = at.due_ms / 1000 - time.time()
-            if wait <= 0 and not (key is not None and home.holds_before(key, at.offset)):
-                return home
+            if not (key is not None and home.holds_before(key, at.offset)):
+                why = "due" if wait <= 0 else self._parking.recovery.release(at)
+                if why is not None:
+                    self._parking.came_back(at, why)
+                    return home
             await asyncio.sleep(min(wait, 0.5) if wait > 0 else 0.05)
         return None
 
@@ -189,7 +195,10 @@ class Replayer:
             tuple(record.headers),
             at.timestamp_ms,
         )
-        outgoing = await self._handler(command)
+        try:
+            outgoing = await self._handler(command)
+        finally:
+            self._parking.recovery.ended(at)  # its call, if any, is over: the next may go
         if not outgoing.skip:
             await self._publisher.publish(outgoing)
         for extra in outgoing.then:

@@ -1,0 +1,124 @@
+"""Parked work comes back when its target does (bridge/parking/recovery.py, issue 25.1): the probe, one
+at a time, while the circuit would let one through; everything parked before a success once the
+circuit is closed, at most ``bulkhead.max_calls`` at a time; a provider's own rate limit waits its
+time; and the replay routine brings a record due in an hour back at once when its target is back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bridge.config.targets import CircuitSettings
+from bridge.parking.records import ParkedAt, parked_headers, read_parked
+from bridge.parking.recovery import Recovery
+from bridge.pipeline.executor import TargetRuntime
+from bridge.pipeline.guards import CircuitBreaker, CircuitState
+from bridge.testing import FakeTransport
+from tests.unit.test_engine import until
+from tests.unit.test_processor import processor as make_processor
+from tests.unit.test_replay import TOPIC, Fetcher, ParkedRecord, recorded
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def runtime(clock: Clock, max_calls: int = 2) -> TargetRuntime:
+    target = make_processor(FakeTransport.scripted([]))._targets["wf"]
+    settings = target.settings.model_copy(
+        update={"bulkhead": target.settings.bulkhead.model_copy(update={"max_calls": max_calls})}
+    )
+    breaker = CircuitBreaker(CircuitSettings(failure_threshold=1, open_s=30), clock=clock)
+    return TargetRuntime("wf", settings, target.provider, breaker, target.bucket, ssl=False)
+
+
+def at(offset: int, since_s: float, *, recovers: bool = True, target: str = "wf") -> ParkedAt:
+    since_ms = int(since_s * 1000)
+    return ParkedAt(
+        TOPIC, offset, None, since_ms + 3_600_000, 2**62, 1, "circuit_open", target, since_ms, recovers
+    )
+
+
+def test_the_recovery_fields_survive_the_headers_and_old_records_never_come_back_early() -> None:
+    parked = at(7, 1000.0)
+    assert read_parked(parked_headers(parked, [])) == parked
+    old = read_parked(parked_headers(ParkedAt(TOPIC, 7, None, 1, 2, 1, "circuit_open"), []))
+    assert old is not None and not old.recovers and old.target == ""
+    clock = Clock(2000.0)
+    recovery = Recovery({"wf": runtime(clock)}, clock=clock)
+    assert recovery.release(old) is None
+
+
+def test_an_open_circuit_lets_one_parked_command_come_back_as_its_probe_once_open_s_passed() -> None:
+    clock = Clock(1000.0)
+    target = runtime(clock)
+    recovery = Recovery({"wf": target}, clock=clock)
+    target.breaker.record_failure()  # open for 30 s
+    assert target.breaker.state is CircuitState.OPEN
+    assert recovery.release(at(1, 999.0)) is None  # refusing: nothing comes back
+    clock.now += 31
+    assert recovery.release(at(1, 999.0)) == "probe"
+    assert recovery.release(at(2, 999.0)) is None  # one probe at a time
+    recovery.ended(at(1, 999.0))
+    assert recovery.release(at(2, 999.0)) is None  # and at most one a second
+    clock.now += 1.5
+    assert recovery.release(at(2, 999.0)) == "probe"
+
+
+def test_once_a_call_succeeds_everything_parked_before_comes_back_within_the_call_slots() -> None:
+    clock = Clock(1000.0)
+    target = runtime(clock, max_calls=2)
+    recovery = Recovery({"wf": target}, clock=clock)
+    target.breaker.record_failure()
+    clock.now += 31
+    assert recovery.release(at(1, 999.0)) == "probe"
+    target.breaker.wait_s()  # the probe's call goes (half open) and succeeds
+    clock.now += 0.2
+    target.breaker.record_success()
+    assert target.breaker.state is CircuitState.CLOSED
+    assert recovery.release(at(2, 999.0)) == "recovered"
+    assert recovery.release(at(3, 999.0)) is None  # two call slots: the probe and offset 2 hold them
+    recovery.ended(at(1, 999.0))
+    assert recovery.release(at(3, 999.0)) == "recovered"
+    assert recovery.running("wf") == 2
+    # parked after the success: its target failed it again since, so it waits (or probes)
+    assert recovery.release(at(4, clock.now + 1)) is None
+
+
+def test_a_provider_rate_limit_holds_its_record_whatever_the_circuit_does() -> None:
+    clock = Clock(1000.0)
+    target = runtime(clock)
+    recovery = Recovery({"wf": target}, clock=clock)
+    target.breaker.record_success()
+    clock.now += 5
+    target.breaker.record_success()
+    assert recovery.release(at(1, 1001.0, recovers=False)) is None
+    assert recovery.release(at(2, 1001.0)) == "recovered"
+    assert recovery.release(at(3, 1001.0, target="other")) is None  # not a target of this bridge
+
+
+async def test_a_record_due_in_an_hour_comes_back_at_once_when_its_target_is_back() -> None:
+    ran, run, parking = recorded()
+    clock = Clock(time.time())
+    target = runtime(clock)
+    parking.recovery.watch({"wf": target})
+    target.breaker.record_failure()  # down: open for 30 s
+    fetcher = Fetcher()
+    since = time.time() - 1
+    fetcher.waiting = [
+        ParkedRecord(n, f"k{n}".encode(), b"{}", parked_headers(at(10 + n, since), [])) for n in range(3)
+    ]
+    await run.round(fetcher)
+    await asyncio.sleep(0.7)
+    assert ran == []  # the circuit refuses: nothing comes back
+    clock.now += 31  # open_s passed: one of them comes back as the probe
+    await until(lambda: len(ran) == 1)
+    target.breaker.wait_s()
+    target.breaker.record_success()  # the probe's call succeeded: the rest come back now
+    await until(lambda: len(ran) == 3)
+    assert sorted(ran) == [10, 11, 12]
+    run.stop()
