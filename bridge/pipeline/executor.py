@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from ssl import SSLContext
+from typing import Protocol
 
 import aiohttp
 
@@ -52,6 +53,17 @@ class TargetRuntime:
             self.timeout = aiohttp.ClientTimeout(total=t.total_s, sock_connect=t.connect_s)
 
 
+class Dispatch(Protocol):
+    """The ledger's record that a command's call may have reached its target (bridge/ledger/dispatch.py)."""
+
+    async def sending(self) -> None:
+        """Before each attempt: recorded and acknowledged (``dispatched``), unless it already is."""
+
+    async def refused(self) -> None:
+        """Between attempts, while none so far may have had an effect: the record is withdrawn, so
+        that a command abandoned now (a crash, a revocation) is not in doubt."""
+
+
 class Executor:
     def __init__(
         self,
@@ -73,9 +85,15 @@ class Executor:
         self._clock = clock
 
     async def execute(
-        self, runtime: TargetRuntime, command: Command, *, deadline: float | None = None
+        self,
+        runtime: TargetRuntime,
+        command: Command,
+        *,
+        deadline: float | None = None,
+        dispatch: Dispatch | None = None,
     ) -> Decision:
         """``deadline``: the monotonic time by which the command must be answered (its expiry), if any.
+        ``dispatch``: the ledger's record of the calls (in doubt only after one that may have applied).
 
         Whatever the circuit, the call slots or ``Retry-After`` say, the answer comes within the retry
         budget and the deadline: a wait that would end later is not started.
@@ -90,15 +108,19 @@ class Executor:
         budgeted = 0  # what the retry policy counts: the 401 refresh retry is free
         refreshed = False
         sent_auth: Mapping[str, str] | None = None
+        effect = False  # whether an attempt so far may have had an effect
         while True:
             refusal = await self._pass_guards(runtime, until)
             if refusal is not None:
                 return decide.refused(refusal, runtime.name, calls)
             calls += 1
             budgeted += 1
+            if dispatch is not None:
+                await dispatch.sending()
             verdict, response, sent_auth = await self._counted(
                 runtime, self._attempt(runtime, command, request, refresh=refreshed, stale=sent_auth)
             )
+            effect = effect or verdict.maybe_applied
             if verdict.refresh_auth and not refreshed:
                 refreshed = True
                 budgeted -= 1
@@ -106,6 +128,8 @@ class Executor:
             state = RetryState(attempts=budgeted, elapsed_s=self._clock() - started)
             retry = runtime.settings.retry
             delay = retry_delay(verdict, state, retry, runtime.settings.conflict, self._rng)
+            if delay is not None and dispatch is not None and not effect:
+                await dispatch.refused()
             if delay is None or not await self._wait(runtime, delay, until):
                 wait = delay if delay is not None else asked_wait(verdict, budgeted, retry)
                 answer = decide.final(
