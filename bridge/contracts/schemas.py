@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from bridge.contracts.events import event_schema, with_provider_kinds
+from bridge.contracts.events import event_schema, tracing_attributes, with_provider_kinds
 from bridge.contracts.lifecycle import LIFECYCLE_EVENT, TRACKED_ENTRY, lifecycle_schema, tracked_entry_schema
 from bridge.ledger.entries import DeadLetterEntry, LedgerEntry
 from bridge.messages.commands import CommandFamily
@@ -95,7 +95,7 @@ def command_cloudevent_schema() -> dict[str, Any]:
             "time": {"type": "string", "format": "date-time"},
             "datacontenttype": {"type": "string", "pattern": "^application/json"},
             "data": {"oneOf": commands["oneOf"], "discriminator": commands["discriminator"]},
-            **_tracing_attributes("the sender's span; a Kafka traceparent header takes precedence"),
+            **tracing_attributes("the sender's span; a Kafka traceparent header takes precedence"),
         },
         "required": ["specversion", "id", "source", "type", "data"],
         "$defs": defs,
@@ -109,17 +109,7 @@ def outcome_schema() -> dict[str, Any]:
         TypeAdapter(with_provider_kinds(OutcomeData, optional=True)).json_schema(mode="serialization"),
         statuses,
         "Same for a redelivered command.",
-        _tracing_attributes("the bridge's span that made this outcome"),
+        tracing_attributes(
+            "the bridge's span that made this outcome (tracing on), else the command's own, passed through"
+        ),
     )
-
-
-def _tracing_attributes(whose: str) -> dict[str, Any]:
-    """The CloudEvents distributed-tracing extension (W3C Trace Context), optional."""
-    return {
-        "traceparent": {
-            "type": "string",
-            "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$",
-            "description": f"W3C traceparent of {whose} (when tracing is on).",
-        },
-        "tracestate": {"type": "string", "description": "W3C tracestate that goes with traceparent."},
-    }
