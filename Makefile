@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py)
+LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
 
-.PHONY: install run test lint typecheck format unit integration bench bench-smoke clean
+.PHONY: install run test lint typecheck format docs unit integration bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,16 @@ format: $(STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 
+docs: $(STAMP)  ## the docs site into site/; a broken link, anchor or missing page fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration -q
 
-test: lint typecheck  ## everything CI runs
+test: lint typecheck docs  ## everything CI runs
 	$(BIN)/pytest -q
 
 bench: $(STAMP)  ## the throughput suite (minutes; prints ratios against the baselines)
@@ -45,4 +48,4 @@ bench-smoke: $(STAMP)  ## a few hundred commands: every command gets exactly one
 	$(BIN)/python -m bench.run --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local site

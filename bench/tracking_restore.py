@@ -26,7 +26,7 @@ from aiokafka import TopicPartition
 from bench.ledger import fill_partition
 from bridge.local.broker import create_topics, start_broker
 from bridge.local.stack import local_settings
-from bridge.messages.lifecycle import RunState
+from bridge.providers.readings import RunState
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.tracking.entries import TrackedEntry, encode
 

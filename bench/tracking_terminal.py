@@ -46,7 +46,7 @@ from bridge.config.settings import TopicSettings
 from bridge.config.tracking import TargetTracking
 from bridge.local.broker import create_topics, free_port, start_broker
 from bridge.local.stack import SANDBOX_ENV, local_config, sandbox_targets, topic_layout
-from bridge.messages.lifecycle import RunReading, RunState
+from bridge.providers.readings import RunReading, RunState
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox import zuora_runs
 from bridge.sandbox.config import SandboxConfig

@@ -42,7 +42,7 @@ from bridge.observability.health import (
 )
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
-from bridge.parking.park import Parking
+from bridge.parking.state import Parking
 from bridge.parking.wiring import partition_state, replaying
 from bridge.pipeline.bulkheads import TargetLoad
 from bridge.pipeline.executor import Executor, TargetRuntime

@@ -8,7 +8,7 @@ Preset = Literal["latency", "throughput"]
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # answer as soon as a command arrives: short broker holds on empty fetches, barely any linger
-    # (5 ms and 0 measured no faster at low load and far worse tails at high load: bench/README.md)
+    # (5 ms and 0 measured no faster at low load and far worse tails at high load: bench/results/)
     "latency": {"kafka": {"fetch_max_wait_ms": 10, "linger_ms": 1}},
     # fewer, fuller fetch and produce requests when idle or under load, at some added latency
     "throughput": {"kafka": {"fetch_max_wait_ms": 100, "linger_ms": 10}},

@@ -32,7 +32,8 @@ class RetrySettings(SettingsModel):
 
 
 class ConflictSettings(SettingsModel):
-    """What to do with a Zilliant 409 (scope busy): report at once, or retry until a deadline."""
+    """What to do when the provider says another run holds the resource (a "scope busy" 409: Zilliant,
+    workfloo): report the conflict at once, or retry until a deadline. See bridge/providers/verdicts.py."""
 
     policy: Literal["report", "retry"] = "report"
     retry_deadline_s: float = Field(default=300.0, gt=0)

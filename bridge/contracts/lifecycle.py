@@ -10,9 +10,9 @@ from pydantic import TypeAdapter
 
 from bridge.config.settings import TopicSettings
 from bridge.contracts.events import event_schema, tracing_attributes, with_provider_kinds
-from bridge.messages.lifecycle import RunState
 from bridge.messages.outcomes import SourceRecord
 from bridge.providers.catalog import CATALOG
+from bridge.providers.readings import RunState
 from bridge.providers.spec import CommandSpec
 from bridge.tracking.entries import TrackedEntry, TrackedEntryModel, encode
 from bridge.tracking.events import LifecycleData, lifecycle_type, to_lifecycle_event

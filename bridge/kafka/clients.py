@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from bridge.config.settings import KafkaSettings
 from bridge.kafka.options import client_options, group_options
@@ -71,3 +72,42 @@ async def started(client: Client) -> AsyncIterator[Client]:
         start.cancel()  # a no-op once it ended
         with contextlib.suppress(KafkaError):
             await client.stop()
+
+
+Batch = tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    partitions: Collection[TopicPartition],
+    *,
+    snapshot_end: bool = False,
+    max_records: int | None = None,
+    idle_s: float | None = None,
+) -> AsyncIterator[Batch]:
+    """The records of ``partitions`` from the consumer's positions to each partition's end, batch by batch.
+
+    The end is the high watermark when the position is checked, so records written while reading are
+    read too (a restore must see a late write); with ``snapshot_end`` it is the one seen at the first
+    fetch, and later records are left out (a tool reads what was there when it started). ``idle_s``:
+    raise :class:`TimeoutError` when no fetch has told an end for that long."""
+    ends: dict[TopicPartition, int] = {}
+    pending = set(partitions)
+    loop = asyncio.get_running_loop()
+    deadline = None if idle_s is None else loop.time() + idle_s
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=100, max_records=max_records)
+        for tp in sorted(pending):
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            if tp not in ends or not snapshot_end:
+                ends[tp] = highwater
+                deadline = None if idle_s is None else loop.time() + idle_s
+            records = [r for r in fetched.get(tp, []) if r.offset < ends[tp]]
+            if records:
+                yield tp, records
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+        if deadline is not None and loop.time() > deadline:
+            raise TimeoutError(f"no fetch answer for {sorted(pending)} within {idle_s:.0f}s")

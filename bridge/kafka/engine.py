@@ -27,12 +27,12 @@ from bridge.kafka.partitions import Partition, Rebalances, oldest_pending_age, t
 from bridge.kafka.ports import ConsumedRecord, ConsumerPort, ProducerPort
 from bridge.kafka.probe import probe_broker
 from bridge.kafka.publisher import Publisher
-from bridge.kafka.records import Incoming, Lanes, Outgoing, incoming_from, timing_header
+from bridge.kafka.records import Incoming, Outgoing, TargetShares, incoming_from, timing_header
 from bridge.kafka.restores import PartitionState, Restores
 from bridge.kafka.stats import EngineStats
 from bridge.kafka.undecodable import UNREADABLE, Undecodable, as_incoming, read_carefully
 from bridge.observability.metrics import Metrics
-from bridge.waits import within
+from bridge.waits import log_crash, within
 
 log = logging.getLogger("bridge.engine")
 
@@ -49,7 +49,7 @@ class Engine:
         settings: EngineSettings,
         metrics: Metrics,
         state: PartitionState | None = None,
-        lanes: Lanes | None = None,
+        shares: TargetShares | None = None,
     ) -> None:
         self._consumer = consumer
         self._handler = handler
@@ -64,7 +64,7 @@ class Engine:
         self.stats = EngineStats()
         self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
         self._restores = Restores(state, self.stats) if state is not None else None
-        self._lanes = lanes
+        self._shares = shares
         self._progress_at = 0.0  # time.time() of the last finished command
         # read when scraped, not written twice per command on the hot path
         metrics.watch_engine(lambda: self.stats.in_flight, lambda: self._progress_at, settings.max_in_flight)
@@ -168,13 +168,13 @@ class Engine:
     def _accept(self, partition: Partition, record: Incoming) -> None:
         ts = record.timestamp_ms / 1000 if record.timestamp_ms and record.timestamp_ms > 0 else time.time()
         partition.tracker.add(record.offset, ts)
-        if self._lanes is not None:
-            self._lanes.accept(record)
+        if self._shares is not None:
+            self._shares.accept(record)
         if partition.first_seen is None:
             partition.first_seen = record.offset
         self.stats.in_flight += 1
         self.stats.accepted += 1
-        if record.key is None or (self._lanes is not None and self._lanes.out_of_turn(record)):
+        if record.key is None or (self._shares is not None and self._shares.out_of_turn(record)):
             # no key, no ordering promise; or parked at once (parking keeps the order): on its own
             self._spawn(partition, deque([record]), None)
             return
@@ -188,7 +188,7 @@ class Engine:
 
     def _spawn(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
         task = partition.adopt(self._key_routine(partition, queue, key), f"key:{partition.tp}")
-        task.add_done_callback(_log_crash)
+        task.add_done_callback(log_crash(log, "key routine"))
 
     async def _key_routine(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
         try:
@@ -225,9 +225,9 @@ class Engine:
         self._release(record)
 
     def _release(self, *records: Incoming) -> None:
-        if self._lanes is not None:
+        if self._shares is not None:
             for record in records:
-                self._lanes.release(record)
+                self._shares.release(record)
         self.stats.in_flight -= len(records)
         self._capacity.set()
 
@@ -338,8 +338,3 @@ class Engine:
 
     def committed_offsets(self) -> dict[TopicPartition, int | None]:
         return {tp: p.committed for tp, p in self._partitions.items()}
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("key routine crashed", exc_info=task.exception())

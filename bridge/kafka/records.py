@@ -84,8 +84,9 @@ def incoming_from(record: ConsumedRecord, fetched_at: float = 0.0) -> Incoming:
     )
 
 
-class Lanes(Protocol):
-    """Told of every record the engine takes and of its end (the bulkheads: bridge/pipeline/bulkheads.py)."""
+class TargetShares(Protocol):
+    """Each target's share of the engine (the bulkheads, bridge/pipeline/bulkheads.py): told of every record
+    the engine takes and of its end."""
 
     def accept(self, record: Incoming) -> None: ...
     def release(self, record: Incoming) -> None: ...

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from aiokafka import TopicPartition
 
+from bridge.waits import log_crash
+
 log = logging.getLogger("bridge.engine")
 
 
@@ -45,7 +47,7 @@ class Restores:
         task = asyncio.create_task(self._restore_routine(ready), name="restore")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_crash)
+        task.add_done_callback(log_crash(log, "partition state restore"))
 
     async def _restore_routine(self, ready: dict[TopicPartition, asyncio.Event]) -> None:
         try:
@@ -59,8 +61,3 @@ class Restores:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("partition state restore crashed", exc_info=task.exception())

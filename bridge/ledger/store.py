@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
-from bridge.kafka.clients import make_reader, started
+from bridge.kafka.clients import make_reader, read_to_end, started
 from bridge.ledger.entries import (
     COMMAND_PREFIX,
     DEAD_LETTER_PREFIX,
@@ -298,18 +298,10 @@ class Ledger:
         fresh: dict[PartitionKey, CommandIndex],
     ) -> int:
         read, now_ms = 0, self._now_ms()
-        while remaining:
-            batch = await consumer.getmany(
-                *remaining, timeout_ms=100, max_records=self._settings.restore_batch
-            )
-            for ltp, records in batch.items():
-                read += len(records)
-                for record in records:
-                    self._load(fresh, ltp.partition, record.key, record.value, now_ms)
-            for ltp in list(remaining):
-                highwater = consumer.highwater(ltp)
-                if highwater is not None and await consumer.position(ltp) >= highwater:
-                    remaining.discard(ltp)
+        async for ltp, records in read_to_end(consumer, remaining, max_records=self._settings.restore_batch):
+            read += len(records)
+            for record in records:
+                self._load(fresh, ltp.partition, record.key, record.value, now_ms)
         return read
 
     def _load(

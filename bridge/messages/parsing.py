@@ -4,7 +4,7 @@ A value that cannot be read as a command at all (no usable ``id``) is a dead let
 nobody to address an outcome to. A value that has an ``id`` but is otherwise wrong becomes a
 ``rejected`` outcome, so that the sender learns why.
 
-Input rules (README "Commands"): UTF-8 JSON, optionally framed by the Schema Registry header
+Input rules (docs/commands.md, "Input rules"): UTF-8 JSON, optionally framed by the Schema Registry header
 (:mod:`bridge.messages.wire`); plain, or a CloudEvent in structured or binary mode
 (:mod:`bridge.messages.cloudevents`); at most ``MAX_DEPTH`` levels of nesting and ``MAX_VALUES`` JSON
 values; every field of the JSON type its model says, without coercion

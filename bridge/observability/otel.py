@@ -39,11 +39,10 @@ from bridge.observability.trace_context import TraceParent, extract, format_trac
 
 if TYPE_CHECKING:
     from bridge.config.settings import TracingSettings
+    from bridge.http import FormEndpoint
     from bridge.kafka.records import Incoming, Outgoing
-    from bridge.observability.tracing import AttemptResult, Run
-    from bridge.pipeline.executor import TargetRuntime
+    from bridge.observability.tracer import AttemptResult, CallTarget, Run
     from bridge.providers.base import HttpRequest
-    from bridge.providers.oauth import TokenEndpoint
 
 log = logging.getLogger("bridge.tracing")
 SERVICE_NAME = "workflow-bridge"
@@ -101,7 +100,7 @@ def _endpoint_for_log(endpoint: str | None) -> str:
 
 
 class OtelTracer:
-    """The :class:`bridge.observability.tracing.Tracer` of a running bridge."""
+    """The :class:`bridge.observability.tracer.Tracer` of a running bridge."""
 
     def __init__(self, provider: trace.TracerProvider, max_message_bytes: int) -> None:
         self._tracer = provider.get_tracer(INSTRUMENTATION, __version__)
@@ -126,7 +125,7 @@ class OtelTracer:
             return replace(outgoing, headers=headers, trace=_traced(span))
 
     async def attempt(
-        self, run: Run[AttemptResult], runtime: TargetRuntime, request: HttpRequest
+        self, run: Run[AttemptResult], runtime: CallTarget, request: HttpRequest
     ) -> AttemptResult:
         if not trace.get_current_span().is_recording():
             return await run()  # children of a command that is not sampled would not be either
@@ -148,7 +147,7 @@ class OtelTracer:
             attempts.reason = kind
             return result
 
-    async def token_fetch(self, run: Run[bytes], endpoint: TokenEndpoint) -> bytes:
+    async def token_fetch(self, run: Run[bytes], endpoint: FormEndpoint) -> bytes:
         if not trace.get_current_span().is_recording():
             return await run()
         url = urlsplit(endpoint.url)
@@ -245,9 +244,9 @@ def _record_attributes(
 
 
 def _attempt_attributes(
-    runtime: TargetRuntime, request: HttpRequest, attempts: _Attempts
+    runtime: CallTarget, request: HttpRequest, attempts: _Attempts
 ) -> dict[str, str | int]:
-    base = urlsplit(runtime.settings.base_url)
+    base = urlsplit(runtime.base_url)
     attributes: dict[str, str | int] = {
         "http.request.method": request.method,
         "url.template": request.route,
@@ -258,7 +257,7 @@ def _attempt_attributes(
     if attempts.count:
         attributes["http.request.resend_count"] = attempts.count
     if attempts.reason:
-        attributes["bridge.pipeline.retry.reason"] = attempts.reason
+        attributes["bridge.retry.reason"] = attempts.reason
     return attributes
 
 

@@ -25,7 +25,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from bridge.observability.trace_context import (
     TraceParent,
@@ -33,56 +33,31 @@ from bridge.observability.trace_context import (
     format_traceparent,
     format_tracestate,
 )
+from bridge.observability.tracer import AttemptResult, CallTarget, Run, Tracer
 
 if TYPE_CHECKING:
     import aiohttp
 
     from bridge.config.settings import Settings
-    from bridge.http import Response
+    from bridge.http import FormEndpoint
     from bridge.kafka.records import Incoming, Outgoing
     from bridge.messages.commands import Command
-    from bridge.pipeline.decide import Verdict
-    from bridge.pipeline.executor import TargetRuntime
     from bridge.providers.base import HttpRequest
-    from bridge.providers.oauth import TokenEndpoint
 
 log = logging.getLogger("bridge.tracing")
 S = TypeVar("S")
 T = TypeVar("T")
 X = TypeVar("X")
 P = ParamSpec("P")
-Run = Callable[[], Coroutine[Any, Any, T]]
-AttemptResult = tuple["Verdict", "Response | None", "Mapping[str, str] | None"]
 Process = Callable[[S, "Incoming"], Coroutine[Any, Any, "Outgoing"]]
 Publish = Callable[[S, "Outgoing"], Coroutine[Any, Any, None]]
-TokenFetch = Callable[
-    ["aiohttp.ClientSession", "TokenEndpoint", "Mapping[str, str]"], Coroutine[Any, Any, bytes]
-]
-Attempt = Callable[
-    Concatenate[S, "TargetRuntime", "Command", "HttpRequest", P], Coroutine[Any, Any, AttemptResult]
-]
+E = TypeVar("E", bound="FormEndpoint")
+TokenFetch = Callable[["aiohttp.ClientSession", E, "Mapping[str, str]"], Coroutine[Any, Any, bytes]]
+
+
+R = TypeVar("R", bound=CallTarget)
+Attempt = Callable[Concatenate[S, R, "Command", "HttpRequest", P], Coroutine[Any, Any, AttemptResult]]
 _NO_EXTENSIONS: Mapping[str, str] = {}
-
-
-class Tracer(Protocol):
-    """What the hooks call while tracing is on (:class:`bridge.observability.otel.OtelTracer`)."""
-
-    async def process(self, run: Run[Outgoing], record: Incoming) -> Outgoing:
-        """The command span around ``run()``; adds ``traceparent`` to the returned message's headers."""
-
-    async def attempt(
-        self, run: Run[AttemptResult], runtime: TargetRuntime, request: HttpRequest
-    ) -> AttemptResult:
-        """One provider-attempt span (a child of the command span)."""
-
-    async def token_fetch(self, run: Run[bytes], endpoint: TokenEndpoint) -> bytes:
-        """The token-endpoint span."""
-
-    async def publish(self, run: Run[None], outgoing: Outgoing) -> None:
-        """The publish span; the message's ``traceparent`` header becomes this span's context."""
-
-    def cloudevent_extensions(self) -> Mapping[str, str]:
-        """``traceparent`` (and ``tracestate``) of the current command span."""
 
 
 _active: Tracer | None = None
@@ -191,10 +166,10 @@ def _method_hook(
     return wrapper
 
 
-def traced_attempt(fn: Attempt[S, P]) -> Attempt[S, P]:
+def traced_attempt(fn: Attempt[S, R, P]) -> Attempt[S, R, P]:
     @functools.wraps(fn)
     def wrapper(
-        self: S, runtime: TargetRuntime, command: Command, request: HttpRequest, /, *a: P.args, **k: P.kwargs
+        self: S, runtime: R, command: Command, request: HttpRequest, /, *a: P.args, **k: P.kwargs
     ) -> Coroutine[Any, Any, AttemptResult]:
         if _active is None:
             return fn(self, runtime, command, request, *a, **k)
@@ -203,10 +178,10 @@ def traced_attempt(fn: Attempt[S, P]) -> Attempt[S, P]:
     return wrapper
 
 
-def traced_token_fetch(fn: TokenFetch) -> TokenFetch:
+def traced_token_fetch(fn: TokenFetch[E]) -> TokenFetch[E]:
     @functools.wraps(fn)
     def wrapper(
-        session: aiohttp.ClientSession, endpoint: TokenEndpoint, form: Mapping[str, str]
+        session: aiohttp.ClientSession, endpoint: E, form: Mapping[str, str]
     ) -> Coroutine[Any, Any, bytes]:
         if _active is None:
             return fn(session, endpoint, form)

@@ -16,7 +16,7 @@ from bridge.ledger.store import Ledger, Ticket
 from bridge.messages.commands import Command, expires_in_s
 from bridge.messages.outcomes import ErrorKind
 from bridge.messages.parsed import Parsed
-from bridge.parking.park import Parking
+from bridge.parking.state import Parking
 from bridge.pipeline.bulkheads import Bulkheads, target_of
 from bridge.pipeline.decide import Decision
 from bridge.pipeline.executor import TargetRuntime

@@ -37,8 +37,8 @@ from bridge.kafka.partitions import Partition
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing
 from bridge.parking.lanes import Committer, Lane, Progress
-from bridge.parking.park import Parking, replay_group
 from bridge.parking.records import ParkedAt
+from bridge.parking.state import Parking, replay_group
 from bridge.waits import within
 
 log = logging.getLogger("bridge.parking")

@@ -15,8 +15,8 @@ from bridge.kafka.ports import ProducerPort
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.restores import PartitionState
 from bridge.observability.metrics import Metrics
-from bridge.parking.park import Parking
 from bridge.parking.replay import Handler, Home, Replayer
+from bridge.parking.state import Parking
 
 log = logging.getLogger("bridge.parking")
 

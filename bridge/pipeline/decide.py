@@ -2,9 +2,9 @@
 
 The path of a decision:
 
-1. a provider module classifies one HTTP response into a :class:`Verdict` (the HTTP semantics every
-   provider shares are :func:`classify_common`; a call that got no response becomes a verdict
-   through :func:`failure_verdict`);
+1. a provider module classifies one HTTP response into a :class:`~bridge.providers.verdicts.Verdict`
+   (:mod:`bridge.providers.verdicts` is the one home of what a status means; a call that got no
+   response becomes a verdict through :func:`~bridge.providers.verdicts.failure_verdict`);
 2. the executor asks :mod:`bridge.pipeline.retry` whether to try again, and :func:`circuit_signal` what the
    verdict means for the circuit breaker;
 3. the last verdict, the number of calls and the response body become a :class:`Decision`
@@ -16,37 +16,14 @@ The path of a decision:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Protocol
 
 from bridge.messages.outcomes import ErrorKind, OutcomeData, OutcomeError, SourceRecord, Status
+from bridge.providers.verdicts import Verdict
 
 _CIRCUIT_FAILURES = frozenset({ErrorKind.PROVIDER_ERROR, ErrorKind.TIMEOUT, ErrorKind.UNREACHABLE})
-_PROVIDER_REJECTS = frozenset({400, 404, 406, 422})
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What one HTTP response (or the lack of one) means for the command."""
-
-    status: Status
-    reference: str | None = None
-    error_kind: ErrorKind | None = None
-    message: str = ""
-    retryable: bool = False
-    refresh_auth: bool = False
-    retry_after_s: float | None = None
-    maybe_applied: bool = True
-    """False when the answer rules an effect out: the request never reached the provider, or it was
-    refused before any work (401, 429, 503). A command whose every attempt was so is never in doubt."""
-
-    @property
-    def is_success(self) -> bool:
-        return self.status in (Status.QUEUED, Status.APPLIED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +40,6 @@ class Decision:
     defer_s: float | None = None
 
 
-class CallFailure(Protocol):
-    """A failed call without a usable response (see :class:`bridge.errors.ProviderCallError`)."""
-
-    kind: ErrorKind
-    message: str
-    retryable: bool
-    sent: bool
-
-
 class Scrubber(Protocol):
     def scrub(self, text: str) -> str: ...
 
@@ -84,96 +52,7 @@ class CircuitSignal(Enum):
     SUCCESS = "success"  # the provider answered as its contract says
 
 
-# -- 1. verdicts -----------------------------------------------------------------------------------
-
-
-def classify_common(status: int, headers: Mapping[str, str]) -> Verdict | None:
-    """The part of every provider's classification that HTTP semantics decide.
-
-    Returns None for statuses the provider module must decide itself (2xx, 409, most 4xx).
-    """
-    if status == 401:
-        return Verdict(
-            Status.ERROR,
-            error_kind=ErrorKind.AUTH,
-            message="credentials refused (401)",
-            refresh_auth=True,
-            maybe_applied=False,
-        )
-    if status == 403:
-        return Verdict(Status.ERROR, error_kind=ErrorKind.AUTH, message="access forbidden (403)")
-    if status == 429:
-        return Verdict(
-            Status.ERROR,
-            error_kind=ErrorKind.RATE_LIMITED,
-            message="rate limited (429)",
-            retryable=True,
-            retry_after_s=parse_retry_after(header(headers, "Retry-After")),
-            maybe_applied=False,
-        )
-    if status >= 500:
-        retry_after = parse_retry_after(header(headers, "Retry-After")) if status == 503 else None
-        return Verdict(
-            Status.ERROR,
-            error_kind=ErrorKind.PROVIDER_ERROR,
-            message=f"provider failed ({status})",
-            retryable=True,
-            retry_after_s=retry_after,
-            maybe_applied=status != 503,  # unavailable: turned away before any work
-        )
-    if status in _PROVIDER_REJECTS:
-        return Verdict(
-            Status.REJECTED,
-            error_kind=ErrorKind.PROVIDER_REJECTED,
-            message=f"provider rejected the command ({status})",
-        )
-    return None
-
-
-def unexpected(status: int) -> Verdict:
-    """A status the contract does not mention: final, reported as an error."""
-    return Verdict(
-        Status.ERROR, error_kind=ErrorKind.PROVIDER_ERROR, message=f"unexpected provider status {status}"
-    )
-
-
-def failure_verdict(failure: CallFailure) -> Verdict:
-    """The verdict for a call that got no usable response (timeout, refused, token endpoint down)."""
-    return Verdict(
-        Status.ERROR,
-        error_kind=failure.kind,
-        message=failure.message,
-        retryable=failure.retryable,
-        maybe_applied=failure.sent,
-    )
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header in either delta-seconds or HTTP-date form."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive header lookup over a plain mapping."""
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
-
-
-# -- 2. what a verdict means for the circuit --------------------------------------------------------
+# -- 1. what a verdict means for the circuit --------------------------------------------------------
 
 
 def circuit_signal(verdict: Verdict) -> CircuitSignal:
@@ -184,7 +63,7 @@ def circuit_signal(verdict: Verdict) -> CircuitSignal:
     return CircuitSignal.SUCCESS
 
 
-# -- 3. decisions ------------------------------------------------------------------------------------
+# -- 2. decisions ------------------------------------------------------------------------------------
 
 
 def rejected(kind: ErrorKind, message: str) -> Decision:
@@ -221,7 +100,8 @@ def circuit_open(target: str, attempts: int) -> Decision:
 
 
 def is_retryable(verdict: Verdict) -> bool:
-    """Whether the same command may succeed if sent again later (reported on the outcome)."""
+    """Whether the same command may succeed if sent again later (the outcome's ``error.retryable``):
+    a conflict may, once the run that holds the scope (or the request in flight) has finished."""
     if verdict.status is Status.CONFLICT:
         return True
     return verdict.status is Status.ERROR and verdict.retryable
@@ -249,7 +129,7 @@ def final(
     return Decision(verdict.status, verdict.reference, http_status, attempts, error)
 
 
-# -- 4. the outcome --------------------------------------------------------------------------------
+# -- 3. the outcome --------------------------------------------------------------------------------
 
 
 def outcome_data(

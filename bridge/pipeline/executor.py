@@ -26,10 +26,11 @@ from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import TargetLoad
-from bridge.pipeline.decide import CircuitSignal, Decision, Verdict
+from bridge.pipeline.decide import CircuitSignal, Decision
 from bridge.pipeline.guards import CircuitBreaker, TokenBucket
 from bridge.pipeline.retry import RetryState, asked_wait, retry_delay
 from bridge.providers.base import HttpRequest, Provider
+from bridge.providers.verdicts import Verdict, failure_verdict
 
 Attempt = tuple[Verdict, Response | None, Mapping[str, str] | None]  # and the auth headers it sent
 
@@ -46,6 +47,10 @@ class TargetRuntime:
     ssl: SSLContext | bool
     timeout: aiohttp.ClientTimeout | None = None
     load: TargetLoad | None = None  # the target's bulkhead; None: no per-target budget
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
 
     def __post_init__(self) -> None:
         if self.timeout is None:
@@ -259,14 +264,14 @@ class Executor:
         try:
             auth = await runtime.provider.auth_headers(refresh=refresh, stale=stale)
         except AuthError as exc:
-            return decide.failure_verdict(exc), None, None
+            return failure_verdict(exc), None, None
         operation = command.operation
         started = time.perf_counter()
         response: Response | None = None
         try:
             response = await self._transport(_call(runtime, request, auth))
         except ProviderCallError as exc:
-            verdict = decide.failure_verdict(exc)
+            verdict = failure_verdict(exc)
         else:
             verdict = runtime.provider.classify(command, response.status, response.headers, response.body)
         status = response.status if response else None

@@ -29,7 +29,7 @@ from bridge.messages.wire import Header, copyable_headers, schema_id_of
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics, bounded
 from bridge.parking.desk import ParkingDesk
-from bridge.parking.park import Parking
+from bridge.parking.state import Parking
 from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
 from bridge.pipeline.decide import Decision
@@ -144,7 +144,7 @@ class Processor:
         return await self._admitted(record, parsed.command, self._ledger)
 
     async def _admitted(self, record: Incoming, command: Command, ledger: Ledger) -> Outgoing:
-        """The ledger's admission step: a command id runs once (see README, What runs once)."""
+        """The ledger's admission step: a command id runs once (docs/failure-semantics.md)."""
         ticket = await ledger.admit(record.topic, record.partition, record.offset, record.headers, command)
         try:
             if ticket.admission is Admission.DUPLICATE:

@@ -6,8 +6,7 @@ import random
 from dataclasses import dataclass
 
 from bridge.config.targets import ConflictSettings, RetrySettings
-from bridge.messages.outcomes import Status
-from bridge.pipeline.decide import Verdict
+from bridge.providers.verdicts import Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +31,7 @@ def retry_delay(
     """Seconds to wait before the next attempt, or None when the verdict is final."""
     if verdict.is_success:
         return None
-    if verdict.status is Status.CONFLICT and not verdict.retryable:  # scope busy: the conflict policy
+    if verdict.scope_busy:  # the target's conflict policy decides, and nothing else
         if conflict.policy != "retry":
             return None
         delay = backoff_s(state.attempts, policy, rng)

@@ -17,7 +17,7 @@ import orjson
 from pydantic import SecretStr
 
 from bridge.messages.commands import Command
-from bridge.pipeline.decide import Verdict
+from bridge.providers.verdicts import Verdict
 
 if TYPE_CHECKING:
     import aiohttp

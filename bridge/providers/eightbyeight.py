@@ -25,10 +25,9 @@ from bridge.config.secrets import Secret, resolve_secret
 from bridge.config.targets import OnUnknown, TargetBase
 from bridge.errors import CommandRejected
 from bridge.messages.commands import Command, CommandFamily, PathSegment
-from bridge.messages.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.messages.outcomes import ErrorKind, Status
-from bridge.pipeline.decide import Verdict, classify_common, unexpected
 from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of, segment
+from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.providers.spec import (
     CommandExample,
     CommandSpec,
@@ -37,6 +36,7 @@ from bridge.providers.spec import (
     ProviderSpec,
     StatusRead,
 )
+from bridge.providers.verdicts import Verdict, classify_common, unexpected
 
 KIND = "8x8"
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from bridge.config.targets import TimeoutSettings
 from bridge.errors import AuthError
 from bridge.observability import tracing
-from bridge.pipeline.decide import header
 from bridge.providers.base import header_safe, json_or_none
 from bridge.providers.tokens import Token
+from bridge.providers.verdicts import header
 
 if TYPE_CHECKING:
     import aiohttp

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, get_args
 
 from bridge.config.targets import TargetBase
 from bridge.messages.commands import Command, CommandFamily
-from bridge.messages.lifecycle import Reading
 from bridge.messages.outcomes import Status
 from bridge.providers.base import HttpRequest, Provider
+from bridge.providers.readings import Reading
 
 if TYPE_CHECKING:
     import aiohttp

@@ -29,13 +29,13 @@ from bridge.config.secrets import Secret, resolve_secret
 from bridge.config.targets import OnUnknown, TargetBase
 from bridge.errors import CommandRejected
 from bridge.messages.commands import Command, CommandFamily, JsonObject, PathSegment, StrictModel
-from bridge.messages.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.messages.outcomes import ErrorKind, Status
-from bridge.pipeline.decide import Verdict, classify_common, header, unexpected
 from bridge.providers import oauth
 from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
+from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
 from bridge.providers.tokens import Clock, Token, TokenCache
+from bridge.providers.verdicts import Verdict, classify_common, header, unexpected
 
 if TYPE_CHECKING:
     import aiohttp

@@ -9,5 +9,5 @@
 - :mod:`bridge.tracking.tracker` the scheduler loop, the polls and the writes (I/O).
 
 The status reads themselves are pure functions in each provider module (``build_status_request``,
-``classify_status``); :mod:`bridge.messages.lifecycle` holds the states they map to.
+``classify_status``); :mod:`bridge.providers.readings` holds the states they map to.
 """

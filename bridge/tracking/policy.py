@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.config.tracking import TargetTracking
-from bridge.messages.lifecycle import ReadFailure, Reading, ReadProblem, RunReading, RunState
+from bridge.providers.readings import ReadFailure, Reading, ReadProblem, RunReading, RunState
 from bridge.tracking.schedule import Tracked, jittered, next_interval
 
 

@@ -37,7 +37,6 @@ from bridge.kafka.ports import ProducerPort
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.commands import Command
-from bridge.messages.lifecycle import ReadFailure, Reading, ReadProblem, RunReading, RunState
 from bridge.messages.wire import Header
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics
@@ -45,6 +44,7 @@ from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.guards import TokenBucket
 from bridge.providers.catalog import CATALOG
+from bridge.providers.readings import ReadFailure, Reading, ReadProblem, RunReading, RunState
 from bridge.providers.spec import StatusRead
 from bridge.tracking.entries import TrackedEntry, encode, entry_key
 from bridge.tracking.events import encode_lifecycle, lifecycle_data

@@ -58,7 +58,7 @@ async def wait_for(predicate: Any, within_s: float, what: str) -> None:
 
 
 def metric(bridge: Bridge, name: str, **labels: str) -> float:
-    return bridge.observability.metrics.registry.get_sample_value(name, labels or None) or 0.0
+    return bridge.metrics.registry.get_sample_value(name, labels or None) or 0.0
 
 
 async def test_broker_unreachable_at_start_then_recovers(proxied: tuple[Stack, CuttableProxy]) -> None:
@@ -91,15 +91,13 @@ async def test_outage_mid_run_retries_the_publish_and_commits_only_after(
     bridge = await stack.start_bridge()
     key, doc = command("mid-run")
     await stack.send((key, doc))
-    await wait_for(
-        lambda: bridge.kafka.engine is not None and bridge.kafka.engine.stats.accepted == 1, 60, "the command"
-    )
+    await wait_for(lambda: bridge.engine is not None and bridge.engine.stats.accepted == 1, 60, "the command")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while not any(e.command_id == doc["id"] for e in await ledger_entries(stack)):  # dispatched: called now
         assert loop.time() < deadline, "the ledger never recorded the dispatch"
     await proxy.cut()  # the provider call is in flight; its outcome cannot be published now
-    assert bridge.kafka.engine is not None
+    assert bridge.engine is not None
     done: list[dict[str, Any]] = []
 
     async def provider_answered() -> None:
@@ -111,10 +109,10 @@ async def test_outage_mid_run_retries_the_publish_and_commits_only_after(
     # past the producer's request timeout the publish fails, is retried, and readiness says so
     await wait_for(lambda: not bridge.readiness().ready, 30, "not-ready while the broker is gone")
     assert any(why in bridge.readiness().reason for why in ("cannot publish", "not connected"))
-    assert all(offset is None for offset in bridge.kafka.engine.committed_offsets().values())
-    assert bridge.kafka.engine.stats.finished == 0
+    assert all(offset is None for offset in bridge.engine.committed_offsets().values())
+    assert bridge.engine.stats.finished == 0
     await proxy.restore()
     events = await stack.collect(1, within_s=60)
     assert [e["data"]["command_id"] for e in events] == [doc["id"]]
     assert await stack.collect(1, within_s=3) == []  # published once, not once per failed attempt
-    await wait_for(lambda: any(bridge.kafka.engine.committed_offsets().values()), 30, "the commit")  # type: ignore[union-attr]
+    await wait_for(lambda: any(bridge.engine.committed_offsets().values()), 30, "the commit")  # type: ignore[union-attr]

@@ -184,9 +184,9 @@ async def test_in_flight_work_is_bounded_and_fetching_pauses_at_the_limit(stack:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
     while len(collected) < len(commands) and loop.time() < deadline:
-        if bridge.kafka.engine is not None:
-            peak = max(peak, bridge.kafka.engine.stats.accepted - bridge.kafka.engine.stats.finished)
-            paused_seen = paused_seen or bridge.kafka.engine.paused
+        if bridge.engine is not None:
+            peak = max(peak, bridge.engine.stats.accepted - bridge.engine.stats.finished)
+            paused_seen = paused_seen or bridge.engine.paused
         collected += await stack.collect(1, within_s=0.05)
     assert len(by_command(collected)) == len(commands)
     assert peak <= 5  # never more than max_in_flight held

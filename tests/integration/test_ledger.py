@@ -102,7 +102,7 @@ async def ledger_entries(stack: Stack) -> list[CommandEntry]:
 
 
 def sample(bridge: Bridge, name: str, **labels: str) -> float:
-    return bridge.observability.metrics.registry.get_sample_value(name, labels) or 0.0
+    return bridge.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 async def wait_for(condition: Any, within_s: float = 30.0) -> None:

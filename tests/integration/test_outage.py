@@ -131,7 +131,7 @@ async def watch_pauses(stack: Stack, stop: asyncio.Event) -> bool:
     bridge = stack.bridges[0][0]
     paused = False
     while not stop.is_set():
-        paused = paused or (bridge.kafka.engine is not None and bridge.kafka.engine.paused)
+        paused = paused or (bridge.engine is not None and bridge.engine.paused)
         await asyncio.sleep(0.005)
     return paused
 

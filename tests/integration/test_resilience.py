@@ -171,9 +171,7 @@ async def test_circuit_opens_for_the_failing_target_only(stack: Stack) -> None:
     assert {outcomes[d["id"]]["status"] for _, d in healthy} == {"queued"}
 
     def state(target: str) -> float | None:
-        return bridge.observability.metrics.registry.get_sample_value(
-            "bridge_circuit_state", {"target": target}
-        )
+        return bridge.metrics.registry.get_sample_value("bridge_circuit_state", {"target": target})
 
     assert state(zuora_sandbox.LOCAL_TARGET) == 2 and state(workfloo_sandbox.LOCAL_TARGET) == 0
 
@@ -198,7 +196,7 @@ async def test_wrong_credentials_are_an_auth_error_that_leaks_nothing(stack: Sta
     assert secret not in orjson.dumps(events).decode()
     from prometheus_client import generate_latest
 
-    assert secret.encode() not in generate_latest(bridge.observability.metrics.registry)
+    assert secret.encode() not in generate_latest(bridge.metrics.registry)
     tokens = await stack.requests("zuora-token")
     assert 1 <= len(tokens) <= 2  # refused credentials back off; not one token call per command
 

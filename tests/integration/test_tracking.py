@@ -296,7 +296,7 @@ async def test_a_stop_is_confirmed_by_the_run_stopping(stack: Stack, lifecycle: 
 
 
 def completed_count(bridge: Any) -> float:
-    value = bridge.observability.metrics.registry.get_sample_value(
+    value = bridge.metrics.registry.get_sample_value(
         "bridge_lifecycle_events_total", {"target": workfloo_sandbox.LOCAL_TARGET, "status": "completed"}
     )
     return value or 0.0

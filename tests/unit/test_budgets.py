@@ -16,8 +16,8 @@ from bridge.messages.outcomes import ErrorKind, Status
 from bridge.messages.parsed import Invalid, ParseResult
 from bridge.observability.health import Readiness, degraded, target_troubles
 from bridge.observability.metrics import Metrics
-from bridge.parking.park import Parking
 from bridge.parking.records import read_parked
+from bridge.parking.state import Parking
 from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
 from bridge.pipeline.guards import CircuitBreaker, CircuitState
 from bridge.pipeline.processor import Processor
@@ -271,7 +271,7 @@ async def test_the_engine_runs_an_out_of_turn_record_while_its_key_is_busy() -> 
 
     consumer, producer = FakeConsumer(), FakeProducer()
     settings = EngineSettings(max_in_flight=16, commit_interval_s=0.01)
-    engine = Engine(consumer, producer, handler, {"cmd": "run"}, settings, Metrics(), lanes=heads)
+    engine = Engine(consumer, producer, handler, {"cmd": "run"}, settings, Metrics(), shares=heads)
     task = asyncio.create_task(engine.run())
     await until(lambda: consumer.topics_subscribed == ["cmd"])
     await consumer.rebalance([TopicPartition("cmd", 0)])
@@ -303,7 +303,7 @@ async def trickle(*, lanes: bool) -> tuple[bool, list[str]]:
     consumer, producer = FakeConsumer(), FakeProducer()
     settings = EngineSettings(max_in_flight=16, commit_interval_s=0.01)
     engine = Engine(
-        consumer, producer, handler, {"cmd": "run"}, settings, Metrics(), lanes=heads if lanes else None
+        consumer, producer, handler, {"cmd": "run"}, settings, Metrics(), shares=heads if lanes else None
     )
     task = asyncio.create_task(engine.run())
     await until(lambda: consumer.topics_subscribed == ["cmd"])

@@ -12,13 +12,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from bridge.config.targets import TargetBase
 from bridge.messages.commands import Command, CommandFamily
-from bridge.messages.lifecycle import RunReading, RunState
 from bridge.messages.outcomes import Status
 from bridge.messages.parsing import Parsed, validate_command
-from bridge.pipeline.decide import Verdict
 from bridge.providers.base import HttpRequest
 from bridge.providers.catalog import CATALOG, Catalog
+from bridge.providers.readings import RunReading, RunState
 from bridge.providers.spec import CommandExample, CommandSpec, ProviderSpec, plain_read
+from bridge.providers.verdicts import Verdict
 from bridge.providers.zuora import ZuoraRunWorkflow
 
 

@@ -13,10 +13,11 @@ from bridge.messages.commands import Command
 from bridge.messages.outcomes import ErrorKind, SourceRecord, Status
 from bridge.observability.redact import Redactor
 from bridge.pipeline import decide
-from bridge.pipeline.decide import CircuitSignal, Verdict
-from bridge.providers import eightbyeight, workfloo, zilliant, zuora
+from bridge.pipeline.decide import CircuitSignal
+from bridge.providers import eightbyeight, verdicts, workfloo, zilliant, zuora
 from bridge.providers.catalog import CATALOG
 from bridge.providers.eightbyeight import EightByEightUpdateInstance
+from bridge.providers.verdicts import Verdict
 from bridge.providers.workfloo import WorkflooExecute
 from bridge.providers.zilliant import ZilliantQueueJob
 from bridge.providers.zuora import ZuoraRerunTask, ZuoraRunWorkflow
@@ -121,7 +122,7 @@ def test_the_table_covers_every_provider_kind() -> None:
     ],
 )
 def test_calls_without_a_response(failure: Any, kind: ErrorKind, retryable: bool) -> None:
-    decision = final(decide.failure_verdict(failure), None, None)
+    decision = final(verdicts.failure_verdict(failure), None, None)
     assert decision.status is Status.ERROR
     assert decision.http_status is None
     assert decision.error is not None
@@ -188,3 +189,22 @@ def test_outcome_data_carries_the_decision() -> None:
     )
     assert (data.status, data.provider_ref, data.http_status, data.attempts) == (Q, "job-1", 202, 2)
     assert data.duration_ms == 1.235 and data.source == source and data.error is None
+
+
+# What a 409 means, per provider: a busy scope (the conflict policy decides), a request still in flight
+# (retried like any transient error), or a refusal. One table; bridge/providers/verdicts.py is its home.
+CONFLICTS = [
+    ("zilliant", b"", True, False),
+    ("workfloo", b"{}", True, False),
+    ("zuora.run", b'{"reasons":[{"message":"Idempotency key in use"}]}', False, True),
+    ("zuora.run", b'{"reasons":[{"message":"instance exists"}]}', False, False),
+    ("zuora.rerun", b"{}", False, False),
+    ("8x8", b"{}", False, False),
+]
+
+
+@pytest.mark.parametrize(("provider", "body", "busy", "retryable"), CONFLICTS)
+def test_what_a_409_means(provider: str, body: bytes, busy: bool, retryable: bool) -> None:
+    command, classify = COMMANDS[provider]
+    verdict = classify(command, 409, {}, body)
+    assert (verdict.scope_busy, verdict.retryable) == (busy, retryable)

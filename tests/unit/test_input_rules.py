@@ -1,4 +1,4 @@
-"""The README's input rules, one class at a time: strict types, dot-segments, depth and size,
+"""The input rules of docs/commands.md, one class at a time: strict types, dot-segments, depth and size,
 CloudEvents in both modes, Schema Registry framing and hostile headers."""
 
 import orjson

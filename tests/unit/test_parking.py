@@ -10,8 +10,8 @@ from bridge.ledger.rules import Admission
 from bridge.ledger.store import Ledger
 from bridge.messages.outcomes import ErrorKind, Status
 from bridge.observability.metrics import Metrics
-from bridge.parking.park import Parking
 from bridge.parking.records import ParkedAt, ParkedSet, original_headers, parked_headers, read_parked
+from bridge.parking.state import Parking
 from bridge.pipeline.guards import CircuitBreaker
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeTransport, json_response

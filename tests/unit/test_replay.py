@@ -21,9 +21,9 @@ from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.store import Ledger
 from bridge.messages.wire import Header
 from bridge.observability.metrics import Metrics
-from bridge.parking.park import Parking
 from bridge.parking.records import ParkedAt, parked_headers
 from bridge.parking.replay import Handler, Home, Replayer
+from bridge.parking.state import Parking
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport
 from tests.unit.test_engine import until

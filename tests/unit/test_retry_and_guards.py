@@ -5,15 +5,16 @@ import pytest
 
 from bridge.config.targets import CircuitSettings, ConflictSettings, RateLimitSettings, RetrySettings
 from bridge.messages.outcomes import ErrorKind, Status
-from bridge.pipeline.decide import Verdict, parse_retry_after
 from bridge.pipeline.guards import CircuitBreaker, CircuitState, TokenBucket
 from bridge.pipeline.retry import RetryState, backoff_s, retry_delay
+from bridge.providers.verdicts import Verdict, parse_retry_after, scope_busy
 from tests.fakes import FakeClock
 
 POLICY = RetrySettings(max_attempts=4, budget_s=10, base_backoff_s=0.5, max_backoff_s=2, max_retry_after_s=5)
 REPORT, RETRY = ConflictSettings(policy="report"), ConflictSettings(policy="retry", retry_deadline_s=3)
 FIVE_XX = Verdict(Status.ERROR, error_kind=ErrorKind.PROVIDER_ERROR, retryable=True)
-SCOPE_BUSY = Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT)
+SCOPE_BUSY = scope_busy("scope busy")
+IN_FLIGHT = Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT, retryable=True)  # Zuora's key in flight
 
 
 def delay(verdict, attempts=1, elapsed=0.0, conflict=REPORT, seed=1):
@@ -52,6 +53,13 @@ def test_scope_conflict_follows_the_conflict_policy():
     assert delay(SCOPE_BUSY, conflict=REPORT) is None
     assert delay(SCOPE_BUSY, attempts=20, conflict=RETRY) is not None  # not bound by max_attempts
     assert delay(SCOPE_BUSY, attempts=2, elapsed=3.0, conflict=RETRY) is None  # past the deadline
+
+
+def test_a_conflict_that_is_not_a_busy_scope_follows_the_retry_policy_only():
+    assert delay(IN_FLIGHT, conflict=REPORT) is not None  # the conflict policy does not apply to it
+    assert delay(IN_FLIGHT, attempts=POLICY.max_attempts, conflict=RETRY) is None  # bound by max_attempts
+    final = Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT)
+    assert delay(final, conflict=RETRY) is None  # neither busy nor retryable: final under any policy
 
 
 @pytest.mark.parametrize(

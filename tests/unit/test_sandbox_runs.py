@@ -6,9 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bridge.messages.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.providers import eightbyeight, workfloo, zilliant, zuora
 from bridge.providers.base import HttpRequest
+from bridge.providers.readings import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.sandbox import SandboxConfig, start_sandbox
 from bridge.sandbox.eightbyeight import (
     EIGHTBYEIGHT_ACCOUNT,

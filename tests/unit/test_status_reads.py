@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bridge.messages.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers import eightbyeight, workfloo, zilliant, zuora
 from bridge.providers.eightbyeight import EightByEightUpdateInstance
+from bridge.providers.readings import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.providers.workfloo import WorkflooExecute
 from bridge.providers.zuora import ZuoraRunWorkflow, ZuoraStopRun
 

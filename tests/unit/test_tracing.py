@@ -107,7 +107,7 @@ async def test_each_retry_is_its_own_span_and_says_why(spans: InMemorySpanExport
     attempts = [s for s in spans.get_finished_spans() if s.name == "POST /api/v1/workfloo"]
     described = [
         (
-            a.attributes.get("bridge.pipeline.retry.reason"),
+            a.attributes.get("bridge.retry.reason"),
             a.attributes.get("http.request.resend_count"),
             a.attributes.get("http.response.status_code"),
             a.attributes.get("error.type"),

@@ -19,11 +19,11 @@ from bridge.config.targets import RateLimitSettings
 from bridge.config.tracking import TargetTracking
 from bridge.kafka.records import Incoming
 from bridge.local.stack import local_settings
-from bridge.messages.lifecycle import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor
 from bridge.pipeline.guards import TokenBucket
+from bridge.providers.readings import ReadFailure, ReadProblem, RunReading, RunState
 from bridge.providers.zuora import ZuoraRerunTask, ZuoraRunWorkflow
 from bridge.sandbox import workfloo as workfloo_sandbox
 from bridge.sandbox import zuora as zuora_sandbox

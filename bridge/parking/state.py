@@ -1,4 +1,6 @@
-"""What the processor asks before it calls a target: must this command park, and the parked record.
+"""The parking state of the owned command partitions (the parked set) and its two rules: why a command
+must park now, and the record that parks it. :mod:`bridge.parking.desk` says at which moments the processor
+asks.
 
 A command parks, instead of calling, when an earlier command of its key is parked (``key_parked``,
 so that key order holds), when its target's bulkhead is full (``bulkhead_full``) or when its target's
@@ -31,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
-from bridge.kafka.clients import make_reader, started
+from bridge.kafka.clients import make_reader, read_to_end, started
 from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind
 from bridge.observability.metrics import Metrics
@@ -177,15 +179,9 @@ async def _drain(
     consumer: AIOKafkaConsumer, remaining: set[TopicPartition], topic: str
 ) -> dict[int, dict[bytes, set[int]]]:
     found: dict[int, dict[bytes, set[int]]] = {}
-    while remaining:
-        batch = await consumer.getmany(*remaining, timeout_ms=100)
-        for tp, records in batch.items():
-            for at, key in _parked_keys(records, topic):
-                found.setdefault(tp.partition, {}).setdefault(key, set()).add(at.offset)
-        for tp in list(remaining):
-            highwater = consumer.highwater(tp)
-            if highwater is not None and await consumer.position(tp) >= highwater:
-                remaining.discard(tp)
+    async for tp, records in read_to_end(consumer, remaining):
+        for at, key in _parked_keys(records, topic):
+            found.setdefault(tp.partition, {}).setdefault(key, set()).add(at.offset)
     return found
 
 

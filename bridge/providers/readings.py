@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bridge.pipeline.decide import header, parse_retry_after
+from bridge.providers.verdicts import header, parse_retry_after
 
 
 class RunState(StrEnum):
