@@ -32,7 +32,7 @@ from bridge.kafka.clients import make_consumer, make_producer
 from bridge.kafka.engine import Engine
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
-from bridge.observability import tracing
+from bridge.observability import repeats, tracing
 from bridge.observability.health import (
     Readiness,
     build_health_app,
@@ -117,7 +117,8 @@ class Bridge:
         verdict = judge_readiness(
             self.engine.stats, time.monotonic(), self.settings.observability.stall_after_s
         )
-        return degraded(verdict, target_troubles(self._targets.values()))
+        troubles = target_troubles(self._targets.values())
+        return degraded(verdict, troubles, parking=self.settings.parking.enabled)
 
     async def _readiness_routine(self) -> None:
         """Keep bridge_ready current between probes and log every change, with its reason."""
@@ -135,6 +136,7 @@ class Bridge:
 
     async def run(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(repeats.uninstall, repeats.install())  # the client's repeats, collapsed
             await stack.enter_async_context(tracing.started(self.settings))  # closed last: flushes spans
             await self._start_health(stack)
             watcher = asyncio.create_task(self._readiness_routine(), name="readiness")

@@ -45,6 +45,7 @@ from bridge.ledger.rules import Admission, admit, is_redrive
 from bridge.messages.commands import Command
 from bridge.messages.wire import Header
 from bridge.observability.metrics import Metrics
+from bridge.observability.repeats import COLLAPSE
 
 log = logging.getLogger("bridge.ledger")
 SWEEP_INTERVAL_S = 60.0
@@ -222,7 +223,7 @@ class Ledger:
                 return
             except KafkaError as exc:
                 self._metrics.publish_failed()
-                log.warning("ledger write to %s failed, will retry: %s", record.topic, exc)
+                log.warning("ledger write to %s failed, will retry: %s", record.topic, exc, extra=COLLAPSE)
                 await asyncio.sleep(self._backoff_s)
 
     def _sweep(self) -> None:
@@ -279,7 +280,7 @@ class Ledger:
             try:
                 return await self._read_once(fresh)
             except KafkaError as exc:
-                log.warning("ledger restore failed, retrying: %s", exc)
+                log.warning("ledger restore failed, retrying: %s", exc, extra=COLLAPSE)
                 for index in fresh.values():
                     index.clear()
                 await asyncio.sleep(self._backoff_s)

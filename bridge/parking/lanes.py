@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.kafka.offsets import OffsetTracker
 from bridge.kafka.partitions import Partition
+from bridge.observability.repeats import COLLAPSE
 from bridge.parking.records import ParkedAt, read_parked
 
 log = logging.getLogger("bridge.parking")
@@ -66,7 +67,7 @@ class Progress:
                 await self._consumer.commit({self.tp: position})
                 self._committed = position
             except KafkaError as exc:  # brought back again later: the ledger absorbs a second answer
-                log.warning("committing the replay position %s failed: %s", position, exc)
+                log.warning("committing the replay position %s failed: %s", position, exc, extra=COLLAPSE)
 
 
 class Lane:

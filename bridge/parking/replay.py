@@ -36,6 +36,7 @@ from bridge.kafka.clients import make_reader, started
 from bridge.kafka.partitions import Partition
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing
+from bridge.observability.repeats import COLLAPSE
 from bridge.parking.lanes import Committer, Lane, Progress
 from bridge.parking.records import ParkedAt
 from bridge.parking.state import Parking, replay_group
@@ -108,7 +109,7 @@ class Replayer:
                 if (lane := self._live().get(tp.partition)) is not None:
                     await lane.feed(records)
         except KafkaError as exc:
-            log.warning("replaying parked commands failed, retrying: %s", exc)
+            log.warning("replaying parked commands failed, retrying: %s", exc, extra=COLLAPSE)
             await asyncio.sleep(1.0)
         self._throttle(consumer)
 

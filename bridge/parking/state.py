@@ -37,6 +37,7 @@ from bridge.kafka.clients import make_reader, read_to_end, started
 from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind
 from bridge.observability.metrics import Metrics
+from bridge.observability.repeats import COLLAPSE
 from bridge.parking.records import ParkedAt, ParkedSet, PartitionKey, parked_headers, read_parked
 from bridge.parking.recovery import Recovery
 from bridge.pipeline import decide
@@ -163,7 +164,7 @@ class Parking:
             try:
                 return await self._read_once(topic, partitions)
             except KafkaError as exc:
-                log.warning("reading the parked commands failed, retrying: %s", exc)
+                log.warning("reading the parked commands failed, retrying: %s", exc, extra=COLLAPSE)
                 await asyncio.sleep(self._backoff_s)
 
     async def _read_once(self, topic: str, partitions: list[int]) -> dict[int, dict[bytes, set[int]]]:

@@ -6,16 +6,24 @@ time; and the replay routine brings a record due in an hour back at once when it
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
+import pytest
+from prometheus_client import generate_latest
+
 from bridge.config.targets import CircuitSettings
+from bridge.observability.health import Readiness, degraded
 from bridge.parking.records import ParkedAt, parked_headers, read_parked
 from bridge.parking.recovery import Recovery
 from bridge.pipeline.executor import TargetRuntime
 from bridge.pipeline.guards import CircuitBreaker, CircuitState
 from bridge.testing import FakeTransport
+from tests.fakes import FakeClock
 from tests.unit.test_engine import until
+from tests.unit.test_parking import PARKING, parking_processor
 from tests.unit.test_processor import processor as make_processor
+from tests.unit.test_processor import record, workfloo
 from tests.unit.test_replay import TOPIC, Fetcher, ParkedRecord, recorded
 
 
@@ -122,3 +130,31 @@ async def test_a_record_due_in_an_hour_comes_back_at_once_when_its_target_is_bac
     await until(lambda: len(ran) == 3)
     assert sorted(ran) == [10, 11, 12]
     run.stop()
+
+
+async def test_a_park_names_the_command_id_target_and_reason_in_its_log_line_and_metrics_by_target(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport, clock = FakeTransport.scripted([]), FakeClock(1_000.0)
+    proc, parking = parking_processor(transport, clock)
+    proc._targets["wf"].breaker.record_failure()  # open: the command parks before any call
+    with caplog.at_level(logging.INFO, logger="bridge.parking"):
+        parked = await proc.process(record(workfloo(id="c-77")))
+    assert parked.topic == PARKING.topics.parked
+    (line,) = [r for r in caplog.records if r.name == "bridge.parking"]
+    assert "c-77" in line.getMessage() and "wf" in line.getMessage() and "circuit_open" in line.getMessage()
+    assert (line.command_id, line.target, line.reason) == ("c-77", "wf", "circuit_open")  # type: ignore[attr-defined]
+    at = read_parked(parked.headers)
+    assert at is not None and (at.target, at.recovers, at.since_ms) == ("wf", True, 1_000_000)
+    sample = parking._metrics.registry.get_sample_value
+    assert sample("bridge_parked_total", {"target": "wf", "reason": "circuit_open"}) == 1
+    exposition = generate_latest(parking._metrics.registry).decode()
+    assert "c-77" not in exposition  # never a command id in a label: one series per command would explode
+
+
+def test_readiness_says_parked_when_parking_is_on() -> None:
+    ok = Readiness(True, "ok: 2 partition(s), 0 in flight")
+    parked = degraded(ok, ["wf (circuit open)"], parking=True)
+    assert parked.ready and "parked" in parked.reason and "answered at once" not in parked.reason
+    answered = degraded(ok, ["wf (circuit open)"], parking=False)
+    assert "answered at once" in answered.reason and "parked" not in answered.reason
