@@ -58,6 +58,21 @@ class LoadMetrics:
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
             registry=r,
         )
+        self._parked_waiting = Gauge(
+            "bridge_parked_waiting_commands",
+            "Parked commands held until their target is back (not yet due), by target: they come back"
+            " within seconds of its recovery, so a closed circuit with these waiting means a stuck drain.",
+            ["target"],
+            registry=r,
+        )
+        self._slot_waits = Histogram(
+            "bridge_call_slot_wait_seconds",
+            "How long a call waited for one of its target's call slots (bulkhead.max_calls); only"
+            " the calls that had to wait.",
+            ["target"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
 
     def target_load(self, target: str, in_flight: int, limit: int | None = None) -> None:
         self._child(self._target_in_flight, target).set(in_flight)
@@ -69,6 +84,8 @@ class LoadMetrics:
                 self._parked.labels(target, reason)
             for why in PARK_RETURNS:
                 self._parked_returns.labels(target, why)
+            self._parked_waiting.labels(target).set(0)
+            self._slot_waits.labels(target)
 
     def shed(self, target: str) -> None:
         self._child(self._shed, target).inc()
@@ -84,6 +101,12 @@ class LoadMetrics:
         self._child(self._parked_returns, target, why).inc()
         if waited_s is not None:
             self._child(self._parked_wait, target).observe(waited_s)
+
+    def parked_waiting(self, target: str, count: int) -> None:
+        self._child(self._parked_waiting, target).set(count)
+
+    def call_slot_wait(self, target: str, seconds: float) -> None:
+        self._child(self._slot_waits, target).observe(seconds)
 
     def parked_now(self, count: int) -> None:
         self._parked_now.set(count)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -112,6 +113,10 @@ class Replayer:
             log.warning("replaying parked commands failed, retrying: %s", exc, extra=COLLAPSE)
             await asyncio.sleep(1.0)
         self._throttle(consumer)
+        waiting: Counter[str] = Counter()
+        for lane in self._live().values():
+            waiting.update(lane.waiting)
+        self._parking.waiting(self._topic, waiting)
 
     def _reassign(self, consumer: Fetcher) -> None:
         """Follow the owned partitions: a lane per partition, read on from the committed position

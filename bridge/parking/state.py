@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -65,6 +65,7 @@ class Parking:
         self.parked = ParkedSet()
         self.owned: set[PartitionKey] = set()
         self.moved = asyncio.Event()  # set when ``owned`` changes: the replayers reassign
+        self._waiting: dict[str, dict[str, int]] = {}  # command topic -> target -> held for recovery
         self.recovery = Recovery()  # early returns when a target is back; ``watch`` gives it the targets
 
     # -- decisions -------------------------------------------------------------------------------
@@ -117,6 +118,13 @@ class Parking:
         _log_parked(record, at, command_id, (due - now_ms) / 1000)
         headers = parked_headers(at, record.headers)
         return Outgoing(self.topic, record.key, record.value, headers, partition=record.partition)
+
+    def waiting(self, command_topic: str, counts: Mapping[str, int]) -> None:
+        """What a replayer holds for its targets' recovery now (bridge_parked_waiting_commands)."""
+        self._waiting[command_topic] = dict(counts)
+        targets = {target for held in self._waiting.values() for target in held}
+        for target in sorted(targets - {""}):
+            self._metrics.parked_waiting(target, sum(held.get(target, 0) for held in self._waiting.values()))
 
     def came_back(self, at: ParkedAt, why: str) -> None:
         """A parked command comes back: ``due``, or early because its target is back (``recovered``)

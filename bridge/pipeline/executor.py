@@ -180,12 +180,18 @@ class Executor:
 
     async def _call_slot(self, runtime: TargetRuntime, load: TargetLoad, until: float) -> bool:
         """Wait for a call slot; a target whose calls in flight all go unanswered meanwhile is tripped."""
-        while not await load.acquire_call(min(until - self._clock(), load.silent_s)):
-            if load.unanswered(self._clock()):
-                runtime.breaker.trip()
-            if self._clock() >= until or load.pressure.is_set():
-                return False
-        return True
+        begun = self._clock()
+        try:
+            while not await load.acquire_call(min(until - self._clock(), load.silent_s)):
+                if load.unanswered(self._clock()):
+                    runtime.breaker.trip()
+                if self._clock() >= until or load.pressure.is_set():
+                    return False
+            return True
+        finally:
+            waited = self._clock() - begun
+            if waited > 0.001:  # a free slot costs nothing: only the waits are counted
+                self._metrics.call_slot_wait(runtime.name, waited)
 
     async def _circuit_lets_through(self, runtime: TargetRuntime, until: float) -> bool:
         breaker = runtime.breaker

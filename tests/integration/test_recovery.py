@@ -16,6 +16,7 @@ from bridge.local.broker import free_port
 from bridge.sandbox import workfloo as workfloo_sandbox
 from tests.integration.conftest import Stack, workfloo_command
 from tests.integration.proxy import CuttableProxy
+from tests.integration.test_observability import get
 from tests.integration.test_parking import in_key_order, parked_until
 
 pytestmark = pytest.mark.integration
@@ -71,6 +72,9 @@ async def test_commands_parked_while_the_target_answers_503_come_back_within_sec
     await stack.send(*sent)
     assert len(await parked_until(stack, KEYS)) >= KEYS
     await asyncio.sleep(3)  # the circuit opened, its probes from the parked work failed meanwhile
+    assert bridge.health_port is not None
+    status, body = await get(bridge.health_port, "/readyz")  # what the kubelet and an SRE see (21.7)
+    assert status == 200 and "parked" in body and "answered at once" not in body, body
 
     async def heal() -> None:
         await stack.fault("workfloo", {})

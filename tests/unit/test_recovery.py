@@ -123,12 +123,16 @@ async def test_a_record_due_in_an_hour_comes_back_at_once_when_its_target_is_bac
     await run.round(fetcher)
     await asyncio.sleep(0.7)
     assert ran == []  # the circuit refuses: nothing comes back
+    waiting = parking._metrics.registry.get_sample_value
+    assert waiting("bridge_parked_waiting_commands", {"target": "wf"}) == 3
     clock.now += 31  # open_s passed: one of them comes back as the probe
     await until(lambda: len(ran) == 1)
     target.breaker.wait_s()
     target.breaker.record_success()  # the probe's call succeeded: the rest come back now
     await until(lambda: len(ran) == 3)
     assert sorted(ran) == [10, 11, 12]
+    await run.round(fetcher)
+    assert waiting("bridge_parked_waiting_commands", {"target": "wf"}) == 0
     run.stop()
 
 
