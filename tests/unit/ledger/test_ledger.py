@@ -29,7 +29,7 @@ from bridge.providers import eightbyeight
 from bridge.providers.catalog import CATALOG
 from bridge.providers.eightbyeight import EightByEightAction
 
-SCHEMA = Path(__file__).resolve().parents[2] / "topics" / "schemas" / "ledger-entry.schema.json"
+SCHEMA = Path(__file__).resolve().parents[3] / "topics" / "schemas" / "ledger-entry.schema.json"
 NOW_MS = 1_796_000_000_000  # late 2026
 MINUTE_MS = 60_000
 

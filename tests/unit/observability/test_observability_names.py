@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.observability.metrics import Metrics
 
-FILES = Path(__file__).resolve().parents[2] / "helm" / "workflow-bridge" / "files"
+FILES = Path(__file__).resolve().parents[3] / "helm" / "workflow-bridge" / "files"
 DASHBOARD = FILES / "dashboard.json"
 ALERTS = FILES / "alerts.yaml"
 

@@ -22,7 +22,7 @@ from bridge.observability import tracing
 from bridge.observability.trace_context import parse_traceparent
 from bridge.pipeline.processor import Incoming, Outgoing
 from bridge.testing import FakeTransport, json_response
-from tests.unit.test_processor import SETTINGS, processor, record, workfloo
+from tests.unit.pipeline.test_processor import SETTINGS, processor, record, workfloo
 
 UPSTREAM_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 UPSTREAM_SPAN = 0x00F067AA0BA902B7
@@ -172,7 +172,7 @@ async def test_with_tracing_off_nothing_is_added() -> None:
 def test_with_tracing_off_opentelemetry_is_never_imported() -> None:
     script = (
         "import asyncio, sys\n"
-        "from tests.unit.test_processor import processor, record, workfloo\n"
+        "from tests.unit.pipeline.test_processor import processor, record, workfloo\n"
         "from bridge.testing import FakeTransport, json_response\n"
         "import bridge.app\n"
         "run = processor(FakeTransport.scripted([json_response(200)]))\n"

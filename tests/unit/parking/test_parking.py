@@ -16,9 +16,9 @@ from bridge.pipeline.guards import CircuitBreaker
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeTransport, json_response
 from tests.fakes import FakeClock
-from tests.unit.test_ledger import NOW_MS, FakeProducer
-from tests.unit.test_processor import SETTINGS, record, workfloo
-from tests.unit.test_processor import processor as make_processor
+from tests.unit.ledger.test_ledger import NOW_MS, FakeProducer
+from tests.unit.pipeline.test_processor import SETTINGS, record, workfloo
+from tests.unit.pipeline.test_processor import processor as make_processor
 
 WHERE = ("cmd", 0)
 

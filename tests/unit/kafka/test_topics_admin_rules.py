@@ -33,7 +33,7 @@ from bridge.kafka.topics import (
     run_topics_cli,
 )
 
-TOPICS = Path(__file__).resolve().parents[2] / "topics"
+TOPICS = Path(__file__).resolve().parents[3] / "topics"
 
 
 def spec(**changes: Any) -> TopicSpec:
