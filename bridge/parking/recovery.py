@@ -9,8 +9,8 @@ or an earlier command of its key parked) is due at ``retry_s`` at the latest; it
 - at once, when its target **recovered**: its circuit is closed and a call succeeded after the
   command parked (the probe, a new command, another parked one).
 
-Early returns of a target run at most ``bulkhead.max_calls`` at a time, so a recovery brings back a
-backlog at the pace of the target's call slots (and its rate limit, which every call waits for), in
+Early returns of a target run at most as many at a time as it has call slots (``bulkhead.max_calls``),
+so a recovery brings back a backlog at the pace of those slots (and of its rate limit), in
 key order (each key's waiter takes its records one after the other). A command a provider held back
 with its own ``Retry-After`` while it answered (a rate limit, ``recovers`` false) waits its time.
 
@@ -33,6 +33,7 @@ from bridge.pipeline.executor import TargetRuntime
 from bridge.pipeline.guards import CircuitState
 
 PROBE_GAP_S = 1.0  # between two probes of one target from its parked work
+DEFAULT_SLOTS = 64  # a target without a bulkhead (only in tests: the bridge gives each one)
 CLAIM_S = 120.0  # an early return not ended by then (its routine never ran) no longer counts
 
 
@@ -70,7 +71,7 @@ class Recovery:
         now = self._clock()
         if now - self._expired_at > 1.0:
             self._expire(now)
-        if self._running.get(at.target, 0) >= runtime.settings.bulkhead.max_calls:
+        if self._running.get(at.target, 0) >= _call_slots(runtime):
             return None
         why = "recovered" if self.recovered(runtime, at.since_ms) else None
         if why is None and self._may_probe(runtime, now):
@@ -118,3 +119,10 @@ class Recovery:
         self._expired_at = now
         for where in [where for where, r in self._released.items() if now - r.at_s > CLAIM_S]:
             self._end(where)
+
+
+def _call_slots(runtime: TargetRuntime) -> int:
+    """How many calls the target takes at once (its bulkhead's call slots)."""
+    if runtime.load is not None:
+        return runtime.load.max_calls
+    return runtime.settings.bulkhead.max_calls or DEFAULT_SLOTS

@@ -11,7 +11,13 @@ import subprocess
 
 import pytest
 
-from tests.unit.test_observability_names import ALERTS, DASHBOARD, METRIC, alert_queries, dashboard_queries
+from tests.unit.observability.test_observability_names import (
+    ALERTS,
+    DASHBOARD,
+    METRIC,
+    alert_queries,
+    dashboard_queries,
+)
 
 PANELS = {
     "bridge_parked_total": "parked commands by target and reason",

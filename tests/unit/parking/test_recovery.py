@@ -20,11 +20,11 @@ from bridge.pipeline.executor import TargetRuntime
 from bridge.pipeline.guards import CircuitBreaker, CircuitState
 from bridge.testing import FakeTransport
 from tests.fakes import FakeClock
-from tests.unit.test_engine import until
-from tests.unit.test_parking import PARKING, parking_processor
-from tests.unit.test_processor import processor as make_processor
-from tests.unit.test_processor import record, workfloo
-from tests.unit.test_replay import TOPIC, Fetcher, ParkedRecord, recorded
+from tests.unit.kafka.test_engine import until
+from tests.unit.parking.test_parking import PARKING, parking_processor
+from tests.unit.parking.test_replay import TOPIC, Fetcher, ParkedRecord, recorded
+from tests.unit.pipeline.test_processor import processor as make_processor
+from tests.unit.pipeline.test_processor import record, workfloo
 
 
 class Clock:

@@ -25,9 +25,9 @@ from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeTransport, json_response
-from tests.unit.test_engine import until
-from tests.unit.test_ledger import NOW_MS, FakeProducer
-from tests.unit.test_processor import SETTINGS, record, workfloo
+from tests.unit.kafka.test_engine import until
+from tests.unit.ledger.test_ledger import NOW_MS, FakeProducer
+from tests.unit.pipeline.test_processor import SETTINGS, record, workfloo
 
 LEDGER = SETTINGS.topics.ledger
 
