@@ -4,8 +4,9 @@ A command parked because its target was down (its circuit open, its bulkhead ful
 or an earlier command of its key parked) is due at ``retry_s`` at the latest; it comes back earlier:
 
 - as the **probe**: while its target's circuit would let a probe through (open for ``open_s``, or
-  closed but not heard from since the command parked), one parked command of the target comes back
-  at a time (at most one a second) and its call is the probe;
+  for ``parking.probe_s`` when that is shorter: the circuit is then half-opened for it; or closed
+  but not heard from since the command parked), one parked command of the target comes back at a
+  time (at most one a second) and its call is the probe;
 - at once, when its target **recovered**: its circuit is closed and a call succeeded after the
   command parked (the probe, a new command, another parked one).
 
@@ -105,7 +106,12 @@ class Recovery:
         if now - self._last_probe.get(name, float("-inf")) < PROBE_GAP_S:
             return False
         breaker = runtime.breaker
-        return breaker.lets_probe() or breaker.state is CircuitState.CLOSED
+        if breaker.lets_probe() or breaker.state is CircuitState.CLOSED:
+            return True
+        if breaker.open_for() >= runtime.settings.parking.probe_s:
+            breaker.probe_now()  # a down target with parked work is asked every probe_s
+            return True
+        return False
 
     def _end(self, where: tuple[str, int]) -> None:
         released = self._released.pop(where, None)

@@ -100,6 +100,17 @@ class CircuitBreaker:
             return not self.refusing()
         return self.state is CircuitState.HALF_OPEN and not self._probing
 
+    def open_for(self) -> float:
+        """Seconds since it opened (0 when it is not open)."""
+        return self._clock() - self._opened_at if self.state is CircuitState.OPEN else 0.0
+
+    def probe_now(self) -> None:
+        """Half-open before ``open_s`` is over: the next call is the probe (parked work probes a down
+        target every ``parking.probe_s``, bridge/parking/recovery.py)."""
+        if self.state is CircuitState.OPEN:
+            self._probing = False
+            self._set(CircuitState.HALF_OPEN)
+
     def since_success(self) -> float | None:
         """Seconds since the target last answered a call well, or None if it never did here."""
         return None if self._succeeded_at is None else self._clock() - self._succeeded_at

@@ -1,6 +1,7 @@
 """Parked work comes back when its target does (issue 25.1), on the real broker and the sandbox over
 real HTTP: a target down (answering 503, or refusing connections), its commands parked with a
-``parking.retry_s`` of 60 s; once it heals, every parked command is answered within 10 s, in key
+``parking.retry_s`` of 60 s and the default circuit (``open_s`` 30 s; parked work probes it every
+``parking.probe_s``, 5 s); once it heals, every parked command is answered within 10 s, in key
 order, each once, long before the timer would have brought them back."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ KEYS, PER_KEY = 8, 5
 RECOVERY_S = 10.0
 TARGET = {
     "retry": {"max_attempts": 2, "budget_s": 1, "base_backoff_s": 0.05, "max_backoff_s": 0.1},
-    "circuit": {"failure_threshold": 3, "open_s": 2},
+    "circuit": {"failure_threshold": 3},  # open_s 30 s, parking.probe_s 5 s: the defaults
     "timeouts": {"connect_s": 1, "total_s": 2},
     "parking": {"retry_s": 60, "max_delay_s": 600},  # the timer alone: a minute after the heal
     "tracking": {"enabled": False},
@@ -83,6 +84,11 @@ async def test_commands_parked_while_the_target_answers_503_come_back_within_sec
     print(f"\nrecovery (503): the last parked command answered {took:.1f} s after the heal")
     assert took < RECOVERY_S
     sample = bridge.metrics.registry.get_sample_value
+    whys = {
+        w: sample("bridge_parked_returns_total", {"target": A, "why": w})
+        for w in ("due", "probe", "recovered")
+    }
+    print(f"how parked commands came back: {whys}")
     early = sum(
         sample("bridge_parked_returns_total", {"target": A, "why": w}) or 0 for w in ("probe", "recovered")
     )

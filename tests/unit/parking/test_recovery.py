@@ -162,3 +162,22 @@ def test_readiness_says_parked_when_parking_is_on() -> None:
     assert parked.ready and "parked" in parked.reason and "answered at once" not in parked.reason
     answered = degraded(ok, ["wf (circuit open)"], parking=False)
     assert "answered at once" in answered.reason and "parked" not in answered.reason
+
+
+def test_a_down_target_with_parked_work_is_probed_every_probe_s_even_when_open_s_is_longer() -> None:
+    clock = Clock(1000.0)
+    target = runtime(clock)  # open_s 30, parking.probe_s 5 (the default)
+    recovery = Recovery({"wf": target}, clock=clock)
+    target.breaker.record_failure()
+    clock.now += 4.9
+    assert recovery.release(at(1, 999.0)) is None
+    clock.now += 0.2
+    assert recovery.release(at(1, 999.0)) == "probe"
+    assert target.breaker.state is CircuitState.HALF_OPEN and not target.breaker.refusing()
+    assert target.breaker.wait_s() == 0  # the probe's call goes
+    target.breaker.record_failure()  # still down: open again, the next probe in 5 s
+    recovery.ended(at(1, 999.0))
+    clock.now += 2
+    assert recovery.release(at(1, 999.0)) is None
+    clock.now += 3.1
+    assert recovery.release(at(1, 999.0)) == "probe"
