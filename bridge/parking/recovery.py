@@ -102,7 +102,11 @@ class Recovery:
     def _may_probe(self, runtime: TargetRuntime, now: float) -> bool:
         name = runtime.name
         if name in self._probing:
-            return False  # one probe at a time
+            if runtime.breaker.state is CircuitState.HALF_OPEN:
+                return False  # one probe at a time: its call is under way
+            # its call failed (open again) or succeeded (closed): the probe is over, although the
+            # command may still run (waiting for a retry): the next probe need not wait for it
+            del self._probing[name]
         if now - self._last_probe.get(name, float("-inf")) < PROBE_GAP_S:
             return False
         breaker = runtime.breaker
@@ -118,7 +122,7 @@ class Recovery:
         if released is None:
             return
         self._running[released.target] -= 1
-        if released.probe and self._probing.get(released.target) == where:
+        if self._probing.get(released.target) == where:
             del self._probing[released.target]
 
     def _expire(self, now: float) -> None:

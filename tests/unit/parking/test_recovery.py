@@ -181,3 +181,19 @@ def test_a_down_target_with_parked_work_is_probed_every_probe_s_even_when_open_s
     assert recovery.release(at(1, 999.0)) is None
     clock.now += 3.1
     assert recovery.release(at(1, 999.0)) == "probe"
+
+
+def test_a_probe_whose_call_failed_does_not_hold_up_the_next_while_its_command_still_runs() -> None:
+    clock = Clock(1000.0)
+    target = runtime(clock)
+    recovery = Recovery({"wf": target}, clock=clock)
+    target.breaker.record_failure()
+    clock.now += 5.1
+    assert recovery.release(at(1, 999.0)) == "probe"  # half-opened for it
+    assert target.breaker.wait_s() == 0
+    clock.now += 2
+    assert recovery.release(at(2, 999.0)) is None  # its call is under way: one probe at a time
+    target.breaker.record_failure()  # it failed; its command now waits for a retry (not ended)
+    clock.now += 5.1
+    assert recovery.release(at(2, 999.0)) == "probe"
+    assert recovery.running("wf") == 2
