@@ -164,8 +164,9 @@ async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
             rate1, p99_1 = b_figures(collector, sent, [d["id"] for _, d in b], began)
             assert await answered(collector, a, args.timeout, bridge.alive), "after recovery: A's missing"
             endings = a_endings(collector, a)
-            after = [collector.arrivals[d["id"]][0].at - healed for _, d in a]
-            after = [s for s in after if s >= 0]
+            firsts = [collector.arrivals[d["id"]][0] for _, d in a]
+            after = [f.at - healed for f in firsts if f.at >= healed]
+            ran = [f.at - healed for f in firsts if f.at >= healed and f.status != "error"]
     finally:
         await asyncio.to_thread(bridge.stop, 10.0)
         await proxy.close()
@@ -181,6 +182,8 @@ async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
         print(
             f"recovery ({args.fault}, A's open_s {args.open_s or 'default'}): {len(after)} of A's commands "
             f"answered after the heal, the first {min(after):.1f} s and the last {max(after):.1f} s after it"
+            f" (the last that ran: {max(ran, default=0.0):.1f} s; errors are calls that hung at the heal"
+            " and ended at their timeout)"
         )
 
 
