@@ -75,14 +75,15 @@ def build_targets(
             load.circuit_changed(state is CircuitState.CLOSED)
             log.warning("circuit for target %s is now %s", name, state.value, extra={"target": name})
 
-        provider = CATALOG.build(name, target, session, on_token_refresh=on_refresh)
+        tls = ssl_context_for(target.ca_file)  # the target's CA bundle, loaded once for all its calls
+        provider = CATALOG.build(name, target, session, on_token_refresh=on_refresh, ssl_context=tls)
         targets[name] = TargetRuntime(
             name=name,
             settings=target,
             provider=provider,
             breaker=CircuitBreaker(target.circuit, on_change=on_circuit),
             bucket=TokenBucket(target.rate_limit),
-            ssl=ssl_context_for(target.ca_file),
+            ssl=tls,
             load=load,
         )
         metrics.circuit(name, 0)

@@ -1,4 +1,5 @@
-"""Command line: ``bridge run | local | sandbox | send | tail | check-config | topics | dlq | redrive``."""
+"""Command line: ``bridge run | local | sandbox | send | tail | check-config | providers | topics | dlq |
+redrive``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bridge.errors import ConfigError
 from bridge.kafka.topics import add_topics_cli, run_topics_cli
 from bridge.observability.logs import configure_logging
 from bridge.observability.redact import Redactor
+from bridge.providers.plugins import enable, render
 from bridge.redrive.cli import add_redrive_cli, run_redrive_cli
 
 
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="serve the sandbox providers")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument(
+        "--plugin", action="append", default=[], metavar="KIND", help="also serve this plugin's sandbox"
+    )
 
     send = sub.add_parser("send", help="publish a command (JSON) to the right command topic")
     _config_arg(send)
@@ -66,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     _config_arg(check, required=True)
+    providers = sub.add_parser("providers", help="the providers this bridge has and the plugins installed")
+    listing = providers.add_subparsers(dest="providers_command", required=True)
+    _config_arg(
+        listing.add_parser("list", help="built-in, loaded (providers.plugins) and available providers")
+    )
     add_topics_cli(sub)
     add_redrive_cli(sub)
     return parser
@@ -102,7 +112,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         from bridge.local.commands import serve_sandbox
 
+        enable(args.plugin)
         return asyncio.run(serve_sandbox(args.host, args.port))
+    if args.command == "providers":
+        if args.config:
+            load_settings(args.config)  # loads the plugins it allows
+        print(render())
+        return 0
     if args.command == "local":
         from bridge.local.stack import run_local
 

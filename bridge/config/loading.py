@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, create_model
 
+from bridge.config.providers import ProvidersSettings
 from bridge.config.settings import Settings
 from bridge.errors import ConfigError
-from bridge.providers.catalog import CATALOG
+from bridge.providers.catalog import BUILTINS, CATALOG
+from bridge.providers.plugins import enable
 
 ENV_PREFIX = "BRIDGE__"
 
@@ -46,10 +48,10 @@ def apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict
     return merged
 
 
-def _format_errors(exc: ValidationError, origin: str) -> str:
+def _format_errors(exc: ValidationError, origin: str, prefix: tuple[str, ...] = ()) -> str:
     lines = [f"invalid configuration in {origin}:"]
     for err in exc.errors():
-        loc = list(err["loc"])
+        loc = [*prefix, *err["loc"]]
         if len(loc) > 2 and loc[0] == "targets" and loc[2] in CATALOG.kinds:
             del loc[2]  # the union's tag, not a field the user wrote
         where = ".".join(str(p) for p in loc) or "<root>"
@@ -58,11 +60,33 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
 
 
 def parse_settings(raw: Mapping[str, Any], environ: Mapping[str, str], origin: str = "<config>") -> Settings:
+    """Two phases: the ``providers`` section alone, whose plugins join the catalog; then the whole
+    configuration, against a settings model whose targets are the catalog's (plugins included)."""
     merged = apply_env_overrides(dict(raw), environ)
     try:
-        return Settings.model_validate(merged, context={"environ": environ})
+        providers = ProvidersSettings.model_validate(merged.get("providers") or {})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin, ("providers",))) from None
+    enable(providers.plugins)
+    try:
+        return settings_model().model_validate(merged, context={"environ": environ})
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origin)) from None
+
+
+_models: dict[tuple[str, ...], type[Settings]] = {}
+
+
+def settings_model() -> type[Settings]:
+    """:class:`Settings` whose ``targets`` validate against the catalog as it is now: the class itself
+    for the built-ins, a subclass (one per set of providers) when plugins are loaded."""
+    if CATALOG.kinds == tuple(spec.kind for spec in BUILTINS):
+        return Settings
+    if CATALOG.kinds not in _models:
+        targets: Any = dict.__class_getitem__((str, CATALOG.target_settings))  # dict[str, <the union>]
+        field: tuple[Any, Any] = (targets, Field(default_factory=dict))
+        _models[CATALOG.kinds] = create_model("Settings", __base__=Settings, targets=field)
+    return _models[CATALOG.kinds]
 
 
 def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from bridge.config.base import SettingsModel
 from bridge.config.presets import Preset, apply_preset
+from bridge.config.providers import ProvidersSettings
 from bridge.config.secrets import Secret, resolve_secret
 from bridge.config.targets import TargetBase
 from bridge.config.tracking import TrackingSettings, horizons_fit_retention
@@ -230,6 +231,7 @@ class Settings(SettingsModel):
     parking: ParkingSettings = ParkingSettings()
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    providers: ProvidersSettings = ProvidersSettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     _horizons = model_validator(mode="after")(horizons_fit_retention)
 

@@ -265,6 +265,9 @@ def add_topics_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     generate.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a file is out of date"
     )
+    generate.add_argument(
+        "--config", type=Path, default=None, help="bridge config: its provider plugins join the contracts"
+    )
     for parser in (apply, check, generate):
         parser.add_argument("--dir", type=Path, default=Path("topics"), help="topic spec directory")
     for parser in (apply, check):
@@ -281,6 +284,8 @@ def run_topics_cli(args: argparse.Namespace) -> int:
     """0: in sync; 1: drift (or, for generate --check, out-of-date files); 2: could not run."""
     try:
         if args.topics_command == "generate":
+            if args.config:
+                load_settings(args.config)  # the plugins it allows join the catalog the contracts show
             return _generate(args.dir, check=args.check)
         specs = load_specs(args.dir)
         kafka = load_settings(args.config).kafka if args.config else KafkaSettings()

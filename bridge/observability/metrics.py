@@ -7,6 +7,7 @@ classes come from configuration or enums, never from command content.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -101,6 +102,9 @@ class Metrics(LoadMetrics):
             "bridge_assigned_partitions", "Command topic partitions assigned to this member.", registry=r
         )
         self._max_in_flight = Gauge("bridge_max_in_flight", "The configured in-flight limit.", registry=r)
+        Gauge(
+            "bridge_event_loop_tasks", "asyncio tasks alive in the event loop (a leak grows it).", registry=r
+        ).set_function(_event_loop_tasks)
         self._duplicates = Counter(
             "bridge_duplicates_total",
             "Commands the ledger had seen: done (absorbed), id_reused (dead letter), in_doubt (on_unknown).",
@@ -293,3 +297,11 @@ def status_class(http_status: int | None) -> str:
     if http_status is None:
         return "none"
     return f"{http_status // 100}xx"
+
+
+def _event_loop_tasks() -> float:
+    """Read when scraped, which happens on the loop (the health server is one of its tasks)."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped from outside a running loop (a test's generate_latest)
+        return 0.0
