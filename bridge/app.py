@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -27,9 +28,12 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.loading import secret_values
 from bridge.config.settings import Settings
+from bridge.errors import StartupError
 from bridge.http import AiohttpTransport
 from bridge.kafka.clients import make_consumer, make_producer
 from bridge.kafka.engine import Engine
+from bridge.kafka.options import security_options
+from bridge.kafka.topics import missing_topics
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
 from bridge.observability import repeats, tracing
@@ -160,6 +164,7 @@ class Bridge:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
             tracker = Tracker(self.settings, targets, executor, producer, self.metrics, self.redactor)
+            await self._verify_topics()
             await verify_partitions(self.settings)  # the ledger and parking topics: a ConfigError when not
             ledger = await self._start_ledger(producer, tracker)
             if ledger is not None:
@@ -211,9 +216,32 @@ class Bridge:
             return None
         return Ledger(self.settings, producer, self.metrics, sibling=tracker)
 
+    async def _verify_topics(self) -> None:
+        """A StartupError naming the command, outcome, dead-letter or lifecycle topics that do not exist.
+
+        The ledger and parking topics are checked with their partition counts (verify_partitions).
+        """
+        kafka, topics = self.settings.kafka, self.settings.topics
+        lifecycle = [topics.lifecycle] if self.settings.ledger.enabled else []  # tracking needs the ledger
+        wanted = [*topics.routes, *topics.results, *lifecycle]
+        try:
+            missing = await missing_topics(kafka.bootstrap_servers, wanted, security_options(kafka.security))
+        except KafkaError as exc:
+            raise StartupError(f"cannot list the topics on {kafka.bootstrap_servers}: {exc}") from None
+        if missing:
+            raise StartupError(
+                f"topic(s) {', '.join(missing)} do not exist on {kafka.bootstrap_servers}: "
+                "create them with `bridge topics apply --config <this config>`"
+            )
+
     async def _start_client(self, make: Callable[[], KafkaClient], name: str) -> KafkaClient | None:
-        """Connect, retrying with backoff while the broker is unreachable. None if stopped first."""
-        delay = 0.5
+        """Connect, retrying with backoff while the broker is unreachable. None if stopped first.
+
+        After ``kafka.startup_timeout_s`` without a connection: a StartupError.
+        """
+        delay, bound = 0.5, self.settings.kafka.startup_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = None if bound is None else loop.time() + bound
         while not self._stop.is_set():
             client = make()  # a client whose start() failed is not reused
             try:
@@ -221,6 +249,12 @@ class Bridge:
                 return client
             except KafkaError as exc:
                 await self._stop_client(client, name)
+                if deadline is not None and loop.time() + delay > deadline:
+                    where = self.settings.kafka.bootstrap_servers
+                    raise StartupError(
+                        f"cannot reach the Kafka broker at {where} within {bound:g}s "
+                        f"(kafka.startup_timeout_s): {type(exc).__name__}"
+                    ) from None
                 log.warning("kafka %s cannot connect (%s); retrying in %.1fs", name, exc, delay)
             await within(self._stop.wait(), delay)
             delay = min(delay * 2, 10.0)
@@ -247,7 +281,13 @@ class Bridge:
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, obs.host, obs.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve health and metrics on {obs.host}:{obs.port} (observability.port): "
+                f"{os.strerror(exc.errno) if exc.errno else exc}"
+            ) from None
         self.health_port = runner.addresses[0][1] if runner.addresses else obs.port
         log.info("health and metrics on %s:%s", obs.host, self.health_port)
 

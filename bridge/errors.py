@@ -2,6 +2,7 @@
 
 BridgeError
 ├── ConfigError            configuration is wrong: fix the file or environment and restart
+├── StartupError           the bridge cannot start here (port taken, broker unreachable, topic missing)
 ├── CommandRejected        the command is wrong: report ``rejected``, never retry
 └── ProviderCallError      a provider call failed
     ├── RetryableCallError     timeout, connection error, 429, 5xx: retry within the budget
@@ -19,6 +20,10 @@ class BridgeError(Exception):
 
 class ConfigError(BridgeError):
     """The configuration is invalid; the message names the field and what to do."""
+
+
+class StartupError(BridgeError):
+    """The bridge cannot start in this place; the message says what is missing and what to do."""
 
 
 class CommandRejected(BridgeError):

@@ -65,6 +65,11 @@ class KafkaSettings(SettingsModel):
     security: KafkaSecuritySettings = KafkaSecuritySettings()
     group_id: str = "workflow-bridge"
     client_id: str = "workflow-bridge"
+    startup_timeout_s: float | None = Field(
+        default=60.0,
+        gt=0,
+        description="How long `bridge run` tries to reach the broker at start, then exits 1; null: for ever.",
+    )
     enable_idempotence: bool = Field(
         default=True, description="Idempotent producer; turn off for brokers without InitProducerId."
     )

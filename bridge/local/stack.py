@@ -19,8 +19,9 @@ from bridge.app import Bridge
 from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings, TopicSettings
 from bridge.kafka.clients import started
+from bridge.kafka.topics import apply_shipped_specs
 from bridge.local import examples
-from bridge.local.broker import create_topics, start_broker
+from bridge.local.broker import start_broker
 from bridge.local.commands import command_topic, render_record
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
 from bridge.sandbox import start_sandbox
@@ -142,7 +143,7 @@ async def run_local(args: Namespace) -> int:
     settings = local_settings(
         broker.bootstrap, sandbox.url, metrics_port=args.metrics_port, overrides=tracing
     )
-    await create_topics(broker.bootstrap, topic_layout(settings.topics))
+    await apply_shipped_specs(broker.bootstrap)  # as `bridge topics apply` would: `topics check` agrees
     logging.getLogger("bridge.outcome").setLevel(logging.WARNING)  # the outcome printer shows them
     bridge = Bridge(settings)
     stop = asyncio.Event()

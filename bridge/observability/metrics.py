@@ -22,7 +22,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from bridge import __version__
+from bridge.observability import build
 from bridge.observability.load_metrics import LoadMetrics
 
 TERMINAL_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0, 604800.0)
@@ -34,7 +34,7 @@ class Metrics(LoadMetrics):
         self.registry = registry or CollectorRegistry()
         r = self.registry
         Info("bridge_build", "Build information of the workflow bridge.", registry=r).info(
-            {"version": __version__}
+            {"version": build.version(), "revision": build.revision()}
         )
         self._consumed = Counter(
             "bridge_commands_consumed_total", "Command records consumed.", ["topic"], registry=r

@@ -136,6 +136,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"app", "config", "errors", "kafka", "local", "observability", "providers", "redrive"},
     "app": {
         "config",
+        "errors",
         "http",
         "kafka",
         "ledger",
