@@ -38,7 +38,7 @@ from bridge.kafka.partitions import Partition
 from bridge.kafka.topics import missing_topics
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
-from bridge.observability import tracing
+from bridge.observability import repeats, tracing
 from bridge.observability.health import (
     Readiness,
     build_health_app,
@@ -130,7 +130,8 @@ class Bridge:
         verdict = judge_readiness(
             self.engine.stats, time.monotonic(), self.settings.observability.stall_after_s
         )
-        return degraded(verdict, target_troubles(self._targets.values()))
+        troubles = target_troubles(self._targets.values())
+        return degraded(verdict, troubles, parking=self.settings.parking.enabled)
 
     async def _readiness_routine(self) -> None:
         """Keep bridge_ready current between probes and log every change, with its reason."""
@@ -148,6 +149,7 @@ class Bridge:
 
     async def run(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(repeats.uninstall, repeats.install())  # the client's repeats, collapsed
             await stack.enter_async_context(tracing.started(self.settings))  # closed last: flushes spans
             await self._start_health(stack)
             await self._start_admin(stack)
@@ -179,6 +181,8 @@ class Bridge:
             track = tracker.start if ledger is not None else None
             loads = {name: runtime.load for name, runtime in targets.items() if runtime.load is not None}
             parking = Parking(self.settings, self.metrics) if self.settings.parking.enabled else None
+            if parking is not None:
+                parking.recovery.watch(targets)
             processor = Processor(
                 self.settings,
                 targets,

@@ -40,11 +40,15 @@ class ProviderCallError(BridgeError):
 
     retryable = False
 
-    def __init__(self, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, kind: ErrorKind, message: str, retry_after_s: float | None = None, *, sent: bool = True
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after_s = retry_after_s
+        self.sent = sent
+        """False when the request never reached the provider (no connection, no token): no effect."""
 
 
 class RetryableCallError(ProviderCallError):
@@ -55,5 +59,5 @@ class AuthError(ProviderCallError):
     """The token endpoint refused the credentials (or kept failing)."""
 
     def __init__(self, message: str, retryable: bool = False) -> None:
-        super().__init__(ErrorKind.AUTH, message)
+        super().__init__(ErrorKind.AUTH, message, sent=False)  # the provider's own call never went
         self.retryable = retryable
