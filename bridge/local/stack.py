@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 from bridge.app import Bridge
 from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings, TopicSettings
+from bridge.errors import StartupError
 from bridge.kafka.clients import started
 from bridge.kafka.topics import apply_shipped_specs
 from bridge.local import examples, guide
@@ -338,6 +339,8 @@ def _bridge_ended(task: asyncio.Task[None]) -> str:
         return "the bridge stopped on its own; run with --verbose to see why"
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return f"the bridge stopped: a port it needs is taken ({exc.strerror or exc})"
+    if isinstance(exc, StartupError):  # an operator's mistake, told in words that say what to do
+        return f"the bridge stopped: {exc}"
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return f"the bridge stopped ({type(exc).__name__}): {reason}"
 
