@@ -117,6 +117,7 @@ class Ledger:
         self._backoff_s = settings.engine.publish_retry_backoff_s
         self._producer = producer
         self._metrics = metrics
+        metrics.duplicate_reasons([*_DUPLICATE_REASON.values(), DEAD_LETTER_AGAIN])
         self._clock = clock
         self._indexes: dict[PartitionKey, CommandIndex] = {}
         self._assigned: set[PartitionKey] = set()

@@ -4,6 +4,7 @@ target's share of in-flight commands, shed commands, commands held by an open ci
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -85,6 +86,7 @@ class LoadMetrics:
             for why in PARK_RETURNS:
                 self._parked_returns.labels(target, why)
             self._parked_waiting.labels(target).set(0)
+            self._parked_wait.labels(target)
             self._slot_waits.labels(target)
 
     def shed(self, target: str) -> None:
@@ -113,3 +115,8 @@ class LoadMetrics:
 
     def replayed(self, topic: str) -> None:
         self._child(self._replayed, topic).inc()
+
+    def replay_topics(self, topics: Iterable[str]) -> None:
+        """The series exist from the start, so that a dashboard's rate() works before the first replay."""
+        for topic in topics:
+            self._replayed.labels(topic)

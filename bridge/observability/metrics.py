@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -204,6 +204,11 @@ class Metrics(LoadMetrics):
 
     def duplicate(self, reason: str) -> None:
         self._child(self._duplicates, reason).inc()
+
+    def duplicate_reasons(self, reasons: Iterable[str]) -> None:
+        """The series exist from the start, so that a dashboard's rate() works before the first one."""
+        for reason in reasons:
+            self._duplicates.labels(reason)
 
     def ledger_entries(self, count: int) -> None:
         self._ledger_entries.set(count)

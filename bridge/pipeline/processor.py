@@ -80,6 +80,8 @@ class Processor:
         )
         """The engine's per-record hook (``lanes``): each target's share of in-flight commands."""
         self._desk = ParkingDesk(parking, targets, ledger, self.bulkheads) if parking else None
+        if parking is not None:
+            metrics.replay_topics(self.command_topics)
 
     @property
     def command_topics(self) -> dict[str, str]:
