@@ -24,8 +24,9 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bridge.app import Bridge
+from bridge.contracts import load_specs
 from bridge.local.abilities import BrokerAbilities, detect_abilities
-from bridge.local.broker import RunningBroker, create_topics, start_broker
+from bridge.local.broker import RunningBroker, start_broker
 from bridge.local.kafka_broker import kafka_available, start_kafka_broker
 from bridge.local.otlp import OtlpReceiver
 from bridge.local.stack import SANDBOX_ENV, local_config, local_settings, topic_layout
@@ -37,12 +38,27 @@ from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
 from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
 from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
-from bridge.settings import Settings
+from bridge.settings import Settings, TopicSettings
+from bridge.topics_admin import apply_topics
 
 pytestmark = pytest.mark.integration
 
 
 StartBroker = Callable[..., Awaitable[RunningBroker]]
+TOPIC_SPECS = load_specs(Path(__file__).resolve().parents[2] / "topics")
+
+
+async def create_spec_topics(bootstrap: str, topics: TopicSettings, partitions: int = 4) -> None:
+    """A test's topics as ``bridge topics apply`` creates them from topics/*.yaml (configs, compaction,
+    size limits), under the test's names and with ``partitions`` each (the dead-letter topic: one)."""
+    layout = topic_layout(topics, partitions)
+    names = topics.model_dump()
+    specs = [
+        spec.model_copy(update={"name": names[spec.role], "partitions": layout[names[spec.role]]})
+        for spec in TOPIC_SPECS
+    ]
+    report = await apply_topics(bootstrap, specs)
+    assert report.drift == [], report.render()
 
 
 @pytest.fixture(scope="session")
@@ -222,7 +238,7 @@ async def stack(
         "kafka": {"group_id": f"{prefix}-bridge", "enable_idempotence": broker_abilities.idempotent_producer},
     }
     settings = local_settings(broker.bootstrap, sandbox.url, overrides=overrides)
-    await create_topics(broker.bootstrap, topic_layout(settings.topics))
+    await create_spec_topics(broker.bootstrap, settings.topics)
     world = Stack(broker, sandbox, settings)
     yield world
     await world.close()

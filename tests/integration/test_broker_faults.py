@@ -11,9 +11,9 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.local.abilities import detect_abilities
-from bridge.local.broker import RunningBroker, create_topics, free_port
-from bridge.local.stack import local_settings, topic_layout
-from tests.integration.conftest import Stack, StartBroker, workfloo_command
+from bridge.local.broker import RunningBroker, free_port
+from bridge.local.stack import local_settings
+from tests.integration.conftest import Stack, StartBroker, create_spec_topics, workfloo_command
 from tests.integration.proxy import CuttableProxy
 from tests.integration.test_ledger import ledger_entries
 
@@ -40,7 +40,7 @@ async def proxied(sandbox: Any, start_test_broker: StartBroker) -> AsyncIterator
             "engine": {"publish_retry_backoff_s": 0.2},
         },
     )
-    await create_topics(view.bootstrap, topic_layout(settings.topics))
+    await create_spec_topics(view.bootstrap, settings.topics)
     stack = Stack(view, sandbox, settings)
     try:
         yield stack, proxy
