@@ -38,8 +38,12 @@ format: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
+# parallel workers first, then the tests marked solo on their own (their timings need the machine)
+INTEGRATION = $(BIN)/pytest tests/integration -q -n $(WORKERS) -m "not solo" --broker $(1) && \
+	$(BIN)/pytest tests/integration -q -p no:xdist -m solo --broker $(1)
+
 integration: $(STAMP)  ## on the embedded Tansu broker
-	$(BIN)/pytest tests/integration -q -n $(WORKERS) --broker tansu
+	$(call INTEGRATION,tansu)
 
 # Apache Kafka's broker jars (version pinned in the pom), through Maven only; see docs/brokers.md
 $(KAFKA_STAMP): $(KAFKA_POM)
@@ -50,7 +54,7 @@ $(KAFKA_STAMP): $(KAFKA_POM)
 kafka-jars: $(KAFKA_STAMP)
 
 test-kafka: $(STAMP) $(KAFKA_STAMP)  ## the integration suite on Apache Kafka (needs java 17+ and mvn)
-	$(BIN)/pytest tests/integration -q -n $(WORKERS) --broker kafka
+	$(call INTEGRATION,kafka)
 
 kafka-if-available:
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \

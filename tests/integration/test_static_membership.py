@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from tests.integration.conftest import Stack, by_command, create_spec_topics, start_process, zuora_command
 from tests.integration.test_scaling import PARTITIONS, Member, settled
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.solo]
 
 SESSION_MS = 10_000  # the README's default: a restart within it keeps the member's partitions
 COMMANDS = 600
