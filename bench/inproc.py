@@ -24,14 +24,14 @@ import orjson
 from aiokafka import TopicPartition
 
 from bridge.app import build_targets
-from bridge.engine import Engine
-from bridge.executor import Executor
 from bridge.http import Call, Response
+from bridge.kafka.engine import Engine
 from bridge.local.stack import local_settings
-from bridge.logs import configure_logging
-from bridge.metrics import Metrics
-from bridge.processor import Processor
-from bridge.redact import Redactor
+from bridge.observability.logs import configure_logging
+from bridge.observability.metrics import Metrics
+from bridge.observability.redact import Redactor
+from bridge.pipeline.executor import Executor
+from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport
 
 # bench.workload's command, spelled out: this module must also run against a build from before it

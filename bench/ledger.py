@@ -133,9 +133,9 @@ async def fill_partition(bootstrap: str, topic: str, records: Iterable[tuple[byt
 
 async def restore_child(bootstrap: str, ledger_topic: str, command_topic: str) -> dict[str, Any]:
     """In the child: RSS before, restore partition 0, RSS after."""
+    from bridge.config.settings import Settings
     from bridge.ledger.store import Ledger
-    from bridge.metrics import Metrics
-    from bridge.settings import Settings
+    from bridge.observability.metrics import Metrics
 
     settings = Settings.model_validate(
         {

@@ -29,7 +29,7 @@ from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaResponse
 
 from bench.workload import TARGET, WORKFLOO_HEADERS
-from bridge.records import TIMING_HEADER, timing_header
+from bridge.kafka.records import TIMING_HEADER, timing_header
 
 
 def _outcome(command: bytes | None, status: str, duration_ms: float) -> bytes:

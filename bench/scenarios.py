@@ -31,10 +31,10 @@ from bench.procs import (
 from bench.profile import start_py_spy
 from bench.stats import Row
 from bench.workload import Latency, OutcomeCollector, Sent, Shape, make_topics, paced, preload, set_latency
+from bridge.config.presets import PRESETS
+from bridge.config.settings import TopicSettings
 from bridge.local.broker import RunningBroker, free_port, start_broker
 from bridge.local.stack import SANDBOX_ENV, local_config
-from bridge.presets import PRESETS
-from bridge.settings import TopicSettings
 
 CPUS = os.cpu_count() or 1
 

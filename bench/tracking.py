@@ -33,15 +33,15 @@ import orjson
 
 from bench import tracking_restore, tracking_terminal
 from bridge.app import build_targets
-from bridge.executor import Executor
+from bridge.config.settings import Settings
 from bridge.http import Call, Response
+from bridge.kafka.records import Incoming
 from bridge.local.stack import local_settings
-from bridge.metrics import Metrics
+from bridge.observability.metrics import Metrics
+from bridge.observability.redact import Redactor
+from bridge.pipeline.executor import Executor
 from bridge.providers.zuora import ZuoraRunWorkflow
-from bridge.records import Incoming
-from bridge.redact import Redactor
 from bridge.sandbox import zuora as zuora_sandbox
-from bridge.settings import Settings
 from bridge.tracking.tracker import Tracker
 
 TOPIC = "workflow.run.commands"

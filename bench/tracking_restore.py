@@ -24,9 +24,9 @@ import aiohttp
 from aiokafka import TopicPartition
 
 from bench.ledger import fill_partition
-from bridge.lifecycle import RunState
 from bridge.local.broker import create_topics, start_broker
 from bridge.local.stack import local_settings
+from bridge.providers.readings import RunState
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.tracking.entries import TrackedEntry, encode
 
@@ -59,7 +59,7 @@ async def restore_child(bootstrap: str) -> dict[str, Any]:
     """In the child: RSS with the tracker built, restore partition 0 as on assignment, RSS after."""
     from bench.tracking import CountingProducer, CountingTransport, counting_tracker, status_kb
     from bridge.ledger.store import Ledger
-    from bridge.metrics import Metrics
+    from bridge.observability.metrics import Metrics
 
     overrides = {"topics": {"run_commands": COMMANDS, "ledger": LEDGER}}
     settings = local_settings(bootstrap, "http://127.0.0.1:1", metrics_port=None, overrides=overrides)

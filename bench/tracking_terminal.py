@@ -42,19 +42,19 @@ from aiokafka import AIOKafkaConsumer
 from bench.procs import Child, machine_busy_s, python_module, read_proc, wait_http
 from bench.stats import percentile
 from bench.workload import fresh_topics, make_producer
-from bridge.lifecycle import RunReading, RunState
+from bridge.config.settings import TopicSettings
+from bridge.config.tracking import TargetTracking
 from bridge.local.broker import create_topics, free_port, start_broker
 from bridge.local.stack import SANDBOX_ENV, local_config, sandbox_targets, topic_layout
+from bridge.providers.readings import RunReading, RunState
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox import zuora_runs
 from bridge.sandbox.config import SandboxConfig
 from bridge.sandbox.server import STATE_KEY, SandboxState, build_app
 from bridge.sandbox.zuora import ZuoraSandbox, run_status
-from bridge.settings import TopicSettings
 from bridge.tracking.entries import TrackedEntry
 from bridge.tracking.policy import after_reading
 from bridge.tracking.schedule import Tracked
-from bridge.tracking.settings import TargetTracking
 
 RUN_PATH = "/zuora/workflows/workflow_runs/"
 BOUND_S = 1.0

@@ -16,11 +16,11 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bridge.config.settings import TopicSettings
+from bridge.kafka.records import TIMING_HEADER
 from bridge.local.broker import create_topics
 from bridge.local.stack import topic_layout
-from bridge.records import TIMING_HEADER
 from bridge.sandbox.workfloo import WORKFLOO_API_KEY, WORKFLOO_DEFINITION_PLAIN
-from bridge.settings import TopicSettings
 
 TARGET = "workfloo-sandbox"
 PROVIDER = "workfloo"  # the sandbox fault-injection name of that target

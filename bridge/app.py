@@ -25,25 +25,31 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from bridge import tracing
-from bridge.budgets import TargetLoad
-from bridge.config import secret_values
-from bridge.engine import Engine
-from bridge.executor import Executor, TargetRuntime
-from bridge.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
-from bridge.health import Readiness, build_health_app, degraded, judge_readiness, target_troubles
+from bridge.config.loading import secret_values
+from bridge.config.settings import Settings
 from bridge.http import AiohttpTransport
-from bridge.kafka_clients import make_consumer, make_producer
+from bridge.kafka.clients import make_consumer, make_producer
+from bridge.kafka.engine import Engine
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
-from bridge.metrics import Metrics
-from bridge.parking.park import Parking
+from bridge.observability import tracing
+from bridge.observability.health import (
+    Readiness,
+    build_health_app,
+    degraded,
+    judge_readiness,
+    target_troubles,
+)
+from bridge.observability.metrics import Metrics
+from bridge.observability.redact import Redactor
+from bridge.parking.state import Parking
 from bridge.parking.wiring import partition_state, replaying
-from bridge.processor import Processor
+from bridge.pipeline.bulkheads import TargetLoad
+from bridge.pipeline.executor import Executor, TargetRuntime
+from bridge.pipeline.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
+from bridge.pipeline.processor import Processor
 from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import ssl_context_for
-from bridge.redact import Redactor
-from bridge.settings import Settings
 from bridge.tracking.tracker import Tracker
 from bridge.waits import within
 
@@ -58,7 +64,8 @@ def build_targets(
     for name, target in settings.targets.items():
         share = target.bulkhead.max_in_flight or max(1, settings.engine.max_in_flight // 2)
         c = target.circuit
-        load = TargetLoad(name, share, target.bulkhead.max_calls, c.silent_s, c.max_unanswered)
+        calls = target.bulkhead.max_calls or share
+        load = TargetLoad(name, share, calls, c.silent_s, c.max_unanswered)
 
         def on_refresh(ok: bool, name: str = name) -> None:
             metrics.token_refresh(name, ok)

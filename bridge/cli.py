@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bridge.config import load_settings, secret_values
+from bridge.config.loading import load_settings, secret_values
+from bridge.config.settings import Settings
 from bridge.errors import ConfigError
-from bridge.logs import configure_logging
-from bridge.redact import Redactor
+from bridge.kafka.topics import add_topics_cli, run_topics_cli
+from bridge.observability.logs import configure_logging
+from bridge.observability.redact import Redactor
 from bridge.redrive.cli import add_redrive_cli, run_redrive_cli
-from bridge.settings import Settings
-from bridge.topics_admin import add_topics_cli, run_topics_cli
 
 
 def _config_arg(parser: argparse.ArgumentParser, required: bool = False) -> None:

@@ -10,7 +10,7 @@ BridgeError
 
 from __future__ import annotations
 
-from bridge.outcomes import ErrorKind
+from bridge.messages.outcomes import ErrorKind
 
 
 class BridgeError(Exception):

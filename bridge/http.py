@@ -15,12 +15,29 @@ import aiohttp
 from yarl import URL
 
 from bridge.errors import AuthError, RetryableCallError
-from bridge.outcomes import ErrorKind
+from bridge.messages.outcomes import ErrorKind
 
 if TYPE_CHECKING:
-    from bridge.providers.oauth import TokenEndpoint
+    from bridge.config.targets import TimeoutSettings
 
 MAX_RESPONSE_BYTES = 1_048_576
+
+
+class FormEndpoint(Protocol):
+    """Where :func:`post_form` posts (:class:`bridge.providers.oauth.TokenEndpoint`); ``label`` names the
+    provider in error messages."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def timeouts(self) -> TimeoutSettings: ...
+
+    @property
+    def ssl(self) -> SSLContext | bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +88,7 @@ class AiohttpTransport:
 
 
 async def post_form(
-    session: aiohttp.ClientSession, endpoint: TokenEndpoint, form: Mapping[str, str]
+    session: aiohttp.ClientSession, endpoint: FormEndpoint, form: Mapping[str, str]
 ) -> tuple[int, bytes]:
     """POST ``form`` url-encoded to a token endpoint: (status, body); AuthError when no answer came."""
     timeout = aiohttp.ClientTimeout(total=endpoint.timeouts.total_s, sock_connect=endpoint.timeouts.connect_s)

@@ -1,7 +1,7 @@
 """In-memory stand-ins for the Kafka consumer and producer and for the HTTP client, for tests that need
 no broker and no network; they ship with the bridge, for its own tests and for its users' tests.
 
-They implement :mod:`bridge.ports`, so an :class:`bridge.engine.Engine` runs on them unchanged::
+They implement :mod:`bridge.kafka.ports`, so an :class:`bridge.kafka.engine.Engine` runs on them unchanged::
 
     consumer, producer = FakeConsumer(), FakeProducer()
     consumer.add("workflow.run.commands", b'{"id": "c-1", ...}', key=b"k")
@@ -36,9 +36,9 @@ from aiokafka.errors import CorruptRecordException, IllegalStateError, KafkaErro
 
 from bridge.errors import ProviderCallError
 from bridge.http import Call, Response
-from bridge.ports import ConsumerPort, ProducerPort, RebalanceListener
+from bridge.kafka.ports import ConsumerPort, ProducerPort, RebalanceListener
+from bridge.messages.wire import Header
 from bridge.waits import within
-from bridge.wire import Header
 
 __all__ = ["FakeConsumer", "FakeProducer", "FakeRecord", "FakeTransport", "SentRecord", "json_response"]
 

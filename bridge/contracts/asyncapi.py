@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.config.settings import KafkaSettings, TopicSettings
 from bridge.contracts.examples import Example, build_examples
 from bridge.contracts.schemas import SCHEMA_FORMAT, build_schemas
 from bridge.contracts.specs import TopicRole, TopicSpec
-from bridge.parsing import DeadLetterReason
+from bridge.messages.parsing import DeadLetterReason
 from bridge.providers.catalog import CATALOG
-from bridge.settings import KafkaSettings, TopicSettings
 
 CONTRACT_VERSION = "1.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"

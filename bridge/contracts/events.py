@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, create_model
 
-from bridge.outcomes import CLOUDEVENTS_SOURCE
+from bridge.messages.outcomes import CLOUDEVENTS_SOURCE
 from bridge.providers.catalog import CATALOG
 
 # Enum's functional API with the catalog's kinds (mypy types it only for a literal member list)

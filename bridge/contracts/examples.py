@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.commands import CommandFamily
+from bridge.config.settings import TopicSettings
 from bridge.contracts.lifecycle import lifecycle_example_docs
 from bridge.ledger.entries import DoneFields, encode_dispatched, encode_done
-from bridge.outcomes import OutcomeData, SourceRecord, Status, outcome_event_id, to_cloudevent
+from bridge.messages.commands import CommandFamily
+from bridge.messages.outcomes import OutcomeData, SourceRecord, Status, outcome_event_id, to_cloudevent
 from bridge.providers.catalog import CATALOG
 from bridge.providers.spec import CommandSpec, OutcomeExample
-from bridge.settings import TopicSettings
 
 EXAMPLE_TIME = datetime(2025, 1, 15, 9, 30, tzinfo=UTC)
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from bridge.config.settings import TopicSettings
 from bridge.contracts.events import event_schema, with_provider_kinds
-from bridge.lifecycle import RunState
-from bridge.outcomes import SourceRecord
+from bridge.messages.outcomes import SourceRecord
 from bridge.providers.catalog import CATALOG
+from bridge.providers.readings import RunState
 from bridge.providers.spec import CommandSpec
-from bridge.settings import TopicSettings
 from bridge.tracking.entries import TrackedEntry, TrackedEntryModel, encode
 from bridge.tracking.events import LifecycleData, lifecycle_type, to_lifecycle_event
 

@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from bridge.commands import CommandFamily
 from bridge.contracts.events import event_schema, with_provider_kinds
 from bridge.contracts.lifecycle import LIFECYCLE_EVENT, TRACKED_ENTRY, lifecycle_schema, tracked_entry_schema
 from bridge.ledger.entries import LedgerEntry
-from bridge.outcomes import OutcomeData, Status, outcome_type
+from bridge.messages.commands import CommandFamily
+from bridge.messages.outcomes import OutcomeData, Status, outcome_type
 from bridge.providers.catalog import CATALOG
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

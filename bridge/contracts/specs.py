@@ -8,10 +8,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.commands import CommandFamily
+from bridge.config.settings import LedgerSettings, TopicSettings
 from bridge.contracts.schemas import build_schemas
 from bridge.errors import ConfigError
-from bridge.settings import LedgerSettings, TopicSettings
+from bridge.messages.commands import CommandFamily
 
 ASYNCAPI_FILE = "asyncapi.yaml"
 

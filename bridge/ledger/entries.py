@@ -21,7 +21,7 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.commands import Command
+from bridge.messages.commands import Command
 
 COMMAND_PREFIX = b"cmd:"
 VERSION = 1

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from enum import StrEnum
 
 from bridge.ledger.index import Remembered, short_fp
-from bridge.outcomes import ErrorKind, OutcomeError
-from bridge.provenance import REDRIVE
-from bridge.wire import Header
+from bridge.messages.outcomes import ErrorKind, OutcomeError
+from bridge.messages.provenance import REDRIVE
+from bridge.messages.wire import Header
 
 
 class Admission(StrEnum):

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bridge.config.settings import Settings
 from bridge.errors import ConfigError
-from bridge.kafka_options import security_options
-from bridge.settings import Settings
-from bridge.topics_admin import partition_counts
+from bridge.kafka.options import security_options
+from bridge.kafka.topics import partition_counts
 
 
 @dataclass(frozen=True, slots=True)

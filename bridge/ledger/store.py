@@ -24,8 +24,8 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from bridge.commands import Command
-from bridge.kafka_clients import make_reader, started
+from bridge.config.settings import Settings
+from bridge.kafka.clients import make_reader, read_to_end, started
 from bridge.ledger.entries import (
     COMMAND_PREFIX,
     DoneFields,
@@ -39,9 +39,9 @@ from bridge.ledger.entries import (
 )
 from bridge.ledger.index import CommandIndex, id_hash, pack
 from bridge.ledger.rules import Admission, admit, is_redrive
-from bridge.metrics import Metrics
-from bridge.settings import Settings
-from bridge.wire import Header
+from bridge.messages.commands import Command
+from bridge.messages.wire import Header
+from bridge.observability.metrics import Metrics
 
 log = logging.getLogger("bridge.ledger")
 SWEEP_INTERVAL_S = 60.0
@@ -280,18 +280,10 @@ class Ledger:
         fresh: dict[PartitionKey, CommandIndex],
     ) -> int:
         read, now_ms = 0, self._now_ms()
-        while remaining:
-            batch = await consumer.getmany(
-                *remaining, timeout_ms=100, max_records=self._settings.restore_batch
-            )
-            for ltp, records in batch.items():
-                read += len(records)
-                for record in records:
-                    self._load(fresh, ltp.partition, record.key, record.value, now_ms)
-            for ltp in list(remaining):
-                highwater = consumer.highwater(ltp)
-                if highwater is not None and await consumer.position(ltp) >= highwater:
-                    remaining.discard(ltp)
+        async for ltp, records in read_to_end(consumer, remaining, max_records=self._settings.restore_batch):
+            read += len(records)
+            for record in records:
+                self._load(fresh, ltp.partition, record.key, record.value, now_ms)
         return read
 
     def _load(

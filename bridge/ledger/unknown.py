@@ -8,11 +8,11 @@
 
 from __future__ import annotations
 
-from bridge.commands import Command
-from bridge.decide import Decision
-from bridge.executor import Executor, TargetRuntime
 from bridge.ledger.rules import unknown_error
-from bridge.outcomes import Status
+from bridge.messages.commands import Command
+from bridge.messages.outcomes import Status
+from bridge.pipeline.decide import Decision
+from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.providers.catalog import CATALOG
 
 CALL_AGAIN = None

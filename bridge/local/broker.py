@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge.topics_admin import wait_until_served
+from bridge.kafka.topics import wait_until_served
 
 
 def broker_binary() -> Path:

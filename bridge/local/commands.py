@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from bridge.commands import CommandFamily
-from bridge.kafka_options import client_options
-from bridge.parsing import DeadLetter, describe_errors, parse_any, unwrap_cloudevent
+from bridge.config.settings import Settings
+from bridge.kafka.options import client_options
+from bridge.messages.commands import CommandFamily
+from bridge.messages.parsing import DeadLetter, describe_errors, parse_any, unwrap_cloudevent
 from bridge.providers.catalog import CATALOG
-from bridge.settings import Settings
 
 
 def read_command_text(source: str) -> bytes:

@@ -16,15 +16,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.app import Bridge
-from bridge.config import parse_settings
-from bridge.kafka_clients import started
+from bridge.config.loading import parse_settings
+from bridge.config.settings import Settings, TopicSettings
+from bridge.kafka.clients import started
 from bridge.local import examples
 from bridge.local.broker import create_topics, start_broker
 from bridge.local.commands import command_topic, render_record
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
 from bridge.sandbox import start_sandbox
 from bridge.sandbox.catalog import SANDBOXES
-from bridge.settings import Settings, TopicSettings
 from bridge.waits import within
 
 # Credentials the sandbox accepts, handed to the bridge the way production does: environment variables.

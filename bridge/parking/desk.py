@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from bridge.budgets import Bulkheads, target_of
-from bridge.commands import Command, expires_in_s
-from bridge.decide import Decision
-from bridge.executor import TargetRuntime
+from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.store import Ledger, Ticket
-from bridge.outcomes import ErrorKind
-from bridge.parking.park import Parking
-from bridge.parse_results import Parsed
-from bridge.records import Incoming, Outgoing
+from bridge.messages.commands import Command, expires_in_s
+from bridge.messages.outcomes import ErrorKind
+from bridge.messages.parsed import Parsed
+from bridge.parking.state import Parking
+from bridge.pipeline.bulkheads import Bulkheads, target_of
+from bridge.pipeline.decide import Decision
+from bridge.pipeline.executor import TargetRuntime
 
 _AFTER_CALL = {ErrorKind.CIRCUIT_OPEN: "circuit_open", ErrorKind.TARGET_BUSY: "bulkhead_full"}
 

@@ -29,9 +29,9 @@ from typing import Any, Protocol
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from bridge.offsets import OffsetTracker
+from bridge.kafka.offsets import OffsetTracker
+from bridge.kafka.partitions import Partition
 from bridge.parking.records import ParkedAt, read_parked
-from bridge.partitions import Partition
 
 log = logging.getLogger("bridge.parking")
 UntilDue = Callable[[ParkedAt, bytes | None], Awaitable[Partition | None]]

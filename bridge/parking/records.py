@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bridge.wire import Header
+from bridge.messages.wire import Header
 
 PREFIX = "bridge.parked."
 TOPIC, OFFSET, TIME, DUE, UNTIL, COUNT, REASON = (

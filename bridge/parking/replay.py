@@ -14,7 +14,7 @@ cancelled and brought back again by the next owner, whose ledger then absorbs a 
 command that was already answered; records still waiting for their due time are dropped at once.
 The replay group's offset moves past a record only when it and every earlier one ended. A command
 parked while an earlier command of its key was still in the engine (shed at its target's share,
-see bridge/budgets.py) comes back only once that one is answered.
+see bridge/pipeline/bulkheads.py) comes back only once that one is answered.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from typing import Any, Protocol
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from bridge.kafka_clients import make_reader, started
+from bridge.config.settings import KafkaSettings
+from bridge.kafka.clients import make_reader, started
+from bridge.kafka.partitions import Partition
+from bridge.kafka.publisher import Publisher
+from bridge.kafka.records import Incoming, Outgoing
 from bridge.parking.lanes import Committer, Lane, Progress
-from bridge.parking.park import Parking, replay_group
 from bridge.parking.records import ParkedAt
-from bridge.partitions import Partition
-from bridge.publisher import Publisher
-from bridge.records import Incoming, Outgoing
-from bridge.settings import KafkaSettings
+from bridge.parking.state import Parking, replay_group
 from bridge.waits import within
 
 log = logging.getLogger("bridge.parking")

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 
 from aiokafka import TopicPartition
 
-from bridge.metrics import Metrics
-from bridge.parking.park import Parking
+from bridge.config.settings import Settings
+from bridge.kafka.ports import ProducerPort
+from bridge.kafka.publisher import Publisher
+from bridge.kafka.restores import PartitionState
+from bridge.observability.metrics import Metrics
 from bridge.parking.replay import Handler, Home, Replayer
-from bridge.partition_state import PartitionState
-from bridge.ports import ProducerPort
-from bridge.publisher import Publisher
-from bridge.settings import Settings
+from bridge.parking.state import Parking
 
 log = logging.getLogger("bridge.parking")
 

@@ -2,7 +2,7 @@
 
 A provider turns a validated command into an :class:`HttpRequest` (pure), supplies auth headers
 (may call a token endpoint), and turns the HTTP response into a :class:`Verdict` (pure). Retries,
-timeouts, metrics and outcome publishing live once, in :mod:`bridge.executor`.
+timeouts, metrics and outcome publishing live once, in :mod:`bridge.pipeline.executor`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from urllib.parse import quote
 import orjson
 from pydantic import SecretStr
 
-from bridge.commands import Command
-from bridge.decide import Verdict
+from bridge.messages.commands import Command
+from bridge.providers.verdicts import Verdict
 
 if TYPE_CHECKING:
     import aiohttp

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 from pydantic import Field, TypeAdapter
 
 import bridge.providers as package
-from bridge.commands import Command, CommandFamily
+from bridge.config.targets import TargetBase
+from bridge.messages.commands import Command, CommandFamily
 from bridge.providers.base import Provider
 from bridge.providers.spec import CommandSpec, EffectCheck, ProviderSpec, StatusRead
-from bridge.target_settings import TargetBase
 
 if TYPE_CHECKING:
     import aiohttp

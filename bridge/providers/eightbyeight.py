@@ -21,12 +21,13 @@ from typing import ClassVar, Literal
 import orjson
 from pydantic import Field, field_validator
 
-from bridge.commands import Command, CommandFamily, PathSegment
-from bridge.decide import Verdict, classify_common, unexpected
+from bridge.config.secrets import Secret, resolve_secret
+from bridge.config.targets import OnUnknown, TargetBase
 from bridge.errors import CommandRejected
-from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.commands import Command, CommandFamily, PathSegment
+from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of, segment
+from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.providers.spec import (
     CommandExample,
     CommandSpec,
@@ -35,8 +36,7 @@ from bridge.providers.spec import (
     ProviderSpec,
     StatusRead,
 )
-from bridge.secrets import Secret, resolve_secret
-from bridge.target_settings import OnUnknown, TargetBase
+from bridge.providers.verdicts import Verdict, classify_common, unexpected
 
 KIND = "8x8"
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge import tracing
-from bridge.decide import header
+from bridge.config.targets import TimeoutSettings
 from bridge.errors import AuthError
-from bridge.policies import TimeoutSettings
+from bridge.observability import tracing
 from bridge.providers.base import header_safe, json_or_none
 from bridge.providers.tokens import Token
+from bridge.providers.verdicts import header
 
 if TYPE_CHECKING:
     import aiohttp

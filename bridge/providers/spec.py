@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, get_args
 
-from bridge.commands import Command, CommandFamily
-from bridge.lifecycle import Reading
-from bridge.outcomes import Status
+from bridge.config.targets import TargetBase
+from bridge.messages.commands import Command, CommandFamily
+from bridge.messages.outcomes import Status
 from bridge.providers.base import HttpRequest, Provider
-from bridge.target_settings import TargetBase
+from bridge.providers.readings import Reading
 
 if TYPE_CHECKING:
     import aiohttp

@@ -20,11 +20,11 @@ import orjson
 from pydantic import Field, StringConstraints, field_validator
 from yarl import URL
 
-from bridge.commands import Command, CommandFamily, JsonObject
-from bridge.decide import Verdict, classify_common, unexpected
+from bridge.config.secrets import Secret, resolve_secret
+from bridge.config.targets import TargetBase
 from bridge.errors import CommandRejected
-from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.commands import Command, CommandFamily, JsonObject
+from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers.base import (
     HttpRequest,
     StaticKeyProvider,
@@ -33,6 +33,7 @@ from bridge.providers.base import (
     reference_of,
     segment,
 )
+from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.providers.spec import (
     CloudEventExample,
     CommandExample,
@@ -41,8 +42,7 @@ from bridge.providers.spec import (
     StatusRead,
     plain_read,
 )
-from bridge.secrets import Secret, resolve_secret
-from bridge.target_settings import TargetBase
+from bridge.providers.verdicts import Verdict, classify_common, scope_busy, unexpected
 
 KIND = "workfloo"
 
@@ -124,7 +124,8 @@ def _with_detail(text: str, body: bytes) -> str:
 
 
 def classify(command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
-    """200 queued (execution id); 403 key not allowed for the definition; 409 conflict."""
+    """200 queued (execution id); 403 key not allowed for the definition; 409 a busy scope (the conflict
+    policy applies)."""
     if 200 <= status < 300:
         parsed = json_or_none(body)
         reference = reference_of(parsed.get("id")) if isinstance(parsed, dict) else None
@@ -133,7 +134,7 @@ def classify(command: Command, status: int, headers: Mapping[str, str], body: by
         return Verdict(Status.ERROR, error_kind=ErrorKind.AUTH, message=_NO_ACCESS)
     if status == 409:
         message = _with_detail("workfloo reported a conflict creating the execution (409)", body)
-        return Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT, message=message)
+        return scope_busy(message)
     verdict = classify_common(status, headers) or unexpected(status)
     if verdict.status is Status.REJECTED:
         return replace(verdict, message=_with_detail(verdict.message, body))

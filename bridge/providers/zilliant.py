@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import orjson
 from pydantic import Field, StringConstraints, field_validator
 
-from bridge.commands import Command, CommandFamily, JsonObject
-from bridge.decide import Verdict, classify_common, unexpected
+from bridge.config.secrets import Secret, resolve_secret
+from bridge.config.targets import TargetBase
 from bridge.errors import AuthError, CommandRejected
-from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.commands import Command, CommandFamily, JsonObject
+from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
 from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
+from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
 from bridge.providers.tokens import Clock, Token, TokenCache
-from bridge.secrets import Secret, resolve_secret
-from bridge.target_settings import TargetBase
+from bridge.providers.verdicts import Verdict, classify_common, scope_busy, unexpected
 
 if TYPE_CHECKING:
     import aiohttp
@@ -121,7 +121,7 @@ def classify(command: Command, status: int, headers: Mapping[str, str], body: by
     if 200 <= status < 300:
         return Verdict(Status.QUEUED, reference=job_id(body))
     if status == 409:
-        return Verdict(Status.CONFLICT, error_kind=ErrorKind.CONFLICT, message="scope busy")
+        return scope_busy("scope busy")
     if status == 400:
         message = f"Zilliant could not process the JSON body (400){_detail(body)}"
         return Verdict(Status.REJECTED, error_kind=ErrorKind.PROVIDER_REJECTED, message=message)

@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import orjson
 from pydantic import Field, StringConstraints, field_validator
 
-from bridge.commands import Command, CommandFamily, JsonObject, PathSegment, StrictModel
-from bridge.decide import Verdict, classify_common, header, unexpected
+from bridge.config.secrets import Secret, resolve_secret
+from bridge.config.targets import OnUnknown, TargetBase
 from bridge.errors import CommandRejected
-from bridge.lifecycle import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.outcomes import ErrorKind, Status
+from bridge.messages.commands import Command, CommandFamily, JsonObject, PathSegment, StrictModel
+from bridge.messages.outcomes import ErrorKind, Status
 from bridge.providers import oauth
 from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
+from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
 from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
 from bridge.providers.tokens import Clock, Token, TokenCache
-from bridge.secrets import Secret, resolve_secret
-from bridge.target_settings import OnUnknown, TargetBase
+from bridge.providers.verdicts import Verdict, classify_common, header, unexpected
 
 if TYPE_CHECKING:
     import aiohttp

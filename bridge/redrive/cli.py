@@ -8,16 +8,16 @@ import sys
 import time
 from pathlib import Path
 
-from bridge.config import secret_values
-from bridge.logs import configure_logging
-from bridge.outcomes import Status
-from bridge.redact import Redactor
+from bridge.config.loading import secret_values
+from bridge.config.settings import Settings
+from bridge.messages.outcomes import Status
+from bridge.observability.logs import configure_logging
+from bridge.observability.redact import Redactor
 from bridge.redrive import kafka
 from bridge.redrive.dlq import ReplayOptions, list_dead_letters, replay_dead_letters, show_dead_letter
 from bridge.redrive.outcomes import RedriveOptions, redrive
 from bridge.redrive.report import Report, dead_letter_json, dead_letter_line, describe_record
 from bridge.redrive.select import DEFAULT_REPLAY_LIMIT, DeadLetterFilter, OutcomeFilter, time_range
-from bridge.settings import Settings
 
 REDRIVE_STATUSES = [s.value for s in (Status.ERROR, Status.CONFLICT, Status.REJECTED)]
 

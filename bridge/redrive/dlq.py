@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from bridge.config.settings import Settings
 from bridge.redrive import kafka
 from bridge.redrive.report import Report
 from bridge.redrive.select import (
@@ -27,7 +28,6 @@ from bridge.redrive.select import (
     passed,
     view_dead_letter,
 )
-from bridge.settings import Settings
 
 COMMIT_EVERY = 100
 

@@ -7,18 +7,18 @@ dead-letters again) waits for the next run.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.cluster import ClusterMetadata
 
+from bridge.config.settings import KafkaSettings
 from bridge.errors import BridgeError
-from bridge.kafka_clients import make_producer, make_reader, started
-from bridge.provenance import replay_headers
+from bridge.kafka import clients
+from bridge.kafka.clients import make_producer, make_reader, started
+from bridge.messages.provenance import replay_headers
 from bridge.redrive.select import Coordinates, RecordLike
-from bridge.settings import KafkaSettings
 
 DLQ_GROUP = "workflow-bridge-dlq-replay"
 REDRIVE_GROUP = "workflow-bridge-redrive"
@@ -68,22 +68,12 @@ async def read_to_end(
     consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition], idle_s: float = IDLE_TIMEOUT_S
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every record from the assigned positions up to each partition's end at its first fetch."""
-    ends: dict[TopicPartition, int] = {}
-    pending = set(partitions)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + idle_s
-    while pending:
-        batch = await consumer.getmany(*pending, timeout_ms=200)
-        for tp in sorted(pending):
-            if tp not in ends and consumer.highwater(tp) is not None:
-                ends[tp], deadline = consumer.highwater(tp), loop.time() + idle_s
-            for record in batch.get(tp, []):
-                if record.offset < ends[tp]:
-                    yield record
-            if tp in ends and await consumer.position(tp) >= ends[tp]:
-                pending.discard(tp)
-        if loop.time() > deadline:
-            raise RedriveError(f"no fetch answer for {sorted(pending)} within {idle_s:.0f}s")
+    try:
+        async for _, records in clients.read_to_end(consumer, partitions, snapshot_end=True, idle_s=idle_s):
+            for record in records:
+                yield record
+    except TimeoutError as exc:
+        raise RedriveError(str(exc)) from exc
 
 
 async def commit(consumer: AIOKafkaConsumer, positions: Mapping[tuple[str, int], int]) -> None:

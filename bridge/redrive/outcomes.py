@@ -4,7 +4,7 @@ The outcome topics are read (resumably, in the tool's own consumer group) up to 
 of each command id only its latest outcome counts, so a command that failed and then succeeded is
 left alone. Each selected outcome names its command record (``data.source``); that record's key,
 value and headers go back to its command topic with ``bridge.redrive: 1`` and the provenance
-headers of :mod:`bridge.provenance`. The replay-count limit applies as for dead letters.
+headers of :mod:`bridge.messages.provenance`. The replay-count limit applies as for dead letters.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bridge.provenance import replay_count
+from bridge.config.settings import Settings
+from bridge.messages.provenance import replay_count
 from bridge.redrive import kafka
 from bridge.redrive.dlq import command_topics
 from bridge.redrive.report import Report
@@ -31,7 +32,6 @@ from bridge.redrive.select import (
     resume_positions,
     view_outcome,
 )
-from bridge.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

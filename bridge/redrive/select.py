@@ -13,8 +13,8 @@ from typing import Protocol
 import orjson
 from pydantic import ValidationError
 
-from bridge.outcomes import OutcomeData
-from bridge.provenance import replay_count
+from bridge.messages.outcomes import OutcomeData
+from bridge.messages.provenance import replay_count
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.lifecycle import RunState
+from bridge.providers.readings import RunState
 
 TRACKED_PREFIX = b"trk:"
 VERSION = 1

@@ -2,7 +2,7 @@
 
 ``type`` is ``workflow.lifecycle.<status>``, ``subject`` the command id, the Kafka key the command's.
 The event id derives from the command record and the event's number within its workflow, so an
-event published again after a crash (see README) keeps its id.
+event published again after a crash (see docs/tracking.md) keeps its id.
 
 Example::
 
@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.lifecycle import RunReading, RunState
-from bridge.outcomes import CLOUDEVENTS_SOURCE, SourceRecord
+from bridge.messages.outcomes import CLOUDEVENTS_SOURCE, SourceRecord
+from bridge.observability.redact import Redactor
 from bridge.providers.catalog import CATALOG
-from bridge.redact import Redactor
+from bridge.providers.readings import RunReading, RunState
 from bridge.tracking.entries import TrackedEntry
 
 LIFECYCLE_TYPE_PREFIX = "workflow.lifecycle."

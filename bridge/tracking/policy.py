@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.lifecycle import ReadFailure, Reading, ReadProblem, RunReading, RunState
+from bridge.config.tracking import TargetTracking
+from bridge.providers.readings import ReadFailure, Reading, ReadProblem, RunReading, RunState
 from bridge.tracking.schedule import Tracked, jittered, next_interval
-from bridge.tracking.settings import TargetTracking
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ import heapq
 import itertools
 from dataclasses import dataclass
 
+from bridge.config.tracking import TargetTracking
 from bridge.tracking.entries import TrackedEntry
-from bridge.tracking.settings import TargetTracking
 
 
 @dataclass(slots=True, eq=False)

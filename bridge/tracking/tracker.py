@@ -30,25 +30,25 @@ from dataclasses import replace
 
 from aiokafka import TopicPartition
 
-from bridge.commands import Command
-from bridge.executor import Executor, TargetRuntime
-from bridge.guards import TokenBucket
-from bridge.lifecycle import ReadFailure, Reading, ReadProblem, RunReading, RunState
-from bridge.metrics import Metrics
-from bridge.policies import RateLimitSettings
-from bridge.ports import ProducerPort
+from bridge.config.settings import Settings
+from bridge.config.targets import RateLimitSettings
+from bridge.config.tracking import TargetTracking
+from bridge.kafka.ports import ProducerPort
+from bridge.kafka.publisher import Publisher
+from bridge.kafka.records import Incoming, Outgoing
+from bridge.messages.commands import Command
+from bridge.observability.metrics import Metrics
+from bridge.observability.redact import Redactor
+from bridge.pipeline.executor import Executor, TargetRuntime
+from bridge.pipeline.guards import TokenBucket
 from bridge.providers.catalog import CATALOG
+from bridge.providers.readings import ReadFailure, Reading, ReadProblem, RunReading, RunState
 from bridge.providers.spec import StatusRead
-from bridge.publisher import Publisher
-from bridge.records import Incoming, Outgoing
-from bridge.redact import Redactor
-from bridge.settings import Settings
 from bridge.tracking.entries import TrackedEntry, encode, entry_key
 from bridge.tracking.events import encode_lifecycle, lifecycle_data
 from bridge.tracking.policy import after_reading, beyond_horizon, horizon_reading
 from bridge.tracking.registry import PartitionKey, Registry
 from bridge.tracking.schedule import Tracked, capped_due, jittered
-from bridge.tracking.settings import TargetTracking
 from bridge.waits import within
 
 log = logging.getLogger("bridge.tracking")

@@ -24,7 +24,9 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bridge.app import Bridge
+from bridge.config.settings import Settings, TopicSettings
 from bridge.contracts import load_specs
+from bridge.kafka.topics import apply_topics
 from bridge.local.abilities import BrokerAbilities, detect_abilities
 from bridge.local.broker import RunningBroker, start_broker
 from bridge.local.kafka_broker import kafka_available, start_kafka_broker
@@ -38,8 +40,6 @@ from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
 from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
 from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
-from bridge.settings import Settings, TopicSettings
-from bridge.topics_admin import apply_topics
 
 pytestmark = pytest.mark.integration
 

@@ -190,7 +190,7 @@ def q(value: str) -> str:
 
 
 def expected_request(doc: dict[str, Any]) -> tuple[str, str, Any]:
-    """(method, raw path, body) the README says the command becomes, written independently of the
+    """(method, raw path, body) the docs say the command becomes, written independently of the
     bridge's builders; the sandbox's base paths are those of the local stack's targets."""
     op = doc["operation"]
     if op == "zilliant.queue_job":

@@ -13,7 +13,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bridge.app import Bridge
-from bridge.commands import Command, CommandFamily
 from bridge.errors import ConfigError
 from bridge.ledger.entries import (
     CommandEntry,
@@ -25,7 +24,8 @@ from bridge.ledger.entries import (
     fingerprint,
 )
 from bridge.local.broker import create_topics
-from bridge.parsing import Parsed, parse_command
+from bridge.messages.commands import Command, CommandFamily
+from bridge.messages.parsing import Parsed, parse_command
 from bridge.sandbox import eightbyeight as eightbyeight_sandbox
 from bridge.sandbox import workfloo as workfloo_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_RUNNABLE, EIGHTBYEIGHT_SUSPENDED

@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bridge.kafka.topics import wait_until_served
 from bridge.ledger.entries import DoneFields, encode_dispatched, encode_done, fingerprint
-from bridge.topics_admin import wait_until_served
 from tests.integration.conftest import TOPIC_SPECS, Stack, workfloo_command
 from tests.integration.test_ledger import as_command, produce, sample, send_to_partition, uid, wait_for
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import Stack, workfloo_command
-from tests.unit.test_observability_names import METRIC, alert_queries, dashboard_queries
+from tests.unit.observability.test_observability_names import METRIC, alert_queries, dashboard_queries
 
 pytestmark = pytest.mark.integration
 

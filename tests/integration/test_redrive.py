@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from bridge.provenance import REDRIVE, REPLAY_COUNT, REPLAY_FROM
+from bridge.messages.provenance import REDRIVE, REPLAY_COUNT, REPLAY_FROM
 from bridge.redrive import kafka
 from bridge.redrive.dlq import ReplayOptions, replay_dead_letters
 from bridge.redrive.outcomes import RedriveOptions, redrive

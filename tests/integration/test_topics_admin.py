@@ -9,8 +9,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridge.contracts import TopicSpec, load_specs
+from bridge.kafka.topics import DriftKind, apply_topics, check_topics, wait_until_served
 from bridge.local.broker import RunningBroker
-from bridge.topics_admin import DriftKind, apply_topics, check_topics, wait_until_served
 
 pytestmark = pytest.mark.integration
 

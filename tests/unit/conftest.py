@@ -8,9 +8,10 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bridge import tracing, tracing_otel
+from bridge.config.settings import EngineSettings, TracingSettings
+from bridge.observability import otel as tracing_otel
+from bridge.observability import tracing
 from bridge.sandbox import RunningSandbox, start_sandbox
-from bridge.settings import EngineSettings, TracingSettings
 
 
 @pytest.fixture

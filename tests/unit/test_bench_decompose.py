@@ -2,7 +2,7 @@
 
 from bench.decompose import breakdown, order_violations, phases
 from bench.workload import Arrival, read_timing
-from bridge.records import TIMING_HEADER, timing_header
+from bridge.kafka.records import TIMING_HEADER, timing_header
 
 
 def arrival(key: bytes, started_ms: float, sent_ms: int, *, read_s: float = 0.0, duration_ms: float = 0.0):

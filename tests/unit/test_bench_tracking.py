@@ -3,11 +3,11 @@
 import pytest
 
 from bench.tracking_terminal import figures, interval_after, max_reads_in_1s, runs_of, summary
+from bridge.config.tracking import TargetTracking
 from bridge.sandbox.config import SandboxConfig
 from bridge.sandbox.server import SandboxState
 from bridge.sandbox.state import RecordedRequest
 from bridge.sandbox.zuora_runs import ZuoraSandboxSettings
-from bridge.tracking.settings import TargetTracking
 
 POLICY = TargetTracking(first_poll_s=2, max_interval_s=16, jitter=0.2)
 

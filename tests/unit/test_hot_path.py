@@ -14,13 +14,13 @@ from aiokafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.engine import Engine
-from bridge.logs import JsonFormatter, _timestamp
-from bridge.metrics import Metrics
-from bridge.outcomes import _OUTCOME_NAMESPACE, SourceRecord, outcome_event_id
-from bridge.records import TIMING_HEADER, Incoming, Outgoing
-from bridge.redact import Redactor
-from bridge.settings import EngineSettings
+from bridge.config.settings import EngineSettings
+from bridge.kafka.engine import Engine
+from bridge.kafka.records import TIMING_HEADER, Incoming, Outgoing
+from bridge.messages.outcomes import _OUTCOME_NAMESPACE, SourceRecord, outcome_event_id
+from bridge.observability.logs import JsonFormatter, _timestamp
+from bridge.observability.metrics import Metrics
+from bridge.observability.redact import Redactor
 from bridge.testing import FakeConsumer, FakeProducer
 
 TOPIC = "cmd"

@@ -1,4 +1,5 @@
-"""The package's shape: short modules and the layering that keeps decisions free of I/O.
+"""The package's shape: the package map's layering (what may import what), no import cycle, and decisions
+free of I/O.
 
 Imports are read with ``ast`` from the source files (nothing is imported), so a rule names the
 module that breaks it.
@@ -14,20 +15,21 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "bridge"
-MAX_LINES = 350
+# A smell detector, not a reason to split: a module this long probably holds two responsibilities.
+MAX_LINES = 450
 # Pure decisions: they must stay importable and testable without a network client library.
 PURE = (
-    "bridge.decide",
-    "bridge.retry",
-    "bridge.outcomes",
-    "bridge.redact",
-    "bridge.wire",
-    "bridge.cloudevents",
-    "bridge.guards",
-    "bridge.offsets",
-    "bridge.provenance",
-    "bridge.parsing",
-    "bridge.commands",
+    "bridge.pipeline.decide",
+    "bridge.pipeline.retry",
+    "bridge.messages.outcomes",
+    "bridge.observability.redact",
+    "bridge.messages.wire",
+    "bridge.messages.cloudevents",
+    "bridge.pipeline.guards",
+    "bridge.kafka.offsets",
+    "bridge.messages.provenance",
+    "bridge.messages.parsing",
+    "bridge.messages.commands",
     "bridge.redrive.select",
 )
 IO_LIBRARIES = ("aiohttp", "aiokafka")
@@ -52,7 +54,7 @@ def _imported(node: ast.AST) -> Iterator[str]:
         yield from (alias.name for alias in node.names)
     elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
         yield node.module
-        # `from bridge import decide` imports the module bridge.decide
+        # `from bridge import decide` imports the module bridge.pipeline.decide
         yield from (f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules())
 
 
@@ -83,13 +85,15 @@ def is_within(name: str, package: str) -> bool:
 
 
 def test_the_package_is_found():
-    assert {"bridge.cli", "bridge.decide", "bridge.sandbox.server"} <= set(modules())
+    assert {"bridge.cli", "bridge.pipeline.decide", "bridge.sandbox.server"} <= set(modules())
 
 
 @pytest.mark.parametrize("module", sorted(modules()))
-def test_no_module_is_over_350_lines(module: str):
+def test_no_module_is_so_long_that_it_hides_two_responsibilities(module: str):
     lines = len(modules()[module].read_text(encoding="utf-8").splitlines())
-    assert lines <= MAX_LINES, f"{module} has {lines} lines (at most {MAX_LINES}): split it along a seam"
+    assert lines <= MAX_LINES, (
+        f"{module} has {lines} lines: find the second responsibility in it and give that its own home"
+    )
 
 
 @pytest.mark.parametrize("module", PURE)
@@ -104,6 +108,109 @@ def test_no_import_cycles_at_import_time():
     for module in modules():
         via = reachable(module)
         assert module not in via, f"{module} imports itself through {via[module]}: an import cycle"
+
+
+def test_no_import_cycles_counting_deferred_and_type_checking_imports():
+    """A cycle hidden in a function body or behind ``TYPE_CHECKING`` is still two modules that cannot be
+    understood apart: none is allowed."""
+    for module in modules():
+        seen: dict[str, str] = {}
+        stack = [module]
+        while stack:
+            current = stack.pop()
+            for name in imports(current, top_level=False):
+                if name in modules() and name not in seen:
+                    seen[name] = current
+                    stack.append(name)
+        assert module not in seen, f"{module} imports itself through {seen[module]}: an import cycle"
+
+
+# -- the package map: what may import what -----------------------------------------------------------
+# Each unit (a subpackage, or a top-level module) and the units it may import, anywhere in its code
+# (deferred and TYPE_CHECKING imports included). The path of a command reads downwards: cli/app wire
+# everything; pipeline decides one record, asking ledger and parking; kafka is the Kafka edge; providers
+# are the provider API and the built-in providers; messages are what crosses the topics; config is what the
+# operator writes. A new arrow is a design decision: add it here, with the module that needs it in mind.
+ALLOWED: dict[str, set[str]] = {
+    "__main__": {"cli"},
+    "cli": {"app", "config", "errors", "kafka", "local", "observability", "redrive"},
+    "app": {
+        "config",
+        "http",
+        "kafka",
+        "ledger",
+        "observability",
+        "parking",
+        "pipeline",
+        "providers",
+        "tracking",
+        "waits",
+    },
+    "local": {"app", "config", "kafka", "messages", "providers", "sandbox", "waits"},
+    "sandbox": {"providers"},
+    "redrive": {"config", "errors", "kafka", "messages", "observability"},
+    "tracking": {"config", "kafka", "messages", "observability", "pipeline", "providers", "waits"},
+    "pipeline": {
+        "config",
+        "errors",
+        "http",
+        "kafka",
+        "ledger",
+        "messages",
+        "observability",
+        "parking",
+        "providers",
+        "waits",
+    },
+    "parking": {"config", "kafka", "ledger", "messages", "observability", "pipeline", "waits"},
+    "ledger": {"config", "errors", "kafka", "messages", "observability", "pipeline", "providers"},
+    "contracts": {"config", "errors", "ledger", "messages", "providers", "tracking"},
+    "kafka": {"config", "contracts", "errors", "messages", "observability", "waits"},
+    "observability": {"bridge", "config", "errors", "http", "kafka", "messages", "pipeline", "providers"},
+    "testing": {"errors", "http", "kafka", "messages", "waits"},
+    "http": {"config", "errors", "messages"},
+    "providers": {"config", "errors", "http", "messages", "observability"},
+    "messages": {"providers"},
+    "config": {"errors", "providers"},
+    "errors": {"messages"},
+    "waits": set(),
+}
+
+
+def unit(module: str) -> str:
+    """``bridge.pipeline.retry`` -> ``pipeline``, ``bridge.cli`` -> ``cli``, ``bridge`` -> ``bridge``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "bridge"
+
+
+def test_every_unit_of_the_package_is_on_the_map():
+    units = {unit(m) for m in modules()} - {"bridge"}
+    assert units == set(ALLOWED), f"on the map but gone: {set(ALLOWED) - units}; new: {units - set(ALLOWED)}"
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_imports_follow_the_package_map(module: str):
+    here = unit(module)
+    if here == "bridge":
+        return
+    for name in imports(module, top_level=False):
+        there = unit(name)
+        if not is_within(name, "bridge") or there == here:
+            continue
+        assert there in ALLOWED[here], (
+            f"{module} imports {name}: the package map (ALLOWED in this file) has no arrow {here} -> {there}"
+        )
+
+
+def test_the_map_rule_fails_on_an_arrow_it_does_not_have():
+    # bridge.pipeline.processor imports bridge.parking; without that arrow the rule must object
+    saved = ALLOWED["pipeline"]
+    ALLOWED["pipeline"] = saved - {"parking"}
+    try:
+        with pytest.raises(AssertionError, match="no arrow pipeline -> parking"):
+            test_imports_follow_the_package_map("bridge.pipeline.processor")
+    finally:
+        ALLOWED["pipeline"] = saved
 
 
 def test_only_the_entry_point_imports_the_cli():

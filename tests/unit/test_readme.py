@@ -1,5 +1,7 @@
-"""Every JSON and YAML example in the README is valid: commands parse and match the published schemas,
-the outcome example is a valid outcome event, and the configuration examples load."""
+"""Every JSON and YAML example in the README and the docs pages is valid: commands parse and match the
+published schemas, the outcome and lifecycle examples are valid events, and the configuration examples
+load. Each reference page keeps what it promises: an example of every operation (commands), an outcome
+(outcomes), a lifecycle event of every status (tracking)."""
 
 from __future__ import annotations
 
@@ -12,21 +14,30 @@ import jsonschema
 import pytest
 import yaml
 
-from bridge.commands import CommandFamily
-from bridge.config import parse_settings
-from bridge.lifecycle import RunState
-from bridge.outcomes import OutcomeData
-from bridge.parsing import Parsed, parse_command
+from bridge.config.loading import parse_settings
+from bridge.messages.commands import CommandFamily
+from bridge.messages.outcomes import OutcomeData
+from bridge.messages.parsing import Parsed, parse_command
 from bridge.providers.catalog import CATALOG
+from bridge.providers.readings import RunState
 from bridge.tracking.events import LifecycleData
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 SCHEMAS = ROOT / "topics" / "schemas"
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+def text(page: Path) -> str:
+    return page.read_text(encoding="utf-8")
+
+
+def blocks(language: str, pages: list[Path] = PAGES) -> list[str]:
+    return [b for page in pages for b in re.findall(rf"```{language}\n(.*?)```", text(page), flags=re.DOTALL)]
+
+
+def json_examples(*names: str) -> list[dict[str, Any]]:
+    return [json.loads(b) for b in blocks("json", [DOCS / name for name in names] if names else PAGES)]
 
 
 def schema(name: str) -> dict[str, Any]:
@@ -34,7 +45,7 @@ def schema(name: str) -> dict[str, Any]:
     return loaded
 
 
-JSON_EXAMPLES = [json.loads(b) for b in blocks("json")]
+JSON_EXAMPLES = json_examples()
 EVENT_TYPES = ("workflow.outcome.", "workflow.lifecycle.")
 
 
@@ -42,10 +53,10 @@ def is_event(doc: dict[str, Any], prefix: str = "workflow.") -> bool:
     return str(doc.get("type", "")).startswith(EVENT_TYPES) and str(doc["type"]).startswith(prefix)
 
 
-def test_the_readme_has_an_example_of_every_operation_and_an_outcome():
-    operations = {(d.get("data") or d).get("operation") for d in JSON_EXAMPLES}
+def test_the_docs_have_an_example_of_every_operation_and_an_outcome():
+    operations = {(d.get("data") or d).get("operation") for d in json_examples("commands.md")}
     assert CATALOG.operations <= operations
-    assert any(d.get("type", "").startswith("workflow.outcome.") for d in JSON_EXAMPLES)
+    assert any(d.get("type", "").startswith("workflow.outcome.") for d in json_examples("outcomes.md"))
 
 
 @pytest.mark.parametrize("doc", [d for d in JSON_EXAMPLES if not is_event(d)])
@@ -71,8 +82,8 @@ def test_outcome_examples_are_valid_outcome_events(doc):
     assert doc["type"] == f"workflow.outcome.{data.status.value}" and doc["subject"] == data.command_id
 
 
-def test_the_readme_has_a_lifecycle_event_of_every_status():
-    shown = [d for d in JSON_EXAMPLES if is_event(d, "workflow.lifecycle.")]
+def test_the_docs_have_a_lifecycle_event_of_every_status():
+    shown = [d for d in json_examples("tracking.md") if is_event(d, "workflow.lifecycle.")]
     assert {d["data"]["status"] for d in shown} == {state.value for state in RunState}
     for doc in shown:
         jsonschema.validate(doc, schema("lifecycle-event.schema.json"))

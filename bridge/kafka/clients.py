@@ -1,0 +1,113 @@
+"""The bridge's Kafka producer and consumer, built from the settings (see :mod:`bridge.kafka.options`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Collection
+from typing import TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from bridge.config.settings import KafkaSettings
+from bridge.kafka.options import client_options, group_options
+
+Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
+START_GRACE_S = 5.0
+
+
+def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **client_options(kafka),
+        acks="all" if kafka.acks == "all" else int(kafka.acks),
+        enable_idempotence=kafka.enable_idempotence,
+        compression_type=kafka.compression_type,
+        linger_ms=kafka.linger_ms,
+        max_batch_size=min(kafka.max_batch_size, kafka.max_request_size),
+        max_request_size=kafka.max_request_size,
+    )
+
+
+def make_consumer(kafka: KafkaSettings, drain_grace_s: float) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        **client_options(kafka),
+        **group_options(kafka, drain_grace_s),
+        auto_offset_reset=kafka.auto_offset_reset,
+        max_poll_records=kafka.max_poll_records,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+    )
+
+
+def make_reader(
+    kafka: KafkaSettings, group_id: str | None = None, fetch_max_wait_ms: int = 500
+) -> AIOKafkaConsumer:
+    """A consumer for manual assignment, from the earliest record; ``group_id`` only keeps positions."""
+    return AIOKafkaConsumer(
+        **client_options(kafka),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
+    )
+
+
+@contextlib.asynccontextmanager
+async def started(client: Client) -> AsyncIterator[Client]:
+    """``client`` started, and stopped on the way out: also when starting failed or was cancelled
+    (a restore cancelled by a rebalance while connecting), which would otherwise leak its connections.
+
+    A cancel that arrives while it connects lets the connect finish first (for at most
+    ``START_GRACE_S``): aiokafka leaks the socket of a connection cancelled half-way."""
+    start = asyncio.ensure_future(client.start())
+    try:
+        try:
+            await asyncio.shield(start)
+        except asyncio.CancelledError:
+            await asyncio.wait([start], timeout=START_GRACE_S)
+            raise
+        yield client
+    finally:
+        start.cancel()  # a no-op once it ended
+        with contextlib.suppress(KafkaError):
+            await client.stop()
+
+
+Batch = tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    partitions: Collection[TopicPartition],
+    *,
+    snapshot_end: bool = False,
+    max_records: int | None = None,
+    idle_s: float | None = None,
+) -> AsyncIterator[Batch]:
+    """The records of ``partitions`` from the consumer's positions to each partition's end, batch by batch.
+
+    The end is the high watermark when the position is checked, so records written while reading are
+    read too (a restore must see a late write); with ``snapshot_end`` it is the one seen at the first
+    fetch, and later records are left out (a tool reads what was there when it started). ``idle_s``:
+    raise :class:`TimeoutError` when no fetch has told an end for that long."""
+    ends: dict[TopicPartition, int] = {}
+    pending = set(partitions)
+    loop = asyncio.get_running_loop()
+    deadline = None if idle_s is None else loop.time() + idle_s
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=100, max_records=max_records)
+        for tp in sorted(pending):
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            if tp not in ends or not snapshot_end:
+                ends[tp] = highwater
+                deadline = None if idle_s is None else loop.time() + idle_s
+            records = [r for r in fetched.get(tp, []) if r.offset < ends[tp]]
+            if records:
+                yield tp, records
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+        if deadline is not None and loop.time() > deadline:
+            raise TimeoutError(f"no fetch answer for {sorted(pending)} within {idle_s:.0f}s")

@@ -1,0 +1,340 @@
+"""The delivery engine: key-ordered concurrency over a consumer group with manual commits.
+
+- Records with the same key run strictly in order; different keys of one partition run concurrently.
+- At most ``max_in_flight`` records are held; fetching pauses at the limit (bounded memory).
+- An offset is committed only when the outcome (or dead letter) of it and of every earlier offset of
+  its partition has been acknowledged by the broker.
+- On revocation and on stop: nothing more is fetched; every record below the highest offset already
+  started is still run (queued records of a key included), so that the commit covers everything
+  answered; records above it are abandoned at once. All of that within ``drain_grace_s``; what is
+  still running then is cancelled, and everything uncommitted is redelivered to the next owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from bridge.config.settings import EngineSettings
+from bridge.kafka.offsets import may_start
+from bridge.kafka.partitions import Partition, Rebalances, oldest_pending_age, to_commit, topic_name
+from bridge.kafka.ports import ConsumedRecord, ConsumerPort, ProducerPort
+from bridge.kafka.probe import probe_broker
+from bridge.kafka.publisher import Publisher
+from bridge.kafka.records import Incoming, Outgoing, TargetShares, incoming_from, timing_header
+from bridge.kafka.restores import PartitionState, Restores
+from bridge.kafka.stats import EngineStats
+from bridge.kafka.undecodable import UNREADABLE, Undecodable, as_incoming, read_carefully
+from bridge.observability.metrics import Metrics
+from bridge.waits import log_crash, within
+
+log = logging.getLogger("bridge.engine")
+
+Handler = Callable[[Incoming], Awaitable[Outgoing]]
+
+
+class Engine:
+    def __init__(
+        self,
+        consumer: ConsumerPort,
+        producer: ProducerPort,
+        handler: Handler,
+        topics: Mapping[str, str],
+        settings: EngineSettings,
+        metrics: Metrics,
+        state: PartitionState | None = None,
+        shares: TargetShares | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._handler = handler
+        self._families = dict(topics)  # topic -> family label
+        self._settings = settings
+        self._metrics = metrics
+        self._partitions: dict[TopicPartition, Partition] = {}
+        self._capacity = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._paused = False
+        self._commit_lock = asyncio.Lock()
+        self.stats = EngineStats()
+        self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
+        self._restores = Restores(state, self.stats) if state is not None else None
+        self._shares = shares
+        self._progress_at = 0.0  # time.time() of the last finished command
+        # read when scraped, not written twice per command on the hot path
+        metrics.watch_engine(lambda: self.stats.in_flight, lambda: self._progress_at, settings.max_in_flight)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """True while fetching is paused because ``max_in_flight`` commands are held."""
+        return self._paused
+
+    def request_stop(self) -> None:
+        """Signal-safe: stop fetching and drain. Idempotent."""
+        if not self._stopping.is_set():
+            log.info(
+                "stop requested with %d key routine(s) holding %d command(s)",
+                sum(len(p.tasks) for p in self._partitions.values()),
+                self.stats.in_flight,
+            )
+        self._stopping.set()
+        for p in self._partitions.values():  # at once: fetching may still be waiting for records
+            p.close()
+
+    async def run(self) -> None:
+        self._consumer.subscribe(list(self._families), listener=Rebalances(self.on_revoked, self.on_assigned))
+        next_commit = time.monotonic() + self._settings.commit_interval_s
+        self.stats.broker_ok = True  # the clients started, so the broker answered a moment ago
+        probe = asyncio.create_task(probe_broker(self._consumer, self.stats), name="broker-probe")
+        try:
+            while not self._stopping.is_set():
+                await self._fetch_once()
+                if time.monotonic() >= next_commit:
+                    await self.commit()
+                    self.update_gauges()
+                    next_commit = time.monotonic() + self._settings.commit_interval_s
+        finally:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
+            await self._drain(list(self._partitions.values()))
+            if self._restores is not None:
+                await self._restores.cancel()
+            await self.commit(final=True)
+            log.info(
+                "engine stopped: accepted=%d finished=%d commits=%d",
+                self.stats.accepted,
+                self.stats.finished,
+                self.stats.commits,
+            )
+
+    async def _fetch_once(self) -> None:
+        room = self._settings.max_in_flight - self.stats.in_flight
+        self._set_paused(room <= 0)
+        if room <= 0:
+            self._capacity.clear()
+            await within(self._capacity.wait(), 0.2)
+            # getmany keeps the group membership alive (max_poll_interval) while paused
+            await self._consumer.getmany(timeout_ms=0)
+            return
+        try:
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=room)
+        except (
+            UNREADABLE
+        ):  # a record the client cannot decode, or a failed CRC: see bridge/kafka/undecodable.py
+            await self._fetch_carefully(room)
+            return
+        except KafkaError as exc:
+            log.warning("fetch failed, retrying: %s", exc)
+            await asyncio.sleep(1.0)
+            return
+        fetched = time.time()
+        for records in batch.values():
+            self._accept_all(records, fetched)
+
+    async def _fetch_carefully(self, room: int) -> None:
+        open_partitions = [tp for tp, p in self._partitions.items() if not p.closing]
+        read = await read_carefully(self._consumer, open_partitions, room)
+        self._accept_all((as_incoming(r) if isinstance(r, Undecodable) else r for r in read), time.time())
+
+    def _accept_all(self, records: Iterable[ConsumedRecord | Incoming], fetched: float) -> None:
+        for record in records:
+            partition = self._partitions.get(TopicPartition(record.topic, record.partition))
+            if partition is None or partition.closing:
+                continue  # revoked while the batch was in our hands: the new owner will read it
+            if record.offset < partition.next_offset:
+                continue  # the client re-read it (it rewinds after a decode error)
+            partition.next_offset = record.offset + 1
+            self._accept(
+                partition, record if isinstance(record, Incoming) else incoming_from(record, fetched)
+            )
+
+    def _set_paused(self, paused: bool) -> None:
+        assigned = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(*assigned)
+        elif self._paused:
+            self._consumer.resume(*assigned)
+        self._paused = paused
+
+    # -- scheduling ------------------------------------------------------------------------------
+
+    def _accept(self, partition: Partition, record: Incoming) -> None:
+        ts = record.timestamp_ms / 1000 if record.timestamp_ms and record.timestamp_ms > 0 else time.time()
+        partition.tracker.add(record.offset, ts)
+        if self._shares is not None:
+            self._shares.accept(record)
+        if partition.first_seen is None:
+            partition.first_seen = record.offset
+        self.stats.in_flight += 1
+        self.stats.accepted += 1
+        if record.key is None or (self._shares is not None and self._shares.out_of_turn(record)):
+            # no key, no ordering promise; or parked at once (parking keeps the order): on its own
+            self._spawn(partition, deque([record]), None)
+            return
+        queue = partition.keys.get(record.key)
+        if queue is not None:
+            queue.append(record)
+            return
+        queue = deque([record])
+        partition.keys[record.key] = queue
+        self._spawn(partition, queue, record.key)
+
+    def _spawn(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
+        task = partition.adopt(self._key_routine(partition, queue, key), f"key:{partition.tp}")
+        task.add_done_callback(log_crash(log, "key routine"))
+
+    async def _key_routine(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
+        try:
+            await partition.ready.wait()
+            while queue and may_start(queue[0].offset, partition.drain_below):
+                record = queue[0]
+                partition.started = max(partition.started, record.offset)
+                started = time.time()
+                outgoing = await self._handler(record)
+                if self._settings.timing_header:
+                    outgoing.headers.append(timing_header(record.fetched_at, started))
+                if not outgoing.skip:
+                    await self._publisher.publish(outgoing)
+                for extra in outgoing.then:  # the ledger's entry: acknowledged before the offset is committed
+                    await self._publisher.publish(extra)
+                queue.popleft()
+                self._finish(partition, record)
+        finally:
+            if key is not None and partition.keys.get(key) is queue:
+                del partition.keys[key]
+            if queue:  # abandoned: the records stay uncommitted and will be redelivered
+                self._release(*queue)
+
+    def _finish(self, partition: Partition, record: Incoming) -> None:
+        partition.tracker.done(record.offset)
+        self.stats.finished += 1
+        self.stats.last_progress_at = time.monotonic()
+        self._progress_at = now = time.time()
+        stamp = record.timestamp_ms
+        if stamp and stamp > 0:
+            self._metrics.command_latency(
+                self._families.get(record.topic, "unknown"), max(0.0, now - stamp / 1000)
+            )
+        self._release(record)
+
+    def _release(self, *records: Incoming) -> None:
+        if self._shares is not None:
+            for record in records:
+                self._shares.release(record)
+        self.stats.in_flight -= len(records)
+        self._capacity.set()
+
+    def _publish_error(self, error: str | None) -> None:
+        self.stats.publish_error = error
+
+    # -- commits and rebalances ------------------------------------------------------------------
+
+    async def commit(self, partitions: Iterable[Partition] | None = None, *, final: bool = False) -> None:
+        """Commit what is committable; ``final``: the last chance before the partitions move."""
+        chosen = list(self._partitions.values()) if partitions is None else list(partitions)
+        offsets = to_commit(chosen)
+        if not offsets:
+            return
+        async with self._commit_lock:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:  # CommitFailedError and IllegalStateError are KafkaErrors
+                self._commit_failed(offsets, exc, final)
+                return
+        for p in chosen:
+            if p.tp in offsets:
+                p.committed = offsets[p.tp]
+        self._metrics.commit(ok=True)
+        self.stats.commits += 1
+        self.stats.last_commit_at = time.monotonic()
+
+    def _commit_failed(self, offsets: Mapping[TopicPartition, int], exc: Exception, final: bool) -> None:
+        self._metrics.commit(ok=False)
+        if not final:
+            log.warning("commit failed (will retry on the next interval): %s", exc)
+            return
+        log.error(
+            "final commit failed, the next owner will redo these partitions from their last commit: %s (%s)",
+            ", ".join(f"{topic_name(tp)}@{offset}" for tp, offset in sorted(offsets.items())),
+            exc,
+        )
+
+    def update_gauges(self) -> None:
+        total = 0
+        for p in self._partitions.values():
+            lag = p.lag(self._consumer.highwater(p.tp))
+            if lag is not None:
+                total += lag
+                self._metrics.lag(p.tp.topic, p.tp.partition, lag)
+        self.stats.lag = total
+        self._metrics.oldest_uncommitted(self.oldest_uncommitted_age_s())
+
+    async def _drain(self, partitions: list[Partition]) -> None:
+        """Let in-flight work finish within the grace period, then abandon the rest."""
+        for p in partitions:
+            p.close()
+            p.ready.set()  # a key routine still waiting for the restore leaves at once
+        tasks = [t for p in partitions for t in p.tasks]
+        self.stats.drained += len(tasks)
+        if tasks:
+            log.info(
+                "draining %d key routine(s) holding %d command(s) for up to %.1fs",
+                len(tasks),
+                sum(p.tracker.pending() for p in partitions),
+                self._settings.drain_grace_s,
+            )
+            _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning(
+                    "abandoned %d command(s) after the grace period; they will be redelivered", len(pending)
+                )
+                await asyncio.wait(pending)
+
+    async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
+        await self._drain(partitions)
+        await self.commit(partitions, final=True)
+        if self._restores is not None:
+            self._restores.state.forget([p.tp for p in partitions])
+        for p in partitions:
+            self._partitions.pop(p.tp, None)
+            self._metrics.forget_partition(p.tp.topic, p.tp.partition)
+        self.stats.assigned = frozenset(self._partitions)
+        self._metrics.assigned(len(self._partitions))
+
+    def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = sorted(assigned)
+        log.info("assigned %d partition(s): %s", len(assigned), " ".join(map(topic_name, assigned)))
+        new = [tp for tp in assigned if tp not in self._partitions]
+        for tp in new:
+            self._partitions[tp] = Partition(tp)
+        ready = {tp: self._partitions[tp].ready for tp in new}
+        if self._restores is not None:
+            self._restores.start(ready)  # records of these partitions are fetched but wait until then
+        else:
+            for event in ready.values():
+                event.set()
+        self.stats.assigned = frozenset(self._partitions)
+        self._metrics.assigned(len(self._partitions))
+        if self._paused:
+            self._consumer.pause(*assigned)
+
+    def partition(self, topic: str, partition: int) -> Partition | None:
+        """An assigned partition that is not closing (parked commands come back as its routines)."""
+        p = self._partitions.get(TopicPartition(topic, partition))
+        return p if p is not None and not p.closing else None
+
+    def oldest_uncommitted_age_s(self) -> float:
+        return oldest_pending_age(self._partitions.values(), time.time())
+
+    def committed_offsets(self) -> dict[TopicPartition, int | None]:
+        return {tp: p.committed for tp, p in self._partitions.items()}

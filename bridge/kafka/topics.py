@@ -1,0 +1,335 @@
+"""Create and check the Kafka topics described by ``topics/<topic>.yaml``.
+
+``apply`` creates missing topics and never changes existing ones: a partition count or config
+that differs is reported as drift for a human to fix, because adding partitions remaps keys (and
+so breaks per-key order) and changing retention is an operational decision. ``check`` only reports.
+
+Example::
+
+    specs = load_specs(Path("topics"))
+    report = await apply_topics("kafka:9092", specs, dry_run=True)
+    print(report.render())
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+
+from bridge.config.loading import load_settings
+from bridge.config.settings import KafkaSettings
+from bridge.contracts import TopicSpec, check_all, load_specs, write_all
+from bridge.errors import BridgeError, ConfigError
+from bridge.kafka.options import security_options
+
+TOPIC_ALREADY_EXISTS = 36  # Kafka error code: another admin created it between our list and create
+MIN_INSYNC = "min.insync.replicas"
+SERVED_WITHIN_S = 15.0
+
+
+class TopicAdminError(BridgeError):
+    """The broker refused to create a topic; the message names it and gives the broker's reason."""
+
+
+class DriftKind(StrEnum):
+    MISSING = "missing"  # the topic does not exist
+    PARTITIONS = "partitions"  # the partition count differs from the spec
+    CONFIG = "config"  # a topic config the broker reports differs from the spec
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    topic: str
+    kind: DriftKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.detail}"
+
+
+@dataclass
+class Report:
+    """What apply or check found. ``drift`` is what makes the CLI exit non-zero; notes are information."""
+
+    created: list[str] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [f"created {name}" for name in self.created]
+        lines += [f"DRIFT {d}" for d in self.drift]
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines or ["all topics match their specs"])
+
+
+# -- pure decisions ---------------------------------------------------------------------------------
+
+
+def effective_replication(spec: TopicSpec, brokers: int) -> int:
+    return max(1, min(spec.replication_factor, brokers))
+
+
+def effective_configs(spec: TopicSpec, brokers: int) -> dict[str, str]:
+    """The spec's configs, with min.insync.replicas capped so acks=all can succeed on a small cluster."""
+    configs = dict(spec.configs)
+    if MIN_INSYNC in configs:
+        configs[MIN_INSYNC] = str(min(int(configs[MIN_INSYNC]), effective_replication(spec, brokers)))
+    return configs
+
+
+def capping_notes(spec: TopicSpec, brokers: int) -> list[str]:
+    replicas = effective_replication(spec, brokers)
+    if replicas == spec.replication_factor:
+        return []
+    return [
+        f"{spec.name}: replication_factor {spec.replication_factor} capped to {replicas} "
+        f"(the cluster has {brokers} broker(s)); {MIN_INSYNC} capped to at most {replicas}"
+    ]
+
+
+def compare(
+    spec: TopicSpec, partitions: int, configs: dict[str, str] | None, brokers: int
+) -> tuple[list[Drift], list[str]]:
+    """Drift and notes for one existing topic; ``configs`` is None when the broker cannot describe them."""
+    drift = []
+    if partitions != spec.partitions:
+        detail = (
+            f"has {partitions} partitions, spec says {spec.partitions} (not changed: it would remap keys)"
+        )
+        drift.append(Drift(spec.name, DriftKind.PARTITIONS, detail))
+    if configs is None:
+        return drift, [f"{spec.name}: configs not verifiable on this broker (DescribeConfigs gave no answer)"]
+    unreported = []
+    for key, want in effective_configs(spec, brokers).items():
+        got = configs.get(key)
+        if got is None:
+            unreported.append(key)
+        elif got != want:
+            drift.append(
+                Drift(spec.name, DriftKind.CONFIG, f"{key} is {got}, spec says {want} (not changed)")
+            )
+    notes = [f"{spec.name}: {', '.join(unreported)} not reported: not verifiable on this broker"]
+    return drift, notes if unreported else []
+
+
+# -- broker I/O -------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _admin(
+    bootstrap: str, options: Mapping[str, Any] | None = None
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(
+        **{**(options or {}), "bootstrap_servers": bootstrap, "client_id": "workflow-bridge-topics"}
+    )
+    try:
+        await admin.start()
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def apply_topics(
+    bootstrap: str,
+    specs: Sequence[TopicSpec],
+    *,
+    dry_run: bool = False,
+    options: Mapping[str, Any] | None = None,
+) -> Report:
+    """Create the missing topics; report (never change) existing ones that differ from their spec."""
+    report = Report()
+    async with _admin(bootstrap, options) as admin:
+        brokers, existing = await _cluster(admin)
+        missing = [spec for spec in specs if spec.name not in existing]
+        for spec in missing:
+            report.notes += capping_notes(spec, brokers)
+        if dry_run:
+            report.notes += [f"would create {spec.name}" for spec in missing]
+        else:
+            await _create(admin, missing, brokers, report)
+            await wait_until_served(admin, report.created)
+        await _inspect(admin, [spec for spec in specs if spec.name in existing], brokers, report)
+    return report
+
+
+async def wait_until_served(admin: AIOKafkaAdminClient, names: Sequence[str]) -> None:
+    """Until every named topic is in the broker's metadata with a leader for each partition.
+
+    Apache Kafka answers CreateTopics once its controller has recorded the topic; the brokers learn of
+    it a moment later, and a client that asks in between is told the topic does not exist (Tansu
+    serves a topic as soon as it answers). Raises TopicAdminError after SERVED_WITHIN_S.
+    """
+    if not names:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SERVED_WITHIN_S
+    waiting = set(names)
+    while waiting:
+        served = {
+            topic["topic"]
+            for topic in await admin.describe_topics(sorted(waiting))
+            if topic["error_code"] == 0
+            and topic["partitions"]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in topic["partitions"])
+        }
+        waiting -= served
+        if waiting and loop.time() > deadline:
+            raise TopicAdminError(f"created but not served within {SERVED_WITHIN_S:.0f}s: {sorted(waiting)}")
+        if waiting:
+            await asyncio.sleep(0.05)
+
+
+async def check_topics(
+    bootstrap: str, specs: Sequence[TopicSpec], *, options: Mapping[str, Any] | None = None
+) -> Report:
+    """Drift between the broker and the specs: missing topics, partition counts, configs."""
+    report = Report()
+    async with _admin(bootstrap, options) as admin:
+        brokers, existing = await _cluster(admin)
+        for spec in specs:
+            if spec.name not in existing:
+                report.drift.append(Drift(spec.name, DriftKind.MISSING, "topic does not exist"))
+        await _inspect(admin, [spec for spec in specs if spec.name in existing], brokers, report)
+    return report
+
+
+async def partition_counts(
+    bootstrap: str, names: Sequence[str], options: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    """Topic -> partition count, for the named topics that exist (none is created by asking)."""
+    async with _admin(bootstrap, options) as admin:
+        _, existing = await _cluster(admin)
+        present = [name for name in names if name in existing]
+        described = await admin.describe_topics(present) if present else []
+    return {topic["topic"]: len(topic["partitions"]) for topic in described}
+
+
+async def _cluster(admin: AIOKafkaAdminClient) -> tuple[int, set[str]]:
+    # list_topics first: asking for metadata of a named topic auto-creates it on some brokers (Tansu).
+    cluster = await admin.describe_cluster()
+    return len(cluster["brokers"]), set(await admin.list_topics())
+
+
+async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec], brokers: int, report: Report) -> None:
+    if not specs:
+        return
+    new = [
+        NewTopic(
+            s.name,
+            s.partitions,
+            effective_replication(s, brokers),
+            topic_configs=effective_configs(s, brokers),
+        )
+        for s in specs
+    ]
+    response = await admin.create_topics(new)
+    for result in response.to_object()["topic_errors"]:
+        code, name = result["error_code"], result["topic"]
+        if code == 0:
+            report.created.append(name)
+        elif code == TOPIC_ALREADY_EXISTS:
+            report.notes.append(f"{name}: created by someone else meanwhile; not checked this run")
+        else:
+            raise TopicAdminError(f"cannot create topic {name}: {result.get('error_message')} (error {code})")
+
+
+async def _inspect(admin: AIOKafkaAdminClient, specs: list[TopicSpec], brokers: int, report: Report) -> None:
+    if not specs:
+        return
+    described = await admin.describe_topics([spec.name for spec in specs])
+    partitions = {topic["topic"]: len(topic["partitions"]) for topic in described}
+    configs = await _describe_configs(admin, [spec.name for spec in specs])
+    for spec in specs:
+        drift, notes = compare(spec, partitions.get(spec.name, 0), configs.get(spec.name), brokers)
+        report.drift += drift
+        report.notes += notes
+
+
+async def _describe_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    """Topic -> config values the broker reports; a topic is absent when the broker cannot say."""
+    # No key filter: Tansu closes the connection when DescribeConfigs names specific keys.
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    try:
+        responses = await admin.describe_configs(resources)
+    except KafkaError:
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"] == 0:
+                found[resource["resource_name"]] = _entries(resource["config_entries"])
+    return found
+
+
+def _entries(entries: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        entry["config_names"]: entry["config_value"] for entry in entries if entry["config_value"] is not None
+    }
+
+
+# -- command line -----------------------------------------------------------------------------------
+
+
+def add_topics_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bridge topics apply|check|generate``."""
+    topics = subparsers.add_parser("topics", help="create or check Kafka topics; regenerate topic contracts")
+    actions = topics.add_subparsers(dest="topics_command", required=True)
+    apply = actions.add_parser("apply", help="create missing topics; report (never change) differing ones")
+    apply.add_argument("--dry-run", action="store_true", help="report what would be created; create nothing")
+    check = actions.add_parser("check", help="exit 1 if a topic is missing or differs from its spec")
+    generate = actions.add_parser(
+        "generate", help="rewrite topics/schemas, topics/examples and asyncapi.yaml"
+    )
+    generate.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file is out of date"
+    )
+    for parser in (apply, check, generate):
+        parser.add_argument("--dir", type=Path, default=Path("topics"), help="topic spec directory")
+    for parser in (apply, check):
+        default = KafkaSettings().bootstrap_servers
+        parser.add_argument(
+            "--bootstrap", default=None, help=f"HOST:PORT (default: the config's, else {default})"
+        )
+        parser.add_argument(
+            "--config", type=Path, default=None, help="bridge config: bootstrap, TLS and SASL"
+        )
+
+
+def run_topics_cli(args: argparse.Namespace) -> int:
+    """0: in sync; 1: drift (or, for generate --check, out-of-date files); 2: could not run."""
+    try:
+        if args.topics_command == "generate":
+            return _generate(args.dir, check=args.check)
+        specs = load_specs(args.dir)
+        kafka = load_settings(args.config).kafka if args.config else KafkaSettings()
+        bootstrap, options = args.bootstrap or kafka.bootstrap_servers, security_options(kafka.security)
+        if args.topics_command == "apply":
+            report = asyncio.run(apply_topics(bootstrap, specs, dry_run=args.dry_run, options=options))
+        else:
+            report = asyncio.run(check_topics(bootstrap, specs, options=options))
+    except (ConfigError, TopicAdminError, KafkaError) as exc:
+        print(f"bridge topics: {exc}", file=sys.stderr)
+        return 2
+    print(report.render())
+    return 1 if report.drift else 0
+
+
+def _generate(root: Path, *, check: bool) -> int:
+    if check:
+        problems = check_all(root)
+        print("\n".join(problems or ["topic contracts are up to date"]))
+        return 1 if problems else 0
+    changed = write_all(root)
+    print("\n".join(f"wrote {root / rel}" for rel in changed) or "topic contracts are up to date")
+    return 0

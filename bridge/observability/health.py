@@ -1,0 +1,104 @@
+"""HTTP endpoints for the kubelet and Prometheus: /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bridge.kafka.stats import EngineStats
+from bridge.observability.metrics import Metrics
+from bridge.pipeline.bulkheads import TargetLoad
+from bridge.pipeline.guards import CircuitBreaker, CircuitState
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    reason: str
+
+
+def judge_readiness(stats: EngineStats, now: float, stall_after_s: float) -> Readiness:
+    """Pure: ready when connected and, whenever work is waiting, finishing commands.
+
+    No assigned partitions is ready: with more replicas than partitions some have nothing to do.
+    """
+    if not stats.broker_ok:
+        return Readiness(False, "not connected to the Kafka broker")
+    if stats.publish_error is not None:
+        return Readiness(
+            False, f"cannot publish outcomes to the Kafka broker ({stats.publish_error}); retrying"
+        )
+    if stats.restoring:
+        return Readiness(False, f"restoring the command ledger of {stats.restoring} partition(s)")
+    waiting = max(stats.lag, stats.in_flight)
+    idle_for = now - stats.last_progress_at
+    if waiting > 0 and idle_for > stall_after_s:
+        return Readiness(
+            False,
+            f"stalled: {waiting} command(s) waiting ({stats.in_flight} in flight) and none finished "
+            f"for {idle_for:.0f}s; check provider latency, circuit state and broker health",
+        )
+    if not stats.assigned:
+        return Readiness(True, "ok: no partitions assigned (nothing to do)")
+    return Readiness(True, f"ok: {len(stats.assigned)} partition(s), {stats.in_flight} in flight")
+
+
+class TargetView(Protocol):
+    """What readiness reads of a configured target (``TargetRuntime`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+    @property
+    def load(self) -> TargetLoad | None: ...
+
+
+def target_troubles(targets: Iterable[TargetView]) -> list[str]:
+    """Pure: 'NAME (circuit open)' / 'NAME (bulkhead full)' for every target in trouble now."""
+    troubles = []
+    for t in sorted(targets, key=lambda t: t.name):
+        why = [
+            *(["circuit " + t.breaker.state.value] if t.breaker.state is not CircuitState.CLOSED else []),
+            *(["bulkhead full"] if t.load is not None and t.load.pressure.is_set() else []),
+        ]
+        if why:
+            troubles.append(f"{t.name} ({', '.join(why)})")
+    return troubles
+
+
+def degraded(verdict: Readiness, troubles: list[str]) -> Readiness:
+    """Pure: a ready bridge with a target in trouble is ready and says so (its other targets flow)."""
+    if not verdict.ready or not troubles:
+        return verdict
+    return Readiness(
+        True,
+        f"{verdict.reason}; degraded: {', '.join(troubles)}: their commands are answered at once "
+        "(circuit_open / target_busy), the other targets flow",
+    )
+
+
+def build_health_app(metrics: Metrics, readiness: Callable[[], Readiness]) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        verdict = readiness()
+        return web.json_response(
+            {"ready": verdict.ready, "reason": verdict.reason}, status=200 if verdict.ready else 503
+        )
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app

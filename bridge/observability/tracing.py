@@ -1,0 +1,135 @@
+"""Tracing hooks: where the bridge opens spans, and what it writes back onto what it publishes.
+
+The hooks are decorators on the four places that matter (a command, a provider attempt, a token
+fetch, a publish) plus :func:`cloudevent_extensions` for the outcome envelope. With tracing off (the
+default) each hook is one ``is None`` test and a plain call: OpenTelemetry is never imported.
+:func:`started` turns tracing on for the life of a bridge; the spans themselves are
+:mod:`bridge.observability.otel`.
+
+Example::
+
+    async with tracing.started(settings):
+        await engine.run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+from bridge.observability.tracer import AttemptResult, CallTarget, Run, Tracer
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from bridge.config.settings import Settings
+    from bridge.http import FormEndpoint
+    from bridge.kafka.records import Incoming, Outgoing
+    from bridge.messages.commands import Command
+    from bridge.providers.base import HttpRequest
+
+log = logging.getLogger("bridge.tracing")
+S = TypeVar("S")
+T = TypeVar("T")
+X = TypeVar("X")
+P = ParamSpec("P")
+Process = Callable[[S, "Incoming"], Coroutine[Any, Any, "Outgoing"]]
+Publish = Callable[[S, "Outgoing"], Coroutine[Any, Any, None]]
+E = TypeVar("E", bound="FormEndpoint")
+TokenFetch = Callable[["aiohttp.ClientSession", E, "Mapping[str, str]"], Coroutine[Any, Any, bytes]]
+
+
+R = TypeVar("R", bound=CallTarget)
+Attempt = Callable[Concatenate[S, R, "Command", "HttpRequest", P], Coroutine[Any, Any, AttemptResult]]
+_NO_EXTENSIONS: Mapping[str, str] = {}
+
+
+_active: Tracer | None = None
+
+
+def install(tracer: Tracer | None) -> None:
+    """Route the hooks to ``tracer`` (None: tracing off). One tracer per process."""
+    global _active  # like OpenTelemetry's global provider: decorators have no other handle
+    _active = tracer
+
+
+def active() -> Tracer | None:
+    return _active
+
+
+@contextlib.asynccontextmanager
+async def started(settings: Settings) -> AsyncIterator[None]:
+    """Tracing on for the block when ``observability.tracing.enabled``; spans are flushed on exit."""
+    config = settings.observability.tracing
+    if not config.enabled:
+        yield
+        return
+    # here, not at the top: the SDK is loaded only when tracing is on
+    from bridge.observability import otel as tracing_otel
+
+    running = tracing_otel.start(config, settings.engine.max_message_bytes)
+    if running is None:
+        yield
+        return
+    install(running.tracer)
+    try:
+        yield
+    finally:
+        install(None)
+        await asyncio.to_thread(running.shutdown)
+
+
+def cloudevent_extensions() -> Mapping[str, str]:
+    """The distributed-tracing extension attributes for the outcome being built (empty when off)."""
+    return _NO_EXTENSIONS if _active is None else _active.cloudevent_extensions()
+
+
+def traced_command(fn: Process[S]) -> Process[S]:
+    return _method_hook(fn, lambda tracer: tracer.process)
+
+
+def _method_hook(
+    fn: Callable[[S, X], Coroutine[Any, Any, T]],
+    pick: Callable[[Tracer], Callable[[Run[T], X], Coroutine[Any, Any, T]]],
+) -> Callable[[S, X], Coroutine[Any, Any, T]]:
+    """Wrap ``fn(self, item)`` in the active tracer's hook chosen by ``pick``."""
+
+    @functools.wraps(fn)
+    def wrapper(self: S, item: X) -> Coroutine[Any, Any, T]:
+        if _active is None:
+            return fn(self, item)
+        return pick(_active)(lambda: fn(self, item), item)
+
+    return wrapper
+
+
+def traced_attempt(fn: Attempt[S, R, P]) -> Attempt[S, R, P]:
+    @functools.wraps(fn)
+    def wrapper(
+        self: S, runtime: R, command: Command, request: HttpRequest, /, *a: P.args, **k: P.kwargs
+    ) -> Coroutine[Any, Any, AttemptResult]:
+        if _active is None:
+            return fn(self, runtime, command, request, *a, **k)
+        return _active.attempt(lambda: fn(self, runtime, command, request, *a, **k), runtime, request)
+
+    return wrapper
+
+
+def traced_token_fetch(fn: TokenFetch[E]) -> TokenFetch[E]:
+    @functools.wraps(fn)
+    def wrapper(
+        session: aiohttp.ClientSession, endpoint: E, form: Mapping[str, str]
+    ) -> Coroutine[Any, Any, bytes]:
+        if _active is None:
+            return fn(session, endpoint, form)
+        return _active.token_fetch(lambda: fn(session, endpoint, form), endpoint)
+
+    return wrapper
+
+
+def traced_publish(fn: Publish[S]) -> Publish[S]:
+    return _method_hook(fn, lambda tracer: tracer.publish)

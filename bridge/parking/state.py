@@ -1,0 +1,170 @@
+"""The parking state of the owned command partitions (the parked set) and its two rules: why a command
+must park now, and the record that parks it. :mod:`bridge.parking.desk` says at which moments the processor
+asks.
+
+A command parks, instead of calling, when an earlier command of its key is parked (``key_parked``,
+so that key order holds), when its target's bulkhead is full (``bulkhead_full``) or when its target's
+circuit is open (``circuit_open``). It parks before its ``dispatched`` ledger entry, so it never
+counts as in doubt. A command whose retries ended on a wait (the circuit opened or the bulkhead
+filled while it waited, or a ``Retry-After`` beyond its budget: ``retry_after``) parks after its
+calls; the processor then forgets its ``dispatched`` entry (a ledger tombstone), so that it runs
+again as a new command when it comes back. A parked command that comes back and must wait again
+is parked again with the same ``until``; once ``until`` has passed it is answered with the refusal
+instead.
+
+The parked set is state of the command partition: restored on assignment from the parking partition
+(every record after the replayer's committed position is parked now) and dropped on revocation.
+
+Example::
+
+    parking = Parking(settings, metrics)
+    reason = parking.reason(record, runtime, shed=False)
+    outgoing_or_decision = parking.park(record, runtime, reason) if reason else None
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from bridge.config.settings import Settings
+from bridge.kafka.clients import make_reader, read_to_end, started
+from bridge.kafka.records import Incoming, Outgoing
+from bridge.messages.outcomes import ErrorKind
+from bridge.observability.metrics import Metrics
+from bridge.parking.records import ParkedAt, ParkedSet, PartitionKey, parked_headers, read_parked
+from bridge.pipeline import decide
+from bridge.pipeline.decide import Decision
+from bridge.pipeline.executor import TargetRuntime
+
+log = logging.getLogger("bridge.parking")
+_REFUSAL = {"circuit_open": ErrorKind.CIRCUIT_OPEN}
+
+
+def replay_group(group_id: str, command_topic: str) -> str:
+    """The consumer group whose committed offsets say how far a command topic's parked work came back."""
+    return f"{group_id}.parked.{command_topic}"
+
+
+class Parking:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.topic = settings.topics.parked
+        self._kafka = settings.kafka
+        self._backoff_s = settings.engine.publish_retry_backoff_s
+        self._metrics = metrics
+        self._clock = clock
+        self.parked = ParkedSet()
+        self.owned: set[PartitionKey] = set()
+        self.moved = asyncio.Event()  # set when ``owned`` changes: the replayers reassign
+
+    # -- decisions -------------------------------------------------------------------------------
+
+    def reason(self, record: Incoming, runtime: TargetRuntime, *, shed: bool) -> str | None:
+        """Why this command must park now, or None when it may run."""
+        if record.key is not None and self.parked.blocked(
+            (record.topic, record.partition), record.key, record.offset
+        ):
+            return "key_parked"
+        if shed:
+            return "bulkhead_full"
+        if runtime.breaker.refusing():
+            return "circuit_open"
+        return None
+
+    def park(
+        self,
+        record: Incoming,
+        runtime: TargetRuntime,
+        reason: str,
+        wait_s: float = 0.0,
+        expires_in_s: float | None = None,
+    ) -> Outgoing | Decision:
+        """The record for the parking topic, due after ``retry_s`` (or ``wait_s`` when longer: a
+        provider's ``Retry-After``) but no later than the command's deadline (``expires_in_s``: it
+        is then answered ``expired``), or the refusal once the command waited its longest."""
+        now_ms = int(self._clock() * 1000)
+        before = read_parked(record.headers)
+        policy = runtime.settings.parking
+        until = before.until_ms if before else now_ms + int(policy.max_delay_s * 1000)
+        if now_ms >= until:
+            self.answered(record)
+            return decide.refused(_REFUSAL.get(reason, ErrorKind.TARGET_BUSY), runtime.name, 0)
+        due = min(now_ms + int(max(policy.retry_s, wait_s) * 1000), until)
+        if expires_in_s is not None:
+            due = min(due, now_ms + int(max(0.0, expires_in_s) * 1000))
+        count = before.count + 1 if before else 1
+        stamp = before.timestamp_ms if before else record.timestamp_ms
+        at = ParkedAt(record.topic, record.offset, stamp, due, until, count, reason)
+        if record.key is not None:
+            self.parked.add((record.topic, record.partition), record.key, record.offset)
+        self._metrics.parked(runtime.name, reason, len(self.parked))
+        log.info("parked %s/%s@%s (%s) until %d", record.topic, record.partition, record.offset, reason, due)
+        headers = parked_headers(at, record.headers)
+        return Outgoing(self.topic, record.key, record.value, headers, partition=record.partition)
+
+    def answered(self, record: Incoming) -> None:
+        """A parked command got its outcome: its key's next command may run."""
+        if record.key is not None:
+            self.parked.discard((record.topic, record.partition), record.key, record.offset)
+        self._metrics.parked_now(len(self.parked))
+
+    # -- partition state (bridge/kafka/restores.py) ---------------------------------------------
+
+    async def restore(self, tps: list[TopicPartition]) -> None:
+        wanted = {(tp.topic, tp.partition) for tp in tps}
+        for topic in sorted({topic for topic, _ in wanted}):
+            partitions = sorted(p for t, p in wanted if t == topic)
+            keys = await self._read_parked(topic, partitions)
+            for partition in partitions:
+                self.parked.replace((topic, partition), keys.get(partition, {}))
+        self.owned |= wanted
+        self.moved.set()
+        self._metrics.parked_now(len(self.parked))
+
+    def forget(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self.owned.discard((tp.topic, tp.partition))
+            self.parked.forget((tp.topic, tp.partition))
+        self.moved.set()
+        self._metrics.parked_now(len(self.parked))
+
+    async def _read_parked(self, topic: str, partitions: list[int]) -> dict[int, dict[bytes, set[int]]]:
+        while True:
+            try:
+                return await self._read_once(topic, partitions)
+            except KafkaError as exc:
+                log.warning("reading the parked commands failed, retrying: %s", exc)
+                await asyncio.sleep(self._backoff_s)
+
+    async def _read_once(self, topic: str, partitions: list[int]) -> dict[int, dict[bytes, set[int]]]:
+        """Every record after the replay group's committed position is parked now."""
+        reader = make_reader(self._kafka, replay_group(self._kafka.group_id, topic), fetch_max_wait_ms=10)
+        async with started(reader) as consumer:
+            remaining = {TopicPartition(self.topic, p) for p in partitions}
+            consumer.assign(list(remaining))
+            return await _drain(consumer, remaining, topic)
+
+
+async def _drain(
+    consumer: AIOKafkaConsumer, remaining: set[TopicPartition], topic: str
+) -> dict[int, dict[bytes, set[int]]]:
+    found: dict[int, dict[bytes, set[int]]] = {}
+    async for tp, records in read_to_end(consumer, remaining):
+        for at, key in _parked_keys(records, topic):
+            found.setdefault(tp.partition, {}).setdefault(key, set()).add(at.offset)
+    return found
+
+
+def _parked_keys(records: Iterable[object], topic: str) -> Iterable[tuple[ParkedAt, bytes]]:
+    for record in records:
+        at = read_parked(getattr(record, "headers", ()) or ())
+        key = getattr(record, "key", None)
+        if at is not None and at.topic == topic and key is not None:
+            yield at, key
