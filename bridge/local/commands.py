@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -161,9 +162,16 @@ async def serve_sandbox(host: str, port: int) -> int:
     from bridge.sandbox import start_sandbox
 
     sandbox = await start_sandbox(host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for sig in stop_signals:  # also where SIGINT was ignored at start (a background job of a shell)
+        loop.add_signal_handler(sig, stop.set)
     print(f"sandbox providers listening on {sandbox.url} (Ctrl-C to stop)", flush=True)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
+        for sig in stop_signals:
+            loop.remove_signal_handler(sig)
         await sandbox.stop()
     return 0
