@@ -4,8 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
+# integration tests run in parallel pytest-xdist workers, each with a broker of its own
+WORKERS ?= 2
+KAFKA_POM := tools/kafka/pom.xml
+KAFKA_JARS := tools/kafka/lib
+KAFKA_STAMP := $(KAFKA_JARS)/.fetched
 
-.PHONY: install run test lint typecheck format docs unit integration bench bench-smoke clean
+.PHONY: install run test lint typecheck format docs unit integration test-kafka kafka-jars kafka-if-available \
+	bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,11 +41,28 @@ docs: $(STAMP)  ## the docs site into site/; a broken link, anchor or missing pa
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-integration: $(STAMP)
-	$(BIN)/pytest tests/integration -q
+integration: $(STAMP)  ## on the embedded Tansu broker
+	$(BIN)/pytest tests/integration -q -n $(WORKERS) --broker tansu
 
-test: lint typecheck docs  ## everything CI runs
-	$(BIN)/pytest -q
+# Apache Kafka's broker jars (version pinned in the pom), through Maven only; see docs/brokers.md
+$(KAFKA_STAMP): $(KAFKA_POM)
+	rm -rf $(KAFKA_JARS)
+	mvn -q -B -f $(KAFKA_POM) dependency:copy-dependencies -DoutputDirectory=$(abspath $(KAFKA_JARS))
+	touch $@
+
+kafka-jars: $(KAFKA_STAMP)
+
+test-kafka: $(STAMP) $(KAFKA_STAMP)  ## the integration suite on Apache Kafka (needs java 17+ and mvn)
+	$(BIN)/pytest tests/integration -q -n $(WORKERS) --broker kafka
+
+kafka-if-available:
+	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory test-kafka; \
+	else \
+		echo "SKIPPED the integration suite on Apache Kafka: no java or mvn here (install Java 17+ and Maven, then make test-kafka)"; \
+	fi
+
+test: lint typecheck docs unit integration kafka-if-available  ## everything CI runs
 
 bench: $(STAMP)  ## the throughput suite (minutes; prints ratios against the baselines)
 	$(BIN)/python -m bench.run --suite
@@ -48,4 +71,4 @@ bench-smoke: $(STAMP)  ## a few hundred commands: every command gets exactly one
 	$(BIN)/python -m bench.run --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local site
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local site $(KAFKA_JARS)

@@ -35,6 +35,7 @@ from bridge.kafka.options import security_options
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code: another admin created it between our list and create
 MIN_INSYNC = "min.insync.replicas"
+SERVED_WITHIN_S = 15.0
 
 
 class TopicAdminError(BridgeError):
@@ -157,8 +158,36 @@ async def apply_topics(
             report.notes += [f"would create {spec.name}" for spec in missing]
         else:
             await _create(admin, missing, brokers, report)
+            await wait_until_served(admin, report.created)
         await _inspect(admin, [spec for spec in specs if spec.name in existing], brokers, report)
     return report
+
+
+async def wait_until_served(admin: AIOKafkaAdminClient, names: Sequence[str]) -> None:
+    """Until every named topic is in the broker's metadata with a leader for each partition.
+
+    Apache Kafka answers CreateTopics once its controller has recorded the topic; the brokers learn of
+    it a moment later, and a client that asks in between is told the topic does not exist (Tansu
+    serves a topic as soon as it answers). Raises TopicAdminError after SERVED_WITHIN_S.
+    """
+    if not names:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SERVED_WITHIN_S
+    waiting = set(names)
+    while waiting:
+        served = {
+            topic["topic"]
+            for topic in await admin.describe_topics(sorted(waiting))
+            if topic["error_code"] == 0
+            and topic["partitions"]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in topic["partitions"])
+        }
+        waiting -= served
+        if waiting and loop.time() > deadline:
+            raise TopicAdminError(f"created but not served within {SERVED_WITHIN_S:.0f}s: {sorted(waiting)}")
+        if waiting:
+            await asyncio.sleep(0.05)
 
 
 async def check_topics(

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bridge.kafka.topics import wait_until_served
+
 
 def broker_binary() -> Path:
     try:
@@ -118,7 +120,7 @@ async def _wait_listening(broker: RunningBroker, timeout_s: float = 15.0) -> Non
 
 
 async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    """Create topics (name -> partitions) that do not exist yet."""
+    """Create topics (name -> partitions) that do not exist yet; returns once the broker serves them."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -126,5 +128,6 @@ async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
         missing = [NewTopic(name, n, 1) for name, n in topics.items() if name not in existing]
         if missing:
             await admin.create_topics(missing)
+            await wait_until_served(admin, [topic.name for topic in missing])
     finally:
         await admin.close()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.cluster import ClusterMetadata
 
 from bridge.config.settings import KafkaSettings
 from bridge.errors import BridgeError
@@ -45,8 +46,10 @@ async def open_producer(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]
 
 async def assign(consumer: AIOKafkaConsumer, topics: Sequence[str], *, resume: bool) -> list[TopicPartition]:
     """Assign every partition of ``topics``, positioned at the group's commit (``resume``) or the start."""
-    await consumer.topics()
-    partitions = [TopicPartition(t, p) for t in topics for p in sorted(_partitions(consumer, t))]
+    # the consumer's own metadata cannot be used: aiokafka bootstraps with an empty topic list, which
+    # Apache Kafka answers with no topics (Tansu with all of them), so ask for every topic explicitly
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = [TopicPartition(t, p) for t in topics for p in sorted(_partitions(cluster, t))]
     consumer.assign(partitions)
     for tp in partitions:
         committed = await consumer.committed(tp) if resume else None
@@ -54,8 +57,8 @@ async def assign(consumer: AIOKafkaConsumer, topics: Sequence[str], *, resume: b
     return partitions
 
 
-def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    found: set[int] | None = consumer.partitions_for_topic(topic)
+def _partitions(cluster: ClusterMetadata, topic: str) -> set[int]:
+    found: set[int] | None = cluster.partitions_for_topic(topic)
     if not found:
         raise RedriveError(f"topic {topic} does not exist")
     return found

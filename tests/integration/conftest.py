@@ -1,4 +1,9 @@
-"""Fixtures for integration tests: a real Tansu broker, the sandbox over real HTTP, and the bridge."""
+"""Fixtures for integration tests: a real broker, the sandbox over real HTTP, and the bridge.
+
+The broker is the embedded Tansu, or Apache Kafka with ``--broker kafka`` (or ``BRIDGE_TEST_BROKER=kafka``):
+one per pytest process, so one per xdist worker. What the clients may use is asked of the broker
+(``broker_abilities``), never decided by its name.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import contextlib
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +24,12 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bridge.app import Bridge
-from bridge.config.settings import Settings
-from bridge.local.broker import RunningBroker, create_topics, start_broker
+from bridge.config.settings import Settings, TopicSettings
+from bridge.contracts import load_specs
+from bridge.kafka.topics import apply_topics
+from bridge.local.abilities import BrokerAbilities, detect_abilities
+from bridge.local.broker import RunningBroker, start_broker
+from bridge.local.kafka_broker import kafka_available, start_kafka_broker
 from bridge.local.otlp import OtlpReceiver
 from bridge.local.stack import SANDBOX_ENV, local_config, local_settings, topic_layout
 from bridge.sandbox import eightbyeight as eightbyeight_sandbox
@@ -35,11 +44,54 @@ from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
 pytestmark = pytest.mark.integration
 
 
+StartBroker = Callable[..., Awaitable[RunningBroker]]
+TOPIC_SPECS = load_specs(Path(__file__).resolve().parents[2] / "topics")
+
+
+async def create_spec_topics(bootstrap: str, topics: TopicSettings, partitions: int = 4) -> None:
+    """A test's topics as ``bridge topics apply`` creates them from topics/*.yaml (configs, compaction,
+    size limits), under the test's names and with ``partitions`` each (the dead-letter topic: one)."""
+    layout = topic_layout(topics, partitions)
+    names = topics.model_dump()
+    specs = [
+        spec.model_copy(update={"name": names[spec.role], "partitions": layout[names[spec.role]]})
+        for spec in TOPIC_SPECS
+    ]
+    report = await apply_topics(bootstrap, specs)
+    assert report.drift == [], report.render()
+
+
 @pytest.fixture(scope="session")
-def broker() -> Iterator[RunningBroker]:
-    running = asyncio.run(start_broker())
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.config.getoption("--broker")
+    if kind == "kafka" and (missing := kafka_available()) is not None:
+        pytest.exit(f"--broker kafka: {missing}", returncode=4)
+    return kind
+
+
+@pytest.fixture(scope="session")
+def start_test_broker(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> StartBroker:
+    """Starts another broker of the kind under test (``port``, ``advertised_port`` as start_broker)."""
+    if broker_kind == "tansu":
+        return start_broker
+
+    async def start_kafka(**options: Any) -> RunningBroker:
+        log = tmp_path_factory.mktemp("kafka") / "server.log"  # kept by pytest for a failed run's reader
+        return await start_kafka_broker(log_path=log, **options)
+
+    return start_kafka
+
+
+@pytest.fixture(scope="session")
+def broker(start_test_broker: StartBroker) -> Iterator[RunningBroker]:
+    running = asyncio.run(start_test_broker())
     yield running
     running.kill()
+
+
+@pytest.fixture(scope="session")
+def broker_abilities(broker: RunningBroker) -> BrokerAbilities:
+    return asyncio.run(detect_abilities(broker.bootstrap))
 
 
 @pytest.fixture
@@ -72,7 +124,7 @@ class Stack:
         base = self.settings
         merged = {
             "topics": base.topics.model_dump(),
-            "kafka": {"group_id": base.kafka.group_id},
+            "kafka": {"group_id": base.kafka.group_id, "enable_idempotence": base.kafka.enable_idempotence},
         }
         for key, value in overrides.items():
             merged[key] = {**merged.get(key, {}), **value}
@@ -167,7 +219,9 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
+async def stack(
+    broker: RunningBroker, broker_abilities: BrokerAbilities, sandbox: Any
+) -> AsyncIterator[Stack]:
     prefix = f"t{uuid.uuid4().hex[:8]}"
     overrides = {
         "topics": {
@@ -180,10 +234,11 @@ async def stack(broker: RunningBroker, sandbox: Any) -> AsyncIterator[Stack]:
             "lifecycle": f"{prefix}.lifecycle",
             "parked": f"{prefix}.parked",
         },
-        "kafka": {"group_id": f"{prefix}-bridge"},
+        # the defaults a user deploys (idempotent producer, acks all) wherever the broker grants them
+        "kafka": {"group_id": f"{prefix}-bridge", "enable_idempotence": broker_abilities.idempotent_producer},
     }
     settings = local_settings(broker.bootstrap, sandbox.url, overrides=overrides)
-    await create_topics(broker.bootstrap, topic_layout(settings.topics))
+    await create_spec_topics(broker.bootstrap, settings.topics)
     world = Stack(broker, sandbox, settings)
     yield world
     await world.close()
@@ -218,7 +273,10 @@ async def start_process(
         metrics_port=metrics_port,
         overrides={
             "topics": stack.settings.topics.model_dump(),
-            "kafka": {"group_id": stack.settings.kafka.group_id},
+            "kafka": {
+                "group_id": stack.settings.kafka.group_id,
+                "enable_idempotence": stack.settings.kafka.enable_idempotence,
+            },
             **overrides,
         },
     )

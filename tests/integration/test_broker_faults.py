@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from bridge.app import Bridge
-from bridge.local.broker import RunningBroker, create_topics, free_port, start_broker
-from bridge.local.stack import local_settings, topic_layout
-from tests.integration.conftest import Stack, workfloo_command
+from bridge.local.abilities import detect_abilities
+from bridge.local.broker import RunningBroker, free_port
+from bridge.local.stack import local_settings
+from tests.integration.conftest import Stack, StartBroker, create_spec_topics, workfloo_command
 from tests.integration.proxy import CuttableProxy
 from tests.integration.test_ledger import ledger_entries
 
@@ -20,21 +21,26 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def proxied(sandbox: Any) -> AsyncIterator[tuple[Stack, CuttableProxy]]:
+async def proxied(sandbox: Any, start_test_broker: StartBroker) -> AsyncIterator[tuple[Stack, CuttableProxy]]:
     proxy_port = free_port()
-    broker = await start_broker(advertised_port=proxy_port)
+    broker = await start_test_broker(advertised_port=proxy_port)
     proxy = CuttableProxy(proxy_port, broker.port)
     await proxy.restore()
     view = RunningBroker(broker.process, proxy_port)  # every client, the tests' too, goes through the proxy
+    abilities = await detect_abilities(view.bootstrap)
     settings = local_settings(
         view.bootstrap,
         sandbox.url,
         overrides={
-            "kafka": {"group_id": f"g{uuid.uuid4().hex[:6]}", "request_timeout_ms": 5000},
+            "kafka": {
+                "group_id": f"g{uuid.uuid4().hex[:6]}",
+                "request_timeout_ms": 5000,
+                "enable_idempotence": abilities.idempotent_producer,
+            },
             "engine": {"publish_retry_backoff_s": 0.2},
         },
     )
-    await create_topics(view.bootstrap, topic_layout(settings.topics))
+    await create_spec_topics(view.bootstrap, settings.topics)
     stack = Stack(view, sandbox, settings)
     try:
         yield stack, proxy

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridge.pipeline.processor import max_key_bytes
 from bridge.sandbox import workfloo as workfloo_sandbox
@@ -21,6 +22,7 @@ from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
 from bridge.sandbox.workfloo import WORKFLOO_SCENARIO
 from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
+from bridge.kafka.topics import wait_until_served
 from tests.integration.conftest import Stack, by_command, eight_command, workfloo_command, zuora_command
 
 pytestmark = pytest.mark.integration
@@ -240,8 +242,18 @@ async def test_schema_registry_framed_json_from_confluent_serializer(
 
 
 async def test_hostile_headers_break_nothing_and_are_not_copied_unbounded(stack: Stack) -> None:
+    # a command topic that takes records over 1 MiB (the spec's limit; a broker that enforces it,
+    # as Kafka does, would refuse the oversized record below before the bridge ever saw it)
+    topic = f"{stack.settings.topics.run_commands}.big"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 4, 1, topic_configs={"max.message.bytes": "2097152"})])
+        await wait_until_served(admin, [topic])
+    finally:
+        await admin.close()
+    stack.configure(topics={"run_commands": topic})
     await stack.start_bridge()
-    topic = stack.settings.topics.run_commands
     hostile: list[tuple[str, bytes | None]] = [
         ("not-utf8", b"\xff\xfe\xfd"),
         ("empty", b""),

@@ -184,7 +184,13 @@ async def test_wrong_credentials_are_an_auth_error_that_leaks_nothing(stack: Sta
     settings = local_settings(
         stack.broker.bootstrap,
         stack.sandbox.url,
-        overrides={"topics": settings.topics.model_dump(), "kafka": {"group_id": settings.kafka.group_id}},
+        overrides={
+            "topics": settings.topics.model_dump(),
+            "kafka": {
+                "group_id": settings.kafka.group_id,
+                "enable_idempotence": settings.kafka.enable_idempotence,
+            },
+        },
         environ={"SANDBOX_ZUORA_CLIENT_SECRET": secret},
     )
     bridge = await stack.start_bridge(settings)

@@ -20,9 +20,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bridge.local.broker import create_topics
-from bridge.local.stack import topic_layout
-from tests.integration.conftest import Stack, start_process, zuora_command
+from tests.integration.conftest import Stack, create_spec_topics, start_process, zuora_command
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +187,7 @@ async def scenario(stack: Stack, tmp_path: Path, prefix: str, members: dict[str,
 async def test_members_come_and_go_without_duplicates_or_lost_commands(stack: Stack, tmp_path: Path) -> None:
     prefix = f"sc{uuid.uuid4().hex[:6]}"
     stack.configure(topics={name: f"{prefix}.{name}" for name in stack.settings.topics.model_dump()})
-    await create_topics(stack.broker.bootstrap, topic_layout(stack.settings.topics, partitions=PARTITIONS))
+    await create_spec_topics(stack.broker.bootstrap, stack.settings.topics, partitions=PARTITIONS)
     await stack.fault("zuora", {"latency_ms": LATENCY_MS})
     members: dict[str, Member] = {}
     try:

@@ -1,4 +1,4 @@
-"""apply/check against a real Tansu broker, on topic names unique to each test."""
+"""apply/check against a real broker (Tansu or Kafka: --broker), on topic names unique to each test."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridge.contracts import TopicSpec, load_specs
-from bridge.kafka.topics import DriftKind, apply_topics, check_topics
+from bridge.kafka.topics import DriftKind, apply_topics, check_topics, wait_until_served
 from bridge.local.broker import RunningBroker
 
 pytestmark = pytest.mark.integration
@@ -38,6 +38,7 @@ async def create_by_hand(bootstrap: str, name: str, partitions: int, configs: di
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+        await wait_until_served(admin, [name])  # Kafka's brokers learn of a new topic a moment later
     finally:
         await admin.close()
 
@@ -47,7 +48,7 @@ async def test_apply_creates_topics_with_the_spec_partitions(broker: RunningBrok
 
     assert report.created == [spec.name for spec in specs]
     assert report.drift == []
-    # Tansu is a single broker: replication 3 is capped to 1, and the report says so.
+    # The test broker is a single one: replication 3 is capped to 1, and the report says so.
     assert sum("replication_factor 3 capped to 1" in note for note in report.notes) == len(specs)
     found = await describe(broker.bootstrap, [spec.name for spec in specs])
     assert found == {spec.name: spec.partitions for spec in specs}
@@ -59,7 +60,8 @@ async def test_check_after_apply_finds_no_drift_and_verifies_configs(broker: Run
     report = await check_topics(broker.bootstrap, specs)
 
     assert report.drift == []
-    # Tansu's DescribeConfigs returns the configs given at creation, so every one was verified.
+    # DescribeConfigs returns the configs given at creation (Tansu: only those; Kafka: all), so every
+    # one was verified.
     assert report.notes == []
     assert report.render() == "all topics match their specs"
 
@@ -89,6 +91,8 @@ async def test_hand_made_topic_with_other_partitions_is_reported_not_changed(bro
     assert (await describe(broker.bootstrap, [odd.name]))[odd.name] == 2
 
 
+# Tansu reports only the configs a topic was created with; Apache Kafka reports every one (defaults too).
+@pytest.mark.only_broker("tansu")
 async def test_configs_the_broker_does_not_report_are_notes_not_drift(broker: RunningBroker, specs):
     bare = specs[-1]
     await create_by_hand(broker.bootstrap, bare.name, bare.partitions, {})
@@ -97,3 +101,16 @@ async def test_configs_the_broker_does_not_report_are_notes_not_drift(broker: Ru
 
     assert report.drift == []
     assert "not verifiable on this broker" in report.notes[0]
+
+
+@pytest.mark.only_broker("kafka")
+async def test_a_topic_created_without_the_spec_configs_is_config_drift(broker: RunningBroker, specs):
+    bare = specs[-1]
+    await create_by_hand(broker.bootstrap, bare.name, bare.partitions, {})
+
+    report = await check_topics(broker.bootstrap, [bare])
+
+    # the broker reports its defaults (retention.ms 7 days here), and check compares them to the spec
+    drifted = {d.detail.split(" ", 1)[0] for d in report.drift if d.kind is DriftKind.CONFIG}
+    assert "retention.ms" in drifted, report.render()
+    assert all(d.topic == bare.name for d in report.drift)
