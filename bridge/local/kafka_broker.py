@@ -120,9 +120,9 @@ def kafka_jars() -> Path:
 
 
 def java_binary() -> str:
-    java = os.environ.get(JAVA_ENV) or shutil.which("java")
+    java = shutil.which(os.environ.get(JAVA_ENV) or "java")
     if not java:
-        raise KafkaUnavailable("no `java` on PATH: the Kafka broker needs Java 17 or newer")
+        raise KafkaUnavailable("no `java` found: the Kafka broker needs Java 17 or newer on PATH")
     return java
 
 

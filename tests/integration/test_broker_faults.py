@@ -102,6 +102,10 @@ async def test_outage_mid_run_retries_the_publish_and_commits_only_after(
     deadline = loop.time() + 30
     while not any(e.command_id == doc["id"] for e in await ledger_entries(stack)):  # dispatched: called now
         assert loop.time() < deadline, "the ledger never recorded the dispatch"
+    # a reader can see the dispatch entry before its producer has the acknowledgement (on Kafka the
+    # answer to an acks=all produce can trail the fetch that shows the record): the call starts only
+    # on that acknowledgement, and a cut in between would leave no call in flight
+    await asyncio.sleep(0.5)  # well inside the provider's 3 s answer
     await proxy.cut()  # the provider call is in flight; its outcome cannot be published now
     assert bridge.engine is not None
     done: list[dict[str, Any]] = []
