@@ -29,7 +29,9 @@ from bridge.config.loading import secret_values
 from bridge.config.settings import Settings
 from bridge.http import AiohttpTransport
 from bridge.kafka.clients import make_consumer, make_producer
+from bridge.kafka.delivery import resolved_delivery
 from bridge.kafka.engine import Engine
+from bridge.kafka.transactions import Transactions
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
 from bridge.observability import tracing
@@ -155,6 +157,7 @@ class Bridge:
             if producer is None:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
+            self.settings = await resolved_delivery(self.settings)  # ConfigError: transactions on, none here
             tracker = Tracker(self.settings, targets, executor, producer, self.metrics, self.redactor)
             await verify_partitions(self.settings)  # the ledger and parking topics: a ConfigError when not
             ledger = await self._start_ledger(producer, tracker)
@@ -189,6 +192,9 @@ class Bridge:
                 self.metrics,
                 partition_state(ledger, parking),
                 processor.bulkheads,
+                Transactions(self.settings.kafka, self.metrics)
+                if self.settings.kafka.transactions == "on"
+                else None,
             )
             if self._stop.is_set():
                 self.engine.request_stop()

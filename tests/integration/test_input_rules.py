@@ -16,13 +16,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bridge.kafka.topics import wait_until_served
 from bridge.pipeline.processor import max_key_bytes
 from bridge.sandbox import workfloo as workfloo_sandbox
 from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
 from bridge.sandbox.workfloo import WORKFLOO_SCENARIO
 from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
-from bridge.kafka.topics import wait_until_served
 from tests.integration.conftest import Stack, by_command, eight_command, workfloo_command, zuora_command
 
 pytestmark = pytest.mark.integration
