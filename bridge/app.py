@@ -158,7 +158,12 @@ class Bridge:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
             self.settings = await resolved_delivery(self.settings)  # ConfigError: transactions on, none here
-            tracker = Tracker(self.settings, targets, executor, producer, self.metrics, self.redactor)
+            transactional = self.settings.kafka.transactions == "on"
+            transactions = Transactions(self.settings.kafka, self.metrics) if transactional else None
+            together = transactions.publish if transactions is not None else None
+            tracker = Tracker(
+                self.settings, targets, executor, producer, self.metrics, self.redactor, together=together
+            )
             await verify_partitions(self.settings)  # the ledger and parking topics: a ConfigError when not
             ledger = await self._start_ledger(producer, tracker)
             if ledger is not None:
@@ -192,9 +197,7 @@ class Bridge:
                 self.metrics,
                 partition_state(ledger, parking),
                 processor.bulkheads,
-                Transactions(self.settings.kafka, self.metrics)
-                if self.settings.kafka.transactions == "on"
-                else None,
+                transactions,
             )
             if self._stop.is_set():
                 self.engine.request_stop()

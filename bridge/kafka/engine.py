@@ -391,6 +391,8 @@ class Engine:
         """A transaction committed: these commands are finished (their offsets were marked done)."""
         for record in records:
             self._finished(record)
+        if not records:
+            return  # a tracked workflow's lifecycle event alone
         self._metrics.commit(ok=True)
         self.stats.commits += 1
         self.stats.last_commit_at = time.monotonic()

@@ -49,12 +49,22 @@ Committed = Callable[[Partition, list[Incoming]], None]
 Failed = Callable[[Partition, list[Incoming], bool], None]  # (partition, records given up, fenced)
 
 
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """A finished command and what it publishes; or (no record) a tracked workflow's lifecycle event
+    and entry, whose writer waits for ``committed``."""
+
+    record: Incoming | None
+    outgoing: Sequence[Outgoing]
+    committed: asyncio.Future[bool] | None = None
+
+
 @dataclass(eq=False)
 class _Open:
     """One partition's producer and the finished commands of its next transaction."""
 
     producer: AIOKafkaProducer
-    batch: list[tuple[Incoming, Sequence[Outgoing]]] = field(default_factory=list)
+    batch: list[_Item] = field(default_factory=list)
     first_at: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     full: asyncio.Event = field(default_factory=asyncio.Event)
@@ -100,13 +110,25 @@ class Transactions:
     def add(self, partition: Partition, record: Incoming, outgoing: Sequence[Outgoing]) -> bool:
         """Batch a finished command; False when the partition's transactions are gone (closed, failed):
         the command is then given up, uncommitted."""
-        state = self._open.get(partition.tp)
+        return self._add(partition.tp, _Item(record, outgoing))
+
+    async def publish(self, tp: TopicPartition, outgoing: Sequence[Outgoing]) -> bool:
+        """Publish records that belong to command partition ``tp`` (a tracked workflow's lifecycle event
+        and its entry) in its next transaction; True once committed, False when it was not (the
+        partition moved, or its transaction aborted: the workflow is read again from the ledger)."""
+        committed = asyncio.get_running_loop().create_future()
+        if not self._add(tp, _Item(None, outgoing, committed)):
+            return False
+        return bool(await committed)
+
+    def _add(self, tp: TopicPartition, item: _Item) -> bool:
+        state = self._open.get(tp)
         if state is None or state.broken:
             return False
         if not state.batch:
             state.first_at = time.monotonic()
             state.wake.set()
-        state.batch.append((record, outgoing))
+        state.batch.append(item)
         if len(state.batch) >= self._kafka.transaction_batch_max:
             state.full.set()
         return True
@@ -123,7 +145,7 @@ class Transactions:
         if state.flusher is not None:
             state.flusher.cancel()
             await asyncio.gather(state.flusher, return_exceptions=True)
-        leftover = [record for record, _ in state.batch]
+        leftover = _settle(state.batch, committed=False)
         state.batch.clear()
         with contextlib.suppress(KafkaError, OSError):
             await state.producer.stop()
@@ -168,16 +190,16 @@ class Transactions:
             if offset is not None:
                 partition.committed = offset
             self._metrics.transaction("committed", time.perf_counter() - started, len(batch))
-            for _, outgoing in batch:
-                for out in outgoing:
+            for item in batch:
+                for out in item.outgoing:
                     count_published(self._metrics, out)
-            self._on_committed(partition, [record for record, _ in batch])
+            self._on_committed(partition, _settle(batch, committed=True))
 
     async def _commit(
         self,
         partition: Partition,
         producer: AIOKafkaProducer,
-        batch: list[tuple[Incoming, Sequence[Outgoing]]],
+        batch: list[_Item],
     ) -> int | None:
         await producer.begin_transaction()
         sent = [
@@ -188,12 +210,13 @@ class Transactions:
                 headers=out.headers,
                 partition=out.partition,
             )
-            for _, outgoing in batch
-            for out in outgoing
+            for item in batch
+            for out in item.outgoing
         ]
         await asyncio.gather(*sent)
-        for record, _ in batch:
-            partition.tracker.done(record.offset)
+        for item in batch:
+            if item.record is not None:
+                partition.tracker.done(item.record.offset)
         offset = partition.tracker.committable()
         if offset is not None and offset != partition.committed:
             await producer.send_offsets_to_transaction({partition.tp: offset}, self._kafka.group_id)
@@ -206,7 +229,7 @@ class Transactions:
         self,
         partition: Partition,
         state: _Open,
-        batch: list[tuple[Incoming, Sequence[Outgoing]]],
+        batch: list[_Item],
         exc: KafkaError,
     ) -> None:
         state.broken = True
@@ -217,7 +240,7 @@ class Transactions:
             except KafkaError as abort_exc:  # the producer is unusable: the broker aborts on timeout
                 log.warning("abort of %s's transaction failed: %s", topic_name(partition.tp), abort_exc)
         self._metrics.transaction("fenced" if fenced else "aborted")
-        given_up = [record for record, _ in batch] + [record for record, _ in state.batch]
+        given_up = _settle(batch + state.batch, committed=False)
         state.batch.clear()
         log.warning(
             "transaction of %s %s (%s): %d command(s) not committed; the partition is read again "
@@ -228,6 +251,14 @@ class Transactions:
             len(given_up),
         )
         self._on_failed(partition, given_up, fenced)
+
+
+def _settle(items: list[_Item], *, committed: bool) -> list[Incoming]:
+    """Tell the waiting writers how their records fared; the commands among the items."""
+    for item in items:
+        if item.committed is not None and not item.committed.done():
+            item.committed.set_result(committed)
+    return [item.record for item in items if item.record is not None]
 
 
 def _transactional_producer(kafka: KafkaSettings, txn_id: str) -> AIOKafkaProducer:

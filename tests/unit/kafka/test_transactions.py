@@ -156,3 +156,19 @@ async def test_closing_without_a_flush_hands_back_what_was_batched() -> None:
     left = await world.txn.close(world.partition, flush=False)
     assert [r.offset for r in left] == [0] and world.committed == []
     assert not world.txn.opened(TP)
+
+
+async def test_a_lifecycle_event_and_its_entry_commit_in_the_partitions_next_transaction() -> None:
+    world = World(transaction_batch_ms=20)
+    await world.txn.open(world.partition)
+    event = Outgoing("lifecycle", b"k", b"succeeded")
+    tombstone = Outgoing("ledger", b"trk:1", None, partition=TP.partition)
+    assert await world.txn.publish(TP, [event, tombstone])
+    [producer] = world.producers
+    assert [e[1] for e in producer.log if isinstance(e, tuple) and e[0] == "send"] == ["lifecycle", "ledger"]
+    assert producer.log[-1] == "commit" and world.committed == [[]]  # no command offset moved
+    pending = asyncio.ensure_future(world.txn.publish(TP, [event, tombstone]))
+    await asyncio.sleep(0)
+    await world.txn.close(world.partition, flush=False)  # revoked before the batch committed
+    assert await pending is False
+    assert await world.txn.publish(TopicPartition("other", 0), [event]) is False  # not this member's
