@@ -217,8 +217,14 @@ class Engine:
                 queue.popleft()
                 if self._txn is not None:  # published and committed with its batch (or given up)
                     together = () if outgoing.skip else (outgoing,)
-                    if not self._txn.add(partition, record, together + outgoing.then):
+                    committed = self._txn.add(partition, record, together + outgoing.then, urgent=bool(queue))
+                    if committed is None:
                         self._release(record)
+                    # the key's next command (queued now, or arriving meanwhile: the key stays held)
+                    # starts once this outcome is committed: in order, and at most one command of a
+                    # key in doubt after a crash, as at least once
+                    elif not await committed:
+                        return  # aborted: the partition is read again; the rest of the queue is released
                     continue
                 if not outgoing.skip:
                     await self._publisher.publish(outgoing)

@@ -107,10 +107,16 @@ class Transactions:
         state.flusher = asyncio.create_task(self._flusher(partition, state), name=f"txn:{topic_name(tp)}")
         state.flusher.add_done_callback(log_crash(log, "transaction flusher"))
 
-    def add(self, partition: Partition, record: Incoming, outgoing: Sequence[Outgoing]) -> bool:
-        """Batch a finished command; False when the partition's transactions are gone (closed, failed):
-        the command is then given up, uncommitted."""
-        return self._add(partition.tp, _Item(record, outgoing))
+    def add(
+        self, partition: Partition, record: Incoming, outgoing: Sequence[Outgoing], *, urgent: bool = False
+    ) -> asyncio.Future[bool] | None:
+        """Batch a finished command; the future tells whether its transaction committed. None when the
+        partition's transactions are gone (closed, failed): the command is then given up, uncommitted.
+        ``urgent``: the next command of its key waits for this commit, so the batch commits at once."""
+        committed = asyncio.get_running_loop().create_future()
+        if not self._add(partition.tp, _Item(record, outgoing, committed), urgent=urgent):
+            return None
+        return committed
 
     async def publish(self, tp: TopicPartition, outgoing: Sequence[Outgoing]) -> bool:
         """Publish records that belong to command partition ``tp`` (a tracked workflow's lifecycle event
@@ -121,7 +127,7 @@ class Transactions:
             return False
         return bool(await committed)
 
-    def _add(self, tp: TopicPartition, item: _Item) -> bool:
+    def _add(self, tp: TopicPartition, item: _Item, *, urgent: bool = False) -> bool:
         state = self._open.get(tp)
         if state is None or state.broken:
             return False
@@ -129,7 +135,7 @@ class Transactions:
             state.first_at = time.monotonic()
             state.wake.set()
         state.batch.append(item)
-        if len(state.batch) >= self._kafka.transaction_batch_max:
+        if urgent or len(state.batch) >= self._kafka.transaction_batch_max:
             state.full.set()
         return True
 
