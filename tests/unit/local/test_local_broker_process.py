@@ -156,6 +156,7 @@ class FakeAdmin:
     existing: list[str]
     created: list[Any] = field(default_factory=list)
     closed: bool = False
+    described: int = 0  # like Kafka's brokers, the first describe after a create knows no new topic
 
     def __call__(self, **options: Any) -> FakeAdmin:
         self.options = options
@@ -169,6 +170,13 @@ class FakeAdmin:
 
     async def create_topics(self, topics: list[Any]) -> None:
         self.created += topics
+
+    async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        self.described += 1
+        if self.described == 1:
+            return [{"topic": name, "error_code": 3, "partitions": []} for name in names]
+        partition = {"error_code": 0, "partition": 0, "leader": 1}
+        return [{"topic": name, "error_code": 0, "partitions": [partition]} for name in names]
 
     async def close(self) -> None:
         self.closed = True
@@ -185,6 +193,7 @@ async def test_create_topics_creates_only_the_missing_ones(monkeypatch: pytest.M
         ("c", 1, 1),
     ]
     assert admin.options == {"bootstrap_servers": "127.0.0.1:1"} and admin.closed
+    assert admin.described == 2  # it waited until the broker served the new topics
 
 
 async def test_create_topics_with_nothing_missing_creates_nothing(monkeypatch: pytest.MonkeyPatch):

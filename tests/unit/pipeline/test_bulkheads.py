@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
+from bridge.app import build_targets
+from bridge.config.loading import parse_settings
 from bridge.config.settings import EngineSettings
 from bridge.kafka.engine import Engine
 from bridge.kafka.records import Incoming, Outgoing
@@ -365,3 +367,14 @@ async def test_a_command_waiting_for_a_call_slot_trips_a_target_that_answers_no_
     decision = await asyncio.wait_for(waiting, 2)
     assert decision.error is not None and decision.error.kind is ErrorKind.TARGET_BUSY
     assert target.breaker.state is CircuitState.OPEN
+
+
+def test_call_slots_default_to_the_targets_share_so_a_healthy_target_is_not_capped_by_a_guess() -> None:
+    wf = {"provider": "workfloo", "base_url": "https://wf.example", "api_key": {"env": "K"}}
+    targets = {"open": wf, "capped": {**wf, "bulkhead": {"max_in_flight": 300, "max_calls": 16}}}
+    settings = parse_settings({"targets": targets, "engine": {"max_in_flight": 800}}, {"K": "k-123456789"})
+    built = build_targets(settings, None, Metrics())  # type: ignore[arg-type]  # static-key targets only
+    open_load, capped_load = built["open"].load, built["capped"].load
+    assert open_load is not None and capped_load is not None
+    assert (open_load.limit, open_load.max_calls) == (400, 400)  # half of engine.max_in_flight, both
+    assert (capped_load.limit, capped_load.max_calls) == (300, 16)

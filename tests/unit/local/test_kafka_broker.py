@@ -17,7 +17,7 @@ import pytest
 from bridge.local import kafka_broker
 from bridge.local.kafka_broker import KafkaUnavailable, cluster_id, kafka_available, server_properties
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def properties(text: str) -> dict[str, str]:
@@ -97,7 +97,9 @@ def test_the_kafka_run_without_jars_stops_with_one_line_not_a_traceback(tmp_path
 
 
 def test_an_unknown_broker_in_the_environment_is_a_usage_error() -> None:
-    done = run_pytest("tests/unit/test_kafka_broker.py", "-k", "cluster_ids", BRIDGE_TEST_BROKER="rabbitmq")
+    done = run_pytest(
+        "tests/unit/local/test_kafka_broker.py", "-k", "cluster_ids", BRIDGE_TEST_BROKER="rabbitmq"
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 4, output
     assert "BRIDGE_TEST_BROKER must be one of tansu, kafka" in output
