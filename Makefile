@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
-LINT_PATHS := bridge tests $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
+LINT_PATHS := bridge tests plugins $(wildcard bench) $(wildcard helm/*.py) docs_hooks.py
 # integration tests run in parallel pytest-xdist workers, each with a broker of its own
 WORKERS ?= 2
 KAFKA_POM := tools/kafka/pom.xml
@@ -22,10 +22,11 @@ $(RUN_STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[local]'
 	touch $(RUN_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml plugins/workflow-bridge-airflow/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps -e plugins/workflow-bridge-airflow  # the example provider plugin (issue 29)
 	touch $(STAMP) $(RUN_STAMP)
 
 install: $(STAMP)
@@ -38,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy bridge helm/check.py
+	$(BIN)/mypy bridge helm/check.py plugins/workflow-bridge-airflow/src
 
 format: $(STAMP)
 	$(BIN)/ruff format $(LINT_PATHS)

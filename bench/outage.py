@@ -9,8 +9,9 @@ in one run: first only target B (workfloo, 50 ms sandbox latency) gets commands,
 again while target A (Zuora, reached through a loopback proxy that ``refused`` cuts) fails and gets
 ``--a-commands`` commands over ``--a-keys`` keys. Once every B command is answered A recovers, and
 the run waits until every A command is answered too (its parked ones come back). Printed: B's
-commands/s in the outage phase as a ratio of B alone, B's p99 record-to-outcome latency in both, and
-how A's commands ended.
+commands/s in the outage phase as a ratio of B alone, B's p99 record-to-outcome latency in both,
+how A's commands ended, and A's recovery: the seconds from the heal to A's first and last answer
+(``--open-s`` sets A's circuit open_s, the longest a down target waits for its next probe).
 """
 
 from __future__ import annotations
@@ -132,6 +133,8 @@ async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
     await proxy.restore()
     config = bridge_config(bench, topics, 1000, metrics_port=None)
     config["targets"][zuora_sandbox.LOCAL_TARGET]["base_url"] = f"http://127.0.0.1:{proxy.listen_port}/zuora"
+    if args.open_s is not None:
+        config["targets"][zuora_sandbox.LOCAL_TARGET]["circuit"] = {"open_s": args.open_s}
     bridge = spawn_bridge(bench, label, config)
     sent = Sent()
     try:
@@ -156,10 +159,14 @@ async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
             await publish(world.bootstrap, topics.run_commands, mixed, sent)
             ok = await answered(collector, b, args.timeout, bridge.alive)
             await end_outage(bench, proxy)
+            healed = time.time()
             assert ok, "outage: B's outcomes missing"
             rate1, p99_1 = b_figures(collector, sent, [d["id"] for _, d in b], began)
             assert await answered(collector, a, args.timeout, bridge.alive), "after recovery: A's missing"
             endings = a_endings(collector, a)
+            firsts = [collector.arrivals[d["id"]][0] for _, d in a]
+            after = [f.at - healed for f in firsts if f.at >= healed]
+            ran = [f.at - healed for f in firsts if f.at >= healed and f.status != "error"]
     finally:
         await asyncio.to_thread(bridge.stop, 10.0)
         await proxy.close()
@@ -171,6 +178,13 @@ async def one_target_down(bench: Bench, args: argparse.Namespace) -> None:
         f"({p99_1 / p99_0:.2f} x); A's commands: {endings}; "
         f"{doubled} command(s) answered twice or dead-lettered"
     )
+    if after:
+        print(
+            f"recovery ({args.fault}, A's open_s {args.open_s or 'default'}): {len(after)} of A's commands "
+            f"answered after the heal, the first {min(after):.1f} s and the last {max(after):.1f} s after it"
+            f" (the last that ran: {max(ran, default=0.0):.1f} s; errors are calls that hung at the heal"
+            " and ended at their timeout)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--a-commands", type=int, default=1000)
     p.add_argument("--a-keys", type=int, default=100)
     p.add_argument("--timeout", type=float, default=240.0)
+    p.add_argument("--open-s", type=float, default=None, help="A's circuit open_s (default: the bridge's)")
     args = p.parse_args(argv)
 
     async def run() -> None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,14 +29,18 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.loading import secret_values
 from bridge.config.settings import Settings
+from bridge.errors import StartupError
 from bridge.http import AiohttpTransport
 from bridge.kafka.clients import make_consumer, make_producer
 from bridge.kafka.delivery import resolved_delivery
 from bridge.kafka.engine import Engine
+from bridge.kafka.options import security_options
+from bridge.kafka.partitions import Partition
+from bridge.kafka.topics import missing_topics
 from bridge.kafka.transactions import Transactions
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
-from bridge.observability import tracing
+from bridge.observability import repeats, tracing
 from bridge.observability.health import (
     Readiness,
     build_health_app,
@@ -47,11 +53,14 @@ from bridge.observability.redact import Redactor
 from bridge.parking.state import Parking
 from bridge.parking.wiring import partition_state, replaying
 from bridge.pipeline.bulkheads import TargetLoad
+from bridge.pipeline.calls import CallsInFlight
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket
 from bridge.pipeline.processor import Processor
 from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import ssl_context_for
+from bridge.status.admin import start_admin
+from bridge.status.live import OwnerView
 from bridge.tracking.tracker import Tracker
 from bridge.waits import within
 
@@ -77,14 +86,15 @@ def build_targets(
             load.circuit_changed(state is CircuitState.CLOSED)
             log.warning("circuit for target %s is now %s", name, state.value, extra={"target": name})
 
-        provider = CATALOG.build(name, target, session, on_token_refresh=on_refresh)
+        tls = ssl_context_for(target.ca_file)  # the target's CA bundle, loaded once for all its calls
+        provider = CATALOG.build(name, target, session, on_token_refresh=on_refresh, ssl_context=tls)
         targets[name] = TargetRuntime(
             name=name,
             settings=target,
             provider=provider,
             breaker=CircuitBreaker(target.circuit, on_change=on_circuit),
             bucket=TokenBucket(target.rate_limit),
-            ssl=ssl_context_for(target.ca_file),
+            ssl=tls,
             load=load,
         )
         metrics.circuit(name, 0)
@@ -103,6 +113,8 @@ class Bridge:
         self._targets: dict[str, TargetRuntime] = {}
         self._stop = asyncio.Event()
         self.health_port: int | None = None
+        self.admin_port: int | None = None
+        self.calls = CallsInFlight()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -120,7 +132,8 @@ class Bridge:
         verdict = judge_readiness(
             self.engine.stats, time.monotonic(), self.settings.observability.stall_after_s
         )
-        return degraded(verdict, target_troubles(self._targets.values()))
+        troubles = target_troubles(self._targets.values())
+        return degraded(verdict, troubles, parking=self.settings.parking.enabled)
 
     async def _readiness_routine(self) -> None:
         """Keep bridge_ready current between probes and log every change, with its reason."""
@@ -138,8 +151,10 @@ class Bridge:
 
     async def run(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(repeats.uninstall, repeats.install())  # the client's repeats, collapsed
             await stack.enter_async_context(tracing.started(self.settings))  # closed last: flushes spans
             await self._start_health(stack)
+            await self._start_admin(stack)
             watcher = asyncio.create_task(self._readiness_routine(), name="readiness")
             stack.push_async_callback(_cancel, watcher)
             pool = self.settings.http.max_connections or self.settings.engine.max_in_flight
@@ -153,6 +168,7 @@ class Bridge:
                 self.metrics,
                 self.redactor,
                 self.settings.engine.max_error_body_bytes,
+                calls=self.calls,
             )
             producer = await self._start_client(lambda: make_producer(self.settings.kafka), "producer")
             if producer is None:
@@ -165,6 +181,7 @@ class Bridge:
             tracker = Tracker(
                 self.settings, targets, executor, producer, self.metrics, self.redactor, together=together
             )
+            await self._verify_topics()
             await verify_partitions(self.settings)  # the ledger and parking topics: a ConfigError when not
             ledger = await self._start_ledger(producer, tracker)
             if ledger is not None:
@@ -172,6 +189,8 @@ class Bridge:
             track = tracker.start if ledger is not None else None
             loads = {name: runtime.load for name, runtime in targets.items() if runtime.load is not None}
             parking = Parking(self.settings, self.metrics) if self.settings.parking.enabled else None
+            if parking is not None:
+                parking.recovery.watch(targets)
             processor = Processor(
                 self.settings,
                 targets,
@@ -215,9 +234,32 @@ class Bridge:
             return None
         return Ledger(self.settings, producer, self.metrics, sibling=tracker)
 
+    async def _verify_topics(self) -> None:
+        """A StartupError naming the command, outcome, dead-letter or lifecycle topics that do not exist.
+
+        The ledger and parking topics are checked with their partition counts (verify_partitions).
+        """
+        kafka, topics = self.settings.kafka, self.settings.topics
+        lifecycle = [topics.lifecycle] if self.settings.ledger.enabled else []  # tracking needs the ledger
+        wanted = [*topics.routes, *topics.results, *lifecycle]
+        try:
+            missing = await missing_topics(kafka.bootstrap_servers, wanted, security_options(kafka.security))
+        except KafkaError as exc:
+            raise StartupError(f"cannot list the topics on {kafka.bootstrap_servers}: {exc}") from None
+        if missing:
+            raise StartupError(
+                f"topic(s) {', '.join(missing)} do not exist on {kafka.bootstrap_servers}: "
+                "create them with `bridge topics apply --config <this config>`"
+            )
+
     async def _start_client(self, make: Callable[[], KafkaClient], name: str) -> KafkaClient | None:
-        """Connect, retrying with backoff while the broker is unreachable. None if stopped first."""
-        delay = 0.5
+        """Connect, retrying with backoff while the broker is unreachable. None if stopped first.
+
+        After ``kafka.startup_timeout_s`` without a connection: a StartupError.
+        """
+        delay, bound = 0.5, self.settings.kafka.startup_timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = None if bound is None else loop.time() + bound
         while not self._stop.is_set():
             client = make()  # a client whose start() failed is not reused
             try:
@@ -225,6 +267,12 @@ class Bridge:
                 return client
             except KafkaError as exc:
                 await self._stop_client(client, name)
+                if deadline is not None and loop.time() + delay > deadline:
+                    where = self.settings.kafka.bootstrap_servers
+                    raise StartupError(
+                        f"cannot reach the Kafka broker at {where} within {bound:g}s "
+                        f"(kafka.startup_timeout_s): {type(exc).__name__}"
+                    ) from None
                 log.warning("kafka %s cannot connect (%s); retrying in %.1fs", name, exc, delay)
             await within(self._stop.wait(), delay)
             delay = min(delay * 2, 10.0)
@@ -251,9 +299,29 @@ class Bridge:
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, obs.host, obs.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve health and metrics on {obs.host}:{obs.port} (observability.port): "
+                f"{os.strerror(exc.errno) if exc.errno else exc}"
+            ) from None
         self.health_port = runner.addresses[0][1] if runner.addresses else obs.port
         log.info("health and metrics on %s:%s", obs.host, self.health_port)
+
+    async def _start_admin(self, stack: contextlib.AsyncExitStack) -> None:
+        """``GET /v1/commands/{id}`` (bridge/status/admin.py); a ConfigError when it cannot start."""
+        admin = self.settings.admin
+        if admin.port is None:
+            return
+        member = self.settings.kafka.group_instance_id or f"{socket.gethostname()}:{os.getpid()}"
+        owner = OwnerView(member, self._owned, lambda: self._targets, self.calls)
+        runner, self.admin_port = await start_admin(self.settings, owner)
+        stack.push_async_callback(runner.cleanup)
+        log.info("admin listener (GET /v1/commands/{id}) on %s:%s", admin.host, self.admin_port)
+
+    def _owned(self, topic: str, partition: int) -> Partition | None:
+        return self.engine.partition(topic, partition) if self.engine is not None else None
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -123,10 +123,12 @@ def transport_failure(
     exc: aiohttp.ClientError | TimeoutError, timeout_s: float | None, who: str = "provider"
 ) -> RetryableCallError:
     """What a call that got no usable response means, for provider calls and token fetches alike."""
+    # no connection was made (refused, no route, DNS, TLS handshake, connect timeout): nothing was sent
+    sent = not isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
     if isinstance(exc, TimeoutError):
         return RetryableCallError(
-            ErrorKind.TIMEOUT, f"{who} unreachable in time: no answer within {timeout_s or 0:g}s"
+            ErrorKind.TIMEOUT, f"{who} unreachable in time: no answer within {timeout_s or 0:g}s", sent=sent
         )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return RetryableCallError(ErrorKind.PROVIDER_ERROR, f"{who} cut its response off")
-    return RetryableCallError(ErrorKind.UNREACHABLE, f"{who} unreachable ({type(exc).__name__})")
+    return RetryableCallError(ErrorKind.UNREACHABLE, f"{who} unreachable ({type(exc).__name__})", sent=sent)

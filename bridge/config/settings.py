@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from bridge.config.admin import AdminSettings
 from bridge.config.base import SettingsModel
 from bridge.config.presets import Preset, apply_preset
+from bridge.config.providers import ProvidersSettings
 from bridge.config.secrets import Secret, resolve_secret
 from bridge.config.targets import TargetBase
 from bridge.config.tracking import TrackingSettings, horizons_fit_retention
@@ -64,6 +66,11 @@ class KafkaSettings(SettingsModel):
     security: KafkaSecuritySettings = KafkaSecuritySettings()
     group_id: str = "workflow-bridge"
     client_id: str = "workflow-bridge"
+    startup_timeout_s: float | None = Field(
+        default=60.0,
+        gt=0,
+        description="How long `bridge run` tries to reach the broker at start, then exits 1; null: for ever.",
+    )
     enable_idempotence: bool = Field(
         default=True, description="Idempotent producer; turn off for brokers without InitProducerId."
     )
@@ -249,6 +256,8 @@ class Settings(SettingsModel):
     parking: ParkingSettings = ParkingSettings()
     http: HttpSettings = HttpSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    admin: AdminSettings = AdminSettings()
+    providers: ProvidersSettings = ProvidersSettings()
     targets: dict[str, TargetSettings] = Field(default_factory=dict)
     _horizons = model_validator(mode="after")(horizons_fit_retention)
 

@@ -63,6 +63,12 @@ class TargetParkingSettings(SettingsModel):
 
     retry_s: float = Field(default=30.0, gt=0, description="A parked command is tried again after this.")
     max_delay_s: float = Field(default=3600.0, gt=0, description="Answered by then at the latest.")
+    probe_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="While the target is down, one parked command probes it this often (or every"
+        " circuit.open_s when shorter); once a call succeeds, its parked commands come back at once.",
+    )
 
 
 class BulkheadSettings(SettingsModel):

@@ -1,7 +1,8 @@
 """Contracts as code: topic specs, JSON Schemas, examples and the AsyncAPI document.
 
-The topic specs (``topics/<topic>.yaml``) are written by hand. Everything else under ``topics/`` is
-generated from them and from the pydantic models, so a model change shows up as a diff in review:
+The topic specs (``bridge/contracts/topics/<topic>.yaml``, shipped in the package) are written by
+hand. Everything under ``topics/`` is generated from them (copies of the specs) and from the pydantic
+models, so a model change shows up as a diff in review:
 
     write_all(Path("topics"))          # bridge topics generate
     problems = check_all(Path("topics"))  # [] when the files match the models
@@ -22,6 +23,7 @@ from bridge.contracts.schemas import (
 )
 from bridge.contracts.specs import (
     ASYNCAPI_FILE,
+    SHIPPED_SPECS,
     TopicRole,
     TopicSpec,
     ledger_spec_problems,
@@ -37,6 +39,7 @@ __all__ = [
     "LEDGER_ENTRY",
     "OUTCOME_EVENT",
     "RUN_COMMAND",
+    "SHIPPED_SPECS",
     "Example",
     "TopicRole",
     "TopicSpec",

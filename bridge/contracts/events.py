@@ -60,3 +60,15 @@ def _type_matches_status(event_type: str, status: str) -> dict[str, Any]:
         "if": {"properties": {"type": {"const": event_type}}, "required": ["type"]},
         "then": {"properties": {"data": {"properties": {"status": {"const": status}}}}},
     }
+
+
+def tracing_attributes(whose: str) -> dict[str, Any]:
+    """The CloudEvents distributed-tracing extension (W3C Trace Context), optional."""
+    return {
+        "traceparent": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$",
+            "description": f"W3C traceparent of {whose}.",
+        },
+        "tracestate": {"type": "string", "description": "W3C tracestate that goes with traceparent."},
+    }

@@ -1,4 +1,8 @@
-"""The generated files under ``topics/``: render, write, and check for drift."""
+"""The generated files under ``topics/``: render, write, and check for drift.
+
+The specs' single source is the package (``bridge/contracts/topics/``); ``topics/<topic>.yaml`` are
+copies with a header saying so, checked like every other generated file.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,14 @@ import yaml
 from bridge.contracts.asyncapi import build_asyncapi
 from bridge.contracts.examples import build_examples
 from bridge.contracts.schemas import GENERATED_NOTE, build_schemas
-from bridge.contracts.specs import ASYNCAPI_FILE, TopicSpec, load_specs, spec_problems
+from bridge.contracts.specs import (
+    ASYNCAPI_FILE,
+    SHIPPED_SPECS,
+    TopicSpec,
+    load_specs,
+    spec_files,
+    spec_problems,
+)
 from bridge.errors import ConfigError
 
 
@@ -19,12 +30,32 @@ def render_files(specs: list[TopicSpec]) -> dict[str, str]:
     """Relative path under ``topics/`` -> file text, for every generated file."""
     files = {f"schemas/{name}": _json(schema, sort=True) for name, schema in build_schemas().items()}
     files.update({f"examples/{e.file}": _json(e.payload, sort=False) for e in build_examples()})
-    header = f"# {GENERATED_NOTE}\n# Sources: topics/*.yaml and the pydantic models in bridge/.\n"
+    sources = "bridge/contracts/topics/*.yaml and the pydantic models in bridge/"
+    header = f"# {GENERATED_NOTE}\n# Sources: {sources}.\n"
     document = yaml.dump(
         build_asyncapi(specs), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=110
     )
     files[ASYNCAPI_FILE] = header + document
     return files
+
+
+COPY_NOTE = (
+    "# Copy of bridge/contracts/topics/{name} (the spec shipped with the bridge), written by\n"
+    "# `bridge topics generate`: edit that file, not this one.\n"
+)
+
+
+def spec_copies(source: Path) -> dict[str, str]:
+    """``<topic>.yaml`` -> the text of its copy under ``topics/``."""
+    return {
+        path.name: COPY_NOTE.format(name=path.name) + path.read_text(encoding="utf-8")
+        for path in spec_files(source)
+    }
+
+
+def _all_files(source: Path) -> tuple[list[TopicSpec], dict[str, str]]:
+    specs = load_specs(source)
+    return specs, {**spec_copies(source), **render_files(specs)}
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -42,12 +73,15 @@ def _generated_on_disk(root: Path) -> set[str]:
     found = {
         p.relative_to(root).as_posix() for d in ("schemas", "examples") for p in (root / d).glob("*.json")
     }
-    return found | ({ASYNCAPI_FILE} if (root / ASYNCAPI_FILE).exists() else set())
+    copies = {path.name for path in spec_files(root)} if root.is_dir() else set()
+    return found | copies | ({ASYNCAPI_FILE} if (root / ASYNCAPI_FILE).exists() else set())
 
 
-def write_all(root: Path) -> list[str]:
-    """Regenerate every file from the specs in ``root``; returns the paths written or removed."""
-    files = render_files(load_specs(root))
+def write_all(root: Path, source: Path = SHIPPED_SPECS) -> list[str]:
+    """Regenerate every file in ``root`` from the specs in ``source``; the paths written or removed."""
+    if root.resolve() == source.resolve():
+        raise ConfigError(f"{root} holds the specs themselves: generate into another folder (topics/)")
+    _, files = _all_files(source)
     changed = []
     for rel, text in files.items():
         path = root / rel
@@ -61,14 +95,16 @@ def write_all(root: Path) -> list[str]:
     return changed
 
 
-def check_all(root: Path) -> list[str]:
-    """Drift between the files in ``root`` and what the models and specs generate; [] when in sync."""
+def check_all(root: Path, source: Path = SHIPPED_SPECS) -> list[str]:
+    """Drift between the files in ``root`` and what the specs in ``source`` and the models generate.
+
+    [] when in sync.
+    """
     try:
-        specs = load_specs(root)
+        specs, files = _all_files(source)
     except ConfigError as exc:
         return [str(exc)]
     problems = spec_problems(specs)
-    files = render_files(specs)
     for rel, text in files.items():
         path = root / rel
         if not path.exists():

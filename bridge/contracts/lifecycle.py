@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from bridge.config.settings import TopicSettings
-from bridge.contracts.events import event_schema, with_provider_kinds
+from bridge.contracts.events import event_schema, tracing_attributes, with_provider_kinds
 from bridge.messages.outcomes import SourceRecord
 from bridge.providers.catalog import CATALOG
 from bridge.providers.readings import RunState
@@ -24,7 +24,13 @@ TRACKED_ENTRY = "tracked-entry.schema.json"
 def lifecycle_schema() -> dict[str, Any]:
     statuses = [(lifecycle_type(state), state.value) for state in RunState]
     data = TypeAdapter(with_provider_kinds(LifecycleData, optional=False)).json_schema(mode="serialization")
-    return event_schema("LifecycleData", data, statuses, "Same when an event is published again.")
+    return event_schema(
+        "LifecycleData",
+        data,
+        statuses,
+        "Same when an event is published again.",
+        tracing_attributes("the command's outcome (tracing on: the bridge's span; off: the command's own)"),
+    )
 
 
 def tracked_entry_schema() -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Topic specs: the hand-written ``topics/<topic>.yaml`` files, loaded and checked for consistency."""
+"""Topic specs: the hand-written ``bridge/contracts/topics/<topic>.yaml`` files, loaded and checked.
+
+The specs ship inside the package (:data:`SHIPPED_SPECS`), so an installed ``bridge topics`` finds
+them without a checkout; ``topics/`` in the repository holds generated copies (``bridge topics generate``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from bridge.errors import ConfigError
 from bridge.messages.commands import CommandFamily
 
 ASYNCAPI_FILE = "asyncapi.yaml"
+SHIPPED_SPECS = Path(__file__).resolve().parent / "topics"
 
 
 class TopicRole(StrEnum):
@@ -73,11 +78,28 @@ class TopicSpec(_Spec):
     headers: tuple[HeaderSpec, ...] = ()
 
 
-def load_specs(root: Path) -> list[TopicSpec]:
-    """Every ``<topic>.yaml`` in ``root`` except the AsyncAPI document, in :class:`TopicRole` order."""
-    specs = [_load_spec(path) for path in sorted(root.glob("*.yaml")) if path.name != ASYNCAPI_FILE]
+def spec_files(root: Path) -> list[Path]:
+    """The ``<topic>.yaml`` files in ``root`` (the AsyncAPI document is not a spec), sorted by name."""
+    return [path for path in sorted(root.glob("*.yaml")) if path.name != ASYNCAPI_FILE]
+
+
+def load_specs(root: Path = SHIPPED_SPECS) -> list[TopicSpec]:
+    """Every spec in ``root``, in :class:`TopicRole` order; a missing or empty folder is a ConfigError.
+
+    An empty answer would let ``bridge topics check`` say "all topics match" about nothing.
+    """
+    if not root.is_dir():
+        raise ConfigError(f"topic spec folder {root} does not exist{_HINT}")
+    specs = [_load_spec(path) for path in spec_files(root)]
+    if not specs:
+        raise ConfigError(f"topic spec folder {root} has no topic specs (<topic>.yaml){_HINT}")
     order = list(TopicRole)
     return sorted(specs, key=lambda spec: order.index(spec.role))
+
+
+_HINT = (
+    ": give --dir a folder of <topic>.yaml specs, or leave --dir out to use the specs shipped with the bridge"
+)
 
 
 def _load_spec(path: Path) -> TopicSpec:

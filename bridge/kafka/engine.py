@@ -34,6 +34,7 @@ from bridge.kafka.stats import EngineStats
 from bridge.kafka.transactions import Transactions
 from bridge.kafka.undecodable import UNREADABLE, Undecodable, as_incoming, read_carefully
 from bridge.observability.metrics import Metrics
+from bridge.observability.repeats import COLLAPSE
 from bridge.waits import log_crash, within
 
 log = logging.getLogger("bridge.engine")
@@ -145,7 +146,7 @@ class Engine:
             await self._fetch_carefully(room)
             return
         except KafkaError as exc:
-            log.warning("fetch failed, retrying: %s", exc)
+            log.warning("fetch failed, retrying: %s", exc, extra=COLLAPSE)
             await asyncio.sleep(1.0)
             return
         fetched = time.time()
@@ -291,7 +292,7 @@ class Engine:
     def _commit_failed(self, offsets: Mapping[TopicPartition, int], exc: Exception, final: bool) -> None:
         self._metrics.commit(ok=False)
         if not final:
-            log.warning("commit failed (will retry on the next interval): %s", exc)
+            log.warning("commit failed (will retry on the next interval): %s", exc, extra=COLLAPSE)
             return
         log.error(
             "final commit failed, the next owner will redo these partitions from their last commit: %s (%s)",

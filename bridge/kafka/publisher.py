@@ -12,6 +12,7 @@ from bridge.kafka.ports import ProducerPort
 from bridge.kafka.records import Outgoing
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics
+from bridge.observability.repeats import COLLAPSE
 
 log = logging.getLogger("bridge.engine")
 
@@ -47,7 +48,7 @@ class Publisher:
             except KafkaError as exc:
                 self._on_error(f"{type(exc).__name__}: {exc}"[:200])
                 self._metrics.publish_failed()
-                log.warning("publish to %s failed, will retry: %s", outgoing.topic, exc)
+                log.warning("publish to %s failed, will retry: %s", outgoing.topic, exc, extra=COLLAPSE)
                 await asyncio.sleep(self._backoff_s)
                 continue
             self._on_error(None)

@@ -1,4 +1,7 @@
-"""Create and check the Kafka topics described by ``topics/<topic>.yaml``.
+"""Create and check the Kafka topics described by the topic specs.
+
+The specs ship inside the package (``bridge/contracts/topics/``); ``--dir`` names another folder.
+A missing or empty folder is an error (exit 2), never "all topics match".
 
 ``apply`` creates missing topics and never changes existing ones: a partition count or config
 that differs is reported as drift for a human to fix, because adding partitions remaps keys (and
@@ -6,7 +9,7 @@ so breaks per-key order) and changing retention is an operational decision. ``ch
 
 Example::
 
-    specs = load_specs(Path("topics"))
+    specs = load_specs()  # the specs shipped with the bridge
     report = await apply_topics("kafka:9092", specs, dry_run=True)
     print(report.render())
 """
@@ -25,10 +28,10 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from bridge.config.loading import load_settings
-from bridge.config.settings import KafkaSettings
+from bridge.config.settings import KafkaSettings, TopicSettings
 from bridge.contracts import TopicSpec, check_all, load_specs, write_all
 from bridge.errors import BridgeError, ConfigError
 from bridge.kafka.options import security_options
@@ -65,12 +68,20 @@ class Report:
     created: list[str] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    would_create: list[str] = field(default_factory=list)  # a dry run's missing topics
 
-    def render(self) -> str:
+    def render(self, specs: int | None = None) -> str:
+        """One line per finding, then a verdict; ``specs`` is how many specs were compared."""
         lines = [f"created {name}" for name in self.created]
         lines += [f"DRIFT {d}" for d in self.drift]
         lines += [f"note: {note}" for note in self.notes]
-        return "\n".join(lines or ["all topics match their specs"])
+        if self.drift:
+            verdict = f"{len({d.topic for d in self.drift})} topic(s) differ from their specs"
+        elif self.would_create:
+            verdict = f"dry run: {len(self.would_create)} topic(s) would be created; nothing was changed"
+        else:
+            verdict = f"all {specs} topics match their specs" if specs else "all topics match their specs"
+        return "\n".join([*lines, verdict])
 
 
 # -- pure decisions ---------------------------------------------------------------------------------
@@ -123,6 +134,11 @@ def compare(
     return drift, notes if unreported else []
 
 
+def named_as_configured(specs: Sequence[TopicSpec], topics: TopicSettings) -> list[TopicSpec]:
+    """Each spec under the name the configuration gives its role (``topics.run_commands``...)."""
+    return [spec.model_copy(update={"name": getattr(topics, spec.role.value)}) for spec in specs]
+
+
 # -- broker I/O -------------------------------------------------------------------------------------
 
 
@@ -155,7 +171,8 @@ async def apply_topics(
         for spec in missing:
             report.notes += capping_notes(spec, brokers)
         if dry_run:
-            report.notes += [f"would create {spec.name}" for spec in missing]
+            report.would_create = [spec.name for spec in missing]
+            report.notes += [f"would create {name}" for name in report.would_create]
         else:
             await _create(admin, missing, brokers, report)
             await wait_until_served(admin, report.created)
@@ -190,6 +207,11 @@ async def wait_until_served(admin: AIOKafkaAdminClient, names: Sequence[str]) ->
             await asyncio.sleep(0.05)
 
 
+async def apply_shipped_specs(bootstrap: str, options: Mapping[str, Any] | None = None) -> Report:
+    """``apply`` with the specs shipped with the bridge (the local stack's topics)."""
+    return await apply_topics(bootstrap, load_specs(), options=options)
+
+
 async def check_topics(
     bootstrap: str, specs: Sequence[TopicSpec], *, options: Mapping[str, Any] | None = None
 ) -> Report:
@@ -213,6 +235,15 @@ async def partition_counts(
         present = [name for name in names if name in existing]
         described = await admin.describe_topics(present) if present else []
     return {topic["topic"]: len(topic["partitions"]) for topic in described}
+
+
+async def missing_topics(
+    bootstrap: str, names: Sequence[str], options: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The named topics the broker does not have (asking creates none)."""
+    async with _admin(bootstrap, options) as admin:
+        _, existing = await _cluster(admin)
+    return [name for name in names if name not in existing]
 
 
 async def _cluster(admin: AIOKafkaAdminClient) -> tuple[int, set[str]]:
@@ -289,39 +320,49 @@ def add_topics_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     apply.add_argument("--dry-run", action="store_true", help="report what would be created; create nothing")
     check = actions.add_parser("check", help="exit 1 if a topic is missing or differs from its spec")
     generate = actions.add_parser(
-        "generate", help="rewrite topics/schemas, topics/examples and asyncapi.yaml"
+        "generate", help="rewrite topics/: copies of the specs, schemas, examples, asyncapi.yaml"
     )
+    generate.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
+    generate.add_argument("--dir", type=Path, default=Path("topics"), help="where to write (default: topics)")
     generate.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if a file is out of date"
+        "--config", type=Path, default=None, help="bridge config: its provider plugins join the contracts"
     )
-    for parser in (apply, check, generate):
-        parser.add_argument("--dir", type=Path, default=Path("topics"), help="topic spec directory")
     for parser in (apply, check):
+        specs = "folder of <topic>.yaml specs (default: the specs shipped with the bridge)"
+        parser.add_argument("--dir", type=Path, default=None, help=specs)
         default = KafkaSettings().bootstrap_servers
         parser.add_argument(
             "--bootstrap", default=None, help=f"HOST:PORT (default: the config's, else {default})"
         )
         parser.add_argument(
-            "--config", type=Path, default=None, help="bridge config: bootstrap, TLS and SASL"
+            "--config", type=Path, default=None, help="bridge config: topic names, bootstrap, TLS and SASL"
         )
 
 
 def run_topics_cli(args: argparse.Namespace) -> int:
     """0: in sync; 1: drift (or, for generate --check, out-of-date files); 2: could not run."""
+    bootstrap = args.bootstrap if args.topics_command != "generate" else None
     try:
         if args.topics_command == "generate":
+            if args.config:
+                load_settings(args.config)  # the plugins it allows join the catalog the contracts show
             return _generate(args.dir, check=args.check)
-        specs = load_specs(args.dir)
-        kafka = load_settings(args.config).kafka if args.config else KafkaSettings()
-        bootstrap, options = args.bootstrap or kafka.bootstrap_servers, security_options(kafka.security)
+        specs = load_specs(args.dir) if args.dir is not None else load_specs()
+        settings = load_settings(args.config) if args.config else None
+        specs = named_as_configured(specs, settings.topics) if settings else specs
+        kafka = settings.kafka if settings else KafkaSettings()
+        bootstrap, options = bootstrap or kafka.bootstrap_servers, security_options(kafka.security)
         if args.topics_command == "apply":
             report = asyncio.run(apply_topics(bootstrap, specs, dry_run=args.dry_run, options=options))
         else:
             report = asyncio.run(check_topics(bootstrap, specs, options=options))
+    except KafkaConnectionError:
+        print(f"bridge topics: cannot reach the Kafka broker at {bootstrap}", file=sys.stderr)
+        return 2
     except (ConfigError, TopicAdminError, KafkaError) as exc:
         print(f"bridge topics: {exc}", file=sys.stderr)
         return 2
-    print(report.render())
+    print(report.render(len(specs)))
     return 1 if report.drift else 0
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.messages.commands import Command
 
 COMMAND_PREFIX = b"cmd:"
+DEAD_LETTER_PREFIX = b"dlq:"  # dlq:<command topic>:<offset>: that record was dead-lettered
 VERSION = 1
 
 
@@ -47,6 +48,35 @@ class LedgerEntry(BaseModel):
     status: str | None = Field(default=None, description="done: the outcome status.")
     ref: str | None = Field(default=None, description="done: the provider reference, if any.")
     event: str | None = Field(default=None, description="done: the CloudEvents id of the outcome.")
+
+
+class DeadLetterEntry(BaseModel):
+    """The JSON value of a dead-letter entry: the record at this offset was dead-lettered, so a
+    redelivery of it is absorbed instead of dead-lettered again."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    v: Literal[1] = Field(description="Entry format version.")
+    kind: Literal["dead_letter"] = Field(description="Entry kind; readers skip kinds they do not know.")
+    at: int = Field(description="Unix time of the write, in milliseconds.")
+    offset: int = Field(ge=0, description="Offset of the command record that was dead-lettered.")
+    reason: str = Field(description="The dead letter's reason (its dlq.reason header).")
+
+
+def encode_dead_letter(topic: str, offset: int, reason: str, at_ms: int) -> tuple[bytes, bytes]:
+    value = {"v": VERSION, "kind": "dead_letter", "at": at_ms, "offset": offset, "reason": reason}
+    return DEAD_LETTER_PREFIX + f"{topic}:{offset}".encode(), orjson.dumps(value)
+
+
+def decode_dead_letter(key: bytes | None, value: bytes | None) -> tuple[str, int, int] | None:
+    """(command topic, offset, at_ms) of a dead-letter entry; None for anything else."""
+    if key is None or value is None or not key.startswith(DEAD_LETTER_PREFIX):
+        return None
+    topic, sep, offset = key[len(DEAD_LETTER_PREFIX) :].decode("utf-8", "replace").rpartition(":")
+    try:
+        return (topic, int(offset), int(orjson.loads(value)["at"])) if sep else None
+    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

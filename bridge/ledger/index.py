@@ -62,6 +62,11 @@ def unpack(value: int) -> Remembered:
     )
 
 
+def _dead_letter_id(offset: int) -> str:
+    """The index's name for a dead-lettered offset: never a command id (those have no spaces)."""
+    return f"dead letter {offset}"
+
+
 class CommandIndex:
     """Remembered command ids of one command partition, forgotten after ``retention_s``."""
 
@@ -90,6 +95,13 @@ class CommandIndex:
     def put_hashed(self, key: int, value: int) -> None:
         self._entries.pop(key, None)  # move to the end: insertion order stays write order
         self._entries[key] = value
+
+    def mark_dead_letter(self, offset: int, at_ms: int) -> None:
+        """The record at ``offset`` was dead-lettered (kept and expired like a done command)."""
+        self.put(_dead_letter_id(offset), 0, done=True, error=True, attempt=1, at_ms=at_ms)
+
+    def dead_lettered(self, offset: int) -> bool:
+        return self.get(_dead_letter_id(offset)) is not None
 
     def forget_hashed(self, key: int) -> None:
         self._entries.pop(key, None)

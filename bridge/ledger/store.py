@@ -28,10 +28,13 @@ from bridge.config.settings import Settings
 from bridge.kafka.clients import make_reader, read_to_end, started
 from bridge.ledger.entries import (
     COMMAND_PREFIX,
+    DEAD_LETTER_PREFIX,
     DoneFields,
     EntryState,
     command_of,
     decode,
+    decode_dead_letter,
+    encode_dead_letter,
     encode_dispatched,
     encode_done,
     entry_key,
@@ -42,6 +45,7 @@ from bridge.ledger.rules import Admission, admit, is_redrive
 from bridge.messages.commands import Command
 from bridge.messages.wire import Header
 from bridge.observability.metrics import Metrics
+from bridge.observability.repeats import COLLAPSE
 
 log = logging.getLogger("bridge.ledger")
 SWEEP_INTERVAL_S = 60.0
@@ -51,6 +55,7 @@ _DUPLICATE_REASON = {
     Admission.ID_REUSED: "id_reused",
     Admission.IN_DOUBT: "in_doubt",
 }
+DEAD_LETTER_AGAIN = "dead_letter"  # a dead-lettered record read again: absorbed
 PartitionKey = tuple[str, int]
 
 
@@ -184,6 +189,20 @@ class Ledger:
         self._index(ticket.partition).forget_hashed(ticket.id_key)
         return LedgerRecord(self.topic, partition, entry_key(topic, ticket.command_id), None)
 
+    def dead_lettered(self, where: PartitionKey, offset: int) -> bool:
+        """Whether this record was dead-lettered already (a redelivery: absorbed, not again)."""
+        return self._index(where).dead_lettered(offset)
+
+    def dead_letter(self, where: PartitionKey, offset: int, reason: str) -> LedgerRecord:
+        """The entry to publish after the dead letter (like ``done`` after an outcome)."""
+        now = self._now_ms()
+        self._index(where).mark_dead_letter(offset, now)
+        return LedgerRecord(self.topic, where[1], *encode_dead_letter(where[0], offset, reason, now))
+
+    async def withdraw(self, ticket: Ticket) -> None:
+        """Forget the ``dispatched`` entry now, acknowledged: no call so far may have had an effect."""
+        await self._send(self.release(ticket))
+
     def settle(self, ticket: Ticket) -> None:
         """The command's fate is decided: release any record of the same id waiting for it."""
         if ticket.settled is None:
@@ -204,7 +223,7 @@ class Ledger:
                 return
             except KafkaError as exc:
                 self._metrics.publish_failed()
-                log.warning("ledger write to %s failed, will retry: %s", record.topic, exc)
+                log.warning("ledger write to %s failed, will retry: %s", record.topic, exc, extra=COLLAPSE)
                 await asyncio.sleep(self._backoff_s)
 
     def _sweep(self) -> None:
@@ -261,7 +280,7 @@ class Ledger:
             try:
                 return await self._read_once(fresh)
             except KafkaError as exc:
-                log.warning("ledger restore failed, retrying: %s", exc)
+                log.warning("ledger restore failed, retrying: %s", exc, extra=COLLAPSE)
                 for index in fresh.values():
                     index.clear()
                 await asyncio.sleep(self._backoff_s)
@@ -306,20 +325,19 @@ class Ledger:
             if index is not None:
                 index.forget_hashed(id_hash(released[1]))
             return
+        dead = decode_dead_letter(key, value)
+        index = fresh.get((dead[0], partition)) if dead is not None else None
+        if dead is not None and index is not None and index.is_fresh(dead[2], now_ms):
+            index.mark_dead_letter(dead[1], dead[2])  # read again, it is absorbed
         entry = decode(key, value)
         if entry is None:
-            if self._sibling is not None and key is not None and not key.startswith(COMMAND_PREFIX):
+            ours = key is None or key.startswith((COMMAND_PREFIX, DEAD_LETTER_PREFIX))
+            if self._sibling is not None and not ours:
                 self._sibling.load(partition, key, value)
             return
         index = fresh.get((entry.topic, partition))
         if index is None or not index.is_fresh(entry.at_ms, now_ms):
             return  # another command topic's entry, or older than the retention
-        done = entry.state is EntryState.DONE
-        packed = pack(
-            entry.fingerprint,
-            done=done,
-            error=entry.status == "error",
-            attempt=entry.attempt,
-            at_ms=entry.at_ms,
-        )
+        done, error = entry.state is EntryState.DONE, entry.status == "error"
+        packed = pack(entry.fingerprint, done=done, error=error, attempt=entry.attempt, at_ms=entry.at_ms)
         index.put_hashed(id_hash(entry.command_id), packed)

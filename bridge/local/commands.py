@@ -1,11 +1,10 @@
-"""Shell helpers: ``bridge send``, ``bridge tail`` and ``bridge sandbox``."""
+"""Shell helpers: ``bridge send``, ``bridge sandbox``, and the event lines ``bridge tail`` prints."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sys
-from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +86,30 @@ async def send_command(settings: Settings, source: str, key: str | None) -> int:
     return 0
 
 
+async def send_raw(settings: Settings, source: str, key: str | None, topic: str | None) -> int:
+    """``bridge send --raw``: publish bytes unchecked (the bridge dead-letters what it cannot read)."""
+    try:
+        value = read_command_text(source)
+    except OSError as exc:
+        print(f"bridge send: cannot read {source[1:]}: {exc.strerror}", file=sys.stderr)
+        return 2
+    destination = topic or settings.topics.run_commands
+    producer = AIOKafkaProducer(**client_options(settings.kafka), enable_idempotence=False)
+    if not await started(producer, settings, "send"):
+        return 1
+    try:
+        sent = await producer.send_and_wait(destination, value, key=key.encode() if key else None)
+    except KafkaError as exc:
+        print(f"bridge send: {destination} refused the record: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await producer.stop()
+    print(
+        f"sent {len(value)} raw byte(s) to {destination} (partition {sent.partition}, offset {sent.offset})"
+    )
+    return 0
+
+
 def _head(data: dict[str, Any], width: int) -> list[str]:
     """Status, operation, command id and the provider reference: how every line starts."""
     parts = [f"{data.get('status', '?'):{width}}", f"{data.get('operation') or '-':22}"]
@@ -125,32 +148,6 @@ def format_dead_letter(value: bytes | None, headers: list[tuple[str, bytes]]) ->
     line = f"{'DLQ':8}  {meta.get('dlq.reason', '?'):22}  {meta.get('dlq.detail', '')}  value={preview!r}"
     traceparents = [v for k, v in headers if k == "traceparent"]  # the bridge's is the last one
     return line + (f"  trace={traceparents[-1][3:35].decode(errors='replace')}" if traceparents else "")
-
-
-async def tail_outcomes(settings: Settings, args: Namespace) -> int:
-    t = settings.topics
-    consumer = AIOKafkaConsumer(
-        *t.results,
-        t.lifecycle,
-        **client_options(settings.kafka),
-        auto_offset_reset="earliest" if args.from_beginning else "latest",
-        enable_auto_commit=False,
-    )
-    if not await started(consumer, settings, "tail"):
-        return 1
-    seen = 0
-    try:
-        while args.count is None or seen < args.count:
-            batch = await consumer.getmany(timeout_ms=int((args.timeout or 3600) * 1000))
-            if not batch:
-                break
-            for records in batch.values():
-                for rec in records:
-                    seen += 1
-                    print(render_record(rec, t.dead_letter, raw=args.json), flush=True)
-    finally:
-        await consumer.stop()
-    return 0
 
 
 def render_record(rec: Any, dlq_topic: str, *, raw: bool = False) -> str:

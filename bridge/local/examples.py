@@ -30,3 +30,16 @@ def unknown_target(command_id: str) -> Example:
 
 
 NOT_A_COMMAND = b"this is not JSON"
+
+
+def example_records(run_id: str) -> list[Example]:
+    """What ``bridge local`` sends, in order: every example, the first one again (the ledger absorbs
+    the duplicate: no second call, no second outcome), and one record that is not JSON at all."""
+    commands = example_commands(run_id)
+    return [*commands, commands[0], (b"junk", NOT_A_COMMAND)]
+
+
+def your_command(run_id: str) -> dict[str, object]:
+    """A command for the user to send next: the first example under an id of its own."""
+    _, doc = example_commands(run_id)[0]
+    return {**doc, "id": f"{run_id}-yours-1"}

@@ -71,14 +71,18 @@ def target_troubles(targets: Iterable[TargetView]) -> list[str]:
     return troubles
 
 
-def degraded(verdict: Readiness, troubles: list[str]) -> Readiness:
-    """Pure: a ready bridge with a target in trouble is ready and says so (its other targets flow)."""
+def degraded(verdict: Readiness, troubles: list[str], *, parking: bool = False) -> Readiness:
+    """Pure: a ready bridge with a target in trouble is ready and says so (its other targets flow):
+    what happens to that target's commands, parked (``parking``) or answered at once."""
     if not verdict.ready or not troubles:
         return verdict
+    fate = (
+        "their commands are parked until the target is back (parking topic)"
+        if parking
+        else "their commands are answered at once (circuit_open / target_busy)"
+    )
     return Readiness(
-        True,
-        f"{verdict.reason}; degraded: {', '.join(troubles)}: their commands are answered at once "
-        "(circuit_open / target_busy), the other targets flow",
+        True, f"{verdict.reason}; degraded: {', '.join(troubles)}: {fate}, the other targets flow"
     )
 
 

@@ -7,6 +7,7 @@ classes come from configuration or enums, never from command content.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -21,19 +22,19 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from bridge import __version__
+from bridge.observability import build
+from bridge.observability.load_metrics import LoadMetrics
 
 TERMINAL_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 259200.0, 604800.0)
-PARK_REASONS = ("key_parked", "bulkhead_full", "circuit_open", "retry_after")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class Metrics:
+class Metrics(LoadMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         Info("bridge_build", "Build information of the workflow bridge.", registry=r).info(
-            {"version": __version__}
+            {"version": build.version(), "revision": build.revision()}
         )
         self._consumed = Counter(
             "bridge_commands_consumed_total", "Command records consumed.", ["topic"], registry=r
@@ -101,6 +102,9 @@ class Metrics:
             "bridge_assigned_partitions", "Command topic partitions assigned to this member.", registry=r
         )
         self._max_in_flight = Gauge("bridge_max_in_flight", "The configured in-flight limit.", registry=r)
+        Gauge(
+            "bridge_event_loop_tasks", "asyncio tasks alive in the event loop (a leak grows it).", registry=r
+        ).set_function(_event_loop_tasks)
         self._duplicates = Counter(
             "bridge_duplicates_total",
             "Commands the ledger had seen: done (absorbed), id_reused (dead letter), in_doubt (on_unknown).",
@@ -125,33 +129,7 @@ class Metrics:
             registry=r,
         )
         self._declare_tracking(r)
-        self._target_in_flight = Gauge(
-            "bridge_target_in_flight_commands",
-            "Commands of one target accepted and not finished (its bulkhead's use).",
-            ["target"],
-            registry=r,
-        )
-        self._target_limit = Gauge(
-            "bridge_target_max_in_flight", "A target's share of in-flight commands.", ["target"], registry=r
-        )
-        self._shed = Counter(
-            "bridge_shed_total",
-            "Commands answered target_busy at once because their target's bulkhead was full.",
-            ["target"],
-            registry=r,
-        )
-        self._held = Gauge(
-            "bridge_held_commands", "Commands waiting for a target's open circuit.", ["target"], registry=r
-        )
-        self._parked = Counter(
-            "bridge_parked_total", "Commands written to the parking topic.", ["target", "reason"], registry=r
-        )
-        self._parked_now = Gauge(
-            "bridge_parked_commands", "Commands of the assigned partitions parked now.", registry=r
-        )
-        self._replayed = Counter(
-            "bridge_replayed_total", "Parked commands brought back (not consumed).", ["topic"], registry=r
-        )
+        self._declare_loads(r)
         self._transactions = Counter(
             "bridge_transactions_total",
             "Transactions of a command partition's finished commands (kafka.transactions): "
@@ -218,33 +196,6 @@ class Metrics:
 
     def circuit(self, target: str, value: int) -> None:
         self._circuit.labels(target).set(value)
-
-    # -- per-target bulkheads ---------------------------------------------------------------------------
-
-    def target_load(self, target: str, in_flight: int, limit: int | None = None) -> None:
-        self._child(self._target_in_flight, target).set(in_flight)
-        if limit is not None:  # the target's series exist from the start, so that rate() works
-            self._target_limit.labels(target).set(limit)
-            self._shed.labels(target)
-            self._held.labels(target).set(0)
-            for reason in PARK_REASONS:
-                self._parked.labels(target, reason)
-
-    def shed(self, target: str) -> None:
-        self._child(self._shed, target).inc()
-
-    def held(self, target: str, count: int) -> None:
-        self._child(self._held, target).set(count)
-
-    def parked(self, target: str, reason: str, now: int) -> None:
-        self._child(self._parked, target, reason).inc()
-        self._parked_now.set(now)
-
-    def parked_now(self, count: int) -> None:
-        self._parked_now.set(count)
-
-    def replayed(self, topic: str) -> None:
-        self._child(self._replayed, topic).inc()
 
     # -- Kafka ----------------------------------------------------------------------------------------
 
@@ -372,3 +323,11 @@ def status_class(http_status: int | None) -> str:
     if http_status is None:
         return "none"
     return f"{http_status // 100}xx"
+
+
+def _event_loop_tasks() -> float:
+    """Read when scraped, which happens on the loop (the health server is one of its tasks)."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped from outside a running loop (a test's generate_latest)
+        return 0.0

@@ -2,7 +2,11 @@
 
 The hooks are decorators on the four places that matter (a command, a provider attempt, a token
 fetch, a publish) plus :func:`cloudevent_extensions` for the outcome envelope. With tracing off (the
-default) each hook is one ``is None`` test and a plain call: OpenTelemetry is never imported.
+default) each hook is one ``is None`` test and a plain call: OpenTelemetry is never imported. Off,
+the caller's trace context still passes through (W3C Trace Context: a participant that records no
+span forwards it unchanged): a command that carries a valid ``traceparent`` (see
+:mod:`bridge.observability.trace_context`) gets it, with its ``tracestate``, on its outcome's
+headers and envelope and on its lifecycle events.
 :func:`started` turns tracing on for the life of a bridge; the spans themselves are
 :mod:`bridge.observability.otel`.
 
@@ -16,11 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from bridge.observability.trace_context import (
+    TraceParent,
+    extract,
+    format_traceparent,
+    format_tracestate,
+)
 from bridge.observability.tracer import AttemptResult, CallTarget, Run, Tracer
 
 if TYPE_CHECKING:
@@ -49,6 +61,9 @@ _NO_EXTENSIONS: Mapping[str, str] = {}
 
 
 _active: Tracer | None = None
+_passed: contextvars.ContextVar[TraceParent | None] = contextvars.ContextVar("bridge_passed", default=None)
+_max_bytes = 1_048_576  # the largest value searched for a structured traceparent (engine.max_message_bytes)
+_HEADERS = frozenset({"traceparent", "ce_traceparent"})
 
 
 def install(tracer: Tracer | None) -> None:
@@ -64,6 +79,8 @@ def active() -> Tracer | None:
 @contextlib.asynccontextmanager
 async def started(settings: Settings) -> AsyncIterator[None]:
     """Tracing on for the block when ``observability.tracing.enabled``; spans are flushed on exit."""
+    global _max_bytes
+    _max_bytes = settings.engine.max_message_bytes
     config = settings.observability.tracing
     if not config.enabled:
         yield
@@ -84,12 +101,54 @@ async def started(settings: Settings) -> AsyncIterator[None]:
 
 
 def cloudevent_extensions() -> Mapping[str, str]:
-    """The distributed-tracing extension attributes for the outcome being built (empty when off)."""
-    return _NO_EXTENSIONS if _active is None else _active.cloudevent_extensions()
+    """The distributed-tracing extension attributes for the outcome being built: the command span's
+    when tracing is on, else the caller's context passed through (empty when it sent none)."""
+    if _active is not None:
+        return _active.cloudevent_extensions()
+    parent = _passed.get()
+    return _NO_EXTENSIONS if parent is None else dict(_context_headers(parent))
 
 
 def traced_command(fn: Process[S]) -> Process[S]:
-    return _method_hook(fn, lambda tracer: tracer.process)
+    @functools.wraps(fn)
+    def wrapper(self: S, record: Incoming) -> Coroutine[Any, Any, Outgoing]:
+        if _active is not None:
+            return _active.process(lambda: fn(self, record), record)
+        if not _may_carry(record):
+            return fn(self, record)  # the hot path without a caller's trace context: no extra await
+        return _passing_through(lambda: fn(self, record), record)
+
+    return wrapper
+
+
+def _may_carry(record: Incoming) -> bool:
+    value = record.value
+    return any(name in _HEADERS for name, _ in record.headers) or (
+        value is not None and b'"traceparent"' in value
+    )
+
+
+async def _passing_through(run: Run[Outgoing], record: Incoming) -> Outgoing:
+    """Tracing off: the caller's context goes onto the outcome, its envelope and its lifecycle."""
+    parent = extract(record.headers, record.value, _max_bytes).parent
+    if parent is None:
+        return await run()
+    token = _passed.set(parent)
+    try:
+        outgoing = await run()
+    finally:
+        _passed.reset(token)
+    if outgoing.outcome is None:
+        return outgoing  # a dead letter or a parked record keeps the command's own headers
+    headers = [(name, value.encode()) for name, value in _context_headers(parent)]
+    return replace(outgoing, headers=[*outgoing.headers, *headers])
+
+
+def _context_headers(parent: TraceParent) -> list[tuple[str, str]]:
+    found = [("traceparent", format_traceparent(parent.trace_id, parent.span_id, parent.flags))]
+    if parent.state:
+        found.append(("tracestate", format_tracestate(parent.state)))
+    return found
 
 
 def _method_hook(

@@ -45,8 +45,12 @@ class ParkingDesk:
         runtime = self._targets.get(target_of(parsed) or "")
         if runtime is None:
             return None
-        expires = _expires(parsed.command, record, runtime) if isinstance(parsed, Parsed) else None
-        parked = self._parking.park(record, runtime, "bulkhead_full", expires_in_s=expires)
+        command = parsed.command if isinstance(parsed, Parsed) else None
+        expires = _expires(command, record, runtime) if command is not None else None
+        command_id = command.id if command is not None else None
+        parked = self._parking.park(
+            record, runtime, "bulkhead_full", expires_in_s=expires, command_id=command_id
+        )
         return parked if isinstance(parked, Outgoing) else None
 
     def before_call(
@@ -61,7 +65,8 @@ class ParkingDesk:
         reason = self._parking.reason(record, runtime, shed=shed)
         if reason is None:
             return None
-        return self._parking.park(record, runtime, reason, expires_in_s=_expires(command, record, runtime))
+        expires = _expires(command, record, runtime)
+        return self._parking.park(record, runtime, reason, expires_in_s=expires, command_id=command.id)
 
     def after_call(
         self,
@@ -77,7 +82,13 @@ class ParkingDesk:
         kind = result.error.kind if result.error else None
         reason = _AFTER_CALL.get(kind, "retry_after") if kind else "retry_after"
         parked = self._parking.park(
-            record, runtime, reason, result.defer_s, _expires(command, record, runtime)
+            record,
+            runtime,
+            reason,
+            result.defer_s,
+            _expires(command, record, runtime),
+            command_id=command.id,
+            recovers=kind is not ErrorKind.RATE_LIMITED,  # a provider that answers sets its own pace
         )
         if not isinstance(parked, Outgoing):
             return None  # it waited its longest: the answer is the result itself

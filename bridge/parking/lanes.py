@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.kafka.offsets import OffsetTracker
 from bridge.kafka.partitions import Partition
+from bridge.observability.repeats import COLLAPSE
 from bridge.parking.records import ParkedAt, read_parked
 
 log = logging.getLogger("bridge.parking")
@@ -66,7 +67,7 @@ class Progress:
                 await self._consumer.commit({self.tp: position})
                 self._committed = position
             except KafkaError as exc:  # brought back again later: the ledger absorbs a second answer
-                log.warning("committing the replay position %s failed: %s", position, exc)
+                log.warning("committing the replay position %s failed: %s", position, exc, extra=COLLAPSE)
 
 
 class Lane:
@@ -81,6 +82,7 @@ class Lane:
         self.next_offset: int | None = None  # after the last record fed: where the fetch goes on
         self.moved = False
         self.held = 0
+        self.waiting: Counter[str] = Counter()  # held records a recovery of their target releases
 
     async def feed(self, records: Sequence[Any]) -> None:
         for record in records:
@@ -94,6 +96,7 @@ class Lane:
             elif not self.moved:
                 self._keys.setdefault(record.key, deque()).append((record, at))
                 self.held += 1
+                self.waiting[at.target] += at.recovers
                 self._wake(record.key)
 
     def _wake(self, key: bytes | None) -> None:
@@ -108,8 +111,9 @@ class Lane:
             while queue and not self.moved:
                 if not await self._one(key, *queue[0]):
                     return
-                queue.popleft()
+                _, at = queue.popleft()
                 self.held -= 1
+                self.waiting[at.target] -= at.recovers
         finally:
             del self._waiters[key]
             if not queue or self.moved:
@@ -134,7 +138,10 @@ class Lane:
         await self._progress.done(record.offset)
 
     def _drop(self, key: bytes | None) -> None:
-        self.held -= len(self._keys.pop(key, ()))
+        dropped = self._keys.pop(key, ())
+        self.held -= len(dropped)
+        for _, at in dropped:
+            self.waiting[at.target] -= at.recovers
 
     def cancel(self) -> None:
         """The partition moved: no waiter runs anything more (routines already adopted drain in the

@@ -2,7 +2,10 @@
 
 A parked record is the command record itself (key, value, original headers) on the parking topic,
 partition p for command partition p, with ``bridge.parked.*`` headers: where it came from, when it
-may run again (``due``) and when it must have its outcome at the latest (``until``). The parked set
+may run again (``due``) and when it must have its outcome at the latest (``until``), and, for an
+early return when its target recovers (bridge/parking/recovery.py), its target, when it was parked
+(``since``) and whether a recovery of its target releases it (``recovers``: not for a provider's own
+rate limit, whose ``Retry-After`` holds whatever the circuit does). The parked set
 holds, per command partition and key, the offsets of that key's commands that are parked now; a
 command of a parked key may run only when no earlier command of its key is parked.
 
@@ -21,8 +24,9 @@ from dataclasses import dataclass, field
 from bridge.messages.wire import Header
 
 PREFIX = "bridge.parked."
-TOPIC, OFFSET, TIME, DUE, UNTIL, COUNT, REASON = (
-    PREFIX + name for name in ("topic", "offset", "time", "due", "until", "count", "reason")
+TOPIC, OFFSET, TIME, DUE, UNTIL, COUNT, REASON, TARGET, SINCE, RECOVERS = (
+    PREFIX + name
+    for name in ("topic", "offset", "time", "due", "until", "count", "reason", "target", "since", "recovers")
 )
 
 
@@ -37,6 +41,9 @@ class ParkedAt:
     until_ms: int  # Unix ms: answered by then, whatever its target does
     count: int  # how many times it was parked
     reason: str = ""
+    target: str = ""  # the target it waits for ("": unknown, written by an older bridge)
+    since_ms: int = 0  # Unix ms: when it was parked (this time)
+    recovers: bool = False  # its target's recovery makes it due at once
 
 
 def parked_headers(at: ParkedAt, original: Iterable[Header]) -> list[Header]:
@@ -49,6 +56,9 @@ def parked_headers(at: ParkedAt, original: Iterable[Header]) -> list[Header]:
         (UNTIL, at.until_ms),
         (COUNT, at.count),
         (REASON, at.reason),
+        (TARGET, at.target),
+        (SINCE, at.since_ms),
+        (RECOVERS, int(at.recovers)),
     )
     return [*kept, *((name, str(value).encode()) for name, value in fields)]
 
@@ -65,6 +75,9 @@ def read_parked(headers: Iterable[Header]) -> ParkedAt | None:
             int(found[UNTIL]),
             int(found[COUNT]),
             found.get(REASON, b"").decode(),
+            found.get(TARGET, b"").decode(),
+            int(found.get(SINCE, b"0")),
+            found.get(RECOVERS) == b"1",
         )
     except (KeyError, ValueError, UnicodeDecodeError):
         return None

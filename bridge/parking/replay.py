@@ -12,7 +12,10 @@ engine (``Partition.adopt``), so a revocation or a stop drains it like a key rou
 (its outcome, ledger entry and replay-group commit included) within ``engine.drain_grace_s`` or is
 cancelled and brought back again by the next owner, whose ledger then absorbs a second answer of a
 command that was already answered; records still waiting for their due time are dropped at once.
-The replay group's offset moves past a record only when it and every earlier one ended. A command
+The replay group's offset moves past a record only when it and every earlier one ended. A record
+parked because its target was down comes back before its due time when the target is back
+(bridge/parking/recovery.py): one at a time as the probe, then all of them at the pace of the
+target's call slots once a call succeeded. A command
 parked while an earlier command of its key was still in the engine (shed at its target's share,
 see bridge/pipeline/bulkheads.py) comes back only once that one is answered.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -33,6 +37,7 @@ from bridge.kafka.clients import make_reader, started
 from bridge.kafka.partitions import Partition
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing
+from bridge.observability.repeats import COLLAPSE
 from bridge.parking.lanes import Committer, Lane, Progress
 from bridge.parking.records import ParkedAt
 from bridge.parking.state import Parking, replay_group
@@ -105,9 +110,13 @@ class Replayer:
                 if (lane := self._live().get(tp.partition)) is not None:
                     await lane.feed(records)
         except KafkaError as exc:
-            log.warning("replaying parked commands failed, retrying: %s", exc)
+            log.warning("replaying parked commands failed, retrying: %s", exc, extra=COLLAPSE)
             await asyncio.sleep(1.0)
         self._throttle(consumer)
+        waiting: Counter[str] = Counter()
+        for lane in self._live().values():
+            waiting.update(lane.waiting)
+        self._parking.waiting(self._topic, waiting)
 
     def _reassign(self, consumer: Fetcher) -> None:
         """Follow the owned partitions: a lane per partition, read on from the committed position
@@ -170,8 +179,11 @@ class Replayer:
         in, or None when it moved meanwhile."""
         while (home := self._owned(partition)) is not None and not home.closing:
             wait = at.due_ms / 1000 - time.time()
-            if wait <= 0 and not (key is not None and home.holds_before(key, at.offset)):
-                return home
+            if not (key is not None and home.holds_before(key, at.offset)):
+                why = "due" if wait <= 0 else self._parking.recovery.release(at)
+                if why is not None:
+                    self._parking.came_back(at, why)
+                    return home
             await asyncio.sleep(min(wait, 0.5) if wait > 0 else 0.05)
         return None
 
@@ -189,7 +201,10 @@ class Replayer:
             tuple(record.headers),
             at.timestamp_ms,
         )
-        outgoing = await self._handler(command)
+        try:
+            outgoing = await self._handler(command)
+        finally:
+            self._parking.recovery.ended(at)  # its call, if any, is over: the next may go
         if not outgoing.skip:
             await self._publisher.publish(outgoing)
         for extra in outgoing.then:

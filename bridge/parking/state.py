@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -37,7 +37,9 @@ from bridge.kafka.clients import make_reader, read_to_end, started
 from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind
 from bridge.observability.metrics import Metrics
+from bridge.observability.repeats import COLLAPSE
 from bridge.parking.records import ParkedAt, ParkedSet, PartitionKey, parked_headers, read_parked
+from bridge.parking.recovery import Recovery
 from bridge.pipeline import decide
 from bridge.pipeline.decide import Decision
 from bridge.pipeline.executor import TargetRuntime
@@ -63,6 +65,8 @@ class Parking:
         self.parked = ParkedSet()
         self.owned: set[PartitionKey] = set()
         self.moved = asyncio.Event()  # set when ``owned`` changes: the replayers reassign
+        self._waiting: dict[str, dict[str, int]] = {}  # command topic -> target -> held for recovery
+        self.recovery = Recovery()  # early returns when a target is back; ``watch`` gives it the targets
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -85,10 +89,14 @@ class Parking:
         reason: str,
         wait_s: float = 0.0,
         expires_in_s: float | None = None,
+        *,
+        command_id: str | None = None,
+        recovers: bool = True,
     ) -> Outgoing | Decision:
         """The record for the parking topic, due after ``retry_s`` (or ``wait_s`` when longer: a
         provider's ``Retry-After``) but no later than the command's deadline (``expires_in_s``: it
-        is then answered ``expired``), or the refusal once the command waited its longest."""
+        is then answered ``expired``), or the refusal once the command waited its longest.
+        ``recovers``: its target's recovery brings it back before it is due (parking/recovery.py)."""
         now_ms = int(self._clock() * 1000)
         before = read_parked(record.headers)
         policy = runtime.settings.parking
@@ -101,13 +109,37 @@ class Parking:
             due = min(due, now_ms + int(max(0.0, expires_in_s) * 1000))
         count = before.count + 1 if before else 1
         stamp = before.timestamp_ms if before else record.timestamp_ms
-        at = ParkedAt(record.topic, record.offset, stamp, due, until, count, reason)
+        at = ParkedAt(
+            record.topic, record.offset, stamp, due, until, count, reason, runtime.name, now_ms, recovers
+        )
         if record.key is not None:
             self.parked.add((record.topic, record.partition), record.key, record.offset)
         self._metrics.parked(runtime.name, reason, len(self.parked))
-        log.info("parked %s/%s@%s (%s) until %d", record.topic, record.partition, record.offset, reason, due)
+        _log_parked(record, at, command_id, (due - now_ms) / 1000)
         headers = parked_headers(at, record.headers)
         return Outgoing(self.topic, record.key, record.value, headers, partition=record.partition)
+
+    def waiting(self, command_topic: str, counts: Mapping[str, int]) -> None:
+        """What a replayer holds for its targets' recovery now (bridge_parked_waiting_commands)."""
+        self._waiting[command_topic] = dict(counts)
+        targets = {target for held in self._waiting.values() for target in held}
+        for target in sorted(targets - {""}):
+            self._metrics.parked_waiting(target, sum(held.get(target, 0) for held in self._waiting.values()))
+
+    def came_back(self, at: ParkedAt, why: str) -> None:
+        """A parked command comes back: ``due``, or early because its target is back (``recovered``)
+        or as the probe of its target (``probe``)."""
+        waited = max(0.0, self._clock() - at.since_ms / 1000) if at.since_ms else None
+        self._metrics.parked_return(at.target or "unknown", why, waited)
+        if why != "due":
+            log.info(
+                "parked %s@%s comes back early: target %s %s",
+                at.topic,
+                at.offset,
+                at.target,
+                "is back" if why == "recovered" else "is probed with it",
+                extra={"target": at.target, "reason": at.reason, "return": why},
+            )
 
     def answered(self, record: Incoming) -> None:
         """A parked command got its outcome: its key's next command may run."""
@@ -140,7 +172,7 @@ class Parking:
             try:
                 return await self._read_once(topic, partitions)
             except KafkaError as exc:
-                log.warning("reading the parked commands failed, retrying: %s", exc)
+                log.warning("reading the parked commands failed, retrying: %s", exc, extra=COLLAPSE)
                 await asyncio.sleep(self._backoff_s)
 
     async def _read_once(self, topic: str, partitions: list[int]) -> dict[int, dict[bytes, set[int]]]:
@@ -168,3 +200,17 @@ def _parked_keys(records: Iterable[object], topic: str) -> Iterable[tuple[Parked
         key = getattr(record, "key", None)
         if at is not None and at.topic == topic and key is not None:
             yield at, key
+
+
+def _log_parked(record: Incoming, at: ParkedAt, command_id: str | None, due_in_s: float) -> None:
+    log.info(
+        "parked command %s for target %s (%s), back in %.0fs at the latest (%s/%s@%s)",
+        command_id or "?",
+        at.target,
+        at.reason,
+        due_in_s,
+        record.topic,
+        record.partition,
+        record.offset,
+        extra={"command_id": command_id, "target": at.target, "reason": at.reason, "count": at.count},
+    )

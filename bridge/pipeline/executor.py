@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from ssl import SSLContext
+from typing import Protocol
 
 import aiohttp
 
@@ -25,6 +26,7 @@ from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import TargetLoad
+from bridge.pipeline.calls import CallProgress, CallsInFlight
 from bridge.pipeline.decide import CircuitSignal, Decision
 from bridge.pipeline.guards import CircuitBreaker, TokenBucket
 from bridge.pipeline.retry import RetryState, asked_wait, retry_delay
@@ -57,6 +59,17 @@ class TargetRuntime:
             self.timeout = aiohttp.ClientTimeout(total=t.total_s, sock_connect=t.connect_s)
 
 
+class Dispatch(Protocol):
+    """The ledger's record that a command's call may have reached its target (bridge/ledger/dispatch.py)."""
+
+    async def sending(self) -> None:
+        """Before each attempt: recorded and acknowledged (``dispatched``), unless it already is."""
+
+    async def refused(self) -> None:
+        """Between attempts, while none so far may have had an effect: the record is withdrawn, so
+        that a command abandoned now (a crash, a revocation) is not in doubt."""
+
+
 class Executor:
     def __init__(
         self,
@@ -68,7 +81,10 @@ class Executor:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        calls: CallsInFlight | None = None,
     ) -> None:
+        self.calls = calls if calls is not None else CallsInFlight()
+        """The commands in execution now, and their attempt (the admin endpoint shows them)."""
         self._transport = transport
         self._metrics = metrics
         self._redactor = redactor
@@ -78,13 +94,33 @@ class Executor:
         self._clock = clock
 
     async def execute(
-        self, runtime: TargetRuntime, command: Command, *, deadline: float | None = None
+        self,
+        runtime: TargetRuntime,
+        command: Command,
+        *,
+        deadline: float | None = None,
+        dispatch: Dispatch | None = None,
     ) -> Decision:
         """``deadline``: the monotonic time by which the command must be answered (its expiry), if any.
+        ``dispatch``: the ledger's record of the calls (in doubt only after one that may have applied).
 
         Whatever the circuit, the call slots or ``Retry-After`` say, the answer comes within the retry
         budget and the deadline: a wait that would end later is not started.
         """
+        call = self.calls.begin(command.id)
+        try:
+            return await self._execute(runtime, command, deadline, call, dispatch)
+        finally:
+            self.calls.end(command.id, call)
+
+    async def _execute(
+        self,
+        runtime: TargetRuntime,
+        command: Command,
+        deadline: float | None,
+        call: CallProgress,
+        dispatch: Dispatch | None,
+    ) -> Decision:
         try:
             request = runtime.provider.build_request(command)
         except CommandRejected as exc:
@@ -95,15 +131,20 @@ class Executor:
         budgeted = 0  # what the retry policy counts: the 401 refresh retry is free
         refreshed = False
         sent_auth: Mapping[str, str] | None = None
+        effect = False  # whether an attempt so far may have had an effect
         while True:
             refusal = await self._pass_guards(runtime, until)
             if refusal is not None:
                 return decide.refused(refusal, runtime.name, calls)
             calls += 1
             budgeted += 1
+            call.attempt, call.next_attempt_at = calls, None
+            if dispatch is not None:
+                await dispatch.sending()
             verdict, response, sent_auth = await self._counted(
                 runtime, self._attempt(runtime, command, request, refresh=refreshed, stale=sent_auth)
             )
+            effect = effect or verdict.maybe_applied
             if verdict.refresh_auth and not refreshed:
                 refreshed = True
                 budgeted -= 1
@@ -111,6 +152,9 @@ class Executor:
             state = RetryState(attempts=budgeted, elapsed_s=self._clock() - started)
             retry = runtime.settings.retry
             delay = retry_delay(verdict, state, retry, runtime.settings.conflict, self._rng)
+            call.next_attempt_at = None if delay is None else time.time() + delay
+            if delay is not None and dispatch is not None and not effect:
+                await dispatch.refused()
             if delay is None or not await self._wait(runtime, delay, until):
                 wait = delay if delay is not None else asked_wait(verdict, budgeted, retry)
                 answer = decide.final(
@@ -156,12 +200,18 @@ class Executor:
 
     async def _call_slot(self, runtime: TargetRuntime, load: TargetLoad, until: float) -> bool:
         """Wait for a call slot; a target whose calls in flight all go unanswered meanwhile is tripped."""
-        while not await load.acquire_call(min(until - self._clock(), load.silent_s)):
-            if load.unanswered(self._clock()):
-                runtime.breaker.trip()
-            if self._clock() >= until or load.pressure.is_set():
-                return False
-        return True
+        begun = self._clock()
+        try:
+            while not await load.acquire_call(min(until - self._clock(), load.silent_s)):
+                if load.unanswered(self._clock()):
+                    runtime.breaker.trip()
+                if self._clock() >= until or load.pressure.is_set():
+                    return False
+            return True
+        finally:
+            waited = self._clock() - begun
+            if waited > 0.001:  # a free slot costs nothing: only the waits are counted
+                self._metrics.call_slot_wait(runtime.name, waited)
 
     async def _circuit_lets_through(self, runtime: TargetRuntime, until: float) -> bool:
         breaker = runtime.breaker

@@ -76,6 +76,7 @@ class CircuitBreaker:
         self._probing = False
         self.state = CircuitState.CLOSED
         self.held = 0
+        self._succeeded_at: float | None = None
 
     def wait_s(self) -> float:
         """0 when a call may go now, else the seconds until it is worth asking again."""
@@ -93,7 +94,29 @@ class CircuitBreaker:
         """Open and not yet due for its probe (no side effect, unlike ``wait_s``)."""
         return self.state is CircuitState.OPEN and self._opened_at + self._settings.open_s > self._clock()
 
+    def lets_probe(self) -> bool:
+        """Whether the next call would go through as the probe of an open circuit (no side effect)."""
+        if self.state is CircuitState.OPEN:
+            return not self.refusing()
+        return self.state is CircuitState.HALF_OPEN and not self._probing
+
+    def open_for(self) -> float:
+        """Seconds since it opened (0 when it is not open)."""
+        return self._clock() - self._opened_at if self.state is CircuitState.OPEN else 0.0
+
+    def probe_now(self) -> None:
+        """Half-open before ``open_s`` is over: the next call is the probe (parked work probes a down
+        target every ``parking.probe_s``, bridge/parking/recovery.py)."""
+        if self.state is CircuitState.OPEN:
+            self._probing = False
+            self._set(CircuitState.HALF_OPEN)
+
+    def since_success(self) -> float | None:
+        """Seconds since the target last answered a call well, or None if it never did here."""
+        return None if self._succeeded_at is None else self._clock() - self._succeeded_at
+
     def record_success(self) -> None:
+        self._succeeded_at = self._clock()
         self._failures = 0
         self._probing = False
         if self.state is not CircuitState.CLOSED:

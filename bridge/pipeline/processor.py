@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 
 from bridge.config.settings import DLQ_HEADROOM_BYTES, Settings
 from bridge.kafka.records import SKIP, Incoming, Outgoing
+from bridge.ledger.dispatch import LedgerDispatch
 from bridge.ledger.entries import DoneFields
 from bridge.ledger.rules import Admission
-from bridge.ledger.store import Ledger, Ticket
+from bridge.ledger.store import DEAD_LETTER_AGAIN, Ledger, Ticket
 from bridge.ledger.unknown import resolve_in_doubt
 from bridge.messages.commands import Command, CommandFamily, command_deadline, expires_in_s
 from bridge.messages.outcomes import ErrorKind, OutcomeData, Status, outcome_event_id
@@ -109,6 +110,10 @@ class Processor:
         return parse_command(record.value, self._families[record.topic], self._max_bytes, record.headers)
 
     async def _process(self, record: Incoming) -> Outgoing:
+        where = (record.topic, record.partition)
+        if self._ledger is not None and self._ledger.dead_lettered(where, record.offset):
+            self._metrics.duplicate(DEAD_LETTER_AGAIN)
+            return SKIP  # dead-lettered before (a redelivery): one dead letter per record
         if record.undecodable is not None:
             reason = DeadLetterReason.CORRUPT if record.corrupt else DeadLetterReason.UNDECODABLE
             return self.dead_letter(record, DeadLetter(reason, record.undecodable))
@@ -183,14 +188,15 @@ class Processor:
     ) -> Decision:
         if ticket is None or self._ledger is None:
             return await self._executor.execute(runtime, command, deadline=deadline)
-        if ticket.admission is Admission.IN_DOUBT:
+        in_doubt = ticket.admission is Admission.IN_DOUBT
+        if in_doubt:
             answer, resolution = await resolve_in_doubt(runtime, command, self._executor)
             self._metrics.unknown_outcome(runtime.name, resolution)
             if answer is not None:
                 return answer
-        else:
-            await self._ledger.dispatched(ticket)  # acknowledged before the first call
-        return await self._executor.execute(runtime, command, deadline=deadline)
+        # ``dispatched`` is acknowledged before each call and withdrawn while every call was refused
+        dispatch = LedgerDispatch(self._ledger, ticket, written=in_doubt)
+        return await self._executor.execute(runtime, command, deadline=deadline, dispatch=dispatch)
 
     def _with_done(
         self, outgoing: Outgoing, record: Incoming, command: Command, ticket: Ticket, result: Decision
@@ -282,7 +288,12 @@ class Processor:
             ("dlq.source.offset", str(record.offset).encode()),
             *omitted,
         ]
-        return Outgoing(self._dlq_topic, key, value, headers, dead_letter=letter)
+        then: tuple[Outgoing, ...] = ()
+        if self._ledger is not None:  # recorded after the dead letter, like ``done`` after an outcome
+            where = (record.topic, record.partition)
+            entry = self._ledger.dead_letter(where, record.offset, letter.reason.value)
+            then = (Outgoing(entry.topic, entry.key, entry.value, partition=entry.partition),)
+        return Outgoing(self._dlq_topic, key, value, headers, dead_letter=letter, then=then)
 
 
 def _monotonic(command: Command, record: Incoming, runtime: TargetRuntime) -> float | None:

@@ -7,7 +7,9 @@ timeouts, metrics and outcome publishing live once, in :mod:`bridge.pipeline.exe
 
 from __future__ import annotations
 
+import base64
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -88,6 +90,7 @@ class StaticKeyProvider(Generic[TargetT]):
         session: aiohttp.ClientSession,
         *,
         on_token_refresh: Callable[[bool], None] | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
     ) -> None:
         self.name = name
         self._target = target
@@ -102,6 +105,30 @@ class StaticKeyProvider(Generic[TargetT]):
 
     async def aclose(self) -> None:
         return None
+
+
+class _BasicTarget(Protocol):
+    @property
+    def username(self) -> SecretStr: ...
+    @property
+    def password(self) -> SecretStr: ...
+
+
+BasicT = TypeVar("BasicT", bound=_BasicTarget)
+
+
+class BasicAuthProvider(StaticKeyProvider[Any], Generic[BasicT]):
+    """Shell of a provider authenticated by HTTP basic auth (RFC 7617) from the target's ``username``
+    and ``password``: a refresh sends the same credentials."""
+
+    def key_headers(self, key: str) -> Mapping[str, str]:
+        return {"Authorization": f"Basic {key}"}
+
+    async def auth_headers(
+        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
+    ) -> Mapping[str, str]:
+        pair = f"{self._target.username.get_secret_value()}:{self._target.password.get_secret_value()}"
+        return self.key_headers(base64.b64encode(pair.encode()).decode("ascii"))
 
 
 def segment(value: str) -> str:

@@ -29,6 +29,8 @@ from bridge.providers.base import Provider
 from bridge.providers.spec import CommandSpec, EffectCheck, ProviderSpec, StatusRead
 
 if TYPE_CHECKING:
+    import ssl
+
     import aiohttp
 
 AnySpec = ProviderSpec[Any]  # each spec is typed by its own target model; the catalog holds them all
@@ -54,6 +56,17 @@ class Catalog:
     """The providers in ``specs``, in their declared order."""
 
     def __init__(self, specs: Iterable[AnySpec]) -> None:
+        self._derive(specs)
+
+    def use(self, specs: Iterable[AnySpec]) -> None:
+        """Become the catalog of ``specs`` (the built-ins plus the plugins the configuration allows,
+        :mod:`bridge.providers.plugins`): everything derived is derived again, in place, so that the
+        modules holding :data:`CATALOG` see it. Raises ValueError on a clash and then changes nothing."""
+        specs = tuple(specs)
+        Catalog(specs)  # checks them before anything changes
+        self._derive(specs)
+
+    def _derive(self, specs: Iterable[AnySpec]) -> None:
         self.specs: tuple[AnySpec, ...] = tuple(sorted(specs, key=lambda spec: spec.order))
         self.kinds = tuple(spec.kind for spec in self.specs)
         self.commands = self._ordered_commands()
@@ -109,10 +122,14 @@ class Catalog:
         session: aiohttp.ClientSession,
         *,
         on_token_refresh: Callable[[bool], None] | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
     ) -> Provider:
-        """The adapter for ``target`` (by its ``provider``); it shares ``session``."""
+        """The adapter for ``target`` (by its ``provider``); it shares ``session`` and ``ssl_context``
+        (the target's CA bundle, loaded once for its calls and its token fetches)."""
         spec = self.spec(target.provider)
-        return spec.adapter(name, spec.narrow(target), session, on_token_refresh=on_token_refresh)
+        return spec.adapter(
+            name, spec.narrow(target), session, on_token_refresh=on_token_refresh, ssl_context=ssl_context
+        )
 
     def status_read(self, target: TargetBase) -> StatusRead:
         return self.spec(target.provider).read(target)
@@ -125,11 +142,14 @@ def discover() -> list[AnySpec]:
     """The ``SPEC`` of every module of this package that declares one."""
     found: list[AnySpec] = []
     for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
-        if module.name != __name__:
+        if module.name not in _NOT_PROVIDERS:
             spec = getattr(importlib.import_module(module.name), "SPEC", None)
             if isinstance(spec, ProviderSpec):
                 found.append(spec)
     return found
 
 
-CATALOG = Catalog(discover())
+_NOT_PROVIDERS = frozenset({__name__, f"{package.__name__}.plugins"})  # the loader imports the catalog
+BUILTINS: tuple[AnySpec, ...] = tuple(sorted(discover(), key=lambda spec: spec.order))
+"""The providers shipped in this package; plugins come on top (:mod:`bridge.providers.plugins`)."""
+CATALOG = Catalog(BUILTINS)

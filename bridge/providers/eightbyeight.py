@@ -21,22 +21,40 @@ from typing import ClassVar, Literal
 import orjson
 from pydantic import Field, field_validator
 
-from bridge.config.secrets import Secret, resolve_secret
-from bridge.config.targets import OnUnknown, TargetBase
-from bridge.errors import CommandRejected
-from bridge.messages.commands import Command, CommandFamily, PathSegment
-from bridge.messages.outcomes import ErrorKind, Status
-from bridge.providers.base import HttpRequest, StaticKeyProvider, clip, json_or_none, reference_of, segment
-from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.providers.spec import (
+from bridge.providers.api import (
+    API_VERSION,
+    UNREADABLE,
+    Command,
     CommandExample,
+    CommandFamily,
+    CommandRejected,
     CommandSpec,
     EffectCheck,
+    ErrorKind,
+    HttpRequest,
+    OnUnknown,
     OutcomeExample,
+    PathSegment,
     ProviderSpec,
+    ReadFailure,
+    Reading,
+    RunReading,
+    RunState,
+    Secret,
+    StaticKeyProvider,
+    Status,
     StatusRead,
+    TargetBase,
+    Verdict,
+    classify_common,
+    clip,
+    json_or_none,
+    reference_of,
+    resolve_secret,
+    segment,
+    status_document,
+    unexpected,
 )
-from bridge.providers.verdicts import Verdict, classify_common, unexpected
 
 KIND = "8x8"
 
@@ -234,6 +252,7 @@ _EXAMPLE = {
 _SILENT = {"kind": ErrorKind.TIMEOUT, "retryable": True, "message": "8x8 did not answer within 30.0 s"}
 SPEC = ProviderSpec(
     kind=KIND,
+    api_version=API_VERSION,
     title="8x8",
     order=4,
     target=EightByEightTarget,

@@ -22,6 +22,8 @@ from bridge.providers.base import HttpRequest, Provider
 from bridge.providers.readings import Reading
 
 if TYPE_CHECKING:
+    import ssl
+
     import aiohttp
 
 T = TypeVar("T", bound=TargetBase)
@@ -39,6 +41,7 @@ class AdapterFactory(Protocol[T_contra]):
         session: aiohttp.ClientSession,
         *,
         on_token_refresh: Callable[[bool], None] | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
     ) -> Provider: ...
 
 
@@ -149,6 +152,9 @@ class ProviderSpec(Generic[T]):
     effect_check: Callable[[T], EffectCheck] | None = None
     uses_tokens: bool = False
     """Its adapter fetches tokens (its targets get a token-refresh metric series)."""
+    api_version: str | None = None
+    """The provider API version (:data:`bridge.providers.api.API_VERSION`) the module was written
+    against; a plugin must declare it (the loader refuses an incompatible one)."""
 
     def read(self, target: TargetBase) -> StatusRead:
         return self.status_read(self.narrow(target))

@@ -33,6 +33,9 @@ class Verdict:
     scope_busy: bool = False  # a 409: another run holds the resource (the target's conflict policy applies)
     refresh_auth: bool = False
     retry_after_s: float | None = None
+    maybe_applied: bool = True
+    """False when the answer rules an effect out: the request never reached the provider, or it was
+    refused before any work (401, 429, 503). A command whose every attempt was so is never in doubt."""
 
     @property
     def is_success(self) -> bool:
@@ -45,6 +48,7 @@ class CallFailure(Protocol):
     kind: ErrorKind
     message: str
     retryable: bool
+    sent: bool
 
 
 def classify_common(status: int, headers: Mapping[str, str]) -> Verdict | None:
@@ -54,7 +58,11 @@ def classify_common(status: int, headers: Mapping[str, str]) -> Verdict | None:
     """
     if status == 401:
         return Verdict(
-            Status.ERROR, error_kind=ErrorKind.AUTH, message="credentials refused (401)", refresh_auth=True
+            Status.ERROR,
+            error_kind=ErrorKind.AUTH,
+            message="credentials refused (401)",
+            refresh_auth=True,
+            maybe_applied=False,
         )
     if status == 403:
         return Verdict(Status.ERROR, error_kind=ErrorKind.AUTH, message="access forbidden (403)")
@@ -65,6 +73,7 @@ def classify_common(status: int, headers: Mapping[str, str]) -> Verdict | None:
             message="rate limited (429)",
             retryable=True,
             retry_after_s=parse_retry_after(header(headers, "Retry-After")),
+            maybe_applied=False,
         )
     if status >= 500:
         retry_after = parse_retry_after(header(headers, "Retry-After")) if status == 503 else None
@@ -74,6 +83,7 @@ def classify_common(status: int, headers: Mapping[str, str]) -> Verdict | None:
             message=f"provider failed ({status})",
             retryable=True,
             retry_after_s=retry_after,
+            maybe_applied=status != 503,  # unavailable: turned away before any work
         )
     if status in _PROVIDER_REJECTS:
         return Verdict(
@@ -99,7 +109,11 @@ def unexpected(status: int) -> Verdict:
 def failure_verdict(failure: CallFailure) -> Verdict:
     """The verdict for a call that got no usable response (timeout, refused, token endpoint down)."""
     return Verdict(
-        Status.ERROR, error_kind=failure.kind, message=failure.message, retryable=failure.retryable
+        Status.ERROR,
+        error_kind=failure.kind,
+        message=failure.message,
+        retryable=failure.retryable,
+        maybe_applied=failure.sent,
     )
 
 

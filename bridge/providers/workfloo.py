@@ -20,29 +20,40 @@ import orjson
 from pydantic import Field, StringConstraints, field_validator
 from yarl import URL
 
-from bridge.config.secrets import Secret, resolve_secret
-from bridge.config.targets import TargetBase
-from bridge.errors import CommandRejected
-from bridge.messages.commands import Command, CommandFamily, JsonObject
-from bridge.messages.outcomes import ErrorKind, Status
-from bridge.providers.base import (
+from bridge.providers.api import (
+    API_VERSION,
+    UNREADABLE,
+    CloudEventExample,
+    Command,
+    CommandExample,
+    CommandFamily,
+    CommandRejected,
+    CommandSpec,
+    ErrorKind,
     HttpRequest,
+    JsonObject,
+    ProviderSpec,
+    ReadFailure,
+    Reading,
+    RunReading,
+    RunState,
+    Secret,
     StaticKeyProvider,
+    Status,
+    StatusRead,
+    TargetBase,
+    Verdict,
+    classify_common,
     clip,
     json_or_none,
-    reference_of,
-    segment,
-)
-from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.providers.spec import (
-    CloudEventExample,
-    CommandExample,
-    CommandSpec,
-    ProviderSpec,
-    StatusRead,
     plain_read,
+    reference_of,
+    resolve_secret,
+    scope_busy,
+    segment,
+    status_document,
+    unexpected,
 )
-from bridge.providers.verdicts import Verdict, classify_common, scope_busy, unexpected
 
 KIND = "workfloo"
 
@@ -201,6 +212,7 @@ _EXAMPLE = {
 }
 SPEC = ProviderSpec(
     kind=KIND,
+    api_version=API_VERSION,
     title="workfloo",
     order=3,
     target=WorkflooTarget,

@@ -15,27 +15,50 @@ Example::
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from pydantic import Field, StringConstraints, field_validator
 
-from bridge.config.secrets import Secret, resolve_secret
-from bridge.config.targets import TargetBase
-from bridge.errors import AuthError, CommandRejected
-from bridge.messages.commands import Command, CommandFamily, JsonObject
-from bridge.messages.outcomes import ErrorKind, Status
-from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
-from bridge.providers.oauth import TokenEndpoint, post_token_form, ssl_context_for, stale_credential
-from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
-from bridge.providers.tokens import Clock, Token, TokenCache
-from bridge.providers.verdicts import Verdict, classify_common, scope_busy, unexpected
+from bridge.providers.api import (
+    API_VERSION,
+    UNREADABLE,
+    AuthError,
+    Command,
+    CommandExample,
+    CommandFamily,
+    CommandRejected,
+    CommandSpec,
+    ErrorKind,
+    HttpRequest,
+    JsonObject,
+    OAuthProvider,
+    OutcomeExample,
+    ProviderSpec,
+    ReadFailure,
+    Reading,
+    RunReading,
+    RunState,
+    Secret,
+    Status,
+    TargetBase,
+    Token,
+    Verdict,
+    classify_common,
+    clip,
+    json_or_none,
+    plain_read,
+    reference_of,
+    resolve_secret,
+    scope_busy,
+    segment,
+    status_document,
+    unexpected,
+)
 
 if TYPE_CHECKING:
-    import aiohttp
+    pass
 
 KIND = "zilliant"
 
@@ -163,29 +186,12 @@ def parse_token(body: bytes, expires_at: float) -> Token:
     return Token(base64.b64encode(body).decode("ascii"), expires_at)
 
 
-class ZilliantProvider:
+class ZilliantProvider(OAuthProvider[ZilliantTarget]):
     """One Zilliant environment: Salesforce password-grant tokens, cached for ``token_ttl_s``."""
 
     kind = KIND
-
-    def __init__(
-        self,
-        name: str,
-        target: ZilliantTarget,
-        session: aiohttp.ClientSession,
-        *,
-        on_token_refresh: Callable[[bool], None] | None = None,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.name = name
-        self._target = target
-        self._session = session
-        self._clock = clock
-        self._endpoint = TokenEndpoint(
-            "Zilliant", target.token_url, target.timeouts, ssl_context_for(target.ca_file)
-        )
-        skew_s = min(_MAX_SKEW_S, target.token_ttl_s / 4)
-        self._tokens = TokenCache(self._fetch_token, skew_s=skew_s, clock=clock, on_refresh=on_token_refresh)
+    label = "Zilliant"
+    scheme = "OAuth"
 
     def build_request(self, command: Command) -> HttpRequest:
         return build_request(command)
@@ -193,28 +199,26 @@ class ZilliantProvider:
     def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         return classify(command, status, headers, body)
 
-    async def auth_headers(
-        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
-    ) -> Mapping[str, str]:
-        """``stale``: the headers a refused call carried, so concurrent 401s cause one refresh."""
-        token = await self._tokens.get(refresh=refresh, stale=stale_credential(stale, "OAuth"))
-        return {"Authorization": f"OAuth {token}", "X-Forwarded-Host": self._target.forwarded_host}
+    def token_url(self, target: ZilliantTarget) -> str:
+        return target.token_url
 
-    async def aclose(self) -> None:
-        return None
+    def skew_s(self, target: ZilliantTarget) -> float:
+        return min(_MAX_SKEW_S, target.token_ttl_s / 4)
 
-    async def _fetch_token(self) -> Token:
-        started = self._clock()
-        target = self._target
-        form = {
+    def token_form(self, target: ZilliantTarget) -> dict[str, str]:
+        return {
             "grant_type": "password",
             "username": target.username.get_secret_value(),
             "password": target.password.get_secret_value(),
             "client_id": target.client_id.get_secret_value(),
             "client_secret": target.client_secret.get_secret_value(),
         }
-        body = await post_token_form(self._session, self._endpoint, form)
-        return parse_token(body, started + target.token_ttl_s)
+
+    def parse_token(self, body: bytes, started: float) -> Token:
+        return parse_token(body, started + self._target.token_ttl_s)
+
+    def token_headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"OAuth {token}", "X-Forwarded-Host": self._target.forwarded_host}
 
 
 _EXAMPLE = {
@@ -227,6 +231,7 @@ _EXAMPLE = {
 _BUSY = {"kind": ErrorKind.CONFLICT, "retryable": True, "message": "scope 'pricing-eu' is busy"}
 SPEC = ProviderSpec(
     kind=KIND,
+    api_version=API_VERSION,
     title="Zilliant",
     order=1,
     target=ZilliantTarget,

@@ -17,28 +17,54 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import orjson
 from pydantic import Field, StringConstraints, field_validator
 
-from bridge.config.secrets import Secret, resolve_secret
-from bridge.config.targets import OnUnknown, TargetBase
-from bridge.errors import CommandRejected
-from bridge.messages.commands import Command, CommandFamily, JsonObject, PathSegment, StrictModel
-from bridge.messages.outcomes import ErrorKind, Status
-from bridge.providers import oauth
-from bridge.providers.base import HttpRequest, clip, json_or_none, reference_of, segment
-from bridge.providers.readings import UNREADABLE, ReadFailure, Reading, RunReading, RunState, status_document
-from bridge.providers.spec import CommandExample, CommandSpec, OutcomeExample, ProviderSpec, plain_read
-from bridge.providers.tokens import Clock, Token, TokenCache
-from bridge.providers.verdicts import Verdict, classify_common, header, unexpected
+from bridge.providers.api import (
+    API_VERSION,
+    UNREADABLE,
+    Command,
+    CommandExample,
+    CommandFamily,
+    CommandRejected,
+    CommandSpec,
+    ErrorKind,
+    HttpRequest,
+    JsonObject,
+    OAuthProvider,
+    OnUnknown,
+    OutcomeExample,
+    PathSegment,
+    ProviderSpec,
+    ReadFailure,
+    Reading,
+    RunReading,
+    RunState,
+    Secret,
+    Status,
+    StrictModel,
+    TargetBase,
+    Token,
+    Verdict,
+    bearer_token,
+    classify_common,
+    clip,
+    header,
+    json_or_none,
+    plain_read,
+    reference_of,
+    resolve_secret,
+    segment,
+    status_document,
+    unexpected,
+)
 
 if TYPE_CHECKING:
-    import aiohttp
+    pass
 
 KIND = "zuora"
 RESERVED_PARAMETERS = frozenset({"controller", "action", "id", "user_email", "user_token", "format"})
@@ -252,28 +278,11 @@ def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Rea
     return run_state(doc.get("status"), doc.get("tasks")) or UNREADABLE
 
 
-class ZuoraProvider:
+class ZuoraProvider(OAuthProvider[ZuoraTarget]):
     """One Zuora tenant: client-credentials tokens cached until near ``expires_in``."""
 
     kind = KIND
-
-    def __init__(
-        self,
-        name: str,
-        target: ZuoraTarget,
-        session: aiohttp.ClientSession,
-        *,
-        on_token_refresh: Callable[[bool], None] | None = None,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.name = name
-        self._target = target
-        self._session = session
-        self._clock = clock
-        self._endpoint = oauth.TokenEndpoint(
-            "Zuora", target.effective_token_url, target.timeouts, oauth.ssl_context_for(target.ca_file)
-        )
-        self._tokens = TokenCache(self._fetch_token, clock=clock, on_refresh=on_token_refresh)
+    label = "Zuora"
 
     def build_request(self, command: Command) -> HttpRequest:
         return build_request(command)
@@ -281,25 +290,18 @@ class ZuoraProvider:
     def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         return classify(command, status, headers, body)
 
-    async def auth_headers(
-        self, *, refresh: bool = False, stale: Mapping[str, str] | None = None
-    ) -> Mapping[str, str]:
-        """``stale``: the headers a refused call carried, so concurrent 401s cause one refresh."""
-        token = await self._tokens.get(refresh=refresh, stale=oauth.stale_credential(stale, "Bearer"))
-        return {"Authorization": f"Bearer {token}"}
+    def token_url(self, target: ZuoraTarget) -> str:
+        return target.effective_token_url
 
-    async def aclose(self) -> None:
-        return None
-
-    async def _fetch_token(self) -> Token:
-        started = self._clock()
-        form = {
-            "client_id": self._target.client_id.get_secret_value(),
-            "client_secret": self._target.client_secret.get_secret_value(),
+    def token_form(self, target: ZuoraTarget) -> dict[str, str]:
+        return {
+            "client_id": target.client_id.get_secret_value(),
+            "client_secret": target.client_secret.get_secret_value(),
             "grant_type": "client_credentials",
         }
-        body = await oauth.post_token_form(self._session, self._endpoint, form)
-        return oauth.bearer_token(body, started, "Zuora", DEFAULT_TOKEN_LIFETIME_S)
+
+    def parse_token(self, body: bytes, started: float) -> Token:
+        return bearer_token(body, started, "Zuora", DEFAULT_TOKEN_LIFETIME_S)
 
 
 _RUN = {"workflow_id": 396, "parameters": {"accountId": "4028905f5a87c0ff015a87d25ae90025"}}
@@ -310,6 +312,7 @@ _REFUSED_RUN = {
 }
 SPEC = ProviderSpec(
     kind=KIND,
+    api_version=API_VERSION,
     title="Zuora",
     order=2,
     target=ZuoraTarget,

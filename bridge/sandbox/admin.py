@@ -22,8 +22,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
-from bridge.sandbox.catalog import provider_of
-from bridge.sandbox.faults import ALL, PROVIDERS, FaultBook, FaultSpec
+from bridge.sandbox.catalog import fault_keys, provider_of
+from bridge.sandbox.faults import ALL, FaultBook, FaultSpec
 from bridge.sandbox.state import RecordedRequest, RequestLog, json_response, parse_json
 
 PREFIX = "/_sandbox"
@@ -105,10 +105,9 @@ class AdminApi:
 
     async def put_fault(self, request: web.Request) -> web.Response:
         provider = request.match_info["provider"]
-        if provider != ALL and provider not in PROVIDERS:
-            return json_response(
-                {"error": f"unknown provider {provider!r}", "providers": [*PROVIDERS, ALL]}, 404
-            )
+        known = fault_keys()  # now: a plugin's sandbox joins when its provider is loaded
+        if provider != ALL and provider not in known:
+            return json_response({"error": f"unknown provider {provider!r}", "providers": [*known, ALL]}, 404)
         try:
             spec = FaultSpec.model_validate_json(await request.read() or b"{}")
         except ValidationError as exc:

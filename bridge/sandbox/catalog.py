@@ -1,5 +1,7 @@
 """Every sandbox: ``bridge/sandbox/<p>.py`` for each provider module ``bridge/providers/<p>.py`` that
-has one, declaring a ``SANDBOX`` (:class:`bridge.sandbox.spec.SandboxSpec`), in the catalog's order.
+has one, declaring a ``SANDBOX`` (:class:`bridge.sandbox.spec.SandboxSpec`), in the catalog's order;
+then the sandboxes of the plugin providers loaded into the catalog (entry points of
+``workflow_bridge.sandboxes`` named after the provider kind, :func:`follow_catalog`).
 
 Example::
 
@@ -13,6 +15,7 @@ import importlib
 import importlib.util
 
 from bridge.providers.catalog import CATALOG
+from bridge.providers.plugins import SANDBOX_GROUP, PluginError, installed, load_entry_point, plugin_kinds
 from bridge.sandbox.spec import SandboxSpec
 
 
@@ -27,7 +30,24 @@ def discover() -> tuple[SandboxSpec, ...]:
     return tuple(found)
 
 
-SANDBOXES = discover()
+BUILTIN = discover()
+SANDBOXES: list[SandboxSpec] = list(BUILTIN)
+"""The sandboxes served: the built-ins', then those of the plugins in the catalog (:func:`follow_catalog`)."""
+
+
+def follow_catalog() -> None:
+    """Serve the sandboxes of the plugin providers the catalog holds now (a plugin may have none)."""
+    offered = {p.name for p in installed(SANDBOX_GROUP)}
+    found = list(BUILTIN)
+    for kind in plugin_kinds(CATALOG.kinds):
+        if kind in offered:
+            found_point, sandbox = load_entry_point(SANDBOX_GROUP, kind)
+            if not isinstance(sandbox, SandboxSpec) or sandbox.kind != kind:
+                raise PluginError(
+                    f"sandbox plugin {kind!r} ({found_point.source}) is not a SandboxSpec of {kind!r}"
+                )
+            found.append(sandbox)
+    SANDBOXES[:] = found
 
 
 def fault_keys() -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from types import TracebackType
 from aiohttp import web
 
 from bridge.sandbox.admin import AdminApi, recording_middleware
-from bridge.sandbox.catalog import SANDBOXES
+from bridge.sandbox.catalog import SANDBOXES, follow_catalog
 from bridge.sandbox.config import SandboxConfig
 from bridge.sandbox.faults import FaultBook, delay_middleware, fault_middleware
 from bridge.sandbox.spec import Emulation, Emulator
@@ -48,6 +48,7 @@ class SandboxState:
     @classmethod
     def create(cls, config: SandboxConfig) -> SandboxState:
         rng = random.Random(config.seed)
+        follow_catalog()
         emulations = {sandbox.kind: sandbox.emulate(config) for sandbox in SANDBOXES}
         return cls(config, rng, FaultBook(rng), RequestLog(config.request_log_limit), emulations)
 

@@ -42,6 +42,10 @@ class TrackedEntryModel(BaseModel):
     state: str | None = Field(description="The last reported lifecycle state; null before the first.")
     waiting_for: str | None = None
     seq: int = Field(ge=0, description="Lifecycle events published so far.")
+    trace: dict[str, str] | None = Field(
+        default=None,
+        description="The command's W3C trace context (traceparent, tracestate): its events carry it.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,7 @@ class TrackedEntry:
     state: RunState | None = None
     waiting_for: str | None = None
     seq: int = 0
+    trace: tuple[tuple[str, str], ...] = ()  # traceparent (and tracestate) for the lifecycle events
 
 
 def entry_key(topic: str, command_id: str) -> bytes:
@@ -78,6 +83,8 @@ def encode(entry: TrackedEntry) -> tuple[bytes, bytes]:
         "waiting_for": entry.waiting_for,
         "seq": entry.seq,
     }
+    if entry.trace:
+        value["trace"] = dict(entry.trace)
     return entry_key(entry.topic, entry.command_id), orjson.dumps(value)
 
 
@@ -110,6 +117,7 @@ def decode(key: bytes | None, value: bytes | None, partition: int) -> TrackedEnt
             RunState(doc["state"]) if doc.get("state") else None,
             doc.get("waiting_for"),
             int(doc.get("seq", 0)),
+            tuple((str(k), str(v)) for k, v in (doc.get("trace") or {}).items()),
         )
     except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
         return None

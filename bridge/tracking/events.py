@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,8 +61,12 @@ def lifecycle_event_id(source: SourceRecord, sequence: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{source.topic}/{source.partition}/{source.offset}/{sequence}"))
 
 
-def to_lifecycle_event(data: LifecycleData, now: datetime | None = None) -> dict[str, Any]:
+def to_lifecycle_event(
+    data: LifecycleData, now: datetime | None = None, extensions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``extensions``: CloudEvents extension attributes (the distributed-tracing ones)."""
     return {
+        **(extensions or {}),
         "specversion": "1.0",
         "id": lifecycle_event_id(data.source, data.sequence),
         "source": CLOUDEVENTS_SOURCE,
@@ -73,8 +78,10 @@ def to_lifecycle_event(data: LifecycleData, now: datetime | None = None) -> dict
     }
 
 
-def encode_lifecycle(data: LifecycleData, now: datetime | None = None) -> bytes:
-    return orjson.dumps(to_lifecycle_event(data, now))
+def encode_lifecycle(
+    data: LifecycleData, now: datetime | None = None, extensions: Mapping[str, str] | None = None
+) -> bytes:
+    return orjson.dumps(to_lifecycle_event(data, now, extensions))
 
 
 def lifecycle_data(entry: TrackedEntry, reading: RunReading, now: float, redactor: Redactor) -> LifecycleData:

@@ -37,6 +37,8 @@ from bridge.kafka.ports import ProducerPort
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.commands import Command
+from bridge.messages.wire import Header
+from bridge.observability import tracing
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor, TargetRuntime
@@ -117,6 +119,7 @@ class Tracker:
             tuple(sorted(ref.items())),
             record.offset,
             int(now * 1000),
+            trace=tuple(tracing.cloudevent_extensions().items()),  # the outcome's: its events carry it
         )
         policy = self._targets[command.target].settings.tracking
         if self.registry.add(entry, now + jittered(policy.first_poll_s, policy.jitter, self._rng.random())):
@@ -288,7 +291,9 @@ class Tracker:
         entry = workflow.entry
         now = self._clock()
         data = lifecycle_data(entry, reading, now, self._redactor)
-        event = Outgoing(self._lifecycle_topic, entry.key, encode_lifecycle(data), [CONTENT_TYPE])
+        trace = dict(entry.trace)
+        headers: list[Header] = [CONTENT_TYPE, *((name, value.encode()) for name, value in entry.trace)]
+        event = Outgoing(self._lifecycle_topic, entry.key, encode_lifecycle(data, extensions=trace), headers)
         updated = replace(entry, state=reading.state, waiting_for=reading.waiting_for, seq=data.sequence)
         if self._together is not None:
             home = TopicPartition(entry.topic, entry.partition)

@@ -116,6 +116,7 @@ def report(what: str, committed: list[dict[str, Any]], uncommitted: list[dict[st
     )
 
 
+@pytest.mark.solo
 @pytest.mark.parametrize(
     ("sig", "transactions"),
     [(signal.SIGKILL, "on"), (signal.SIGTERM, "on"), (signal.SIGKILL, "off")],
@@ -153,6 +154,7 @@ async def test_a_member_stopped_mid_stream_then_restarted_one_outcome_per_comman
         assert len(committed) == COMMANDS
 
 
+@pytest.mark.solo
 async def test_a_zombie_resumed_after_its_partitions_moved_cannot_commit(
     transactional: Stack, tmp_path: Path
 ) -> None:

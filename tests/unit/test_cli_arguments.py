@@ -155,9 +155,24 @@ def test_check_config_never_prints_a_secret(tmp_path: Path, capsys, credentials)
     assert "client-secret-value" not in captured.out + captured.err
 
 
-def test_an_empty_file_is_the_defaults(tmp_path: Path, capsys):
-    assert cli.main(["check-config", "--config", str(write(tmp_path, ""))]) == 0
-    assert capsys.readouterr().out == "configuration OK: 0 target(s)\n"
+def test_an_empty_file_is_the_defaults_with_a_warning(tmp_path: Path, capsys):
+    config = write(tmp_path, "")
+    assert cli.main(["check-config", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "configuration OK: 0 target(s)\n"
+    assert captured.err == (
+        f"warning: {config} is empty and configures no targets, so every command would be rejected "
+        "(unknown target); `bridge run` refuses to start with it\n"
+    )
+
+
+def test_run_refuses_a_configuration_without_targets(tmp_path: Path, capsys):
+    config = write(tmp_path, "targets: {}\n")
+    assert cli.main(["run", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"bridge run: {config} configures no targets, so every command would be rejected (unknown target): "
+        "add one under `targets:`\n"
+    )
 
 
 def test_a_missing_file_exits_2(tmp_path: Path, capsys):

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 from bridge import contracts
 from bridge.config.settings import EngineSettings, LedgerSettings, Settings, TopicSettings
+from bridge.errors import ConfigError
 from bridge.kafka.records import Incoming
 from bridge.kafka.topics import DriftKind, capping_notes, compare, effective_configs
 from bridge.local.examples import example_commands
@@ -90,11 +91,48 @@ def test_check_all_reports_drift_and_write_all_repairs_it(tmp_path):
 
 
 def test_check_all_reports_a_bad_spec(tmp_path):
+    source = tmp_path / "specs"
+    shutil.copytree(contracts.SHIPPED_SPECS, source)
+    spec = source / "workflow.commands.dlq.yaml"
+    spec.write_text(spec.read_text().replace("partitions: 3", "partitions: many"))
+    assert "workflow.commands.dlq.yaml is invalid" in contracts.check_all(TOPICS, source)[0]
+
+
+def test_topics_folder_copies_the_shipped_specs_and_a_hand_edit_is_drift(tmp_path):
     root = tmp_path / "topics"
     shutil.copytree(TOPICS, root)
-    spec = root / "workflow.commands.dlq.yaml"
-    spec.write_text(spec.read_text().replace("partitions: 3", "partitions: many"))
-    assert "workflow.commands.dlq.yaml is invalid" in contracts.check_all(root)[0]
+    shipped = sorted(p.name for p in contracts.SHIPPED_SPECS.glob("*.yaml"))
+    assert shipped == sorted(p.name for p in root.glob("workflow.*.yaml"))
+    copy = root / "workflow.run.commands.yaml"
+    assert copy.read_text().endswith((contracts.SHIPPED_SPECS / copy.name).read_text())
+    copy.write_text(copy.read_text().replace("partitions: 12", "partitions: 24"))
+    (root / "workflow.extra.yaml").write_text("name: workflow.extra\n")
+
+    problems = contracts.check_all(root)
+
+    assert "workflow.run.commands.yaml is out of date: run `bridge topics generate`" in problems
+    assert "workflow.extra.yaml is not generated any more: delete it" in problems
+    assert set(contracts.write_all(root)) == {"workflow.run.commands.yaml", "workflow.extra.yaml"}
+    assert contracts.check_all(root) == []
+
+
+def test_write_all_refuses_to_write_over_the_specs_themselves():
+    with pytest.raises(ConfigError, match="holds the specs themselves"):
+        contracts.write_all(contracts.SHIPPED_SPECS)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_a_missing_or_empty_spec_folder_is_an_error_not_zero_specs(tmp_path, make):
+    folder = tmp_path / "specs"
+    if make == "empty":
+        folder.mkdir()
+        (folder / "asyncapi.yaml").write_text("asyncapi: 3.0.0\n")  # not a spec
+    with pytest.raises(ConfigError, match=f"topic spec folder {folder} (does not exist|has no topic specs)"):
+        contracts.load_specs(folder)
+
+
+def test_the_default_specs_are_the_shipped_ones():
+    assert [s.name for s in contracts.load_specs()] == [s.name for s in contracts.load_specs(TOPICS)]
 
 
 # -- topic specs ------------------------------------------------------------------------------------

@@ -134,7 +134,9 @@ def test_report_lists_created_then_drift_then_notes():
     report = Report(
         created=["a"], drift=[Drift("b", DriftKind.MISSING, "topic does not exist")], notes=["c is odd"]
     )
-    assert report.render() == "created a\nDRIFT b: topic does not exist\nnote: c is odd"
+    assert report.render() == (
+        "created a\nDRIFT b: topic does not exist\nnote: c is odd\n1 topic(s) differ from their specs"
+    )
 
 
 def test_empty_report_says_everything_matches():
@@ -389,3 +391,16 @@ def test_a_refused_creation_exits_2(admin: FakeAdmin, topics_dir: Path, capsys):
 
     assert run_topics_cli(parse("apply", "--dir", str(topics_dir))) == 2
     assert "bridge topics: cannot create topic workflow.commands.dlq" in capsys.readouterr().err
+
+
+def test_with_a_config_each_spec_goes_by_the_name_the_config_gives_its_role(
+    admin: FakeAdmin, topics_dir: Path, tmp_path: Path, capsys
+):
+    config = tmp_path / "config.yaml"
+    config.write_text("topics:\n  run_commands: team-a.run.commands\n")
+
+    assert run_topics_cli(parse("apply", "--dir", str(topics_dir), "--config", str(config))) == 0
+
+    created = [topic.name for topic in admin.created]
+    assert "team-a.run.commands" in created and "workflow.run.commands" not in created
+    assert "workflow.run.outcomes" in created  # roles the config does not rename keep the spec's name

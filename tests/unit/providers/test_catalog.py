@@ -36,7 +36,7 @@ class ToyPing(Command):
 class ToyProvider:
     kind = "toy"
 
-    def __init__(self, name, target, session, *, on_token_refresh=None) -> None:
+    def __init__(self, name, target, session, *, on_token_refresh=None, ssl_context=True) -> None:
         self.name, self.target = name, target
 
     def build_request(self, command: Command) -> HttpRequest:

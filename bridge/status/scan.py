@@ -1,0 +1,283 @@
+"""Find the records of one partition that mention a command id, fast: raw fetches, searched as bytes.
+
+A lookup has no index to go by (Kafka has none by key), so it reads the partitions the command's
+key maps to. What makes that fast is not decoding what cannot match: each fetch response (about
+``chunk_bytes`` of record batches) is searched for the id's bytes with ``bytes.find`` (memory
+speed), and only a response that contains them is decoded into records. Compressed batches cannot
+be searched as bytes: they are decoded (slower, still correct). A partition is read as ``segments``
+offset ranges fetched at once. The fetch high watermark bounds each read (Tansu answers ListOffsets
+unreliably; see bridge/redrive/kafka.py).
+
+Example::
+
+    async with scanner(settings.kafka) as scan:
+        found = await scan.partition("workflow.run.commands", 3, (b"cmd-1",))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.record.memory_records import MemoryRecords
+
+from bridge.config.settings import KafkaSettings
+from bridge.errors import BridgeError
+from bridge.kafka.options import client_options
+from bridge.status.facts import RawRecord
+
+OFFSET_OUT_OF_RANGE = 1
+# Tansu answers a fetch with max_wait 0 with no records at all, and one that cannot gather its
+# records within max_wait with none either: short to find an empty partition, long to read one
+PROBE_WAIT_MS = 10
+READ_WAIT_MS = 2000
+EMPTY_FETCHES = 5  # fetches in a row that bring nothing below the end: the lookup fails, never guesses
+
+
+Done = Callable[[list[RawRecord]], bool]
+
+
+class LookupError_(BridgeError):
+    """The broker did not let the lookup read what it needs; the message says what."""
+
+
+@dataclass
+class Scanned:
+    """What one partition held: the matching records, and its offsets when read."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    records: list[RawRecord] = field(default_factory=list)
+    bytes_read: int = 0
+    read_from: int = 1 << 62  # the lowest offset read
+    read_to: int = -1  # the offset after the highest read
+
+
+class Scanner:
+    """Each segment is read over a connection of its own: a broker answers the requests of one
+    connection in order, so a fetch waiting on an empty partition would hold up all the others."""
+
+    def __init__(
+        self,
+        client: AIOKafkaClient,
+        kafka: KafkaSettings,
+        chunk_bytes: int = 1 << 20,
+        segments: int = 4,
+        window: int = 20_000,
+    ) -> None:
+        self._client = client
+        self._kafka = kafka
+        self._chunk = chunk_bytes
+        self._segments = segments
+        self._window = window
+
+    def partitions(self, topic: str) -> int | None:
+        found = self._client.cluster.partitions_for_topic(topic)
+        return len(found) if found else None
+
+    async def partition(
+        self,
+        topic: str,
+        partition: int,
+        needles: Sequence[bytes],
+        *,
+        newest_first: bool = False,
+        done: Done | None = None,
+        since_ms: int | None = None,
+        since_offset: int | None = None,
+        below: int | None = None,
+    ) -> Scanned:
+        """The records of ``topic[partition]`` whose key, value or a header contains one of
+        ``needles``: read in windows of ``window`` records, ``segments`` windows at a time, oldest
+        first (or ``newest_first``), from the first record at ``since_ms`` (if given) up to the end
+        (or up to ``below``); stopped early once ``done`` says the records found are enough."""
+        node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        if node is None or node < 0:
+            raise LookupError_(f"no leader for {topic}[{partition}]")
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(connected(self._kafka))]
+            start, end = await _bounds(clients[0], node, topic, partition)
+            if since_ms is not None and end > start:
+                start = await _offset_at(clients[0], node, topic, partition, start, end, since_ms)
+            start = start if since_offset is None else max(start, since_offset)
+            end = end if below is None else min(end, below)
+            scanned = Scanned(topic, partition, start, end)
+            windows = plan_windows(start, end, self._window, newest_first=newest_first)
+            more = min(self._segments, len(windows)) - 1
+            clients += [await stack.enter_async_context(connected(self._kafka)) for _ in range(more)]
+            for chosen in plan_groups(windows, self._segments):
+                parts = await asyncio.gather(
+                    *(
+                        self._read(c, node, scanned, lo, hi, needles)
+                        for c, (lo, hi) in zip(clients, chosen, strict=False)
+                    )
+                )
+                for records, read in parts:
+                    scanned.records += records
+                    scanned.bytes_read += read
+                scanned.read_from = min(scanned.read_from, *(lo for lo, _ in chosen))
+                scanned.read_to = max(scanned.read_to, *(hi for _, hi in chosen))
+                if done is not None and done(scanned.records):
+                    break
+        return scanned
+
+    async def _read(
+        self, client: AIOKafkaClient, node: int, scanned: Scanned, lo: int, hi: int, needles: Sequence[bytes]
+    ) -> tuple[list[RawRecord], int]:
+        found: list[RawRecord] = []
+        offset, read, empty = lo, 0, 0
+        while offset < hi:
+            where = (scanned.topic, scanned.partition, offset, self._chunk, READ_WAIT_MS)
+            _, _, _, data = await _fetch(client, node, *where)
+            read += len(data)
+            moved = _walk(data, scanned, hi, needles, found)
+            if moved is None or moved <= offset:
+                empty += 1
+                if empty >= EMPTY_FETCHES:
+                    topic, partition = scanned.topic, scanned.partition
+                    raise LookupError_(f"{topic}[{partition}] gave no records at offset {offset} (of {hi})")
+                continue
+            offset, empty = moved, 0
+        return found, read
+
+
+FIRST_WINDOW = 2_000  # records: what is near the starting point is found without reading more
+
+
+def plan_windows(start: int, end: int, window: int, *, newest_first: bool) -> list[tuple[int, int]]:
+    """[lo, hi) offset ranges covering [start, end), from the starting point (the end when
+    ``newest_first``) outwards, each twice as long as the one before, up to ``window`` records."""
+    windows, size = [], min(FIRST_WINDOW, window)
+    lo, hi = start, end
+    while lo < hi:
+        if newest_first:
+            windows.append((max(lo, hi - size), hi))
+            hi = max(lo, hi - size)
+        else:
+            windows.append((lo, min(hi, lo + size)))
+            lo = min(hi, lo + size)
+        size = min(window, size * 2)
+    return windows
+
+
+def plan_groups(windows: list[tuple[int, int]], segments: int) -> list[list[tuple[int, int]]]:
+    """The windows read at once: one, then two, then ``segments`` at a time."""
+    groups, at, width = [], 0, 1
+    while at < len(windows):
+        groups.append(windows[at : at + width])
+        at, width = at + width, min(segments, width * 2)
+    return groups
+
+
+async def _fetch(
+    client: AIOKafkaClient, node: int, topic: str, partition: int, offset: int, max_bytes: int, wait_ms: int
+) -> tuple[int, int, int | None, bytes]:
+    """(error code, high watermark, log start offset or None, record bytes)."""
+    request = FetchRequest(wait_ms, 1, max_bytes, 0, [(topic, [(partition, offset, max_bytes)])])
+    try:
+        response = await client.send(node, request)
+    except KafkaError as exc:
+        raise LookupError_(f"cannot fetch {topic}[{partition}]: {exc}") from exc
+    for name, parts in response.topics:
+        for part in parts:
+            if name == topic and part[0] == partition:
+                log_start = part[4] if response.API_VERSION >= 5 else None
+                return part[1], part[2], log_start, part[-1] or b""
+    return 0, offset, None, b""
+
+
+async def _bounds(client: AIOKafkaClient, node: int, topic: str, partition: int) -> tuple[int, int]:
+    """The partition's log start offset and its high watermark."""
+    error, end, log_start, _ = await _fetch(client, node, topic, partition, 0, 1, PROBE_WAIT_MS)
+    if error not in (0, OFFSET_OUT_OF_RANGE):
+        raise LookupError_(f"cannot fetch {topic}[{partition}]: broker error {error}")
+    return log_start or 0, end
+
+
+async def _offset_at(
+    client: AIOKafkaClient, node: int, topic: str, partition: int, lo: int, hi: int, at_ms: int
+) -> int:
+    """An offset at or below the first record stamped ``at_ms`` or later: a binary search over the
+    batches' largest timestamps, one small fetch per step (any broker; no ListOffsets)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        _, _, _, data = await _fetch(client, node, topic, partition, mid, 1, READ_WAIT_MS)
+        batch = MemoryRecords(data).next_batch() if data else None
+        if batch is None:
+            return lo  # cannot tell: read from lo
+        if batch.max_timestamp < at_ms:
+            lo = max(mid + 1, batch.next_offset)
+        else:
+            hi = min(mid, batch.base_offset)
+    return lo
+
+
+def _walk(
+    data: bytes, scanned: Scanned, hi: int, needles: Sequence[bytes], found: list[RawRecord]
+) -> int | None:
+    """Collect the matching records of one fetch response; the offset after its last whole batch."""
+    if not data:
+        return None
+    hit = any(data.find(n) >= 0 for n in needles)
+    records = MemoryRecords(data)
+    moved: int | None = None
+    t, p = scanned.topic, scanned.partition
+    while (batch := records.next_batch()) is not None:
+        if batch.base_offset >= hi:
+            return hi
+        moved = batch.next_offset
+        if batch.is_control_batch or not (hit or batch.compression_type):
+            continue
+        found.extend(
+            RawRecord(t, p, r.offset, r.timestamp, r.key, r.value, tuple(r.headers))
+            for r in batch
+            if r.offset < hi and _matches(r.key, r.value, r.headers, needles)
+        )
+    return moved
+
+
+def _matches(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    needles: Sequence[bytes],
+) -> bool:
+    for needle in needles:
+        if (key and needle in key) or (value and needle in value):
+            return True
+        if any(v and needle in v for _, v in headers):
+            return True
+    return False
+
+
+@contextlib.asynccontextmanager
+async def connected(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaClient]:
+    """A started raw client that knows the metadata of every topic (asking for named topics would
+    create them on some brokers, Tansu among them)."""
+    client = AIOKafkaClient(**client_options(kafka))
+    try:
+        try:
+            await client.bootstrap()
+            await client.force_metadata_update()  # no topic added: the metadata of all of them
+        except KafkaError as exc:
+            raise LookupError_(
+                f"cannot reach the Kafka broker at {kafka.bootstrap_servers} ({type(exc).__name__})"
+            ) from exc
+        yield client
+    finally:
+        with contextlib.suppress(KafkaError, OSError):
+            await client.close()
+
+
+@contextlib.asynccontextmanager
+async def scanner(kafka: KafkaSettings, **options: int) -> AsyncIterator[Scanner]:
+    async with connected(kafka) as client:
+        yield Scanner(client, kafka, **options)
