@@ -16,12 +16,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bridge.config.settings import KafkaSettings
 from bridge.kafka.delivery import choose_delivery
+from bridge.local.broker import free_port
 from tests.integration.conftest import Stack, start_process
 from tests.integration.test_ledger import stream, uid
 
@@ -96,6 +98,20 @@ async def until_answered(stack: Stack, count: int, within_s: float = 120) -> Non
     while len(await outcomes(stack, "read_committed")) < count:
         assert loop.time() < deadline, f"fewer than {count} outcomes"
         await asyncio.sleep(0.3)
+
+
+async def until_assigned(port: int, within_s: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    for line in (await response.text()).splitlines():
+                        if line.startswith("bridge_assigned_partitions ") and float(line.split()[1]) > 0:
+                            return
+            assert loop.time() < deadline, "the joiner was never assigned a partition"
+            await asyncio.sleep(0.2)
 
 
 async def stop(process: asyncio.subprocess.Process, sig: int) -> str:
@@ -185,6 +201,44 @@ async def test_a_zombie_resumed_after_its_partitions_moved_cannot_commit(
     report("zombie", committed, uncommitted)
     fenced = zombie_logs.count("fenced: another owner took the partition")
     print(f"zombie: {fenced} transaction(s) fenced")
+    assert duplicates(committed) == (0, 0), "a read_committed reader saw a command answered twice"
+    assert len(committed) == COMMANDS
+
+
+@pytest.mark.solo
+async def test_a_member_joins_and_another_leaves_mid_stream_one_outcome_per_command(
+    transactional: Stack, tmp_path: Path
+) -> None:
+    stack = transactional
+    await stack.fault("workfloo", {"latency_ms": 200})  # slow enough that both moves land mid-stream
+    commands = stream(uid("rebalance"), COMMANDS, keys=KEYS)
+    await stack.send(*commands)
+    engine = {"max_in_flight": 50}
+    first = await start_process(stack, tmp_path, engine=engine, observability=LOGS)
+    await until_answered(stack, COMMANDS // 10)
+    port = free_port()
+    joiner = await start_process(
+        stack, tmp_path, name="joiner", engine=engine, observability=LOGS, metrics_port=port
+    )
+    try:
+        await until_assigned(port)  # the group rebalanced: the joiner owns partitions
+        at_join = len(await outcomes(stack, "read_committed"))
+        first_logs = await stop(first, signal.SIGTERM)  # leaves: the joiner takes its partitions
+        at_leave = len(await outcomes(stack, "read_committed"))
+        await until_all_answered(stack, {doc["id"] for _, doc in commands}, 240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            first.kill()
+        joiner_logs = await stop(joiner, signal.SIGTERM)
+    fenced = (first_logs + joiner_logs).count("fenced: another owner took the partition")
+    print(
+        f"\nthe joiner owned partitions after {at_join} outcomes, "
+        f"the first member left after {at_leave}; {fenced} fenced"
+    )
+    assert at_leave < COMMANDS, "the stream ended before the member left: nothing moved mid-stream"
+    committed = await outcomes(stack, "read_committed")
+    uncommitted = await outcomes(stack, "read_uncommitted")
+    report("join, then leave", committed, uncommitted)
     assert duplicates(committed) == (0, 0), "a read_committed reader saw a command answered twice"
     assert len(committed) == COMMANDS
 
