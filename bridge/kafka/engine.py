@@ -221,9 +221,8 @@ class Engine:
                     committed = self._txn.add(partition, record, together + outgoing.then, urgent=bool(queue))
                     if committed is None:
                         self._release(record)
-                    # the key's next command (queued now, or arriving meanwhile: the key stays held)
-                    # starts once this outcome is committed: in order, and at most one command of a
-                    # key in doubt after a crash, as at least once
+                    # the key's next command (queued, or arriving meanwhile) starts once this one is
+                    # committed: in order, and at most one command of a key in doubt after a crash
                     elif not await committed:
                         return  # aborted: the partition is read again; the rest of the queue is released
                     continue
@@ -387,6 +386,8 @@ class Engine:
             while self._partitions.get(p.tp) is p and not self._txn.opened(p.tp):
                 try:
                     await self._txn.open(p)
+                    if self._partitions.get(p.tp) is not p:  # revoked while its producer started
+                        await self._txn.close(p, flush=False)
                 except KafkaError as exc:
                     log.warning(
                         "transactional producer for %s cannot start, retrying: %s", topic_name(p.tp), exc

@@ -64,6 +64,7 @@ class _Open:
     """One partition's producer and the finished commands of its next transaction."""
 
     producer: AIOKafkaProducer
+    partition: Partition
     batch: list[_Item] = field(default_factory=list)
     first_at: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -102,7 +103,7 @@ class Transactions:
             with contextlib.suppress(KafkaError):
                 await producer.stop()
             raise
-        state = _Open(producer)
+        state = _Open(producer, partition)
         self._open[tp] = state
         state.flusher = asyncio.create_task(self._flusher(partition, state), name=f"txn:{topic_name(tp)}")
         state.flusher.add_done_callback(log_crash(log, "transaction flusher"))
@@ -143,7 +144,7 @@ class Transactions:
         """Commit what is batched (``flush``), then stop the partition's producer; returns the commands
         left uncommitted (the next owner runs them again)."""
         state = self._open.get(partition.tp)
-        if state is None:
+        if state is None or state.partition is not partition:
             return []
         if flush:
             await self.flush(partition)
