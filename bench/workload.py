@@ -163,6 +163,7 @@ class OutcomeCollector:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             fetch_max_wait_ms=10,  # the embedded broker holds an empty fetch ~200 ms otherwise
+            isolation_level="read_committed",  # what a consumer with the exactly-once guarantee sees
         )
         self.arrivals: dict[str, list[Arrival]] = {}
         self.dead_letters = 0

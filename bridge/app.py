@@ -32,10 +32,12 @@ from bridge.config.settings import Settings
 from bridge.errors import StartupError
 from bridge.http import AiohttpTransport
 from bridge.kafka.clients import make_consumer, make_producer
+from bridge.kafka.delivery import resolved_delivery
 from bridge.kafka.engine import Engine
 from bridge.kafka.options import security_options
 from bridge.kafka.partitions import Partition
 from bridge.kafka.topics import missing_topics
+from bridge.kafka.transactions import Transactions
 from bridge.ledger.startup import verify_partitions
 from bridge.ledger.store import Ledger
 from bridge.observability import repeats, tracing
@@ -172,7 +174,13 @@ class Bridge:
             if producer is None:
                 return
             stack.push_async_callback(self._stop_client, producer, "producer")
-            tracker = Tracker(self.settings, targets, executor, producer, self.metrics, self.redactor)
+            self.settings = await resolved_delivery(self.settings)  # ConfigError: transactions on, none here
+            transactional = self.settings.kafka.transactions == "on"
+            transactions = Transactions(self.settings.kafka, self.metrics) if transactional else None
+            together = transactions.publish if transactions is not None else None
+            tracker = Tracker(
+                self.settings, targets, executor, producer, self.metrics, self.redactor, together=together
+            )
             await self._verify_topics()
             await verify_partitions(self.settings)  # the ledger and parking topics: a ConfigError when not
             ledger = await self._start_ledger(producer, tracker)
@@ -209,6 +217,7 @@ class Bridge:
                 self.metrics,
                 partition_state(ledger, parking),
                 processor.bulkheads,
+                transactions,
             )
             if self._stop.is_set():
                 self.engine.request_stop()

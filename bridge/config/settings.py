@@ -113,6 +113,25 @@ class KafkaSettings(SettingsModel):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_interval_ms: int = Field(default=300000, ge=1000)
     request_timeout_ms: int = Field(default=30000, ge=1000)
+    transactions: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="One visible outcome per command for read_committed readers (docs/exactly-once.md): "
+        "auto uses Kafka transactions where the broker grants a transactional producer, on refuses to start "
+        "where it does not, off stays at-least-once.",
+    )
+    transaction_batch_ms: int = Field(
+        default=100,
+        ge=1,
+        description="A command partition's transaction commits at most this long after its first outcome.",
+    )
+    transaction_batch_max: int = Field(
+        default=500, ge=1, description="... or as soon as it holds this many finished commands."
+    )
+    transaction_timeout_ms: int = Field(
+        default=60000,
+        ge=1000,
+        description="The broker aborts a transaction left open this long (a crashed owner's).",
+    )
 
 
 class TopicSettings(SettingsModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Collection
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -18,7 +18,8 @@ Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
 START_GRACE_S = 5.0
 
 
-def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
+def make_producer(kafka: KafkaSettings, **extra: Any) -> AIOKafkaProducer:
+    """``extra``: more producer options (a transactional id)."""
     return AIOKafkaProducer(
         **client_options(kafka),
         acks="all" if kafka.acks == "all" else int(kafka.acks),
@@ -27,6 +28,7 @@ def make_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
         linger_ms=kafka.linger_ms,
         max_batch_size=min(kafka.max_batch_size, kafka.max_request_size),
         max_request_size=kafka.max_request_size,
+        **extra,
     )
 
 
@@ -41,15 +43,24 @@ def make_consumer(kafka: KafkaSettings, drain_grace_s: float) -> AIOKafkaConsume
 
 
 def make_reader(
-    kafka: KafkaSettings, group_id: str | None = None, fetch_max_wait_ms: int = 500
+    kafka: KafkaSettings,
+    group_id: str | None = None,
+    fetch_max_wait_ms: int = 500,
+    *,
+    read_committed: bool | None = None,
 ) -> AIOKafkaConsumer:
-    """A consumer for manual assignment, from the earliest record; ``group_id`` only keeps positions."""
+    """A consumer for manual assignment, from the earliest record; ``group_id`` only keeps positions.
+    ``read_committed`` (default: unless ``kafka.transactions`` is off): records of aborted transactions
+    are skipped, open ones waited for."""
+    if read_committed is None:
+        read_committed = kafka.transactions != "off"
     return AIOKafkaConsumer(
         **client_options(kafka),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_max_wait_ms,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
 
 

@@ -16,7 +16,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -30,6 +31,7 @@ from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing, TargetShares, incoming_from, timing_header
 from bridge.kafka.restores import PartitionState, Restores
 from bridge.kafka.stats import EngineStats
+from bridge.kafka.transactions import Transactions
 from bridge.kafka.undecodable import UNREADABLE, Undecodable, as_incoming, read_carefully
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE
@@ -51,6 +53,7 @@ class Engine:
         metrics: Metrics,
         state: PartitionState | None = None,
         shares: TargetShares | None = None,
+        transactions: Transactions | None = None,
     ) -> None:
         self._consumer = consumer
         self._handler = handler
@@ -67,6 +70,12 @@ class Engine:
         self._restores = Restores(state, self.stats) if state is not None else None
         self._shares = shares
         self._progress_at = 0.0  # time.time() of the last finished command
+        # with transactions, a batch of finished commands and their offset commit together (transactions.py)
+        self._txn = transactions
+        self._background: set[asyncio.Task[None]] = set()  # opening partitions, resetting them
+        self._reseek: list[tuple[TopicPartition, int]] = []  # partitions to read again, from these offsets
+        if transactions is not None:
+            transactions.bind(self._committed_together, self._transaction_failed)
         # read when scraped, not written twice per command on the hot path
         metrics.watch_engine(lambda: self.stats.in_flight, lambda: self._progress_at, settings.max_in_flight)
 
@@ -97,6 +106,8 @@ class Engine:
         try:
             while not self._stopping.is_set():
                 await self._fetch_once()
+                if self._reseek:
+                    self._read_again()
                 if time.monotonic() >= next_commit:
                     await self.commit()
                     self.update_gauges()
@@ -104,6 +115,9 @@ class Engine:
         finally:
             probe.cancel()
             await asyncio.gather(probe, return_exceptions=True)
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
             await self._drain(list(self._partitions.values()))
             if self._restores is not None:
                 await self._restores.cancel()
@@ -201,11 +215,21 @@ class Engine:
                 outgoing = await self._handler(record)
                 if self._settings.timing_header:
                     outgoing.headers.append(timing_header(record.fetched_at, started))
+                queue.popleft()
+                if self._txn is not None:  # published and committed with its batch (or given up)
+                    together = () if outgoing.skip else (outgoing,)
+                    committed = self._txn.add(partition, record, together + outgoing.then, urgent=bool(queue))
+                    if committed is None:
+                        self._release(record)
+                    # the key's next command (queued, or arriving meanwhile) starts once this one is
+                    # committed: in order, and at most one command of a key in doubt after a crash
+                    elif not await committed:
+                        return  # aborted: the partition is read again; the rest of the queue is released
+                    continue
                 if not outgoing.skip:
                     await self._publisher.publish(outgoing)
                 for extra in outgoing.then:  # the ledger's entry: acknowledged before the offset is committed
                     await self._publisher.publish(extra)
-                queue.popleft()
                 self._finish(partition, record)
         finally:
             if key is not None and partition.keys.get(key) is queue:
@@ -215,6 +239,9 @@ class Engine:
 
     def _finish(self, partition: Partition, record: Incoming) -> None:
         partition.tracker.done(record.offset)
+        self._finished(record)
+
+    def _finished(self, record: Incoming) -> None:
         self.stats.finished += 1
         self.stats.last_progress_at = time.monotonic()
         self._progress_at = now = time.time()
@@ -240,6 +267,11 @@ class Engine:
     async def commit(self, partitions: Iterable[Partition] | None = None, *, final: bool = False) -> None:
         """Commit what is committable; ``final``: the last chance before the partitions move."""
         chosen = list(self._partitions.values()) if partitions is None else list(partitions)
+        if self._txn is not None:  # each partition's transactions commit its offsets
+            if final:
+                for p in chosen:
+                    self._release(*await self._txn.close(p, flush=True))
+            return
         offsets = to_commit(chosen)
         if not offsets:
             return
@@ -304,6 +336,9 @@ class Engine:
         partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
         await self._drain(partitions)
         await self.commit(partitions, final=True)
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[Partition]) -> None:
         if self._restores is not None:
             self._restores.state.forget([p.tp for p in partitions])
         for p in partitions:
@@ -319,15 +354,89 @@ class Engine:
         for tp in new:
             self._partitions[tp] = Partition(tp)
         ready = {tp: self._partitions[tp].ready for tp in new}
+        if self._txn is not None:  # the partition's producer first: it fences the previous owner
+            self._in_background(self._open_then_restore([self._partitions[tp] for tp in new], ready), "open")
+        else:
+            self._restore(ready)
+        self.stats.assigned = frozenset(self._partitions)
+        self._metrics.assigned(len(self._partitions))
+        if self._paused:
+            self._consumer.pause(*assigned)
+
+    def _restore(self, ready: dict[TopicPartition, asyncio.Event]) -> None:
         if self._restores is not None:
             self._restores.start(ready)  # records of these partitions are fetched but wait until then
         else:
             for event in ready.values():
                 event.set()
-        self.stats.assigned = frozenset(self._partitions)
-        self._metrics.assigned(len(self._partitions))
-        if self._paused:
-            self._consumer.pause(*assigned)
+
+    # -- transactions (kafka.transactions) -------------------------------------------------------
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(log_crash(log, name))
+
+    async def _open_then_restore(
+        self, partitions: list[Partition], ready: dict[TopicPartition, asyncio.Event]
+    ) -> None:
+        assert self._txn is not None
+        for p in partitions:
+            while self._partitions.get(p.tp) is p and not self._txn.opened(p.tp):
+                try:
+                    await self._txn.open(p)
+                    if self._partitions.get(p.tp) is not p:  # revoked while its producer started
+                        await self._txn.close(p, flush=False)
+                except KafkaError as exc:
+                    log.warning(
+                        "transactional producer for %s cannot start, retrying: %s", topic_name(p.tp), exc
+                    )
+                    await asyncio.sleep(1.0)
+        self._restore(ready)
+
+    def _committed_together(self, partition: Partition, records: list[Incoming]) -> None:
+        """A transaction committed: these commands are finished (their offsets were marked done)."""
+        for record in records:
+            self._finished(record)
+        if not records:
+            return  # a tracked workflow's lifecycle event alone
+        self._metrics.commit(ok=True)
+        self.stats.commits += 1
+        self.stats.last_commit_at = time.monotonic()
+
+    def _transaction_failed(self, partition: Partition, records: list[Incoming], fenced: bool) -> None:
+        self._metrics.commit(ok=False)
+        self._release(*records)
+        self._in_background(self._reset(partition, fenced), "reset")
+
+    async def _reset(self, p: Partition, fenced: bool) -> None:
+        """After an aborted transaction: drop the partition's state and read it again from the last
+        committed offset; the ledger, restored read_committed, finds the given-up commands in doubt.
+        Fenced: another owner has the partition, and this member hears of the rebalance soon."""
+        assert self._txn is not None
+        p.close()
+        await self._drain([p])
+        self._release(*await self._txn.close(p, flush=False))
+        if self._partitions.get(p.tp) is not p:
+            return  # revoked meanwhile
+        start = p.committed if p.committed is not None else p.first_seen
+        self._forget([p])
+        if fenced:
+            await asyncio.sleep(self._txn.fenced_wait_s)
+        if start is not None and p.tp not in self._partitions and p.tp in self._consumer.assignment():
+            log.warning("reading %s again from offset %d", topic_name(p.tp), start)
+            self._reseek.append((p.tp, start))
+
+    def _read_again(self) -> None:
+        """Between two fetches, so that no record fetched before the seek is taken for a later one."""
+        chosen, self._reseek = self._reseek, []
+        assigned = self._consumer.assignment()
+        chosen = [(tp, offset) for tp, offset in chosen if tp in assigned and tp not in self._partitions]
+        for tp, offset in chosen:
+            self._consumer.seek(tp, offset)
+        if chosen:
+            self.on_assigned([tp for tp, _ in chosen])
 
     def partition(self, topic: str, partition: int) -> Partition | None:
         """An assigned partition that is not closing (parked commands come back as its routines)."""

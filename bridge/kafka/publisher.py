@@ -39,7 +39,7 @@ class Publisher:
             try:
                 future = await self._producer.send(
                     outgoing.topic,
-                    value=_sendable_value(outgoing),
+                    value=sendable_value(outgoing),
                     key=outgoing.key,
                     headers=outgoing.headers,
                     partition=outgoing.partition,
@@ -52,17 +52,18 @@ class Publisher:
                 await asyncio.sleep(self._backoff_s)
                 continue
             self._on_error(None)
-            self._count(outgoing)
+            count_published(self._metrics, outgoing)
             return
 
-    def _count(self, outgoing: Outgoing) -> None:
-        if outgoing.outcome is not None:
-            self._metrics.outcome(*outgoing.labels)
-        elif outgoing.dead_letter is not None:
-            self._metrics.dead_letter(outgoing.dead_letter.reason.value)
+
+def count_published(metrics: Metrics, outgoing: Outgoing) -> None:
+    if outgoing.outcome is not None:
+        metrics.outcome(*outgoing.labels)
+    elif outgoing.dead_letter is not None:
+        metrics.dead_letter(outgoing.dead_letter.reason.value)
 
 
-def _sendable_value(outgoing: Outgoing) -> bytes | None:
+def sendable_value(outgoing: Outgoing) -> bytes | None:
     """Kafka clients refuse a record with neither key nor value; an empty value then stands for
     "no value" (a dead letter whose value was omitted, or could not be read, from an unkeyed record)."""
     if outgoing.value is None and outgoing.key is None:

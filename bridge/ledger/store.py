@@ -300,7 +300,13 @@ class Ledger:
         fresh: dict[PartitionKey, CommandIndex],
     ) -> int:
         read, now_ms = 0, self._now_ms()
-        async for ltp, records in read_to_end(consumer, remaining, max_records=self._settings.restore_batch):
+        # with transactions, to the end seen first: another partition's transactions keep the stable
+        # offset behind the high watermark, and this partition's previous owner is fenced already
+        snapshot = self._kafka.transactions == "on"
+        batches = read_to_end(
+            consumer, remaining, snapshot_end=snapshot, max_records=self._settings.restore_batch
+        )
+        async for ltp, records in batches:
             read += len(records)
             for record in records:
                 self._load(fresh, ltp.partition, record.key, record.value, now_ms)

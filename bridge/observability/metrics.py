@@ -130,6 +130,25 @@ class Metrics(LoadMetrics):
         )
         self._declare_tracking(r)
         self._declare_loads(r)
+        self._transactions = Counter(
+            "bridge_transactions_total",
+            "Transactions of a command partition's finished commands (kafka.transactions): "
+            "committed, aborted, or fenced (another owner took the partition).",
+            ["result"],
+            registry=r,
+        )
+        self._transaction_seconds = Histogram(
+            "bridge_transaction_commit_duration_seconds",
+            "From a transaction's first write to its commit acknowledged.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._transaction_commands = Histogram(
+            "bridge_transaction_commands",
+            "Finished commands per committed transaction.",
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000),
+            registry=r,
+        )
         # label values are bounded, and several verbs run per command: cache the children
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         if registry is None:  # a private registry: add what the default one would have
@@ -185,6 +204,13 @@ class Metrics(LoadMetrics):
 
     def commit(self, ok: bool) -> None:
         self._commits.labels("ok" if ok else "failed").inc()
+
+    def transaction(self, result: str, seconds: float | None = None, commands: int = 0) -> None:
+        """``result``: committed, aborted or fenced; a commit's duration and size."""
+        self._transactions.labels(result).inc()
+        if seconds is not None:
+            self._transaction_seconds.observe(seconds)
+            self._transaction_commands.observe(commands)
 
     def lag(self, topic: str, partition: int, messages: int) -> None:
         self._lag.labels(topic, str(partition)).set(messages)

@@ -25,7 +25,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Container, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Iterable, Mapping
 from dataclasses import replace
 
 from aiokafka import TopicPartition
@@ -71,6 +71,7 @@ class Tracker:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        together: Callable[[TopicPartition, list[Outgoing]], Awaitable[bool]] | None = None,
     ) -> None:
         self._targets = {n: t for n, t in targets.items() if settings.targets[n].tracking.enabled}
         self._reads: dict[str, StatusRead] = {
@@ -79,6 +80,9 @@ class Tracker:
         self._budgets = {n: _budget(t.settings.tracking.polls_per_s) for n, t in self._targets.items()}
         self._executor = executor
         self._publisher = Publisher(producer, metrics, settings.engine.publish_retry_backoff_s)
+        # with Kafka transactions: the lifecycle event and the entry's rewrite commit together, in the
+        # command partition's transaction (bridge/kafka/transactions.py); False: not committed
+        self._together = together
         self._metrics = metrics
         self._redactor = redactor
         self._clock = clock
@@ -240,8 +244,8 @@ class Tracker:
         step = after_reading(workflow, reading, policy, self._rng.random())
         if not workflow.active:
             return  # revoked meanwhile: the next owner reads it again
-        if step.report is not None:
-            await self._report(workflow, step.report)
+        if step.report is not None and not await self._report(workflow, step.report):
+            return  # not committed: the partition moved or is read again; its owner reads the ledger
         if step.next_in_s is None:
             self.registry.finish(workflow)
             return
@@ -282,17 +286,24 @@ class Tracker:
 
     # -- publishing ---------------------------------------------------------------------------
 
-    async def _report(self, workflow: Tracked, reading: RunReading) -> None:
+    async def _report(self, workflow: Tracked, reading: RunReading) -> bool:
+        """Publish the event and rewrite the entry; False when they were not committed (transactions)."""
         entry = workflow.entry
         now = self._clock()
         data = lifecycle_data(entry, reading, now, self._redactor)
         trace = dict(entry.trace)
         headers: list[Header] = [CONTENT_TYPE, *((name, value.encode()) for name, value in entry.trace)]
-        value = encode_lifecycle(data, extensions=trace)
-        await self._publisher.publish(Outgoing(self._lifecycle_topic, entry.key, value, headers))
+        event = Outgoing(self._lifecycle_topic, entry.key, encode_lifecycle(data, extensions=trace), headers)
         updated = replace(entry, state=reading.state, waiting_for=reading.waiting_for, seq=data.sequence)
-        workflow.entry = updated
-        await self._publisher.publish(self._entry_record(updated))
+        if self._together is not None:
+            home = TopicPartition(entry.topic, entry.partition)
+            if not await self._together(home, [event, self._entry_record(updated)]):
+                return False
+            workflow.entry = updated
+        else:
+            await self._publisher.publish(event)
+            workflow.entry = updated
+            await self._publisher.publish(self._entry_record(updated))
         self._metrics.lifecycle_event(entry.target, reading.state.value)
         if reading.state.terminal:
             self._metrics.reached_terminal(entry.target, reading.state.value, data.tracked_for_s)
@@ -302,10 +313,11 @@ class Tracker:
             reading.state.value,
             extra={"command_id": entry.command_id, "target": entry.target, "status": reading.state.value},
         )
+        return True
 
     async def _end(self, workflow: Tracked, reading: RunReading) -> None:
-        await self._report(workflow, reading)
-        self.registry.finish(workflow)
+        if await self._report(workflow, reading):
+            self.registry.finish(workflow)
 
     def _entry_record(self, entry: TrackedEntry) -> Outgoing:
         """The rewritten entry; a tombstone once the workflow has ended (compaction drops it)."""

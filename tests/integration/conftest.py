@@ -180,6 +180,7 @@ class Stack:
                 bootstrap_servers=self.broker.bootstrap,
                 auto_offset_reset="earliest",
                 enable_auto_commit=False,
+                isolation_level="read_committed",  # as docs/exactly-once.md tells a downstream consumer
             )
             await self._consumer.start()
         found: list[Any] = []
@@ -247,7 +248,11 @@ async def stack(
 async def parked_records(stack: Stack) -> list[Any]:
     """Every record of the parking topic so far (read to the fetch high watermark)."""
     topic = stack.settings.topics.parked
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.broker.bootstrap,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()] or [
@@ -273,11 +278,12 @@ async def start_process(
         metrics_port=metrics_port,
         overrides={
             "topics": stack.settings.topics.model_dump(),
+            **overrides,
             "kafka": {
                 "group_id": stack.settings.kafka.group_id,
                 "enable_idempotence": stack.settings.kafka.enable_idempotence,
+                **overrides.get("kafka", {}),
             },
-            **overrides,
         },
     )
     config = tmp_path / f"{name}.yaml"

@@ -82,6 +82,7 @@ class Lifecycle:
                 bootstrap_servers=self._stack.broker.bootstrap,
                 auto_offset_reset="earliest",
                 enable_auto_commit=False,
+                isolation_level="read_committed",
             )
             await self._consumer.start()
         deadline = time.monotonic() + within_s
