@@ -210,12 +210,13 @@ class LocalStack:
         except OSError as exc:  # its port taken since the check
             raise LocalError(f"the sandbox did not start: {exc.strerror or exc}") from exc
         stack.push_async_callback(sandbox.stop)
-        overrides: dict[str, Any] = {}
+        # the embedded broker this command starts grants no transactional producer: at-least-once, said here
+        overrides: dict[str, Any] = {"kafka": {"transactions": "off"}}
         if getattr(self.args, "traces", False):
             receiver = OtlpReceiver(on_spans=self._show_traces)
             await receiver.start()
             stack.push_async_callback(receiver.stop)
-            overrides = {"observability": {"tracing": {"enabled": True, "endpoint": receiver.url}}}
+            overrides["observability"] = {"tracing": {"enabled": True, "endpoint": receiver.url}}
         settings = local_settings(
             broker.bootstrap, sandbox.url, metrics_port=self.args.metrics_port, overrides=overrides
         )
