@@ -19,6 +19,7 @@ from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from bridge.config.settings import KafkaSettings, Settings
 from bridge.errors import ConfigError
+from bridge.kafka.clients import START_GRACE_S
 from bridge.kafka.options import client_options
 
 log = logging.getLogger("bridge.engine")
@@ -67,12 +68,7 @@ async def choose_delivery(kafka: KafkaSettings) -> bool:
     if kafka.transactions == "off":
         log.info("delivery: at-least-once (kafka.transactions is off)")
         return False
-    client = AIOKafkaClient(**client_options(kafka))
-    try:
-        await client.bootstrap()
-        granted, why = await transactions_granted(client, probe_id(kafka), kafka.transaction_timeout_ms)
-    finally:
-        await client.close()
+    granted, why = await _ask(kafka)
     if granted:
         log.info(
             "delivery: Kafka transactions, one per command partition (read_committed readers see one outcome)"
@@ -103,3 +99,24 @@ async def resolved_delivery(settings: Settings) -> Settings:
             await asyncio.sleep(1.0)
     kafka = settings.kafka.model_copy(update={"transactions": "on" if transactional else "off"})
     return settings.model_copy(update={"kafka": kafka})
+
+
+async def _ask(kafka: KafkaSettings) -> tuple[bool, str]:
+    """The probe in a client of its own, closed whatever happens. A stop that arrives while it talks
+    to the broker lets it finish first (at most ``START_GRACE_S``): aiokafka leaks a connection whose
+    opening is cancelled half-way (as :func:`bridge.kafka.clients.started` says)."""
+    client = AIOKafkaClient(**client_options(kafka))
+
+    async def ask() -> tuple[bool, str]:
+        await client.bootstrap()
+        return await transactions_granted(client, probe_id(kafka), kafka.transaction_timeout_ms)
+
+    probe = asyncio.ensure_future(ask())
+    try:
+        return await asyncio.shield(probe)
+    except asyncio.CancelledError:
+        await asyncio.wait([probe], timeout=START_GRACE_S)
+        raise
+    finally:
+        probe.cancel()  # a no-op once it ended
+        await client.close()
