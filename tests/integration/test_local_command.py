@@ -31,7 +31,9 @@ from bridge.local import stack
 from bridge.local.broker import free_port, port_taken
 from bridge.local.screen import WIDTH
 
-pytestmark = pytest.mark.integration
+# `bridge local` takes the README's default ports (9464 among them), so these run alone after the parallel
+# workers; and it always starts its own embedded Tansu, so they run once, in the Tansu run.
+pytestmark = [pytest.mark.integration, pytest.mark.solo, pytest.mark.only_broker("tansu")]
 
 BRIDGE = Path(sys.executable).parent / "bridge"
 METRICS_PORT = 9464

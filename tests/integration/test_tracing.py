@@ -39,8 +39,14 @@ async def start_traced(
     """A bridge process exporting its spans to ``receiver``."""
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # export every 100 ms instead of 5 s
     tracing = {"tracing": {"enabled": True, "endpoint": receiver.url}}
+    # Publish spans come from the at-least-once publisher: a transactional publish has none yet
+    # (docs/exactly-once.md), so the span tests run without transactions wherever the broker has them.
     return await start_process(
-        stack, tmp_path, metrics_port=metrics_port, observability={**tracing, **observability}
+        stack,
+        tmp_path,
+        metrics_port=metrics_port,
+        observability={**tracing, **observability},
+        kafka={"transactions": "off"},
     )
 
 
