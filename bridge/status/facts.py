@@ -172,13 +172,10 @@ def read_parking(raw: RawRecord, commands: frozenset[Where]) -> ParkedSeen | Non
 
 
 def read_outcome(raw: RawRecord, command_id: str) -> OutcomeSeen | None:
-    event = _json_object(raw.value) or {}
-    data = event.get("data")
-    if not isinstance(data, dict) or data.get("command_id") != command_id:
+    found = _event_about(raw, command_id)
+    if found is None:
         return None
-    source = _source(data.get("source"))
-    if source is None:
-        return None
+    data, source = found
     error: dict[str, Any] = data["error"] if isinstance(data.get("error"), dict) else {}
     return OutcomeSeen(
         _where(raw),
@@ -208,13 +205,10 @@ def read_dead_letter(raw: RawRecord, commands: frozenset[Where], command_id: str
 
 
 def read_lifecycle(raw: RawRecord, command_id: str) -> LifecycleSeen | None:
-    event = _json_object(raw.value) or {}
-    data = event.get("data")
-    if not isinstance(data, dict) or data.get("command_id") != command_id:
+    found = _event_about(raw, command_id)
+    if found is None:
         return None
-    source = _source(data.get("source"))
-    if source is None:
-        return None
+    data, source = found
     return LifecycleSeen(
         _where(raw),
         raw.timestamp_ms,
@@ -225,6 +219,17 @@ def read_lifecycle(raw: RawRecord, command_id: str) -> LifecycleSeen | None:
         _str(data.get("detail")),
         _int(data.get("sequence"), 0),
     )
+
+
+def _event_about(raw: RawRecord, command_id: str) -> tuple[dict[str, Any], Where] | None:
+    """An outcome's or lifecycle event's ``data`` and the command record it names, when it is about
+    ``command_id``."""
+    event = _json_object(raw.value) or {}
+    data = event.get("data")
+    if not isinstance(data, dict) or data.get("command_id") != command_id:
+        return None
+    source = _source(data.get("source"))
+    return None if source is None else (data, source)
 
 
 def _names(value: bytes | None, command_id: str) -> bool:
