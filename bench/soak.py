@@ -36,6 +36,7 @@ import aiohttp
 import orjson
 
 from bench.decompose import order_violations
+from bench.outage import set_fault
 from bench.procs import Child, read_proc
 from bench.scenarios import Bench, bridge_config, spawn_bridge, started
 from bench.workload import (
@@ -148,9 +149,7 @@ def command_doc(cid: str) -> bytes:
 
 
 async def sandbox_fault(soak: Soak, spec: dict[str, object]) -> None:
-    url = f"{soak.bench.world.sandbox_url}/_sandbox/faults/{PROVIDER}"
-    async with aiohttp.ClientSession() as session, session.put(url, json={"latency_ms": 50, **spec}) as resp:
-        resp.raise_for_status()
+    await set_fault(soak.bench.world.sandbox_url, PROVIDER, {"latency_ms": 50, **spec})
 
 
 async def restart(soak: Soak, sig: signal.Signals) -> None:
