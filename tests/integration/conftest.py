@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,8 +286,15 @@ async def start_process(
             },
         },
     )
-    config = tmp_path / f"{name}.yaml"
-    config.write_text(yaml.safe_dump(raw))
+    return await bridge_run(raw, tmp_path / f"{name}.yaml", SANDBOX_ENV)
+
+
+async def bridge_run(
+    raw: dict[str, Any], config: Path, env: Mapping[str, str], stdout: int = asyncio.subprocess.DEVNULL
+) -> asyncio.subprocess.Process:
+    """``python -m bridge run --config CONFIG`` with ``raw`` written there and ``env`` added; stderr (the
+    logs) is a pipe."""
+    await asyncio.to_thread(config.write_text, yaml.safe_dump(raw))
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -295,8 +302,8 @@ async def start_process(
         "run",
         "--config",
         str(config),
-        env={**os.environ, **SANDBOX_ENV},
-        stdout=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **env},
+        stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
 

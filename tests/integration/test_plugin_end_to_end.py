@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.config.settings import TopicSettings
@@ -23,6 +20,7 @@ from bridge.local.stack import local_config, topic_layout
 from bridge.providers.plugins import enable
 from bridge.sandbox import start_sandbox
 from bridge.sandbox.config import SandboxConfig
+from tests.integration.conftest import bridge_run
 
 pytestmark = pytest.mark.integration
 airflow_sandbox = pytest.importorskip("workflow_bridge_airflow.sandbox")
@@ -74,20 +72,7 @@ async def test_airflow_commands_run_end_to_end_through_bridge_run(
     raw = _config(broker, sandbox, prefix)
     t = raw["topics"]
     await create_topics(broker.bootstrap, topic_layout(TopicSettings(**t)))
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, **airflow_sandbox.SANDBOX.local.env}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge",
-        "run",
-        "--config",
-        str(config),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await bridge_run(raw, tmp_path / "config.yaml", airflow_sandbox.SANDBOX.local.env)
     consumer = AIOKafkaConsumer(
         t["run_outcomes"],
         t["control_outcomes"],
@@ -166,20 +151,8 @@ async def test_a_plugin_installed_but_not_allowed_is_not_loaded_by_bridge_run(
 ) -> None:
     raw = _config(broker, sandbox, f"af{uuid.uuid4().hex[:8]}")
     del raw["providers"]
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, **airflow_sandbox.SANDBOX.local.env}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bridge",
-        "run",
-        "--config",
-        str(config),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    config, env = tmp_path / "config.yaml", airflow_sandbox.SANDBOX.local.env
+    process = await bridge_run(raw, config, env, stdout=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     lines = stderr.decode().splitlines()
