@@ -16,6 +16,10 @@ from bridge.kafka.options import client_options, group_options
 
 Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
 START_GRACE_S = 5.0
+# A broker may answer a fetch with only what it gathered within the fetch's max wait: the embedded
+# broker answers nothing at all when reading a long log takes longer, and a reader that asked for a short
+# wait then never moves. A reader that is behind and got nothing asks for longer waits, up to this.
+STARVED_WAIT_MAX_MS = 2000
 
 
 def make_producer(kafka: KafkaSettings, **extra: Any) -> AIOKafkaProducer:
@@ -108,6 +112,7 @@ async def read_to_end(
     deadline = None if idle_s is None else loop.time() + idle_s
     while pending:
         fetched = await consumer.getmany(*pending, timeout_ms=100, max_records=max_records)
+        behind = False
         for tp in sorted(pending):
             highwater = consumer.highwater(tp)
             if highwater is None:
@@ -120,5 +125,18 @@ async def read_to_end(
                 yield tp, records
             if await consumer.position(tp) >= ends[tp]:
                 pending.discard(tp)
+            else:
+                behind = True
+        if behind and not fetched:
+            wait_longer(consumer)
         if deadline is not None and loop.time() > deadline:
             raise TimeoutError(f"no fetch answer for {sorted(pending)} within {idle_s:.0f}s")
+
+
+def wait_longer(consumer: AIOKafkaConsumer) -> int:
+    """Double the consumer's fetch max wait (at least 50 ms, at most ``STARVED_WAIT_MAX_MS``); the new
+    value. Apache Kafka answers at once when records are there, so a longer wait costs a reader that is
+    behind nothing; aiokafka reads the value for every fetch request but has no public setter for it."""
+    fetcher: Any = consumer._fetcher
+    fetcher._fetch_max_wait_ms = min(max(fetcher._fetch_max_wait_ms * 2, 50), STARVED_WAIT_MAX_MS)
+    return int(fetcher._fetch_max_wait_ms)
