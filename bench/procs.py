@@ -18,6 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
+from bridge.local.broker import die_with_parent_hook
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -62,7 +64,12 @@ class Child:
     def spawn(cls, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> Child:
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=die_with_parent_hook(),  # an interrupted benchmark leaves no bridge running
             )
         return cls(name, process, log_path)
 

@@ -73,7 +73,7 @@ def port_taken(port: int, host: str = "127.0.0.1") -> bool:
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
+def die_with_parent_hook() -> Callable[[], None] | None:
     """A ``preexec_fn`` (run in the child between fork and exec) that makes the kernel SIGKILL the
     child when its parent dies; None where there is no ``prctl`` (not Linux)."""
     if not sys.platform.startswith("linux"):
@@ -137,7 +137,7 @@ async def start_broker(
             stderr=out,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, not the broker: we stop it last, after the bridge
-            preexec_fn=_die_with_parent_hook(),  # one prctl call in the child: takes no lock
+            preexec_fn=die_with_parent_hook(),  # one prctl call in the child: takes no lock
         )
     broker = RunningBroker(process, port)
     atexit.register(_terminate_quietly, process)  # its own session: make sure it dies with us
