@@ -331,3 +331,49 @@ async def test_the_local_demo_shows_one_lookup(tmp_path: Path) -> None:
     assert process.returncode == 0, text[-2000:]
     story = text[text.index("\n$ bridge status --bootstrap 127.0.0.1:") :]
     assert "state: answered" in story and "duplicate absorbed" in story, story
+
+
+async def test_status_needs_no_provider_secrets(stack: Stack, tmp_path: Path) -> None:
+    """``bridge status --config`` reads the topics: a config whose provider secrets cannot be resolved
+    here (secret files mounted only in the bridge's pod) still serves it."""
+    await stack.start_bridge()
+    cid = uid("no-secrets")
+    await stack.send((cid.encode(), zilliant_command(cid)))
+    assert by_command(await stack.collect(1))[cid]["status"] == "queued"
+    raw = local_config(
+        stack.broker.bootstrap,
+        stack.sandbox.url,
+        overrides={
+            "topics": stack.settings.topics.model_dump(),
+            "kafka": {"group_id": stack.settings.kafka.group_id},
+        },
+    )
+    missing = tmp_path / "not-mounted"
+    for target in raw["targets"].values():
+        for name, value in list(target.items()):
+            if isinstance(value, dict) and "env" in value:
+                target[name] = {"file": str(missing)}
+    config = tmp_path / "pod.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k not in SANDBOX_ENV}
+    cli = [sys.executable, "-m", "bridge"]
+    check = await asyncio.create_subprocess_exec(
+        *cli, "check-config", "--config", str(config), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(check.communicate(), 60)
+    assert check.returncode == 2 and "not-mounted" in err.decode()  # the full configuration does not resolve
+    await asyncio.sleep(1.0)  # the offset commit
+    status = await asyncio.create_subprocess_exec(
+        *cli, "status", cid, "--config", str(config), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(status.communicate(), 60)
+    assert status.returncode == 0, (out.decode(), err.decode())
+    assert "state: answered" in out.decode() and err.decode() == ""
+    unknown = await asyncio.create_subprocess_exec(
+        *cli, "status", uid("never-sent"), "--config", str(config), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(unknown.communicate(), 60)
+    assert unknown.returncode == 3 and "state: unknown" in out.decode() and err.decode() == ""
