@@ -54,7 +54,8 @@ class Scanned:
     topic: str
     partition: int
     start: int
-    end: int
+    end: int  # the offset after the last one this read covers
+    high: int  # the partition's high watermark when read
     records: list[RawRecord] = field(default_factory=list)
     bytes_read: int = 0
     read_from: int = 1 << 62  # the lowest offset read
@@ -94,22 +95,30 @@ class Scanner:
         since_ms: int | None = None,
         since_offset: int | None = None,
         below: int | None = None,
+        until_ms: int | None = None,
+        recent: int | None = None,
     ) -> Scanned:
         """The records of ``topic[partition]`` whose key, value or a header contains one of
         ``needles``: read in windows of ``window`` records, ``segments`` windows at a time, oldest
         first (or ``newest_first``), from the first record at ``since_ms`` (if given) up to the end
-        (or up to ``below``); stopped early once ``done`` says the records found are enough."""
+        (or up to ``below``, or to about the first record stamped ``until_ms``; or only the ``recent``
+        newest records); stopped early once
+        ``done`` says the records found are enough."""
         node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
         if node is None or node < 0:
             raise LookupError_(f"no leader for {topic}[{partition}]")
         async with contextlib.AsyncExitStack() as stack:
             clients = [await stack.enter_async_context(connected(self._kafka))]
-            start, end = await _bounds(clients[0], node, topic, partition)
+            start, high = await _bounds(clients[0], node, topic, partition)
+            end = high
             if since_ms is not None and end > start:
                 start = await _offset_at(clients[0], node, topic, partition, start, end, since_ms)
+            if until_ms is not None and end > start:
+                end = await _offset_at(clients[0], node, topic, partition, start, end, until_ms)
             start = start if since_offset is None else max(start, since_offset)
+            start = start if recent is None else max(start, high - recent)
             end = end if below is None else min(end, below)
-            scanned = Scanned(topic, partition, start, end)
+            scanned = Scanned(topic, partition, start, max(start, end), high)
             windows = plan_windows(start, end, self._window, newest_first=newest_first)
             more = min(self._segments, len(windows)) - 1
             clients += [await stack.enter_async_context(connected(self._kafka)) for _ in range(more)]

@@ -54,6 +54,15 @@ def test_nothing_found_is_an_unknown_id() -> None:
     assert story_json(story)["state"] == "unknown"
 
 
+def test_what_was_not_read_is_said_in_text_and_json() -> None:
+    facts = Facts("cmd-1", b"cmd-1", notes=["t[0]: offsets 5-90: the ledger of pod-1 stood in"])
+    story = assemble(facts)
+    assert story.phase is Phase.UNKNOWN
+    assert render(story).splitlines()[-1] == "note: t[0]: offsets 5-90: the ledger of pod-1 stood in"
+    assert story_json(story)["notes"] == ["t[0]: offsets 5-90: the ledger of pod-1 stood in"]
+    assert story_json(assemble(Facts("cmd-1", b"cmd-1")))["notes"] == []
+
+
 def test_a_record_the_group_has_not_reached_is_not_consumed_with_its_lag() -> None:
     story = assemble(facts(command(100), committed=97, end=105))
     assert story.phase is Phase.NOT_CONSUMED
