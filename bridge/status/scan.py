@@ -64,7 +64,9 @@ class Scanned:
 
 class Scanner:
     """Each segment is read over a connection of its own: a broker answers the requests of one
-    connection in order, so a fetch waiting on an empty partition would hold up all the others."""
+    connection in order, so a fetch waiting on an empty partition would hold up all the others.
+    A connection is lent to one read at a time and kept for the next (connecting costs a bootstrap
+    and a metadata request); ``close`` closes them all."""
 
     def __init__(
         self,
@@ -79,6 +81,30 @@ class Scanner:
         self._chunk = chunk_bytes
         self._segments = segments
         self._window = window
+        self._idle: list[AIOKafkaClient] = []
+        self._open: list[AIOKafkaClient] = []
+
+    @contextlib.asynccontextmanager
+    async def _borrowed(self) -> AsyncIterator[AIOKafkaClient]:
+        client = self._idle.pop() if self._idle else await self._connect()
+        try:
+            yield client
+        except BaseException:
+            self._open.remove(client)  # a read that failed may leave it mid-request: not lent again
+            await _close(client)
+            raise
+        self._idle.append(client)
+
+    async def _connect(self) -> AIOKafkaClient:
+        client = await _connected(self._kafka)
+        self._open.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self._open:
+            await _close(client)
+        self._open.clear()
+        self._idle.clear()
 
     def partitions(self, topic: str) -> int | None:
         found = self._client.cluster.partitions_for_topic(topic)
@@ -108,7 +134,7 @@ class Scanner:
         if node is None or node < 0:
             raise LookupError_(f"no leader for {topic}[{partition}]")
         async with contextlib.AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(connected(self._kafka))]
+            clients = [await stack.enter_async_context(self._borrowed())]
             start, high = await _bounds(clients[0], node, topic, partition)
             end = high
             if since_ms is not None and end > start:
@@ -121,7 +147,7 @@ class Scanner:
             scanned = Scanned(topic, partition, start, max(start, end), high)
             windows = plan_windows(start, end, self._window, newest_first=newest_first)
             more = min(self._segments, len(windows)) - 1
-            clients += [await stack.enter_async_context(connected(self._kafka)) for _ in range(more)]
+            clients += [await stack.enter_async_context(self._borrowed()) for _ in range(more)]
             for chosen in plan_groups(windows, self._segments):
                 parts = await asyncio.gather(
                     *(
@@ -214,18 +240,28 @@ async def _bounds(client: AIOKafkaClient, node: int, topic: str, partition: int)
 async def _offset_at(
     client: AIOKafkaClient, node: int, topic: str, partition: int, lo: int, hi: int, at_ms: int
 ) -> int:
-    """An offset at or below the first record stamped ``at_ms`` or later: a binary search over the
-    batches' largest timestamps, one small fetch per step (any broker; no ListOffsets)."""
+    """An offset at or below the first record stamped ``at_ms`` or later: a search over the batches'
+    largest timestamps, one small fetch per step (any broker; no ListOffsets). A step interpolates by
+    timestamp (records arrive at a fairly even pace: a few steps land on it), or halves the range
+    after an interpolated step that did not (so never more than twice a binary search's steps)."""
+    lo_ms: int | None = None  # the largest timestamp of the batch just below lo, when known
+    hi_ms: int | None = None  # the largest timestamp of the batch at hi, when known
+    halve = False  # the last interpolated step did not halve the range: the next one halves it
     while lo < hi:
-        mid = (lo + hi) // 2
+        width, mid = hi - lo, (lo + hi) // 2
+        interpolated = not halve and lo_ms is not None and hi_ms is not None and hi_ms > lo_ms
+        if interpolated:
+            assert lo_ms is not None and hi_ms is not None
+            mid = min(hi - 1, max(lo, lo + (at_ms - lo_ms) * width // (hi_ms - lo_ms)))
         _, _, _, data = await _fetch(client, node, topic, partition, mid, 1, READ_WAIT_MS)
         batch = MemoryRecords(data).next_batch() if data else None
         if batch is None:
             return lo  # cannot tell: read from lo
         if batch.max_timestamp < at_ms:
-            lo = max(mid + 1, batch.next_offset)
+            lo, lo_ms = max(mid + 1, batch.next_offset), batch.max_timestamp
         else:
-            hi = min(mid, batch.base_offset)
+            hi, hi_ms = min(mid, batch.base_offset), batch.max_timestamp
+        halve = interpolated and (hi - lo) * 2 > width
     return lo
 
 
@@ -267,26 +303,44 @@ def _matches(
     return False
 
 
-@contextlib.asynccontextmanager
-async def connected(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaClient]:
+async def _connected(kafka: KafkaSettings) -> AIOKafkaClient:
     """A started raw client that knows the metadata of every topic (asking for named topics would
     create them on some brokers, Tansu among them)."""
     client = AIOKafkaClient(**client_options(kafka))
     try:
-        try:
-            await client.bootstrap()
-            await client.force_metadata_update()  # no topic added: the metadata of all of them
-        except KafkaError as exc:
-            raise LookupError_(
-                f"cannot reach the Kafka broker at {kafka.bootstrap_servers} ({type(exc).__name__})"
-            ) from exc
+        await client.bootstrap()
+        await client.force_metadata_update()  # no topic added: the metadata of all of them
+    except KafkaError as exc:
+        await _close(client)
+        raise LookupError_(
+            f"cannot reach the Kafka broker at {kafka.bootstrap_servers} ({type(exc).__name__})"
+        ) from exc
+    except BaseException:
+        await _close(client)
+        raise
+    return client
+
+
+async def _close(client: AIOKafkaClient) -> None:
+    with contextlib.suppress(KafkaError, OSError):
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def connected(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaClient]:
+    """A started raw client (see ``_connected``), closed at the end."""
+    client = await _connected(kafka)
+    try:
         yield client
     finally:
-        with contextlib.suppress(KafkaError, OSError):
-            await client.close()
+        await _close(client)
 
 
 @contextlib.asynccontextmanager
 async def scanner(kafka: KafkaSettings, **options: int) -> AsyncIterator[Scanner]:
     async with connected(kafka) as client:
-        yield Scanner(client, kafka, **options)
+        scan = Scanner(client, kafka, **options)
+        try:
+            yield scan
+        finally:
+            await scan.close()
