@@ -238,6 +238,10 @@ async def test_retry_backoff_shows_the_attempt_and_the_next_one(stack: Stack, tm
     assert "dispatched" in kinds(body)
     elsewhere = await lookup(other, cid)
     assert elsewhere["state"] == "in_flight" and "owner" not in elsewhere  # the ledger's dispatched entry
+    cli = await status_json(stack, tmp_path, cid)
+    assert cli["state"] in ("in_flight", "answered") and "dispatched" in kinds(
+        cli
+    )  # the CLI reads the topics
     answered = await wait_for_state(other, cid, "answered", within_s=30)
     assert "attempts=2" in answered["summary"]
 
@@ -271,8 +275,8 @@ async def test_a_parked_command_is_visible_and_answered_once_later(stack: Stack,
 
 
 async def test_a_dead_lettered_command(stack: Stack, tmp_path: Path) -> None:
-    stack.configure(engine={"max_message_bytes": 2048})
-    await stack.start_bridge()
+    stack.configure(engine={"max_message_bytes": 2048}, admin=ADMIN)
+    members = await two_members(stack)
     cid = uid("too-large")
     await stack.send((cid.encode(), zilliant_command(cid, note="x" * 4000)))
     letters = await stack.collect(1)
@@ -281,6 +285,11 @@ async def test_a_dead_lettered_command(stack: Stack, tmp_path: Path) -> None:
     code, text, _ = await run_cli(stack, tmp_path, cid)
     assert code == 0, text
     assert text.splitlines()[1].startswith("state: dead_lettered  (dead-lettered: too_large")
+    owner, other = owner_and_other(members, stack, cid.encode())
+    for member in (owner, other):  # the owner's ledger does not name it: its dead letter does
+        body = await lookup(member, cid)
+        assert body["state"] == "dead_lettered" and body["summary"].startswith("dead-lettered: too_large")
+        assert "dead_lettered" in kinds(body)
 
 
 async def test_a_token_guards_an_admin_listener_off_loopback(stack: Stack, tmp_path: Path) -> None:
