@@ -214,14 +214,11 @@ async def _remembered(
     is older, so read newest first from there, and the newest ``RECENT`` records (a later duplicate
     or reuse of the id), both at once; the records between only if the id is not found."""
     assert hint.last_write_ms is not None
-    until = hint.last_write_ms + 60_000 + SKEW_MS
+    bound, high = await scan.offset_at(topic, partition, hint.last_write_ms + 60_000 + SKEW_MS)
     near, newest = await asyncio.gather(
-        scan.partition(topic, partition, wanted, newest_first=True, done=done, until_ms=until),
-        scan.partition(topic, partition, wanted, newest_first=True, recent=RECENT),
+        scan.partition(topic, partition, wanted, newest_first=True, done=done, below=bound),
+        scan.partition(topic, partition, wanted, since_offset=max(bound, high - RECENT)),
     )
-    if newest.start < near.end:  # the two overlap: the newest from where the first stopped
-        newest.records = [r for r in newest.records if r.offset >= near.end]
-        newest.start = near.end
     both = _merged(near, newest)
     if not done(both.records):  # not where the ledger says: read the rest, nothing is assumed
         rest = await scan.partition(
@@ -254,7 +251,7 @@ async def _not_remembered(
     committed = committed or 0  # never committed: the ledger vouches for nothing, all is read
     below = max(0, committed - RECENT)
     newest, oldest = await asyncio.gather(
-        scan.partition(topic, partition, wanted, newest_first=True, done=done, since_offset=below),
+        scan.partition(topic, partition, wanted, since_offset=below),  # whole: in parts, at once
         scan.partition(topic, partition, wanted, until_ms=hint.horizon_ms + SKEW_MS, below=below),
     )
     if newest.records or oldest.records:

@@ -83,6 +83,7 @@ class Scanner:
         self._window = window
         self._idle: list[AIOKafkaClient] = []
         self._open: list[AIOKafkaClient] = []
+        self._closed = False
 
     @contextlib.asynccontextmanager
     async def _borrowed(self) -> AsyncIterator[AIOKafkaClient]:
@@ -90,25 +91,53 @@ class Scanner:
         try:
             yield client
         except BaseException:
-            self._open.remove(client)  # a read that failed may leave it mid-request: not lent again
-            await _close(client)
+            await self._drop(client)  # a read that failed may leave it mid-request: not lent again
             raise
-        self._idle.append(client)
+        if self._closed:
+            await self._drop(client)  # a read that outlived its lookup (another read failed)
+        else:
+            self._idle.append(client)
 
     async def _connect(self) -> AIOKafkaClient:
+        if self._closed:
+            raise LookupError_("the lookup is over")
         client = await _connected(self._kafka)
         self._open.append(client)
+        if self._closed:  # closed while this one connected
+            await self._drop(client)
+            raise LookupError_("the lookup is over")
         return client
 
+    async def _drop(self, client: AIOKafkaClient) -> None:
+        if client in self._open:
+            self._open.remove(client)
+        await _close(client)
+
     async def close(self) -> None:
-        for client in self._open:
-            await _close(client)
-        self._open.clear()
+        self._closed = True
+        while self._open:
+            await _close(self._open.pop())
         self._idle.clear()
 
     def partitions(self, topic: str) -> int | None:
         found = self._client.cluster.partitions_for_topic(topic)
         return len(found) if found else None
+
+    async def offset_at(self, topic: str, partition: int, at_ms: int) -> tuple[int, int]:
+        """About the offset of the first record stamped ``at_ms`` or later (see ``_offset_at``), and
+        the partition's high watermark."""
+        node = self._leader(topic, partition)
+        async with self._borrowed() as client:
+            start, high = await _bounds(client, node, topic, partition)
+            return (
+                await _offset_at(client, node, topic, partition, start, high, at_ms) if high > start else high
+            ), high
+
+    def _leader(self, topic: str, partition: int) -> int:
+        node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        if node is None or node < 0:
+            raise LookupError_(f"no leader for {topic}[{partition}]")
+        return int(node)
 
     async def partition(
         self,
@@ -130,9 +159,7 @@ class Scanner:
         (or up to ``below``, or to about the first record stamped ``until_ms``; or only the ``recent``
         newest records); stopped early once
         ``done`` says the records found are enough."""
-        node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
-        if node is None or node < 0:
-            raise LookupError_(f"no leader for {topic}[{partition}]")
+        node = self._leader(topic, partition)
         async with contextlib.AsyncExitStack() as stack:
             clients = [await stack.enter_async_context(self._borrowed())]
             start, high = await _bounds(clients[0], node, topic, partition)
@@ -145,7 +172,10 @@ class Scanner:
             start = start if recent is None else max(start, high - recent)
             end = end if below is None else min(end, below)
             scanned = Scanned(topic, partition, start, max(start, end), high)
-            windows = plan_windows(start, end, self._window, newest_first=newest_first)
+            if done is None:  # all of it is read: in equal parts at once
+                windows = plan_parts(start, end, self._segments)
+            else:
+                windows = plan_windows(start, end, self._window, newest_first=newest_first)
             more = min(self._segments, len(windows)) - 1
             clients += [await stack.enter_async_context(self._borrowed()) for _ in range(more)]
             for chosen in plan_groups(windows, self._segments):
@@ -203,6 +233,14 @@ def plan_windows(start: int, end: int, window: int, *, newest_first: bool) -> li
     return windows
 
 
+def plan_parts(start: int, end: int, parts: int) -> list[tuple[int, int]]:
+    """[lo, hi) offset ranges covering [start, end): up to ``parts`` of them, of about equal length,
+    none shorter than ``FIRST_WINDOW`` records (but one)."""
+    count = max(1, min(parts, (end - start) // FIRST_WINDOW))
+    size = -(-(end - start) // count)
+    return [(lo, min(end, lo + size)) for lo in range(start, end, size)] if end > start else []
+
+
 def plan_groups(windows: list[tuple[int, int]], segments: int) -> list[list[tuple[int, int]]]:
     """The windows read at once: one, then two, then ``segments`` at a time."""
     groups, at, width = [], 0, 1
@@ -243,14 +281,20 @@ async def _offset_at(
     """An offset at or below the first record stamped ``at_ms`` or later: a search over the batches'
     largest timestamps, one small fetch per step (any broker; no ListOffsets). A step interpolates by
     timestamp (records arrive at a fairly even pace: a few steps land on it), or halves the range
-    after an interpolated step that did not (so never more than twice a binary search's steps)."""
+    after an interpolated step that did not (so never more than twice a binary search's steps, and
+    the two first, at either end)."""
     lo_ms: int | None = None  # the largest timestamp of the batch just below lo, when known
     hi_ms: int | None = None  # the largest timestamp of the batch at hi, when known
     halve = False  # the last interpolated step did not halve the range: the next one halves it
+    top = hi
     while lo < hi:
         width, mid = hi - lo, (lo + hi) // 2
         interpolated = not halve and lo_ms is not None and hi_ms is not None and hi_ms > lo_ms
-        if interpolated:
+        if hi_ms is None:
+            mid = hi - 1  # first the newest batch: all older than at_ms ends the search at once
+        elif lo_ms is None:
+            mid = lo  # then the oldest: newer than at_ms ends it too
+        elif interpolated:
             assert lo_ms is not None and hi_ms is not None
             mid = min(hi - 1, max(lo, lo + (at_ms - lo_ms) * width // (hi_ms - lo_ms)))
         _, _, _, data = await _fetch(client, node, topic, partition, mid, 1, READ_WAIT_MS)
@@ -262,7 +306,7 @@ async def _offset_at(
         else:
             hi, hi_ms = min(mid, batch.base_offset), batch.max_timestamp
         halve = interpolated and (hi - lo) * 2 > width
-    return lo
+    return min(lo, top)
 
 
 def _walk(

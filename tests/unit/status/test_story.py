@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 import pytest
 
@@ -237,3 +239,14 @@ def test_windows_grow_from_the_starting_point_and_cover_the_range_once() -> None
     assert back == [(18000, 20000), (14000, 18000), (6000, 14000), (0, 6000)]
     assert plan_windows(5, 5, 100, newest_first=True) == []
     assert [len(g) for g in plan_groups([(i, i + 1) for i in range(10)], 4)] == [1, 2, 4, 3]
+
+
+def test_a_read_without_a_stop_is_cut_in_equal_parts_read_at_once() -> None:
+    from bridge.status.scan import FIRST_WINDOW, plan_parts
+
+    assert plan_parts(0, 20_000, 4) == [(0, 5000), (5000, 10000), (10000, 15000), (15000, 20000)]
+    assert plan_parts(7, 7, 4) == []
+    assert plan_parts(0, FIRST_WINDOW + 1, 4) == [(0, FIRST_WINDOW + 1)]  # none shorter than a window
+    parts = plan_parts(3, 10_004, 3)
+    assert parts[0][0] == 3 and parts[-1][1] == 10_004 and len(parts) == 3
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
