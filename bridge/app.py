@@ -39,7 +39,7 @@ from bridge.kafka.partitions import Partition
 from bridge.kafka.topics import missing_topics
 from bridge.kafka.transactions import Transactions
 from bridge.ledger.startup import verify_partitions
-from bridge.ledger.store import Ledger
+from bridge.ledger.store import Ledger, Recall
 from bridge.observability import repeats, tracing
 from bridge.observability.health import (
     Readiness,
@@ -111,6 +111,7 @@ class Bridge:
         self.redactor = Redactor(secret_values(settings))
         self.engine: Engine | None = None
         self._targets: dict[str, TargetRuntime] = {}
+        self._ledger: Ledger | None = None  # once started: the admin listener asks it about ids
         self._stop = asyncio.Event()
         self.health_port: int | None = None
         self.admin_port: int | None = None
@@ -183,7 +184,7 @@ class Bridge:
             )
             await self._verify_topics()
             await verify_partitions(self.settings)  # the ledger and parking topics: a ConfigError when not
-            ledger = await self._start_ledger(producer, tracker)
+            ledger = self._ledger = await self._start_ledger(producer, tracker)
             if ledger is not None:
                 await stack.enter_async_context(tracker.running())  # stopped before the producer
             track = tracker.start if ledger is not None else None
@@ -315,10 +316,13 @@ class Bridge:
         if admin.port is None:
             return
         member = self.settings.kafka.group_instance_id or f"{socket.gethostname()}:{os.getpid()}"
-        owner = OwnerView(member, self._owned, lambda: self._targets, self.calls)
+        owner = OwnerView(member, self._owned, lambda: self._targets, self.calls, self._recall)
         runner, self.admin_port = await start_admin(self.settings, owner)
         stack.push_async_callback(runner.cleanup)
         log.info("admin listener (GET /v1/commands/{id}) on %s:%s", admin.host, self.admin_port)
+
+    def _recall(self, topic: str, partition: int, command_id: str) -> Recall | None:
+        return self._ledger.recall(topic, partition, command_id) if self._ledger is not None else None
 
     def _owned(self, topic: str, partition: int) -> Partition | None:
         return self.engine.partition(topic, partition) if self.engine is not None else None

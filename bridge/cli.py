@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bridge.config.loading import load_settings, read_yaml, secret_values
+from bridge.config.loading import load_reader_settings, load_settings, read_yaml, secret_values
 from bridge.config.settings import Settings
 from bridge.errors import ConfigError, StartupError
 from bridge.kafka.topics import add_topics_cli, run_topics_cli
@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(path: Path | None, bootstrap: str | None = None) -> Settings:
-    settings = load_settings(path) if path else Settings()
+def _settings(path: Path | None, bootstrap: str | None = None, *, reader: bool = False) -> Settings:
+    """``reader``: a command that only reads the topics (load_reader_settings: no provider secrets)."""
+    settings = (load_reader_settings(path) if reader else load_settings(path)) if path else Settings()
     if bootstrap:
         settings = settings.model_copy(
             update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})}
@@ -181,7 +182,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "topics":
         return run_topics_cli(args)
     if args.command == "status":
-        return run_status_cli(args, _settings(args.config, args.bootstrap))
+        return run_status_cli(args, _settings(args.config, args.bootstrap, reader=True))
     if args.command in ("dlq", "redrive"):
         return run_redrive_cli(args, _settings(args.config, args.bootstrap))
     raise AssertionError(args.command)

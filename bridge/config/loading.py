@@ -197,6 +197,26 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     return parse_settings(raw, env, str(path) if path else "<defaults>")
 
 
+# what a reader of the topics does not need: the providers' plugins and the targets' credentials
+READER_SKIPS = ("providers", "targets")
+
+
+def load_reader_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The configuration of a command that only reads the bridge's topics (``bridge status``): the
+    file without its ``providers`` and ``targets`` sections, so that a provider's secret that cannot
+    be resolved here (a file mounted only in the bridge's pod) does not stop it. Kafka's own
+    credentials are still resolved: it connects with them."""
+    env = os.environ if environ is None else environ
+    raw = read_yaml(path) if path is not None else {}
+    merged = override(raw, env)
+    kept = {k: v for k, v in merged.raw.items() if k not in READER_SKIPS}
+    origin = str(path) if path else "<defaults>"
+    try:
+        return Settings.model_validate(kept, context={"environ": env})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin, merged.origins)) from None
+
+
 def secret_values(settings: Settings) -> list[str]:
     """Every configured credential, so that logs and outcome bodies can be scrubbed of them."""
     values = []

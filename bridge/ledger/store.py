@@ -40,7 +40,7 @@ from bridge.ledger.entries import (
     entry_key,
     fingerprint,
 )
-from bridge.ledger.index import CommandIndex, id_hash, pack
+from bridge.ledger.index import EPOCH_MS, CommandIndex, id_hash, pack
 from bridge.ledger.rules import Admission, admit, is_redrive
 from bridge.messages.commands import Command
 from bridge.messages.wire import Header
@@ -100,6 +100,15 @@ class Ticket:
         return self.admission in _RUNS
 
 
+@dataclass(frozen=True, slots=True)
+class Recall:
+    """What a member's ledger knows about one command id of a partition it holds (``Ledger.recall``)."""
+
+    last_write_ms: int | None  # the start of the minute of its last entry; None: not remembered
+    done: bool
+    horizon_ms: int  # it remembers every id admitted whose last entry is this recent or more
+
+
 class Ledger:
     def __init__(
         self,
@@ -136,6 +145,19 @@ class Ledger:
     @property
     def entries(self) -> int:
         return sum(len(index) for index in self._indexes.values())
+
+    def recall(self, topic: str, partition: int, command_id: str) -> Recall | None:
+        """What the ledger knows about ``command_id`` in ``topic[partition]``; None while this
+        member does not hold that partition's ledger (another member owns it, or it is restoring)."""
+        where = (topic, partition)
+        index = self._indexes.get(where) if where in self._assigned else None
+        if index is None:
+            return None
+        horizon = self._now_ms() - (int(self._settings.retention_s // 60) - 1) * 60_000  # whole minutes kept
+        seen = index.get(command_id)
+        if seen is None:
+            return Recall(None, False, horizon)
+        return Recall(EPOCH_MS + seen.minute * 60_000, seen.done, horizon)
 
     # -- admission -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from bridge.config.settings import Settings
 from bridge.errors import ConfigError
+from bridge.status.hints import hint_json, parse_partitions
 from bridge.status.live import OwnerView
 from bridge.status.lookup import find, parse_since
 from bridge.status.scan import LookupError_
@@ -62,9 +63,12 @@ def build_admin_app(settings: Settings, owner: OwnerView | None, token: str | No
             since = parse_since(request.query["since"], time.time()) if "since" in request.query else None
         except ValueError as exc:
             return _error(400, f"since: {exc}")
+        full = request.query.get("full", "false").lower() in ("1", "true", "yes")
+        recall = owner.recaller(command_id) if owner is not None and not full else None
         try:
             async with lookups:
-                facts = await find(settings, command_id, key.encode() if key is not None else None, since)
+                raw_key = key.encode() if key is not None else None
+                facts = await find(settings, command_id, raw_key, since, recall)
         except LookupError_ as exc:
             return _error(503, str(exc))
         story = assemble(facts)
@@ -76,10 +80,23 @@ def build_admin_app(settings: Settings, owner: OwnerView | None, token: str | No
         body = story_json(story, payload=want_payload)
         return web.json_response(body, status=404 if story.phase is Phase.UNKNOWN else 200)
 
+    async def ledger(request: web.Request) -> web.Response:
+        """What this member's ledger knows about the id in the partitions asked for that it holds."""
+        command_id = request.match_info["command_id"]
+        if not 0 < len(command_id) <= MAX_ID:
+            return _error(400, f"a command id has 1-{MAX_ID} characters")
+        partitions = parse_partitions(request.query.getall("partition", []))
+        if partitions is None:
+            return _error(400, "partition: give TOPIC:N (repeatable)")
+        hints = owner.hints(command_id, partitions) if owner is not None else {}
+        member = owner.member if owner is not None else None
+        return web.json_response({"member": member, "partitions": [hint_json(h) for h in hints.values()]})
+
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
     app.router.add_get("/v1/commands/{command_id}", command)
+    app.router.add_get("/v1/ledger/{command_id}", ledger)
     app.router.add_get("/v1/openapi.json", openapi)
     return app
 
@@ -176,6 +193,38 @@ _STORY = {
             },
         },
         "payload": {"type": ["object", "null"], "description": "Only with ?payload=true and show_payload."},
+        "notes": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "What the lookup did not read, and what stood in for it (the owner's ledger).",
+        },
+    },
+}
+_LEDGER = {
+    "type": "object",
+    "required": ["member", "partitions"],
+    "properties": {
+        "member": {"type": ["string", "null"]},
+        "partitions": {
+            "type": "array",
+            "description": "Only the partitions asked for whose ledger this member holds.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "topic": {"type": "string"},
+                    "partition": {"type": "integer"},
+                    "remembered": {"type": "boolean"},
+                    "last_write_ms": {
+                        "type": ["integer", "null"],
+                        "description": "Start of the minute of the id's last ledger entry (Unix ms).",
+                    },
+                    "horizon_ms": {
+                        "type": "integer",
+                        "description": "Every admitted id whose last entry is this recent is remembered.",
+                    },
+                },
+            },
+        },
     },
 }
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
@@ -217,6 +266,13 @@ OPENAPI: dict[str, Any] = {
                         "description": "Include the command's payload (needs admin.show_payload).",
                         "schema": {"type": "boolean", "default": False},
                     },
+                    {
+                        "name": "full",
+                        "in": "query",
+                        "required": False,
+                        "description": "Read every record, not only what the owner's ledger cannot answer.",
+                        "schema": {"type": "boolean", "default": False},
+                    },
                 ],
                 "responses": {
                     "200": _reply("The command's story.", _STORY),
@@ -225,6 +281,27 @@ OPENAPI: dict[str, Any] = {
                     "403": _reply("Payload asked for, not allowed by configuration.", _ERROR),
                     "404": _reply("Unknown id: no topic holds it (state unknown).", _STORY),
                     "503": _reply("The broker could not be read.", _ERROR),
+                },
+            }
+        },
+        "/v1/ledger/{command_id}": {
+            "get": {
+                "summary": "What this member's ledger knows about a command id (bridge status asks it)",
+                "parameters": [
+                    {"name": "command_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "partition",
+                        "in": "query",
+                        "required": True,
+                        "description": "TOPIC:N, a command partition; repeatable.",
+                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "explode": True,
+                    },
+                ],
+                "responses": {
+                    "200": _reply("The partitions asked for that this member holds.", _LEDGER),
+                    "400": _reply("Not a command id, or a partition not given as TOPIC:N.", _ERROR),
+                    "401": _reply("Missing or wrong bearer token.", _ERROR),
                 },
             }
         },

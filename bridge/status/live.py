@@ -4,8 +4,9 @@ attempt when) and the circuit state of its target.
 
 Example::
 
-    view = OwnerView("pod-1", engine.partition, targets, executor.calls)
+    view = OwnerView("pod-1", engine.partition, targets, executor.calls, ledger.recall)
     live = view.live(record, key, target, command_id)   # None when another member owns it
+    hints = view.hints(command_id, {"workflow.run.commands": 3})   # what its ledger knows
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bridge.kafka.partitions import Partition
+from bridge.ledger.store import Recall
 from bridge.pipeline.calls import CallsInFlight
 from bridge.pipeline.executor import TargetRuntime
 from bridge.status.facts import Where
+from bridge.status.hints import Hint, Recaller
 from bridge.status.story import Live
 
 Owned = Callable[[str, int], Partition | None]
+Remember = Callable[[str, int, str], Recall | None]  # Ledger.recall
 
 
 @dataclass
@@ -28,6 +32,22 @@ class OwnerView:
     partition: Owned  # the engine's assigned partition, or None when this member does not own it
     targets: Callable[[], Mapping[str, TargetRuntime]]
     calls: CallsInFlight
+    ledger: Remember | None = None  # None: the ledger is off
+
+    def hints(self, command_id: str, partitions: Mapping[str, int]) -> dict[str, Hint]:
+        """What this member's ledger knows about the id in those of ``partitions`` it holds."""
+        found: dict[str, Hint] = {}
+        for topic, partition in partitions.items():
+            recall = self.ledger(topic, partition, command_id) if self.ledger is not None else None
+            if recall is not None:
+                found[topic] = Hint(topic, partition, self.member, recall.last_write_ms, recall.horizon_ms)
+        return found
+
+    def recaller(self, command_id: str) -> Recaller:
+        async def recall(partitions: Mapping[str, int]) -> dict[str, Hint]:
+            return self.hints(command_id, partitions)
+
+        return recall
 
     def live(self, record: Where, key: bytes | None, target: str | None, command_id: str) -> Live | None:
         owned = self.partition(record.topic, record.partition)

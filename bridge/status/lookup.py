@@ -39,10 +39,12 @@ from bridge.status.facts import (
     read_outcome,
     read_parking,
 )
+from bridge.status.hints import Hint, Recaller
 from bridge.status.scan import LookupError_, Scanned, Scanner, scanner
-from bridge.status.story import Facts, Progress
+from bridge.status.story import Facts, Progress, iso
 
 MAX_PASSES = 2  # read the records named by what the first pass found, then stop
+RECENT = 20_000  # with the owner's ledger, the newest records are read anyway: those it may not name
 SKEW_MS = 60_000  # producers stamp records with their own clocks: read a minute earlier than the command
 TERMINAL = frozenset({"completed", "failed", "stopped", "lost"})
 
@@ -79,7 +81,12 @@ def needles(command_id: str, key: bytes) -> tuple[bytes, ...]:
 
 
 async def find(
-    settings: Settings, command_id: str, key: bytes | None = None, since_ms: int | None = None, **options: int
+    settings: Settings,
+    command_id: str,
+    key: bytes | None = None,
+    since_ms: int | None = None,
+    recall: Recaller | None = None,
+    **options: int,
 ) -> Facts:
     """Everything the topics hold about ``command_id`` in the partitions of ``key`` (default: the id).
 
@@ -92,6 +99,10 @@ async def find(
        its ``done`` entry.
     3. When the records found are neither answered, dead-lettered, parked nor dispatched (a
        duplicate or a reuse of an id whose first record is older), 1 and 2 go on further back.
+
+    With ``recall`` (what the ledger of the member owning the partition knows, see
+    :mod:`bridge.status.hints`) and no ``since_ms``, step 1 reads only what that ledger cannot
+    answer for (``_hinted``), and ``facts.notes`` says what was not read.
     """
     key = command_id.encode() if key is None else key
     facts = Facts(command_id, key)
@@ -99,7 +110,9 @@ async def find(
     async with scanner(settings.kafka, **options) as scan:
         plan = _plan(settings, scan, key)
         facts.partitions = {t: p for t, p in plan.items() if t in settings.topics.routes}
-        ends = await _commands(settings, scan, facts, wanted, since_ms)
+        hints = await recall(facts.partitions) if recall is not None and since_ms is None else {}
+        hinted = await _hinted(settings, scan, facts, plan, wanted, hints) if hints else None
+        ends = hinted if hinted is not None else await _commands(settings, scan, facts, wanted, since_ms)
         for _ in range(MAX_PASSES):
             found = [r for s in ends.values() for r in s.records]
             if not found:
@@ -142,6 +155,130 @@ async def _commands(
         )
     )
     return dict(zip(topics, scans, strict=True))
+
+
+async def _hinted(
+    settings: Settings,
+    scan: Scanner,
+    facts: Facts,
+    plan: dict[str, int],
+    wanted: tuple[bytes, ...],
+    hints: dict[str, Hint],
+) -> dict[str, Scanned] | None:
+    """Step 1 with the owner's ledger: each command partition it holds is read only where the
+    ledger cannot answer, all at once; None when that found a record of the id in a place the ledger
+    does not explain (then the whole partitions are read, as without hints). See hints.py."""
+    families = _families(settings)
+    committed = await _committed(settings, {t: facts.partitions[t] for t in hints})
+    topics = list(facts.partitions)
+    notes: dict[str, list[str]] = {topic: [] for topic in topics}
+
+    def done_for(family: CommandFamily) -> Callable[[list[RawRecord]], bool]:
+        return lambda found: any(read_command(r, family, facts.command_id) for r in found)
+
+    async def one(topic: str) -> Scanned | None:
+        partition, hint, done = facts.partitions[topic], hints.get(topic), done_for(families[topic])
+        if hint is None:
+            return await scan.partition(topic, partition, wanted, newest_first=True, done=done)
+        if hint.last_write_ms is not None:
+            return await _remembered(scan, topic, partition, wanted, hint, done, notes[topic])
+        return await _not_remembered(
+            scan, topic, partition, wanted, hint, committed.get(topic), done, notes[topic]
+        )
+
+    t = settings.topics
+    unknown = any(hint.last_write_ms is None for hint in hints.values())
+    beside = [x for x in (t.parked, t.dead_letter) if x in plan] if unknown else []  # the ledger may not name
+    found = await asyncio.gather(
+        *(one(topic) for topic in topics), *(scan.partition(x, plan[x], wanted) for x in beside)
+    )
+    read, others = found[: len(topics)], found[len(topics) :]
+    if any(r is None for r in read) or any(r is not None and r.records for r in others):
+        return None
+    facts.notes += [note for topic in topics for note in notes[topic]]
+    if beside:
+        facts.notes.append(f"read whole: {', '.join(f'{r.topic}[{r.partition}]' for r in others if r)}")
+    return {topic: r for topic, r in zip(topics, read, strict=True) if r is not None}
+
+
+async def _remembered(
+    scan: Scanner,
+    topic: str,
+    partition: int,
+    wanted: tuple[bytes, ...],
+    hint: Hint,
+    done: Callable[[list[RawRecord]], bool],
+    notes: list[str],
+) -> Scanned:
+    """The ledger wrote about the id last in the minute of ``hint.last_write_ms``: its command record
+    is older, so read newest first from there, and the newest ``RECENT`` records (a later duplicate
+    or reuse of the id), both at once; the records between only if the id is not found."""
+    assert hint.last_write_ms is not None
+    bound, high = await scan.offset_at(topic, partition, hint.last_write_ms + 60_000 + SKEW_MS)
+    near, newest = await asyncio.gather(
+        scan.partition(topic, partition, wanted, newest_first=True, done=done, below=bound),
+        scan.partition(topic, partition, wanted, since_offset=max(bound, high - RECENT)),
+    )
+    both = _merged(near, newest)
+    if not done(both.records):  # not where the ledger says: read the rest, nothing is assumed
+        rest = await scan.partition(
+            topic, partition, wanted, newest_first=True, done=done, since_offset=near.end, below=newest.start
+        )
+        return _merged(both, rest)
+    if newest.start > near.end:
+        notes.append(
+            f"{topic}[{partition}]: read newest first from offset {near.end} (the ledger of {hint.member} "
+            f"last wrote about the id at {iso(hint.last_write_ms)}) and offsets {newest.start}-{newest.high} "
+            f"(the newest); the {newest.start - near.end} records between were not read: a duplicate "
+            "of the id among them would not show (--full reads every record)"
+        )
+    return both
+
+
+async def _not_remembered(
+    scan: Scanner,
+    topic: str,
+    partition: int,
+    wanted: tuple[bytes, ...],
+    hint: Hint,
+    committed: int | None,
+    done: Callable[[list[RawRecord]], bool],
+    notes: list[str],
+) -> Scanned | None:
+    """The ledger does not know the id: read the records it cannot answer for (those the group has
+    not committed, and the newest ``RECENT`` before them; those older than its horizon), at once;
+    None when the id is there (then everything is read)."""
+    committed = committed or 0  # never committed: the ledger vouches for nothing, all is read
+    below = max(0, committed - RECENT)
+    newest, oldest = await asyncio.gather(
+        scan.partition(topic, partition, wanted, since_offset=below),  # whole: in parts, at once
+        scan.partition(topic, partition, wanted, until_ms=hint.horizon_ms + SKEW_MS, below=below),
+    )
+    if newest.records or oldest.records:
+        return None
+    if newest.start > oldest.end:
+        older = (
+            f" and {oldest.start}-{oldest.end} (older than the ledger's horizon)"
+            if oldest.end > oldest.start
+            else ""
+        )
+        notes.append(
+            f"{topic}[{partition}]: read offsets {newest.start}-{newest.high} (the newest, and those not "
+            f"committed by the group){older}; offsets {oldest.end}-{newest.start}: the ledger of "
+            f"{hint.member} remembers every command admitted there since {iso(hint.horizon_ms)}, and not "
+            "this id (a command refused before admission, such as an invalid payload, is not in it: "
+            "--full reads every record)"
+        )
+    return _merged(newest, oldest)
+
+
+async def _committed(settings: Settings, partitions: dict[str, int]) -> dict[str, int | None]:
+    tps = [TopicPartition(topic, p) for topic, p in partitions.items()]
+    try:
+        async with started(make_reader(settings.kafka, settings.kafka.group_id)) as reader:
+            return {tp.topic: await reader.committed(tp) for tp in tps}
+    except KafkaError as exc:
+        raise LookupError_(f"cannot read the group's committed offsets: {exc}") from exc
 
 
 async def _others(
@@ -219,7 +356,7 @@ def _plan(settings: Settings, scan: Scanner, key: bytes) -> dict[str, int]:
 
 def _understand(settings: Settings, previous: Facts, scans: dict[str, Scanned]) -> Facts:
     """The facts of ``previous`` (its id, key and partitions) from what ``scans`` found."""
-    facts = Facts(previous.command_id, previous.key, previous.partitions)
+    facts = Facts(previous.command_id, previous.key, previous.partitions, notes=previous.notes)
     t, cid = settings.topics, facts.command_id
     families = _families(settings)
     for topic, family in families.items():
@@ -251,13 +388,7 @@ async def _progress(
     settings: Settings, partitions: dict[str, int], scans: dict[str, Scanned]
 ) -> dict[tuple[str, int], Progress]:
     """The group's committed offset of each command partition read."""
-    tps = [TopicPartition(topic, p) for topic, p in partitions.items()]
-    try:
-        async with started(make_reader(settings.kafka, settings.kafka.group_id)) as reader:
-            committed = {tp: await reader.committed(tp) for tp in tps}
-    except KafkaError as exc:
-        raise LookupError_(f"cannot read the group's committed offsets: {exc}") from exc
+    committed = await _committed(settings, partitions)
     return {
-        (tp.topic, tp.partition): Progress(tp.topic, tp.partition, committed[tp], scans[tp.topic].end)
-        for tp in tps
+        (topic, p): Progress(topic, p, committed[topic], scans[topic].high) for topic, p in partitions.items()
     }

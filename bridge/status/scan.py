@@ -54,7 +54,8 @@ class Scanned:
     topic: str
     partition: int
     start: int
-    end: int
+    end: int  # the offset after the last one this read covers
+    high: int  # the partition's high watermark when read
     records: list[RawRecord] = field(default_factory=list)
     bytes_read: int = 0
     read_from: int = 1 << 62  # the lowest offset read
@@ -63,7 +64,9 @@ class Scanned:
 
 class Scanner:
     """Each segment is read over a connection of its own: a broker answers the requests of one
-    connection in order, so a fetch waiting on an empty partition would hold up all the others."""
+    connection in order, so a fetch waiting on an empty partition would hold up all the others.
+    A connection is lent to one read at a time and kept for the next (connecting costs a bootstrap
+    and a metadata request); ``close`` closes them all."""
 
     def __init__(
         self,
@@ -78,10 +81,63 @@ class Scanner:
         self._chunk = chunk_bytes
         self._segments = segments
         self._window = window
+        self._idle: list[AIOKafkaClient] = []
+        self._open: list[AIOKafkaClient] = []
+        self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def _borrowed(self) -> AsyncIterator[AIOKafkaClient]:
+        client = self._idle.pop() if self._idle else await self._connect()
+        try:
+            yield client
+        except BaseException:
+            await self._drop(client)  # a read that failed may leave it mid-request: not lent again
+            raise
+        if self._closed:
+            await self._drop(client)  # a read that outlived its lookup (another read failed)
+        else:
+            self._idle.append(client)
+
+    async def _connect(self) -> AIOKafkaClient:
+        if self._closed:
+            raise LookupError_("the lookup is over")
+        client = await _connected(self._kafka)
+        self._open.append(client)
+        if self._closed:  # closed while this one connected
+            await self._drop(client)
+            raise LookupError_("the lookup is over")
+        return client
+
+    async def _drop(self, client: AIOKafkaClient) -> None:
+        if client in self._open:
+            self._open.remove(client)
+        await _close(client)
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._open:
+            await _close(self._open.pop())
+        self._idle.clear()
 
     def partitions(self, topic: str) -> int | None:
         found = self._client.cluster.partitions_for_topic(topic)
         return len(found) if found else None
+
+    async def offset_at(self, topic: str, partition: int, at_ms: int) -> tuple[int, int]:
+        """About the offset of the first record stamped ``at_ms`` or later (see ``_offset_at``), and
+        the partition's high watermark."""
+        node = self._leader(topic, partition)
+        async with self._borrowed() as client:
+            start, high = await _bounds(client, node, topic, partition)
+            return (
+                await _offset_at(client, node, topic, partition, start, high, at_ms) if high > start else high
+            ), high
+
+    def _leader(self, topic: str, partition: int) -> int:
+        node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        if node is None or node < 0:
+            raise LookupError_(f"no leader for {topic}[{partition}]")
+        return int(node)
 
     async def partition(
         self,
@@ -94,25 +150,34 @@ class Scanner:
         since_ms: int | None = None,
         since_offset: int | None = None,
         below: int | None = None,
+        until_ms: int | None = None,
+        recent: int | None = None,
     ) -> Scanned:
         """The records of ``topic[partition]`` whose key, value or a header contains one of
         ``needles``: read in windows of ``window`` records, ``segments`` windows at a time, oldest
         first (or ``newest_first``), from the first record at ``since_ms`` (if given) up to the end
-        (or up to ``below``); stopped early once ``done`` says the records found are enough."""
-        node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
-        if node is None or node < 0:
-            raise LookupError_(f"no leader for {topic}[{partition}]")
+        (or up to ``below``, or to about the first record stamped ``until_ms``; or only the ``recent``
+        newest records); stopped early once
+        ``done`` says the records found are enough."""
+        node = self._leader(topic, partition)
         async with contextlib.AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(connected(self._kafka))]
-            start, end = await _bounds(clients[0], node, topic, partition)
+            clients = [await stack.enter_async_context(self._borrowed())]
+            start, high = await _bounds(clients[0], node, topic, partition)
+            end = high
             if since_ms is not None and end > start:
                 start = await _offset_at(clients[0], node, topic, partition, start, end, since_ms)
+            if until_ms is not None and end > start:
+                end = await _offset_at(clients[0], node, topic, partition, start, end, until_ms)
             start = start if since_offset is None else max(start, since_offset)
+            start = start if recent is None else max(start, high - recent)
             end = end if below is None else min(end, below)
-            scanned = Scanned(topic, partition, start, end)
-            windows = plan_windows(start, end, self._window, newest_first=newest_first)
+            scanned = Scanned(topic, partition, start, max(start, end), high)
+            if done is None:  # all of it is read: in equal parts at once
+                windows = plan_parts(start, end, self._segments)
+            else:
+                windows = plan_windows(start, end, self._window, newest_first=newest_first)
             more = min(self._segments, len(windows)) - 1
-            clients += [await stack.enter_async_context(connected(self._kafka)) for _ in range(more)]
+            clients += [await stack.enter_async_context(self._borrowed()) for _ in range(more)]
             for chosen in plan_groups(windows, self._segments):
                 parts = await asyncio.gather(
                     *(
@@ -168,6 +233,14 @@ def plan_windows(start: int, end: int, window: int, *, newest_first: bool) -> li
     return windows
 
 
+def plan_parts(start: int, end: int, parts: int) -> list[tuple[int, int]]:
+    """[lo, hi) offset ranges covering [start, end): up to ``parts`` of them, of about equal length,
+    none shorter than ``FIRST_WINDOW`` records (but one)."""
+    count = max(1, min(parts, (end - start) // FIRST_WINDOW))
+    size = -(-(end - start) // count)
+    return [(lo, min(end, lo + size)) for lo in range(start, end, size)] if end > start else []
+
+
 def plan_groups(windows: list[tuple[int, int]], segments: int) -> list[list[tuple[int, int]]]:
     """The windows read at once: one, then two, then ``segments`` at a time."""
     groups, at, width = [], 0, 1
@@ -205,19 +278,35 @@ async def _bounds(client: AIOKafkaClient, node: int, topic: str, partition: int)
 async def _offset_at(
     client: AIOKafkaClient, node: int, topic: str, partition: int, lo: int, hi: int, at_ms: int
 ) -> int:
-    """An offset at or below the first record stamped ``at_ms`` or later: a binary search over the
-    batches' largest timestamps, one small fetch per step (any broker; no ListOffsets)."""
+    """An offset at or below the first record stamped ``at_ms`` or later: a search over the batches'
+    largest timestamps, one small fetch per step (any broker; no ListOffsets). A step interpolates by
+    timestamp (records arrive at a fairly even pace: a few steps land on it), or halves the range
+    after an interpolated step that did not (so never more than twice a binary search's steps, and
+    the two first, at either end)."""
+    lo_ms: int | None = None  # the largest timestamp of the batch just below lo, when known
+    hi_ms: int | None = None  # the largest timestamp of the batch at hi, when known
+    halve = False  # the last interpolated step did not halve the range: the next one halves it
+    top = hi
     while lo < hi:
-        mid = (lo + hi) // 2
+        width, mid = hi - lo, (lo + hi) // 2
+        interpolated = not halve and lo_ms is not None and hi_ms is not None and hi_ms > lo_ms
+        if hi_ms is None:
+            mid = hi - 1  # first the newest batch: all older than at_ms ends the search at once
+        elif lo_ms is None:
+            mid = lo  # then the oldest: newer than at_ms ends it too
+        elif interpolated:
+            assert lo_ms is not None and hi_ms is not None
+            mid = min(hi - 1, max(lo, lo + (at_ms - lo_ms) * width // (hi_ms - lo_ms)))
         _, _, _, data = await _fetch(client, node, topic, partition, mid, 1, READ_WAIT_MS)
         batch = MemoryRecords(data).next_batch() if data else None
         if batch is None:
             return lo  # cannot tell: read from lo
         if batch.max_timestamp < at_ms:
-            lo = max(mid + 1, batch.next_offset)
+            lo, lo_ms = max(mid + 1, batch.next_offset), batch.max_timestamp
         else:
-            hi = min(mid, batch.base_offset)
-    return lo
+            hi, hi_ms = min(mid, batch.base_offset), batch.max_timestamp
+        halve = interpolated and (hi - lo) * 2 > width
+    return min(lo, top)
 
 
 def _walk(
@@ -258,26 +347,44 @@ def _matches(
     return False
 
 
-@contextlib.asynccontextmanager
-async def connected(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaClient]:
+async def _connected(kafka: KafkaSettings) -> AIOKafkaClient:
     """A started raw client that knows the metadata of every topic (asking for named topics would
     create them on some brokers, Tansu among them)."""
     client = AIOKafkaClient(**client_options(kafka))
     try:
-        try:
-            await client.bootstrap()
-            await client.force_metadata_update()  # no topic added: the metadata of all of them
-        except KafkaError as exc:
-            raise LookupError_(
-                f"cannot reach the Kafka broker at {kafka.bootstrap_servers} ({type(exc).__name__})"
-            ) from exc
+        await client.bootstrap()
+        await client.force_metadata_update()  # no topic added: the metadata of all of them
+    except KafkaError as exc:
+        await _close(client)
+        raise LookupError_(
+            f"cannot reach the Kafka broker at {kafka.bootstrap_servers} ({type(exc).__name__})"
+        ) from exc
+    except BaseException:
+        await _close(client)
+        raise
+    return client
+
+
+async def _close(client: AIOKafkaClient) -> None:
+    with contextlib.suppress(KafkaError, OSError):
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def connected(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaClient]:
+    """A started raw client (see ``_connected``), closed at the end."""
+    client = await _connected(kafka)
+    try:
         yield client
     finally:
-        with contextlib.suppress(KafkaError, OSError):
-            await client.close()
+        await _close(client)
 
 
 @contextlib.asynccontextmanager
 async def scanner(kafka: KafkaSettings, **options: int) -> AsyncIterator[Scanner]:
     async with connected(kafka) as client:
-        yield Scanner(client, kafka, **options)
+        scan = Scanner(client, kafka, **options)
+        try:
+            yield scan
+        finally:
+            await scan.close()

@@ -75,6 +75,7 @@ class Facts:
     dead_letters: list[DeadLetterSeen] = field(default_factory=list)
     lifecycle: list[LifecycleSeen] = field(default_factory=list)
     progress: dict[tuple[str, int], Progress] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the lookup did not read, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +97,14 @@ class Story:
     workflow: str | None = None  # the last lifecycle status, when its workflow is tracked
     live: Live | None = None
     payload: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()  # what the lookup did not read, and what stood in for it
 
 
 def assemble(facts: Facts, live: Live | None = None) -> Story:
     key = facts.key.decode("utf-8", "replace")
     if not (facts.commands or facts.outcomes or facts.dead_letters or facts.parked):
-        return Story(facts.command_id, key, Phase.UNKNOWN, "unknown id: no topic holds it", ())
+        summary = "unknown id: no topic holds it"
+        return Story(facts.command_id, key, Phase.UNKNOWN, summary, (), notes=tuple(facts.notes))
     primary = _primary(facts)
     steps = [*_command_steps(facts, primary), *_other_steps(facts)]
     steps.sort(key=lambda step: (step.at_ms, _RANK.get(step.kind, 1)))
@@ -110,7 +113,18 @@ def assemble(facts: Facts, live: Live | None = None) -> Story:
     if workflow is not None:
         summary += f"; workflow {workflow}"
     payload = next((c.payload for c in facts.commands if c.where == primary), None)
-    return Story(facts.command_id, key, phase, summary, tuple(steps), primary, workflow, live, payload)
+    return Story(
+        facts.command_id,
+        key,
+        phase,
+        summary,
+        tuple(steps),
+        primary,
+        workflow,
+        live,
+        payload,
+        tuple(facts.notes),
+    )
 
 
 def _primary(facts: Facts) -> Where | None:
@@ -141,7 +155,7 @@ def _command_steps(facts: Facts, primary: Where | None) -> list[Step]:
             "topic": w.topic,
             "partition": w.partition,
             "offset": w.offset,
-            "time": _iso(seen.timestamp_ms),
+            "time": iso(seen.timestamp_ms),
         }
         fields["key"] = seen.key.decode("utf-8", "replace") if seen.key is not None else None
         steps.append(Step(seen.timestamp_ms, "received", f"received  {w}", fields))
@@ -171,7 +185,7 @@ def _other_steps(facts: Facts) -> list[Step]:
             text = "released: parked after its dispatch, it runs again when it comes back"
             steps.append(Step(e.at_ms, "released", text, {}))
     for p in facts.parked:
-        fields = {"reason": p.reason, "due": _iso(p.due_ms), "until": _iso(p.until_ms), "times": p.count}
+        fields = {"reason": p.reason, "due": iso(p.due_ms), "until": iso(p.until_ms), "times": p.count}
         text = "parked  " + "  ".join(f"{name}={value or '-'}" for name, value in fields.items())
         steps.append(Step(p.at_ms, "parked", text, {**fields, "record": str(p.where)}))
     steps += [
@@ -212,8 +226,8 @@ def _phase(facts: Facts, primary: Where | None, live: Live | None) -> tuple[Phas
     if parked:
         last = max(parked, key=lambda p: (p.count, p.at_ms))
         return Phase.PARKED, (
-            f"parked: {last.reason or 'target unavailable'}, due {_iso(last.due_ms)}, "
-            f"answered by {_iso(last.until_ms)} at the latest (parked {last.count} time(s))"
+            f"parked: {last.reason or 'target unavailable'}, due {iso(last.due_ms)}, "
+            f"answered by {iso(last.until_ms)} at the latest (parked {last.count} time(s))"
         )
     progress = facts.progress.get((primary.topic, primary.partition)) if primary else None
     behind = (
@@ -244,7 +258,7 @@ def _phase(facts: Facts, primary: Where | None, live: Live | None) -> tuple[Phas
 def _live_text(live: Live) -> str:
     parts = [f", attempt {live.attempt}" if live.attempt else ""]
     if live.next_attempt_at_ms:
-        parts.append(f", next attempt at {_iso(live.next_attempt_at_ms)}")
+        parts.append(f", next attempt at {iso(live.next_attempt_at_ms)}")
     return "".join(parts)
 
 
@@ -268,7 +282,7 @@ def _outcome_fields(o: OutcomeSeen) -> dict[str, Any]:
     }
 
 
-def _iso(ms: int | None) -> str | None:
+def iso(ms: int | None) -> str | None:
     if ms is None or ms < 0:
         return None
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -284,7 +298,8 @@ def render(story: Story) -> str:
         live = story.live
         circuit = f"  circuit={live.circuit}" if live.circuit else ""
         lines.append(f"owner: {live.member}{circuit}")
-    lines += [f"  {_iso(step.at_ms) or '-':24}  {step.text}" for step in story.steps]
+    lines += [f"  {iso(step.at_ms) or '-':24}  {step.text}" for step in story.steps]
+    lines += [f"note: {note}" for note in story.notes]
     return "\n".join(lines)
 
 
@@ -297,7 +312,8 @@ def story_json(story: Story, *, payload: bool = False) -> dict[str, Any]:
         "summary": story.summary,
         "record": None if story.record is None else _where_json(story.record),
         "workflow": story.workflow,
-        "steps": [{"at": _iso(s.at_ms), "kind": s.kind, "text": s.text, **s.fields} for s in story.steps],
+        "steps": [{"at": iso(s.at_ms), "kind": s.kind, "text": s.text, **s.fields} for s in story.steps],
+        "notes": list(story.notes),
     }
     if story.live is not None:
         live = story.live
@@ -306,7 +322,7 @@ def story_json(story: Story, *, payload: bool = False) -> dict[str, Any]:
             "queued_behind": live.queued_behind,
             "in_flight": live.in_flight,
             "attempt": live.attempt,
-            "next_attempt_at": _iso(live.next_attempt_at_ms),
+            "next_attempt_at": iso(live.next_attempt_at_ms),
             "circuit": live.circuit,
         }
     if payload:

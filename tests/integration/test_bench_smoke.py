@@ -58,3 +58,15 @@ def test_restore_bench_restores_and_schedules_every_tracked_workflow() -> None:
         1000,
         1000,
     )
+
+
+def test_status_bench_looks_up_every_id_from_the_topics_and_the_owners_ledger() -> None:
+    output = run_module("bench.status", "--records", "3000", "--rounds", "1")
+    result = json.loads(output[: output.rindex("}") + 1])
+    states = result["states"]
+    assert states["unknown"] == states["unknown, owner's ledger"] == "unknown", states
+    for label in ("old", "middle", "new"):
+        assert states[label] == states[f"{label}, owner's ledger"] == "absorbed", states
+    # 3,000 records: the newest 20,000 cover them all, so the ledger stands in for none of them
+    assert any(n.startswith("read whole: ") for n in result["notes"]["unknown, owner's ledger"])
+    assert output.count("PASS") + output.count("MISS") == 10

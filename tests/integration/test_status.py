@@ -23,6 +23,8 @@ from bridge.local.stack import SANDBOX_ENV, local_config
 from bridge.sandbox import SandboxConfig, start_sandbox
 from bridge.sandbox import zilliant as zilliant_sandbox
 from bridge.sandbox.zilliant import ZilliantSandboxSettings
+from bridge.status import lookup as lookup_module
+from bridge.status.hints import Hint, ask_member
 from bridge.status.lookup import find, partition_of
 from bridge.status.story import assemble
 from tests.integration.conftest import Stack, by_command, workfloo_command, zilliant_command
@@ -46,14 +48,18 @@ def uid(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
-async def run_cli(stack: Stack, tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    """``python -m bridge status ...`` against this test's topics and group."""
+async def run_cli(
+    stack: Stack, tmp_path: Path, *args: str, admin: dict[str, Any] | None = None
+) -> tuple[int, str, str]:
+    """``python -m bridge status ...`` against this test's topics and group (and ``admin``: the
+    configuration's admin listener, which it asks what the owner's ledger knows)."""
     raw = local_config(
         stack.broker.bootstrap,
         stack.sandbox.url,
         overrides={
             "topics": stack.settings.topics.model_dump(),
             "kafka": {"group_id": stack.settings.kafka.group_id},
+            **({"admin": admin} if admin else {}),
         },
     )
     config = tmp_path / "status.yaml"
@@ -232,6 +238,10 @@ async def test_retry_backoff_shows_the_attempt_and_the_next_one(stack: Stack, tm
     assert "dispatched" in kinds(body)
     elsewhere = await lookup(other, cid)
     assert elsewhere["state"] == "in_flight" and "owner" not in elsewhere  # the ledger's dispatched entry
+    cli = await status_json(stack, tmp_path, cid)
+    assert cli["state"] in ("in_flight", "answered") and "dispatched" in kinds(
+        cli
+    )  # the CLI reads the topics
     answered = await wait_for_state(other, cid, "answered", within_s=30)
     assert "attempts=2" in answered["summary"]
 
@@ -265,8 +275,8 @@ async def test_a_parked_command_is_visible_and_answered_once_later(stack: Stack,
 
 
 async def test_a_dead_lettered_command(stack: Stack, tmp_path: Path) -> None:
-    stack.configure(engine={"max_message_bytes": 2048})
-    await stack.start_bridge()
+    stack.configure(engine={"max_message_bytes": 2048}, admin=ADMIN)
+    members = await two_members(stack)
     cid = uid("too-large")
     await stack.send((cid.encode(), zilliant_command(cid, note="x" * 4000)))
     letters = await stack.collect(1)
@@ -275,6 +285,11 @@ async def test_a_dead_lettered_command(stack: Stack, tmp_path: Path) -> None:
     code, text, _ = await run_cli(stack, tmp_path, cid)
     assert code == 0, text
     assert text.splitlines()[1].startswith("state: dead_lettered  (dead-lettered: too_large")
+    owner, other = owner_and_other(members, stack, cid.encode())
+    for member in (owner, other):  # the owner's ledger does not name it: its dead letter does
+        body = await lookup(member, cid)
+        assert body["state"] == "dead_lettered" and body["summary"].startswith("dead-lettered: too_large")
+        assert "dead_lettered" in kinds(body)
 
 
 async def test_a_token_guards_an_admin_listener_off_loopback(stack: Stack, tmp_path: Path) -> None:
@@ -331,3 +346,117 @@ async def test_the_local_demo_shows_one_lookup(tmp_path: Path) -> None:
     assert process.returncode == 0, text[-2000:]
     story = text[text.index("\n$ bridge status --bootstrap 127.0.0.1:") :]
     assert "state: answered" in story and "duplicate absorbed" in story, story
+
+
+async def test_status_needs_no_provider_secrets(stack: Stack, tmp_path: Path) -> None:
+    """``bridge status --config`` reads the topics: a config whose provider secrets cannot be resolved
+    here (secret files mounted only in the bridge's pod) still serves it."""
+    await stack.start_bridge()
+    cid = uid("no-secrets")
+    await stack.send((cid.encode(), zilliant_command(cid)))
+    assert by_command(await stack.collect(1))[cid]["status"] == "queued"
+    raw = local_config(
+        stack.broker.bootstrap,
+        stack.sandbox.url,
+        overrides={
+            "topics": stack.settings.topics.model_dump(),
+            "kafka": {"group_id": stack.settings.kafka.group_id},
+        },
+    )
+    missing = tmp_path / "not-mounted"
+    for target in raw["targets"].values():
+        for name, value in list(target.items()):
+            if isinstance(value, dict) and "env" in value:
+                target[name] = {"file": str(missing)}
+    config = tmp_path / "pod.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k not in SANDBOX_ENV}
+    cli = [sys.executable, "-m", "bridge"]
+    check = await asyncio.create_subprocess_exec(
+        *cli, "check-config", "--config", str(config), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(check.communicate(), 60)
+    assert check.returncode == 2 and "not-mounted" in err.decode()  # the full configuration does not resolve
+    await asyncio.sleep(1.0)  # the offset commit
+    status = await asyncio.create_subprocess_exec(
+        *cli, "status", cid, "--config", str(config), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(status.communicate(), 60)
+    assert status.returncode == 0, (out.decode(), err.decode())
+    assert "state: answered" in out.decode() and err.decode() == ""
+    unknown = await asyncio.create_subprocess_exec(
+        *cli, "status", uid("never-sent"), "--config", str(config), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(unknown.communicate(), 60)
+    assert unknown.returncode == 3 and "state: unknown" in out.decode() and err.decode() == ""
+
+
+async def test_the_owner_answers_from_its_ledger_and_status_asks_it(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the owning member's ledger knows bounds the read of the command partition; an id it
+    does not know is still looked for where the ledger cannot vouch (an invalid command)."""
+    stack.configure(admin=ADMIN)
+    bridge = await stack.start_bridge()
+    key, run = b"ledger-key", stack.settings.topics.run_commands
+    partition = f"{run}:{partition_of(key, 4)}"
+    cid, later = uid("remembered"), [uid("later") for _ in range(3)]
+    await stack.send((key, zilliant_command(cid)))
+    assert by_command(await stack.collect(1))[cid]["status"] == "queued"
+    ten_minutes_on = int(time.time() * 1000) + 600_000  # past the minute of cid's ledger entries
+    await stack.send(*((key, zilliant_command(x)) for x in later), timestamp_ms=ten_minutes_on)
+    assert len(await stack.collect(3)) == 3
+    await asyncio.sleep(1.0)  # the offset commit
+    status, body = await http_get(bridge, f"/v1/ledger/{cid}", partition=partition)
+    assert status == 200 and len(body["partitions"]) == 1, body
+    known = body["partitions"][0]
+    assert known["remembered"] and abs(known["last_write_ms"] - time.time() * 1000) < 180_000
+    status, body = await http_get(bridge, f"/v1/ledger/{uid('never-sent')}", partition=partition)
+    assert status == 200 and body["partitions"][0]["remembered"] is False
+    status, body = await http_get(bridge, f"/v1/ledger/{cid}", partition="no-number")
+    assert status == 400 and "TOPIC:N" in body["error"]
+
+    url = f"http://127.0.0.1:{bridge.admin_port}"
+
+    def asking(command_id: str) -> Any:
+        async def recall(partitions: Any) -> dict[str, Hint]:
+            return await ask_member(url, None, command_id, partitions)
+
+        return recall
+
+    monkeypatch.setattr(lookup_module, "RECENT", 1)  # the newest record only: what is skipped shows
+    story = assemble(await find(stack.settings, cid, key, recall=asking(cid)))
+    assert story.phase.value == "answered" and [s.kind for s in story.steps].count("received") == 1
+    assert story.notes and "the 2 records between were not read" in story.notes[0], story.notes
+    never = uid("never-sent")
+    story = assemble(await find(stack.settings, never, key, recall=asking(never)))
+    assert story.phase.value == "unknown"
+    assert any("remembers every command admitted there" in n and "not this id" in n for n in story.notes)
+    assert any(n.startswith("read whole: ") for n in story.notes), story.notes
+    monkeypatch.undo()
+
+    admin = {"port": bridge.admin_port}
+    bad = uid("invalid")  # refused before admission: no ledger entry names it
+    invalid = {k: v for k, v in zilliant_command(bad).items() if k != "automation_id"}
+    await stack.send((key, invalid))
+    assert by_command(await stack.collect(1))[bad]["status"] == "rejected"
+    await asyncio.sleep(1.0)
+    code, out, err = await run_cli(stack, tmp_path, bad, "--key", "ledger-key", "--json", admin=admin)
+    assert code == 0 and orjson.loads(out)["state"] == "answered", (out, err)
+    code, out, err = await run_cli(stack, tmp_path, never, "--key", "ledger-key", "--json", admin=admin)
+    body = orjson.loads(out)
+    assert code == 3 and body["state"] == "unknown" and err == ""
+    assert any(n.startswith("read whole: ") for n in body["notes"]), body  # it asked the member
+    code, out, _ = await run_cli(
+        stack, tmp_path, never, "--key", "ledger-key", "--json", "--full", admin=admin
+    )
+    assert code == 3 and orjson.loads(out)["notes"] == []  # --full: every record, no ledger
+    code, out, err = await run_cli(
+        stack, tmp_path, cid, "--key", "ledger-key", "--admin", "http://127.0.0.1:1", "--json"
+    )
+    assert code == 0 and orjson.loads(out)["state"] == "answered" and err == ""  # nobody to ask
+    status, body = await http_get(bridge, f"/v1/commands/{never}", key="ledger-key", full="true")
+    assert status == 404 and body["notes"] == []

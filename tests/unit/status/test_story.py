@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 import pytest
 
@@ -52,6 +54,15 @@ def test_nothing_found_is_an_unknown_id() -> None:
     story = assemble(Facts("cmd-1", b"cmd-1"))
     assert story.phase is Phase.UNKNOWN and story.steps == ()
     assert story_json(story)["state"] == "unknown"
+
+
+def test_what_was_not_read_is_said_in_text_and_json() -> None:
+    facts = Facts("cmd-1", b"cmd-1", notes=["t[0]: offsets 5-90: the ledger of pod-1 stood in"])
+    story = assemble(facts)
+    assert story.phase is Phase.UNKNOWN
+    assert render(story).splitlines()[-1] == "note: t[0]: offsets 5-90: the ledger of pod-1 stood in"
+    assert story_json(story)["notes"] == ["t[0]: offsets 5-90: the ledger of pod-1 stood in"]
+    assert story_json(assemble(Facts("cmd-1", b"cmd-1")))["notes"] == []
 
 
 def test_a_record_the_group_has_not_reached_is_not_consumed_with_its_lag() -> None:
@@ -228,3 +239,14 @@ def test_windows_grow_from_the_starting_point_and_cover_the_range_once() -> None
     assert back == [(18000, 20000), (14000, 18000), (6000, 14000), (0, 6000)]
     assert plan_windows(5, 5, 100, newest_first=True) == []
     assert [len(g) for g in plan_groups([(i, i + 1) for i in range(10)], 4)] == [1, 2, 4, 3]
+
+
+def test_a_read_without_a_stop_is_cut_in_equal_parts_read_at_once() -> None:
+    from bridge.status.scan import FIRST_WINDOW, plan_parts
+
+    assert plan_parts(0, 20_000, 4) == [(0, 5000), (5000, 10000), (10000, 15000), (15000, 20000)]
+    assert plan_parts(7, 7, 4) == []
+    assert plan_parts(0, FIRST_WINDOW + 1, 4) == [(0, FIRST_WINDOW + 1)]  # none shorter than a window
+    parts = plan_parts(3, 10_004, 3)
+    assert parts[0][0] == 3 and parts[-1][1] == 10_004 and len(parts) == 3
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
