@@ -6,11 +6,14 @@ adds on top.
     python -m bench.inproc --commands 20000            # CPU µs per command, best of --repeat
     python -m bench.inproc --commands 20000 --profile  # plus the top functions (cProfile)
     python -m bench.inproc --commands 5000 --latency-ms 50 --max-calls 64   # commands wait for call slots
+    python -m bench.inproc --commands 5000 --latency-ms 50 --max-calls 64 --count   # timers, wake-ups
 
 With ``--latency-ms`` every call is answered after that long (an ``asyncio.sleep`` in the fake
 transport, no socket), so that commands wait: for a call slot when ``--max-calls`` is below
 ``engine.max_in_flight`` (``--in-flight``), otherwise only for their answer. Waiting should cost
-nothing: compare CPU per command at a small and at a large ``--max-calls``.
+nothing: compare CPU per command at a small and at a large ``--max-calls``. ``--count`` also counts,
+for one more run, the timers and the event-loop callbacks scheduled per command: figures that
+do not move with the machine's load.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0, help="answer every call after this long")
     p.add_argument("--max-calls", type=int, default=None, help="every target's bulkhead.max_calls")
     p.add_argument("--in-flight", type=int, default=None, help="engine.max_in_flight")
+    p.add_argument("--count", action="store_true", help="count timers and callbacks of one more run")
     p.add_argument("--profile", action="store_true", help="cProfile one more run and print the top 30")
     return p.parse_args(argv)
 
@@ -152,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging("INFO", "json", Redactor())  # the production log line, into /dev/null
             runs = [asyncio.run(run_once(_setup(args))) for _ in range(args.repeat)]
             profile = _profiled(args) if args.profile else ""
+            counted = _counted(args) if args.count else ""
         finally:
             sys.stderr = stderr
             logging.getLogger().handlers.clear()
@@ -159,8 +164,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = [args.commands / wall for _, wall in runs]
     print(f"CPU per command (µs): best {min(per):.1f}, all {', '.join(f'{p:.1f}' for p in per)}")
     print(f"commands/s: {', '.join(f'{r:,.0f}' for r in rates)}")
+    print(counted, end="")
     print(profile, end="")
     return 0
+
+
+class _CountingLoop(asyncio.SelectorEventLoop):
+    """Counts the timers and the callbacks scheduled (task steps and wake-ups included)."""
+
+    timers = 0
+    callbacks = 0
+
+    def call_at(self, when: float, callback: Any, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+        self.timers += 1
+        return super().call_at(when, callback, *args, **kw)
+
+    def call_soon(self, callback: Any, *args: Any, **kw: Any) -> Any:  # type: ignore[override]
+        self.callbacks += 1
+        return super().call_soon(callback, *args, **kw)
+
+
+def _counted(args: argparse.Namespace) -> str:
+    with asyncio.Runner(loop_factory=_CountingLoop) as runner:
+        runner.run(run_once(_setup(args)))
+        loop = runner.get_loop()
+        assert isinstance(loop, _CountingLoop)
+        timers, callbacks = loop.timers, loop.callbacks
+    n = args.commands
+    return f"per command: {timers / n:.2f} timers scheduled, {callbacks / n:.2f} callbacks scheduled\n"
 
 
 def _setup(args: argparse.Namespace) -> Setup:
