@@ -91,7 +91,9 @@ def render(doc: dict[str, Any]) -> str:
         ]
         for g in doc["guarantees"]:
             name = (
-                "every guarantee on (defaults)" if g["run"] == "bridge" else g["run"].removeprefix("bridge")
+                "every guarantee on (defaults)"
+                if g["run"] == "bridge"
+                else g["run"].removeprefix("bridge[").removesuffix("]")
             )
             lines.append(
                 f"| {name} | {_n(g['commands_per_s'])} | {_n(g['cpu_ms_per_command'], '{:.3f}')} | "
