@@ -32,10 +32,12 @@ PATTERN = "suite-*.yaml"
 class Started:
     at: float
     load_average: tuple[float, float, float]
+    commit: str
+    """taken at the start: the code the run measured, whatever is edited while it runs"""
 
     @classmethod
     def now(cls) -> Started:
-        return cls(time.time(), os.getloadavg())
+        return cls(time.time(), os.getloadavg(), commit())
 
 
 def commit() -> str:
@@ -84,7 +86,7 @@ def document(
     shares = [s for r in rows if (s := r.extra.get("foreign_share")) is not None]
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started.at)),
-        "commit": commit(),
+        "commit": started.commit,
         "command": " ".join(["python -m bench.run", *argv[1:]]),
         "machine": {
             "cpus": os.cpu_count(),
