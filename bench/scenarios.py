@@ -121,6 +121,24 @@ class Variant:
     """``bench.peers`` arguments: run that process in the bridge's place (same config file)"""
     field_defaults: bool = False
     """drop the bench's own ``linger_ms`` / ``fetch_max_wait_ms``: the settings' defaults apply"""
+    settings: tuple[tuple[str, object], ...] = ()
+    """configuration set on top, as dotted paths (``*`` for every key there), e.g.
+    ``(("ledger.enabled", False),)`` or ``(("targets.*.tracking.enabled", False),)``"""
+
+
+def set_path(raw: dict[str, Any], path: str, value: object) -> None:
+    """Set ``a.b.c`` in nested dicts (creating them); a ``*`` part means every key at that level."""
+    head, _, rest = path.partition(".")
+    if head == "*":
+        for child in raw.values():
+            if isinstance(child, dict):
+                set_path(child, rest, value)
+        return
+    if not rest:
+        raw[head] = value
+        return
+    child = raw.setdefault(head, {})
+    set_path(child, rest, value)
 
 
 DEFAULT = Variant("bridge")
@@ -150,6 +168,8 @@ def bridge_config(
             raw["kafka"].pop(key, None)
     for section, values in bench.bridge_overrides.items():
         raw[section] = {**raw.get(section, {}), **values}
+    for path, value in variant.settings:
+        set_path(raw, path, value)
     return raw
 
 
@@ -223,7 +243,8 @@ class BridgeRun:
         sent: Sent,
         drive: Callable[[OutcomeCollector, Callable[[], bool]], Any],
     ) -> tuple[Row, Check]:
-        metrics_port = free_port() if self.watch_in_flight else None
+        # the bridge serves its metrics, scraped once at the end for its HTTP calls (and in iv while it runs)
+        metrics_port = None if self.variant.peer else free_port()
         config = bridge_config(self.bench, topics, self.in_flight, metrics_port, self.variant)
         others = {"sandbox": self.bench.sandbox.pid, "broker": self.bench.broker_pid, "bench": os.getpid()}
         before = {name: read_proc(pid) for name, pid in others.items()}
@@ -235,11 +256,12 @@ class BridgeRun:
             watchers = [asyncio.create_task(sample_until(bridge, stop))]
             try:
                 spy = self._profile(bridge)
-                if metrics_port is not None:
+                if metrics_port is not None and self.watch_in_flight:
                     watchers.append(asyncio.create_task(self._watch_in_flight(metrics_port, stop)))
                 spawned = time.time()
                 await drive(collector, bridge.alive)
                 final = bridge.sample()
+                http_calls = await http_calls_of(metrics_port) if metrics_port is not None else None
                 await collector.settle()
             finally:
                 stop.set()
@@ -260,6 +282,8 @@ class BridgeRun:
             foreign_share=round(max(0.0, busy - ours) / max(1e-9, (time.time() - spawned) * CPUS), 3),
             peak_in_flight=self.peak_in_flight,
             offered_rate=self.offered_rate,
+            http_calls=http_calls,
+            load_average=os.getloadavg(),
         )
         if exit_code != 0 or len(collector.arrivals) < len(sent.at):
             print(f"--- {bridge.name} log tail (exit {exit_code}) ---\n{bridge.log_tail()}", flush=True)
@@ -303,6 +327,33 @@ class BridgeRun:
                                 self.peak_in_flight = max(self.peak_in_flight or 0.0, value)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.2)
+
+
+CALL_COUNTS = ("bridge_provider_request_duration_seconds_count{", "bridge_tracking_polls_total{")
+"""The metrics that count the bridge's HTTP calls: the commands' calls and tracking's status reads."""
+
+
+async def http_calls_of(port: int) -> dict[str, float] | None:
+    """The bridge's HTTP calls so far, by kind (``calls``, ``status_reads``), from its metrics."""
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            text = await resp.text()
+    except (aiohttp.ClientError, OSError):
+        return None
+    return count_calls(text)
+
+
+def count_calls(text: str) -> dict[str, float]:
+    """Pure: the sums of :data:`CALL_COUNTS` in a Prometheus exposition."""
+    found = {"calls": 0.0, "status_reads": 0.0}
+    for line in text.splitlines():
+        for name, prefix in zip(found, CALL_COUNTS, strict=True):
+            if line.startswith(prefix):
+                found[name] += float(line.rsplit(" ", 1)[1])
+    return found
 
 
 def _finish_py_spy(spy: Child) -> None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from bridge.kafka.records import Incoming
 from bridge.messages.parsed import Invalid, Parsed, ParseResult
 from bridge.observability.metrics import Metrics
-from bridge.waits import within
+from bridge.pipeline.slots import CallSlots
 
 log = logging.getLogger("bridge.budgets")
 _tokens = itertools.count()
@@ -55,10 +55,14 @@ class TargetLoad:
     shed: int = 0  # shed records still in memory
     down: bool = False  # its circuit is not closed (kept current by the circuit's on_change)
     pressure: asyncio.Event = field(default_factory=asyncio.Event)
-    _slots: asyncio.Semaphore | None = None
+    slots: CallSlots = field(init=False)
     _calls: dict[int, float] = field(default_factory=dict)  # call token -> its start (monotonic)
     _last_answer: float = float("-inf")
     _answer_s: float | None = None  # how long its answers take (moving average of answered calls)
+
+    def __post_init__(self) -> None:
+        self.slots = CallSlots(self.max_calls)
+        self.slots.watch_s = self.silent_s
 
     @property
     def calls(self) -> int:
@@ -84,24 +88,20 @@ class TargetLoad:
 
     def _update_pressure(self) -> None:
         if self.down and self.in_flight >= self.limit:
-            self.pressure.set()
+            if not self.pressure.is_set():
+                self.pressure.set()
+                self.slots.refuse_all()  # its commands waiting for a call slot stop waiting
         else:
             self.pressure.clear()
 
     async def acquire_call(self, within_s: float) -> bool:
-        """A call slot, waited for at most ``within_s`` and only while there is no pressure."""
-        slots = self._semaphore()
-        if not slots.locked():
-            await slots.acquire()
+        """A call slot, waited for at most ``within_s`` and only while there is no pressure: the
+        call that ends hands its slot over (bridge/pipeline/slots.py), nothing polls."""
+        if self.slots.try_acquire():
             return True
         if within_s <= 0 or self.pressure.is_set():
             return False
-        return await within(slots.acquire(), within_s)
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        if self._slots is None:  # created lazily: it binds to the running loop
-            self._slots = asyncio.Semaphore(self.max_calls)
-        return self._slots
+        return await self.slots.acquire(within_s)
 
     def call_started(self, now: float) -> int:
         token = next(_tokens)
@@ -111,7 +111,7 @@ class TargetLoad:
     def call_ended(self, token: int, now: float, *, answered: bool) -> None:
         """The call's slot is released; ``answered``: the target sent a response (any status)."""
         began = self._calls.pop(token, now)
-        self._semaphore().release()
+        self.slots.release()
         if answered:
             self._last_answer = now
             took = now - began

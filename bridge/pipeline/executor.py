@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from ssl import SSLContext
 from typing import Protocol
 
@@ -201,13 +202,10 @@ class Executor:
     async def _call_slot(self, runtime: TargetRuntime, load: TargetLoad, until: float) -> bool:
         """Wait for a call slot; a target whose calls in flight all go unanswered meanwhile is tripped."""
         begun = self._clock()
+        if load.slots.watchdog is None:  # while commands wait: a target whose calls all hang is tripped
+            load.slots.watchdog = partial(_trip_if_unanswered, runtime, load, self._clock)
         try:
-            while not await load.acquire_call(min(until - self._clock(), load.silent_s)):
-                if load.unanswered(self._clock()):
-                    runtime.breaker.trip()
-                if self._clock() >= until or load.pressure.is_set():
-                    return False
-            return True
+            return await load.acquire_call(until - self._clock())
         finally:
             waited = self._clock() - begun
             if waited > 0.001:  # a free slot costs nothing: only the waits are counted
@@ -303,6 +301,11 @@ class Executor:
         status = response.status if response else None
         self._metrics.provider_call(runtime.name, operation, status, time.perf_counter() - started)
         return verdict, response, auth
+
+
+def _trip_if_unanswered(runtime: TargetRuntime, load: TargetLoad, clock: Callable[[], float]) -> None:
+    if load.unanswered(clock()):
+        runtime.breaker.trip()
 
 
 def _call(runtime: TargetRuntime, request: HttpRequest, auth: Mapping[str, str]) -> Call:
