@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.settings import KafkaSettings
 from bridge.kafka.clients import make_reader, started
+from bridge.kafka.fence import confirm_owner
 from bridge.kafka.partitions import Partition
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing
@@ -205,6 +206,7 @@ class Replayer:
             outgoing = await self._handler(command)
         finally:
             self._parking.recovery.ended(at)  # its call, if any, is over: the next may go
+        await confirm_owner()  # written only while the partition is ours (bridge/kafka/fence.py)
         if not outgoing.skip:
             await self._publisher.publish(outgoing)
         for extra in outgoing.then:
