@@ -328,7 +328,7 @@ class Engine:
 
     async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
-        if self._fence is not None and member_generation(self._consumer) == -1:
+        if self._fence is not None and partitions and member_generation(self._consumer) == -1:
             self._fence.lose("a heartbeat was refused: the broker no longer knows this member")
         await self._drain(partitions)  # fenced ones at once: another member may own them already
         if not any(p.fenced for p in partitions):
