@@ -62,10 +62,7 @@ class Ownership:
                     log.warning("ownership check failed, retrying: %s", exc, extra=COLLAPSE)
                     await asyncio.sleep(RETRY_S)
                     continue
-            for p in self._partitions.values():
-                if p.tp in offsets and (p.committed is None or offsets[p.tp] > p.committed):
-                    p.committed = offsets[p.tp]
-            return True
+            return True  # the engine's next commit records progress itself (this one may repeat it)
 
     def fence_all(self, why: str) -> None:
         """The session is lost: every partition held now stops at once; its routines are cancelled
