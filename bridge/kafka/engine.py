@@ -20,10 +20,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 
 from bridge.config.settings import EngineSettings
+from bridge.kafka.drain import drain
+from bridge.kafka.fence import Fenced, confirm_owner, member_generation
 from bridge.kafka.offsets import may_start
+from bridge.kafka.ownership import Ownership
 from bridge.kafka.partitions import Partition, Rebalances, oldest_pending_age, to_commit, topic_name
 from bridge.kafka.ports import ConsumedRecord, ConsumerPort, ProducerPort
 from bridge.kafka.probe import probe_broker
@@ -76,6 +79,9 @@ class Engine:
         self._reseek: list[tuple[TopicPartition, int]] = []  # partitions to read again, from these offsets
         if transactions is not None:
             transactions.bind(self._committed_together, self._transaction_failed)
+        # without transactions, the broker confirms this member's generation (bridge/kafka/fence.py)
+        ownership = Ownership(consumer, self._partitions, self._commit_lock, metrics)
+        self._fence = None if transactions else ownership.fence
         # read when scraped, not written twice per command on the hot path
         metrics.watch_engine(lambda: self.stats.in_flight, lambda: self._progress_at, settings.max_in_flight)
 
@@ -115,6 +121,8 @@ class Engine:
         finally:
             probe.cancel()
             await asyncio.gather(probe, return_exceptions=True)
+            if self._fence is not None:
+                await self._fence.close()
             for task in self._background:
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
@@ -208,11 +216,13 @@ class Engine:
     async def _key_routine(self, partition: Partition, queue: deque[Incoming], key: bytes | None) -> None:
         try:
             await partition.ready.wait()
-            while queue and may_start(queue[0].offset, partition.drain_below):
+            while queue and may_start(queue[0].offset, partition.drain_below) and not partition.fenced:
                 record = queue[0]
                 partition.started = max(partition.started, record.offset)
                 started = time.time()
                 outgoing = await self._handler(record)
+                if self._fence is not None:
+                    await confirm_owner()  # the answer is written only while the partition is ours
                 if self._settings.timing_header:
                     outgoing.headers.append(timing_header(record.fetched_at, started))
                 queue.popleft()
@@ -231,6 +241,8 @@ class Engine:
                 for extra in outgoing.then:  # the ledger's entry: acknowledged before the offset is committed
                     await self._publisher.publish(extra)
                 self._finish(partition, record)
+        except Fenced:
+            self._metrics.fenced("command")  # not answered here: the partition's next owner redoes it
         finally:
             if key is not None and partition.keys.get(key) is queue:
                 del partition.keys[key]
@@ -279,6 +291,8 @@ class Engine:
             try:
                 await self._consumer.commit(offsets)
             except KafkaError as exc:  # CommitFailedError and IllegalStateError are KafkaErrors
+                if isinstance(exc, CommitFailedError) and self._fence is not None:
+                    self._fence.lose("an offset commit was refused: the group has moved on")
                 self._commit_failed(offsets, exc, final)
                 return
         for p in chosen:
@@ -310,32 +324,15 @@ class Engine:
         self._metrics.oldest_uncommitted(self.oldest_uncommitted_age_s())
 
     async def _drain(self, partitions: list[Partition]) -> None:
-        """Let in-flight work finish within the grace period, then abandon the rest."""
-        for p in partitions:
-            p.close()
-            p.ready.set()  # a key routine still waiting for the restore leaves at once
-        tasks = [t for p in partitions for t in p.tasks]
-        self.stats.drained += len(tasks)
-        if tasks:
-            log.info(
-                "draining %d key routine(s) holding %d command(s) for up to %.1fs",
-                len(tasks),
-                sum(p.tracker.pending() for p in partitions),
-                self._settings.drain_grace_s,
-            )
-            _, pending = await asyncio.wait(tasks, timeout=self._settings.drain_grace_s)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning(
-                    "abandoned %d command(s) after the grace period; they will be redelivered", len(pending)
-                )
-                await asyncio.wait(pending)
+        self.stats.drained += await drain(partitions, self._settings.drain_grace_s)
 
     async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         partitions = [p for tp in revoked if (p := self._partitions.get(tp)) is not None]
-        await self._drain(partitions)
-        await self.commit(partitions, final=True)
+        if self._fence is not None and partitions and member_generation(self._consumer) == -1:
+            self._fence.lose("a heartbeat was refused: the broker no longer knows this member")
+        await self._drain(partitions)  # fenced ones at once: another member may own them already
+        if not any(p.fenced for p in partitions):
+            await self.commit(partitions, final=True)
         self._forget(partitions)
 
     def _forget(self, partitions: list[Partition]) -> None:
@@ -351,8 +348,10 @@ class Engine:
         assigned = sorted(assigned)
         log.info("assigned %d partition(s): %s", len(assigned), " ".join(map(topic_name, assigned)))
         new = [tp for tp in assigned if tp not in self._partitions]
+        if self._fence is not None and new:
+            self._fence.renew()
         for tp in new:
-            self._partitions[tp] = Partition(tp)
+            self._partitions[tp] = Partition(tp, fence=self._fence)
         ready = {tp: self._partitions[tp].ready for tp in new}
         if self._txn is not None:  # the partition's producer first: it fences the previous owner
             self._in_background(self._open_then_restore([self._partitions[tp] for tp in new], ready), "open")

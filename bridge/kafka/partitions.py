@@ -4,6 +4,7 @@ rebalance listener that tells the engine of partitions moving."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
+from bridge.kafka.fence import HOME, Fence
 from bridge.kafka.offsets import OffsetTracker
 from bridge.kafka.records import Incoming
 
@@ -29,6 +31,8 @@ class Partition:
     next_offset: int = 0  # after the last accepted record: lower ones are the client re-reading
     drain_below: int | None = None  # set when closing: only lower offsets may still start
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the partition's state is restored
+    fence: Fence | None = None  # the member's proof of ownership (bridge/kafka/fence.py); None: transactions
+    fenced: bool = False  # the member lost its session: nothing more starts or is written here
 
     @property
     def closing(self) -> bool:
@@ -40,8 +44,11 @@ class Partition:
 
     def adopt(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run ``work`` as one of this partition's routines: a revocation drains it (and cancels it
-        after the grace period) like any other."""
-        task = asyncio.create_task(work, name=name)
+        after the grace period) like any other. The routine runs inside the partition
+        (``fence.HOME``): what it starts and writes is fenced with it."""
+        context = contextvars.copy_context()
+        context.run(HOME.set, self)
+        task = asyncio.create_task(work, name=name, context=context)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -64,6 +71,17 @@ def to_commit(partitions: Iterable[Partition]) -> dict[TopicPartition, int]:
         if offset is not None and offset != p.committed:
             offsets[p.tp] = offset
     return offsets
+
+
+def known_offset(p: Partition) -> int | None:
+    """Pure: an offset of an unfenced partition that is safe to commit again (none moves backwards, none
+    skips an unfinished record): the committable one, else the last committed, else the first read."""
+    if p.fenced:
+        return None
+    for offset in (p.tracker.committable(), p.committed, p.first_seen):
+        if offset is not None:
+            return offset
+    return None
 
 
 def topic_name(tp: TopicPartition) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 
+from bridge.kafka.fence import check_owner
 from bridge.kafka.ports import ProducerPort
 from bridge.kafka.records import Outgoing
 from bridge.observability import tracing
@@ -35,6 +36,7 @@ class Publisher:
 
     @tracing.traced_publish
     async def publish(self, outgoing: Outgoing) -> None:
+        check_owner()  # nothing is written for a partition this member lost (bridge/kafka/fence.py)
         while True:
             try:
                 future = await self._producer.send(

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+from bridge.kafka.fence import check_owner
 from bridge.ledger.store import Ledger, Ticket
 
 
@@ -22,10 +23,12 @@ class LedgerDispatch:
 
     async def sending(self) -> None:
         if not self.written:
+            check_owner()  # no entry for a partition this member lost
             await self._ledger.dispatched(self._ticket)  # acknowledged before the call
             self.written = True
 
     async def refused(self) -> None:
         if self.written:
+            check_owner()
             await self._ledger.withdraw(self._ticket)
             self.written = False

@@ -94,6 +94,15 @@ class Metrics(LoadMetrics):
             registry=r,
         )
         self._commits = Counter("bridge_commits_total", "Offset commits.", ["result"], registry=r)
+        self._fenced = Counter(
+            "bridge_fenced_total",
+            "After this member lost its group session: commands it stopped (no call started, nothing "
+            "written) and partitions it gave up at once (another member may own them already).",
+            ["what"],
+            registry=r,
+        )
+        for what in ("command", "partition"):
+            self._fenced.labels(what)
         self._ready = Gauge("bridge_ready", "1 when the bridge reports ready.", registry=r)
         self._last_progress = Gauge(
             "bridge_last_progress_timestamp_seconds", "Unix time of the last finished command.", registry=r
@@ -204,6 +213,10 @@ class Metrics(LoadMetrics):
 
     def commit(self, ok: bool) -> None:
         self._commits.labels("ok" if ok else "failed").inc()
+
+    def fenced(self, what: str, count: int = 1) -> None:
+        """``what``: command (stopped) or partition (given up)."""
+        self._fenced.labels(what).inc(count)
 
     def transaction(self, result: str, seconds: float | None = None, commands: int = 0) -> None:
         """``result``: committed, aborted or fenced; a commit's duration and size."""

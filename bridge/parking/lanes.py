@@ -71,8 +71,16 @@ class Progress:
 
 
 class Lane:
-    def __init__(self, progress: Progress, until_due: UntilDue, back: Back, command_topic: str) -> None:
+    def __init__(
+        self,
+        progress: Progress,
+        until_due: UntilDue,
+        back: Back,
+        command_topic: str,
+        answered: Callable[[int], bool] = lambda _: False,
+    ) -> None:
         self._progress = progress
+        self._answered = answered  # a command offset answered before the partition moved here
         self._until_due = until_due
         self._back = back
         self._topic = command_topic
@@ -91,7 +99,7 @@ class Lane:
             self._progress.add(record.offset)
             self.next_offset = record.offset + 1
             at = read_parked(record.headers or ())
-            if at is None or at.topic != self._topic:
+            if at is None or at.topic != self._topic or self._answered(at.offset):
                 await self._progress.done(record.offset)
             elif not self.moved:
                 self._keys.setdefault(record.key, deque()).append((record, at))
@@ -124,6 +132,9 @@ class Lane:
         if home is None:
             self.cancel()
             return False
+        if self._answered(at.offset):  # an older parking record of a command answered since
+            await self._progress.done(record.offset)
+            return True
         task = home.adopt(self._ended(record, at), f"replay:{self._progress.tp.topic}")
         self._adopted.add(task)
         task.add_done_callback(self._adopted.discard)

@@ -83,6 +83,26 @@ def read_parked(headers: Iterable[Header]) -> ParkedAt | None:
         return None
 
 
+ANSWERED_TOPIC = "bridge.answered.topic"  # not under PREFIX: a marker is no parked command
+ANSWERED_OFFSET = "bridge.answered.offset"
+
+
+def answered_marker(command_topic: str, offset: int) -> list[Header]:
+    """The headers of the record that says, in the parking partition, that the parked command at
+    ``offset`` of ``command_topic`` got its outcome: the partition's next owner does not bring it back
+    (without the ledger nothing else would keep it from running twice)."""
+    return [(ANSWERED_TOPIC, command_topic.encode()), (ANSWERED_OFFSET, str(offset).encode())]
+
+
+def read_answered(headers: Iterable[Header]) -> tuple[str, int] | None:
+    """(command topic, command offset) of an answered marker, or None for any other record."""
+    found = {name: value for name, value in headers if value is not None}
+    try:
+        return found[ANSWERED_TOPIC].decode(), int(found[ANSWERED_OFFSET])
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+
+
 def original_headers(headers: Iterable[Header]) -> tuple[Header, ...]:
     return tuple((name, value) for name, value in headers if not name.startswith(PREFIX))
 

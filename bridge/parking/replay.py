@@ -34,12 +34,13 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.settings import KafkaSettings
 from bridge.kafka.clients import make_reader, started
+from bridge.kafka.fence import confirm_owner
 from bridge.kafka.partitions import Partition
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing
 from bridge.observability.repeats import COLLAPSE
 from bridge.parking.lanes import Committer, Lane, Progress
-from bridge.parking.records import ParkedAt
+from bridge.parking.records import ParkedAt, answered_marker
 from bridge.parking.state import Parking, replay_group
 from bridge.waits import within
 
@@ -69,7 +70,9 @@ class Replayer:
         home: Home,
         *,
         max_held: int = 1000,
+        mark_answered: bool = False,
     ) -> None:
+        self._mark_answered = mark_answered  # without the ledger: an answered marker per answered replay
         self._home = home
         self._kafka = kafka
         self._topic = command_topic
@@ -129,10 +132,19 @@ class Replayer:
                 if not lane.busy:
                     del self._lanes[partition]
         wanted = {p for p in owned if p not in self._lanes or not self._lanes[p].moved}
-        if wanted == self._assigned and wanted == set(self._live()):
-            return
-        consumer.assign([self._parked_tp(p) for p in sorted(wanted)])
-        self._assigned = wanted
+        # a moved lane whose routines still drain in the engine commits its position as they end: its
+        # partition stays assigned (not fetched), or that commit is refused and the next owner replays
+        # what was answered again (a duplicate without the ledger)
+        draining = {p for p, lane in self._lanes.items() if lane.moved}
+        if wanted | draining != self._assigned or wanted != set(self._live()):
+            consumer.assign([self._parked_tp(p) for p in sorted(wanted | draining)])
+            self._assigned = wanted | draining
+            self._open(consumer, wanted)
+        if draining:
+            consumer.pause(*[self._parked_tp(p) for p in sorted(draining)])
+
+    def _open(self, consumer: Fetcher, wanted: set[int]) -> None:
+        """A lane per newly wanted partition; a kept lane goes on after what it already holds."""
         for partition in sorted(wanted):
             kept = self._lanes.get(partition)
             if kept is None:
@@ -165,7 +177,10 @@ class Replayer:
         async def back(record: Any, at: ParkedAt) -> None:
             await self._run(record, at, partition)
 
-        return Lane(Progress(consumer, tp), until_due, back, self._topic)
+        def answered(offset: int) -> bool:
+            return offset in self._parking.replayed.get((self._topic, partition), ())
+
+        return Lane(Progress(consumer, tp), until_due, back, self._topic, answered)
 
     async def replay_batch(self, consumer: Committer, tp: TopicPartition, records: Sequence[Any]) -> bool:
         """Bring back one batch of a parking partition's records in a lane of its own; False when the
@@ -205,9 +220,18 @@ class Replayer:
             outgoing = await self._handler(command)
         finally:
             self._parking.recovery.ended(at)  # its call, if any, is over: the next may go
+        await confirm_owner()  # written only while the partition is ours (bridge/kafka/fence.py)
         if not outgoing.skip:
             await self._publisher.publish(outgoing)
         for extra in outgoing.then:
             await self._publisher.publish(extra)
         if outgoing.topic != self._parking.topic:
             self._parking.answered(command)
+            # the partition may hold older parking records of it (a rebalance came before the replay
+            # position moved past them): they do not come back again
+            self._parking.replayed.setdefault((self._topic, partition), set()).add(at.offset)
+            if self._mark_answered:  # before the replay position moves past it (the lane's done)
+                marker = answered_marker(self._topic, at.offset)
+                await self._publisher.publish(
+                    Outgoing(self._parking.topic, None, None, marker, partition=partition)
+                )

@@ -38,7 +38,14 @@ from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE
-from bridge.parking.records import ParkedAt, ParkedSet, PartitionKey, parked_headers, read_parked
+from bridge.parking.records import (
+    ParkedAt,
+    ParkedSet,
+    PartitionKey,
+    parked_headers,
+    read_answered,
+    read_parked,
+)
 from bridge.parking.recovery import Recovery
 from bridge.pipeline import decide
 from bridge.pipeline.decide import Decision
@@ -63,6 +70,8 @@ class Parking:
         self._metrics = metrics
         self._clock = clock
         self.parked = ParkedSet()
+        # command offsets whose parked records were answered (answered markers after the replay position)
+        self.replayed: dict[PartitionKey, set[int]] = {}
         self.owned: set[PartitionKey] = set()
         self.moved = asyncio.Event()  # set when ``owned`` changes: the replayers reassign
         self._waiting: dict[str, dict[str, int]] = {}  # command topic -> target -> held for recovery
@@ -153,9 +162,10 @@ class Parking:
         wanted = {(tp.topic, tp.partition) for tp in tps}
         for topic in sorted({topic for topic, _ in wanted}):
             partitions = sorted(p for t, p in wanted if t == topic)
-            keys = await self._read_parked(topic, partitions)
+            keys, answered = await self._read_parked(topic, partitions)
             for partition in partitions:
                 self.parked.replace((topic, partition), keys.get(partition, {}))
+                self.replayed[(topic, partition)] = answered.get(partition, set())
         self.owned |= wanted
         self.moved.set()
         self._metrics.parked_now(len(self.parked))
@@ -164,10 +174,11 @@ class Parking:
         for tp in tps:
             self.owned.discard((tp.topic, tp.partition))
             self.parked.forget((tp.topic, tp.partition))
+            self.replayed.pop((tp.topic, tp.partition), None)
         self.moved.set()
         self._metrics.parked_now(len(self.parked))
 
-    async def _read_parked(self, topic: str, partitions: list[int]) -> dict[int, dict[bytes, set[int]]]:
+    async def _read_parked(self, topic: str, partitions: list[int]) -> tuple[Parked, Answered]:
         while True:
             try:
                 return await self._read_once(topic, partitions)
@@ -175,8 +186,9 @@ class Parking:
                 log.warning("reading the parked commands failed, retrying: %s", exc, extra=COLLAPSE)
                 await asyncio.sleep(self._backoff_s)
 
-    async def _read_once(self, topic: str, partitions: list[int]) -> dict[int, dict[bytes, set[int]]]:
-        """Every record after the replay group's committed position is parked now."""
+    async def _read_once(self, topic: str, partitions: list[int]) -> tuple[Parked, Answered]:
+        """Every record after the replay group's committed position is parked now, unless an answered
+        marker after it says that its command got its outcome."""
         reader = make_reader(self._kafka, replay_group(self._kafka.group_id, topic), fetch_max_wait_ms=10)
         async with started(reader) as consumer:
             remaining = {TopicPartition(self.topic, p) for p in partitions}
@@ -184,14 +196,28 @@ class Parking:
             return await _drain(consumer, remaining, topic)
 
 
+Parked = dict[int, dict[bytes, set[int]]]  # partition -> key -> command offsets parked
+Answered = dict[int, set[int]]  # partition -> command offsets answered
+
+
 async def _drain(
     consumer: AIOKafkaConsumer, remaining: set[TopicPartition], topic: str
-) -> dict[int, dict[bytes, set[int]]]:
-    found: dict[int, dict[bytes, set[int]]] = {}
+) -> tuple[Parked, Answered]:
+    found: Parked = {}
+    answered: Answered = {}
     async for tp, records in read_to_end(consumer, remaining):
+        for record in records:
+            marker = read_answered(getattr(record, "headers", ()) or ())
+            if marker is not None and marker[0] == topic:
+                answered.setdefault(tp.partition, set()).add(marker[1])
         for at, key in _parked_keys(records, topic):
             found.setdefault(tp.partition, {}).setdefault(key, set()).add(at.offset)
-    return found
+    for partition, done in answered.items():  # answered before the partition moved: not parked now
+        for key, offsets in list(found.get(partition, {}).items()):
+            offsets -= done
+            if not offsets:
+                del found[partition][key]
+    return found, answered
 
 
 def _parked_keys(records: Iterable[object], topic: str) -> Iterable[tuple[ParkedAt, bytes]]:

@@ -55,7 +55,14 @@ async def replaying(
         publisher = Publisher(producer, metrics, settings.engine.publish_retry_backoff_s)
         for topic in (settings.topics.run_commands, settings.topics.control_commands):
             replayer = Replayer(
-                settings.kafka, topic, parking, handler, publisher, home, max_held=settings.parking.max_held
+                settings.kafka,
+                topic,
+                parking,
+                handler,
+                publisher,
+                home,
+                max_held=settings.parking.max_held,
+                mark_answered=not settings.ledger.enabled,  # the ledger absorbs a second replay itself
             )
             tasks.append(asyncio.create_task(replayer.run(), name=f"replay:{topic}"))
     try:

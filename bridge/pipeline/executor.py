@@ -20,6 +20,7 @@ import aiohttp
 from bridge.config.targets import TargetBase
 from bridge.errors import AuthError, CommandRejected, ProviderCallError
 from bridge.http import Call, Response, Transport, wire_url
+from bridge.kafka.fence import confirm_owner
 from bridge.messages.commands import Command
 from bridge.messages.outcomes import ErrorKind
 from bridge.observability import tracing
@@ -142,6 +143,7 @@ class Executor:
             call.attempt, call.next_attempt_at = calls, None
             if dispatch is not None:
                 await dispatch.sending()
+            await confirm_owner()  # after ``dispatched`` was acknowledged: the next owner sees it
             verdict, response, sent_auth = await self._counted(
                 runtime, self._attempt(runtime, command, request, refresh=refreshed, stale=sent_auth)
             )

@@ -68,8 +68,9 @@ async def collect_ids(
 
 
 @pytest.mark.timeout(240)
-async def test_parked_commands_come_back_in_key_order_after_recovery(stack: Stack) -> None:
-    stack.configure(targets={A: PARKING})  # parking is on by default
+@pytest.mark.parametrize("ledger", [True, False], ids=["ledger", "no-ledger"])
+async def test_parked_commands_come_back_in_key_order_after_recovery(stack: Stack, ledger: bool) -> None:
+    stack.configure(targets={A: PARKING}, ledger={"enabled": ledger})  # parking is on by default
     await stack.fault("workfloo", DOWN)
     await stack.start_bridge()
     sent = commands(uuid.uuid4().hex[:6])
@@ -130,10 +131,12 @@ async def test_kill_9_while_parked_loses_nothing_and_keeps_key_order(stack: Stac
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("ledger", [True, False], ids=["ledger", "no-ledger"])
 async def test_a_rebalance_while_parked_commands_come_back_answers_each_once_in_key_order(
-    stack: Stack,
+    stack: Stack, ledger: bool
 ) -> None:
-    stack.configure(targets={A: PARKING})
+    """With the ledger off too (issue 25.4): a graceful rebalance replays no parked command twice."""
+    stack.configure(targets={A: PARKING}, ledger={"enabled": ledger})
     await stack.fault("workfloo", DOWN)
     first = await stack.start_bridge()
     run = uuid.uuid4().hex[:6]
