@@ -162,6 +162,8 @@ class Measured:
     all_done_after_s: float  # every command of the stream finished, after the broker was reachable again
     finished_before: int  # commands finished when the fault began
     out_s: float  # from the fault's beginning until the broker was reachable again
+    pace_before: float  # commands finished a second before the fault
+    pace_after: float  # and after it, from the first outcome after it to the last command
 
     def line(self, fault: str) -> str:
         return (
@@ -169,7 +171,8 @@ class Measured:
             f"began; /readyz 503 after "
             f"{self.not_ready_after_s:.1f}s ({self.why!r}); once the broker was reachable again: 200 after "
             f"{self.ready_after_s:.1f}s, an outcome after {self.first_outcome_after_s:.1f}s, all "
-            f"{COMMANDS} after {self.all_done_after_s:.1f}s; none lost, none twice"
+            f"{COMMANDS} after {self.all_done_after_s:.1f}s ({self.pace_before:.0f} a second before the "
+            f"fault, {self.pace_after:.0f} after); none lost, none twice"
         )
 
 
@@ -191,7 +194,10 @@ async def through_a_fault(
     def finished() -> int:
         return 0 if bridge.engine is None else bridge.engine.stats.finished
 
+    await until(lambda: finished() > 0, 60)
+    pace_from, pace_count = time.monotonic(), finished()
     await until(lambda: finished() >= COMMANDS // 5, 60)  # mid-stream
+    pace_before = (finished() - pace_count) / (time.monotonic() - pace_from)
     assert bridge.health_port is not None
     port = bridge.health_port
     began = time.monotonic()
@@ -210,6 +216,9 @@ async def through_a_fault(
     first_outcome_after = await first_outcome
     await until(lambda: finished() >= COMMANDS, 60)
     all_done_after = time.monotonic() - back
+    pace_after = (COMMANDS - stuck) / max(0.1, all_done_after - first_outcome_after)
+    # recovered, not limping: the rest of the stream flows at the pace it had before the fault
+    assert pace_after > pace_before / 2, f"{pace_after:.1f} commands/s after, {pace_before:.1f} before"
     assert not task.done(), "the bridge stopped: it should have recovered by itself"
 
     later = [(f"k{n % KEYS}".encode(), workfloo_command(f"{run}-b-{n}")) for n in range(LATER)]
@@ -232,7 +241,15 @@ async def through_a_fault(
     ]
     assert len(calls) == len(expected), f"{len(calls)} executions started for {len(expected)} commands"
     return Measured(
-        not_ready_after, why, ready_after, first_outcome_after, all_done_after, finished_before, out_s
+        not_ready_after,
+        why,
+        ready_after,
+        first_outcome_after,
+        all_done_after,
+        finished_before,
+        out_s,
+        pace_before,
+        pace_after,
     )
 
 
