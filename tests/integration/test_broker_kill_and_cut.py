@@ -5,8 +5,8 @@
 - The network between the bridge and the broker cut for 30 s: a proxy on the broker's advertised
   address passes no byte either way and resets nothing (packets dropped, not refused), then heals.
 
-Each: 300 commands on 12 keys are being answered (the provider takes 0.2 s a call) when the fault
-hits. Nothing is lost, no command is answered twice or called twice (the bridge did not crash: the
+Each: a stream of commands on 12 keys is being answered (the provider takes 0.2 s a call) when the
+fault hits. Nothing is lost, no command is answered twice or called twice (the bridge did not crash: the
 documented duplicate window does not apply), ``/readyz`` answers 503 while the broker is out of reach
 and 200 soon after it is back, and the same bridge process answers the commands sent after it.
 (The broker paused past the session timeout belongs with the ownership tests, issue 25.2.)
@@ -31,6 +31,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from bridge.app import Bridge
+from bridge.config.settings import EngineSettings, KafkaSettings
 from bridge.local.abilities import detect_abilities
 from bridge.local.broker import RunningBroker, free_port
 from bridge.local.stack import local_settings
@@ -41,16 +42,25 @@ from tests.integration.test_broker_outage import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.solo]  # timings: alone on the machine
 
-COMMANDS = 300
 KEYS = 12
 CALL_MS = 200
 LATER = 20
 NOT_READY_WITHIN_S = 5.0  # the broker probe: every 1 s, 1.5 s timeout (docs/recovery.md)
 READY_WITHIN_S = 5.0
+# what a user deploys, where the local stack shortens it for speed (session, drain, commits, batching)
+DEPLOYED = {
+    "kafka": {
+        name: KafkaSettings.model_fields[name].default
+        for name in ("session_timeout_ms", "heartbeat_interval_ms", "fetch_max_wait_ms", "linger_ms")
+    },
+    "engine": {
+        name: EngineSettings.model_fields[name].default for name in ("commit_interval_s", "drain_grace_s")
+    },
+}
 
 
 async def stack_on(broker: RunningBroker, bootstrap_port: int, sandbox: Any) -> Stack:
-    """A stack with the settings a user deploys (default timeouts), its clients on ``bootstrap_port``."""
+    """A stack with the timings a user deploys (the defaults), its clients on ``bootstrap_port``."""
     view = RunningBroker(broker.process, bootstrap_port)
     abilities = await detect_abilities(view.bootstrap)
     settings = local_settings(
@@ -58,9 +68,11 @@ async def stack_on(broker: RunningBroker, bootstrap_port: int, sandbox: Any) -> 
         sandbox.url,
         overrides={
             "kafka": {
+                **DEPLOYED["kafka"],
                 "group_id": f"g{uuid.uuid4().hex[:6]}",
                 "enable_idempotence": abilities.idempotent_producer,
-            }
+            },
+            "engine": DEPLOYED["engine"],
         },
     )
     await create_spec_topics(view.bootstrap, settings.topics)
@@ -164,14 +176,15 @@ class Measured:
     out_s: float  # from the fault's beginning until the broker was reachable again
     pace_before: float  # commands finished a second before the fault
     pace_after: float  # and after it, from the first outcome after it to the last command
+    commands: int
 
     def line(self, fault: str) -> str:
         return (
-            f"\n{fault}: out of reach {self.out_s:.1f}s; {self.finished_before}/{COMMANDS} answered when it "
-            f"began; /readyz 503 after "
+            f"\n{fault}: out of reach {self.out_s:.1f}s; {self.finished_before}/{self.commands} answered "
+            f"when it began; /readyz 503 after "
             f"{self.not_ready_after_s:.1f}s ({self.why!r}); once the broker was reachable again: 200 after "
             f"{self.ready_after_s:.1f}s, an outcome after {self.first_outcome_after_s:.1f}s, all "
-            f"{COMMANDS} after {self.all_done_after_s:.1f}s ({self.pace_before:.0f} a second before the "
+            f"{self.commands} after {self.all_done_after_s:.1f}s ({self.pace_before:.0f} a second before the "
             f"fault, {self.pace_after:.0f} after); none lost, none twice"
         )
 
@@ -181,6 +194,7 @@ async def through_a_fault(
     begin: Callable[[], Awaitable[None]],
     end: Callable[[], Awaitable[None]],
     outage_s: float,
+    commands: int,
 ) -> Measured:
     """Commands flowing, ``begin()`` the fault, ``end()`` it ``outage_s`` later (``end`` returns once
     the broker is reachable again); then checks that every command got one outcome and one call."""
@@ -188,7 +202,7 @@ async def through_a_fault(
     bridge: Bridge = await stack.start_bridge()
     task = stack.bridges[-1][1]
     run = uuid.uuid4().hex[:6]
-    stream = [(f"k{n % KEYS}".encode(), workfloo_command(f"{run}-a-{n}")) for n in range(COMMANDS)]
+    stream = [(f"k{n % KEYS}".encode(), workfloo_command(f"{run}-a-{n}")) for n in range(commands)]
     await send_all(stack, stream)
 
     def finished() -> int:
@@ -196,7 +210,7 @@ async def through_a_fault(
 
     await until(lambda: finished() > 0, 60)
     pace_from, pace_count = time.monotonic(), finished()
-    await until(lambda: finished() >= COMMANDS // 5, 60)  # mid-stream
+    await until(lambda: finished() >= commands // 5, 60)  # mid-stream
     pace_before = (finished() - pace_count) / (time.monotonic() - pace_from)
     assert bridge.health_port is not None
     port = bridge.health_port
@@ -206,7 +220,7 @@ async def through_a_fault(
     not_ready_after, why = await readyz_turns(port, False, NOT_READY_WITHIN_S)
     assert "broker" in why or "publish" in why, why
     await asyncio.sleep(max(0.0, outage_s - (time.monotonic() - began)))
-    assert finished() < COMMANDS, "the stream ended before the fault: nothing was in flight"
+    assert finished() < commands, "the stream ended before the fault: nothing was in flight"
     stuck = finished()
     await end()
     back = time.monotonic()
@@ -214,16 +228,18 @@ async def through_a_fault(
     first_outcome = asyncio.create_task(until(lambda: finished() > stuck, 60))
     ready_after, _ = await readyz_turns(port, True, 60)
     first_outcome_after = await first_outcome
-    await until(lambda: finished() >= COMMANDS, 60)
+    await until(lambda: finished() >= commands, 60)
     all_done_after = time.monotonic() - back
-    pace_after = (COMMANDS - stuck) / max(0.1, all_done_after - first_outcome_after)
-    # recovered, not limping: the rest of the stream flows at the pace it had before the fault
-    assert pace_after > pace_before / 2, f"{pace_after:.1f} commands/s after, {pace_before:.1f} before"
+    pace_after = (commands - stuck) / max(0.1, all_done_after - first_outcome_after)
+    # recovered, not limping: the rest of the stream flows at about the pace it had before the fault
+    # (measured 0.55 to 2.4 times it on a busy machine; a bridge that lost a partition or a key would
+    # crawl, or never finish)
+    assert pace_after > pace_before / 3, f"{pace_after:.1f} commands/s after, {pace_before:.1f} before"
     assert not task.done(), "the bridge stopped: it should have recovered by itself"
 
     later = [(f"k{n % KEYS}".encode(), workfloo_command(f"{run}-b-{n}")) for n in range(LATER)]
     await send_all(stack, later)
-    events = await stack.collect(COMMANDS + LATER, within_s=60)
+    events = await stack.collect(commands + LATER, within_s=60)
     events += await stack.collect(1, within_s=3)  # a second outcome for any of them would be here
     answered = Counter(e["data"]["command_id"] for e in events if isinstance(e, dict))
     expected = {doc["id"] for _, doc in stream + later}
@@ -250,10 +266,11 @@ async def through_a_fault(
         out_s,
         pace_before,
         pace_after,
+        commands,
     )
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(180)  # Apache Kafka's two starts take a minute of it on a busy machine
 async def test_broker_killed_and_restarted_with_its_data_mid_stream(
     restartable: tuple[Stack, RunningBroker],
 ) -> None:
@@ -264,7 +281,7 @@ async def test_broker_killed_and_restarted_with_its_data_mid_stream(
         await asyncio.to_thread(broker.process.wait, 10)
 
     down_s = 10.0
-    measured = await through_a_fault(stack, kill, broker.restart, down_s)
+    measured = await through_a_fault(stack, kill, broker.restart, down_s, commands=150)
     print(measured.line(f"broker killed (kill -9) for {down_s:.0f}s, restarted with its data"))
     assert measured.ready_after_s < READY_WITHIN_S
 
@@ -275,6 +292,6 @@ async def test_network_to_the_broker_cut_for_30s_mid_stream(
 ) -> None:
     stack, proxy = behind_proxy
     cut_s = 30.0
-    measured = await through_a_fault(stack, proxy.stall, proxy.restore, cut_s)
+    measured = await through_a_fault(stack, proxy.stall, proxy.restore, cut_s, commands=300)
     print(measured.line(f"network to the broker cut for {cut_s:.0f}s (packets dropped)"))
     assert measured.ready_after_s < READY_WITHIN_S
