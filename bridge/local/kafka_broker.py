@@ -94,9 +94,16 @@ class KafkaUnavailable(RuntimeError):
 
 @dataclass
 class RunningKafka(RunningBroker):
-    """A started Kafka broker; ``workdir`` (storage, config, log) is removed when it stops."""
+    """A started Kafka broker; ``workdir`` (storage, config, log) is removed when it stops (``stop()``,
+    ``kill()``), not when its process dies otherwise: ``restart()`` then starts it again on the same
+    port and log directory, with its data."""
 
     workdir: Path | None = None
+    find_coordinator: bool = True  # False behind a proxy that is not up yet (see start_kafka_broker)
+
+    async def wait_serving(self) -> None:
+        assert self.log_path is not None
+        await _wait_ready(self, self.log_path, find_coordinator=self.find_coordinator)
 
     async def stop(self) -> None:
         await super().stop()
@@ -184,8 +191,9 @@ async def start_kafka_broker(
             done = await asyncio.to_thread(subprocess.run, fmt, stdout=out, stderr=out, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"formatting Kafka storage failed (exit {done.returncode}); see {log}")
+            argv = [*jvm, "-Xms128m", "kafka.Kafka", str(config)]
             process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we never wait on it here
-                [*jvm, "-Xms128m", "kafka.Kafka", str(config)],
+                argv,
                 stdout=out,
                 stderr=out,
                 stdin=subprocess.DEVNULL,
@@ -194,11 +202,12 @@ async def start_kafka_broker(
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    broker = RunningKafka(process, port, workdir)
+    # through a proxy that is not up yet, only the bootstrap address answers: wait for metadata alone
+    find_coordinator = advertised_port in (None, port)
+    broker = RunningKafka(process, port, argv, None, log, workdir, find_coordinator)
     atexit.register(_kill_and_remove, broker)
     try:
-        # through a proxy that is not up yet, only the bootstrap address answers: wait for metadata alone
-        await _wait_ready(broker, log, find_coordinator=advertised_port in (None, port))
+        await broker.wait_serving()
     except BaseException:
         await broker.stop()
         raise

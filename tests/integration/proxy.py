@@ -1,4 +1,10 @@
-"""A loopback TCP proxy that a test can cut and restore: a broker outage without losing its state."""
+"""A loopback TCP proxy that a test can cut, stall and restore: a broker outage without losing its state.
+
+``cut()`` refuses new connections and resets the open ones (the broker's host down, a firewall that
+rejects). ``stall()`` is a network partition that drops packets: connections stay open and new ones
+are accepted, but no byte passes either way, and no reset tells either side; ``restore()`` heals it,
+and what was sent meanwhile is delivered then, late, as TCP retransmits it after a partition heals
+(a client that gave up on a request and closed its connection still has it delivered)."""
 
 from __future__ import annotations
 
@@ -13,12 +19,21 @@ class CuttableProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def up(self) -> bool:
         return self._server is not None
 
     async def restore(self) -> None:
+        self._flowing.set()
+        if self._server is None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.listen_port)
+
+    async def stall(self) -> None:
+        """Pass no byte either way, on open connections and new ones, until ``restore()``."""
+        self._flowing.clear()
         if self._server is None:
             self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.listen_port)
 
@@ -40,6 +55,7 @@ class CuttableProxy:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()  # a stalled network: the client's request waits with its connection
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -53,7 +69,11 @@ class CuttableProxy:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while data := await reader.read(65536):
+            while True:
+                await self._flowing.wait()
+                if not (data := await reader.read(65536)):
+                    break
+                await self._flowing.wait()  # read before the stall began: held until it ends
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

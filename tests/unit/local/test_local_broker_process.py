@@ -130,6 +130,52 @@ async def test_start_returns_once_the_port_accepts_connections(fake_binary, tmp_
     assert running.process.poll() is not None
 
 
+async def test_storage_and_environment_reach_the_broker(fake_binary, tmp_path: Path):
+    fake_binary('echo "$@"; echo "endpoint=$AWS_ENDPOINT"; exit 1')
+    log = tmp_path / "broker.log"
+
+    with pytest.raises(RuntimeError):
+        await start_broker(19555, log_path=log, storage="s3://bucket/", env={"AWS_ENDPOINT": "http://s3"})
+
+    text = log.read_text()
+    assert "--storage-engine s3://bucket/" in text and "endpoint=http://s3" in text
+
+
+async def test_a_killed_broker_restarts_the_same_way_on_the_same_port(fake_binary, tmp_path: Path):
+    port = free_port()
+    server = (
+        f"import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        f"s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(60)"
+    )
+    fake_binary(f'echo "started $@"; exec {sys.executable} -c "{server}"')
+    log = tmp_path / "broker.log"
+    running = await start_broker(port, log_path=log, storage="s3://kept/")
+    try:
+        with pytest.raises(RuntimeError, match="still runs"):
+            await running.restart()
+        first = running.process
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+
+        await running.restart()
+
+        assert running.process is not first and running.process.poll() is None and running.port == port
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        started = [line for line in log.read_text().splitlines() if line.startswith("started ")]
+        assert len(started) == 2 and started[0] == started[1] and "s3://kept/" in started[1]
+    finally:
+        await running.stop()
+
+
+async def test_a_broker_not_started_here_cannot_be_restarted():
+    running = RunningBroker(sleeper(), 1)
+    try:
+        with pytest.raises(RuntimeError, match="not started here"):
+            await running.restart()
+    finally:
+        running.kill()
+
+
 # -- stopping ------------------------------------------------------------------------------------------
 
 
