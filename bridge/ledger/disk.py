@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options, Rdict, WriteBatch
@@ -45,6 +46,8 @@ from bridge.observability.repeats import COLLAPSE
 
 log = logging.getLogger("bridge.ledger.disk")
 CHECKPOINT_KEY = b"\x00checkpoint"  # entry keys start with a letter: no entry sorts or collides here
+SWEEP_CHUNK = 10_000  # keys looked at per step of the expiry sweep (a few ms on the event loop)
+SWEEP_INTERVAL_S = 600.0  # a sweep of every open store starts this often
 CATCH_UP_S = 5.0  # on a clean stop, at most this long to catch the stores up with the changelog
 Load = Callable[[int, bytes | None, bytes | None], None]
 
@@ -79,6 +82,14 @@ def rocks_options(cache_mb: int, cache: Cache | None = None) -> Options:
     table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     options.set_block_based_table_factory(table)
     return options
+
+
+def _written_ms(value: object) -> int:
+    """The ``at`` of an entry's JSON value; an entry without one never expires here."""
+    try:
+        return int(orjson.loads(value)["at"]) if isinstance(value, bytes) else 2**62
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 2**62
 
 
 class PartitionStore:
@@ -145,11 +156,26 @@ class PartitionStore:
                 return
             yield key, value
 
-    def delete(self, keys: Iterable[bytes]) -> None:
-        batch = WriteBatch(raw_mode=True)
-        for key in keys:
-            batch.delete(key)
-        self._db.write(batch)
+    def expire(self, start: bytes, before_ms: int, limit: int = SWEEP_CHUNK) -> tuple[int, bytes | None]:
+        """Delete command and dead-letter entries written before ``before_ms``, from ``start`` on, at
+        most ``limit`` keys looked at; returns (deleted, where to go on, or None when done). The
+        retention's work that the changelog's own deletions never tell a copy about."""
+        stale: list[bytes] = []
+        after = None
+        for seen, (key, value) in enumerate(self._db.items(from_key=start)):
+            if not isinstance(key, bytes) or key >= b"trk:":  # tracked workflows end by tombstone
+                break
+            if seen == limit:
+                after = key
+                break
+            if _written_ms(value) < before_ms:
+                stale.append(key)
+        if stale:
+            batch = WriteBatch(raw_mode=True)
+            for key in stale:
+                batch.delete(key)
+            self._db.write(batch)
+        return len(stale), after
 
     def estimate(self) -> int:
         return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
@@ -179,6 +205,10 @@ class DiskLedger:
         self._overlay: dict[int, dict[bytes, bytes | None]] = {}
         self._follower: asyncio.Task[None] | None = None
         self._reseek: set[int] = set()
+        self._retention_ms = int(settings.ledger.retention_s * 1000)
+        self._sweeping: dict[int, bytes] = {}  # partition: the key the running sweep goes on from
+        self._next_sweep = 0.0
+        self.expired = 0
         self._source: dict[int, str] = {}  # partition: "tail" (store kept) or "rebuild", while restoring
         self.rebuilt = 0  # stores wiped and rebuilt
 
@@ -394,3 +424,24 @@ class DiskLedger:
             for tp, records in fetched.items():
                 if tp.partition in self.stores and tp.partition not in self._reseek:
                     self._applied(tp.partition, records)
+            self.sweep_step()
+
+    def sweep_step(self) -> None:
+        """One step of the expiry sweep: a new sweep of every open store every ``SWEEP_INTERVAL_S``,
+        ``SWEEP_CHUNK`` keys of one store per step (minute slack: lookups judge by the minute)."""
+        now = time.monotonic()
+        if not self._sweeping:
+            if now < self._next_sweep:
+                return
+            self._next_sweep = now + SWEEP_INTERVAL_S
+            self._sweeping = {p: b"cmd:" for p in self.stores}
+        partition, start = next(iter(self._sweeping.items()))
+        store = self.stores.get(partition)
+        after = None
+        if store is not None:
+            deleted, after = store.expire(start, self._now_ms() - self._retention_ms - 60_000)
+            self.expired += deleted
+        if after is None:
+            del self._sweeping[partition]
+        else:
+            self._sweeping[partition] = after

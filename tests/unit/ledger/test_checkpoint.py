@@ -120,3 +120,22 @@ def test_a_directory_rocksdb_cannot_open_is_unreadable(tmp_path: Path) -> None:
         (tmp_path / "0" / name).write_bytes(b"garbage\n")
     with pytest.raises(StoreUnreadable, match="does not open"):
         PartitionStore(tmp_path / "0", HERE, rocks_options(8))
+
+
+def test_the_expiry_sweep_deletes_old_command_and_dead_letter_entries_in_steps(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "0", HERE, rocks_options(8))
+    old, new = b'{"at": 1000}', b'{"at": 5000}'
+    records = [Rec(n, f"cmd:t:{n:02d}".encode(), old if n % 2 else new) for n in range(10)]
+    records += [Rec(10, b"dlq:t:7", old), Rec(11, b"trk:t:1", old), Rec(12, b"cmd:t:xx", b"not json")]
+    store.apply(records, NOW)
+    deleted, after = store.expire(b"cmd:", before_ms=2000, limit=4)
+    assert (deleted, after) == (2, b"cmd:t:04")  # 4 looked at, 01 and 03 were old
+    total = deleted
+    while after is not None:
+        deleted, after = store.expire(after, before_ms=2000, limit=4)
+        total += deleted
+    assert total == 6  # 01 03 05 07 09 and the dead letter; the tracked workflow and "xx" stay
+    assert store.get(b"cmd:t:01") is None and store.get(b"cmd:t:02") == new
+    assert store.get(b"trk:t:1") == old and store.get(b"cmd:t:xx") == b"not json"
+    assert store.checkpoint() == at(13, written=NOW)
+    store.close()
