@@ -124,24 +124,34 @@ class PartitionStore:
         value: bytes | None = self._db.get(key)
         return value
 
-    def apply(self, records: Sequence[Record], now_ms: int) -> list[tuple[bytes, bytes | None]]:
-        """Write the records not applied yet and the checkpoint after them, in one batch; returns the
-        (key, value) pairs written (a record before ``next_offset`` was applied already: skipped)."""
-        fresh = [r for r in records if r.offset >= self.next_offset]
-        if not fresh:
-            return []
+    def apply(
+        self, records: Sequence[Record], now_ms: int, overlay: dict[bytes, bytes | None] | None = None
+    ) -> int:
+        """Write the records not applied yet and the checkpoint after them, in one batch (a record
+        before ``next_offset`` was applied already: skipped); an ``overlay`` entry with the same bytes
+        as a record written is dropped (read back). Returns how many records were written."""
+        start = self.next_offset
+        if not records or records[-1].offset < start:
+            return 0
         batch = WriteBatch(raw_mode=True)
-        written: list[tuple[bytes, bytes | None]] = []
-        for record in fresh:
-            if record.key is None:
+        put, delete = batch.put, batch.delete
+        written, last = 0, start - 1
+        for record in records:  # the restore's inner loop: kept lean
+            offset = record.offset
+            if offset < start:
+                continue
+            last, key, value = offset, record.key, record.value
+            if key is None:
                 continue  # the ledger's records are all keyed; an unkeyed one is nobody's entry
-            if record.value is None:
-                batch.delete(record.key)
+            if value is None:
+                delete(key)
             else:
-                batch.put(record.key, record.value)
-            written.append((record.key, record.value))
-        self.next_offset = fresh[-1].offset + 1
-        batch.put(CHECKPOINT_KEY, encode(Checkpoint(self.identity, self.next_offset, now_ms)))
+                put(key, value)
+            written += 1
+            if overlay and key in overlay and overlay[key] == value:
+                del overlay[key]
+        self.next_offset = last + 1
+        put(CHECKPOINT_KEY, encode(Checkpoint(self.identity, self.next_offset, now_ms)))
         self._db.write(batch)
         return written
 
@@ -385,12 +395,7 @@ class DiskLedger:
         store = self.stores.get(partition)
         if store is None:
             return
-        written = store.apply(records, self._now_ms())
-        overlay = self._overlay.get(partition)
-        if overlay:
-            for key, value in written:
-                if key in overlay and overlay[key] == value:
-                    del overlay[key]  # read back: the store has it now
+        store.apply(records, self._now_ms(), self._overlay.get(partition))  # read back: off the overlay
 
     def _ensure_follower(self) -> None:
         if self._follower is None or self._follower.done():

@@ -88,16 +88,18 @@ class Rec:
 
 def test_records_and_checkpoint_are_written_together_and_only_forward(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path / "3", HERE, rocks_options(8))
-    written = store.apply([Rec(0, b"cmd:a", b"1"), Rec(1, b"cmd:b", b"2"), Rec(2, b"cmd:a", None)], NOW)
-    assert written == [(b"cmd:a", b"1"), (b"cmd:b", b"2"), (b"cmd:a", None)]
-    assert store.next_offset == 3
+    overlay: dict[bytes, bytes | None] = {b"cmd:a": None, b"cmd:b": b"3", b"cmd:c": b"4"}
+    records = [Rec(0, b"cmd:a", b"1"), Rec(1, b"cmd:b", b"2"), Rec(2, b"cmd:a", None), Rec(3, None, b"x")]
+    assert store.apply(records, NOW, overlay) == 3
+    assert overlay == {b"cmd:b": b"3", b"cmd:c": b"4"}  # the tombstone of a was read back; b differs
+    assert store.next_offset == 4
     assert store.get(b"cmd:a") is None and store.get(b"cmd:b") == b"2"
-    assert store.apply([Rec(1, b"cmd:b", b"old")], NOW) == []  # applied already: never backwards
+    assert store.apply([Rec(1, b"cmd:b", b"old")], NOW) == 0  # applied already: never backwards
     assert store.get(b"cmd:b") == b"2"
     store.close()
 
     reopened = PartitionStore(tmp_path / "3", HERE, rocks_options(8))
-    assert reopened.checkpoint() == at(3, written=NOW)
+    assert reopened.checkpoint() == at(4, written=NOW)
     assert reopened.get(b"cmd:b") == b"2"
     reopened.wipe()
     assert reopened.checkpoint() is None and reopened.get(b"cmd:b") is None
