@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -39,6 +40,7 @@ from aiokafka.errors import KafkaError
 from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options, Rdict, WriteBatch
 
 from bridge.config.settings import Settings
+from bridge.errors import StartupError
 from bridge.kafka.clients import make_reader, read_to_end, started
 from bridge.ledger.checkpoint import Checkpoint, Corrupt, Identity, decide, encode, read_checkpoint
 from bridge.observability.metrics import Metrics
@@ -90,6 +92,28 @@ def _written_ms(value: object) -> int:
         return int(orjson.loads(value)["at"]) if isinstance(value, bytes) else 2**62
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return 2**62
+
+
+def _lock_directory(root: Path) -> BinaryIO:
+    """Hold ``root`` for this member: a second process (or bridge) on the same directory would wipe
+    and rewrite the stores under the first."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = (root / "MEMBER.lock").open("a+b")
+    except OSError as exc:
+        raise StartupError(
+            f"ledger.store.path: cannot use {root.parent} ({exc.strerror or exc}): "
+            "set it to a writable directory (a volume of this pod)"
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise StartupError(
+            f"ledger.store.path: {root.parent} is in use by another bridge: "
+            "give each member a directory of its own (a volume per pod)"
+        ) from None
+    return handle
 
 
 class PartitionStore:
@@ -211,6 +235,7 @@ class DiskLedger:
         self._clock = clock
         self._metrics = metrics
         self._options = rocks_options(settings.ledger.store.cache_mb)
+        self._lock = _lock_directory(self._root)
         self.stores: dict[int, PartitionStore] = {}
         self._overlay: dict[int, dict[bytes, bytes | None]] = {}
         self._follower: asyncio.Task[None] | None = None
@@ -338,6 +363,8 @@ class DiskLedger:
         try:
             store = PartitionStore(path, identity, self._options)
         except StoreUnreadable as exc:
+            if "lock" in str(exc).lower():  # held by someone else: never wipe it
+                raise StartupError(f"ledger store {path}: {exc}") from None
             log.warning("ledger store %s: %s: wiped, rebuilding from the changelog", path, exc)
             shutil.rmtree(path, ignore_errors=True)
             store = PartitionStore(path, identity, self._options)
@@ -388,6 +415,9 @@ class DiskLedger:
             except (TimeoutError, KafkaError) as exc:
                 log.info("ledger stores closed behind the changelog (%s): the next start reads more", exc)
         self.forget(list(self.stores))
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
 
     # -- following the changelog -----------------------------------------------------------------
 

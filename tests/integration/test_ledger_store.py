@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge.app import Bridge
-from tests.integration.conftest import Stack, workfloo_command
+from tests.integration.conftest import Stack, start_process, workfloo_command
 from tests.integration.test_ledger import calls, sample, uid, wait_for
 
 pytestmark = pytest.mark.integration
@@ -99,3 +99,22 @@ async def test_without_a_store_path_the_ledger_stays_in_memory(stack: Stack) -> 
     await wait_for(lambda: sample(again, "bridge_duplicates_total", reason="done") == 1, 60)
     assert restored(again, "memory") >= 2
     assert restored(again, "tail") == restored(again, "rebuild") == 0
+
+
+async def test_a_store_path_in_use_or_unusable_is_one_line_and_a_non_zero_exit(
+    stack: Stack, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    stack.configure(ledger={"store": {"path": str(store)}})
+    holder = await stack.start_bridge()  # holds the directory
+    await wait_for(lambda: (store / stack.settings.topics.ledger / "MEMBER.lock").exists(), 60)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory\n")
+    for path, words in [(store, "is in use by another bridge"), (blocked / "sub", "cannot use")]:
+        process = await start_process(stack, tmp_path, ledger={"store": {"path": str(path)}})
+        _, stderr = await process.communicate()
+        lines = [line for line in stderr.decode().splitlines() if "ledger.store.path" in line]
+        assert process.returncode not in (0, None)
+        assert len(lines) == 1 and words in lines[0], stderr.decode()[-2000:]
+        assert "Traceback" not in stderr.decode()
+    await stack.stop_bridge(holder)
