@@ -1,6 +1,7 @@
 """The ledger on local disk (ledger.store.path) with a large partition: RSS, disk, lookups, restores.
 
     python -m bench.ledger_store --ids 1000000
+    python -m bench.ledger_store --direct --ids 10000000   # no Kafka: RSS, disk and lookups at 10 M ids
 
 Fills ledger partition 0 with ``--ids`` done entries, then in a child process (its RSS its own):
 a cold rebuild into an empty store (entries/s), ``--lookups`` random lookups through the ledger's
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -116,10 +118,83 @@ async def run(ids: int, lookups: int) -> dict[str, Any]:
     }
 
 
+def direct(ids: int, lookups: int) -> dict[str, Any]:
+    """Without Kafka (in this process): ``ids`` done entries applied straight into a partition's
+    store, as a rebuild applies what it fetched, then lookups through the ledger's command path, RSS
+    and disk. The store's share of a rebuild, and the memory and disk at sizes the broker here
+    cannot be filled to in time."""
+    from dataclasses import dataclass
+
+    from bridge.config.settings import Settings
+    from bridge.ledger.checkpoint import Identity
+    from bridge.ledger.disk import PartitionStore
+    from bridge.ledger.store import Ledger
+    from bridge.observability.metrics import Metrics
+
+    @dataclass(slots=True)
+    class Rec:
+        offset: int
+        key: bytes
+        value: bytes
+
+    path = tempfile.mkdtemp(prefix="bench-ledger-direct-")
+    topic = "workflow.run.commands"
+    settings = Settings.model_validate(
+        {"topics": {"run_commands": topic}, "ledger": {"store": {"path": path}}}
+    )
+    ledger = Ledger(settings, None, Metrics())  # type: ignore[arg-type]  # lookups only
+    disk = ledger._disk
+    assert disk is not None
+    store = PartitionStore(
+        Path(path) / settings.topics.ledger / "0", Identity(settings.topics.ledger, 0, 1), disk._options
+    )
+    disk.stores[0] = store
+    before = rss_mb()
+    now = int(time.time() * 1000)
+    template = (
+        b'{"v":1,"kind":"command","state":"done","fp":"%016x","at":%d,"offset":%d,"attempt":1,'
+        b'"status":"queued","ref":"job-%08d","event":"0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"}'
+    )
+    prefix = f"cmd:{topic}:".encode()
+    apply_s = 0.0
+    for first in range(0, ids, 10_000):
+        batch = [
+            Rec(i, prefix + b"cmd-%08d" % i, template % ((i * 2654435761) & (2**64 - 1), now, i, i))
+            for i in range(first, min(ids, first + 10_000))
+        ]
+        started = time.perf_counter()
+        store.apply(batch, now)
+        apply_s += time.perf_counter() - started
+    rss_filled = rss_mb()
+    rng = random.Random(3)
+    names = [f"cmd-{rng.randrange(ids):08d}" for _ in range(lookups)]
+    names += [f"new-{n}" for n in range(lookups // 10)]  # misses: a new command's lookup
+    started = time.perf_counter()
+    found = sum(ledger._seen((topic, 0), n, id_hash(n)) is not None for n in names)
+    lookup_s = time.perf_counter() - started
+    after = rss_mb()
+    store.close()
+    size = disk_bytes(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return {
+        "ids": ids,
+        "apply_entries_per_s": round(ids / apply_s),
+        "lookups_per_s": round(len(names) / lookup_s),
+        "lookups_found": found,
+        "rss_before_mb": round(before, 1),
+        "rss_filled_mb": round(rss_filled, 1),
+        "rss_after_lookups_mb": round(after, 1),
+        "disk_bytes_per_id": round(size / ids, 1),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ledger_store", description=__doc__.splitlines()[0])
     p.add_argument("--ids", type=int, default=1_000_000)
     p.add_argument("--lookups", type=int, default=100_000)
+    p.add_argument(
+        "--direct", action="store_true", help="no Kafka: apply ids straight into a store (RSS, disk)"
+    )
     p.add_argument(
         "--child", nargs=4, metavar=("BOOTSTRAP", "LEDGER", "COMMANDS", "PATH"), help=argparse.SUPPRESS
     )
@@ -127,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(asyncio.run(child(*args.child, args.ids, args.lookups))))
         return 0
-    result = asyncio.run(run(args.ids, args.lookups))
+    result = direct(args.ids, args.lookups) if args.direct else asyncio.run(run(args.ids, args.lookups))
     print(json.dumps(result, indent=2))
     return 0
 
