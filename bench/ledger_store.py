@@ -127,7 +127,7 @@ def direct(ids: int, lookups: int) -> dict[str, Any]:
 
     from bridge.config.settings import Settings
     from bridge.ledger.checkpoint import Identity
-    from bridge.ledger.disk import PartitionStore
+    from bridge.ledger.rocks import PartitionStore
     from bridge.ledger.store import Ledger
     from bridge.observability.metrics import Metrics
 

@@ -68,7 +68,7 @@ def run_rocksdb(path: str, ids: int, lookups: list[bytes]) -> dict[str, float]:
     from rocksdict import WriteBatch
 
     from bridge.ledger.checkpoint import Identity
-    from bridge.ledger.disk import PartitionStore, rocks_options
+    from bridge.ledger.rocks import PartitionStore, rocks_options
 
     store = PartitionStore(Path(path), Identity("bench", 0, 1), rocks_options(cache_mb=32))
     db = store._db

@@ -30,193 +30,24 @@ import fcntl
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Protocol
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options, Rdict, WriteBatch
 
 from bridge.config.settings import Settings
 from bridge.errors import StartupError
 from bridge.kafka.clients import make_reader, read_to_end, started
-from bridge.ledger.checkpoint import Checkpoint, Corrupt, Identity, decide, encode, read_checkpoint
+from bridge.ledger.checkpoint import Identity, decide
+from bridge.ledger.rocks import PartitionStore, Record, StoreUnreadable, lock_directory, rocks_options
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE
 
 log = logging.getLogger("bridge.ledger.disk")
-CHECKPOINT_KEY = b"\x00checkpoint"  # entry keys start with a letter: no entry sorts or collides here
-SWEEP_CHUNK = 10_000  # keys looked at per step of the expiry sweep (a few ms on the event loop)
 SWEEP_INTERVAL_S = 600.0  # a sweep of every open store starts this often
 CATCH_UP_S = 5.0  # on a clean stop, at most this long to catch the stores up with the changelog
 Load = Callable[[int, bytes | None, bytes | None], None]
-
-
-class Record(Protocol):
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-
-
-class StoreUnreadable(Exception):
-    """RocksDB could not open the directory (corrupt, or written by something else)."""
-
-
-def rocks_options(cache_mb: int, cache: Cache | None = None) -> Options:
-    """Small memtables and a bounded, shared block cache: memory stays flat whatever the store holds."""
-    options = Options(raw_mode=True)
-    options.create_if_missing(True)
-    options.set_paranoid_checks(True)
-    options.set_write_buffer_size(8 << 20)
-    options.set_max_write_buffer_number(2)
-    options.set_max_open_files(256)
-    options.set_keep_log_file_num(2)
-    options.set_compression_type(DBCompressionType.lz4())
-    table = BlockBasedOptions()
-    table.set_block_cache(cache if cache is not None else Cache(cache_mb << 20))
-    table.set_bloom_filter(10, False)
-    table.set_cache_index_and_filter_blocks(True)
-    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
-    options.set_block_based_table_factory(table)
-    return options
-
-
-def _written_ms(value: object) -> int:
-    """The ``at`` of an entry's JSON value; an entry without one never expires here."""
-    try:
-        return int(orjson.loads(value)["at"]) if isinstance(value, bytes) else 2**62
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return 2**62
-
-
-def _lock_directory(root: Path) -> BinaryIO:
-    """Hold ``root`` for this member: a second process (or bridge) on the same directory would wipe
-    and rewrite the stores under the first."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        handle = (root / "MEMBER.lock").open("a+b")
-    except OSError as exc:
-        raise StartupError(
-            f"ledger.store.path: cannot use {root.parent} ({exc.strerror or exc}): "
-            "set it to a writable directory (a volume of this pod)"
-        ) from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise StartupError(
-            f"ledger.store.path: {root.parent} is in use by another bridge: "
-            "give each member a directory of its own (a volume per pod)"
-        ) from None
-    return handle
-
-
-class PartitionStore:
-    """One ledger partition's copy on disk; ``next_offset``: the next changelog offset to apply."""
-
-    def __init__(self, path: Path, identity: Identity, options: Options) -> None:
-        self.path, self.identity, self._options = path, identity, options
-        self._db = self._open()
-        self.next_offset = 0
-
-    def _open(self) -> Rdict:
-        self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            return Rdict(str(self.path), self._options)
-        except Exception as exc:  # noqa: BLE001  rocksdict raises a plain Exception (corrupt, foreign)
-            raise StoreUnreadable(f"the store does not open ({str(exc).splitlines()[0][:120]})") from None
-
-    def checkpoint(self) -> Checkpoint | Corrupt | None:
-        try:
-            raw = self._db.get(CHECKPOINT_KEY)
-        except Exception as exc:  # noqa: BLE001  a checksum error in the block that holds it
-            return Corrupt(f"the checkpoint does not read ({str(exc).splitlines()[0][:120]})")
-        return read_checkpoint(raw)
-
-    def wipe(self) -> None:
-        self._db.close()
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._db = self._open()
-        self.next_offset = 0
-
-    def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
-        return value
-
-    def apply(
-        self, records: Sequence[Record], now_ms: int, overlay: dict[bytes, bytes | None] | None = None
-    ) -> int:
-        """Write the records not applied yet and the checkpoint after them, in one batch (a record
-        before ``next_offset`` was applied already: skipped); an ``overlay`` entry with the same bytes
-        as a record written is dropped (read back). Returns how many records were written."""
-        start = self.next_offset
-        if not records or records[-1].offset < start:
-            return 0
-        batch = WriteBatch(raw_mode=True)
-        put, delete = batch.put, batch.delete
-        written, last = 0, start - 1
-        for record in records:  # the restore's inner loop: kept lean
-            offset = record.offset
-            if offset < start:
-                continue
-            last, key, value = offset, record.key, record.value
-            if key is None:
-                continue  # the ledger's records are all keyed; an unkeyed one is nobody's entry
-            if value is None:
-                delete(key)
-            else:
-                put(key, value)
-            written += 1
-            if overlay and key in overlay and overlay[key] == value:
-                del overlay[key]
-        self.next_offset = last + 1
-        put(CHECKPOINT_KEY, encode(Checkpoint(self.identity, self.next_offset, now_ms)))
-        self._db.write(batch)
-        return written
-
-    def mark(self, offset: int, now_ms: int) -> None:
-        """Write the checkpoint alone: the partition's end was reached with no record to apply."""
-        self.next_offset = max(self.next_offset, offset)
-        self._db.put(CHECKPOINT_KEY, encode(Checkpoint(self.identity, self.next_offset, now_ms)))
-
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=prefix):
-            if not isinstance(key, bytes) or not key.startswith(prefix):
-                return
-            yield key, value
-
-    def expire(self, start: bytes, before_ms: int, limit: int = SWEEP_CHUNK) -> tuple[int, bytes | None]:
-        """Delete command and dead-letter entries written before ``before_ms``, from ``start`` on, at
-        most ``limit`` keys looked at; returns (deleted, where to go on, or None when done). The
-        retention's work that the changelog's own deletions never tell a copy about."""
-        stale: list[bytes] = []
-        after = None
-        for seen, (key, value) in enumerate(self._db.items(from_key=start)):
-            if not isinstance(key, bytes) or key >= b"trk:":  # tracked workflows end by tombstone
-                break
-            if seen == limit:
-                after = key
-                break
-            if _written_ms(value) < before_ms:
-                stale.append(key)
-        if stale:
-            batch = WriteBatch(raw_mode=True)
-            for key in stale:
-                batch.delete(key)
-            self._db.write(batch)
-        return len(stale), after
-
-    def estimate(self) -> int:
-        return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._db.close()
 
 
 class DiskLedger:
@@ -235,7 +66,7 @@ class DiskLedger:
         self._clock = clock
         self._metrics = metrics
         self._options = rocks_options(settings.ledger.store.cache_mb)
-        self._lock = _lock_directory(self._root)
+        self._lock = lock_directory(self._root)
         self.stores: dict[int, PartitionStore] = {}
         self._overlay: dict[int, dict[bytes, bytes | None]] = {}
         self._follower: asyncio.Task[None] | None = None

@@ -78,7 +78,7 @@ async def test_a_corrupt_store_is_rebuilt_from_the_changelog(
         else:  # it opens, and its checkpoint does not read
             from rocksdict import Rdict
 
-            from bridge.ledger.disk import CHECKPOINT_KEY, rocks_options
+            from bridge.ledger.rocks import CHECKPOINT_KEY, rocks_options
 
             db = Rdict(str(partition), rocks_options(8))
             db[CHECKPOINT_KEY] = b"{not json"
