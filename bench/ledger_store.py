@@ -166,6 +166,7 @@ def direct(ids: int, lookups: int) -> dict[str, Any]:
         store.apply(batch, now)
         apply_s += time.perf_counter() - started
     rss_filled = rss_mb()
+    level0 = store._db.property_int_value("rocksdb.num-files-at-level0")
     rng = random.Random(3)
     names = [f"cmd-{rng.randrange(ids):08d}" for _ in range(lookups)]
     names += [f"new-{n}" for n in range(lookups // 10)]  # misses: a new command's lookup
@@ -185,6 +186,7 @@ def direct(ids: int, lookups: int) -> dict[str, Any]:
         "rss_filled_mb": round(rss_filled, 1),
         "rss_after_lookups_mb": round(after, 1),
         "disk_bytes_per_id": round(size / ids, 1),
+        "level0_files_before_lookups": level0,
     }
 
 
