@@ -186,6 +186,7 @@ class Bridge:
             await verify_partitions(self.settings)  # the ledger and parking topics: a ConfigError when not
             ledger = self._ledger = await self._start_ledger(producer, tracker)
             if ledger is not None:
+                stack.push_async_callback(ledger.close)  # the local stores, after the engine stopped
                 await stack.enter_async_context(tracker.running())  # stopped before the producer
             track = tracker.start if ledger is not None else None
             loads = {name: runtime.load for name, runtime in targets.items() if runtime.load is not None}

@@ -122,6 +122,14 @@ def one(docs: list[Doc], kind: str) -> Doc:
     return found[0]
 
 
+def workload(docs: list[Doc]) -> Doc:
+    """The bridge's pods: the Deployment, or the StatefulSet with ``stateStore.enabled``."""
+    found = by_kind(docs, "Deployment") + by_kind(docs, "StatefulSet")
+    if len(found) != 1:
+        raise AssertionError(f"expected one Deployment or StatefulSet, rendered {len(found)}")
+    return found[0]
+
+
 def where(doc: Doc) -> str:
     return f"{doc.get('kind')}/{dig(doc, 'metadata', 'name')}"
 
@@ -376,7 +384,7 @@ def grace_findings(deployment: Doc, config: Doc) -> list[str]:
 
 def static_membership_findings(deployment: Doc, values: Doc) -> list[str]:
     ref = dig(_env_names(bridge_container(deployment)), "BRIDGE__KAFKA__GROUP_INSTANCE_ID", "valueFrom")
-    wanted = bool(dig(values, "staticMembership", default=False))
+    wanted = bool(dig(values, "staticMembership", default=False) or dig(values, "stateStore", "enabled"))
     if wanted and dig(ref, "fieldRef", "fieldPath") != "metadata.name":
         return ["staticMembership is on but the pod name is not the group instance id"]
     if not wanted and ref is not None:
@@ -505,7 +513,7 @@ def keda_findings(docs: list[Doc], values: Doc) -> list[str]:
         high = dig(scaled, "spec", "maxReplicaCount")
         if not isinstance(high, int) or high > partitions:
             findings.append(f"KEDA maxReplicaCount {high} exceeds the {partitions} partitions")
-        if "replicas" in dig(one(docs, "Deployment"), "spec", default={}):
+        if "replicas" in dig(workload(docs), "spec", default={}):
             findings.append("with KEDA on, the Deployment must not set replicas (they would fight)")
         behavior = dig(scaled, "spec", "advanced", "horizontalPodAutoscalerConfig", "behavior", "scaleDown")
         window = dig(behavior, "stabilizationWindowSeconds")
@@ -633,7 +641,7 @@ def topics_job_findings(docs: list[Doc], config: Doc, values: Doc) -> list[str]:
     except ConfigError as exc:
         findings.append(str(exc))
     pod_labels = dig(job, "spec", "template", "metadata", "labels", default={})
-    selectors = [dig(d, "spec", "selector", "matchLabels") for d in by_kind(docs, "Deployment")]
+    selectors = [dig(d, "spec", "selector", "matchLabels") for d in [workload(docs)]]
     selectors += [dig(d, "spec", "selector") for d in by_kind(docs, "Service")]
     selectors += [dig(d, "spec", "selector", "matchLabels") for d in by_kind(docs, "PodDisruptionBudget")]
     if any(_selects(sel, pod_labels) for sel in selectors):
@@ -647,7 +655,7 @@ def invariant_findings(values: Doc | None) -> list[str]:
     rendered = render(values)
     docs = documents(rendered)
     merged = effective_values(values)
-    deployment = one(docs, "Deployment")
+    deployment = workload(docs)
     config = bridge_config(docs)
     findings = [
         *security_findings(deployment),
@@ -704,6 +712,7 @@ VARIANTS: dict[str, Callable[[], Doc | None]] = {
     "all-options": all_values,
     "all-options-job": all_values_with_topics_job,
     "keda-prometheus": prometheus_trigger_values,
+    "state-store": lambda: {"stateStore": {"enabled": True}},  # a StatefulSet, a volume per pod
 }
 DEFAULT_KINDS = {"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service", "ServiceAccount"}
 EXPECTED_KINDS = {
@@ -723,6 +732,7 @@ EXPECTED_KINDS = {
     },
 }
 EXPECTED_KINDS["all-options-job"] = EXPECTED_KINDS["all-options"] | {"Job"}
+EXPECTED_KINDS["state-store"] = DEFAULT_KINDS - {"Deployment"} | {"StatefulSet"}
 
 
 def check_lint() -> list[str]:

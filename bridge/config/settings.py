@@ -155,6 +155,22 @@ class TopicSettings(SettingsModel):
         return (self.run_outcomes, self.control_outcomes, self.dead_letter)
 
 
+class LedgerStoreSettings(SettingsModel):
+    """A local disk store per owned ledger partition (RocksDB): memory stops growing with the retention
+    and a restart that keeps the directory reads only the changelog's tail. Unset: all in memory."""
+
+    path: str | None = Field(
+        default=None, description="Directory of the local stores (a persistent volume); unset: in memory."
+    )
+    cache_mb: int = Field(default=32, ge=1, description="Block cache per member, shared by its stores.")
+    max_age_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="A store whose checkpoint is older is rebuilt; at most the ledger topic's "
+        "delete.retention.ms (1 day unless set), after which compaction drops tombstones.",
+    )
+
+
 class LedgerSettings(SettingsModel):
     """The command ledger: which command ids ran, kept in the compacted ``topics.ledger`` topic."""
 
@@ -163,6 +179,7 @@ class LedgerSettings(SettingsModel):
         default=604_800.0, ge=60, description="How long an id is remembered; equals the topic's retention.ms."
     )
     restore_batch: int = Field(default=10_000, ge=1, description="Records per fetch while restoring.")
+    store: LedgerStoreSettings = LedgerStoreSettings()
 
 
 class EngineSettings(SettingsModel):

@@ -63,9 +63,13 @@ class DeadLetterEntry(BaseModel):
     reason: str = Field(description="The dead letter's reason (its dlq.reason header).")
 
 
+def dead_letter_key(topic: str, offset: int) -> bytes:
+    return DEAD_LETTER_PREFIX + f"{topic}:{offset}".encode()
+
+
 def encode_dead_letter(topic: str, offset: int, reason: str, at_ms: int) -> tuple[bytes, bytes]:
     value = {"v": VERSION, "kind": "dead_letter", "at": at_ms, "offset": offset, "reason": reason}
-    return DEAD_LETTER_PREFIX + f"{topic}:{offset}".encode(), orjson.dumps(value)
+    return dead_letter_key(topic, offset), orjson.dumps(value)
 
 
 def decode_dead_letter(key: bytes | None, value: bytes | None) -> tuple[str, int, int] | None:

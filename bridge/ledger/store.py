@@ -26,12 +26,14 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
 from bridge.kafka.clients import make_reader, read_to_end, started
+from bridge.ledger.disk import DiskLedger
 from bridge.ledger.entries import (
     COMMAND_PREFIX,
     DEAD_LETTER_PREFIX,
     DoneFields,
     EntryState,
     command_of,
+    dead_letter_key,
     decode,
     decode_dead_letter,
     encode_dead_letter,
@@ -40,7 +42,7 @@ from bridge.ledger.entries import (
     entry_key,
     fingerprint,
 )
-from bridge.ledger.index import EPOCH_MS, CommandIndex, id_hash, pack
+from bridge.ledger.index import EPOCH_MS, CommandIndex, Remembered, id_hash, pack, unpack
 from bridge.ledger.rules import Admission, admit, is_redrive
 from bridge.messages.commands import Command
 from bridge.messages.wire import Header
@@ -132,6 +134,9 @@ class Ledger:
         self._assigned: set[PartitionKey] = set()
         self._pending: dict[tuple[PartitionKey, int], asyncio.Future[None]] = {}
         self._next_sweep = 0.0
+        # ledger.store.path set: the partitions live on local disk, not in _indexes (bridge.ledger.disk)
+        self._disk = DiskLedger(settings, metrics, clock=clock) if settings.ledger.store.path else None
+        self._fresh = CommandIndex(self._settings.retention_s)  # only its retention arithmetic
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -144,20 +149,45 @@ class Ledger:
 
     @property
     def entries(self) -> int:
+        if self._disk is not None:
+            return self._disk.estimate()
         return sum(len(index) for index in self._indexes.values())
 
     def recall(self, topic: str, partition: int, command_id: str) -> Recall | None:
         """What the ledger knows about ``command_id`` in ``topic[partition]``; None while this
         member does not hold that partition's ledger (another member owns it, or it is restoring)."""
         where = (topic, partition)
-        index = self._indexes.get(where) if where in self._assigned else None
-        if index is None:
+        if where not in self._assigned:
             return None
+        if self._disk is None and where not in self._indexes:
+            return None  # restoring
+        if self._disk is not None and partition not in self._disk.stores:
+            return None  # restoring
         horizon = self._now_ms() - (int(self._settings.retention_s // 60) - 1) * 60_000  # whole minutes kept
-        seen = index.get(command_id)
+        seen = self._seen(where, command_id, id_hash(command_id))
         if seen is None:
             return Recall(None, False, horizon)
         return Recall(EPOCH_MS + seen.minute * 60_000, seen.done, horizon)
+
+    def _seen(self, where: PartitionKey, command_id: str, key: int) -> Remembered | None:
+        if self._disk is None:
+            return self._index(where).get_hashed(key)
+        entry = decode(ekey := entry_key(where[0], command_id), self._disk.get(where[1], ekey))
+        if entry is None or not self._fresh.is_fresh(entry.at_ms, self._now_ms()):
+            return None
+        done, error = entry.state is EntryState.DONE, entry.status == "error"
+        return unpack(
+            pack(entry.fingerprint, done=done, error=error, attempt=entry.attempt, at_ms=entry.at_ms)
+        )
+
+    def _remember(self, ticket: Ticket, key: bytes, value: bytes | None, packed: int | None) -> None:
+        """What this process wrote for ``ticket``: the index, or the local store's overlay."""
+        if self._disk is not None:
+            self._disk.wrote(ticket.partition[1], key, value)
+        elif packed is None:
+            self._index(ticket.partition).forget_hashed(ticket.id_key)
+        else:
+            self._index(ticket.partition).put_hashed(ticket.id_key, packed)
 
     # -- admission -------------------------------------------------------------------------------
 
@@ -169,7 +199,7 @@ class Ledger:
         while (running := self._pending.get((where, key))) is not None:
             await asyncio.wait([running])
         self._sweep()
-        seen = self._index(where).get_hashed(key)
+        seen = self._seen(where, command.id, key)
         fp = fingerprint(command)
         admission = admit(seen, fp, redrive=is_redrive(headers))
         if admission in _DUPLICATE_REASON:
@@ -191,7 +221,7 @@ class Ledger:
         )
         await self._send(LedgerRecord(self.topic, partition, key, value))
         packed = pack(ticket.fp, done=False, error=False, attempt=ticket.attempt, at_ms=now)
-        self._index(ticket.partition).put_hashed(ticket.id_key, packed)
+        self._remember(ticket, key, value, packed)
 
     def done(self, ticket: Ticket, fields: DoneFields) -> LedgerRecord:
         """The ``done`` entry to publish after the outcome; the index remembers it at once."""
@@ -202,25 +232,34 @@ class Ledger:
         )
         error = fields.status == "error"
         packed = pack(ticket.fp, done=True, error=error, attempt=ticket.attempt, at_ms=now)
-        self._index(ticket.partition).put_hashed(ticket.id_key, packed)
+        self._remember(ticket, key, value, packed)
         return LedgerRecord(self.topic, partition, key, value)
 
     def release(self, ticket: Ticket) -> LedgerRecord:
         """Forget the command (it was parked after its ``dispatched`` entry and runs again as new):
         the tombstone to publish after the parked record; the index forgets it at once."""
         topic, partition = ticket.partition
-        self._index(ticket.partition).forget_hashed(ticket.id_key)
-        return LedgerRecord(self.topic, partition, entry_key(topic, ticket.command_id), None)
+        key = entry_key(topic, ticket.command_id)
+        self._remember(ticket, key, None, None)
+        return LedgerRecord(self.topic, partition, key, None)
 
     def dead_lettered(self, where: PartitionKey, offset: int) -> bool:
         """Whether this record was dead-lettered already (a redelivery: absorbed, not again)."""
-        return self._index(where).dead_lettered(offset)
+        if self._disk is None:
+            return self._index(where).dead_lettered(offset)
+        key = dead_letter_key(where[0], offset)
+        dead = decode_dead_letter(key, self._disk.get(where[1], key))
+        return dead is not None and self._fresh.is_fresh(dead[2], self._now_ms())
 
     def dead_letter(self, where: PartitionKey, offset: int, reason: str) -> LedgerRecord:
         """The entry to publish after the dead letter (like ``done`` after an outcome)."""
         now = self._now_ms()
-        self._index(where).mark_dead_letter(offset, now)
-        return LedgerRecord(self.topic, where[1], *encode_dead_letter(where[0], offset, reason, now))
+        key, value = encode_dead_letter(where[0], offset, reason, now)
+        if self._disk is not None:
+            self._disk.wrote(where[1], key, value)
+        else:
+            self._index(where).mark_dead_letter(offset, now)
+        return LedgerRecord(self.topic, where[1], key, value)
 
     async def withdraw(self, ticket: Ticket) -> None:
         """Forget the ``dispatched`` entry now, acknowledged: no call so far may have had an effect."""
@@ -263,18 +302,30 @@ class Ledger:
     # -- partitions ------------------------------------------------------------------------------
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
+        tps = list(tps)
         for tp in tps:
             self._assigned.discard((tp.topic, tp.partition))
             self._indexes.pop((tp.topic, tp.partition), None)
+        if self._disk is not None:  # a ledger partition's store closes when no command partition needs it
+            still = {partition for _, partition in self._assigned}
+            self._disk.forget({tp.partition for tp in tps} - still)
         self._metrics.ledger_entries(self.entries)
         if self._sibling is not None:
             self._sibling.forget(tps)
+
+    async def close(self) -> None:
+        """Stop following the changelog and close the local stores (their files stay)."""
+        if self._disk is not None:
+            await self._disk.close()
 
     async def restore(self, tps: Iterable[TopicPartition]) -> None:
         """Read the ledger partitions of newly assigned command partitions to their end."""
         wanted = {(tp.topic, tp.partition) for tp in tps}
         self._assigned |= wanted
         started = time.perf_counter()
+        if self._disk is not None:
+            await self._restore_disk(wanted, started)
+            return
         fresh = {where: CommandIndex(self._settings.retention_s) for where in wanted}
         read = await self._read_to_end(fresh)
         for where, index in fresh.items():
@@ -293,6 +344,33 @@ class Ledger:
             kept,
             elapsed,
             extra={"restore_s": round(elapsed, 3), "entries": kept, "records": read},
+        )
+
+    async def _restore_disk(self, wanted: set[PartitionKey], started: float) -> None:
+        """Catch the local stores up with the changelog (the tail, or all of it when rebuilt)."""
+        disk = self._disk
+        assert disk is not None
+        sibling = self._sibling
+        if sibling is not None:
+            sibling.restore_started(wanted)
+        before = disk.rebuilt
+        read = await disk.restore(
+            {partition for _, partition in wanted}, sibling.load if sibling else _ignore
+        )
+        if sibling is not None:
+            sibling.restore_finished([where for where in wanted if where in self._assigned])
+        elapsed = time.perf_counter() - started
+        self._metrics.ledger_restored(elapsed)
+        self._metrics.ledger_entries(self.entries)
+        rebuilt = disk.rebuilt - before
+        log.info(
+            "ledger restored for %d partition(s) from the local store: %d record(s) read, "
+            "%d store(s) rebuilt, in %.2fs",
+            len(wanted),
+            read,
+            rebuilt,
+            elapsed,
+            extra={"restore_s": round(elapsed, 3), "records": read, "rebuilt": rebuilt},
         )
 
     async def _read_to_end(self, fresh: dict[PartitionKey, CommandIndex]) -> int:
@@ -330,6 +408,7 @@ class Ledger:
         )
         async for ltp, records in batches:
             read += len(records)
+            self._metrics.ledger_restore_records("memory", len(records))
             for record in records:
                 self._load(fresh, ltp.partition, record.key, record.value, now_ms)
         return read
@@ -364,3 +443,7 @@ class Ledger:
         done, error = entry.state is EntryState.DONE, entry.status == "error"
         packed = pack(entry.fingerprint, done=done, error=error, attempt=entry.attempt, at_ms=entry.at_ms)
         index.put_hashed(id_hash(entry.command_id), packed)
+
+
+def _ignore(partition: int, key: bytes | None, value: bytes | None) -> None:
+    """No sibling state: tracked-workflow entries are not wanted."""

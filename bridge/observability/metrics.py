@@ -131,6 +131,13 @@ class Metrics(LoadMetrics):
             buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
             registry=r,
         )
+        self._ledger_restore_records = Counter(
+            "bridge_ledger_restore_records_total",
+            "Ledger records read by restores: from a kept local store's checkpoint (tail), into a "
+            "wiped or new local store (rebuild), or into memory (memory, ledger.store.path unset).",
+            ["source"],
+            registry=r,
+        )
         self._unknown_outcomes = Counter(
             "bridge_unknown_outcomes_total",
             "Commands found dispatched but not done, by target and what on_unknown did.",
@@ -254,6 +261,10 @@ class Metrics(LoadMetrics):
 
     def ledger_restored(self, seconds: float) -> None:
         self._ledger_restore.observe(seconds)
+
+    def ledger_restore_records(self, source: str, count: int) -> None:
+        """``source``: tail, rebuild or memory."""
+        self._child(self._ledger_restore_records, source).inc(count)
 
     def unknown_outcome(self, target: str, resolution: str) -> None:
         self._child(self._unknown_outcomes, target, resolution).inc()

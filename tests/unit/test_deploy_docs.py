@@ -155,7 +155,8 @@ def test_helm_commands_render_a_valid_release(releases, shell_vars):
         assert check.invariant_findings(values) == []
         docs = check.documents(check.render(values, name, namespace))
         assert check.builtin_findings(docs) == []
-        image = check.bridge_container(check.one(docs, "Deployment"))["image"]
+        kind = "StatefulSet" if values.get("stateStore", {}).get("enabled") else "Deployment"
+        image = check.bridge_container(check.one(docs, kind))["image"]
         tag = values.get("image", {}).get("tag") or VERSION
         assert image == f"{shell_vars['REGISTRY']}/workflow-bridge:{tag}"
 

@@ -88,6 +88,38 @@ def test_static_membership_names_each_member_after_its_pod():
     assert "env" not in check.bridge_container(plain)  # off by default: Deployments rename pods
 
 
+def test_the_state_store_runs_a_statefulset_with_a_volume_per_pod_and_static_membership():
+    values = {"stateStore": {"enabled": True, "size": "5Gi"}}
+    docs = check.documents(check.render(values))
+    assert not check.by_kind(docs, "Deployment")
+    sts = check.one(docs, "StatefulSet")
+    [claim] = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    container = check.bridge_container(sts)
+    assert {"name": "state", "mountPath": "/var/lib/bridge"} in container["volumeMounts"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["BRIDGE__KAFKA__GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert check.bridge_config(docs)["ledger"]["store"] == {"path": "/var/lib/bridge/ledger"}
+    assert sts["spec"]["serviceName"] == check.one(docs, "Service")["metadata"]["name"]
+    assert "strategy" not in sts["spec"]  # a Deployment's field: a StatefulSet has updateStrategy
+    findings = check.builtin_findings(docs) + check.lint_findings(values)  # Kubernetes schemas, helm lint
+    assert not findings, "\n".join(findings)
+
+
+def test_the_deployment_stays_the_default_without_a_store():
+    docs = check.documents(check.render(None))
+    assert check.one(docs, "Deployment") and not check.by_kind(docs, "StatefulSet")
+    assert "store" not in check.bridge_config(docs)["ledger"]
+
+
+def test_keda_scales_the_statefulset_when_the_store_is_on():
+    docs = check.documents(check.render({"stateStore": {"enabled": True}, "keda": {"enabled": True}}))
+    scaled = check.one(docs, "ScaledObject")
+    assert scaled["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+    assert "replicas" not in check.one(docs, "StatefulSet")["spec"]
+
+
 def test_the_hand_over_budgets_are_enforced():
     short_grace = {"terminationGraceMarginSeconds": 1}
     assert any("for the final commit" in f for f in check.invariant_findings(short_grace))

@@ -31,6 +31,7 @@ PURE = (
     "bridge.messages.parsing",
     "bridge.messages.commands",
     "bridge.redrive.select",
+    "bridge.ledger.checkpoint",  # whether a local store is trusted (issue 28)
 )
 IO_LIBRARIES = ("aiohttp", "aiokafka")
 # The composition root is wired up by the command-line layer only.

@@ -1,0 +1,213 @@
+"""The ledger on local disk (ledger.store.path) with a large partition: RSS, disk, lookups, restores.
+
+    python -m bench.ledger_store --ids 1000000
+    python -m bench.ledger_store --direct --ids 10000000   # no Kafka: RSS, disk and lookups at 10 M ids
+
+Fills ledger partition 0 with ``--ids`` done entries, then in a child process (its RSS its own):
+a cold rebuild into an empty store (entries/s), ``--lookups`` random lookups through the ledger's
+command path (lookups/s), RSS, disk bytes per id; then a warm restart in a second child (the store
+kept: only the tail is read) and the time it took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from bench.ledger import fill, rss_mb
+from bridge.ledger.index import id_hash
+from bridge.local.broker import create_topics, start_broker
+
+
+def disk_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+async def child(
+    bootstrap: str, ledger_topic: str, command_topic: str, path: str, ids: int, lookups: int
+) -> dict[str, Any]:
+    from bridge.config.settings import Settings
+    from bridge.ledger.store import Ledger
+    from bridge.observability.metrics import Metrics
+
+    settings = Settings.model_validate(
+        {
+            "kafka": {"bootstrap_servers": bootstrap},
+            "topics": {"run_commands": command_topic, "ledger": ledger_topic},
+            "ledger": {"store": {"path": path}},
+        }
+    )
+    metrics = Metrics()
+    ledger = Ledger(settings, None, metrics)  # type: ignore[arg-type]  # restore and lookups only
+    before = rss_mb()
+    started = time.perf_counter()
+    await ledger.restore([TopicPartition(command_topic, 0)])
+    restore_s = time.perf_counter() - started
+    where = (command_topic, 0)
+    rng = random.Random(3)
+    names = [f"cmd-{rng.randrange(ids):08d}" for _ in range(lookups)]
+    started = time.perf_counter()
+    found = sum(ledger._seen(where, name, id_hash(name)) is not None for name in names)
+    lookup_s = time.perf_counter() - started
+    after = rss_mb()
+    read = {
+        source: metrics.registry.get_sample_value("bridge_ledger_restore_records_total", {"source": source})
+        or 0
+        for source in ("tail", "rebuild")
+    }
+    await ledger.close()
+    return {
+        "restore_s": round(restore_s, 2),
+        "records_read": read,
+        "lookups_per_s": round(lookups / lookup_s),
+        "lookups_found": found,
+        "rss_before_mb": round(before, 1),
+        "rss_after_mb": round(after, 1),
+    }
+
+
+async def run(ids: int, lookups: int) -> dict[str, Any]:
+    broker = await start_broker()
+    path = tempfile.mkdtemp(prefix="bench-ledger-store-")
+    try:
+        ledger_topic, command_topic = "bench.store.ledger", "bench.store.commands"
+        await create_topics(broker.bootstrap, {ledger_topic: 1, command_topic: 1})
+        fill_s = await fill(broker.bootstrap, ledger_topic, command_topic, ids)
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.ledger_store",
+            "--child",
+            broker.bootstrap,
+            ledger_topic,
+            command_topic,
+            path,
+        ]
+        argv += ["--ids", str(ids), "--lookups", str(lookups)]
+        runs = []
+        for _ in ("cold", "warm"):
+            out = await asyncio.to_thread(
+                subprocess.run, argv, capture_output=True, text=True, check=True, timeout=3600
+            )
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        size = disk_bytes(path)
+    finally:
+        broker.kill()
+        shutil.rmtree(path, ignore_errors=True)
+    cold, warm = runs
+    return {
+        "ids": ids,
+        "fill_s": round(fill_s, 1),
+        "cold": cold,
+        "cold_entries_per_s": round(ids / max(cold["restore_s"], 1e-9)),
+        "warm": warm,
+        "disk_bytes_per_id": round(size / ids, 1),
+    }
+
+
+def direct(ids: int, lookups: int) -> dict[str, Any]:
+    """Without Kafka (in this process): ``ids`` done entries applied straight into a partition's
+    store, as a rebuild applies what it fetched, then lookups through the ledger's command path, RSS
+    and disk. The store's share of a rebuild, and the memory and disk at sizes the broker here
+    cannot be filled to in time."""
+    from dataclasses import dataclass
+
+    from bridge.config.settings import Settings
+    from bridge.ledger.checkpoint import Identity
+    from bridge.ledger.rocks import PartitionStore
+    from bridge.ledger.store import Ledger
+    from bridge.observability.metrics import Metrics
+
+    @dataclass(slots=True)
+    class Rec:
+        offset: int
+        key: bytes
+        value: bytes
+
+    path = tempfile.mkdtemp(prefix="bench-ledger-direct-")
+    topic = "workflow.run.commands"
+    settings = Settings.model_validate(
+        {"topics": {"run_commands": topic}, "ledger": {"store": {"path": path}}}
+    )
+    ledger = Ledger(settings, None, Metrics())  # type: ignore[arg-type]  # lookups only
+    disk = ledger._disk
+    assert disk is not None
+    store = PartitionStore(
+        Path(path) / settings.topics.ledger / "0", Identity(settings.topics.ledger, 0, 1), disk._options
+    )
+    disk.stores[0] = store
+    before = rss_mb()
+    now = int(time.time() * 1000)
+    template = (
+        b'{"v":1,"kind":"command","state":"done","fp":"%016x","at":%d,"offset":%d,"attempt":1,'
+        b'"status":"queued","ref":"job-%08d","event":"0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"}'
+    )
+    prefix = f"cmd:{topic}:".encode()
+    apply_s = 0.0
+    for first in range(0, ids, 10_000):
+        batch = [
+            Rec(i, prefix + b"cmd-%08d" % i, template % ((i * 2654435761) & (2**64 - 1), now, i, i))
+            for i in range(first, min(ids, first + 10_000))
+        ]
+        started = time.perf_counter()
+        store.apply(batch, now)
+        apply_s += time.perf_counter() - started
+    rss_filled = rss_mb()
+    level0 = store._db.property_int_value("rocksdb.num-files-at-level0")
+    rng = random.Random(3)
+    names = [f"cmd-{rng.randrange(ids):08d}" for _ in range(lookups)]
+    names += [f"new-{n}" for n in range(lookups // 10)]  # misses: a new command's lookup
+    started = time.perf_counter()
+    found = sum(ledger._seen((topic, 0), n, id_hash(n)) is not None for n in names)
+    lookup_s = time.perf_counter() - started
+    after = rss_mb()
+    store.close()
+    size = disk_bytes(path)
+    shutil.rmtree(path, ignore_errors=True)
+    return {
+        "ids": ids,
+        "apply_entries_per_s": round(ids / apply_s),
+        "lookups_per_s": round(len(names) / lookup_s),
+        "lookups_found": found,
+        "rss_before_mb": round(before, 1),
+        "rss_filled_mb": round(rss_filled, 1),
+        "rss_after_lookups_mb": round(after, 1),
+        "disk_bytes_per_id": round(size / ids, 1),
+        "level0_files_before_lookups": level0,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ledger_store", description=__doc__.splitlines()[0])
+    p.add_argument("--ids", type=int, default=1_000_000)
+    p.add_argument("--lookups", type=int, default=100_000)
+    p.add_argument(
+        "--direct", action="store_true", help="no Kafka: apply ids straight into a store (RSS, disk)"
+    )
+    p.add_argument(
+        "--child", nargs=4, metavar=("BOOTSTRAP", "LEDGER", "COMMANDS", "PATH"), help=argparse.SUPPRESS
+    )
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(asyncio.run(child(*args.child, args.ids, args.lookups))))
+        return 0
+    result = direct(args.ids, args.lookups) if args.direct else asyncio.run(run(args.ids, args.lookups))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
