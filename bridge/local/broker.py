@@ -183,21 +183,34 @@ def _terminate_quietly(process: subprocess.Popen[bytes]) -> None:
 
 
 async def _wait_listening(broker: RunningBroker, timeout_s: float = 15.0) -> None:
+    try:
+        await wait_accepting(broker.process, broker.port, asyncio.get_running_loop().time() + timeout_s)
+    except TimeoutError:
+        await broker.stop()
+        raise RuntimeError(f"broker did not listen on port {broker.port} within {timeout_s}s") from None
+
+
+async def wait_accepting(
+    process: subprocess.Popen[bytes], port: int, deadline: float, interval_s: float = 0.05
+) -> None:
+    """Until ``127.0.0.1:port`` accepts a connection (closed at once), for a server ``process`` starts.
+
+    ``deadline`` is on the running loop's clock; past it, TimeoutError. RuntimeError when the process
+    exits first. A plain connect: a Kafka client would log an error for every refused attempt."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        if broker.process.poll() is not None:
-            raise RuntimeError(f"broker exited with code {broker.process.returncode}")
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"broker exited with code {process.returncode}")
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
-            await asyncio.sleep(0.05)
+            if loop.time() >= deadline:
+                raise TimeoutError(f"nothing accepted connections on port {port}") from None
+            await asyncio.sleep(interval_s)
             continue
         writer.close()
         await writer.wait_closed()
         return
-    await broker.stop()
-    raise RuntimeError(f"broker did not listen on port {broker.port} within {timeout_s}s")
 
 
 async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from bridge.local.broker import RunningBroker, free_port
+from bridge.local.broker import RunningBroker, free_port, wait_accepting
 
 JARS_ENV = "BRIDGE_KAFKA_JARS"
 JAVA_ENV = "BRIDGE_KAFKA_JAVA"
@@ -230,15 +230,13 @@ async def _wait_ready(
     deadline = loop.time() + timeout_s
     last: BaseException | None = None
     while loop.time() < deadline:
-        if broker.process.poll() is not None:
-            raise RuntimeError(f"Kafka broker exited with code {broker.process.returncode}; see {log}")
-        try:  # a plain connect first: aiokafka logs an error for every refused connection
-            _, writer = await asyncio.open_connection("127.0.0.1", broker.port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        await writer.wait_closed()
+        try:
+            await wait_accepting(broker.process, broker.port, deadline, interval_s=0.1)
+        except RuntimeError as exc:  # the process exited
+            raise RuntimeError(f"Kafka {exc}; see {log}") from None
+        except TimeoutError as exc:
+            last = exc
+            break
         client = AIOKafkaClient(bootstrap_servers=f"127.0.0.1:{broker.port}", request_timeout_ms=5000)
         try:
             await client.bootstrap()

@@ -7,6 +7,7 @@ integration fixtures.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from bridge.local.broker import (
     free_port,
     port_taken,
     start_broker,
+    wait_accepting,
 )
 
 
@@ -174,6 +176,19 @@ async def test_a_broker_not_started_here_cannot_be_restarted():
             await running.restart()
     finally:
         running.kill()
+
+
+async def test_waiting_for_a_port_nobody_listens_on_ends_at_the_deadline():
+    process, port = sleeper(), free_port()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError, match=f"on port {port}$"):
+            await wait_accepting(process, port, started + 0.3)
+        assert 0.3 <= loop.time() - started < 5
+    finally:
+        process.kill()
+        process.wait()
 
 
 # -- stopping ------------------------------------------------------------------------------------------
