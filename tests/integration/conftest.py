@@ -29,7 +29,7 @@ from bridge.contracts import load_specs
 from bridge.kafka.topics import apply_topics
 from bridge.local.abilities import BrokerAbilities, detect_abilities
 from bridge.local.broker import RunningBroker, start_broker
-from bridge.local.kafka_broker import kafka_available, start_kafka_broker
+from bridge.local.kafka_broker import SHORT_LIVED_JVM, kafka_available, start_kafka_broker
 from bridge.local.otlp import OtlpReceiver
 from bridge.local.stack import SANDBOX_ENV, local_config, local_settings, topic_layout
 from bridge.sandbox import eightbyeight as eightbyeight_sandbox
@@ -77,7 +77,7 @@ def start_test_broker(broker_kind: str, tmp_path_factory: pytest.TempPathFactory
 
     async def start_kafka(**options: Any) -> RunningBroker:
         log = tmp_path_factory.mktemp("kafka") / "server.log"  # kept by pytest for a failed run's reader
-        return await start_kafka_broker(log_path=log, **options)
+        return await start_kafka_broker(log_path=log, jvm_options=SHORT_LIVED_JVM, **options)
 
     return start_kafka
 
