@@ -118,6 +118,9 @@ class Stack:
     sandbox: Any
     settings: Settings
     bridges: list[tuple[Bridge, asyncio.Task[None]]] = field(default_factory=list)
+    # ``bridge run`` processes of start_process: killed at teardown if the test left them running (a
+    # failed assertion), so that they do not outlive the test and load the machine for hours
+    processes: list[asyncio.subprocess.Process] = field(default_factory=list)
     _consumer: AIOKafkaConsumer | None = None
 
     def configure(self, **overrides: Any) -> Settings:
@@ -211,6 +214,11 @@ class Stack:
             return result
 
     async def close(self) -> None:
+        for process in self.processes:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await asyncio.wait_for(process.wait(), 10)  # killed: a full stderr pipe cannot hold it
         for bridge, task in self.bridges:
             bridge.request_stop()
             with contextlib.suppress(Exception):
@@ -286,7 +294,9 @@ async def start_process(
             },
         },
     )
-    return await bridge_run(raw, tmp_path / f"{name}.yaml", SANDBOX_ENV)
+    process = await bridge_run(raw, tmp_path / f"{name}.yaml", SANDBOX_ENV)
+    stack.processes.append(process)
+    return process
 
 
 async def bridge_run(
