@@ -149,8 +149,13 @@ def kafka_available() -> str | None:
 
 
 def cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (the storage tool's form)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (the storage tool's form).
+
+    Never one that starts with "-" (1 start in 64 otherwise): the storage tool reads ``-t -xyz`` as a
+    missing id and an unknown option, and exits 1. Kafka's own ``Uuid.randomUuid`` skips those too."""
+    while (found := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return found
 
 
 def server_properties(workdir: Path, port: int, controller_port: int, advertised_port: int) -> str:

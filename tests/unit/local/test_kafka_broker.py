@@ -10,6 +10,7 @@ import base64
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,15 @@ def test_cluster_ids_are_16_random_bytes_in_url_safe_base64() -> None:
     first, second = cluster_id(), cluster_id()
     assert first != second and len(first) == 22 and "=" not in first
     assert len(base64.urlsafe_b64decode(first + "==")) == 16
+
+
+def test_no_cluster_id_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool would take it for an option and fail to format (seen: exit 1 in a test run)."""
+    dashed = uuid.UUID(bytes=base64.urlsafe_b64decode("-" + "A" * 21 + "=="))
+    plain = uuid.UUID(bytes=base64.urlsafe_b64decode("B" * 21 + "A=="))
+    draws = iter([dashed, dashed, plain])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    assert cluster_id() == "B" * 21 + "A"
 
 
 def test_missing_jars_say_how_to_fetch_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
