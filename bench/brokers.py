@@ -41,10 +41,17 @@ def tagged_checks(checks: dict[str, Any], broker: str, number: int) -> dict[str,
 FIGURES: tuple[tuple[str, Callable[[Row], float | None], str], ...] = (
     ("cmds/s", lambda r: r.rate if r.commands else None, "{:,.0f}"),
     ("CPU ms/cmd", lambda r: r.cpu_ms_per_command, "{:.3f}"),
+    ("broker CPU ms/cmd", lambda r: _broker_cpu_ms(r), "{:.3f}"),
     ("added p50 ms", lambda r: r.added_p50_ms, "{:,.1f}"),
     ("added p99 ms", lambda r: r.added_p99_ms, "{:,.1f}"),
     ("foreign load", lambda r: r.extra.get("foreign_share"), "{:.0%}"),
 )
+
+
+def _broker_cpu_ms(row: Row) -> float | None:
+    """The broker's CPU during the whole bridge run (start-up and group join included) per command."""
+    cpu = (row.extra.get("other_cpu_s") or {}).get("broker")
+    return cpu * 1000 / row.commands if cpu is not None and row.commands else None
 
 
 def _median(rows: Sequence[Row], get: Callable[[Row], float | None]) -> float | None:

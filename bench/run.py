@@ -72,6 +72,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the embedded Tansu, Apache Kafka (make kafka-jars), or both in turn in one run",
     )
     p.add_argument("--broker-rounds", type=int, default=1, help="--broker both: tansu, kafka rounds")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        metavar="COMMANDS",
+        help="first run this many commands through a bridge, unmeasured (a fresh broker's JIT, caches)",
+    )
     p.add_argument("--commands", type=int, default=5000, help="commands in the scenario (N)")
     p.add_argument("--keys", type=int, default=1000, help="distinct Kafka keys (K)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of the command topic (P)")
@@ -418,6 +425,9 @@ async def on_broker(args: argparse.Namespace, workdir: Path, kind: str, report: 
         bench.bridge_log_level = args.bridge_log_level
         bench.bridge_cmd = tuple(args.bridge_cmd)
         bench.bridge_overrides = overrides(args.set)
+        if args.warmup:
+            shape = Shape(args.warmup, min(args.warmup, 1000), 4)
+            await scenario(bench, Report(), "warmup", shape, Latency(0), 1000, args, baselines_too=False)
         if args.smoke:
             await smoke(bench, report, args)
         elif args.suite:
