@@ -46,16 +46,21 @@ def run_test(broker: str, timeout_s: float) -> dict[str, Any]:
     except subprocess.TimeoutExpired as exc:
         partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
         output, code = f"{partial}\ntimed out after {timeout_s:.0f} s", -1
-    pauses = {
-        m[1]: {"median_s": float(m[2]), "longest_s": float(m[3]), "partitions": int(m[4])}
-        for m in PAUSE.findall(output)
-    }
+    pauses = parse_pauses(output)
     return {
         "broker": broker,
         "passed": code == 0,
         "wall_s": round(time.perf_counter() - started, 1),
         "pauses": pauses,
         "failure": "" if code == 0 else failure(output),
+    }
+
+
+def parse_pauses(output: str) -> dict[str, dict[str, float]]:
+    """The test's ``pause after ...`` lines: change -> median, longest (s) and partitions moved."""
+    return {
+        m[1]: {"median_s": float(m[2]), "longest_s": float(m[3]), "partitions": int(m[4])}
+        for m in PAUSE.finditer(output)
     }
 
 

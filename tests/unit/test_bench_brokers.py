@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.brokers import broker_order, comparison, comparison_table, tagged_rows
-from bench.scaling import PAUSE, table
+from bench.scaling import parse_pauses, table
 from bench.stats import Row
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,9 +46,8 @@ def test_comparison_takes_the_median_of_each_broker_and_the_ratio_kafka_over_tan
 
 
 def test_scaling_table_reads_the_pauses_the_scaling_test_prints() -> None:
-    line = "pause after kill -9 of b: median 4.21 s, longest 5.02 s (4 partitions)"
-    (found,) = PAUSE.findall(line)
-    assert found == ("kill -9 of b", "4.21", "5.02", "4")
+    output = "x\npause after kill -9 of b: median 4.21 s, longest 5.02 s (4 partitions)\n1 passed"
+    assert parse_pauses(output) == {"kill -9 of b": {"median_s": 4.21, "longest_s": 5.02, "partitions": 4}}
     runs = [
         {"broker": "tansu", "passed": True, "pauses": {"kill -9 of b": {"median_s": 4.0, "longest_s": 5.0}}},
         {"broker": "kafka", "passed": True, "pauses": {"kill -9 of b": {"median_s": 5.0, "longest_s": 6.0}}},
