@@ -3,6 +3,7 @@
     python -m bench.run --commands 5000 --keys 1000 --partitions 4 --latency-ms 50 --in-flight 1000
     python -m bench.run --suite     # the issue's four targets
     python -m bench.run --smoke     # correctness only: exactly one outcome per command; exit 1 otherwise
+    python -m bench.run --broker both --broker-rounds 2 --commands 5000 --latency-ms 50   # Tansu vs Kafka
 
 Speed never changes the exit code; only the smoke's correctness check and a crash do.
 """
@@ -24,6 +25,14 @@ from typing import Any
 import yaml
 
 from bench import baselines, suite_results
+from bench.brokers import (
+    broker_order,
+    comparison,
+    comparison_table,
+    tagged_checks,
+    tagged_rows,
+    tagged_targets,
+)
 from bench.goals import GUARANTEES, OWN_P99_MS, Cost, guarantee_costs, guarantee_table, throughput_goals
 from bench.ledger import on_vs_off
 from bench.profile import render, summarise
@@ -31,6 +40,7 @@ from bench.scenarios import DEFAULT, Bench, BridgeRun, Check, Variant, started
 from bench.stats import Row, Target, phase_table, ratio, ratios, table, write_json
 from bench.tracing_ab import tracing_ab
 from bench.workload import Latency, Shape
+from bridge.local.kafka_broker import kafka_available
 
 NOISY = 0.10
 """Share of the machine used by other processes above which a bridge run is flagged as disturbed."""
@@ -58,6 +68,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="tracing off vs on, alternating ROUNDS times",
     )
     mode.add_argument("--ledger", action="store_true", help="the command ledger on vs off, in one run")
+    p.add_argument(
+        "--broker",
+        choices=["tansu", "kafka", "both"],
+        default="tansu",
+        help="the embedded Tansu, Apache Kafka (make kafka-jars), or both in turn in one run",
+    )
+    p.add_argument("--broker-rounds", type=int, default=1, help="--broker both: tansu, kafka rounds")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        metavar="COMMANDS",
+        help="first run this many commands through a bridge, unmeasured (a fresh broker's JIT, caches)",
+    )
     p.add_argument("--commands", type=int, default=5000, help="commands in the scenario (N)")
     p.add_argument("--keys", type=int, default=1000, help="distinct Kafka keys (K)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of the command topic (P)")
@@ -377,6 +401,9 @@ def print_report(report: Report) -> None:
     if report.targets:
         print()
         print("\n".join(t.line() for t in report.targets))
+    both = comparison_table(comparison(report.rows))
+    if both:
+        print("\nKafka vs Tansu (medians over the broker rounds; k/t = Kafka / Tansu)\n" + both)
     for label, check in report.checks.items():
         if not check.ok:
             print(f"CHECK FAILED [{label}]: {check}")
@@ -395,10 +422,30 @@ async def run(args: argparse.Namespace, workdir: Path) -> Report:
     assert main_task is not None
     # SIGTERM cancels the run like Ctrl-C does: every child process is stopped on the way out.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    async with started(workdir) as bench:
+    order = broker_order(args.broker, args.broker_rounds)
+    for number, kind in enumerate(order, start=1):
+        if len(order) == 1:
+            await on_broker(args, workdir, kind, report)
+            continue
+        part = Report()
+        print(f"=== {kind}, round {(number + 1) // 2} ===", flush=True)
+        await on_broker(args, workdir / f"{kind}-{number}", kind, part)
+        report.rows += tagged_rows(part.rows, kind, (number + 1) // 2)
+        report.targets += tagged_targets(part.targets, kind)
+        report.checks |= tagged_checks(part.checks, kind, (number + 1) // 2)
+    return report
+
+
+async def on_broker(args: argparse.Namespace, workdir: Path, kind: str, report: Report) -> None:
+    """The chosen mode on one broker: its own broker, sandbox and topics."""
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    async with started(workdir, kind) as bench:
         bench.bridge_log_level = args.bridge_log_level
         bench.bridge_cmd = tuple(args.bridge_cmd)
         bench.bridge_overrides = overrides(args.set)
+        if args.warmup:
+            shape = Shape(args.warmup, min(args.warmup, 1000), 4)
+            await scenario(bench, Report(), "warmup", shape, Latency(0), 1000, args, baselines_too=False)
         if args.smoke:
             await smoke(bench, report, args)
         elif args.suite:
@@ -409,7 +456,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> Report:
             await on_vs_off(bench, report, args, scenario)
         else:
             await single(bench, report, args)
-    return report
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -418,6 +464,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.broker != "tansu" and (missing := kafka_available()) is not None:
+        print(f"--broker {args.broker}: {missing}", file=sys.stderr)
+        return 2
     started_at = suite_results.Started.now()
     signal.signal(signal.SIGTERM, _interrupt)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -430,10 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
     print_report(report)
     if args.smoke:
-        check = report.checks["smoke/bridge#1"]
-        seq = next(r for r in report.rows if r.kind == "sequential")
-        ok = check.ok and check.statuses == {"queued": check.expected} and seq.commands == 20
-        print(f"smoke: {'OK' if ok else 'FAILED'}: {check}")
+        checks = [c for label, c in report.checks.items() if "smoke/bridge#1" in label]
+        seqs = [r for r in report.rows if r.kind == "sequential"]
+        ok = bool(checks) and all(c.ok and c.statuses == {"queued": c.expected} for c in checks)
+        ok = ok and len(seqs) == len(checks) and all(seq.commands == 20 for seq in seqs)
+        for check in checks:
+            print(f"smoke: {'OK' if ok else 'FAILED'}: {check}")
         return 0 if ok else 1
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     path = write_json(settings, report.rows, report.targets)

@@ -33,7 +33,9 @@ from bench.stats import Row
 from bench.workload import Latency, OutcomeCollector, Sent, Shape, make_topics, paced, preload, set_latency
 from bridge.config.presets import PRESETS
 from bridge.config.settings import TopicSettings
+from bridge.local.abilities import detect_abilities
 from bridge.local.broker import RunningBroker, free_port, start_broker
+from bridge.local.kafka_broker import start_kafka_broker
 from bridge.local.stack import SANDBOX_ENV, local_config
 
 CPUS = os.cpu_count() or 1
@@ -52,11 +54,22 @@ class Bench:
     """Extra configuration, e.g. ``{"kafka": {"linger_ms": 0}}``, merged over the bench's own."""
     bridge_cmd: tuple[str, ...] = ()
     """How to start the bridge (``run --config PATH`` is appended); default ``python -m bridge``."""
+    broker: str = "tansu"
+    """``tansu`` (the embedded broker) or ``kafka`` (Apache Kafka, bridge.local.kafka_broker)"""
+    idempotent: bool = False
+    """the broker grants InitProducerId: the bridge runs with the idempotent producer, as deployed"""
+
+
+async def start_bench_broker(kind: str, log_path: Path) -> RunningBroker:
+    """The embedded Tansu, or Apache Kafka from ``tools/kafka/lib`` (``make kafka-jars``)."""
+    if kind == "kafka":
+        return await start_kafka_broker(log_path=log_path)
+    return await start_broker(log_path=log_path)
 
 
 @contextlib.asynccontextmanager
-async def started(workdir: Path) -> AsyncIterator[Bench]:
-    """Start the embedded broker and the sandbox (its own process); stop both whatever happens."""
+async def started(workdir: Path, broker_kind: str = "tansu") -> AsyncIterator[Bench]:
+    """Start the broker and the sandbox (its own process); stop both whatever happens."""
     broker: RunningBroker | None = None
     port = free_port()
     sandbox = Child.spawn(
@@ -65,10 +78,14 @@ async def started(workdir: Path) -> AsyncIterator[Bench]:
         workdir / "sandbox.log",
     )
     try:
-        broker = await start_broker(log_path=workdir / "broker.log")
+        broker = await start_bench_broker(broker_kind, workdir / f"broker-{broker_kind}.log")
         url = f"http://127.0.0.1:{port}"
         await wait_http(sandbox, f"{url}/_sandbox/faults")
-        yield Bench(World(broker.bootstrap, url), workdir, sandbox, broker.process.pid)
+        abilities = await detect_abilities(broker.bootstrap)
+        world = World(broker.bootstrap, url)
+        bench = Bench(world, workdir, sandbox, broker.process.pid, broker=broker_kind)
+        bench.idempotent = abilities.idempotent_producer
+        yield bench
     finally:
         await asyncio.to_thread(sandbox.stop, 5.0)
         if broker is not None:
@@ -161,6 +178,8 @@ def bridge_config(
             "observability": {"log_level": bench.bridge_log_level},
         },
     )
+    # the defaults a user deploys (idempotent producer, acks all) wherever the broker grants them
+    raw["kafka"]["enable_idempotence"] = bench.idempotent
     if variant.preset is not None:
         raw["preset"] = variant.preset
     if variant.preset is not None or variant.field_defaults:

@@ -13,44 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench.baselines import World
-from bench.procs import Child, python_module, wait_http
 from bench.run import Report, scenario
-from bench.scenarios import Bench
+from bench.scenarios import Bench, started
 from bench.stats import Row, ratio
 from bench.workload import Latency, Shape
-from bridge.local.broker import free_port
-from bridge.local.kafka_broker import start_kafka_broker
 
 MODES = ("off", "on")
-
-
-@contextlib.asynccontextmanager
-async def kafka_bench(workdir: Path) -> AsyncIterator[Bench]:
-    port = free_port()
-    sandbox = Child.spawn(
-        "sandbox",
-        python_module("bridge", "sandbox", "--host", "127.0.0.1", "--port", str(port)),
-        workdir / "sandbox.log",
-    )
-    broker = None
-    try:
-        broker = await start_kafka_broker(log_path=workdir / "broker.log")
-        url = f"http://127.0.0.1:{port}"
-        await wait_http(sandbox, f"{url}/_sandbox/faults")
-        yield Bench(World(broker.bootstrap, url), workdir, sandbox, broker.process.pid, "WARNING")
-    finally:
-        await asyncio.to_thread(sandbox.stop, 5.0)
-        if broker is not None:
-            await broker.stop()
 
 
 def _mode(bench: Bench, mode: str, batch_ms: int) -> None:
@@ -66,7 +41,8 @@ def _median(rows: list[Row], figure: str) -> float | None:
 async def on_vs_off(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     report = Report()
     shape, latency = Shape(args.commands, args.keys, args.partitions), Latency(50)
-    async with kafka_bench(workdir) as bench:
+    async with started(workdir, "kafka") as bench:
+        bench.bridge_log_level = "WARNING"
         full: dict[str, list[Row]] = {m: [] for m in MODES}
         for n in range(args.rounds):
             for mode in MODES:
