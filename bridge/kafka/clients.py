@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -15,6 +15,7 @@ from bridge.config.settings import KafkaSettings
 from bridge.kafka.options import client_options, group_options
 
 Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
+T = TypeVar("T")
 START_GRACE_S = 5.0
 # A broker may answer a fetch with only what it gathered within the fetch's max wait: the embedded
 # broker answers nothing at all when reading a long log takes longer, and a reader that asked for a short
@@ -68,23 +69,33 @@ def make_reader(
     )
 
 
+async def settle_before_cancel(start: Awaitable[T]) -> T:
+    """Await ``start`` (a client connecting); a cancel that arrives meanwhile lets it finish first, for
+    at most ``START_GRACE_S``, and is raised after: aiokafka leaks the socket of a connection cancelled
+    half-way (its bootstrap connection, for one), and the caller can then close what was opened."""
+    task = asyncio.ensure_future(start)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task], timeout=START_GRACE_S)
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        raise
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # the caller was cancelled and closes the client: nothing to report
+
+
 @contextlib.asynccontextmanager
 async def started(client: Client) -> AsyncIterator[Client]:
     """``client`` started, and stopped on the way out: also when starting failed or was cancelled
-    (a restore cancelled by a rebalance while connecting), which would otherwise leak its connections.
-
-    A cancel that arrives while it connects lets the connect finish first (for at most
-    ``START_GRACE_S``): aiokafka leaks the socket of a connection cancelled half-way."""
-    start = asyncio.ensure_future(client.start())
+    (a restore cancelled by a rebalance while connecting), which would otherwise leak its connections."""
     try:
-        try:
-            await asyncio.shield(start)
-        except asyncio.CancelledError:
-            await asyncio.wait([start], timeout=START_GRACE_S)
-            raise
+        await settle_before_cancel(client.start())
         yield client
     finally:
-        start.cancel()  # a no-op once it ended
         with contextlib.suppress(KafkaError):
             await client.stop()
 

@@ -29,6 +29,7 @@ from aiokafka.record.memory_records import MemoryRecords
 
 from bridge.config.settings import KafkaSettings
 from bridge.errors import BridgeError
+from bridge.kafka.clients import settle_before_cancel
 from bridge.kafka.options import client_options
 from bridge.status.facts import RawRecord
 
@@ -352,8 +353,7 @@ async def _connected(kafka: KafkaSettings) -> AIOKafkaClient:
     create them on some brokers, Tansu among them)."""
     client = AIOKafkaClient(**client_options(kafka))
     try:
-        await client.bootstrap()
-        await client.force_metadata_update()  # no topic added: the metadata of all of them
+        await settle_before_cancel(_meet(client))
     except KafkaError as exc:
         await _close(client)
         raise LookupError_(
@@ -363,6 +363,11 @@ async def _connected(kafka: KafkaSettings) -> AIOKafkaClient:
         await _close(client)
         raise
     return client
+
+
+async def _meet(client: AIOKafkaClient) -> None:
+    await client.bootstrap()
+    await client.force_metadata_update()  # no topic added: the metadata of all of them
 
 
 async def _close(client: AIOKafkaClient) -> None:
