@@ -77,6 +77,10 @@ def member_settings(stack: Stack, host: str) -> Any:
     return local_settings(stack.broker.bootstrap, url, overrides=overrides)
 
 
+# Pausing the broker takes a member's session on Tansu only: Apache Kafka, resumed, handles the
+# heartbeats queued during the pause before it expires anyone (seen in CI: no member lost its session,
+# so nothing was tested). There the broker-fault tests cut the network past the session instead.
+@pytest.mark.only_broker("tansu")
 @pytest.mark.timeout(240)
 async def test_a_member_that_lost_its_session_starts_no_call_and_writes_nothing(stack: Stack) -> None:
     await stack.fault("workfloo", {"latency_ms": LATENCY_MS})
