@@ -49,6 +49,10 @@ async def started(client: AIOKafkaProducer | AIOKafkaConsumer, settings: Setting
             file=sys.stderr,
         )
         return False
+    except BaseException:  # a timeout or a cancel half-way: the client is closed all the same
+        with contextlib.suppress(KafkaError, OSError):
+            await client.stop()
+        raise
     return True
 
 
