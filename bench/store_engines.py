@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.ledger import rss_mb
 from bridge.ledger.entries import DoneFields, encode_done
 
 ENGINES = ("rocksdb", "lmdb")
@@ -38,14 +39,6 @@ def entries(ids: int) -> Iterator[tuple[bytes, bytes]]:
     )
     for i in range(ids):
         yield encode_done(TOPIC, f"cmd-{i:08d}", i * 2654435761, i, now, done)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def disk_bytes(path: str) -> int:

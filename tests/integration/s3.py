@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bridge.local.broker import free_port
+from bridge.local.broker import free_port, stop_process
 
 
 @dataclass
@@ -35,13 +35,7 @@ class S3Server:
         }
 
     async def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                await asyncio.to_thread(self.process.wait, 10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                await asyncio.to_thread(self.process.wait, 10)
+        await stop_process(self.process)
 
 
 async def start_s3(timeout_s: float = 30.0) -> S3Server:
