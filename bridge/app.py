@@ -31,7 +31,7 @@ from bridge.config.loading import secret_values
 from bridge.config.settings import Settings
 from bridge.errors import StartupError
 from bridge.http import AiohttpTransport
-from bridge.kafka.clients import make_consumer, make_producer
+from bridge.kafka.clients import make_consumer, make_producer, settle_before_cancel
 from bridge.kafka.delivery import resolved_delivery
 from bridge.kafka.engine import Engine
 from bridge.kafka.options import security_options
@@ -265,7 +265,7 @@ class Bridge:
         while not self._stop.is_set():
             client = make()  # a client whose start() failed is not reused
             try:
-                await client.start()
+                await settle_before_cancel(client.start())
                 return client
             except KafkaError as exc:
                 await self._stop_client(client, name)
@@ -276,6 +276,9 @@ class Bridge:
                         f"(kafka.startup_timeout_s): {type(exc).__name__}"
                     ) from None
                 log.warning("kafka %s cannot connect (%s); retrying in %.1fs", name, exc, delay)
+            except BaseException:  # stopped (cancelled) while connecting: what it opened is closed
+                await self._stop_client(client, name)
+                raise
             await within(self._stop.wait(), delay)
             delay = min(delay * 2, 10.0)
         return None

@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
 from bridge.config.settings import KafkaSettings
-from bridge.kafka.clients import make_producer
+from bridge.kafka.clients import make_producer, settle_before_cancel
 from bridge.kafka.delivery import transactional_id
 from bridge.kafka.partitions import Partition, topic_name
 from bridge.kafka.publisher import count_published, sendable_value
@@ -98,7 +98,7 @@ class Transactions:
         tp = partition.tp
         producer = self._make(self._kafka, transactional_id(self._kafka.group_id, tp.topic, tp.partition))
         try:
-            await producer.start()
+            await settle_before_cancel(producer.start())
         except BaseException:
             with contextlib.suppress(KafkaError):
                 await producer.stop()

@@ -172,3 +172,24 @@ async def test_a_lifecycle_event_and_its_entry_commit_in_the_partitions_next_tra
     await world.txn.close(world.partition, flush=False)  # revoked before the batch committed
     assert await pending is False
     assert await world.txn.publish(TopicPartition("other", 0), [event]) is False  # not this member's
+
+
+async def test_a_partition_revoked_while_its_producer_connects_lets_it_connect_then_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiokafka leaks the socket of a connection cancelled half-way: the start finishes, then stop."""
+    world = World()
+    connected: list[bool] = []
+
+    async def slow_start(self: FakeTxnProducer) -> None:
+        await asyncio.sleep(0.05)
+        connected.append(True)
+
+    monkeypatch.setattr(FakeTxnProducer, "start", slow_start)
+    opening = asyncio.create_task(world.txn.open(world.partition))
+    await asyncio.sleep(0.01)  # connecting
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    [producer] = world.producers
+    assert connected == [True] and producer.stopped
