@@ -55,8 +55,13 @@ unit: $(STAMP)
 INTEGRATION = $(BIN)/pytest tests/integration -q -n $(WORKERS) -m "not solo" --broker $(1) && \
 	$(BIN)/pytest tests/integration -q -p no:xdist -m solo --broker $(1)
 
+# the crash, drain and scaling tests again with every bridge's ledger in a local disk store (docs/capacity.md)
+STORE_TESTS = tests/integration/test_process.py tests/integration/test_ledger.py tests/integration/test_scaling.py
+STORE_SELECTION = sigterm or kill_9 or restart_after or rebalance or members_come_and_go
+
 integration: $(STAMP)  ## on the embedded Tansu broker
 	$(call INTEGRATION,tansu)
+	$(BIN)/pytest $(STORE_TESTS) -q -p no:xdist -k "$(STORE_SELECTION)" --broker tansu --ledger-store
 
 # Apache Kafka's broker jars (version pinned in the pom), through Maven only; see docs/brokers.md
 $(KAFKA_STAMP): $(KAFKA_POM)

@@ -8,6 +8,7 @@ import pytest
 
 BROKERS = ("tansu", "kafka")
 BROKER_ENV = "BRIDGE_TEST_BROKER"
+STORE_ENV = "BRIDGE_TEST_LEDGER_STORE"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -16,6 +17,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=BROKERS,
         default=os.environ.get(BROKER_ENV) or "tansu",
         help=f"the integration tests' broker: tansu (embedded) or kafka (default ${BROKER_ENV}, else tansu)",
+    )
+    parser.addoption(
+        "--ledger-store",
+        action="store_true",
+        default=os.environ.get(STORE_ENV) == "1",
+        help="every bridge the integration tests start keeps its ledger in a local disk store "
+        f"(ledger.store.path), unless the test sets one (default: ${STORE_ENV}=1)",
     )
 
 

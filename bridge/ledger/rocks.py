@@ -197,7 +197,9 @@ class PartitionStore:
         return len(stale), after
 
     def estimate(self) -> int:
-        return int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        """About how many entries the store holds: RocksDB's key estimate, less the checkpoint's key."""
+        keys = int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        return max(0, keys - (CHECKPOINT_KEY in self._db))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import sys
 import uuid
@@ -122,6 +123,8 @@ class Stack:
     # failed assertion), so that they do not outlive the test and load the machine for hours
     processes: list[asyncio.subprocess.Process] = field(default_factory=list)
     _consumer: AIOKafkaConsumer | None = None
+    # with --ledger-store: the directory under which every bridge started here keeps its ledger store
+    store_root: Path | None = None
 
     def configure(self, **overrides: Any) -> Settings:
         base = self.settings
@@ -134,8 +137,23 @@ class Stack:
         self.settings = local_settings(self.broker.bootstrap, self.sandbox.url, overrides=merged)
         return self.settings
 
+    def store_for(self, member: str) -> str | None:
+        """With --ledger-store: member ``member``'s store directory, the same across its restarts."""
+        return None if self.store_root is None else str(self.store_root / member)
+
+    def _with_store(self, settings: Settings) -> Settings:
+        """``settings`` with a ledger store of its own unless the test chose one (or none is asked for):
+        an in-process member takes the first directory no running member holds, so a restart is warm."""
+        store = settings.ledger.store
+        if self.store_root is None or store.path is not None:
+            return settings
+        held = {b.settings.ledger.store.path for b, task in self.bridges if not task.done()}
+        path = next(p for n in itertools.count() if (p := self.store_for(f"in-process-{n}")) not in held)
+        ledger = settings.ledger.model_copy(update={"store": store.model_copy(update={"path": path})})
+        return settings.model_copy(update={"ledger": ledger})
+
     async def start_bridge(self, settings: Settings | None = None) -> Bridge:
-        bridge = Bridge(settings or self.settings)
+        bridge = Bridge(self._with_store(settings or self.settings))
         task = asyncio.create_task(bridge.run())
         self.bridges.append((bridge, task))
         return bridge
@@ -229,7 +247,11 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    broker: RunningBroker, broker_abilities: BrokerAbilities, sandbox: Any
+    broker: RunningBroker,
+    broker_abilities: BrokerAbilities,
+    sandbox: Any,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     prefix = f"t{uuid.uuid4().hex[:8]}"
     overrides = {
@@ -249,6 +271,8 @@ async def stack(
     settings = local_settings(broker.bootstrap, sandbox.url, overrides=overrides)
     await create_spec_topics(broker.bootstrap, settings.topics)
     world = Stack(broker, sandbox, settings)
+    if request.config.getoption("--ledger-store"):
+        world.store_root = tmp_path_factory.mktemp("ledger-stores")
     yield world
     await world.close()
 
@@ -279,7 +303,11 @@ async def parked_records(stack: Stack) -> list[Any]:
 async def start_process(
     stack: Stack, tmp_path: Path, *, metrics_port: int | None = None, name: str = "config", **overrides: Any
 ) -> asyncio.subprocess.Process:
-    """``python -m bridge run`` on this test's topics and group; stderr (the logs) is a pipe."""
+    """``python -m bridge run`` on this test's topics and group; stderr (the logs) is a pipe. With
+    --ledger-store its store is the directory of member ``name`` unless ``overrides`` choose one."""
+    store = stack.store_for(name)
+    if store is not None and "store" not in overrides.get("ledger", {}):
+        overrides = {**overrides, "ledger": {**overrides.get("ledger", {}), "store": {"path": store}}}
     raw = local_config(
         stack.broker.bootstrap,
         stack.sandbox.url,

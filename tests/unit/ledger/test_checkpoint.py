@@ -114,6 +114,14 @@ def test_a_checkpoint_key_no_entry_can_have_and_a_scan_by_prefix(tmp_path: Path)
     store.close()
 
 
+def test_the_entry_estimate_leaves_out_the_checkpoint_key(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "0", HERE, rocks_options(8))
+    assert store.estimate() == 0
+    store.apply([Rec(n, b"cmd:t:%d" % n, b"x") for n in range(5)], NOW)
+    assert store.estimate() == 5  # five entries and the checkpoint under its own key
+    store.close()
+
+
 def test_a_directory_rocksdb_cannot_open_is_unreadable(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path / "0", HERE, rocks_options(8))
     store.apply([Rec(0, b"cmd:t:1", b"x")], NOW)
