@@ -3,7 +3,8 @@
 The jars come from Maven Central through ``tools/kafka/pom.xml`` (``make kafka-jars``); nothing is
 downloaded here. Each start formats fresh storage in a temporary directory (removed on stop), listens
 on a free loopback port (the controller on another), and writes the broker's log to ``log_path`` (or
-``server.log`` in that directory). Settings fit for tests: replication factor 1 for the internal topics,
+``<that directory>.log`` beside it, removed on stop too but kept when the start fails: the error names
+it). Settings fit for tests: replication factor 1 for the internal topics,
 no initial rebalance delay, a log cleaner that runs every few hundred milliseconds, and no topic
 auto-creation (as in production).
 
@@ -105,6 +106,7 @@ class RunningKafka(RunningBroker):
 
     workdir: Path | None = None
     find_coordinator: bool = True  # False behind a proxy that is not up yet (see start_kafka_broker)
+    own_log: bool = False  # the log is ours (no log_path given): removed with the workdir
 
     async def wait_serving(self) -> None:
         assert self.log_path is not None
@@ -118,10 +120,12 @@ class RunningKafka(RunningBroker):
         super().kill()
         self._remove_workdir()
 
-    def _remove_workdir(self) -> None:
+    def _remove_workdir(self, *, keep_log: bool = False) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+        if self.own_log and not keep_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
 
 
 def kafka_jars() -> Path:
@@ -184,7 +188,7 @@ async def start_kafka_broker(
     port = port or free_port()
     controller_port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="bridge-kafka-"))
-    log = log_path or workdir / "server.log"
+    log = log_path or workdir.with_suffix(".log")  # beside the workdir: kept when the start fails
     config = workdir / "server.properties"
     config.write_text(server_properties(workdir, port, controller_port, advertised_port or port))
     (workdir / "log4j2.properties").write_text(LOG4J2.format(log=log))
@@ -225,12 +229,13 @@ async def start_kafka_broker(
         raise
     # through a proxy that is not up yet, only the bootstrap address answers: wait for metadata alone
     find_coordinator = advertised_port in (None, port)
-    broker = RunningKafka(process, port, argv, None, log, workdir, find_coordinator)
+    broker = RunningKafka(process, port, argv, None, log, workdir, find_coordinator, own_log=log_path is None)
     atexit.register(_kill_and_remove, broker)
     try:
         await broker.wait_serving()
     except BaseException:
-        await broker.stop()
+        await RunningBroker.stop(broker)
+        broker._remove_workdir(keep_log=True)  # the error names the log: it says why
         raise
     return broker
 
