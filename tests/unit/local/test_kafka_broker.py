@@ -6,6 +6,7 @@ neither Java nor the jars.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess
@@ -132,21 +133,25 @@ def test_make_test_without_java_or_maven_skips_the_kafka_run_with_one_line(tmp_p
     assert "make test-kafka" in lines[0]
 
 
-async def test_a_broker_that_fails_to_start_leaves_the_log_the_error_names(
+FAILING_JAVA = """#!/bin/sh
+case "$*" in *StorageTool*) exit 0;; esac
+echo "FATAL the broker refuses to start"; exit 1
+"""
+
+
+def test_a_broker_that_fails_to_start_leaves_the_log_the_error_names(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Its storage is removed, its log (beside it, not inside) is kept: the error points at it."""
     jars, java = tmp_path / "jars", tmp_path / "java"
     jars.mkdir()
     (jars / "kafka_2.13-4.4.0.jar").write_bytes(b"")
-    java.write_text(
-        '#!/bin/sh\ncase "$*" in *StorageTool*) exit 0;; esac\necho "FATAL the broker refuses to start"; exit 1\n'
-    )
+    java.write_text(FAILING_JAVA)
     java.chmod(0o755)
     monkeypatch.setenv(kafka_broker.JARS_ENV, str(jars))
     monkeypatch.setenv(kafka_broker.JAVA_ENV, str(java))
     with pytest.raises(RuntimeError, match=r"see (\S+\.log)") as failed:
-        await kafka_broker.start_kafka_broker()
+        asyncio.run(kafka_broker.start_kafka_broker())
     log = Path(str(failed.value).rsplit("see ", 1)[1])
     assert "FATAL the broker refuses to start" in log.read_text()
     assert not log.with_suffix("").exists()  # the storage directory is gone
