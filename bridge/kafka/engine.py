@@ -25,6 +25,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from bridge.config.settings import EngineSettings
 from bridge.kafka.drain import drain
 from bridge.kafka.fence import Fenced, confirm_owner, member_generation
+from bridge.kafka.fetch import Fetcher
 from bridge.kafka.offsets import may_start
 from bridge.kafka.ownership import Ownership
 from bridge.kafka.partitions import Partition, Rebalances, oldest_pending_age, to_commit, topic_name
@@ -35,10 +36,9 @@ from bridge.kafka.records import Incoming, Outgoing, TargetShares, incoming_from
 from bridge.kafka.restores import PartitionState, Restores
 from bridge.kafka.stats import EngineStats
 from bridge.kafka.transactions import Transactions
-from bridge.kafka.undecodable import UNREADABLE, Undecodable, as_incoming, read_carefully
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE
-from bridge.waits import log_crash, within
+from bridge.waits import log_crash
 
 log = logging.getLogger("bridge.engine")
 
@@ -64,9 +64,8 @@ class Engine:
         self._settings = settings
         self._metrics = metrics
         self._partitions: dict[TopicPartition, Partition] = {}
-        self._capacity = asyncio.Event()
+        self._fetcher = Fetcher(consumer, self._partitions)
         self._stopping = asyncio.Event()
-        self._paused = False
         self._commit_lock = asyncio.Lock()
         self.stats = EngineStats()
         self._publisher = Publisher(producer, metrics, settings.publish_retry_backoff_s, self._publish_error)
@@ -90,7 +89,7 @@ class Engine:
     @property
     def paused(self) -> bool:
         """True while fetching is paused because ``max_in_flight`` commands are held."""
-        return self._paused
+        return self._fetcher.paused
 
     def request_stop(self) -> None:
         """Signal-safe: stop fetching and drain. Idempotent."""
@@ -138,33 +137,8 @@ class Engine:
             )
 
     async def _fetch_once(self) -> None:
-        room = self._settings.max_in_flight - self.stats.in_flight
-        self._set_paused(room <= 0)
-        if room <= 0:
-            self._capacity.clear()
-            await within(self._capacity.wait(), 0.2)
-            # getmany keeps the group membership alive (max_poll_interval) while paused
-            await self._consumer.getmany(timeout_ms=0)
-            return
-        try:
-            batch = await self._consumer.getmany(timeout_ms=100, max_records=room)
-        except (
-            UNREADABLE
-        ):  # a record the client cannot decode, or a failed CRC: see bridge/kafka/undecodable.py
-            await self._fetch_carefully(room)
-            return
-        except KafkaError as exc:
-            log.warning("fetch failed, retrying: %s", exc, extra=COLLAPSE)
-            await asyncio.sleep(1.0)
-            return
-        fetched = time.time()
-        for records in batch.values():
-            self._accept_all(records, fetched)
-
-    async def _fetch_carefully(self, room: int) -> None:
-        open_partitions = [tp for tp, p in self._partitions.items() if not p.closing]
-        read = await read_carefully(self._consumer, open_partitions, room)
-        self._accept_all((as_incoming(r) if isinstance(r, Undecodable) else r for r in read), time.time())
+        records, fetched = await self._fetcher.fetch(self._settings.max_in_flight - self.stats.in_flight)
+        self._accept_all(records, fetched)
 
     def _accept_all(self, records: Iterable[ConsumedRecord | Incoming], fetched: float) -> None:
         for record in records:
@@ -177,14 +151,6 @@ class Engine:
             self._accept(
                 partition, record if isinstance(record, Incoming) else incoming_from(record, fetched)
             )
-
-    def _set_paused(self, paused: bool) -> None:
-        assigned = self._consumer.assignment()
-        if paused:
-            self._consumer.pause(*assigned)
-        elif self._paused:
-            self._consumer.resume(*assigned)
-        self._paused = paused
 
     # -- scheduling ------------------------------------------------------------------------------
 
@@ -269,7 +235,7 @@ class Engine:
             for record in records:
                 self._shares.release(record)
         self.stats.in_flight -= len(records)
-        self._capacity.set()
+        self._fetcher.capacity.set()
 
     def _publish_error(self, error: str | None) -> None:
         self.stats.publish_error = error
@@ -359,8 +325,7 @@ class Engine:
             self._restore(ready)
         self.stats.assigned = frozenset(self._partitions)
         self._metrics.assigned(len(self._partitions))
-        if self._paused:
-            self._consumer.pause(*assigned)
+        self._fetcher.pause_if_paused(list(assigned))
 
     def _restore(self, ready: dict[TopicPartition, asyncio.Event]) -> None:
         if self._restores is not None:
