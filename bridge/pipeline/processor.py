@@ -14,7 +14,6 @@ from bridge.ledger.dispatch import LedgerDispatch
 from bridge.ledger.entries import DoneFields
 from bridge.ledger.rules import Admission
 from bridge.ledger.store import DEAD_LETTER_AGAIN, Ledger, Ticket
-from bridge.ledger.unknown import resolve_in_doubt
 from bridge.messages.commands import Command, CommandFamily, command_deadline, expires_in_s
 from bridge.messages.outcomes import ErrorKind, OutcomeData, Status, outcome_event_id
 from bridge.messages.outcomes import encode_outcome as encode
@@ -34,6 +33,7 @@ from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
 from bridge.pipeline.decide import Decision
 from bridge.pipeline.executor import Executor, TargetRuntime
+from bridge.pipeline.unknown import resolve_in_doubt
 from bridge.providers.catalog import CATALOG
 
 log = logging.getLogger("bridge.outcome")

@@ -168,7 +168,7 @@ ALLOWED: dict[str, set[str]] = {
         "waits",
     },
     "parking": {"config", "kafka", "ledger", "messages", "observability", "pipeline", "waits"},
-    "ledger": {"config", "errors", "kafka", "messages", "observability", "pipeline", "providers"},
+    "ledger": {"config", "errors", "kafka", "messages", "observability", "providers"},
     "contracts": {"config", "errors", "ledger", "messages", "providers", "tracking"},
     "kafka": {"config", "contracts", "errors", "messages", "observability", "waits"},
     "observability": {"bridge", "config", "errors", "http", "kafka", "messages", "pipeline", "providers"},
