@@ -27,11 +27,10 @@ from bridge.messages.parsing import (
 from bridge.messages.wire import Header, copyable_headers, schema_id_of
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics, bounded
-from bridge.parking.desk import ParkingDesk
-from bridge.parking.state import Parking
 from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
 from bridge.pipeline.decide import Decision
+from bridge.pipeline.desk import ParkedSet, ParkingDesk
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.unknown import resolve_in_doubt
 from bridge.providers.catalog import CATALOG
@@ -56,7 +55,7 @@ class Processor:
         *,
         track: Track | None = None,
         loads: Mapping[str, TargetLoad] | None = None,
-        parking: Parking | None = None,
+        parking: ParkedSet | None = None,
     ) -> None:
         self._parking = parking
         self._ledger = ledger
