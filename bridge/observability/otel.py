@@ -34,13 +34,13 @@ from bridge import __version__
 from bridge.errors import AuthError
 from bridge.messages.outcomes import Status
 from bridge.messages.parsing import DeadLetterReason
+from bridge.messages.trace_context import TraceParent, extract, format_traceparent
 from bridge.messages.wire import Header
-from bridge.observability.trace_context import TraceParent, extract, format_traceparent
 
 if TYPE_CHECKING:
     from bridge.config.settings import TracingSettings
     from bridge.http import FormEndpoint
-    from bridge.kafka.records import Incoming, Outgoing
+    from bridge.messages.records import Incoming, Outgoing
     from bridge.observability.tracer import AttemptResult, CallTarget, Run
     from bridge.providers.base import HttpRequest
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from bridge.http import FormEndpoint, Response
-    from bridge.kafka.records import Incoming, Outgoing
+    from bridge.messages.records import Incoming, Outgoing
     from bridge.providers.base import HttpRequest
     from bridge.providers.verdicts import Verdict
 

@@ -5,7 +5,7 @@ fetch, a publish) plus :func:`cloudevent_extensions` for the outcome envelope. W
 default) each hook is one ``is None`` test and a plain call: OpenTelemetry is never imported. Off,
 the caller's trace context still passes through (W3C Trace Context: a participant that records no
 span forwards it unchanged): a command that carries a valid ``traceparent`` (see
-:mod:`bridge.observability.trace_context`) gets it, with its ``tracestate``, on its outcome's
+:mod:`bridge.messages.trace_context`) gets it, with its ``tracestate``, on its outcome's
 headers and envelope and on its lifecycle events.
 :func:`started` turns tracing on for the life of a bridge; the spans themselves are
 :mod:`bridge.observability.otel`.
@@ -27,12 +27,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from bridge.observability.trace_context import (
-    TraceParent,
-    extract,
-    format_traceparent,
-    format_tracestate,
-)
+from bridge.messages.trace_context import TraceParent, extract, format_traceparent, format_tracestate
 from bridge.observability.tracer import AttemptResult, CallTarget, Run, Tracer
 
 if TYPE_CHECKING:
@@ -40,8 +35,8 @@ if TYPE_CHECKING:
 
     from bridge.config.settings import Settings
     from bridge.http import FormEndpoint
-    from bridge.kafka.records import Incoming, Outgoing
     from bridge.messages.commands import Command
+    from bridge.messages.records import Incoming, Outgoing
     from bridge.providers.base import HttpRequest
 
 log = logging.getLogger("bridge.tracing")

@@ -34,8 +34,8 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
 from bridge.kafka.clients import make_reader, read_to_end, started
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE
 from bridge.parking.records import (

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Protocol
 
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.store import Ledger, Ticket
 from bridge.messages.commands import Command, expires_in_s
 from bridge.messages.outcomes import ErrorKind
 from bridge.messages.parsed import Parsed
+from bridge.messages.records import Incoming, Outgoing
 from bridge.pipeline.bulkheads import Bulkheads, target_of
 from bridge.pipeline.decide import Decision
 from bridge.pipeline.executor import TargetRuntime

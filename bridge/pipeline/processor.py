@@ -9,7 +9,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from bridge.config.settings import DLQ_HEADROOM_BYTES, Settings
-from bridge.kafka.records import SKIP, Incoming, Outgoing
 from bridge.ledger.dispatch import LedgerDispatch
 from bridge.ledger.entries import DoneFields
 from bridge.ledger.rules import Admission
@@ -24,6 +23,7 @@ from bridge.messages.parsing import (
     ParseResult,
     parse_command,
 )
+from bridge.messages.records import SKIP, Incoming, Outgoing
 from bridge.messages.wire import Header, copyable_headers, schema_id_of
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics, bounded

@@ -7,7 +7,6 @@ from yarl import URL
 
 from bridge.config.settings import Settings
 from bridge.http import wire_url
-from bridge.kafka.records import Incoming
 from bridge.messages.commands import CommandFamily
 from bridge.messages.outcomes import ErrorKind
 from bridge.messages.parsing import (
@@ -19,6 +18,7 @@ from bridge.messages.parsing import (
     Parsed,
     parse_command,
 )
+from bridge.messages.records import Incoming
 from bridge.messages.wire import copyable_headers, schema_id_of, split_frame
 from bridge.observability.metrics import Metrics
 from bridge.pipeline.processor import Processor

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config.settings import Settings
-from bridge.kafka.records import Incoming
 from bridge.messages.commands import CommandFamily
 from bridge.messages.parsing import DeadLetter, Invalid, Parsed, parse_command
+from bridge.messages.records import Incoming
 from bridge.observability.metrics import Metrics
 from bridge.pipeline.processor import Processor
 

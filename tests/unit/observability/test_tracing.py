@@ -18,8 +18,8 @@ from bridge.errors import RetryableCallError
 from bridge.local.commands import format_dead_letter, format_event
 from bridge.local.otlp import OtlpReceiver
 from bridge.messages.outcomes import ErrorKind
+from bridge.messages.trace_context import parse_traceparent
 from bridge.observability import tracing
-from bridge.observability.trace_context import parse_traceparent
 from bridge.pipeline.processor import Incoming, Outgoing
 from bridge.testing import FakeTransport, json_response
 from tests.unit.pipeline.test_processor import SETTINGS, processor, record, workfloo

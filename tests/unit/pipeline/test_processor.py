@@ -13,9 +13,9 @@ from bridge.app import build_targets
 from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings
 from bridge.http import Call, Response
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind, Status
 from bridge.messages.parsing import DeadLetterReason
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor
