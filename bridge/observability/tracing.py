@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from bridge.messages.trace_context import TraceParent, extract, format_traceparent, format_tracestate
-from bridge.observability.tracer import AttemptResult, CallTarget, Run, Tracer
+from bridge.observability.tracer import AttemptResult, CallRequest, CallTarget, Run, Tracer
 
 if TYPE_CHECKING:
     import aiohttp
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from bridge.http import FormEndpoint
     from bridge.messages.commands import Command
     from bridge.messages.records import Incoming, Outgoing
-    from bridge.providers.base import HttpRequest
 
 log = logging.getLogger("bridge.tracing")
 S = TypeVar("S")
@@ -51,7 +50,9 @@ TokenFetch = Callable[["aiohttp.ClientSession", E, "Mapping[str, str]"], Corouti
 
 
 R = TypeVar("R", bound=CallTarget)
-Attempt = Callable[Concatenate[S, R, "Command", "HttpRequest", P], Coroutine[Any, Any, AttemptResult]]
+Q = TypeVar("Q", bound=CallRequest)
+A = TypeVar("A", bound=AttemptResult)
+Attempt = Callable[Concatenate[S, R, "Command", Q, P], Coroutine[Any, Any, A]]
 _NO_EXTENSIONS: Mapping[str, str] = {}
 
 
@@ -161,11 +162,11 @@ def _method_hook(
     return wrapper
 
 
-def traced_attempt(fn: Attempt[S, R, P]) -> Attempt[S, R, P]:
+def traced_attempt(fn: Attempt[S, R, Q, P, A]) -> Attempt[S, R, Q, P, A]:
     @functools.wraps(fn)
     def wrapper(
-        self: S, runtime: R, command: Command, request: HttpRequest, /, *a: P.args, **k: P.kwargs
-    ) -> Coroutine[Any, Any, AttemptResult]:
+        self: S, runtime: R, command: Command, request: Q, /, *a: P.args, **k: P.kwargs
+    ) -> Coroutine[Any, Any, A]:
         if _active is None:
             return fn(self, runtime, command, request, *a, **k)
         return _active.attempt(lambda: fn(self, runtime, command, request, *a, **k), runtime, request)

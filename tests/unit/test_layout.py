@@ -170,7 +170,7 @@ ALLOWED: dict[str, set[str]] = {
     "ledger": {"config", "errors", "kafka", "messages", "observability", "providers"},
     "contracts": {"config", "errors", "ledger", "messages", "providers", "tracking"},
     "kafka": {"config", "contracts", "errors", "messages", "observability", "waits"},
-    "observability": {"bridge", "config", "errors", "http", "messages", "providers"},
+    "observability": {"bridge", "config", "errors", "http", "messages"},
     "testing": {"errors", "http", "kafka", "messages", "waits"},
     "conformance": {
         "config",
