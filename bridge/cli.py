@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bridge.config.loading import load_reader_settings, load_settings, read_yaml, secret_values
 from bridge.config.settings import Settings
+from bridge.contracts.cli import add_topics_cli, run_topics_cli
 from bridge.errors import ConfigError, StartupError
-from bridge.kafka.topics import add_topics_cli, run_topics_cli
 from bridge.observability import build
 from bridge.observability.logs import configure_logging
 from bridge.observability.redact import Redactor

@@ -29,9 +29,9 @@ from aiokafka.errors import KafkaError
 from bridge.app import Bridge
 from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings, TopicSettings
+from bridge.contracts.cli import apply_shipped_specs
 from bridge.errors import StartupError
 from bridge.kafka.clients import started
-from bridge.kafka.topics import apply_shipped_specs
 from bridge.local import examples, guide
 from bridge.local.broker import RunningBroker, port_taken, start_broker
 from bridge.local.commands import command_topic
