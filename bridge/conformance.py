@@ -41,13 +41,13 @@ from bridge.errors import CommandRejected
 from bridge.http import AiohttpTransport
 from bridge.messages.commands import Command
 from bridge.messages.outcomes import Status
-from bridge.messages.parsing import parse_any
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.guards import CircuitBreaker, TokenBucket
 from bridge.providers.api import RunReading, RunState, segment
 from bridge.providers.catalog import CATALOG, AnySpec
+from bridge.providers.parsing import parse_any
 from bridge.providers.plugins import enable, incompatibility
 from bridge.sandbox.catalog import SANDBOXES
 from bridge.sandbox.config import SandboxConfig

@@ -16,13 +16,7 @@ from bridge.ledger.store import DEAD_LETTER_AGAIN, Ledger, Ticket
 from bridge.messages.commands import Command, CommandFamily, command_deadline, expires_in_s
 from bridge.messages.outcomes import ErrorKind, OutcomeData, Status, outcome_event_id
 from bridge.messages.outcomes import encode_outcome as encode
-from bridge.messages.parsing import (
-    DeadLetter,
-    DeadLetterReason,
-    Invalid,
-    ParseResult,
-    parse_command,
-)
+from bridge.messages.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult
 from bridge.messages.records import SKIP, Incoming, Outgoing
 from bridge.messages.wire import Header, copyable_headers, schema_id_of
 from bridge.observability import tracing
@@ -34,6 +28,7 @@ from bridge.pipeline.desk import ParkedSet, ParkingDesk
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.unknown import resolve_in_doubt
 from bridge.providers.catalog import CATALOG
+from bridge.providers.parsing import parse_command
 
 log = logging.getLogger("bridge.outcome")
 # tracking (bridge.tracking): the entry that starts following a workflow, or None

@@ -149,7 +149,8 @@ def discover() -> list[AnySpec]:
     return found
 
 
-_NOT_PROVIDERS = frozenset({__name__, f"{package.__name__}.plugins"})  # the loader imports the catalog
+# the modules that import the catalog (the plugin loader, the command parser) declare no provider
+_NOT_PROVIDERS = frozenset({__name__, f"{package.__name__}.plugins", f"{package.__name__}.parsing"})
 BUILTINS: tuple[AnySpec, ...] = tuple(sorted(discover(), key=lambda spec: spec.order))
 """The providers shipped in this package; plugins come on top (:mod:`bridge.providers.plugins`)."""
 CATALOG = Catalog(BUILTINS)

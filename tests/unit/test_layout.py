@@ -29,6 +29,7 @@ PURE = (
     "bridge.kafka.offsets",
     "bridge.messages.provenance",
     "bridge.messages.parsing",
+    "bridge.providers.parsing",
     "bridge.messages.commands",
     "bridge.redrive.select",
     "bridge.ledger.checkpoint",  # whether a local store is trusted (issue 28)
@@ -174,7 +175,17 @@ ALLOWED: dict[str, set[str]] = {
     "sandbox": {"providers"},
     "redrive": {"config", "errors", "kafka", "messages", "observability"},
     # what became of one command: read from every topic the bridge writes, and from the owner's engine
-    "status": {"config", "errors", "kafka", "ledger", "messages", "parking", "pipeline", "tracking"},
+    "status": {
+        "config",
+        "errors",
+        "kafka",
+        "ledger",
+        "messages",
+        "parking",
+        "pipeline",
+        "providers",
+        "tracking",
+    },
     "tracking": {"config", "kafka", "messages", "observability", "pipeline", "providers", "waits"},
     "pipeline": {
         "config",
@@ -205,7 +216,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "http": {"config", "errors", "messages"},
     "providers": {"config", "errors", "http", "messages", "observability"},
-    "messages": {"providers"},
+    "messages": set(),
     "config": {"errors", "providers"},
     "errors": {"messages"},
     "waits": set(),

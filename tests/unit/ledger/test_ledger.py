@@ -23,11 +23,12 @@ from bridge.ledger.startup import LEDGER, PARKING, internal_topics, partition_pr
 from bridge.ledger.store import Ledger
 from bridge.messages.commands import CommandFamily
 from bridge.messages.outcomes import ErrorKind
-from bridge.messages.parsing import Parsed, parse_command
+from bridge.messages.parsing import Parsed
 from bridge.observability.metrics import Metrics
 from bridge.providers import eightbyeight
 from bridge.providers.catalog import CATALOG
 from bridge.providers.eightbyeight import EightByEightAction
+from bridge.providers.parsing import parse_command
 
 SCHEMA = Path(__file__).resolve().parents[3] / "topics" / "schemas" / "ledger-entry.schema.json"
 NOW_MS = 1_796_000_000_000  # late 2026
