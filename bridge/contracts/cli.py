@@ -16,13 +16,13 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from bridge.config.loading import load_settings
 from bridge.config.settings import KafkaSettings, TopicSettings
 from bridge.contracts.files import check_all, write_all
 from bridge.contracts.specs import TopicSpec, load_specs
 from bridge.errors import ConfigError
 from bridge.kafka.options import security_options
 from bridge.kafka.topics import Report, TopicAdminError, apply_topics, check_topics
+from bridge.providers.settings import load_settings
 
 
 def named_as_configured(specs: Sequence[TopicSpec], topics: TopicSettings) -> list[TopicSpec]:

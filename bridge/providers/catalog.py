@@ -149,8 +149,10 @@ def discover() -> list[AnySpec]:
     return found
 
 
-# the modules that import the catalog (the plugin loader, the command parser) declare no provider
-_NOT_PROVIDERS = frozenset({__name__, f"{package.__name__}.plugins", f"{package.__name__}.parsing"})
+# the modules that import the catalog (the plugin loader, the command parser, the settings reader)
+_NOT_PROVIDERS = frozenset(
+    {__name__, *(f"{package.__name__}.{m}" for m in ("plugins", "parsing", "settings"))}
+)
 BUILTINS: tuple[AnySpec, ...] = tuple(sorted(discover(), key=lambda spec: spec.order))
 """The providers shipped in this package; plugins come on top (:mod:`bridge.providers.plugins`)."""
 CATALOG = Catalog(BUILTINS)

@@ -217,7 +217,7 @@ ALLOWED: dict[str, set[str]] = {
     "http": {"config", "errors", "messages"},
     "providers": {"config", "errors", "http", "messages", "observability"},
     "messages": set(),
-    "config": {"errors", "providers"},
+    "config": {"errors"},
     "errors": {"messages"},
     "waits": set(),
 }

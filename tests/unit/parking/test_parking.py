@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bridge.config.loading import parse_settings
 from bridge.ledger.entries import encode_dispatched, entry_key
 from bridge.ledger.index import CommandIndex
 from bridge.ledger.rules import Admission
@@ -14,6 +13,7 @@ from bridge.parking.records import ParkedAt, ParkedSet, original_headers, parked
 from bridge.parking.state import Parking
 from bridge.pipeline.guards import CircuitBreaker
 from bridge.pipeline.processor import Processor
+from bridge.providers.settings import parse_settings
 from bridge.testing import FakeTransport, json_response
 from tests.fakes import FakeClock
 from tests.unit.ledger.test_ledger import NOW_MS, FakeProducer

@@ -10,7 +10,6 @@ from typing import Any
 import orjson
 
 from bridge.app import build_targets
-from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings
 from bridge.http import Call, Response
 from bridge.messages.outcomes import ErrorKind, Status
@@ -20,6 +19,7 @@ from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor
 from bridge.pipeline.processor import Processor, max_key_bytes
+from bridge.providers.settings import parse_settings
 from bridge.testing import FakeTransport, json_response
 
 ENV = {"WF_KEY": "wf-key-123456", "EX_KEY": "ex-key-123456"}
