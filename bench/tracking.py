@@ -35,8 +35,8 @@ from bench import tracking_restore, tracking_terminal
 from bridge.app import build_targets
 from bridge.config.settings import Settings
 from bridge.http import Call, Response
-from bridge.kafka.records import Incoming
 from bridge.local.stack import local_settings
+from bridge.messages.records import Incoming
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor

@@ -46,13 +46,12 @@ from bridge.observability.health import (
     build_health_app,
     degraded,
     judge_readiness,
-    target_troubles,
 )
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.parking.state import Parking
 from bridge.parking.wiring import partition_state, replaying
-from bridge.pipeline.bulkheads import TargetLoad
+from bridge.pipeline.bulkheads import TargetLoad, target_troubles
 from bridge.pipeline.calls import CallsInFlight
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.guards import CIRCUIT_GAUGE_VALUE, CircuitBreaker, CircuitState, TokenBucket

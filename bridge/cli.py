@@ -10,14 +10,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bridge.config.loading import load_reader_settings, load_settings, read_yaml, secret_values
+from bridge.config.loading import load_reader_settings, read_yaml, secret_values
 from bridge.config.settings import Settings
+from bridge.contracts.cli import add_topics_cli, run_topics_cli
 from bridge.errors import ConfigError, StartupError
-from bridge.kafka.topics import add_topics_cli, run_topics_cli
 from bridge.observability import build
 from bridge.observability.logs import configure_logging
 from bridge.observability.redact import Redactor
 from bridge.providers.plugins import enable, render
+from bridge.providers.settings import load_settings
 from bridge.redrive.cli import add_redrive_cli, run_redrive_cli
 from bridge.status.cli import add_status_cli, run_status_cli
 

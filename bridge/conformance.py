@@ -35,20 +35,21 @@ import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 
-from bridge.config.loading import parse_settings, secret_values
+from bridge.config.loading import secret_values
 from bridge.config.settings import Settings
 from bridge.errors import CommandRejected
 from bridge.http import AiohttpTransport
 from bridge.messages.commands import Command
 from bridge.messages.outcomes import Status
-from bridge.messages.parsing import parse_any
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.guards import CircuitBreaker, TokenBucket
 from bridge.providers.api import RunReading, RunState, segment
 from bridge.providers.catalog import CATALOG, AnySpec
+from bridge.providers.parsing import parse_any
 from bridge.providers.plugins import enable, incompatibility
+from bridge.providers.settings import parse_settings
 from bridge.sandbox.catalog import SANDBOXES
 from bridge.sandbox.config import SandboxConfig
 from bridge.sandbox.server import RunningSandbox, start_sandbox

@@ -430,7 +430,7 @@ def parse_rendered_config(container: Doc, config: Doc, origin: str) -> Any:
     (secretKeyRefs read as placeholders), each file reference read as a placeholder too (the file
     exists only in the pod). Raises the bridge's ConfigError."""
     _bridge_importable()
-    from bridge.config.loading import parse_settings
+    from bridge.providers.settings import parse_settings
 
     environ = {e["name"]: e.get("value", "placeholder") for e in container.get("env") or []}
     raw = copy.deepcopy(config)

@@ -1,4 +1,6 @@
-"""Load the typed configuration: a YAML file plus ``BRIDGE__SECTION__FIELD`` environment overrides.
+"""Read the configuration: a YAML file plus ``BRIDGE__SECTION__FIELD`` environment overrides. Its
+targets are validated against the provider catalog by :func:`bridge.providers.settings.load_settings`
+(which uses this module); a command that reads only the topics uses :func:`load_reader_settings`.
 
 Only this module and :mod:`bridge.config.secrets` read the environment.
 
@@ -14,25 +16,22 @@ Errors name their source: the file (and line, for YAML syntax) or the environmen
 
 Example::
 
-    settings = load_settings(Path("config.yaml"))
+    settings = load_reader_settings(Path("config.yaml"))  # without providers and targets
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, create_model
+from pydantic import ValidationError
 
-from bridge.config.providers import ProvidersSettings
 from bridge.config.settings import Settings
 from bridge.errors import ConfigError
-from bridge.providers.catalog import BUILTINS, CATALOG
-from bridge.providers.plugins import enable
 
 ENV_PREFIX = "BRIDGE__"
 KeyPath = tuple[str, ...]
@@ -101,13 +100,20 @@ def _blame(loc: KeyPath, origins: Mapping[KeyPath, str]) -> tuple[str | None, li
     return (max(above)[1] if above else None), below
 
 
-def _format_errors(
-    exc: ValidationError, origin: str, origins: Mapping[KeyPath, str], prefix: KeyPath = ()
+def format_errors(
+    exc: ValidationError,
+    origin: str,
+    origins: Mapping[KeyPath, str],
+    prefix: KeyPath = (),
+    *,
+    kinds: Collection[str] = (),
 ) -> str:
+    """One line per error, naming where it was set (the file, or the variable); ``kinds``: the target
+    union's tags (the provider kinds), left out of a target's field path: the user wrote none."""
     lines, from_file, variables = [], False, set()
     for err in exc.errors():
         loc = [*prefix, *(str(p) for p in err["loc"])]
-        if len(loc) > 2 and loc[0] == "targets" and loc[2] in CATALOG.kinds:
+        if len(loc) > 2 and loc[0] == "targets" and loc[2] in kinds:
             del loc[2]  # the union's tag, not a field the user wrote
         where = ".".join(loc) or "<root>"
         setter, inside = _blame(tuple(loc), origins)
@@ -128,36 +134,6 @@ def _format_errors(
     else:
         head = f"invalid configuration in {origin}:"
     return "\n".join([head, *lines])
-
-
-def parse_settings(raw: Mapping[str, Any], environ: Mapping[str, str], origin: str = "<config>") -> Settings:
-    """Two phases: the ``providers`` section alone, whose plugins join the catalog; then the whole
-    configuration, against a settings model whose targets are the catalog's (plugins included)."""
-    merged = override(raw, environ)
-    try:
-        providers = ProvidersSettings.model_validate(merged.raw.get("providers") or {})
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin, merged.origins, ("providers",))) from None
-    enable(providers.plugins)
-    try:
-        return settings_model().model_validate(merged.raw, context={"environ": environ})
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin, merged.origins)) from None
-
-
-_models: dict[tuple[str, ...], type[Settings]] = {}
-
-
-def settings_model() -> type[Settings]:
-    """:class:`Settings` whose ``targets`` validate against the catalog as it is now: the class itself
-    for the built-ins, a subclass (one per set of providers) when plugins are loaded."""
-    if CATALOG.kinds == tuple(spec.kind for spec in BUILTINS):
-        return Settings
-    if CATALOG.kinds not in _models:
-        targets: Any = dict.__class_getitem__((str, CATALOG.target_settings))  # dict[str, <the union>]
-        typed: tuple[Any, Any] = (targets, Field(default_factory=dict))
-        _models[CATALOG.kinds] = create_model("Settings", __base__=Settings, targets=typed)
-    return _models[CATALOG.kinds]
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -191,12 +167,6 @@ def _where(exc: yaml.MarkedYAMLError) -> str:
     return f"{at(exc.problem_mark)}: {exc.problem or 'cannot parse'}{context}"
 
 
-def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    raw = read_yaml(path) if path is not None else {}
-    return parse_settings(raw, env, str(path) if path else "<defaults>")
-
-
 # what a reader of the topics does not need: the providers' plugins and the targets' credentials
 READER_SKIPS = ("providers", "targets")
 
@@ -214,7 +184,7 @@ def load_reader_settings(path: Path | None, environ: Mapping[str, str] | None = 
     try:
         return Settings.model_validate(kept, context={"environ": env})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin, merged.origins)) from None
+        raise ConfigError(format_errors(exc, origin, merged.origins)) from None
 
 
 def secret_values(settings: Settings) -> list[str]:

@@ -1,6 +1,6 @@
 """The ``providers`` section: which installed provider plugins this bridge loads.
 
-Read before the rest of the configuration (:func:`bridge.config.loading.parse_settings`), because the
+Read before the rest of the configuration (:func:`bridge.providers.settings.parse_settings`), because the
 targets of a plugin's kind validate only once the plugin is in the catalog.
 
 Example::

@@ -1,12 +1,13 @@
-"""Typed configuration models. Loading (YAML file, environment overrides) is :mod:`bridge.config.loading`;
-credential references are :mod:`bridge.config.secrets`.
+"""Typed configuration models. Reading (YAML file, environment overrides) is :mod:`bridge.config.loading`;
+credential references are :mod:`bridge.config.secrets`; the targets are validated against the
+provider catalog by :func:`bridge.providers.settings.load_settings`.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -17,15 +18,8 @@ from bridge.config.providers import ProvidersSettings
 from bridge.config.secrets import Secret, resolve_secret
 from bridge.config.targets import TargetBase
 from bridge.config.tracking import TrackingSettings, horizons_fit_retention
-from bridge.providers.catalog import CATALOG
 
 DLQ_HEADROOM_BYTES = 65_536
-
-
-if TYPE_CHECKING:
-    TargetSettings = TargetBase
-else:  # the discriminated union of every provider's target model, for pydantic
-    TargetSettings = CATALOG.target_settings
 
 
 class KafkaSecuritySettings(SettingsModel):
@@ -275,7 +269,9 @@ class Settings(SettingsModel):
     observability: ObservabilitySettings = ObservabilitySettings()
     admin: AdminSettings = AdminSettings()
     providers: ProvidersSettings = ProvidersSettings()
-    targets: dict[str, TargetSettings] = Field(default_factory=dict)
+    targets: dict[str, TargetBase] = Field(default_factory=dict)
+    """Each provider's target model: read with :func:`bridge.providers.settings.load_settings`, whose
+    settings model validates every target against the provider catalog's union of target models."""
     _horizons = model_validator(mode="after")(horizons_fit_retention)
 
     @model_validator(mode="before")

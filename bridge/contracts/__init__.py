@@ -8,8 +8,9 @@ models, so a model change shows up as a diff in review:
     problems = check_all(Path("topics"))  # [] when the files match the models
 
 Modules: ``specs`` (the hand-written topic specs), ``schemas`` (JSON Schemas from the models),
-``examples``, ``asyncapi`` and ``files`` (render, write, check). Everything is pure except
-``load_specs``, ``write_all`` and ``check_all``, which touch files.
+``examples``, ``asyncapi`` and ``files`` (render, write, check), and ``cli`` (``bridge topics``: the
+specs applied to and checked on a broker, the files regenerated). Everything is pure except
+``load_specs``, ``write_all`` and ``check_all``, which touch files, and ``cli``.
 """
 
 from bridge.contracts.examples import EXAMPLE_TIME, Example, build_examples

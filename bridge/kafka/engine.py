@@ -32,10 +32,11 @@ from bridge.kafka.partitions import Partition, Rebalances, oldest_pending_age, t
 from bridge.kafka.ports import ConsumedRecord, ConsumerPort, ProducerPort
 from bridge.kafka.probe import probe_broker
 from bridge.kafka.publisher import Publisher
-from bridge.kafka.records import Incoming, Outgoing, TargetShares, incoming_from, timing_header
+from bridge.kafka.records import TargetShares, incoming_from, timing_header
 from bridge.kafka.restores import PartitionState, Restores
 from bridge.kafka.stats import EngineStats
 from bridge.kafka.transactions import Transactions
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE
 from bridge.waits import log_crash

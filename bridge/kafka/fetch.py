@@ -30,8 +30,8 @@ from aiokafka.errors import KafkaError
 from bridge.kafka.clients import wait_longer
 from bridge.kafka.partitions import Partition
 from bridge.kafka.ports import ConsumedRecord, ConsumerPort
-from bridge.kafka.records import Incoming
 from bridge.kafka.undecodable import UNREADABLE, Undecodable, as_incoming, read_carefully
+from bridge.messages.records import Incoming
 from bridge.observability.repeats import COLLAPSE
 from bridge.waits import within
 

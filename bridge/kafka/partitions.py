@@ -14,7 +14,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from bridge.kafka.fence import HOME, Fence
 from bridge.kafka.offsets import OffsetTracker
-from bridge.kafka.records import Incoming
+from bridge.messages.records import Incoming
 
 
 @dataclass(eq=False)

@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 
 from bridge.kafka.fence import check_owner
 from bridge.kafka.ports import ProducerPort
-from bridge.kafka.records import Outgoing
+from bridge.messages.records import Outgoing
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE

@@ -1,7 +1,5 @@
-"""Create and check the Kafka topics described by the topic specs.
-
-The specs ship inside the package (``bridge/contracts/topics/``); ``--dir`` names another folder.
-A missing or empty folder is an error (exit 2), never "all topics match".
+"""Create and check Kafka topics as their specs describe them (:class:`TopicShape`: the topic specs of
+:mod:`bridge.contracts`, which the ``bridge topics`` command, :mod:`bridge.contracts.cli`, loads).
 
 ``apply`` creates missing topics and never changes existing ones: a partition count or config
 that differs is reported as drift for a human to fix, because adding partitions remaps keys (and
@@ -9,36 +7,42 @@ so breaks per-key order) and changing retention is an operational decision. ``ch
 
 Example::
 
-    specs = load_specs()  # the specs shipped with the bridge
+    specs = load_specs()  # bridge.contracts: the specs shipped with the bridge
     report = await apply_topics("kafka:9092", specs, dry_run=True)
     print(report.render())
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
-from bridge.config.loading import load_settings
-from bridge.config.settings import KafkaSettings, TopicSettings
-from bridge.contracts import TopicSpec, check_all, load_specs, write_all
-from bridge.errors import BridgeError, ConfigError
-from bridge.kafka.options import security_options
+from bridge.errors import BridgeError
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code: another admin created it between our list and create
 MIN_INSYNC = "min.insync.replicas"
 SERVED_WITHIN_S = 15.0
+
+
+class TopicShape(Protocol):
+    """What the admin reads of a topic spec (:class:`bridge.contracts.TopicSpec` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def partitions(self) -> int: ...
+    @property
+    def replication_factor(self) -> int: ...
+    @property
+    def configs(self) -> Mapping[str, str]: ...
 
 
 class TopicAdminError(BridgeError):
@@ -87,11 +91,11 @@ class Report:
 # -- pure decisions ---------------------------------------------------------------------------------
 
 
-def effective_replication(spec: TopicSpec, brokers: int) -> int:
+def effective_replication(spec: TopicShape, brokers: int) -> int:
     return max(1, min(spec.replication_factor, brokers))
 
 
-def effective_configs(spec: TopicSpec, brokers: int) -> dict[str, str]:
+def effective_configs(spec: TopicShape, brokers: int) -> dict[str, str]:
     """The spec's configs, with min.insync.replicas capped so acks=all can succeed on a small cluster."""
     configs = dict(spec.configs)
     if MIN_INSYNC in configs:
@@ -99,7 +103,7 @@ def effective_configs(spec: TopicSpec, brokers: int) -> dict[str, str]:
     return configs
 
 
-def capping_notes(spec: TopicSpec, brokers: int) -> list[str]:
+def capping_notes(spec: TopicShape, brokers: int) -> list[str]:
     replicas = effective_replication(spec, brokers)
     if replicas == spec.replication_factor:
         return []
@@ -110,7 +114,7 @@ def capping_notes(spec: TopicSpec, brokers: int) -> list[str]:
 
 
 def compare(
-    spec: TopicSpec, partitions: int, configs: dict[str, str] | None, brokers: int
+    spec: TopicShape, partitions: int, configs: dict[str, str] | None, brokers: int
 ) -> tuple[list[Drift], list[str]]:
     """Drift and notes for one existing topic; ``configs`` is None when the broker cannot describe them."""
     drift = []
@@ -134,11 +138,6 @@ def compare(
     return drift, notes if unreported else []
 
 
-def named_as_configured(specs: Sequence[TopicSpec], topics: TopicSettings) -> list[TopicSpec]:
-    """Each spec under the name the configuration gives its role (``topics.run_commands``...)."""
-    return [spec.model_copy(update={"name": getattr(topics, spec.role.value)}) for spec in specs]
-
-
 # -- broker I/O -------------------------------------------------------------------------------------
 
 
@@ -158,7 +157,7 @@ async def _admin(
 
 async def apply_topics(
     bootstrap: str,
-    specs: Sequence[TopicSpec],
+    specs: Sequence[TopicShape],
     *,
     dry_run: bool = False,
     options: Mapping[str, Any] | None = None,
@@ -178,11 +177,6 @@ async def apply_topics(
             await wait_until_served(admin, report.created)
         await _inspect(admin, [spec for spec in specs if spec.name in existing], brokers, report)
     return report
-
-
-async def apply_shipped_specs(bootstrap: str, options: Mapping[str, Any] | None = None) -> Report:
-    """``apply`` with the specs shipped with the bridge (the local stack's topics)."""
-    return await apply_topics(bootstrap, load_specs(), options=options)
 
 
 async def wait_until_served(admin: AIOKafkaAdminClient, names: Sequence[str]) -> None:
@@ -213,7 +207,7 @@ async def wait_until_served(admin: AIOKafkaAdminClient, names: Sequence[str]) ->
 
 
 async def check_topics(
-    bootstrap: str, specs: Sequence[TopicSpec], *, options: Mapping[str, Any] | None = None
+    bootstrap: str, specs: Sequence[TopicShape], *, options: Mapping[str, Any] | None = None
 ) -> Report:
     """Drift between the broker and the specs: missing topics, partition counts, configs."""
     report = Report()
@@ -252,7 +246,7 @@ async def _cluster(admin: AIOKafkaAdminClient) -> tuple[int, set[str]]:
     return len(cluster["brokers"]), set(await admin.list_topics())
 
 
-async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec], brokers: int, report: Report) -> None:
+async def _create(admin: AIOKafkaAdminClient, specs: list[TopicShape], brokers: int, report: Report) -> None:
     if not specs:
         return
     new = [
@@ -275,7 +269,7 @@ async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec], brokers: i
             raise TopicAdminError(f"cannot create topic {name}: {result.get('error_message')} (error {code})")
 
 
-async def _inspect(admin: AIOKafkaAdminClient, specs: list[TopicSpec], brokers: int, report: Report) -> None:
+async def _inspect(admin: AIOKafkaAdminClient, specs: list[TopicShape], brokers: int, report: Report) -> None:
     if not specs:
         return
     described = await admin.describe_topics([spec.name for spec in specs])
@@ -307,70 +301,3 @@ def _entries(entries: list[dict[str, Any]]) -> dict[str, str]:
     return {
         entry["config_names"]: entry["config_value"] for entry in entries if entry["config_value"] is not None
     }
-
-
-# -- command line -----------------------------------------------------------------------------------
-
-
-def add_topics_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``bridge topics apply|check|generate``."""
-    topics = subparsers.add_parser("topics", help="create or check Kafka topics; regenerate topic contracts")
-    actions = topics.add_subparsers(dest="topics_command", required=True)
-    apply = actions.add_parser("apply", help="create missing topics; report (never change) differing ones")
-    apply.add_argument("--dry-run", action="store_true", help="report what would be created; create nothing")
-    check = actions.add_parser("check", help="exit 1 if a topic is missing or differs from its spec")
-    generate = actions.add_parser(
-        "generate", help="rewrite topics/: copies of the specs, schemas, examples, asyncapi.yaml"
-    )
-    generate.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
-    generate.add_argument("--dir", type=Path, default=Path("topics"), help="where to write (default: topics)")
-    generate.add_argument(
-        "--config", type=Path, default=None, help="bridge config: its provider plugins join the contracts"
-    )
-    for parser in (apply, check):
-        specs = "folder of <topic>.yaml specs (default: the specs shipped with the bridge)"
-        parser.add_argument("--dir", type=Path, default=None, help=specs)
-        default = KafkaSettings().bootstrap_servers
-        parser.add_argument(
-            "--bootstrap", default=None, help=f"HOST:PORT (default: the config's, else {default})"
-        )
-        parser.add_argument(
-            "--config", type=Path, default=None, help="bridge config: topic names, bootstrap, TLS and SASL"
-        )
-
-
-def run_topics_cli(args: argparse.Namespace) -> int:
-    """0: in sync; 1: drift (or, for generate --check, out-of-date files); 2: could not run."""
-    bootstrap = args.bootstrap if args.topics_command != "generate" else None
-    try:
-        if args.topics_command == "generate":
-            if args.config:
-                load_settings(args.config)  # the plugins it allows join the catalog the contracts show
-            return _generate(args.dir, check=args.check)
-        specs = load_specs(args.dir) if args.dir is not None else load_specs()
-        settings = load_settings(args.config) if args.config else None
-        specs = named_as_configured(specs, settings.topics) if settings else specs
-        kafka = settings.kafka if settings else KafkaSettings()
-        bootstrap, options = bootstrap or kafka.bootstrap_servers, security_options(kafka.security)
-        if args.topics_command == "apply":
-            report = asyncio.run(apply_topics(bootstrap, specs, dry_run=args.dry_run, options=options))
-        else:
-            report = asyncio.run(check_topics(bootstrap, specs, options=options))
-    except KafkaConnectionError:
-        print(f"bridge topics: cannot reach the Kafka broker at {bootstrap}", file=sys.stderr)
-        return 2
-    except (ConfigError, TopicAdminError, KafkaError) as exc:
-        print(f"bridge topics: {exc}", file=sys.stderr)
-        return 2
-    print(report.render(len(specs)))
-    return 1 if report.drift else 0
-
-
-def _generate(root: Path, *, check: bool) -> int:
-    if check:
-        problems = check_all(root)
-        print("\n".join(problems or ["topic contracts are up to date"]))
-        return 1 if problems else 0
-    changed = write_all(root)
-    print("\n".join(f"wrote {root / rel}" for rel in changed) or "topic contracts are up to date")
-    return 0

@@ -38,7 +38,7 @@ from bridge.kafka.clients import make_producer, settle_before_cancel
 from bridge.kafka.delivery import transactional_id
 from bridge.kafka.partitions import Partition, topic_name
 from bridge.kafka.publisher import count_published, sendable_value
-from bridge.kafka.records import Incoming, Outgoing
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 from bridge.waits import log_crash, within
 

@@ -26,7 +26,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CorruptRecordException
 
 from bridge.kafka.ports import ConsumerPort
-from bridge.kafka.records import Incoming
+from bridge.messages.records import Incoming
 
 log = logging.getLogger("bridge.engine")
 READ_TIMEOUT_MS = 200

@@ -3,7 +3,6 @@
 - :mod:`bridge.ledger.entries` the ledger records (codec, fingerprint), pure;
 - :mod:`bridge.ledger.index` the compact in-memory index of one partition, pure;
 - :mod:`bridge.ledger.rules` what a remembered id means for a new record, pure;
-- :mod:`bridge.ledger.unknown` the ``on_unknown`` policies for a command caught by a crash;
 - :mod:`bridge.ledger.store` restore, writes and admission (Kafka I/O);
 - :mod:`bridge.ledger.startup` the partition-count check at start-up.
 """

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from bridge.config.settings import Settings
 from bridge.kafka.options import client_options
 from bridge.messages.commands import CommandFamily
-from bridge.messages.parsing import DeadLetter, describe_errors, parse_any, unwrap_cloudevent
+from bridge.messages.parsing import DeadLetter, unwrap_cloudevent
 from bridge.providers.catalog import CATALOG
+from bridge.providers.parsing import describe_command_errors, parse_any
 
 
 def read_command_text(source: str) -> bytes:
@@ -82,7 +83,7 @@ async def send_command(settings: Settings, source: str, key: str | None) -> int:
         print(f"bridge send: cannot read {source[1:]}: {exc.strerror}", file=sys.stderr)
         return 2
     except (orjson.JSONDecodeError, KeyError, AttributeError, ValueError) as exc:
-        detail = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
+        detail = describe_command_errors(exc) if isinstance(exc, ValidationError) else str(exc)
         print(f"bridge send: not a valid command: {detail}", file=sys.stderr)
         return 2
     if not await publish_commands(settings, [((key or command.id).encode(), doc)]):

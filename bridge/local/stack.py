@@ -27,17 +27,17 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from bridge.app import Bridge
-from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings, TopicSettings
+from bridge.contracts.cli import apply_shipped_specs
 from bridge.errors import StartupError
 from bridge.kafka.clients import started
-from bridge.kafka.topics import apply_shipped_specs
 from bridge.local import examples, guide
 from bridge.local.broker import RunningBroker, port_taken, start_broker
 from bridge.local.commands import command_topic
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
 from bridge.local.screen import fit
 from bridge.local.watch import Console, Watcher
+from bridge.providers.settings import parse_settings
 from bridge.sandbox import start_sandbox
 from bridge.sandbox.catalog import SANDBOXES
 from bridge.sandbox.spec import Example

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -10,7 +11,6 @@ from pydantic import ValidationError
 
 from bridge.messages.commands import Command
 from bridge.messages.outcomes import ErrorKind
-from bridge.providers.catalog import CATALOG
 
 MAX_ID_LENGTH = 200
 
@@ -74,11 +74,14 @@ def invalid(
     )
 
 
-def describe_errors(exc: ValidationError, limit: int = 5, prefix: str = "") -> str:
-    """'field.path: message' for the first few errors, without echoing input values."""
+def describe_errors(
+    exc: ValidationError, limit: int = 5, prefix: str = "", *, tags: Collection[str] = ()
+) -> str:
+    """'field.path: message' for the first few errors, without echoing input values. ``tags``: the
+    discriminated union's tags (the catalog's operations), left out of the path: the user wrote none."""
     parts = []
     for err in exc.errors(include_input=False, include_url=False)[:limit]:
-        where = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p)) or "<command>"
+        where = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p, tags)) or "<command>"
         parts.append(f"{prefix}{where}: {err['msg']}")
     more = exc.error_count() - limit
     if more > 0:
@@ -86,5 +89,5 @@ def describe_errors(exc: ValidationError, limit: int = 5, prefix: str = "") -> s
     return "; ".join(parts)
 
 
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in CATALOG.operations
+def _is_union_tag(part: Any, tags: Collection[str]) -> bool:
+    return isinstance(part, str) and part in tags

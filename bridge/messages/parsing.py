@@ -1,4 +1,7 @@
-"""Decode a Kafka record into a command, a rejection, or a dead letter. Pure.
+"""Decode a Kafka record into a command document, a rejection, or a dead letter. Pure.
+
+The document is validated against its model by :mod:`bridge.providers.parsing`, which knows the provider
+catalog's command models; this module knows none.
 
 A value that cannot be read as a command at all (no usable ``id``) is a dead letter: there is
 nobody to address an outcome to. A value that has an ``id`` but is otherwise wrong becomes a
@@ -14,14 +17,14 @@ values; every field of the JSON type its model says, without coercion
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from bridge.messages.cloudevents import binary_attributes, open_binary, open_structured
-from bridge.messages.commands import Command, CommandFamily
-from bridge.messages.outcomes import ErrorKind
+from bridge.messages.commands import Command
 from bridge.messages.parsed import (
     MAX_ID_LENGTH,
     DeadLetter,
@@ -30,11 +33,8 @@ from bridge.messages.parsed import (
     Parsed,
     ParseResult,
     describe_errors,
-    invalid,
-    usable_id,
 )
 from bridge.messages.wire import Header, split_frame
-from bridge.providers.catalog import CATALOG
 
 __all__ = [
     "MAX_DEPTH",
@@ -42,14 +42,14 @@ __all__ = [
     "MAX_VALUES",
     "DeadLetter",
     "DeadLetterReason",
+    "Decoded",
     "Invalid",
     "ParseResult",
     "Parsed",
+    "decode_command",
     "describe_errors",
-    "parse_any",
-    "parse_command",
+    "strict_validate",
     "unwrap_cloudevent",
-    "validate_command",
 ]
 
 MAX_DEPTH = 32
@@ -58,9 +58,11 @@ MAX_VALUES = 20_000
 """JSON values (objects, arrays, strings, numbers, booleans, nulls) in one command."""
 
 
-def parse_command(
-    value: bytes | None, family: CommandFamily, max_bytes: int, headers: Sequence[Header] = ()
-) -> ParseResult:
+def decode_command(
+    value: bytes | None, max_bytes: int, headers: Sequence[Header] = ()
+) -> Decoded | DeadLetter | Invalid:
+    """The command document a record carries (framing, JSON and CloudEvents opened), before its
+    model validates it (:func:`bridge.providers.parsing.parse_command`, with the provider catalog)."""
     if value is None or len(value) == 0:
         return DeadLetter(DeadLetterReason.EMPTY_VALUE, "record has no value")
     if len(value) > max_bytes:
@@ -77,7 +79,15 @@ def parse_command(
         unwrapped = open_structured(doc) if "specversion" in doc else doc
     if isinstance(unwrapped, DeadLetter | Invalid):
         return unwrapped
-    return validate_command(unwrapped, family, bounded=_small_enough(value))
+    return Decoded(unwrapped, bounded=_small_enough(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A command document; ``bounded``: its JSON text alone proved it within the nesting and size limits."""
+
+    doc: dict[str, Any]
+    bounded: bool
 
 
 def _json_object(value: bytes) -> dict[str, Any] | DeadLetter:
@@ -118,25 +128,6 @@ def _small_enough(text: bytes) -> bool:
     return len(text) <= MAX_VALUES and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
 
 
-def validate_command(doc: dict[str, Any], family: CommandFamily, *, bounded: bool = False) -> ParseResult:
-    command_id = doc.get("id")
-    if not usable_id(command_id):
-        return DeadLetter(DeadLetterReason.MISSING_ID, "command has no 'id' string (1-200 characters)")
-    assert isinstance(command_id, str)
-    operation = doc.get("operation") if isinstance(doc.get("operation"), str) else None
-    home = CATALOG.family_of(operation)
-    if home is not None and home != family:
-        message = f"'{operation}' is a {home.value} command; publish it to the {home.value} command topic"
-        return invalid(doc, command_id, message, ErrorKind.WRONG_TOPIC)
-    try:
-        command = strict_validate(CATALOG.adapters[family], doc, bounded=bounded)
-    except ValidationError as exc:
-        return invalid(doc, command_id, describe_errors(exc))
-    except ValueError as exc:
-        return invalid(doc, command_id, str(exc))
-    return Parsed(command)
-
-
 def strict_validate(adapter: TypeAdapter[Any], doc: dict[str, Any], *, bounded: bool = False) -> Command:
     """Validate a decoded JSON document against the strict command models.
 
@@ -173,8 +164,3 @@ def _measure(value: Any, max_depth: int, max_count: int) -> tuple[int, int]:
         depth += 1 if containers else 0
         level = [c for v in containers for c in (v.values() if type(v) is dict else v)]
     return depth, count
-
-
-def parse_any(doc: dict[str, Any]) -> Command:
-    """Validate a command document of either family (used by ``bridge send``)."""
-    return strict_validate(CATALOG.any_adapter, doc)

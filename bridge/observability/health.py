@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.kafka.stats import EngineStats
 from bridge.observability.metrics import Metrics
-from bridge.pipeline.bulkheads import TargetLoad
-from bridge.pipeline.guards import CircuitBreaker, CircuitState
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +18,26 @@ class Readiness:
     reason: str
 
 
-def judge_readiness(stats: EngineStats, now: float, stall_after_s: float) -> Readiness:
+class EngineFacts(Protocol):
+    """What readiness reads of the engine's progress (``bridge.kafka.stats.EngineStats`` has it)."""
+
+    @property
+    def broker_ok(self) -> bool: ...
+    @property
+    def publish_error(self) -> str | None: ...
+    @property
+    def restoring(self) -> int: ...
+    @property
+    def lag(self) -> int: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def last_progress_at(self) -> float: ...
+    @property
+    def assigned(self) -> Set[object]: ...
+
+
+def judge_readiness(stats: EngineFacts, now: float, stall_after_s: float) -> Readiness:
     """Pure: ready when connected and, whenever work is waiting, finishing commands.
 
     No assigned partitions is ready: with more replicas than partitions some have nothing to do.
@@ -45,30 +61,6 @@ def judge_readiness(stats: EngineStats, now: float, stall_after_s: float) -> Rea
     if not stats.assigned:
         return Readiness(True, "ok: no partitions assigned (nothing to do)")
     return Readiness(True, f"ok: {len(stats.assigned)} partition(s), {stats.in_flight} in flight")
-
-
-class TargetView(Protocol):
-    """What readiness reads of a configured target (``TargetRuntime`` has it)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def breaker(self) -> CircuitBreaker: ...
-    @property
-    def load(self) -> TargetLoad | None: ...
-
-
-def target_troubles(targets: Iterable[TargetView]) -> list[str]:
-    """Pure: 'NAME (circuit open)' / 'NAME (bulkhead full)' for every target in trouble now."""
-    troubles = []
-    for t in sorted(targets, key=lambda t: t.name):
-        why = [
-            *(["circuit " + t.breaker.state.value] if t.breaker.state is not CircuitState.CLOSED else []),
-            *(["bulkhead full"] if t.load is not None and t.load.pressure.is_set() else []),
-        ]
-        if why:
-            troubles.append(f"{t.name} ({', '.join(why)})")
-    return troubles
 
 
 def degraded(verdict: Readiness, troubles: list[str], *, parking: bool = False) -> Readiness:

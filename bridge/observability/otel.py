@@ -34,15 +34,14 @@ from bridge import __version__
 from bridge.errors import AuthError
 from bridge.messages.outcomes import Status
 from bridge.messages.parsing import DeadLetterReason
+from bridge.messages.trace_context import TraceParent, extract, format_traceparent
 from bridge.messages.wire import Header
-from bridge.observability.trace_context import TraceParent, extract, format_traceparent
 
 if TYPE_CHECKING:
     from bridge.config.settings import TracingSettings
     from bridge.http import FormEndpoint
-    from bridge.kafka.records import Incoming, Outgoing
-    from bridge.observability.tracer import AttemptResult, CallTarget, Run
-    from bridge.providers.base import HttpRequest
+    from bridge.messages.records import Incoming, Outgoing
+    from bridge.observability.tracer import A, CallRequest, CallTarget, Run
 
 log = logging.getLogger("bridge.tracing")
 SERVICE_NAME = "workflow-bridge"
@@ -124,9 +123,7 @@ class OtelTracer:
             headers = [*outgoing.headers, *_propagation_headers(span)]
             return replace(outgoing, headers=headers, trace=_traced(span))
 
-    async def attempt(
-        self, run: Run[AttemptResult], runtime: CallTarget, request: HttpRequest
-    ) -> AttemptResult:
+    async def attempt(self, run: Run[A], runtime: CallTarget, request: CallRequest) -> A:
         if not trace.get_current_span().is_recording():
             return await run()  # children of a command that is not sampled would not be either
         attempts = _attempts.get() or _Attempts()
@@ -244,7 +241,7 @@ def _record_attributes(
 
 
 def _attempt_attributes(
-    runtime: CallTarget, request: HttpRequest, attempts: _Attempts
+    runtime: CallTarget, request: CallRequest, attempts: _Attempts
 ) -> dict[str, str | int]:
     base = urlsplit(runtime.base_url)
     attributes: dict[str, str | int] = {

@@ -9,13 +9,33 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from bridge.http import FormEndpoint, Response
-    from bridge.kafka.records import Incoming, Outgoing
-    from bridge.providers.base import HttpRequest
-    from bridge.providers.verdicts import Verdict
+    from bridge.messages.outcomes import ErrorKind
+    from bridge.messages.records import Incoming, Outgoing
 
 T = TypeVar("T")
 Run = Callable[[], Coroutine[Any, Any, T]]
-AttemptResult = tuple["Verdict", "Response | None", "Mapping[str, str] | None"]
+
+
+class CallRequest(Protocol):
+    """What a provider-attempt span reads of the request (:class:`bridge.providers.base.HttpRequest`)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def route(self) -> str: ...
+
+
+class CallVerdict(Protocol):
+    """What a provider-attempt span reads of its verdict (:class:`bridge.providers.verdicts.Verdict`)."""
+
+    @property
+    def error_kind(self) -> ErrorKind | None: ...
+
+
+AttemptResult = tuple[CallVerdict, "Response | None", "Mapping[str, str] | None"]
+"""What one attempt gives: its verdict, the response (None when there was none), the auth headers sent."""
+A = TypeVar("A", bound=AttemptResult)
 
 
 class CallTarget(Protocol):
@@ -34,9 +54,7 @@ class Tracer(Protocol):
     async def process(self, run: Run[Outgoing], record: Incoming) -> Outgoing:
         """The command span around ``run()``; adds ``traceparent`` to the returned message's headers."""
 
-    async def attempt(
-        self, run: Run[AttemptResult], runtime: CallTarget, request: HttpRequest
-    ) -> AttemptResult:
+    async def attempt(self, run: Run[A], runtime: CallTarget, request: CallRequest) -> A:
         """One provider-attempt span (a child of the command span)."""
 
     async def token_fetch(self, run: Run[bytes], endpoint: FormEndpoint) -> bytes:

@@ -5,7 +5,7 @@ fetch, a publish) plus :func:`cloudevent_extensions` for the outcome envelope. W
 default) each hook is one ``is None`` test and a plain call: OpenTelemetry is never imported. Off,
 the caller's trace context still passes through (W3C Trace Context: a participant that records no
 span forwards it unchanged): a command that carries a valid ``traceparent`` (see
-:mod:`bridge.observability.trace_context`) gets it, with its ``tracestate``, on its outcome's
+:mod:`bridge.messages.trace_context`) gets it, with its ``tracestate``, on its outcome's
 headers and envelope and on its lifecycle events.
 :func:`started` turns tracing on for the life of a bridge; the spans themselves are
 :mod:`bridge.observability.otel`.
@@ -27,22 +27,16 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from bridge.observability.trace_context import (
-    TraceParent,
-    extract,
-    format_traceparent,
-    format_tracestate,
-)
-from bridge.observability.tracer import AttemptResult, CallTarget, Run, Tracer
+from bridge.messages.trace_context import TraceParent, extract, format_traceparent, format_tracestate
+from bridge.observability.tracer import AttemptResult, CallRequest, CallTarget, Run, Tracer
 
 if TYPE_CHECKING:
     import aiohttp
 
     from bridge.config.settings import Settings
     from bridge.http import FormEndpoint
-    from bridge.kafka.records import Incoming, Outgoing
     from bridge.messages.commands import Command
-    from bridge.providers.base import HttpRequest
+    from bridge.messages.records import Incoming, Outgoing
 
 log = logging.getLogger("bridge.tracing")
 S = TypeVar("S")
@@ -56,7 +50,9 @@ TokenFetch = Callable[["aiohttp.ClientSession", E, "Mapping[str, str]"], Corouti
 
 
 R = TypeVar("R", bound=CallTarget)
-Attempt = Callable[Concatenate[S, R, "Command", "HttpRequest", P], Coroutine[Any, Any, AttemptResult]]
+Q = TypeVar("Q", bound=CallRequest)
+A = TypeVar("A", bound=AttemptResult)
+Attempt = Callable[Concatenate[S, R, "Command", Q, P], Coroutine[Any, Any, A]]
 _NO_EXTENSIONS: Mapping[str, str] = {}
 
 
@@ -166,11 +162,11 @@ def _method_hook(
     return wrapper
 
 
-def traced_attempt(fn: Attempt[S, R, P]) -> Attempt[S, R, P]:
+def traced_attempt(fn: Attempt[S, R, Q, P, A]) -> Attempt[S, R, Q, P, A]:
     @functools.wraps(fn)
     def wrapper(
-        self: S, runtime: R, command: Command, request: HttpRequest, /, *a: P.args, **k: P.kwargs
-    ) -> Coroutine[Any, Any, AttemptResult]:
+        self: S, runtime: R, command: Command, request: Q, /, *a: P.args, **k: P.kwargs
+    ) -> Coroutine[Any, Any, A]:
         if _active is None:
             return fn(self, runtime, command, request, *a, **k)
         return _active.attempt(lambda: fn(self, runtime, command, request, *a, **k), runtime, request)

@@ -37,7 +37,7 @@ from bridge.kafka.clients import make_reader, started
 from bridge.kafka.fence import confirm_owner
 from bridge.kafka.partitions import Partition
 from bridge.kafka.publisher import Publisher
-from bridge.kafka.records import Incoming, Outgoing
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.repeats import COLLAPSE
 from bridge.parking.lanes import Committer, Lane, Progress
 from bridge.parking.records import ParkedAt, answered_marker

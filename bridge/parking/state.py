@@ -1,5 +1,5 @@
 """The parking state of the owned command partitions (the parked set) and its two rules: why a command
-must park now, and the record that parks it. :mod:`bridge.parking.desk` says at which moments the processor
+must park now, and the record that parks it. :mod:`bridge.pipeline.desk` says at which moments the processor
 asks.
 
 A command parks, instead of calling, when an earlier command of its key is parked (``key_parked``,
@@ -34,8 +34,8 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
 from bridge.kafka.clients import make_reader, read_to_end, started
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE
 from bridge.parking.records import (

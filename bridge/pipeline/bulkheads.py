@@ -30,12 +30,14 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from bridge.kafka.records import Incoming
 from bridge.messages.parsed import Invalid, Parsed, ParseResult
+from bridge.messages.records import Incoming
 from bridge.observability.metrics import Metrics
+from bridge.pipeline.guards import CircuitBreaker, CircuitState
 from bridge.pipeline.slots import CallSlots
 
 log = logging.getLogger("bridge.budgets")
@@ -214,3 +216,28 @@ class Bulkheads:
 
 def _where(record: Incoming) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
+
+
+class TargetView(Protocol):
+    """What readiness reads of a configured target (``TargetRuntime`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def breaker(self) -> CircuitBreaker: ...
+    @property
+    def load(self) -> TargetLoad | None: ...
+
+
+def target_troubles(targets: Iterable[TargetView]) -> list[str]:
+    """Pure: 'NAME (circuit open)' / 'NAME (bulkhead full)' for every target in trouble now (the
+    readiness reason names them: :func:`bridge.observability.health.degraded`)."""
+    troubles = []
+    for t in sorted(targets, key=lambda t: t.name):
+        why = [
+            *(["circuit " + t.breaker.state.value] if t.breaker.state is not CircuitState.CLOSED else []),
+            *(["bulkhead full"] if t.load is not None and t.load.pressure.is_set() else []),
+        ]
+        if why:
+            troubles.append(f"{t.name} ({', '.join(why)})")
+    return troubles

@@ -9,32 +9,26 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from bridge.config.settings import DLQ_HEADROOM_BYTES, Settings
-from bridge.kafka.records import SKIP, Incoming, Outgoing
 from bridge.ledger.dispatch import LedgerDispatch
 from bridge.ledger.entries import DoneFields
 from bridge.ledger.rules import Admission
 from bridge.ledger.store import DEAD_LETTER_AGAIN, Ledger, Ticket
-from bridge.ledger.unknown import resolve_in_doubt
 from bridge.messages.commands import Command, CommandFamily, command_deadline, expires_in_s
 from bridge.messages.outcomes import ErrorKind, OutcomeData, Status, outcome_event_id
 from bridge.messages.outcomes import encode_outcome as encode
-from bridge.messages.parsing import (
-    DeadLetter,
-    DeadLetterReason,
-    Invalid,
-    ParseResult,
-    parse_command,
-)
+from bridge.messages.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult
+from bridge.messages.records import SKIP, Incoming, Outgoing
 from bridge.messages.wire import Header, copyable_headers, schema_id_of
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics, bounded
-from bridge.parking.desk import ParkingDesk
-from bridge.parking.state import Parking
 from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
 from bridge.pipeline.decide import Decision
+from bridge.pipeline.desk import ParkedSet, ParkingDesk
 from bridge.pipeline.executor import Executor, TargetRuntime
+from bridge.pipeline.unknown import resolve_in_doubt
 from bridge.providers.catalog import CATALOG
+from bridge.providers.parsing import parse_command
 
 log = logging.getLogger("bridge.outcome")
 # tracking (bridge.tracking): the entry that starts following a workflow, or None
@@ -56,7 +50,7 @@ class Processor:
         *,
         track: Track | None = None,
         loads: Mapping[str, TargetLoad] | None = None,
-        parking: Parking | None = None,
+        parking: ParkedSet | None = None,
     ) -> None:
         self._parking = parking
         self._ledger = ledger

@@ -149,7 +149,10 @@ def discover() -> list[AnySpec]:
     return found
 
 
-_NOT_PROVIDERS = frozenset({__name__, f"{package.__name__}.plugins"})  # the loader imports the catalog
+# the modules that import the catalog (the plugin loader, the command parser, the settings reader)
+_NOT_PROVIDERS = frozenset(
+    {__name__, *(f"{package.__name__}.{m}" for m in ("plugins", "parsing", "settings"))}
+)
 BUILTINS: tuple[AnySpec, ...] = tuple(sorted(discover(), key=lambda spec: spec.order))
 """The providers shipped in this package; plugins come on top (:mod:`bridge.providers.plugins`)."""
 CATALOG = Catalog(BUILTINS)

@@ -10,7 +10,7 @@ A plugin package declares its provider spec, and optionally its sandbox emulatio
 
 Nothing installed is loaded unless the configuration names it (``providers: {plugins: [airflow]}``):
 an installed package cannot change what a bridge does by being installed. The load is the first of
-two phases of reading a configuration (:func:`bridge.config.loading.parse_settings`): the
+two phases of reading a configuration (:func:`bridge.providers.settings.parse_settings`): the
 ``providers`` section is read alone, the plugins it names are loaded, checked and added to
 :data:`bridge.providers.catalog.CATALOG`, and only then are the targets validated, against the
 catalog's target union, which now has the plugins' target models.

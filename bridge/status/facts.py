@@ -19,9 +19,10 @@ import orjson
 
 from bridge.ledger.entries import COMMAND_PREFIX, command_of
 from bridge.messages.commands import CommandFamily
-from bridge.messages.parsing import DeadLetter, Invalid, parse_command
+from bridge.messages.parsing import DeadLetter, Invalid
 from bridge.messages.wire import Header
 from bridge.parking.records import read_parked
+from bridge.providers.parsing import parse_command
 
 UNBOUNDED = 1 << 40  # the size limit handed to the parser: a lookup reads what the bridge has read
 

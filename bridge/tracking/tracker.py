@@ -35,8 +35,8 @@ from bridge.config.targets import RateLimitSettings
 from bridge.config.tracking import TargetTracking
 from bridge.kafka.ports import ProducerPort
 from bridge.kafka.publisher import Publisher
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.commands import Command
+from bridge.messages.records import Incoming, Outgoing
 from bridge.messages.wire import Header
 from bridge.observability import tracing
 from bridge.observability.metrics import Metrics

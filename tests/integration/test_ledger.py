@@ -25,7 +25,8 @@ from bridge.ledger.entries import (
 )
 from bridge.local.broker import create_topics
 from bridge.messages.commands import Command, CommandFamily
-from bridge.messages.parsing import Parsed, parse_command
+from bridge.messages.parsing import Parsed
+from bridge.providers.parsing import parse_command
 from bridge.sandbox import eightbyeight as eightbyeight_sandbox
 from bridge.sandbox import workfloo as workfloo_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_RUNNABLE, EIGHTBYEIGHT_SUSPENDED

@@ -10,17 +10,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.config.loading import parse_settings
 from bridge.http import AiohttpTransport
 from bridge.local.stack import SANDBOX_ENV
 from bridge.messages.outcomes import Status
-from bridge.messages.parsing import parse_any
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.guards import CircuitBreaker, TokenBucket
 from bridge.providers.catalog import CATALOG
 from bridge.providers.oauth import ssl_context_for
+from bridge.providers.parsing import parse_any
+from bridge.providers.settings import parse_settings
 from bridge.sandbox import start_sandbox
 from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
 from tests.certs import issue, make_ca

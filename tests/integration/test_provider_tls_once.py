@@ -12,13 +12,14 @@ import aiohttp
 import pytest
 
 from bridge.app import build_targets
-from bridge.config.loading import parse_settings, secret_values
+from bridge.config.loading import secret_values
 from bridge.http import AiohttpTransport
 from bridge.messages.outcomes import Status
-from bridge.messages.parsing import parse_any
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor
+from bridge.providers.parsing import parse_any
+from bridge.providers.settings import parse_settings
 from bridge.sandbox import start_sandbox
 from bridge.sandbox import zuora as zuora_sandbox
 from tests.certs import issue, make_ca

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.local.otlp import OtlpReceiver, ReceivedSpan
-from bridge.observability.trace_context import parse_traceparent
+from bridge.messages.trace_context import parse_traceparent
 from tests.integration.conftest import Stack, workfloo_command, zuora_command
 from tests.integration.test_process import start_process
 

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from bridge.config.settings import EngineSettings
 from bridge.kafka.engine import Engine
-from bridge.kafka.records import TIMING_HEADER, Incoming, Outgoing
+from bridge.kafka.records import TIMING_HEADER
 from bridge.messages.outcomes import _OUTCOME_NAMESPACE, SourceRecord, outcome_event_id
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.logs import JsonFormatter, _timestamp
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor

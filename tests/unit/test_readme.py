@@ -14,12 +14,13 @@ import jsonschema
 import pytest
 import yaml
 
-from bridge.config.loading import parse_settings
 from bridge.messages.commands import CommandFamily
 from bridge.messages.outcomes import OutcomeData
-from bridge.messages.parsing import Parsed, parse_command
+from bridge.messages.parsing import Parsed
 from bridge.providers.catalog import CATALOG
+from bridge.providers.parsing import parse_command
 from bridge.providers.readings import RunState
+from bridge.providers.settings import parse_settings
 from bridge.tracking.events import LifecycleData
 
 ROOT = Path(__file__).resolve().parents[2]

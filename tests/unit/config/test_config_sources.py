@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config.loading import fold, load_settings, override, parse_settings
+from bridge.config.loading import fold, override
 from bridge.errors import ConfigError
+from bridge.providers.settings import load_settings, parse_settings
 
 ENV = {"ZID": "id", "ZSECRET": "secret"}
 

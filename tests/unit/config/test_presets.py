@@ -2,10 +2,10 @@
 
 import pytest
 
-from bridge.config.loading import parse_settings
 from bridge.config.presets import PRESETS, apply_preset
 from bridge.config.settings import KafkaSettings, Settings
 from bridge.errors import ConfigError
+from bridge.providers.settings import parse_settings
 
 
 def test_without_a_preset_the_field_defaults_stand():

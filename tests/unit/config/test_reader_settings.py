@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.config.loading import load_reader_settings, load_settings
+from bridge.config.loading import load_reader_settings
 from bridge.errors import ConfigError
+from bridge.providers.settings import load_settings
 
 
 def test_provider_secrets_that_do_not_resolve_do_not_stop_a_reader(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bridge.config.loading import parse_settings, secret_values
+from bridge.config.loading import secret_values
 from bridge.observability.redact import Redactor
+from bridge.providers.settings import parse_settings
 
 ENV = {
     "ZU_ID": "zuora-client-id-1",

@@ -1,7 +1,7 @@
 import pytest
 
-from bridge.config.loading import load_settings, parse_settings
 from bridge.errors import ConfigError
+from bridge.providers.settings import load_settings, parse_settings
 
 ENV = {"ZUORA_ID": "client-123", "ZUORA_SECRET": "very-secret-value"}
 

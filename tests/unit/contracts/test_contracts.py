@@ -14,15 +14,16 @@ from jsonschema import Draft202012Validator
 from bridge import contracts
 from bridge.config.settings import EngineSettings, LedgerSettings, Settings, TopicSettings
 from bridge.errors import ConfigError
-from bridge.kafka.records import Incoming
 from bridge.kafka.topics import DriftKind, capping_notes, compare, effective_configs
 from bridge.local.examples import example_commands
 from bridge.messages.commands import CommandFamily
 from bridge.messages.outcomes import OutcomeData, Status, encode_outcome
-from bridge.messages.parsing import DeadLetterReason, Parsed, parse_command
+from bridge.messages.parsing import DeadLetterReason, Parsed
+from bridge.messages.records import Incoming
 from bridge.observability.metrics import Metrics
 from bridge.pipeline.processor import CONTENT_TYPE, Processor
 from bridge.providers.catalog import CATALOG
+from bridge.providers.parsing import parse_command
 
 TOPICS = Path(__file__).resolve().parents[3] / "topics"
 EXAMPLES = sorted((TOPICS / "examples").glob("*.json"))

@@ -14,7 +14,7 @@ from aiokafka.errors import CommitFailedError
 
 from bridge.config.settings import EngineSettings
 from bridge.kafka.engine import Engine
-from bridge.kafka.records import Incoming, Outgoing
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 from bridge.testing import FakeConsumer, FakeProducer
 

@@ -9,12 +9,12 @@ from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from bridge.app import Bridge
-from bridge.config.loading import parse_settings
 from bridge.config.settings import KafkaSettings
 from bridge.errors import ConfigError
 from bridge.kafka.clients import started
 from bridge.kafka.options import REBALANCE_MARGIN_MS, client_options, group_options
 from bridge.local.stack import local_settings
+from bridge.providers.settings import parse_settings
 from tests.certs import issue, make_ca
 
 ENV = {"KAFKA_USER": "bridge-svc", "KAFKA_PASSWORD": "kafka-pass-123", "KEY_PASSWORD": "key-pass"}

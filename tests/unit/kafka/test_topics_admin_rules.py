@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bridge.contracts import TopicSpec, load_specs
+from bridge.contracts.cli import add_topics_cli, run_topics_cli
 from bridge.kafka import topics as topics_admin
 from bridge.kafka.topics import (
     TOPIC_ALREADY_EXISTS,
@@ -23,14 +24,12 @@ from bridge.kafka.topics import (
     DriftKind,
     Report,
     TopicAdminError,
-    add_topics_cli,
     apply_topics,
     capping_notes,
     check_topics,
     compare,
     effective_configs,
     effective_replication,
-    run_topics_cli,
 )
 
 TOPICS = Path(__file__).resolve().parents[3] / "topics"

@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from bridge.config.settings import KafkaSettings
 from bridge.kafka.delivery import transactional_id
 from bridge.kafka.partitions import Partition
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.kafka.transactions import Transactions
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 
 TP = TopicPartition("run.commands", 3)

@@ -13,7 +13,6 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from bridge.config.loading import parse_settings
 from bridge.config.settings import ParkingSettings, Settings
 from bridge.ledger import index, rules
 from bridge.ledger.entries import DoneFields, EntryState, decode, encode_dispatched, encode_done, fingerprint
@@ -23,11 +22,13 @@ from bridge.ledger.startup import LEDGER, PARKING, internal_topics, partition_pr
 from bridge.ledger.store import Ledger
 from bridge.messages.commands import CommandFamily
 from bridge.messages.outcomes import ErrorKind
-from bridge.messages.parsing import Parsed, parse_command
+from bridge.messages.parsing import Parsed
 from bridge.observability.metrics import Metrics
 from bridge.providers import eightbyeight
 from bridge.providers.catalog import CATALOG
 from bridge.providers.eightbyeight import EightByEightAction
+from bridge.providers.parsing import parse_command
+from bridge.providers.settings import parse_settings
 
 SCHEMA = Path(__file__).resolve().parents[3] / "topics" / "schemas" / "ledger-entry.schema.json"
 NOW_MS = 1_796_000_000_000  # late 2026

@@ -15,11 +15,11 @@ import pytest
 
 from bridge.app import build_targets
 from bridge.errors import RetryableCallError
-from bridge.kafka.records import SKIP, Incoming
 from bridge.ledger.index import CommandIndex
 from bridge.ledger.rules import Admission
 from bridge.ledger.store import Ledger
 from bridge.messages.outcomes import ErrorKind
+from bridge.messages.records import SKIP, Incoming
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor

@@ -7,21 +7,14 @@ from yarl import URL
 
 from bridge.config.settings import Settings
 from bridge.http import wire_url
-from bridge.kafka.records import Incoming
 from bridge.messages.commands import CommandFamily
 from bridge.messages.outcomes import ErrorKind
-from bridge.messages.parsing import (
-    MAX_DEPTH,
-    MAX_VALUES,
-    DeadLetter,
-    DeadLetterReason,
-    Invalid,
-    Parsed,
-    parse_command,
-)
+from bridge.messages.parsing import MAX_DEPTH, MAX_VALUES, DeadLetter, DeadLetterReason, Invalid, Parsed
+from bridge.messages.records import Incoming
 from bridge.messages.wire import copyable_headers, schema_id_of, split_frame
 from bridge.observability.metrics import Metrics
 from bridge.pipeline.processor import Processor
+from bridge.providers.parsing import parse_command
 
 RUN, CONTROL = CommandFamily.RUN, CommandFamily.CONTROL
 

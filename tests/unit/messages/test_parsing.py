@@ -3,7 +3,8 @@ import pytest
 
 from bridge.messages.commands import CommandFamily
 from bridge.messages.outcomes import ErrorKind
-from bridge.messages.parsing import DeadLetter, DeadLetterReason, Invalid, Parsed, parse_command
+from bridge.messages.parsing import DeadLetter, DeadLetterReason, Invalid, Parsed
+from bridge.providers.parsing import parse_command
 from bridge.providers.zuora import ZuoraRunWorkflow
 
 RUN, CONTROL = CommandFamily.RUN, CommandFamily.CONTROL

@@ -10,11 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config.settings import Settings
-from bridge.kafka.records import Incoming
 from bridge.messages.commands import CommandFamily
-from bridge.messages.parsing import DeadLetter, Invalid, Parsed, parse_command
+from bridge.messages.parsing import DeadLetter, Invalid, Parsed
+from bridge.messages.records import Incoming
 from bridge.observability.metrics import Metrics
 from bridge.pipeline.processor import Processor
+from bridge.providers.parsing import parse_command
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -12,15 +12,15 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 
-from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings, TracingSettings
 from bridge.errors import RetryableCallError
 from bridge.local.commands import format_dead_letter, format_event
 from bridge.local.otlp import OtlpReceiver
 from bridge.messages.outcomes import ErrorKind
+from bridge.messages.trace_context import parse_traceparent
 from bridge.observability import tracing
-from bridge.observability.trace_context import parse_traceparent
 from bridge.pipeline.processor import Incoming, Outgoing
+from bridge.providers.settings import parse_settings
 from bridge.testing import FakeTransport, json_response
 from tests.unit.pipeline.test_processor import SETTINGS, processor, record, workfloo
 

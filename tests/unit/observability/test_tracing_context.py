@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.observability.trace_context import (
+from bridge.messages.trace_context import (
     extract,
     format_traceparent,
     format_tracestate,

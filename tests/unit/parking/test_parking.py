@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from bridge.config.loading import parse_settings
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.entries import encode_dispatched, entry_key
 from bridge.ledger.index import CommandIndex
 from bridge.ledger.rules import Admission
 from bridge.ledger.store import Ledger
 from bridge.messages.outcomes import ErrorKind, Status
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 from bridge.parking.records import ParkedAt, ParkedSet, original_headers, parked_headers, read_parked
 from bridge.parking.state import Parking
 from bridge.pipeline.guards import CircuitBreaker
 from bridge.pipeline.processor import Processor
+from bridge.providers.settings import parse_settings
 from bridge.testing import FakeTransport, json_response
 from tests.fakes import FakeClock
 from tests.unit.ledger.test_ledger import NOW_MS, FakeProducer

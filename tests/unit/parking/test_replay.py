@@ -17,8 +17,8 @@ from bridge.config.settings import EngineSettings
 from bridge.kafka.engine import Engine
 from bridge.kafka.partitions import Partition
 from bridge.kafka.publisher import Publisher
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.store import Ledger
+from bridge.messages.records import Incoming, Outgoing
 from bridge.messages.wire import Header
 from bridge.observability.metrics import Metrics
 from bridge.parking.records import ParkedAt, parked_headers

@@ -10,19 +10,19 @@ import pytest
 from aiokafka import TopicPartition
 
 from bridge.app import build_targets
-from bridge.config.loading import parse_settings
 from bridge.config.settings import EngineSettings
 from bridge.kafka.engine import Engine
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind, Status
 from bridge.messages.parsed import Invalid, ParseResult
-from bridge.observability.health import Readiness, degraded, target_troubles
+from bridge.messages.records import Incoming, Outgoing
+from bridge.observability.health import Readiness, degraded
 from bridge.observability.metrics import Metrics
 from bridge.parking.records import read_parked
 from bridge.parking.state import Parking
-from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
+from bridge.pipeline.bulkheads import Bulkheads, TargetLoad, target_troubles
 from bridge.pipeline.guards import CircuitBreaker, CircuitState
 from bridge.pipeline.processor import Processor
+from bridge.providers.settings import parse_settings
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport, json_response
 from tests.unit.kafka.test_engine import until
 from tests.unit.pipeline.test_executor import OK, TIMEOUT, command, executor, runtime

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from bridge.config.loading import parse_settings
 from bridge.errors import RetryableCallError
 from bridge.messages.outcomes import ErrorKind, Status
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor, TargetRuntime
 from bridge.pipeline.guards import CircuitBreaker, TokenBucket
+from bridge.providers.settings import parse_settings
 from bridge.providers.workfloo import WorkflooExecute, WorkflooProvider
 from bridge.testing import FakeTransport, json_response
 from tests.fakes import FakeClock

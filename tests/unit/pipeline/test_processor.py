@@ -10,16 +10,16 @@ from typing import Any
 import orjson
 
 from bridge.app import build_targets
-from bridge.config.loading import parse_settings
 from bridge.config.settings import Settings
 from bridge.http import Call, Response
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.messages.outcomes import ErrorKind, Status
 from bridge.messages.parsing import DeadLetterReason
+from bridge.messages.records import Incoming, Outgoing
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor
 from bridge.pipeline.processor import Processor, max_key_bytes
+from bridge.providers.settings import parse_settings
 from bridge.testing import FakeTransport, json_response
 
 ENV = {"WF_KEY": "wf-key-123456", "EX_KEY": "ex-key-123456"}

@@ -13,9 +13,10 @@ from pydantic import TypeAdapter, ValidationError
 from bridge.config.targets import TargetBase
 from bridge.messages.commands import Command, CommandFamily
 from bridge.messages.outcomes import Status
-from bridge.messages.parsing import Parsed, validate_command
+from bridge.messages.parsing import Parsed
 from bridge.providers.base import HttpRequest
 from bridge.providers.catalog import CATALOG, Catalog
+from bridge.providers.parsing import validate_command
 from bridge.providers.readings import RunReading, RunState
 from bridge.providers.spec import CommandExample, CommandSpec, ProviderSpec, plain_read
 from bridge.providers.verdicts import Verdict

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config.loading import parse_settings
 from bridge.errors import ConfigError
 from bridge.providers.catalog import CATALOG
 from bridge.providers.plugins import PluginError, enable, incompatibility
+from bridge.providers.settings import parse_settings
 
 AIRFLOW_TARGET = {
     "provider": "airflow",

@@ -17,8 +17,8 @@ from aiokafka import TopicPartition
 from bridge.app import build_targets
 from bridge.config.targets import RateLimitSettings
 from bridge.config.tracking import TargetTracking
-from bridge.kafka.records import Incoming
 from bridge.local.stack import local_settings
+from bridge.messages.records import Incoming
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.pipeline.executor import Executor

@@ -1,4 +1,5 @@
-"""When a command parks instead of running or being answered: the processor asks here.
+"""When a command parks instead of running or being answered: the processor asks here, and the parked
+set (:class:`ParkedSet`, implemented by :class:`bridge.parking.state.Parking`) says why and writes the record.
 
 Three moments: a record its target's bulkhead shed (it runs out of its key's turn and may only park),
 a command about to be called (its key is parked, its target refuses), and a command whose retries
@@ -10,16 +11,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Protocol
 
-from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.store import Ledger, Ticket
 from bridge.messages.commands import Command, expires_in_s
 from bridge.messages.outcomes import ErrorKind
 from bridge.messages.parsed import Parsed
-from bridge.parking.state import Parking
+from bridge.messages.records import Incoming, Outgoing
 from bridge.pipeline.bulkheads import Bulkheads, target_of
 from bridge.pipeline.decide import Decision
 from bridge.pipeline.executor import TargetRuntime
+
+
+class ParkedSet(Protocol):
+    """The parking lane as the processor sees it: why a command must park now, and its parked record.
+
+    The parking package (which reads the pipeline's runtimes and decisions) implements it; the
+    pipeline does not import it back."""
+
+    def reason(self, record: Incoming, runtime: TargetRuntime, *, shed: bool) -> str | None: ...
+
+    def park(
+        self,
+        record: Incoming,
+        runtime: TargetRuntime,
+        reason: str,
+        wait_s: float = 0.0,
+        expires_in_s: float | None = None,
+        *,
+        command_id: str | None = None,
+        recovers: bool = True,
+    ) -> Outgoing | Decision: ...
+
 
 _AFTER_CALL = {ErrorKind.CIRCUIT_OPEN: "circuit_open", ErrorKind.TARGET_BUSY: "bulkhead_full"}
 
@@ -27,7 +50,7 @@ _AFTER_CALL = {ErrorKind.CIRCUIT_OPEN: "circuit_open", ErrorKind.TARGET_BUSY: "b
 class ParkingDesk:
     def __init__(
         self,
-        parking: Parking,
+        parking: ParkedSet,
         targets: Mapping[str, TargetRuntime],
         ledger: Ledger | None,
         bulkheads: Bulkheads | None,
