@@ -111,6 +111,9 @@ async def sandbox() -> AsyncIterator[Any]:
     await running.stop()
 
 
+STOP_MARGIN_S = 40.0  # a bridge stops within its drain grace and this (commit, leave the group, close)
+
+
 @dataclass
 class Stack:
     """One test's world: unique topics and group on the shared broker, its own sandbox."""
@@ -237,12 +240,21 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await asyncio.wait_for(process.wait(), 10)  # killed: a full stderr pipe cannot hold it
-        for bridge, task in self.bridges:
+        for bridge, _ in self.bridges:
             bridge.request_stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 30)
+        stopping = {task for _, task in self.bridges}
+        grace = max((b.settings.engine.drain_grace_s for b, _ in self.bridges), default=0.0) + STOP_MARGIN_S
+        done, hung = await asyncio.wait(stopping, timeout=grace) if stopping else (set(), set())
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # a bridge that failed is the test's business, not the teardown's
         if self._consumer is not None:
             await self._consumer.stop()
+        if hung:  # cancelled, a bridge stops half-way and leaks its clients: say so here, not in a later test
+            for task in hung:
+                task.cancel()
+            await asyncio.gather(*hung, return_exceptions=True)
+            pytest.fail(f"{len(hung)} bridge(s) still running {grace:.0f}s after request_stop()")
 
 
 @pytest.fixture
