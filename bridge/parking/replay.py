@@ -18,6 +18,11 @@ parked because its target was down comes back before its due time when the targe
 target's call slots once a call succeeded. A command
 parked while an earlier command of its key was still in the engine (shed at its target's share,
 see bridge/pipeline/bulkheads.py) comes back only once that one is answered.
+
+Waiting costs nothing (issue 26): a record that may not come back yet sleeps on a future of its own,
+woken only by what can change the answer (:func:`comes_back`): its due time (one timer), its
+target's recovery handing it a release (recovery.py), the engine's key routine moving past its key's
+earlier command or the partition closing (``Partition.watch_key``); a move cancels it (the lane).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
@@ -47,6 +53,24 @@ from bridge.waits import within
 log = logging.getLogger("bridge.parking")
 Handler = Callable[[Incoming], Awaitable[Outgoing]]
 Home = Callable[[str, int], Partition | None]  # Engine.partition: where a command partition's work runs
+
+
+EARLY = ("recovered", "probe")  # the target's recovery lets a record go before it is due
+
+
+def comes_back(held: bool, due_in_s: float, released: str | None) -> str | None:
+    """Pure: why a parked record comes back now ("due", or ``released``: the target's recovery let it
+    go early), or None while it waits; never while an earlier command of its key is in the engine."""
+    if held:
+        return None
+    if due_in_s <= 0:
+        return "due"
+    return released
+
+
+def _settle(wake: asyncio.Future[str], why: str) -> None:
+    if not wake.done():
+        wake.set_result(why)
 
 
 class Fetcher(Committer, Protocol):
@@ -190,17 +214,47 @@ class Replayer:
         return await lane.settled()
 
     async def _until_due(self, at: ParkedAt, partition: int, key: bytes | None) -> Partition | None:
-        """Wait for the due time and for the key's earlier commands in the engine; the partition to run
-        in, or None when it moved meanwhile."""
-        while (home := self._owned(partition)) is not None and not home.closing:
-            wait = at.due_ms / 1000 - time.time()
-            if not (key is not None and home.holds_before(key, at.offset)):
-                why = "due" if wait <= 0 else self._parking.recovery.release(at)
+        """Wait for the due time (or the target's recovery) and for the key's earlier commands in the
+        engine; the partition to run in, or None when it moved meanwhile. It sleeps until one of
+        those may have changed (:meth:`_wake`), never on a timer of its own but the due time."""
+        released: str | None = None  # the recovery let it go: counted there until ``ended``
+        try:
+            while (home := self._owned(partition)) is not None and not home.closing:
+                held = key is not None and home.holds_before(key, at.offset)
+                why = comes_back(held, at.due_ms / 1000 - time.time(), released)
                 if why is not None:
+                    released = None  # its routine ends it (``_run``)
                     self._parking.came_back(at, why)
                     return home
-            await asyncio.sleep(min(wait, 0.5) if wait > 0 else 0.05)
-        return None
+                if released is not None:  # its key is held again (the partition read again)
+                    self._parking.recovery.ended(at)
+                    released = None
+                woke = await self._wake(at, home, key if held else None)
+                released = woke if woke in EARLY else None
+            return None
+        finally:
+            if released is not None:  # let go, but it does not come back now
+                self._parking.recovery.ended(at)
+
+    async def _wake(self, at: ParkedAt, home: Partition, held: bytes | None) -> str:
+        """Sleep until something that decides on ``at`` may have changed; what it was: "key" (the
+        first record of its key ``held`` moved on, or the partition closed), "due", or the target's
+        recovery letting it go ("recovered", "probe"). Moving away cancels the waiter (``Lane.cancel``)."""
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[str] = loop.create_future()
+        if held is not None:
+            home.watch_key(held, partial(_settle, wake, "key"))
+            return await wake
+        timer = loop.call_at(loop.time() + at.due_ms / 1000 - time.time(), _settle, wake, "due")
+        self._parking.recovery.wait(at, wake)
+        try:
+            return await wake
+        except asyncio.CancelledError:
+            if wake.done() and not wake.cancelled() and wake.result() in EARLY:
+                self._parking.recovery.ended(at)  # let go in the same turn as the cancellation
+            raise
+        finally:
+            timer.cancel()
 
     def _owned(self, partition: int) -> Partition | None:
         owned = (self._topic, partition) in self._parking.owned

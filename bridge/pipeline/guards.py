@@ -77,6 +77,12 @@ class CircuitBreaker:
         self.state = CircuitState.CLOSED
         self.held = 0
         self._succeeded_at: float | None = None
+        self._news: list[Callable[[], None]] = []
+
+    def listen(self, news: Callable[[], None]) -> None:
+        """Call ``news()`` after every success and every change of state: parked work waits for these
+        instead of asking again and again (bridge/parking/recovery.py)."""
+        self._news.append(news)
 
     def wait_s(self) -> float:
         """0 when a call may go now, else the seconds until it is worth asking again."""
@@ -121,6 +127,8 @@ class CircuitBreaker:
         self._probing = False
         if self.state is not CircuitState.CLOSED:
             self._set(CircuitState.CLOSED)
+        else:
+            self._tell()
 
     def record_failure(self) -> None:
         self._failures += 1
@@ -139,8 +147,14 @@ class CircuitBreaker:
     def release_probe(self) -> None:
         """A probe ended without telling us anything about the provider (e.g. a 4xx)."""
         self._probing = False
+        self._tell()  # the next call may be the probe
 
     def _set(self, state: CircuitState) -> None:
         self.state = state
         if self._on_change:
             self._on_change(state)
+        self._tell()
+
+    def _tell(self) -> None:
+        for news in self._news:
+            news()

@@ -154,14 +154,37 @@ async def test_a_command_waits_for_an_earlier_one_of_its_key_still_in_the_engine
         ran.append(command.offset)
         return Outgoing("out", command.key, b"x")
 
-    home = Partition(TopicPartition(TOPIC, 0))
-    home.keys[b"a"] = deque([Incoming(TOPIC, 0, 5, b"a", b"{}")])  # running there
+    home = CountingPartition(TopicPartition(TOPIC, 0))
+    home.keys[b"a"] = deque([Incoming(TOPIC, 0, 4, b"a", b"{}"), Incoming(TOPIC, 0, 5, b"a", b"{}")])
     run, _ = replayer(handler, lambda topic, partition: home)
     task = asyncio.create_task(run.replay_batch(Commits(), PARKED, [parked(0, b"a", 10)]))
-    await asyncio.sleep(0.2)
-    assert ran == []  # offset 5 of its key is still in the engine
-    del home.keys[b"a"]
+    await asyncio.sleep(0.5)
+    assert ran == []  # offsets 4 and 5 of its key are still in the engine
+    assert home.asked == 1  # and it sleeps meanwhile: polling asked every 50 ms
+    home.advance(home.keys[b"a"], b"a")  # what the engine's key routine does as each one is answered
+    await asyncio.sleep(0.05)
+    assert ran == [] and home.asked == 2  # offset 5 still there
+    home.drop_key(b"a")
     assert await task and ran == [10]
+
+
+class CountingPartition(Partition):
+    asked = 0
+
+    def holds_before(self, key: bytes, offset: int) -> bool:
+        self.asked += 1
+        return super().holds_before(key, offset)
+
+
+async def test_a_command_waiting_behind_its_key_stops_waiting_when_the_partition_closes() -> None:
+    ran: list[int] = []
+    home = Partition(TopicPartition(TOPIC, 0))
+    home.keys[b"a"] = deque([Incoming(TOPIC, 0, 5, b"a", b"{}")])
+    run, _ = replayer(recording(ran), lambda topic, partition: home)
+    task = asyncio.create_task(run.replay_batch(Commits(), PARKED, [parked(0, b"a", 10)]))
+    await asyncio.sleep(0.05)
+    home.close()  # revoked: nothing more starts here
+    assert await asyncio.wait_for(task, 1) is False and ran == []
 
 
 async def test_a_revocation_drains_the_command_being_brought_back_like_a_key_routine() -> None:
@@ -314,3 +337,32 @@ async def test_coming_back_while_a_record_brought_back_still_runs_waits_for_it_t
     await until(lambda: len(ran) >= 2)
     assert ran == [10, 11]
     run.stop()
+
+
+async def test_the_engine_tells_a_parked_command_when_its_keys_earlier_one_is_answered() -> None:
+    gate, events = asyncio.Event(), []
+
+    async def handler(command: Incoming) -> Outgoing:
+        events.append(f"start {command.offset}")
+        if command.offset == 0:
+            await gate.wait()  # the key's earlier command hangs in the engine
+        return Outgoing("out", command.key, b"x")
+
+    consumer, producer = FakeConsumer(), FakeProducer()
+    engine = Engine(
+        consumer, producer, handler, {TOPIC: "run"}, EngineSettings(commit_interval_s=0.01), Metrics()
+    )
+    running = asyncio.create_task(engine.run())
+    await until(lambda: consumer.topics_subscribed == [TOPIC])
+    await consumer.rebalance([TopicPartition(TOPIC, 0)])
+    consumer.add(TOPIC, b"{}", key=b"a", partition=0)
+    await until(lambda: events == ["start 0"])
+    run, _ = replayer(handler, engine.partition)
+    batch = asyncio.create_task(run.replay_batch(Commits(events), PARKED, [parked(0, b"a", 1)]))
+    await asyncio.sleep(0.2)
+    assert events == ["start 0"]  # offset 0 of its key is still in the engine
+    gate.set()
+    await until(lambda: "start 1" in events, within_s=0.5)
+    assert await batch
+    engine.request_stop()
+    await asyncio.wait_for(running, 5)
