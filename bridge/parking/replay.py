@@ -73,7 +73,13 @@ def _settle(wake: asyncio.Future[str], why: str) -> None:
         wake.set_result(why)
 
 
-class Fetcher(Committer, Protocol):
+class Reader(Committer, Protocol):
+    """The replay consumer, as far as a lane uses it: commits, and the parking partition's end."""
+
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+
+
+class Fetcher(Reader, Protocol):
     """The replay consumer, as far as the fetch loop uses it (AIOKafkaConsumer)."""
 
     def assign(self, partitions: list[TopicPartition]) -> None: ...
@@ -192,21 +198,32 @@ class Replayer:
     def _parked_tp(self, partition: int) -> TopicPartition:
         return TopicPartition(self._parking.topic, partition)
 
-    def lane(self, consumer: Committer, tp: TopicPartition) -> Lane:
+    def lane(self, consumer: Reader, tp: TopicPartition) -> Lane:
         partition = tp.partition
+        where = (self._topic, partition)
 
         async def until_due(at: ParkedAt, key: bytes | None) -> Partition | None:
             return await self._until_due(at, partition, key)
 
+        def end() -> int:
+            """The parking partition's end as far as known now (once a command is answered, every
+            parking record of it lies below)."""
+            return max(consumer.highwater(tp) or 0, lane.next_offset or 0)
+
         async def back(record: Any, at: ParkedAt) -> None:
-            await self._run(record, at, partition)
+            await self._run(record, at, partition, end)
 
         def answered(offset: int) -> bool:
-            return offset in self._parking.replayed.get((self._topic, partition), ())
+            replayed = self._parking.replayed.get(where)
+            return replayed is not None and offset in replayed
 
-        return Lane(Progress(consumer, tp), until_due, back, self._topic, answered)
+        def passed(position: int) -> None:
+            self._parking.replay_passed(where, position)
 
-    async def replay_batch(self, consumer: Committer, tp: TopicPartition, records: Sequence[Any]) -> bool:
+        lane = Lane(Progress(consumer, tp, passed), until_due, back, self._topic, answered)
+        return lane
+
+    async def replay_batch(self, consumer: Reader, tp: TopicPartition, records: Sequence[Any]) -> bool:
         """Bring back one batch of a parking partition's records in a lane of its own; False when the
         partition moved meanwhile (its new owner brings back the rest)."""
         lane = self.lane(consumer, tp)
@@ -260,7 +277,7 @@ class Replayer:
         owned = (self._topic, partition) in self._parking.owned
         return self._home(self._topic, partition) if owned else None
 
-    async def _run(self, record: Any, at: ParkedAt, partition: int) -> None:
+    async def _run(self, record: Any, at: ParkedAt, partition: int, end: Callable[[], int]) -> None:
         command = Incoming(
             self._topic,
             partition,
@@ -282,8 +299,8 @@ class Replayer:
         if outgoing.topic != self._parking.topic:
             self._parking.answered(command)
             # the partition may hold older parking records of it (a rebalance came before the replay
-            # position moved past them): they do not come back again
-            self._parking.replayed.setdefault((self._topic, partition), set()).add(at.offset)
+            # position moved past them): they do not come back again, until the position passes ``end``
+            self._parking.replay_answered((self._topic, partition), at.offset, end())
             if self._mark_answered:  # before the replay position moves past it (the lane's done)
                 marker = answered_marker(self._topic, at.offset)
                 await self._publisher.publish(

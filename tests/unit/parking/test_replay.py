@@ -15,15 +15,15 @@ from aiokafka import TopicPartition
 
 from bridge.config.settings import EngineSettings
 from bridge.kafka.engine import Engine
-from bridge.kafka.partitions import Partition
+from bridge.kafka.partitions import Partition, Rebalances
 from bridge.kafka.publisher import Publisher
 from bridge.kafka.records import Incoming, Outgoing
 from bridge.ledger.store import Ledger
 from bridge.messages.wire import Header
 from bridge.observability.metrics import Metrics
-from bridge.parking.records import ParkedAt, parked_headers
+from bridge.parking.records import ParkedAt, answered_marker, parked_headers
 from bridge.parking.replay import Handler, Home, Replayer
-from bridge.parking.state import Parking
+from bridge.parking.state import Parking, Replayed, _drain
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport
 from tests.unit.kafka.test_engine import until
@@ -62,10 +62,14 @@ class Commits:
     def __init__(self, log: list[str] | None = None) -> None:
         self.positions: list[int] = []
         self.log = log if log is not None else []
+        self.end: int | None = None  # the parking partition's end as the consumer knows it
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.positions.append(offsets[PARKED])
         self.log.append(f"commit {offsets[PARKED]}")
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return self.end
 
 
 class Fetcher(Commits):
@@ -366,3 +370,55 @@ async def test_the_engine_tells_a_parked_command_when_its_keys_earlier_one_is_an
     assert await batch
     engine.request_stop()
     await asyncio.wait_for(running, 5)
+
+
+async def test_an_answered_command_is_remembered_until_the_replay_position_passes_the_end_seen_then() -> None:
+    ran, run, parking = recorded()
+    fetcher = Fetcher()
+    fetcher.end = 5  # the parking partition holds 5 records; the first fetch hands out one
+    fetcher.waiting = [parked(0, b"a", 10)]
+    await run.round(fetcher)
+    await until(lambda: fetcher.positions == [1])
+    replayed = parking.replayed[(TOPIC, 0)]
+    assert ran == [10] and 10 in replayed  # answered while the partition ended at 5
+    # an older parking record of the same command (written before a rebalance), below that end
+    fetcher.waiting = [parked(1, b"a", 10)]
+    await run.round(fetcher)
+    await until(lambda: fetcher.positions == [1, 2])
+    assert ran == [10] and 10 in replayed  # skipped: not brought back a second time
+    fetcher.waiting = [parked(n, b"b", 10 + n) for n in (2, 3, 4)]
+    await run.round(fetcher)
+    await until(lambda: fetcher.positions[-1:] == [5])
+    assert ran == [10, 12, 13, 14]
+    assert len(replayed) == 0  # the position passed 5: nothing below it is ever read again
+    run.stop()
+
+
+def test_the_replayed_set_drops_each_offset_once_the_position_passes_its_end() -> None:
+    replayed = Replayed()
+    replayed.add(10, end=5)
+    replayed.add(11, end=8)
+    replayed.add(10, end=7)  # answered again later (another of its parking records): the later end
+    replayed.passed(5)
+    assert 10 in replayed and 11 in replayed and len(replayed) == 2
+    replayed.passed(7)
+    assert 10 not in replayed and 11 in replayed
+    replayed.passed(8)
+    assert len(replayed) == 0
+
+
+async def test_a_restore_remembers_answered_markers_until_the_end_it_read_to() -> None:
+    consumer = FakeConsumer()
+    consumer.subscribe([PARKED.topic], listener=Rebalances(lambda tps: asyncio.sleep(0), lambda tps: None))
+    for n in range(3):  # parked twice before a rebalance, then answered
+        headers = answered_marker(TOPIC, 10) if n == 2 else parked(n, b"a", 10).headers
+        consumer.add(PARKED.topic, b"{}", key=b"a", headers=headers)
+    consumer.add(PARKED.topic, b"{}", key=b"b", headers=parked(3, b"b", 11).headers)  # parked now
+    await consumer.rebalance([PARKED])
+    found, answered = await _drain(consumer, {PARKED}, TOPIC)  # type: ignore[arg-type]
+    assert found == {0: {b"b": {11}}}  # command 10 is not parked any more
+    assert 10 in answered[0]
+    answered[0].passed(3)
+    assert 10 in answered[0]  # the restore read to 4
+    answered[0].passed(4)
+    assert 10 not in answered[0]
