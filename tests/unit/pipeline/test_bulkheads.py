@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 import pytest
@@ -19,11 +18,9 @@ from bridge.messages.outcomes import ErrorKind, Status
 from bridge.messages.parsed import Invalid, ParseResult
 from bridge.observability.health import Readiness, degraded, target_troubles
 from bridge.observability.metrics import Metrics
-from bridge.observability.redact import Redactor
 from bridge.parking.records import read_parked
 from bridge.parking.state import Parking
 from bridge.pipeline.bulkheads import Bulkheads, TargetLoad
-from bridge.pipeline.executor import Executor
 from bridge.pipeline.guards import CircuitBreaker, CircuitState
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport, json_response
@@ -154,27 +151,6 @@ async def test_a_held_command_goes_when_the_probe_comes_within_its_deadline() ->
     assert refused.error is not None and refused.error.kind is ErrorKind.CIRCUIT_OPEN
     passed = await run.execute(target, command(id="c-3"), deadline=sleeps.clock.now + 4)
     assert passed.status is Status.QUEUED and sum(sleeps.delays) == pytest.approx(3)
-
-
-async def test_a_command_held_while_the_probe_is_out_sleeps_until_the_probes_answer() -> None:
-    target = runtime(circuit={"failure_threshold": 1, "open_s": 0.2}, retry={"max_attempts": 1})
-    naps: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        naps.append(seconds)
-        await asyncio.sleep(seconds)
-
-    run = Executor(FakeTransport.scripted([OK]), Metrics(), Redactor(), 256, sleep=sleep)
-    target.breaker.trip()
-    await asyncio.sleep(0.25)  # open_s is over
-    assert target.breaker.wait_s() == 0  # another command's call is the probe, under way
-    held = asyncio.create_task(run.execute(target, command(id="c-2"), deadline=time.monotonic() + 10))
-    await asyncio.sleep(0.5)
-    assert not held.done()
-    assert len(naps) == 1  # one wait, to its deadline or the probe's answer: asking every 50 ms took 10
-    target.breaker.record_success()  # the probe's answer: the circuit closes
-    decision = await asyncio.wait_for(held, 0.5)
-    assert decision.status is Status.QUEUED
 
 
 async def test_a_retry_after_beyond_the_deadline_ends_the_command_now() -> None:
