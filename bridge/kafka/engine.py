@@ -192,7 +192,7 @@ class Engine:
                     await confirm_owner()  # the answer is written only while the partition is ours
                 if self._settings.timing_header:
                     outgoing.headers.append(timing_header(record.fetched_at, started))
-                queue.popleft()
+                partition.advance(queue, key)  # parked work of the key waits for its earlier commands
                 if self._txn is not None:  # published and committed with its batch (or given up)
                     together = () if outgoing.skip else (outgoing,)
                     committed = self._txn.add(partition, record, together + outgoing.then, urgent=bool(queue))
@@ -212,7 +212,7 @@ class Engine:
             self._metrics.fenced("command")  # not answered here: the partition's next owner redoes it
         finally:
             if key is not None and partition.keys.get(key) is queue:
-                del partition.keys[key]
+                partition.drop_key(key)
             if queue:  # abandoned: the records stay uncommitted and will be redelivered
                 self._release(*queue)
 

@@ -33,6 +33,8 @@ class Partition:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set once the partition's state is restored
     fence: Fence | None = None  # the member's proof of ownership (bridge/kafka/fence.py); None: transactions
     fenced: bool = False  # the member lost its session: nothing more starts or is written here
+    # key -> what to call once its first record here moves on (parked work waiting behind it)
+    _watching: dict[bytes, list[Callable[[], None]]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def closing(self) -> bool:
@@ -41,6 +43,10 @@ class Partition:
     def close(self) -> None:
         if self.drain_below is None:
             self.drain_below = self.started + 1
+        watching, self._watching = self._watching, {}
+        for calls in watching.values():  # whoever waits for a key here asks again, and finds it closing
+            for call in calls:
+                call()
 
     def adopt(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run ``work`` as one of this partition's routines: a revocation drains it (and cancels it
@@ -57,6 +63,27 @@ class Partition:
         """Whether a record of ``key`` earlier than ``offset`` is still here (queued or running)."""
         queue = self.keys.get(key)
         return queue is not None and bool(queue) and queue[0].offset < offset
+
+    def watch_key(self, key: bytes, call: Callable[[], None]) -> None:
+        """Call ``call()`` once, when the first record of ``key`` here moves on (answered, abandoned)
+        or the partition closes: then :meth:`holds_before` may have changed."""
+        self._watching.setdefault(key, []).append(call)
+
+    def advance(self, queue: deque[Incoming], key: bytes | None) -> None:
+        """The key routine is done with the first record of its ``queue``: the next one is first."""
+        queue.popleft()
+        if key is not None:
+            self.key_moved(key)
+
+    def drop_key(self, key: bytes) -> None:
+        """The key routine of ``key`` ended: nothing of the key is here any more."""
+        del self.keys[key]
+        self.key_moved(key)
+
+    def key_moved(self, key: bytes) -> None:
+        """The key's first record left (answered or abandoned): tell the watchers."""
+        for call in self._watching.pop(key, ()):
+            call()
 
     def lag(self, highwater: int | None) -> int | None:
         base = self.committed if self.committed is not None else self.first_seen

@@ -47,8 +47,11 @@ class Progress:
     """The replay group's position in one parking partition: past a record once it and every earlier
     record ended."""
 
-    def __init__(self, consumer: Committer, tp: TopicPartition) -> None:
+    def __init__(
+        self, consumer: Committer, tp: TopicPartition, passed: Callable[[int], None] = lambda _: None
+    ) -> None:
         self._consumer = consumer
+        self._passed = passed  # told each position committed (what lies below is never read again)
         self.tp = tp
         self._tracker = OffsetTracker()
         self._committed: int | None = None
@@ -66,6 +69,7 @@ class Progress:
             try:
                 await self._consumer.commit({self.tp: position})
                 self._committed = position
+                self._passed(position)
             except KafkaError as exc:  # brought back again later: the ledger absorbs a second answer
                 log.warning("committing the replay position %s failed: %s", position, exc, extra=COLLAPSE)
 

@@ -18,6 +18,11 @@ parked because its target was down comes back before its due time when the targe
 target's call slots once a call succeeded. A command
 parked while an earlier command of its key was still in the engine (shed at its target's share,
 see bridge/pipeline/bulkheads.py) comes back only once that one is answered.
+
+Waiting costs nothing (issue 26): a record that may not come back yet sleeps on a future of its own,
+woken only by what can change the answer (:func:`comes_back`): its due time (one timer), its
+target's recovery handing it a release (recovery.py), the engine's key routine moving past its key's
+earlier command or the partition closing (``Partition.watch_key``); a move cancels it (the lane).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
@@ -49,7 +55,31 @@ Handler = Callable[[Incoming], Awaitable[Outgoing]]
 Home = Callable[[str, int], Partition | None]  # Engine.partition: where a command partition's work runs
 
 
-class Fetcher(Committer, Protocol):
+EARLY = ("recovered", "probe")  # the target's recovery lets a record go before it is due
+
+
+def comes_back(held: bool, due_in_s: float, released: str | None) -> str | None:
+    """Pure: why a parked record comes back now ("due", or ``released``: the target's recovery let it
+    go early), or None while it waits; never while an earlier command of its key is in the engine."""
+    if held:
+        return None
+    if due_in_s <= 0:
+        return "due"
+    return released
+
+
+def _settle(wake: asyncio.Future[str], why: str) -> None:
+    if not wake.done():
+        wake.set_result(why)
+
+
+class Reader(Committer, Protocol):
+    """The replay consumer, as far as a lane uses it: commits, and the parking partition's end."""
+
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+
+
+class Fetcher(Reader, Protocol):
     """The replay consumer, as far as the fetch loop uses it (AIOKafkaConsumer)."""
 
     def assign(self, partitions: list[TopicPartition]) -> None: ...
@@ -168,21 +198,32 @@ class Replayer:
     def _parked_tp(self, partition: int) -> TopicPartition:
         return TopicPartition(self._parking.topic, partition)
 
-    def lane(self, consumer: Committer, tp: TopicPartition) -> Lane:
+    def lane(self, consumer: Reader, tp: TopicPartition) -> Lane:
         partition = tp.partition
+        where = (self._topic, partition)
 
         async def until_due(at: ParkedAt, key: bytes | None) -> Partition | None:
             return await self._until_due(at, partition, key)
 
+        def end() -> int:
+            """The parking partition's end as far as known now (once a command is answered, every
+            parking record of it lies below)."""
+            return max(consumer.highwater(tp) or 0, lane.next_offset or 0)
+
         async def back(record: Any, at: ParkedAt) -> None:
-            await self._run(record, at, partition)
+            await self._run(record, at, partition, end)
 
         def answered(offset: int) -> bool:
-            return offset in self._parking.replayed.get((self._topic, partition), ())
+            replayed = self._parking.replayed.get(where)
+            return replayed is not None and offset in replayed
 
-        return Lane(Progress(consumer, tp), until_due, back, self._topic, answered)
+        def passed(position: int) -> None:
+            self._parking.replay_passed(where, position)
 
-    async def replay_batch(self, consumer: Committer, tp: TopicPartition, records: Sequence[Any]) -> bool:
+        lane = Lane(Progress(consumer, tp, passed), until_due, back, self._topic, answered)
+        return lane
+
+    async def replay_batch(self, consumer: Reader, tp: TopicPartition, records: Sequence[Any]) -> bool:
         """Bring back one batch of a parking partition's records in a lane of its own; False when the
         partition moved meanwhile (its new owner brings back the rest)."""
         lane = self.lane(consumer, tp)
@@ -190,23 +231,53 @@ class Replayer:
         return await lane.settled()
 
     async def _until_due(self, at: ParkedAt, partition: int, key: bytes | None) -> Partition | None:
-        """Wait for the due time and for the key's earlier commands in the engine; the partition to run
-        in, or None when it moved meanwhile."""
-        while (home := self._owned(partition)) is not None and not home.closing:
-            wait = at.due_ms / 1000 - time.time()
-            if not (key is not None and home.holds_before(key, at.offset)):
-                why = "due" if wait <= 0 else self._parking.recovery.release(at)
+        """Wait for the due time (or the target's recovery) and for the key's earlier commands in the
+        engine; the partition to run in, or None when it moved meanwhile. It sleeps until one of
+        those may have changed (:meth:`_wake`), never on a timer of its own but the due time."""
+        released: str | None = None  # the recovery let it go: counted there until ``ended``
+        try:
+            while (home := self._owned(partition)) is not None and not home.closing:
+                held = key is not None and home.holds_before(key, at.offset)
+                why = comes_back(held, at.due_ms / 1000 - time.time(), released)
                 if why is not None:
+                    released = None  # its routine ends it (``_run``)
                     self._parking.came_back(at, why)
                     return home
-            await asyncio.sleep(min(wait, 0.5) if wait > 0 else 0.05)
-        return None
+                if released is not None:  # its key is held again (the partition read again)
+                    self._parking.recovery.ended(at)
+                    released = None
+                woke = await self._wake(at, home, key if held else None)
+                released = woke if woke in EARLY else None
+            return None
+        finally:
+            if released is not None:  # let go, but it does not come back now
+                self._parking.recovery.ended(at)
+
+    async def _wake(self, at: ParkedAt, home: Partition, held: bytes | None) -> str:
+        """Sleep until something that decides on ``at`` may have changed; what it was: "key" (the
+        first record of its key ``held`` moved on, or the partition closed), "due", or the target's
+        recovery letting it go ("recovered", "probe"). Moving away cancels the waiter (``Lane.cancel``)."""
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[str] = loop.create_future()
+        if held is not None:
+            home.watch_key(held, partial(_settle, wake, "key"))
+            return await wake
+        timer = loop.call_at(loop.time() + at.due_ms / 1000 - time.time(), _settle, wake, "due")
+        self._parking.recovery.wait(at, wake)
+        try:
+            return await wake
+        except asyncio.CancelledError:
+            if wake.done() and not wake.cancelled() and wake.result() in EARLY:
+                self._parking.recovery.ended(at)  # let go in the same turn as the cancellation
+            raise
+        finally:
+            timer.cancel()
 
     def _owned(self, partition: int) -> Partition | None:
         owned = (self._topic, partition) in self._parking.owned
         return self._home(self._topic, partition) if owned else None
 
-    async def _run(self, record: Any, at: ParkedAt, partition: int) -> None:
+    async def _run(self, record: Any, at: ParkedAt, partition: int, end: Callable[[], int]) -> None:
         command = Incoming(
             self._topic,
             partition,
@@ -228,8 +299,8 @@ class Replayer:
         if outgoing.topic != self._parking.topic:
             self._parking.answered(command)
             # the partition may hold older parking records of it (a rebalance came before the replay
-            # position moved past them): they do not come back again
-            self._parking.replayed.setdefault((self._topic, partition), set()).add(at.offset)
+            # position moved past them): they do not come back again, until the position passes ``end``
+            self._parking.replay_answered((self._topic, partition), at.offset, end())
             if self._mark_answered:  # before the replay position moves past it (the lane's done)
                 marker = answered_marker(self._topic, at.offset)
                 await self._publisher.publish(

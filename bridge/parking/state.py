@@ -15,6 +15,13 @@ instead.
 The parked set is state of the command partition: restored on assignment from the parking partition
 (every record after the replayer's committed position is parked now) and dropped on revocation.
 
+So is ``replayed``: the command offsets whose parked record was answered, so that an older parking
+record of the same command (written before a rebalance) does not bring it back again. All of a
+command's parking records lie below the parking partition's end when it was answered (a re-park is
+written before the answer, and nothing parks an answered command again), so each offset is kept only
+until the replay position passes that end (:class:`Replayed`): the set follows what may still be
+read, not everything answered since the partition was assigned.
+
 Example::
 
     parking = Parking(settings, metrics)
@@ -25,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -71,7 +79,7 @@ class Parking:
         self._clock = clock
         self.parked = ParkedSet()
         # command offsets whose parked records were answered (answered markers after the replay position)
-        self.replayed: dict[PartitionKey, set[int]] = {}
+        self.replayed: dict[PartitionKey, Replayed] = {}
         self.owned: set[PartitionKey] = set()
         self.moved = asyncio.Event()  # set when ``owned`` changes: the replayers reassign
         self._waiting: dict[str, dict[str, int]] = {}  # command topic -> target -> held for recovery
@@ -156,6 +164,17 @@ class Parking:
             self.parked.discard((record.topic, record.partition), record.key, record.offset)
         self._metrics.parked_now(len(self.parked))
 
+    def replay_answered(self, where: PartitionKey, offset: int, end: int) -> None:
+        """The command at ``offset`` of command partition ``where`` was answered when the parking
+        partition ended at ``end``: a parking record of it below ``end`` does not come back again."""
+        self.replayed.setdefault(where, Replayed()).add(offset, end)
+
+    def replay_passed(self, where: PartitionKey, position: int) -> None:
+        """The replay position of ``where``'s parking partition was committed at ``position``."""
+        replayed = self.replayed.get(where)
+        if replayed is not None:
+            replayed.passed(position)
+
     # -- partition state (bridge/kafka/restores.py) ---------------------------------------------
 
     async def restore(self, tps: list[TopicPartition]) -> None:
@@ -165,7 +184,7 @@ class Parking:
             keys, answered = await self._read_parked(topic, partitions)
             for partition in partitions:
                 self.parked.replace((topic, partition), keys.get(partition, {}))
-                self.replayed[(topic, partition)] = answered.get(partition, set())
+                self.replayed[(topic, partition)] = answered.get(partition, Replayed())
         self.owned |= wanted
         self.moved.set()
         self._metrics.parked_now(len(self.parked))
@@ -196,25 +215,61 @@ class Parking:
             return await _drain(consumer, remaining, topic)
 
 
+class Replayed:
+    """The answered command offsets of one command partition, each until the replay position passes
+    the parking partition's end seen when it was answered (no parking record of it lies beyond)."""
+
+    def __init__(self) -> None:
+        self._ends: dict[int, int] = {}  # command offset -> parking end when answered
+        self._heap: list[tuple[int, int]] = []  # (end, command offset), the first to be passed first
+
+    def add(self, offset: int, end: int) -> None:
+        end = max(end, self._ends.get(offset, end))
+        self._ends[offset] = end
+        heapq.heappush(self._heap, (end, offset))
+
+    def passed(self, position: int) -> None:
+        """The replay position is ``position``: what was answered below it can never be read again."""
+        heap = self._heap
+        while heap and heap[0][0] <= position:
+            end, offset = heapq.heappop(heap)
+            if self._ends.get(offset) == end:
+                del self._ends[offset]
+
+    def __contains__(self, offset: object) -> bool:
+        return offset in self._ends
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+
 Parked = dict[int, dict[bytes, set[int]]]  # partition -> key -> command offsets parked
-Answered = dict[int, set[int]]  # partition -> command offsets answered
+Answered = dict[int, Replayed]  # partition -> command offsets answered
 
 
 async def _drain(
     consumer: AIOKafkaConsumer, remaining: set[TopicPartition], topic: str
 ) -> tuple[Parked, Answered]:
     found: Parked = {}
-    answered: Answered = {}
+    done: dict[int, set[int]] = {}
+    ends = {tp.partition: 0 for tp in remaining}  # where each partition's read ended
+    parking = {tp.partition: tp for tp in remaining}
     async for tp, records in read_to_end(consumer, remaining):
         for record in records:
             marker = read_answered(getattr(record, "headers", ()) or ())
             if marker is not None and marker[0] == topic:
-                answered.setdefault(tp.partition, set()).add(marker[1])
+                done.setdefault(tp.partition, set()).add(marker[1])
         for at, key in _parked_keys(records, topic):
             found.setdefault(tp.partition, {}).setdefault(key, set()).add(at.offset)
-    for partition, done in answered.items():  # answered before the partition moved: not parked now
+        ends[tp.partition] = max([ends[tp.partition], *(record.offset + 1 for record in records)])
+    answered: Answered = {}
+    for partition, offsets_done in done.items():  # answered before the partition moved: not parked now
+        end = max(ends[partition], consumer.highwater(parking[partition]) or 0)  # the end read to
+        answered[partition] = replayed = Replayed()
+        for offset in offsets_done:
+            replayed.add(offset, end)
         for key, offsets in list(found.get(partition, {}).items()):
-            offsets -= done
+            offsets -= offsets_done
             if not offsets:
                 del found[partition][key]
     return found, answered

@@ -30,7 +30,7 @@ from bridge.pipeline import decide
 from bridge.pipeline.bulkheads import TargetLoad
 from bridge.pipeline.calls import CallProgress, CallsInFlight
 from bridge.pipeline.decide import CircuitSignal, Decision
-from bridge.pipeline.guards import CircuitBreaker, TokenBucket
+from bridge.pipeline.guards import PROBE_OUT_S, CircuitBreaker, CircuitState, TokenBucket
 from bridge.pipeline.retry import RetryState, asked_wait, retry_delay
 from bridge.providers.base import HttpRequest, Provider
 from bridge.providers.verdicts import Verdict, failure_verdict
@@ -224,7 +224,10 @@ class Executor:
         self._metrics.held(runtime.name, breaker.held)
         try:
             while wait > 0:
-                if not await self._wait(runtime, wait, until):
+                if wait <= PROBE_OUT_S and breaker.state is CircuitState.HALF_OPEN:  # its probe is out
+                    if not await self._news(runtime, until):
+                        return False
+                elif not await self._wait(runtime, wait, until):
                     return False
                 wait = breaker.wait_s()
         finally:
@@ -252,6 +255,24 @@ class Executor:
             nap.cancel()
             woken.cancel()
         return not pressure.is_set()
+
+    async def _news(self, runtime: TargetRuntime, until: float) -> bool:
+        """Wait for the circuit's next news (its probe's answer) until ``until``; False when the
+        deadline or the bulkhead's pressure comes first."""
+        remaining = until - self._clock()
+        pressure = runtime.load.pressure if runtime.load is not None else None
+        if remaining <= 0 or (pressure is not None and pressure.is_set()):
+            return False
+        news = runtime.breaker.news()
+        nap = asyncio.ensure_future(self._sleep(remaining))
+        woken = [nap, news] + ([asyncio.ensure_future(pressure.wait())] if pressure is not None else [])
+        try:
+            await asyncio.wait(woken, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in woken:
+                if waiter is not news:  # shared by every held command: never cancelled here
+                    waiter.cancel()
+        return news.done() and not (pressure is not None and pressure.is_set())
 
     async def _counted(self, runtime: TargetRuntime, attempt: Awaitable[Attempt]) -> Attempt:
         """One attempt in a call slot of the target; a slow one counts as a failure for the circuit."""

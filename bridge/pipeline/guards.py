@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -9,6 +10,7 @@ from enum import StrEnum
 from bridge.config.targets import CircuitSettings, RateLimitSettings
 
 Clock = Callable[[], float]
+PROBE_OUT_S = 0.05  # what ``wait_s`` says once only the probe's answer (``news``) can let a call go
 
 
 class TokenBucket:
@@ -77,6 +79,20 @@ class CircuitBreaker:
         self.state = CircuitState.CLOSED
         self.held = 0
         self._succeeded_at: float | None = None
+        self._news: list[Callable[[], None]] = []
+        self._next_news: asyncio.Future[None] | None = None
+
+    def listen(self, news: Callable[[], None]) -> None:
+        """Call ``news()`` after every success and every change of state: parked work waits for these
+        instead of asking again and again (bridge/parking/recovery.py)."""
+        self._news.append(news)
+
+    def news(self) -> asyncio.Future[None]:
+        """Done at the next success or change of state: a command held while the probe's call is
+        under way waits on it (the probe's answer), not on a timer."""
+        if self._next_news is None:
+            self._next_news = asyncio.get_running_loop().create_future()
+        return self._next_news
 
     def wait_s(self) -> float:
         """0 when a call may go now, else the seconds until it is worth asking again."""
@@ -88,7 +104,7 @@ class CircuitBreaker:
         if self.state is CircuitState.HALF_OPEN and not self._probing:
             self._probing = True
             return 0.0
-        return max(remaining, 0.05)
+        return max(remaining, PROBE_OUT_S)
 
     def refusing(self) -> bool:
         """Open and not yet due for its probe (no side effect, unlike ``wait_s``)."""
@@ -121,6 +137,8 @@ class CircuitBreaker:
         self._probing = False
         if self.state is not CircuitState.CLOSED:
             self._set(CircuitState.CLOSED)
+        else:
+            self._tell()
 
     def record_failure(self) -> None:
         self._failures += 1
@@ -139,8 +157,17 @@ class CircuitBreaker:
     def release_probe(self) -> None:
         """A probe ended without telling us anything about the provider (e.g. a 4xx)."""
         self._probing = False
+        self._tell()  # the next call may be the probe
 
     def _set(self, state: CircuitState) -> None:
         self.state = state
         if self._on_change:
             self._on_change(state)
+        self._tell()
+
+    def _tell(self) -> None:
+        future, self._next_news = self._next_news, None
+        if future is not None and not future.done():
+            future.set_result(None)
+        for news in self._news:
+            news()

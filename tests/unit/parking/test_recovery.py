@@ -109,30 +109,83 @@ def test_a_provider_rate_limit_holds_its_record_whatever_the_circuit_does() -> N
     assert recovery.release(at(3, 1001.0, target="other")) is None  # not a target of this bridge
 
 
+def live_runtime(open_s: float, probe_s: float, max_calls: int = 2) -> TargetRuntime:
+    """A target on the real clocks (the breaker's monotonic one, the recovery's wall clock), so that
+    only the recovery's own timer and the breaker's news can bring parked work back."""
+    target = make_processor(FakeTransport.scripted([]))._targets["wf"]
+    settings = target.settings.model_copy(
+        update={
+            "bulkhead": target.settings.bulkhead.model_copy(update={"max_calls": max_calls}),
+            "parking": target.settings.parking.model_copy(update={"probe_s": probe_s}),
+            "circuit": target.settings.circuit.model_copy(update={"open_s": open_s}),
+        }
+    )
+    breaker = CircuitBreaker(CircuitSettings(failure_threshold=1, open_s=open_s))
+    return TargetRuntime("wf", settings, target.provider, breaker, target.bucket, ssl=False)
+
+
 async def test_a_record_due_in_an_hour_comes_back_at_once_when_its_target_is_back() -> None:
     ran, run, parking = recorded()
-    clock = Clock(time.time())
-    target = runtime(clock)
+    target = live_runtime(open_s=0.5, probe_s=30)
     parking.recovery.watch({"wf": target})
-    target.breaker.record_failure()  # down: open for 30 s
+    target.breaker.record_failure()  # down: open for 0.5 s
     fetcher = Fetcher()
     since = time.time() - 1
     fetcher.waiting = [
         ParkedRecord(n, f"k{n}".encode(), b"{}", parked_headers(at(10 + n, since), [])) for n in range(3)
     ]
+    opened = time.monotonic()
     await run.round(fetcher)
-    await asyncio.sleep(0.7)
+    await asyncio.sleep(0.3)
     assert ran == []  # the circuit refuses: nothing comes back
     waiting = parking._metrics.registry.get_sample_value
     assert waiting("bridge_parked_waiting_commands", {"target": "wf"}) == 3
-    clock.now += 31  # open_s passed: one of them comes back as the probe
-    await until(lambda: len(ran) == 1)
+    await until(lambda: len(ran) == 1)  # open_s passed: one of them comes back as the probe
+    assert time.monotonic() - opened >= 0.5
+    await asyncio.sleep(0.3)
+    assert len(ran) == 1  # one probe at a time: its call is under way (half open)
     target.breaker.wait_s()
     target.breaker.record_success()  # the probe's call succeeded: the rest come back now
-    await until(lambda: len(ran) == 3)
+    await until(lambda: len(ran) == 3, within_s=0.5)
     assert sorted(ran) == [10, 11, 12]
     await run.round(fetcher)
     assert waiting("bridge_parked_waiting_commands", {"target": "wf"}) == 0
+    run.stop()
+
+
+class CountingRecovery(Recovery):
+    """Counts how often a parked record is asked about (each time a waiter of it woke, before)."""
+
+    asked = 0
+
+    def release(self, at: ParkedAt) -> str | None:
+        self.asked += 1
+        return super().release(at)
+
+
+async def test_parked_records_of_a_down_target_sleep_until_the_target_tells_them() -> None:
+    ran, run, parking = recorded()
+    recovery = parking.recovery = CountingRecovery()
+    target = live_runtime(open_s=30, probe_s=30, max_calls=64)
+    recovery.watch({"wf": target})
+    target.breaker.record_failure()  # down for 30 s: nothing may go before
+    fetcher = Fetcher()
+    since = time.time() - 1
+    fetcher.waiting = [
+        ParkedRecord(n, f"k{n}".encode(), b"{}", parked_headers(at(100 + n, since), [])) for n in range(200)
+    ]
+    await run.round(fetcher)
+    await asyncio.sleep(0.05)
+    asked = recovery.asked
+    assert asked <= 200  # once when each began to wait (the first refused holds back the rest)
+    await asyncio.sleep(1.2)
+    assert ran == [] and recovery.asked == asked  # nobody woke: polling asked 400 times in 1.2 s
+    target.breaker.probe_now()
+    target.breaker.wait_s()  # a new command's call is the probe ...
+    target.breaker.record_success()  # ... and succeeds: all 200 parked before come back
+    await until(lambda: len(ran) == 200)
+    # each let go once, and after each end one more held back by the full call slots (64 of them)
+    assert recovery.asked - asked <= 2 * 200 + 2
     run.stop()
 
 

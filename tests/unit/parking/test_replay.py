@@ -15,15 +15,15 @@ from aiokafka import TopicPartition
 
 from bridge.config.settings import EngineSettings
 from bridge.kafka.engine import Engine
-from bridge.kafka.partitions import Partition
+from bridge.kafka.partitions import Partition, Rebalances
 from bridge.kafka.publisher import Publisher
 from bridge.ledger.store import Ledger
 from bridge.messages.records import Incoming, Outgoing
 from bridge.messages.wire import Header
 from bridge.observability.metrics import Metrics
-from bridge.parking.records import ParkedAt, parked_headers
+from bridge.parking.records import ParkedAt, answered_marker, parked_headers
 from bridge.parking.replay import Handler, Home, Replayer
-from bridge.parking.state import Parking
+from bridge.parking.state import Parking, Replayed, _drain
 from bridge.pipeline.processor import Processor
 from bridge.testing import FakeConsumer, FakeProducer, FakeTransport
 from tests.unit.kafka.test_engine import until
@@ -62,10 +62,14 @@ class Commits:
     def __init__(self, log: list[str] | None = None) -> None:
         self.positions: list[int] = []
         self.log = log if log is not None else []
+        self.end: int | None = None  # the parking partition's end as the consumer knows it
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.positions.append(offsets[PARKED])
         self.log.append(f"commit {offsets[PARKED]}")
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return self.end
 
 
 class Fetcher(Commits):
@@ -154,14 +158,37 @@ async def test_a_command_waits_for_an_earlier_one_of_its_key_still_in_the_engine
         ran.append(command.offset)
         return Outgoing("out", command.key, b"x")
 
-    home = Partition(TopicPartition(TOPIC, 0))
-    home.keys[b"a"] = deque([Incoming(TOPIC, 0, 5, b"a", b"{}")])  # running there
+    home = CountingPartition(TopicPartition(TOPIC, 0))
+    home.keys[b"a"] = deque([Incoming(TOPIC, 0, 4, b"a", b"{}"), Incoming(TOPIC, 0, 5, b"a", b"{}")])
     run, _ = replayer(handler, lambda topic, partition: home)
     task = asyncio.create_task(run.replay_batch(Commits(), PARKED, [parked(0, b"a", 10)]))
-    await asyncio.sleep(0.2)
-    assert ran == []  # offset 5 of its key is still in the engine
-    del home.keys[b"a"]
+    await asyncio.sleep(0.5)
+    assert ran == []  # offsets 4 and 5 of its key are still in the engine
+    assert home.asked == 1  # and it sleeps meanwhile: polling asked every 50 ms
+    home.advance(home.keys[b"a"], b"a")  # what the engine's key routine does as each one is answered
+    await asyncio.sleep(0.05)
+    assert ran == [] and home.asked == 2  # offset 5 still there
+    home.drop_key(b"a")
     assert await task and ran == [10]
+
+
+class CountingPartition(Partition):
+    asked = 0
+
+    def holds_before(self, key: bytes, offset: int) -> bool:
+        self.asked += 1
+        return super().holds_before(key, offset)
+
+
+async def test_a_command_waiting_behind_its_key_stops_waiting_when_the_partition_closes() -> None:
+    ran: list[int] = []
+    home = Partition(TopicPartition(TOPIC, 0))
+    home.keys[b"a"] = deque([Incoming(TOPIC, 0, 5, b"a", b"{}")])
+    run, _ = replayer(recording(ran), lambda topic, partition: home)
+    task = asyncio.create_task(run.replay_batch(Commits(), PARKED, [parked(0, b"a", 10)]))
+    await asyncio.sleep(0.05)
+    home.close()  # revoked: nothing more starts here
+    assert await asyncio.wait_for(task, 1) is False and ran == []
 
 
 async def test_a_revocation_drains_the_command_being_brought_back_like_a_key_routine() -> None:
@@ -314,3 +341,84 @@ async def test_coming_back_while_a_record_brought_back_still_runs_waits_for_it_t
     await until(lambda: len(ran) >= 2)
     assert ran == [10, 11]
     run.stop()
+
+
+async def test_the_engine_tells_a_parked_command_when_its_keys_earlier_one_is_answered() -> None:
+    gate, events = asyncio.Event(), []
+
+    async def handler(command: Incoming) -> Outgoing:
+        events.append(f"start {command.offset}")
+        if command.offset == 0:
+            await gate.wait()  # the key's earlier command hangs in the engine
+        return Outgoing("out", command.key, b"x")
+
+    consumer, producer = FakeConsumer(), FakeProducer()
+    engine = Engine(
+        consumer, producer, handler, {TOPIC: "run"}, EngineSettings(commit_interval_s=0.01), Metrics()
+    )
+    running = asyncio.create_task(engine.run())
+    await until(lambda: consumer.topics_subscribed == [TOPIC])
+    await consumer.rebalance([TopicPartition(TOPIC, 0)])
+    consumer.add(TOPIC, b"{}", key=b"a", partition=0)
+    await until(lambda: events == ["start 0"])
+    run, _ = replayer(handler, engine.partition)
+    batch = asyncio.create_task(run.replay_batch(Commits(events), PARKED, [parked(0, b"a", 1)]))
+    await asyncio.sleep(0.2)
+    assert events == ["start 0"]  # offset 0 of its key is still in the engine
+    gate.set()
+    await until(lambda: "start 1" in events, within_s=0.5)
+    assert await batch
+    engine.request_stop()
+    await asyncio.wait_for(running, 5)
+
+
+async def test_an_answered_command_is_remembered_until_the_replay_position_passes_the_end_seen_then() -> None:
+    ran, run, parking = recorded()
+    fetcher = Fetcher()
+    fetcher.end = 5  # the parking partition holds 5 records; the first fetch hands out one
+    fetcher.waiting = [parked(0, b"a", 10)]
+    await run.round(fetcher)
+    await until(lambda: fetcher.positions == [1])
+    replayed = parking.replayed[(TOPIC, 0)]
+    assert ran == [10] and 10 in replayed  # answered while the partition ended at 5
+    # an older parking record of the same command (written before a rebalance), below that end
+    fetcher.waiting = [parked(1, b"a", 10)]
+    await run.round(fetcher)
+    await until(lambda: fetcher.positions == [1, 2])
+    assert ran == [10] and 10 in replayed  # skipped: not brought back a second time
+    fetcher.waiting = [parked(n, b"b", 10 + n) for n in (2, 3, 4)]
+    await run.round(fetcher)
+    await until(lambda: fetcher.positions[-1:] == [5])
+    assert ran == [10, 12, 13, 14]
+    assert len(replayed) == 0  # the position passed 5: nothing below it is ever read again
+    run.stop()
+
+
+def test_the_replayed_set_drops_each_offset_once_the_position_passes_its_end() -> None:
+    replayed = Replayed()
+    replayed.add(10, end=5)
+    replayed.add(11, end=8)
+    replayed.add(10, end=7)  # answered again later (another of its parking records): the later end
+    replayed.passed(5)
+    assert 10 in replayed and 11 in replayed and len(replayed) == 2
+    replayed.passed(7)
+    assert 10 not in replayed and 11 in replayed
+    replayed.passed(8)
+    assert len(replayed) == 0
+
+
+async def test_a_restore_remembers_answered_markers_until_the_end_it_read_to() -> None:
+    consumer = FakeConsumer()
+    consumer.subscribe([PARKED.topic], listener=Rebalances(lambda tps: asyncio.sleep(0), lambda tps: None))
+    for n in range(3):  # parked twice before a rebalance, then answered
+        headers = answered_marker(TOPIC, 10) if n == 2 else parked(n, b"a", 10).headers
+        consumer.add(PARKED.topic, b"{}", key=b"a", headers=headers)
+    consumer.add(PARKED.topic, b"{}", key=b"b", headers=parked(3, b"b", 11).headers)  # parked now
+    await consumer.rebalance([PARKED])
+    found, answered = await _drain(consumer, {PARKED}, TOPIC)  # type: ignore[arg-type]
+    assert found == {0: {b"b": {11}}}  # command 10 is not parked any more
+    assert 10 in answered[0]
+    answered[0].passed(3)
+    assert 10 in answered[0]  # the restore read to 4
+    answered[0].passed(4)
+    assert 10 not in answered[0]
