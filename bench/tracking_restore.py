@@ -24,6 +24,7 @@ import aiohttp
 from aiokafka import TopicPartition
 
 from bench.ledger import fill_partition
+from bench.tracking_doubles import CountingProducer, CountingTransport, counting_tracker, status_kb
 from bridge.local.broker import create_topics, start_broker
 from bridge.local.stack import local_settings
 from bridge.providers.readings import RunState
@@ -57,7 +58,6 @@ async def fill(bootstrap: str, workflows: int) -> float:
 
 async def restore_child(bootstrap: str) -> dict[str, Any]:
     """In the child: RSS with the tracker built, restore partition 0 as on assignment, RSS after."""
-    from bench.tracking import CountingProducer, CountingTransport, counting_tracker, status_kb
     from bridge.ledger.store import Ledger
     from bridge.observability.metrics import Metrics
 
