@@ -251,10 +251,12 @@ async def soak_run(bench: Bench, args: argparse.Namespace) -> str:
         bench, args, config, f"http://127.0.0.1:{port}/metrics", label, spawn_bridge(bench, label, config)
     )
     until = time.monotonic() + args.seconds
+    tasks: list[asyncio.Task[object]] = []
     try:
         async with OutcomeCollector(bench.world.bootstrap, topics) as collector:
             sender = asyncio.create_task(send_steadily(soak, topics.run_commands))
             faults = asyncio.create_task(fault_schedule(soak, until))
+            tasks += [sender, faults]
             intervals = await watch(soak, collector, until)
             soak.sending = False
             total = await sender
@@ -263,6 +265,9 @@ async def soak_run(bench: Bench, args: argparse.Namespace) -> str:
             await collector.collect(total, args.settle_s)
             await collector.settle(2.0)
     finally:
+        for task in tasks:  # interrupted: the sender and the faults end before the broker and sandbox do
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(soak.bridge.stop, 30.0)
     expected = set(soak.sent.at)
     missing = len(expected - collector.arrivals.keys())
@@ -302,7 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             async with started(Path(tmp)) as bench:
                 return await soak_run(bench, args)
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except KeyboardInterrupt:  # its children are stopped with it (bench.scenarios)
+        print("bench.soak: interrupted; no figures written", file=sys.stderr)
+        return 130
     if args.write:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
         head = f"# Soak {stamp} (python -m bench.soak {' '.join(sys.argv[1:])})\n\n```text\n"
