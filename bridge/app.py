@@ -31,7 +31,7 @@ from bridge.config.loading import secret_values
 from bridge.config.settings import Settings
 from bridge.errors import StartupError
 from bridge.http import AiohttpTransport
-from bridge.kafka.clients import make_consumer, make_producer, settle_before_cancel
+from bridge.kafka.clients import close_late_connections, make_consumer, make_producer, settle_before_cancel
 from bridge.kafka.delivery import resolved_delivery
 from bridge.kafka.engine import Engine
 from bridge.kafka.options import security_options
@@ -286,6 +286,7 @@ class Bridge:
     async def _stop_client(client: AIOKafkaConsumer | AIOKafkaProducer, name: str) -> None:
         try:
             await client.stop()
+            await close_late_connections(client)
         except (KafkaError, OSError) as exc:
             log.warning("kafka %s did not stop cleanly: %s", name, exc)
         except asyncio.CancelledError:

@@ -17,6 +17,7 @@ from bridge.kafka.options import client_options, group_options
 Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
 T = TypeVar("T")
 START_GRACE_S = 5.0
+LATE_COMMIT_S = 5.0
 # A broker may answer a fetch with only what it gathered within the fetch's max wait: the embedded
 # broker answers nothing at all when reading a long log takes longer, and a reader that asked for a short
 # wait then never moves. A reader that is behind and got nothing asks for longer waits, up to this.
@@ -98,6 +99,32 @@ async def started(client: Client) -> AsyncIterator[Client]:
     finally:
         with contextlib.suppress(KafkaError):
             await client.stop()
+
+
+async def close_late_connections(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """After ``client.stop()``: close what aiokafka opened after it. An offset commit's request is shielded
+    from its caller's cancel (a fence check or a commit cut short by the stop), so it may still be opening
+    a coordinator connection when ``stop()`` closes the others; that one is then never closed. Wait for
+    such commits (at most ``LATE_COMMIT_S``) and close the client's connections once more."""
+    coordinator = getattr(client, "_coordinator", None)
+    late = [task for task in asyncio.all_tasks() if _commit_request_of(task, coordinator)]
+    if not late:
+        return
+    await asyncio.wait(late, timeout=LATE_COMMIT_S)
+    for task in late:
+        task.add_done_callback(_retrieve)
+    await client._client.close()
+
+
+def _commit_request_of(task: asyncio.Task[Any], coordinator: object) -> bool:
+    coro: Any = task.get_coro()
+    frame = getattr(coro, "cr_frame", None)
+    return (
+        coordinator is not None
+        and getattr(coro, "__qualname__", "") == "GroupCoordinator._do_commit_offsets"
+        and frame is not None
+        and frame.f_locals.get("self") is coordinator
+    )
 
 
 Batch = tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]

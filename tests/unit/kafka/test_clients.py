@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bridge.kafka import clients
-from bridge.kafka.clients import settle_before_cancel
+from bridge.kafka.clients import close_late_connections, settle_before_cancel
 
 
 async def test_a_cancel_waits_for_the_connect_then_is_raised():
@@ -56,3 +56,49 @@ async def test_without_a_cancel_the_result_comes_back():
         return 7
 
     assert await settle_before_cancel(connect()) == 7
+
+
+class GroupCoordinator:
+    """Stands in for aiokafka's: its commit request is shielded from the caller's cancel."""
+
+    def __init__(self, client: FakeKafkaClient) -> None:
+        self.client = client
+
+    async def _do_commit_offsets(self) -> None:
+        await asyncio.sleep(0.05)  # the broker answers late (it was paused)
+        self.client.open.add("coordinator connection")  # opened after stop() closed the others
+
+
+class FakeKafkaClient:
+    def __init__(self) -> None:
+        self.open: set[str] = {"bootstrap"}
+
+    async def close(self) -> None:
+        self.open.clear()
+
+
+class StoppedConsumer:
+    def __init__(self) -> None:
+        self._client = FakeKafkaClient()
+        self._coordinator = GroupCoordinator(self._client)
+
+
+async def test_a_commit_request_still_out_at_stop_has_its_connection_closed_after_it() -> None:
+    consumer = StoppedConsumer()
+
+    async def commit() -> None:
+        await asyncio.shield(consumer._coordinator._do_commit_offsets())
+
+    caller = asyncio.create_task(commit())
+    await asyncio.sleep(0)
+    caller.cancel()  # the fence check or the last commit, cut short by the stop
+    await asyncio.gather(caller, return_exceptions=True)
+    await consumer._client.close()  # what stop() does
+    await close_late_connections(consumer)  # type: ignore[arg-type]
+    assert consumer._client.open == set()
+
+
+async def test_without_a_commit_request_out_nothing_is_waited_for() -> None:
+    consumer = StoppedConsumer()
+    await close_late_connections(consumer)  # type: ignore[arg-type]
+    assert consumer._client.open == {"bootstrap"}  # untouched: stop() is the one that closes
