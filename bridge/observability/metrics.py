@@ -302,6 +302,13 @@ class Metrics(LoadMetrics):
         self._oldest_tracked = Gauge(
             "bridge_oldest_tracked_age_seconds", "Age of the oldest workflow still followed.", registry=r
         )
+        self._tracking_behind = Gauge(
+            "bridge_tracking_behind_seconds",
+            "How long the most overdue status read of the target has waited past its due time (0: none "
+            "overdue). Growing: workflows need more reads than tracking.polls_per_s allows.",
+            ["target"],
+            registry=r,
+        )
 
     def tracking_target(
         self, target: str, statuses: list[str], terminal: list[str], results: list[str]
@@ -314,6 +321,7 @@ class Metrics(LoadMetrics):
         for result in results:
             self._child(self._polls, target, result)
         self._child(self._tracked, target).set(0)
+        self._child(self._tracking_behind, target).set(0)
 
     def tracked(self, target: str, count: int) -> None:
         self._child(self._tracked, target).set(count)
@@ -329,6 +337,9 @@ class Metrics(LoadMetrics):
 
     def oldest_tracked(self, age_s: float) -> None:
         self._oldest_tracked.set(age_s)
+
+    def tracking_behind(self, target: str, seconds: float) -> None:
+        self._child(self._tracking_behind, target).set(seconds)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), labels)

@@ -77,7 +77,8 @@ class Tracker:
         self._reads: dict[str, StatusRead] = {
             n: CATALOG.status_read(settings.targets[n]) for n in self._targets
         }
-        self._budgets = {n: _budget(t.settings.tracking.polls_per_s) for n, t in self._targets.items()}
+        self._poll_rates = {n: t.settings.tracking.polls_per_s for n, t in self._targets.items()}
+        self._budgets = {n: _budget(rate) for n, rate in self._poll_rates.items()}
         self._executor = executor
         self._publisher = Publisher(producer, metrics, settings.engine.publish_retry_backoff_s)
         # with Kafka transactions: the lifecycle event and the entry's rewrite commit together, in the
@@ -92,6 +93,7 @@ class Tracker:
         self._max_polls = settings.tracking.max_concurrent_polls
         self.registry = Registry(lambda name: _policy(settings, name).first_poll_s)
         self._not_before: dict[str, float] = {}
+        self._behind: set[str] = set()  # targets whose reads wait past their due time (logged once)
         self._refresh: set[str] = set()
         self._polls: dict[asyncio.Task[None], Tracked] = {}
         self._wake = asyncio.Event()
@@ -327,11 +329,39 @@ class Tracker:
             key, value = encode(entry)
         return Outgoing(self._ledger_topic, key, value, partition=entry.partition)
 
+    def _warn_if_behind(self, target: str, behind_s: float) -> None:
+        """One line when a target's reads fall a minute behind their due times, one when they catch up."""
+        if behind_s >= BEHIND_WARN_S and target not in self._behind:
+            self._behind.add(target)
+            log.warning(
+                "tracking of target %s falls behind: a status read waits %.0f s past its due time with "
+                "%d workflow(s) followed at %g read(s)/s; raise tracking.polls_per_s if the provider allows",
+                target,
+                behind_s,
+                self.registry.per_target[target],
+                self._poll_rates[target],
+                extra={"target": target},
+            )
+        elif behind_s == 0.0 and target in self._behind:
+            self._behind.discard(target)
+            log.info("tracking of target %s has caught up", target, extra={"target": target})
+
     def _update_gauges(self, now: float) -> None:
         for target in self._targets:
             self._metrics.tracked(target, self.registry.per_target[target])
+            behind = overdue_s(self.registry.heap(target).next_due(), now)
+            self._metrics.tracking_behind(target, behind)
+            self._warn_if_behind(target, behind)
         oldest = self.registry.oldest_started_ms()
         self._metrics.oldest_tracked(0.0 if oldest is None else max(0.0, now - oldest / 1000))
+
+
+BEHIND_WARN_S = 60.0  # a read this late: the poll budget no longer covers the target's workflows
+
+
+def overdue_s(next_due: float | None, now: float) -> float:
+    """How long the target's earliest due read has waited past its due time; 0 when none is due."""
+    return 0.0 if next_due is None else max(0.0, now - next_due)
 
 
 def _policy(settings: Settings, target: str) -> TargetTracking:

@@ -4,6 +4,7 @@ poll budget, and the tracker itself on the in-memory producer and HTTP transport
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import Counter
@@ -32,7 +33,7 @@ from bridge.tracking.entries import TrackedEntry, decode, encode, entry_key
 from bridge.tracking.policy import after_reading, beyond_horizon
 from bridge.tracking.registry import Registry
 from bridge.tracking.schedule import TimerHeap, Tracked, capped_due, jittered, next_interval
-from bridge.tracking.tracker import Tracker
+from bridge.tracking.tracker import Tracker, overdue_s
 from tests.fakes import FakeClock
 
 TOPIC = "workflow.run.commands"
@@ -372,3 +373,29 @@ async def test_the_processor_writes_the_tracked_entry_before_done_and_only_for_s
         assert kinds == ([b"trk", b"cmd"] if expected == "queued" else [b"cmd"])
     await session.close()
     assert [w.entry.command_id for w in tracker.registry.workflows()] == ["w-0"]
+
+
+def test_a_read_is_overdue_by_how_long_it_waited_past_its_due_time():
+    assert overdue_s(None, 100.0) == 0.0  # nothing tracked
+    assert overdue_s(150.0, 100.0) == 0.0  # due later
+    assert overdue_s(40.0, 100.0) == 60.0
+
+
+async def test_a_target_whose_reads_fall_behind_is_measured_and_said_once(caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO)
+    tracker, _, _, session, _ = await tracker_on([], polls_per_s=5)
+    await session.close()  # no read goes out here
+    for n in range(3):
+        tracker.start(record(offset=n), run_command(f"run-{n}"), str(400 + n))
+    behind = tracker._metrics.registry.get_sample_value  # type: ignore[attr-defined]
+    labels = {"target": zuora_sandbox.LOCAL_TARGET}
+    later = time.time() + 120  # nobody read them for two minutes
+    tracker._update_gauges(later)
+    tracker._update_gauges(later + 5)
+    assert behind("bridge_tracking_behind_seconds", labels) == pytest.approx(125, abs=1)
+    warned = [r.getMessage() for r in caplog.records if "falls behind" in r.getMessage()]
+    assert len(warned) == 1 and "3 workflow(s) followed at 5 read(s)/s" in warned[0]
+    assert "raise tracking.polls_per_s" in warned[0]
+    tracker._update_gauges(time.time() - 60)  # before they were due: caught up
+    assert behind("bridge_tracking_behind_seconds", labels) == 0
+    assert any("has caught up" in r.getMessage() for r in caplog.records)
