@@ -4,7 +4,8 @@
     python -m bench.soak --minutes 5 --seed 7     # a short run
     python -m bench.soak --hours 2 --write        # the long run; its table goes to bench/results/
 
-One bridge process (default settings, 4 partitions, workfloo sandbox at 50 ms) gets commands at
+One bridge process (default settings but a tracking poll budget of twice the rate, 4 partitions, workfloo
+sandbox at 50 ms) gets commands at
 ``--rate`` over ``--keys`` keys. Faults, chosen by a seeded random schedule: the provider answering 503
 for a while, the provider hanging, the broker paused (SIGSTOP) for 5-15 s, and with ``--restarts`` the
 bridge killed (kill -9) or stopped (SIGTERM) and started again. Printed per interval: commands/s
@@ -41,6 +42,7 @@ from bench.procs import Child, read_proc
 from bench.scenarios import Bench, bridge_config, spawn_bridge, started
 from bench.workload import (
     PROVIDER,
+    TARGET,
     Latency,
     OutcomeCollector,
     Sent,
@@ -247,6 +249,9 @@ async def soak_run(bench: Bench, args: argparse.Namespace) -> str:
     await reset_sandbox(bench.world.sandbox_url, Latency(50))
     port = free_port()
     config = bridge_config(bench, topics, 1000, metrics_port=port)
+    # every command starts a workflow that ends 2 s later: its first status read ends it, so the poll
+    # budget must cover the command rate (the default 5 reads/s lets followed workflows pile up)
+    config["targets"][TARGET]["tracking"] = {"polls_per_s": 2 * args.rate}
     soak = Soak(
         bench, args, config, f"http://127.0.0.1:{port}/metrics", label, spawn_bridge(bench, label, config)
     )
