@@ -41,12 +41,16 @@ from bridge.sandbox import zuora as zuora_sandbox
 from bridge.sandbox.eightbyeight import EIGHTBYEIGHT_DEFINITION
 from bridge.sandbox.workfloo import WORKFLOO_DEFINITION_WITH_LINKS, WORKFLOO_SCENARIO
 from bridge.sandbox.zuora_runs import ZUORA_DEFINITION_NO_PARAMS
+from tests.integration import leaks
 
 pytestmark = pytest.mark.integration
 
 
 StartBroker = Callable[..., Awaitable[RunningBroker]]
 TOPIC_SPECS = load_specs(Path(__file__).resolve().parents[2] / "topics")
+
+
+leaks.install()  # an unclosed Kafka connection's warning names the test that opened it
 
 
 async def create_spec_topics(bootstrap: str, topics: TopicSettings, partitions: int = 4) -> None:
