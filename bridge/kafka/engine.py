@@ -192,8 +192,8 @@ class Engine:
                     await confirm_owner()  # the answer is written only while the partition is ours
                 if self._settings.timing_header:
                     outgoing.headers.append(timing_header(record.fetched_at, started))
-                partition.advance(queue, key)  # parked work of the key waits for its earlier commands
                 if self._txn is not None:  # published and committed with its batch (or given up)
+                    partition.advance(queue, key)  # its answer is in the batch before any later one
                     together = () if outgoing.skip else (outgoing,)
                     committed = self._txn.add(partition, record, together + outgoing.then, urgent=bool(queue))
                     if committed is None:
@@ -207,6 +207,8 @@ class Engine:
                     await self._publisher.publish(outgoing)
                 for extra in outgoing.then:  # the ledger's entry: acknowledged before the offset is committed
                     await self._publisher.publish(extra)
+                # only now may a parked command of the key come back: its answer follows this one's
+                partition.advance(queue, key)
                 self._finish(partition, record)
         except Fenced:
             self._metrics.fenced("command")  # not answered here: the partition's next owner redoes it

@@ -124,7 +124,8 @@ def assert_key_order(timed: list[tuple[float, dict[str, Any]]]) -> None:
     for _, data in timed:
         _, target, key, seq = data["command_id"].rsplit("-", 3)
         seen.setdefault(target + key, []).append(int(seq))
-    assert all(seqs == sorted(seqs) for seqs in seen.values()), seen
+    broken = {key: seqs for key, seqs in seen.items() if seqs != sorted(seqs)}
+    assert broken == {}, f"outcomes out of key order: {broken}"
 
 
 async def watch_pauses(stack: Stack, stop: asyncio.Event) -> bool:
