@@ -19,7 +19,7 @@ from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from bridge.config.settings import KafkaSettings, Settings
 from bridge.errors import ConfigError
-from bridge.kafka.clients import START_GRACE_S
+from bridge.kafka.clients import settle_before_cancel
 from bridge.kafka.options import client_options
 
 log = logging.getLogger("bridge.engine")
@@ -103,7 +103,7 @@ async def resolved_delivery(settings: Settings) -> Settings:
 
 async def _ask(kafka: KafkaSettings) -> tuple[bool, str]:
     """The probe in a client of its own, closed whatever happens. A stop that arrives while it talks
-    to the broker lets it finish first (at most ``START_GRACE_S``): aiokafka leaks a connection whose
+    to the broker lets it finish first (``settle_before_cancel``): aiokafka leaks a connection whose
     opening is cancelled half-way (as :func:`bridge.kafka.clients.started` says)."""
     client = AIOKafkaClient(**client_options(kafka))
 
@@ -111,12 +111,7 @@ async def _ask(kafka: KafkaSettings) -> tuple[bool, str]:
         await client.bootstrap()
         return await transactions_granted(client, probe_id(kafka), kafka.transaction_timeout_ms)
 
-    probe = asyncio.ensure_future(ask())
     try:
-        return await asyncio.shield(probe)
-    except asyncio.CancelledError:
-        await asyncio.wait([probe], timeout=START_GRACE_S)
-        raise
+        return await settle_before_cancel(ask())
     finally:
-        probe.cancel()  # a no-op once it ended
         await client.close()
