@@ -3,6 +3,7 @@
     python -m bench.soak                          # 30 minutes at 150 commands/s, faults every ~2 minutes
     python -m bench.soak --minutes 5 --seed 7     # a short run
     python -m bench.soak --hours 2 --write        # the long run; its table goes to bench/results/
+    python -m bench.soak --ledger-store           # the ledger in a disk store: memory stops growing with it
 
 One bridge process (default settings but a tracking poll budget of twice the rate, 4 partitions, workfloo
 sandbox at 50 ms) gets commands at
@@ -252,6 +253,8 @@ async def soak_run(bench: Bench, args: argparse.Namespace) -> str:
     # every command starts a workflow that ends 2 s later: its first status read ends it, so the poll
     # budget must cover the command rate (the default 5 reads/s lets followed workflows pile up)
     config["targets"][TARGET]["tracking"] = {"polls_per_s": 2 * args.rate}
+    if args.ledger_store:  # kept across the restarts, as a persistent volume would be
+        config.setdefault("ledger", {})["store"] = {"path": str(bench.workdir / "ledger-store")}
     soak = Soak(
         bench, args, config, f"http://127.0.0.1:{port}/metrics", label, spawn_bridge(bench, label, config)
     )
@@ -300,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fault-every-s", type=float, default=120.0, help="mean gap between faults")
     p.add_argument("--restarts", action="store_true", help="also kill -9 and SIGTERM the bridge")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--ledger-store", action="store_true", help="the ledger in a local disk store (ledger.store.path)"
+    )
     p.add_argument(
         "--settle-s", type=float, default=180.0, help="time for the last outcomes after sending stops"
     )
