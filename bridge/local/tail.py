@@ -189,7 +189,10 @@ async def tail_events(settings: Settings, args: Namespace) -> int:
     printer = Printer(Filters.of(args), args.count, args.json)
     try:
         if args.from_beginning:
-            printer.emit(await _history(consumer, t.dead_letter, args.timeout))
+            stall_s = (
+                None if args.timeout is None else max(args.timeout, settings.kafka.request_timeout_ms / 1000)
+            )
+            printer.emit(await _history(consumer, t.dead_letter, args.timeout, stall_s))
         if not printer.done:
             await _live(consumer, t.dead_letter, printer, args.timeout)
     finally:
@@ -214,8 +217,12 @@ async def _assignment(
     return set(consumer.assignment())
 
 
-async def _history(consumer: AIOKafkaConsumer, dlq: str, idle_s: float | None) -> list[Row]:
-    """Every record up to the end offsets as they were at start (sorted by the caller)."""
+async def _history(
+    consumer: AIOKafkaConsumer, dlq: str, idle_s: float | None, stall_s: float | None
+) -> list[Row]:
+    """Every record up to the end offsets as they were at start (sorted by the caller). Those records
+    exist, so ``--timeout`` does not cut their reading short: only a broker that answers no fetch for
+    ``stall_s`` (a request timeout at least) does."""
     rows: list[Row] = []
     partitions = await _assignment(consumer, rows, dlq, idle_s)
     if not partitions:
@@ -228,7 +235,7 @@ async def _history(consumer: AIOKafkaConsumer, dlq: str, idle_s: float | None) -
         if batch:
             last = loop.time()
         rows += [decode(r, dlq) for recs in batch.values() for r in recs]
-        if idle_s is not None and loop.time() - last > idle_s:
+        if stall_s is not None and loop.time() - last > stall_s:
             break  # the broker stopped answering: print what there is
     return rows
 

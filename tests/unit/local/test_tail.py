@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from argparse import Namespace
 from dataclasses import dataclass, field
@@ -145,3 +146,43 @@ async def test_tail_reads_committed_records_only(monkeypatch: pytest.MonkeyPatch
         DLQ,
         "workflow.run.lifecycle",
     )
+
+
+class SlowFirstFetch:
+    """A consumer whose history exists (position 0, end 1) and whose broker answers its first fetches
+    only after a while: empty batches meanwhile."""
+
+    def __init__(self, empty_fetches: int) -> None:
+        self.empty_fetches, self.read = empty_fetches, 0
+        self.tp = ("workflow.run.outcomes", 0)
+
+    def assignment(self) -> set[Any]:
+        return {self.tp}
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+        return dict.fromkeys(partitions, 1)
+
+    async def position(self, tp: Any) -> int:
+        return self.read
+
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0) -> dict[Any, list[Record]]:
+        await asyncio.sleep(0.05)
+        if self.empty_fetches:
+            self.empty_fetches -= 1
+            return {}
+        self.read = 1
+        return {self.tp: [outcome("c-1")]}
+
+
+async def test_the_history_is_read_whole_even_when_its_first_fetch_outlasts_the_timeout():
+    """``--from-beginning --timeout 2`` on a loaded machine: the records exist, so a slow first fetch
+    (here 0.5 s of empty answers against a 0.1 s timeout) does not end the history empty."""
+    consumer = SlowFirstFetch(empty_fetches=10)
+    rows = await tail._history(consumer, DLQ, idle_s=0.1, stall_s=30.0)  # type: ignore[arg-type]
+    assert [row.command_id for row in rows] == ["c-1"]
+
+
+async def test_a_broker_that_answers_no_fetch_for_the_stall_bound_ends_the_history():
+    consumer = SlowFirstFetch(empty_fetches=1000)
+    rows = await tail._history(consumer, DLQ, idle_s=0.1, stall_s=0.3)  # type: ignore[arg-type]
+    assert rows == []
