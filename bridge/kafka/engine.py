@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -196,7 +197,7 @@ class Engine:
                     partition.advance(queue, key)  # its answer is in the batch before any later one
                     together = () if outgoing.skip else (outgoing,)
                     committed = self._txn.add(partition, record, together + outgoing.then, urgent=bool(queue))
-                    if committed is None:
+                    if committed is None:  # its transactions are closing or failed: it is read again
                         self._release(record)
                     # the key's next command (queued, or arriving meanwhile) starts once this one is
                     # committed: in order, and at most one command of a key in doubt after a crash
@@ -350,17 +351,19 @@ class Engine:
     ) -> None:
         assert self._txn is not None
         for p in partitions:
-            while self._partitions.get(p.tp) is p and not self._txn.opened(p.tp):
+            while self._current(p) and not self._txn.opened(p):
                 try:
-                    await self._txn.open(p)
-                    if self._partitions.get(p.tp) is not p:  # revoked while its producer started
-                        await self._txn.close(p, flush=False)
+                    await self._txn.open(p, wanted=functools.partial(self._current, p))
                 except KafkaError as exc:
                     log.warning(
                         "transactional producer for %s cannot start, retrying: %s", topic_name(p.tp), exc
                     )
                     await asyncio.sleep(1.0)
         self._restore(ready)
+
+    def _current(self, p: Partition) -> bool:
+        """``p`` is the partition's present assignment (not revoked, nor read again since)."""
+        return self._partitions.get(p.tp) is p
 
     def _committed_together(self, partition: Partition, records: list[Incoming]) -> None:
         """A transaction committed: these commands are finished (their offsets were marked done)."""
@@ -385,7 +388,7 @@ class Engine:
         p.close()
         await self._drain([p])
         self._release(*await self._txn.close(p, flush=False))
-        if self._partitions.get(p.tp) is not p:
+        if not self._current(p):
             return  # revoked meanwhile
         start = p.committed if p.committed is not None else p.first_seen
         self._forget([p])

@@ -85,6 +85,7 @@ class Transactions:
         self._metrics = metrics
         self._make = make or _transactional_producer
         self._open: dict[TopicPartition, _Open] = {}
+        self._opening: dict[TopicPartition, asyncio.Lock] = {}
         self._on_committed: Committed = lambda _p, _r: None
         self._on_failed: Failed = lambda _p, _r, _f: None
 
@@ -93,20 +94,41 @@ class Transactions:
 
     # -- partitions ------------------------------------------------------------------------------
 
-    async def open(self, partition: Partition) -> None:
-        """A producer for this partition, started: InitProducerId fences the previous owner."""
+    async def open(self, partition: Partition, wanted: Callable[[], bool] = lambda: True) -> bool:
+        """A producer for this partition, started: InitProducerId fences the previous owner. True once
+        open; False when ``wanted()`` no longer holds after the producer started (the partition was
+        revoked or read again meanwhile): that producer is stopped, nothing is opened.
+
+        One open per partition at a time, since they share a transactional id: the open of a partition
+        read again must neither be fenced by its previous self's open, still starting, nor be replaced
+        by it (whose producer would then never be stopped, and whose partition would be left without
+        transactions)."""
         tp = partition.tp
-        producer = self._make(self._kafka, transactional_id(self._kafka.group_id, tp.topic, tp.partition))
-        try:
-            await settle_before_cancel(producer.start())
-        except BaseException:
-            with contextlib.suppress(KafkaError):
-                await producer.stop()
-            raise
-        state = _Open(producer, partition)
-        self._open[tp] = state
-        state.flusher = asyncio.create_task(self._flusher(partition, state), name=f"txn:{topic_name(tp)}")
-        state.flusher.add_done_callback(log_crash(log, "transaction flusher"))
+        async with self._opening.setdefault(tp, asyncio.Lock()):
+            if self.opened(partition):
+                return True
+            if not wanted():
+                return False
+            producer = self._make(self._kafka, transactional_id(self._kafka.group_id, tp.topic, tp.partition))
+            try:
+                await settle_before_cancel(producer.start())
+            except BaseException:
+                with contextlib.suppress(KafkaError):
+                    await producer.stop()
+                raise
+            if not wanted():
+                with contextlib.suppress(KafkaError, OSError):
+                    await producer.stop()
+                return False
+            stale = self._open.get(tp)
+            if stale is not None:  # not closed when its partition moved on: fenced now by this producer
+                log.error("transactions of %s were still open for a previous assignment", topic_name(tp))
+                self._on_failed(stale.partition, await self.close(stale.partition, flush=False), True)
+            state = _Open(producer, partition)
+            self._open[tp] = state
+            state.flusher = asyncio.create_task(self._flusher(partition, state), name=f"txn:{topic_name(tp)}")
+            state.flusher.add_done_callback(log_crash(log, "transaction flusher"))
+            return True
 
     def add(
         self, partition: Partition, record: Incoming, outgoing: Sequence[Outgoing], *, urgent: bool = False
@@ -114,6 +136,9 @@ class Transactions:
         """Batch a finished command; the future tells whether its transaction committed. None when the
         partition's transactions are gone (closed, failed): the command is then given up, uncommitted.
         ``urgent``: the next command of its key waits for this commit, so the batch commits at once."""
+        state = self._open.get(partition.tp)
+        if state is None or state.partition is not partition:
+            return None
         committed = asyncio.get_running_loop().create_future()
         if not self._add(partition.tp, _Item(record, outgoing, committed), urgent=urgent):
             return None
@@ -158,8 +183,9 @@ class Transactions:
             await state.producer.stop()
         return leftover
 
-    def opened(self, tp: TopicPartition) -> bool:
-        return tp in self._open
+    def opened(self, partition: Partition) -> bool:
+        state = self._open.get(partition.tp)
+        return state is not None and state.partition is partition
 
     @property
     def fenced_wait_s(self) -> float:

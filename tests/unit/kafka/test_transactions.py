@@ -155,7 +155,7 @@ async def test_closing_without_a_flush_hands_back_what_was_batched() -> None:
     world.finish(0)
     left = await world.txn.close(world.partition, flush=False)
     assert [r.offset for r in left] == [0] and world.committed == []
-    assert not world.txn.opened(TP)
+    assert not world.txn.opened(world.partition)
 
 
 async def test_a_lifecycle_event_and_its_entry_commit_in_the_partitions_next_transaction() -> None:
@@ -193,3 +193,46 @@ async def test_a_partition_revoked_while_its_producer_connects_lets_it_connect_t
         await opening
     [producer] = world.producers
     assert connected == [True] and producer.stopped
+
+
+async def test_a_partition_read_again_while_its_previous_producer_starts_gets_the_only_producer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A partition read again (or reassigned) while the producer of its previous assignment is still
+    starting: the opens run one after the other (they share a transactional id, so the later
+    InitProducerId would fence the current one), the stale one is stopped, never registered, and the
+    current partition's commands commit (before, the stale open replaced the current producer, which
+    was never stopped, and the current partition's commands were given up without an answer)."""
+    world = World()
+    starts: list[str] = []
+
+    async def slow_start(self: FakeTxnProducer) -> None:
+        starts.append(f"begin {len(starts) // 2}")
+        await asyncio.sleep(0.05)
+        starts.append(f"end {(len(starts) - 1) // 2}")
+
+    monkeypatch.setattr(FakeTxnProducer, "start", slow_start)
+    previous, current = Partition(TP), Partition(TP)
+    world.partition = previous
+    stale = asyncio.create_task(world.txn.open(previous, wanted=lambda: world.partition is previous))
+    await asyncio.sleep(0.01)
+    world.partition = current  # read again while the previous producer starts
+    assert await world.txn.open(current, wanted=lambda: world.partition is current) is True
+    assert await stale is False
+    assert starts == ["begin 0", "end 0", "begin 1", "end 1"]  # one at a time
+    first, second = world.producers
+    assert first.stopped and not second.stopped
+    assert world.txn.opened(current) and not world.txn.opened(previous)
+    assert world.txn.add(previous, Incoming(TP.topic, TP.partition, 0, b"k", b"v"), ()) is None
+    assert world.finish(0)
+    await world.txn.flush(current)
+    assert world.committed == [[0]] and "commit" in second.log
+    await world.txn.close(current, flush=False)
+    assert second.stopped
+
+
+async def test_an_open_for_a_partition_already_open_starts_no_second_producer() -> None:
+    world = World()
+    assert await world.txn.open(world.partition) is True
+    assert await world.txn.open(world.partition) is True
+    assert len(world.producers) == 1
