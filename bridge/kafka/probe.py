@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 
+from bridge.kafka.clients import settle_before_cancel
 from bridge.kafka.ports import ConsumerPort
 from bridge.kafka.stats import EngineStats
 from bridge.observability.repeats import Key, describe, drain_installed
@@ -90,14 +91,27 @@ class BrokerWatch:
 async def probe_broker(
     consumer: ConsumerPort, stats: EngineStats, interval_s: float = BROKER_PROBE_INTERVAL_S
 ) -> None:
-    """Runs until cancelled; keeps ``stats.broker_ok`` current and logs an outage's start and end."""
+    """Runs until cancelled; keeps ``stats.broker_ok`` current and logs an outage's start and end.
+
+    A probe that outlasts ``BROKER_PROBE_TIMEOUT_S`` counts as failed but is not cut short, and the
+    next probe waits for its answer: a metadata request cancelled while it connects leaks its socket
+    (see :func:`bridge.kafka.clients.settle_before_cancel`, which also lets a stop wait for it)."""
     watch = BrokerWatch(stats)
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            async with asyncio.timeout(BROKER_PROBE_TIMEOUT_S):  # not wait_for: see bridge/waits.py
-                await consumer.topics()
-        except (KafkaError, OSError, TimeoutError) as exc:
-            watch.probed(type(exc).__name__)
-        else:
-            watch.probed(None)
+    asking: asyncio.Future[object] | None = None
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            asking = asking or asyncio.ensure_future(settle_before_cancel(consumer.topics()))
+            done, _ = await asyncio.wait([asking], timeout=BROKER_PROBE_TIMEOUT_S)
+            if not done:
+                watch.probed(TimeoutError.__name__)
+                continue
+            answered, asking = asking, None
+            error = answered.exception()
+            if error is not None and not isinstance(error, KafkaError | OSError):
+                raise error
+            watch.probed(None if error is None else type(error).__name__)
+    finally:
+        if asking is not None:
+            asking.cancel()
+            await asyncio.gather(asking, return_exceptions=True)

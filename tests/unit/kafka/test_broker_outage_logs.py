@@ -5,10 +5,12 @@ when it ends; readiness follows each probe."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
+from bridge.kafka import probe
 from bridge.kafka.probe import BrokerWatch
 from bridge.kafka.stats import EngineStats
 from bridge.observability.repeats import COLLAPSE, Repeats, describe, install, uninstall
@@ -95,3 +97,42 @@ def test_an_outage_is_one_line_a_reminder_a_minute_and_one_line_at_its_end(
     assert "5220 repeated log line(s)" in lines[3]
     assert 10980 + 10800 + 5220 == 150 * 180  # every held-back line is counted in some line: none dropped
     assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING", "WARNING", "INFO"]
+
+
+class SlowMetadata:
+    """A broker that answers a metadata request after ``answer_s`` (longer than the probe's timeout)."""
+
+    def __init__(self, answer_s: float) -> None:
+        self.answer_s = answer_s
+        self.asking = 0
+        self.most_at_once = self.answered = self.cut_short = 0
+
+    async def topics(self) -> set[str]:
+        self.asking += 1
+        self.most_at_once = max(self.most_at_once, self.asking)
+        try:
+            await asyncio.sleep(self.answer_s)
+        except asyncio.CancelledError:
+            self.cut_short += 1
+            raise
+        finally:
+            self.asking -= 1
+        self.answered += 1
+        return set()
+
+
+async def test_a_slow_probe_counts_as_failed_but_is_never_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka leaks the socket of a request cancelled while it connects: a probe that outlasts its
+    timeout makes the broker look down, and the next probe waits for that same request; a stop lets it
+    finish (within the start grace)."""
+    monkeypatch.setattr(probe, "BROKER_PROBE_TIMEOUT_S", 0.05)
+    broker, stats = SlowMetadata(answer_s=0.2), EngineStats(broker_ok=True)
+    probing = asyncio.create_task(probe.probe_broker(broker, stats, interval_s=0.01))  # type: ignore[arg-type]
+    seen = set()
+    for _ in range(45):
+        await asyncio.sleep(0.01)
+        seen.add(stats.broker_ok)
+    assert seen == {True, False}  # down while a probe outlasts its timeout, up when it is answered
+    probing.cancel()
+    await asyncio.gather(probing, return_exceptions=True)
+    assert broker.cut_short == 0 and broker.most_at_once == 1 and broker.answered >= 2
