@@ -72,13 +72,20 @@ def make_reader(
 
 async def settle_before_cancel(start: Awaitable[T]) -> T:
     """Await ``start`` (a client connecting); a cancel that arrives meanwhile lets it finish first, for
-    at most ``START_GRACE_S``, and is raised after: aiokafka leaks the socket of a connection cancelled
-    half-way (its bootstrap connection, for one), and the caller can then close what was opened."""
+    at most ``START_GRACE_S`` (however often it is cancelled meanwhile), and is raised after: aiokafka
+    leaks the socket of a connection cancelled half-way (its bootstrap connection, for one), and the
+    caller can then close what was opened."""
     task = asyncio.ensure_future(start)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        await asyncio.wait([task], timeout=START_GRACE_S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_GRACE_S
+        while not task.done() and loop.time() < deadline:
+            try:
+                await asyncio.wait([task], timeout=deadline - loop.time())
+            except asyncio.CancelledError:
+                continue  # cancelled again (a stop, then a shutdown): the grace holds all the same
         task.cancel()
         task.add_done_callback(_retrieve)
         raise

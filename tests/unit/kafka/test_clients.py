@@ -31,6 +31,31 @@ async def test_a_cancel_waits_for_the_connect_then_is_raised():
     assert steps == ["connected"]
 
 
+async def test_a_second_cancel_does_not_cut_the_grace_short():
+    """A stop cancels, then a shutdown cancels again: the connect still finishes before the caller
+    goes on (and closes the client); before, the second cancel left it connecting after the close."""
+    steps: list[str] = []
+
+    async def connect() -> None:
+        await asyncio.sleep(0.2)
+        steps.append("connected")
+
+    async def caller() -> None:
+        try:
+            await settle_before_cancel(connect())
+        finally:
+            steps.append("closed")
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert steps == ["connected", "closed"]
+
+
 async def test_a_connect_that_hangs_past_the_grace_is_cancelled(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(clients, "START_GRACE_S", 0.1)
     ended: list[str] = []
