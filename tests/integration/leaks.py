@@ -1,10 +1,12 @@
-"""Which test made a Kafka connection that was never closed.
+"""Which test made a Kafka connection, producer or consumer that was never closed, and where.
 
-aiokafka warns about an unclosed connection when the garbage collector finds it, which is often during a
-later test (its warning then says "loop is closed"), and with ``filterwarnings = error`` that later test
-fails. Each connection here remembers the test that opened it, and the warning names it::
+aiokafka warns about an unclosed connection or client when the garbage collector finds it, which is
+often during a later test (its warning then says "loop is closed"), and with ``filterwarnings = error``
+that later test fails. Each one here remembers the test and the frames that made it, and the warning
+names them::
 
-    ResourceWarning: Unclosed AIOKafkaConnection opened during tests/integration/test_x.py::test_y (call)
+    ResourceWarning: Unclosed AIOKafkaConnection opened during tests/integration/test_x.py::test_y (call),
+    by create_conn (client.py:...) <- ...
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.conn import AIOKafkaConnection
 
 _connect = AIOKafkaConnection.connect
@@ -57,6 +60,28 @@ def _callers() -> str:
     return " <- ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in reversed(frames[-8:]))
 
 
+def _note_the_maker(cls: type[Any]) -> None:
+    """``cls`` (a client) remembers who made it; unclosed when collected, its warning says so."""
+    make, finalize = cls.__init__, cls.__del__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        self._made_during = os.environ.get("PYTEST_CURRENT_TEST", "no test")
+        self._made_by = _callers()
+        make(self, *args, **kwargs)
+
+    def warn_with_the_maker(self: Any, _warnings: Any = warnings) -> None:
+        if getattr(self, "_closed", True) is False:
+            made = f"made during {getattr(self, '_made_during', '?')}, by {getattr(self, '_made_by', '?')}"
+            _warnings.warn(f"Unclosed {cls.__name__} {made}", ResourceWarning, source=self)
+            self._closed = True  # said once, here
+        finalize(self)
+
+    cls.__init__ = init
+    cls.__del__ = warn_with_the_maker
+
+
 def install() -> None:
     AIOKafkaConnection.connect = _connect_noting_the_test  # type: ignore[method-assign]
     AIOKafkaConnection.__del__ = _warn_with_the_test  # type: ignore[method-assign]
+    for cls in (AIOKafkaProducer, AIOKafkaConsumer):
+        _note_the_maker(cls)
