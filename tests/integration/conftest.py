@@ -180,8 +180,8 @@ class Stack:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap)
-        await producer.start()
         try:
+            await producer.start()
             for key, doc in commands:
                 value = doc if isinstance(doc, bytes) or doc is None else orjson.dumps(doc)
                 await producer.send_and_wait(
