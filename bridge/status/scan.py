@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
 
@@ -39,6 +39,7 @@ OFFSET_OUT_OF_RANGE = 1
 PROBE_WAIT_MS = 10
 READ_WAIT_MS = 2000
 EMPTY_FETCHES = 5  # fetches in a row that bring nothing below the end: the lookup fails, never guesses
+LEADER_WAIT_S = 10.0  # a partition without a leader that serves it (a topic just created) is asked again
 
 
 Done = Callable[[list[RawRecord]], bool]
@@ -127,18 +128,34 @@ class Scanner:
     async def offset_at(self, topic: str, partition: int, at_ms: int) -> tuple[int, int]:
         """About the offset of the first record stamped ``at_ms`` or later (see ``_offset_at``), and
         the partition's high watermark."""
-        node = self._leader(topic, partition)
         async with self._borrowed() as client:
-            start, high = await _bounds(client, node, topic, partition)
+            node, start, high = await self._bounds(client, topic, partition)
             return (
                 await _offset_at(client, node, topic, partition, start, high, at_ms) if high > start else high
             ), high
 
-    def _leader(self, topic: str, partition: int) -> int:
-        node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
-        if node is None or node < 0:
-            raise LookupError_(f"no leader for {topic}[{partition}]")
-        return int(node)
+    async def _bounds(self, client: AIOKafkaClient, topic: str, partition: int) -> tuple[int, int, int]:
+        """The partition's leader, log start offset and high watermark. A leader not known yet, or one
+        that does not lead the partition (yet: a topic just created; or any more: leadership moved)
+        is looked up again, for at most ``LEADER_WAIT_S``."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + LEADER_WAIT_S, 0.05
+        while True:
+            node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
+            if node is None or node < 0:
+                why = "no leader"
+            else:
+                error, end, log_start, _ = await _fetch(client, node, topic, partition, 0, 1, PROBE_WAIT_MS)
+                if error in (0, OFFSET_OUT_OF_RANGE):
+                    return int(node), log_start or 0, end
+                why = f"broker error {error} ({for_code(error).__name__})"
+                if not for_code(error).invalid_metadata:
+                    raise LookupError_(f"cannot fetch {topic}[{partition}]: {why}")
+            if loop.time() + delay > deadline:
+                raise LookupError_(f"cannot fetch {topic}[{partition}]: {why} for {LEADER_WAIT_S:g}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            await self._client.force_metadata_update()
 
     async def partition(
         self,
@@ -160,10 +177,9 @@ class Scanner:
         (or up to ``below``, or to about the first record stamped ``until_ms``; or only the ``recent``
         newest records); stopped early once
         ``done`` says the records found are enough."""
-        node = self._leader(topic, partition)
         async with contextlib.AsyncExitStack() as stack:
             clients = [await stack.enter_async_context(self._borrowed())]
-            start, high = await _bounds(clients[0], node, topic, partition)
+            node, start, high = await self._bounds(clients[0], topic, partition)
             end = high
             if since_ms is not None and end > start:
                 start = await _offset_at(clients[0], node, topic, partition, start, end, since_ms)
@@ -266,14 +282,6 @@ async def _fetch(
                 log_start = part[4] if response.API_VERSION >= 5 else None
                 return part[1], part[2], log_start, part[-1] or b""
     return 0, offset, None, b""
-
-
-async def _bounds(client: AIOKafkaClient, node: int, topic: str, partition: int) -> tuple[int, int]:
-    """The partition's log start offset and its high watermark."""
-    error, end, log_start, _ = await _fetch(client, node, topic, partition, 0, 1, PROBE_WAIT_MS)
-    if error not in (0, OFFSET_OUT_OF_RANGE):
-        raise LookupError_(f"cannot fetch {topic}[{partition}]: broker error {error}")
-    return log_start or 0, end
 
 
 async def _offset_at(

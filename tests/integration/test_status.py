@@ -307,7 +307,7 @@ async def test_a_token_guards_an_admin_listener_off_loopback(stack: Stack, tmp_p
     status, body = await http_get(bridge, "/v1/commands/x", token="wrong")
     assert status == 401
     status, body = await http_get(bridge, "/v1/commands/x", token="s3cret-token")
-    assert status == 404 and body["state"] == "unknown"
+    assert status == 404 and body["state"] == "unknown", body
     status, body = await http_get(bridge, "/v1/commands/x", token="s3cret-token", payload="true")
     assert status == 403 and "show_payload" in body["error"]
 
