@@ -199,22 +199,22 @@ async def test_answered_duplicate_reused_and_tracked_from_both_members(stack: St
 
 async def test_not_consumed_then_waiting_behind_a_slow_key(stack: Stack, tmp_path: Path) -> None:
     stack.configure(admin=ADMIN)
-    first, second = uid("slow-first"), uid("slow-second")
+    first, head, second = uid("slow-first"), uid("slow-head"), uid("slow-second")
     key = b"slow-key"
     await stack.send((key, zilliant_command(first)))
     body = await status_json(stack, tmp_path, first, "--key", "slow-key")
     assert body["state"] == "not_consumed", body
     assert "lag 1" in body["summary"]
-    # long enough that the head is still in flight when it is looked up, two members and a lookup later
-    # on a slow broker (6 s was answered before the lookup on Apache Kafka in CI)
-    await stack.fault("zilliant", {"latency_ms": 15000})
     members = await two_members(stack)
-    await stack.send((key, zilliant_command(second)))
+    assert len(await stack.collect(1, within_s=60)) == 1
+    # the slow head is sent to the settled group: a rebalance while it is in flight would move it
+    await stack.fault("zilliant", {"latency_ms": 15000})
+    await stack.send((key, zilliant_command(head)), (key, zilliant_command(second)))
     owner, other = owner_and_other(members, stack, key)
     waiting = await wait_for_state(owner, second, "waiting", within_s=20, key="slow-key")
-    head = await lookup(owner, first, key="slow-key")
-    assert waiting["owner"]["queued_behind"] == head["record"]["offset"]
-    assert head["state"] == "in_flight" and head["owner"]["in_flight"]
+    looked_up = await lookup(owner, head, key="slow-key")
+    assert waiting["owner"]["queued_behind"] == looked_up["record"]["offset"]
+    assert looked_up["state"] == "in_flight" and looked_up["owner"]["in_flight"], looked_up
     elsewhere = await lookup(other, second, key="slow-key")
     assert "owner" not in elsewhere and elsewhere["state"] == "not_consumed"
     await stack.fault("zilliant", {})
