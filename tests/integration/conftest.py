@@ -291,10 +291,7 @@ async def stack(
         world.store_root = tmp_path_factory.mktemp("ledger-stores")
     yield world
     await world.close()
-    leaked = leaks.still_open(request.node.nodeid)
-    if leaked and os.environ.get("BRIDGE_LEAK_LOG"):
-        with open(os.environ["BRIDGE_LEAK_LOG"], "a") as log:
-            log.write("\n".join(leaked) + "\n")
+    leaks.note_still_open(request.node.nodeid)
 
 
 async def parked_records(stack: Stack) -> list[Any]:
