@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "performance.md"
 BLOCK = re.compile(r"<!-- suite-results: (?P<file>\S+) -->\n(?P<body>.*?)<!-- suite-results:end -->", re.S)
 
+QUIET_SHARE = 0.05  # the largest share of the machine other processes may take in a quiet run
+
 
 class ReportError(Exception):
     """An operator mistake, said in one line."""
@@ -44,6 +46,11 @@ def _n(value: float | None, fmt: str = "{:,.0f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _quiet_or_shared(share_max: float) -> str:
+    """How the page names the machine: quiet when other processes never took 5 % of it."""
+    return "quiet" if share_max < QUIET_SHARE else "shared with other work"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -54,7 +61,7 @@ def render(doc: dict[str, Any]) -> str:
     m = lambda scenario, run, field: _median(doc, scenario, run, field)  # noqa: E731
     lines = [
         f"Measured {doc['date']} at commit `{doc['commit']}` with `{doc['command']}` on "
-        f"{doc['machine']['cpus']} cores shared with other work: load average "
+        f"{doc['machine']['cpus']} cores ({_quiet_or_shared(load['share_max'])}): load average "
         f"{load['load_average_start'][0]:.1f} at the start, {load['load_average_end'][0]:.1f} at the end; "
         f"processes outside the benchmark used a median {_pct(load['share_median'])} "
         f"(at most {_pct(load['share_max'])}) of the machine during the runs. Medians of the rounds.",
