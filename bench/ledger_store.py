@@ -1,6 +1,8 @@
 """The ledger on local disk (ledger.store.path) with a large partition: RSS, disk, lookups, restores.
 
     python -m bench.ledger_store --ids 1000000
+    python -m bench.ledger_store --ids 1000000 --broker kafka --profile   # on Apache Kafka; the cold
+                                                                        # rebuild's top functions
     python -m bench.ledger_store --direct --ids 10000000   # no Kafka: RSS, disk and lookups at 10 M ids
 
 Fills ledger partition 0 with ``--ids`` done entries, then in a child process (its RSS its own):
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import random
 import shutil
 import subprocess
@@ -27,9 +31,11 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from bench.brokers import BROKERS
 from bench.ledger import fill, rss_mb
+from bench.scenarios import start_bench_broker
 from bridge.ledger.index import id_hash
-from bridge.local.broker import create_topics, start_broker
+from bridge.local.broker import create_topics
 
 
 def disk_bytes(path: str) -> int:
@@ -37,7 +43,7 @@ def disk_bytes(path: str) -> int:
 
 
 async def child(
-    bootstrap: str, ledger_topic: str, command_topic: str, path: str, ids: int, lookups: int
+    bootstrap: str, ledger_topic: str, command_topic: str, path: str, ids: int, lookups: int, profile: bool
 ) -> dict[str, Any]:
     from bridge.config.settings import Settings
     from bridge.ledger.store import Ledger
@@ -53,9 +59,15 @@ async def child(
     metrics = Metrics()
     ledger = Ledger(settings, None, metrics)  # type: ignore[arg-type]  # restore and lookups only
     before = rss_mb()
-    started = time.perf_counter()
+    profiler = cProfile.Profile() if profile else None
+    started, cpu = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
     await ledger.restore([TopicPartition(command_topic, 0)])
-    restore_s = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    restore_s, restore_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     where = (command_topic, 0)
     rng = random.Random(3)
     names = [f"cmd-{rng.randrange(ids):08d}" for _ in range(lookups)]
@@ -71,6 +83,7 @@ async def child(
     await ledger.close()
     return {
         "restore_s": round(restore_s, 2),
+        "restore_cpu_s": round(restore_cpu_s, 2),
         "records_read": read,
         "lookups_per_s": round(lookups / lookup_s),
         "lookups_found": found,
@@ -79,9 +92,9 @@ async def child(
     }
 
 
-async def run(ids: int, lookups: int) -> dict[str, Any]:
-    broker = await start_broker()
+async def run(ids: int, lookups: int, broker_kind: str, profile: bool) -> dict[str, Any]:
     path = tempfile.mkdtemp(prefix="bench-ledger-store-")
+    broker = await start_bench_broker(broker_kind, Path(path).with_suffix(".broker.log"))
     try:
         ledger_topic, command_topic = "bench.store.ledger", "bench.store.commands"
         await create_topics(broker.bootstrap, {ledger_topic: 1, command_topic: 1})
@@ -98,17 +111,21 @@ async def run(ids: int, lookups: int) -> dict[str, Any]:
         ]
         argv += ["--ids", str(ids), "--lookups", str(lookups)]
         runs = []
-        for _ in ("cold", "warm"):
+        for which in ("cold", "warm"):
+            profiled = [*argv, "--profile"] if profile and which == "cold" else argv
             out = await asyncio.to_thread(
-                subprocess.run, argv, capture_output=True, text=True, check=True, timeout=3600
+                subprocess.run, profiled, capture_output=True, text=True, check=True, timeout=3600
             )
+            if profile and which == "cold":
+                print(out.stderr, file=sys.stderr)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         size = disk_bytes(path)
     finally:
-        broker.kill()
+        await broker.stop()
         shutil.rmtree(path, ignore_errors=True)
     cold, warm = runs
     return {
+        "broker": broker_kind,
         "ids": ids,
         "fill_s": round(fill_s, 1),
         "cold": cold,
@@ -197,14 +214,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--direct", action="store_true", help="no Kafka: apply ids straight into a store (RSS, disk)"
     )
+    p.add_argument("--broker", choices=BROKERS, default="tansu", help="kafka: needs make kafka-jars")
+    p.add_argument("--profile", action="store_true", help="the cold rebuild's top functions (cProfile)")
     p.add_argument(
         "--child", nargs=4, metavar=("BOOTSTRAP", "LEDGER", "COMMANDS", "PATH"), help=argparse.SUPPRESS
     )
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(asyncio.run(child(*args.child, args.ids, args.lookups))))
+        print(json.dumps(asyncio.run(child(*args.child, args.ids, args.lookups, args.profile))))
         return 0
-    result = direct(args.ids, args.lookups) if args.direct else asyncio.run(run(args.ids, args.lookups))
+    if args.direct:
+        result = direct(args.ids, args.lookups)
+    else:
+        result = asyncio.run(run(args.ids, args.lookups, args.broker, args.profile))
     print(json.dumps(result, indent=2))
     return 0
 
