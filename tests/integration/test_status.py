@@ -227,7 +227,9 @@ async def test_not_consumed_then_waiting_behind_a_slow_key(stack: Stack, tmp_pat
 async def test_retry_backoff_shows_the_attempt_and_the_next_one(stack: Stack, tmp_path: Path) -> None:
     stack.configure(admin=ADMIN, targets={Z: {"retry": {"max_attempts": 3, "budget_s": 60}}})
     members = await two_members(stack)
-    await stack.fault("zilliant", {"rate_limit_next": {"count": 1, "retry_after": "6"}})
+    # the backoff is the window in which the lookups below must find the command in flight: wide
+    # enough for two members' lookups on a loaded machine
+    await stack.fault("zilliant", {"rate_limit_next": {"count": 1, "retry_after": "12"}})
     cid = uid("backoff")
     await stack.send((cid.encode(), zilliant_command(cid)))
     owner, other = owner_and_other(members, stack, cid.encode())
@@ -244,7 +246,7 @@ async def test_retry_backoff_shows_the_attempt_and_the_next_one(stack: Stack, tm
     assert cli["state"] in ("in_flight", "answered") and "dispatched" in kinds(
         cli
     )  # the CLI reads the topics
-    answered = await wait_for_state(other, cid, "answered", within_s=30)
+    answered = await wait_for_state(other, cid, "answered", within_s=45)
     assert "attempts=2" in answered["summary"]
 
 
