@@ -14,9 +14,9 @@ bridge killed (kill -9) or stopped (SIGTERM) and started again. Printed per inte
 answered, the added latency (record timestamp to outcome read) p50 and p99, the bridge's RSS, open
 file descriptors, asyncio tasks and ledger entries (from its metrics), and the faults begun. At the end:
 lost commands, duplicates (a kill -9 may explain up to ``engine.max_in_flight``), key-order breaks, and
-the drift after warm-up, the last quarter of the run against the first: RSS medians, the p99 medians
-of the calm intervals (no fault begun in them or the two before: a fault's own cost is not drift),
-whether descriptors or tasks grew; and what the faults added, p99 worst / first.
+the drift after warm-up, the last quarter of the run against the first: the medians of RSS, open
+descriptors and tasks, and of the p99 of the calm intervals (no fault begun in them or the two before:
+a fault's own cost is not drift); and what the faults added, p99 worst / first.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -244,6 +244,10 @@ def drift(intervals: list[Interval], warmup: int, calm_after: int = 2) -> str:
     quarter = len(steady) // 4
     head, tail = steady[:quarter], steady[-quarter:]
 
+    def median(part: list[int], gauge: Callable[[Interval], float | None]) -> str:
+        values = [v for n in part if (v := gauge(intervals[n])) is not None]
+        return f"{statistics.median(values):.0f}" if values else "-"
+
     def rss(part: list[int]) -> float:
         return statistics.median(intervals[n].rss_mb or 0.0 for n in part)
 
@@ -259,12 +263,12 @@ def drift(intervals: list[Interval], warmup: int, calm_after: int = 2) -> str:
         else "- (no calm interval in a quarter)"
     )
     p99s = [p for n in steady if not math.isnan(p := quantiles(intervals[n].latencies)[1])]
-    first, last = intervals[steady[0]], intervals[steady[-1]]
     return (
         f"drift after {warmup} warm-up interval(s), last quarter / first ({quarter} intervals each): "
         f"RSS median {rss(tail) / rss(head):.2f} x ({rss(head):.1f} -> {rss(tail):.1f} MB); "
         f"p99 median of calm intervals {calm_ratio}; "
-        f"fds {first.fds} -> {last.fds}; tasks {first.tasks} -> {last.tasks}\n"
+        f"fds median {median(head, lambda i: i.fds)} -> {median(tail, lambda i: i.fds)}; "
+        f"tasks median {median(head, lambda i: i.tasks)} -> {median(tail, lambda i: i.tasks)}\n"
         f"faults: p99 worst / first {max(p99s) / p99s[0] if p99s else float('nan'):.2f} x"
     )
 
