@@ -4,6 +4,7 @@
     python -m bench.ledger_store --ids 1000000 --broker kafka --profile   # on Apache Kafka; the cold
                                                                         # rebuild's top functions
     python -m bench.ledger_store --direct --ids 10000000   # no Kafka: RSS, disk and lookups at 10 M ids
+    python -m bench.ledger_store --fill-curve --ids 1500000 --stores 4   # RSS as the stores fill
 
 Fills ledger partition 0 with ``--ids`` done entries, then in a child process (its RSS its own):
 a cold rebuild into an empty store (entries/s), ``--lookups`` random lookups through the ledger's
@@ -207,6 +208,53 @@ def direct(ids: int, lookups: int) -> dict[str, Any]:
     }
 
 
+def fill_curve(ids: int, stores: int) -> dict[str, Any]:
+    """Without Kafka: ``ids`` entries written as a running bridge's follower writes them (batches of 50
+    into ``stores`` partition stores in turn, one lookup per entry written), the RSS every 100,000:
+    how long the stores' bounded memory (block cache, memtables) takes to fill, and that it stops."""
+    from dataclasses import dataclass
+
+    from bridge.ledger.checkpoint import Identity
+    from bridge.ledger.rocks import PartitionStore, rocks_options
+
+    @dataclass(slots=True)
+    class Rec:
+        offset: int
+        key: bytes
+        value: bytes
+
+    path = tempfile.mkdtemp(prefix="bench-ledger-curve-")
+    options = rocks_options(32)
+    opened = [
+        PartitionStore(Path(path) / str(p), Identity("ledger", p, stores), options) for p in range(stores)
+    ]
+    now, rng, batch = int(time.time() * 1000), random.Random(1), 50
+    value = (
+        b'{"v":1,"kind":"command","state":"done","fp":"0123456789abcdef","at":%d,"offset":%d,'
+        b'"attempt":1,"status":"queued","ref":"job-%08d","event":"0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"}'
+    )
+    offsets, curve = [0] * stores, {0: round(rss_mb(), 1)}
+    try:
+        for first in range(0, ids, batch):
+            p = (first // batch) % stores
+            records = [
+                Rec(offsets[p] + j, b"cmd:t:cmd-%09d" % (first + j), value % (now, first + j, first + j))
+                for j in range(batch)
+            ]
+            offsets[p] += batch
+            opened[p].apply(records, now)
+            for _ in range(batch):
+                k = rng.randrange(first + 1)
+                opened[(k // batch) % stores].get(b"cmd:t:cmd-%09d" % k)
+            if (first + batch) % 100_000 == 0:
+                curve[first + batch] = round(rss_mb(), 1)
+    finally:
+        for store in opened:
+            store.close()
+        shutil.rmtree(path, ignore_errors=True)
+    return {"ids": ids, "stores": stores, "cache_mb": 32, "rss_mb_by_entries_written": curve}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ledger_store", description=__doc__.splitlines()[0])
     p.add_argument("--ids", type=int, default=1_000_000)
@@ -214,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--direct", action="store_true", help="no Kafka: apply ids straight into a store (RSS, disk)"
     )
+    p.add_argument("--fill-curve", action="store_true", help="no Kafka: RSS as --stores stores fill")
+    p.add_argument("--stores", type=int, default=4, help="--fill-curve: partition stores written in turn")
     p.add_argument("--broker", choices=BROKERS, default="tansu", help="kafka: needs make kafka-jars")
     p.add_argument("--profile", action="store_true", help="the cold rebuild's top functions (cProfile)")
     p.add_argument(
@@ -223,7 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         print(json.dumps(asyncio.run(child(*args.child, args.ids, args.lookups, args.profile))))
         return 0
-    if args.direct:
+    if args.fill_curve:
+        result = fill_curve(args.ids, args.stores)
+    elif args.direct:
         result = direct(args.ids, args.lookups)
     else:
         result = asyncio.run(run(args.ids, args.lookups, args.broker, args.profile))
