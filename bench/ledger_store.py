@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,9 @@ def direct(ids: int, lookups: int) -> dict[str, Any]:
 def fill_curve(ids: int, stores: int) -> dict[str, Any]:
     """Without Kafka: ``ids`` entries written as a running bridge's follower writes them (batches of 50
     into ``stores`` partition stores in turn, one lookup per entry written), the RSS every 100,000:
-    how long the stores' bounded memory (block cache, memtables) takes to fill, and that it stops."""
+    how long the stores' bounded memory (block cache, memtables) takes to fill, and that it stops.
+    Also how long each call holds the event loop (an apply, a lookup, then one whole expiry sweep of
+    the filled stores, step by step), since the bridge makes them on its loop."""
     from dataclasses import dataclass
 
     from bridge.ledger.checkpoint import Identity
@@ -234,6 +237,8 @@ def fill_curve(ids: int, stores: int) -> dict[str, Any]:
         b'"attempt":1,"status":"queued","ref":"job-%08d","event":"0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"}'
     )
     offsets, curve = [0] * stores, {0: round(rss_mb(), 1)}
+    applies, gets, sweep_steps = Held(), Held(every=20), Held()  # constant memory: the RSS is measured
+    clock = time.perf_counter
     try:
         for first in range(0, ids, batch):
             p = (first // batch) % stores
@@ -242,17 +247,65 @@ def fill_curve(ids: int, stores: int) -> dict[str, Any]:
                 for j in range(batch)
             ]
             offsets[p] += batch
+            began = clock()
             opened[p].apply(records, now)
+            applies.add(clock() - began)
             for _ in range(batch):
                 k = rng.randrange(first + 1)
+                began = clock()
                 opened[(k // batch) % stores].get(b"cmd:t:cmd-%09d" % k)
+                gets.add(clock() - began)
             if (first + batch) % 100_000 == 0:
                 curve[first + batch] = round(rss_mb(), 1)
+        for store in opened:  # a sweep that finds nothing expired reads and judges every key
+            start: bytes | None = b"cmd:"
+            while start is not None:
+                began = clock()
+                _, start = store.expire(start, now - 86_400_000)
+                sweep_steps.add(clock() - began)
     finally:
         for store in opened:
             store.close()
         shutil.rmtree(path, ignore_errors=True)
-    return {"ids": ids, "stores": stores, "cache_mb": 32, "rss_mb_by_entries_written": curve}
+    return {
+        "ids": ids,
+        "stores": stores,
+        "cache_mb": 32,
+        "rss_mb_by_entries_written": curve,
+        "loop_held_ms": {
+            "apply_50_entries": applies.summary(),
+            "lookup": gets.summary(),
+            "sweep_step_10000_keys": sweep_steps.summary(),
+        },
+    }
+
+
+class Held:
+    """Durations in constant memory: every ``every``-th kept for p50 and p99 (an ``array``), the
+    longest and the count over 5 ms exact."""
+
+    def __init__(self, every: int = 1) -> None:
+        self.every, self.seen, self.longest, self.over_5ms = every, 0, 0.0, 0
+        self.sample = array("d")
+
+    def add(self, seconds: float) -> None:
+        if self.seen % self.every == 0:
+            self.sample.append(seconds)
+        self.seen += 1
+        self.longest = max(self.longest, seconds)
+        self.over_5ms += seconds > 0.005
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.sample)
+        if not ordered:
+            return {}
+        return {
+            "p50": round(ordered[len(ordered) // 2] * 1000, 3),
+            "p99": round(ordered[int(len(ordered) * 0.99)] * 1000, 3),
+            "max": round(self.longest * 1000, 1),
+            "over_5ms": self.over_5ms,
+            "count": self.seen,
+        }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
