@@ -43,6 +43,15 @@ def test_a_command_that_starts_before_its_predecessor_sent_its_outcome_breaks_ke
     assert order_violations(overlapping) == 1
 
 
+def test_an_outcome_without_timing_leaves_only_its_own_pair_unjudged():
+    mixed = {
+        "x-0": arrival(b"a", 100.0, 110),
+        "x-1": Arrival(1.0, 1.0, "queued", b"a", 120),  # a parked command's outcome: no timing header
+        "x-2": arrival(b"a", 115.0, 140),  # started before x-1's outcome at 120
+    }
+    assert order_violations(mixed) == 1
+
+
 def test_order_follows_the_command_index_not_the_arrival():
     # x-10 was sent after x-9: compared by index, not by string order ("x-10" < "x-9")
     found = {"x-10": arrival(b"a", 200.0, 210), "x-9": arrival(b"a", 100.0, 150)}
