@@ -28,6 +28,7 @@ import tempfile
 import time
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,15 @@ from bench.ledger import fill, rss_mb
 from bench.scenarios import start_bench_broker
 from bridge.ledger.index import id_hash
 from bridge.local.broker import create_topics
+
+
+@dataclass(slots=True)
+class Rec:
+    """A changelog record as the store's ``apply`` reads it (aiokafka's ConsumerRecord in the bridge)."""
+
+    offset: int
+    key: bytes
+    value: bytes
 
 
 def disk_bytes(path: str) -> int:
@@ -142,19 +152,11 @@ def direct(ids: int, lookups: int) -> dict[str, Any]:
     store, as a rebuild applies what it fetched, then lookups through the ledger's command path, RSS
     and disk. The store's share of a rebuild, and the memory and disk at sizes the broker here
     cannot be filled to in time."""
-    from dataclasses import dataclass
-
     from bridge.config.settings import Settings
     from bridge.ledger.checkpoint import Identity
     from bridge.ledger.rocks import PartitionStore
     from bridge.ledger.store import Ledger
     from bridge.observability.metrics import Metrics
-
-    @dataclass(slots=True)
-    class Rec:
-        offset: int
-        key: bytes
-        value: bytes
 
     path = tempfile.mkdtemp(prefix="bench-ledger-direct-")
     topic = "workflow.run.commands"
@@ -215,16 +217,8 @@ def fill_curve(ids: int, stores: int) -> dict[str, Any]:
     how long the stores' bounded memory (block cache, memtables) takes to fill, and that it stops.
     Also how long each call holds the event loop (an apply, a lookup, then one whole expiry sweep of
     the filled stores, step by step), since the bridge makes them on its loop."""
-    from dataclasses import dataclass
-
     from bridge.ledger.checkpoint import Identity
     from bridge.ledger.rocks import PartitionStore, rocks_options
-
-    @dataclass(slots=True)
-    class Rec:
-        offset: int
-        key: bytes
-        value: bytes
 
     path = tempfile.mkdtemp(prefix="bench-ledger-curve-")
     options = rocks_options(32)
