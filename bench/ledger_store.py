@@ -106,7 +106,8 @@ async def child(
 
 async def run(ids: int, lookups: int, broker_kind: str, profile: bool) -> dict[str, Any]:
     path = tempfile.mkdtemp(prefix="bench-ledger-store-")
-    broker = await start_bench_broker(broker_kind, Path(path).with_suffix(".broker.log"))
+    broker_log = Path(path).with_suffix(".broker.log")  # beside the store: its disk figure is the store's
+    broker = await start_bench_broker(broker_kind, broker_log)
     try:
         ledger_topic, command_topic = "bench.store.ledger", "bench.store.commands"
         await create_topics(broker.bootstrap, {ledger_topic: 1, command_topic: 1})
@@ -135,6 +136,7 @@ async def run(ids: int, lookups: int, broker_kind: str, profile: bool) -> dict[s
     finally:
         await broker.stop()
         shutil.rmtree(path, ignore_errors=True)
+        broker_log.unlink(missing_ok=True)
     cold, warm = runs
     return {
         "broker": broker_kind,
