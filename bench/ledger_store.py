@@ -37,6 +37,7 @@ from aiokafka import TopicPartition
 from bench.brokers import BROKERS
 from bench.ledger import fill, rss_mb
 from bench.scenarios import start_bench_broker
+from bench.stats import percentile
 from bridge.ledger.index import id_hash
 from bridge.local.broker import create_topics
 
@@ -48,6 +49,17 @@ class Rec:
     offset: int
     key: bytes
     value: bytes
+
+
+DONE_ENTRY = (  # a ledger ``done`` entry's value: fingerprint, written at, offset, reference number
+    b'{"v":1,"kind":"command","state":"done","fp":"%016x","at":%d,"offset":%d,"attempt":1,'
+    b'"status":"queued","ref":"job-%08d","event":"0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"}'
+)
+
+
+def done_value(i: int, now_ms: int) -> bytes:
+    """The ``done`` entry of the ``i``-th command (its offset ``i``), written at ``now_ms``."""
+    return DONE_ENTRY % ((i * 2654435761) & (2**64 - 1), now_ms, i, i)
 
 
 def disk_bytes(path: str) -> int:
@@ -174,15 +186,11 @@ def direct(ids: int, lookups: int) -> dict[str, Any]:
     disk.stores[0] = store
     before = rss_mb()
     now = int(time.time() * 1000)
-    template = (
-        b'{"v":1,"kind":"command","state":"done","fp":"%016x","at":%d,"offset":%d,"attempt":1,'
-        b'"status":"queued","ref":"job-%08d","event":"0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"}'
-    )
     prefix = f"cmd:{topic}:".encode()
     apply_s = 0.0
     for first in range(0, ids, 10_000):
         batch = [
-            Rec(i, prefix + b"cmd-%08d" % i, template % ((i * 2654435761) & (2**64 - 1), now, i, i))
+            Rec(i, prefix + b"cmd-%08d" % i, done_value(i, now))
             for i in range(first, min(ids, first + 10_000))
         ]
         started = time.perf_counter()
@@ -228,10 +236,6 @@ def fill_curve(ids: int, stores: int) -> dict[str, Any]:
         PartitionStore(Path(path) / str(p), Identity("ledger", p, stores), options) for p in range(stores)
     ]
     now, rng, batch = int(time.time() * 1000), random.Random(1), 50
-    value = (
-        b'{"v":1,"kind":"command","state":"done","fp":"0123456789abcdef","at":%d,"offset":%d,'
-        b'"attempt":1,"status":"queued","ref":"job-%08d","event":"0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"}'
-    )
     offsets, curve = [0] * stores, {0: round(rss_mb(), 1)}
     applies, gets, sweep_steps = Held(), Held(every=20), Held()  # constant memory: the RSS is measured
     clock = time.perf_counter
@@ -239,7 +243,7 @@ def fill_curve(ids: int, stores: int) -> dict[str, Any]:
         for first in range(0, ids, batch):
             p = (first // batch) % stores
             records = [
-                Rec(offsets[p] + j, b"cmd:t:cmd-%09d" % (first + j), value % (now, first + j, first + j))
+                Rec(offsets[p] + j, b"cmd:t:cmd-%09d" % (first + j), done_value(first + j, now))
                 for j in range(batch)
             ]
             offsets[p] += batch
@@ -292,12 +296,12 @@ class Held:
         self.over_5ms += seconds > 0.005
 
     def summary(self) -> dict[str, float]:
-        ordered = sorted(self.sample)
-        if not ordered:
+        p50, p99 = percentile(self.sample, 0.5), percentile(self.sample, 0.99)
+        if p50 is None or p99 is None:
             return {}
         return {
-            "p50": round(ordered[len(ordered) // 2] * 1000, 3),
-            "p99": round(ordered[int(len(ordered) * 0.99)] * 1000, 3),
+            "p50": round(p50 * 1000, 3),
+            "p99": round(p99 * 1000, 3),
             "max": round(self.longest * 1000, 1),
             "over_5ms": self.over_5ms,
             "count": self.seen,
