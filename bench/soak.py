@@ -243,33 +243,33 @@ def drift(intervals: list[Interval], warmup: int, calm_after: int = 2) -> str:
         return "drift: too few intervals after warm-up to judge"
     quarter = len(steady) // 4
     head, tail = steady[:quarter], steady[-quarter:]
+    p99 = {n: quantiles(intervals[n].latencies)[1] for n in steady}
 
-    def median(part: list[int], gauge: Callable[[Interval], float | None]) -> str:
-        values = [v for n in part if (v := gauge(intervals[n])) is not None]
-        return f"{statistics.median(values):.0f}" if values else "-"
+    def median(part: list[int], gauge: Callable[[int], float | None]) -> float | None:
+        values = [v for n in part if (v := gauge(n)) is not None and not math.isnan(v)]
+        return statistics.median(values) if values else None
 
-    def rss(part: list[int]) -> float:
-        return statistics.median(intervals[n].rss_mb or 0.0 for n in part)
+    def calm_p99(n: int) -> float | None:
+        return p99[n] if calm(intervals, n, calm_after) else None
 
-    def calm_p99(part: list[int]) -> float | None:
-        p99s = [quantiles(intervals[n].latencies)[1] for n in part if calm(intervals, n, calm_after)]
-        p99s = [p for p in p99s if not math.isnan(p)]
-        return statistics.median(p99s) if p99s else None
+    def gauge_text(gauge: Callable[[int], float | None]) -> str:
+        return " -> ".join(fmt(median(part, gauge), ".0f") for part in (head, tail))
 
-    first_p99, last_p99 = calm_p99(head), calm_p99(tail)
+    rss_head, rss_tail = (median(part, lambda n: intervals[n].rss_mb) or 0.0 for part in (head, tail))
+    first_p99, last_p99 = median(head, calm_p99), median(tail, calm_p99)
     calm_ratio = (
         f"{last_p99 / first_p99:.2f} x ({first_p99 * 1000:.0f} -> {last_p99 * 1000:.0f} ms)"
         if first_p99 and last_p99
         else "- (no calm interval in a quarter)"
     )
-    p99s = [p for n in steady if not math.isnan(p := quantiles(intervals[n].latencies)[1])]
+    measured = [p99[n] for n in steady if not math.isnan(p99[n])]
     return (
         f"drift after {warmup} warm-up interval(s), last quarter / first ({quarter} intervals each): "
-        f"RSS median {rss(tail) / rss(head):.2f} x ({rss(head):.1f} -> {rss(tail):.1f} MB); "
+        f"RSS median {rss_tail / rss_head:.2f} x ({rss_head:.1f} -> {rss_tail:.1f} MB); "
         f"p99 median of calm intervals {calm_ratio}; "
-        f"fds median {median(head, lambda i: i.fds)} -> {median(tail, lambda i: i.fds)}; "
-        f"tasks median {median(head, lambda i: i.tasks)} -> {median(tail, lambda i: i.tasks)}\n"
-        f"faults: p99 worst / first {max(p99s) / p99s[0] if p99s else float('nan'):.2f} x"
+        f"fds median {gauge_text(lambda n: intervals[n].fds)}; "
+        f"tasks median {gauge_text(lambda n: intervals[n].tasks)}\n"
+        f"faults: p99 worst / first {max(measured) / measured[0] if measured else float('nan'):.2f} x"
     )
 
 
