@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Collection
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
@@ -176,6 +177,13 @@ async def read_to_end(
             wait_longer(consumer)
         if deadline is not None and loop.time() > deadline:
             raise TimeoutError(f"no fetch answer for {sorted(pending)} within {idle_s:.0f}s")
+
+
+def raw_client(consumer: AIOKafkaConsumer) -> AIOKafkaClient:
+    """A started consumer's own client, for requests below the consumer (see bridge/kafka/changelog.py):
+    its connections and metadata, no second bootstrap. aiokafka has no public accessor for it."""
+    client: AIOKafkaClient = consumer._client
+    return client
 
 
 def wait_longer(consumer: AIOKafkaConsumer) -> int:

@@ -38,9 +38,10 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
 from bridge.errors import StartupError
-from bridge.kafka.clients import make_reader, read_to_end, started
+from bridge.kafka.changelog import ChangelogReader, Record
+from bridge.kafka.clients import make_reader, raw_client, started
 from bridge.ledger.checkpoint import Identity, decide
-from bridge.ledger.rocks import PartitionStore, Record, StoreUnreadable, lock_directory, rocks_options
+from bridge.ledger.rocks import PartitionStore, StoreUnreadable, lock_directory, rocks_options
 from bridge.observability.metrics import Metrics
 from bridge.observability.repeats import COLLAPSE
 
@@ -135,24 +136,30 @@ class DiskLedger:
 
     async def _read_tail(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> int:
         """Apply each partition's records from its store's checkpoint to its end; returns how many."""
-        tps = {tp for tp in tps if tp.partition in self.stores}
-        if not tps:
+        partitions = {tp.partition for tp in tps if tp.partition in self.stores}
+        if not partitions:
             return 0
-        consumer.assign(list(tps))
-        for tp in tps:
-            consumer.seek(tp, self.stores[tp.partition].next_offset)
-        read = 0
+        if consumer.assignment():
+            consumer.pause(*consumer.assignment())  # read below the consumer: its fetcher stays idle
         snapshot = self._kafka.transactions == "on"
-        batches = read_to_end(consumer, tps, snapshot_end=snapshot, max_records=self._batch)
-        async for ltp, records in batches:
+        reader = ChangelogReader(
+            raw_client(consumer),
+            self.topic,
+            {p: self.stores[p].next_offset for p in sorted(partitions)},
+            read_committed=self._kafka.transactions != "off",
+            snapshot_end=snapshot,
+            max_records=self._batch,
+        )
+        read = 0
+        async for partition, records in reader.batches():
             read += len(records)
-            self._metrics.ledger_restore_records(self._source.get(ltp.partition, "tail"), len(records))
-            self._applied(ltp.partition, records)
+            self._metrics.ledger_restore_records(self._source.get(partition, "tail"), len(records))
+            self._applied(partition, records)
         if not snapshot:  # every record before the position was read: the checkpoint may say so
-            for tp in tps:
-                store = self.stores.get(tp.partition)
+            for partition, position in reader.positions.items():
+                store = self.stores.get(partition)
                 if store is not None:
-                    store.mark(await consumer.position(tp), self._now_ms())
+                    store.mark(position, self._now_ms())
         return read
 
     async def _catch_up(self) -> None:

@@ -19,25 +19,17 @@ import fcntl
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import orjson
 from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
 
 from bridge.errors import StartupError
+from bridge.kafka.changelog import Record
 from bridge.ledger.checkpoint import Checkpoint, Corrupt, Identity, encode, read_checkpoint
 
 CHECKPOINT_KEY = b"\x00checkpoint"  # entry keys start with a letter: no entry sorts or collides here
 SWEEP_CHUNK = 10_000  # keys looked at per step of the expiry sweep (a few ms on the event loop)
-
-
-class Record(Protocol):
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 class StoreUnreadable(Exception):

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
-from bridge.kafka.clients import make_reader, read_to_end, started
+from bridge.kafka.changelog import ChangelogReader
+from bridge.kafka.clients import make_reader, raw_client, started
 from bridge.ledger.disk import DiskLedger
 from bridge.ledger.entries import (
     COMMAND_PREFIX,
@@ -387,30 +388,23 @@ class Ledger:
                 await asyncio.sleep(self._backoff_s)
 
     async def _read_once(self, fresh: dict[PartitionKey, CommandIndex]) -> int:
-        remaining = {TopicPartition(self.topic, partition) for _, partition in fresh}
-        async with started(make_reader(self._kafka, fetch_max_wait_ms=10)) as consumer:
-            consumer.assign(list(remaining))
-            await consumer.seek_to_beginning(*remaining)
-            return await self._drain_partitions(consumer, remaining, fresh)
-
-    async def _drain_partitions(
-        self,
-        consumer: AIOKafkaConsumer,
-        remaining: set[TopicPartition],
-        fresh: dict[PartitionKey, CommandIndex],
-    ) -> int:
         read, now_ms = 0, self._now_ms()
-        # with transactions, to the end seen first: another partition's transactions keep the stable
-        # offset behind the high watermark, and this partition's previous owner is fenced already
-        snapshot = self._kafka.transactions == "on"
-        batches = read_to_end(
-            consumer, remaining, snapshot_end=snapshot, max_records=self._settings.restore_batch
-        )
-        async for ltp, records in batches:
-            read += len(records)
-            self._metrics.ledger_restore_records("memory", len(records))
-            for record in records:
-                self._load(fresh, ltp.partition, record.key, record.value, now_ms)
+        async with started(make_reader(self._kafka, fetch_max_wait_ms=10)) as consumer:
+            # with transactions, to the end seen first: another partition's transactions keep the
+            # stable offset behind the high watermark, and this partition's previous owner is fenced
+            reader = ChangelogReader(
+                raw_client(consumer),
+                self.topic,
+                {partition: 0 for _, partition in fresh},
+                read_committed=self._kafka.transactions != "off",
+                snapshot_end=self._kafka.transactions == "on",
+                max_records=self._settings.restore_batch,
+            )
+            async for partition, records in reader.batches():
+                read += len(records)
+                self._metrics.ledger_restore_records("memory", len(records))
+                for record in records:
+                    self._load(fresh, partition, record.key, record.value, now_ms)
         return read
 
     def _load(

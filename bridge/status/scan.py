@@ -24,16 +24,15 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, for_code
-from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
 
 from bridge.config.settings import KafkaSettings
 from bridge.errors import BridgeError
+from bridge.kafka.changelog import OFFSET_OUT_OF_RANGE, fetch
 from bridge.kafka.clients import settle_before_cancel
 from bridge.kafka.options import client_options
 from bridge.status.facts import RawRecord
 
-OFFSET_OUT_OF_RANGE = 1
 # Tansu answers a fetch with max_wait 0 with no records at all, and one that cannot gather its
 # records within max_wait with none either: short to find an empty partition, long to read one
 PROBE_WAIT_MS = 10
@@ -271,17 +270,14 @@ async def _fetch(
     client: AIOKafkaClient, node: int, topic: str, partition: int, offset: int, max_bytes: int, wait_ms: int
 ) -> tuple[int, int, int | None, bytes]:
     """(error code, high watermark, log start offset or None, record bytes)."""
-    request = FetchRequest(wait_ms, 1, max_bytes, 0, [(topic, [(partition, offset, max_bytes)])])
     try:
-        response = await client.send(node, request)
+        found = await fetch(
+            client, node, topic, {partition: offset}, partition_bytes=max_bytes, wait_ms=wait_ms
+        )
     except KafkaError as exc:
         raise LookupError_(f"cannot fetch {topic}[{partition}]: {exc}") from exc
-    for name, parts in response.topics:
-        for part in parts:
-            if name == topic and part[0] == partition:
-                log_start = part[4] if response.API_VERSION >= 5 else None
-                return part[1], part[2], log_start, part[-1] or b""
-    return 0, offset, None, b""
+    part = found.get(partition)
+    return (part.error, part.high, part.log_start, part.data) if part is not None else (0, offset, None, b"")
 
 
 async def _offset_at(
