@@ -126,13 +126,24 @@ class DiskLedger:
             )
             for tp in sorted(tps):
                 self._open(tp.partition, Identity(self.topic, tp.partition, count), starts.get(tp), ends[tp])
-            read = await self._read_tail(consumer, tps)
+            rebuilt = {p for p in partitions if self._source.get(p) == "rebuild" and p in self.stores}
+            self._bulk_load(rebuilt, True)
+            try:
+                read = await self._read_tail(consumer, tps)
+            finally:
+                self._bulk_load(rebuilt, False)
         for p in sorted(partitions):
             store = self.stores.get(p)  # None: revoked meanwhile
             for key, value in store.scan(b"trk:") if store is not None else ():
                 load(p, key, value)
         self._ensure_follower()
         return read
+
+    def _bulk_load(self, partitions: set[int], on: bool) -> None:
+        for partition in partitions:
+            store = self.stores.get(partition)  # None: revoked (and closed) meanwhile
+            if store is not None:
+                store.bulk_load(on)
 
     async def _read_tail(self, consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> int:
         """Apply each partition's records from its store's checkpoint to its end; returns how many."""

@@ -106,6 +106,30 @@ def test_records_and_checkpoint_are_written_together_and_only_forward(tmp_path: 
     reopened.close()
 
 
+def in_memtable(store: PartitionStore) -> int:
+    """Entries in the store's active memtable (a full one is switched for a new one as it fills)."""
+    return int(store._db.property_int_value("rocksdb.num-entries-active-mem-table") or 0)
+
+
+def test_a_bulk_load_keeps_writes_in_memory_and_flushes_them_when_it_ends(tmp_path: Path) -> None:
+    """12 MB of entries: more than a steady-state memtable holds (8 MB), less than a bulk load's."""
+    value = b"x" * 1000
+    records = [Rec(i, b"cmd:%08d" % i, value) for i in range(12_000)]
+    steady = PartitionStore(tmp_path / "0", HERE, rocks_options(8))
+    bulk = PartitionStore(tmp_path / "1", HERE, rocks_options(8))
+    bulk.bulk_load(True)
+    for start in range(0, len(records), 1000):  # as a restore applies them, a fetch at a time
+        steady.apply(records[start : start + 1000], NOW)
+        bulk.apply(records[start : start + 1000], NOW)
+    assert in_memtable(steady) < 9_000, "the steady-state memtable held a bulk load's worth"
+    assert in_memtable(bulk) == 12_000 + 12, "a bulk load switched memtables before 64 MB"  # + checkpoints
+    bulk.bulk_load(False)
+    assert in_memtable(bulk) == 0, "the end of a bulk load left the large memtable in memory"
+    assert bulk.get(b"cmd:00011999") == value and bulk.checkpoint() == at(12_000, written=NOW)
+    steady.close()
+    bulk.close()
+
+
 def test_a_checkpoint_key_no_entry_can_have_and_a_scan_by_prefix(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path / "0", HERE, rocks_options(8))
     store.apply([Rec(5, b"trk:t:1", b"x"), Rec(6, b"cmd:t:1", b"y"), Rec(7, b"trk:t:2", b"z")], NOW)
