@@ -228,7 +228,7 @@ def fill_curve(ids: int, stores: int) -> dict[str, Any]:
     Also how long each call holds the event loop (an apply, a lookup, then one whole expiry sweep of
     the filled stores, step by step), since the bridge makes them on its loop."""
     from bridge.ledger.checkpoint import Identity
-    from bridge.ledger.rocks import PartitionStore, rocks_options
+    from bridge.ledger.rocks import SWEEP_CHUNK, PartitionStore, rocks_options
 
     path = tempfile.mkdtemp(prefix="bench-ledger-curve-")
     options = rocks_options(32)
@@ -275,7 +275,7 @@ def fill_curve(ids: int, stores: int) -> dict[str, Any]:
         "loop_held_ms": {
             "apply_50_entries": applies.summary(),
             "lookup": gets.summary(),
-            "sweep_step_10000_keys": sweep_steps.summary(),
+            f"sweep_step_{SWEEP_CHUNK}_keys": sweep_steps.summary(),
         },
     }
 
