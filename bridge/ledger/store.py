@@ -130,6 +130,7 @@ class Ledger:
         self._producer = producer
         self._metrics = metrics
         metrics.duplicate_reasons([*_DUPLICATE_REASON.values(), DEAD_LETTER_AGAIN])
+        metrics.watch_ledger(lambda: self.entries)
         self._clock = clock
         self._indexes: dict[PartitionKey, CommandIndex] = {}
         self._assigned: set[PartitionKey] = set()
@@ -270,7 +271,6 @@ class Ledger:
         """The command's fate is decided: release any record of the same id waiting for it."""
         if ticket.settled is None:
             return
-        self._metrics.ledger_entries(self.entries)
         if self._pending.get((ticket.partition, ticket.id_key)) is ticket.settled:
             del self._pending[(ticket.partition, ticket.id_key)]
         if not ticket.settled.done():
@@ -298,7 +298,6 @@ class Ledger:
         dropped = sum(index.expire(now_ms) for index in self._indexes.values())
         if dropped:
             log.info("ledger forgot %d command id(s) older than %.0fs", dropped, self._settings.retention_s)
-        self._metrics.ledger_entries(self.entries)
 
     # -- partitions ------------------------------------------------------------------------------
 
@@ -310,7 +309,6 @@ class Ledger:
         if self._disk is not None:  # a ledger partition's store closes when no command partition needs it
             still = {partition for _, partition in self._assigned}
             self._disk.forget({tp.partition for tp in tps} - still)
-        self._metrics.ledger_entries(self.entries)
         if self._sibling is not None:
             self._sibling.forget(tps)
 
@@ -337,7 +335,6 @@ class Ledger:
         elapsed = time.perf_counter() - started
         kept = sum(len(index) for index in fresh.values())
         self._metrics.ledger_restored(elapsed)
-        self._metrics.ledger_entries(self.entries)
         log.info(
             "ledger restored for %d partition(s): %d record(s) read, %d id(s) remembered, in %.2fs",
             len(wanted),
@@ -362,7 +359,6 @@ class Ledger:
             sibling.restore_finished([where for where in wanted if where in self._assigned])
         elapsed = time.perf_counter() - started
         self._metrics.ledger_restored(elapsed)
-        self._metrics.ledger_entries(self.entries)
         rebuilt = disk.rebuilt - before
         log.info(
             "ledger restored for %d partition(s) from the local store: %d record(s) read, "

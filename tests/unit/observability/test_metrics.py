@@ -84,9 +84,12 @@ def test_ledger_verbs_and_in_doubt_series_exist_from_the_start() -> None:
     assert value(m, "bridge_unknown_outcomes_total", target="loans", resolution="reported") == 0
     m.unknown_outcome("loans", "reported")
     m.duplicate("done")
-    m.ledger_entries(42)
+    entries = [42]
+    m.watch_ledger(lambda: entries[0])
     m.ledger_restored(0.3)
     assert value(m, "bridge_unknown_outcomes_total", target="loans", resolution="reported") == 1
     assert value(m, "bridge_duplicates_total", reason="done") == 1
     assert value(m, "bridge_ledger_entries") == 42
+    entries[0] = 43
+    assert value(m, "bridge_ledger_entries") == 43  # read when scraped
     assert value(m, "bridge_ledger_restore_seconds_count") == 1
