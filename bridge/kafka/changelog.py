@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient
@@ -31,21 +30,13 @@ from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
 from aiokafka.record.memory_records import MemoryRecords
 
 from bridge.kafka.clients import STARVED_WAIT_MAX_MS
+from bridge.kafka.ports import Record
 
 OFFSET_OUT_OF_RANGE = 1
 PARTITION_BYTES = 4 << 20  # per partition and fetch: large responses, few round trips
 FIRST_WAIT_MS = 10  # a fetch's max wait while records are there; doubled while a fetch brings none
 LEADER_WAIT_S = 10.0  # a partition without a leader (leadership moving) is asked again, this long
 READ_COMMITTED, READ_UNCOMMITTED = 1, 0
-
-
-class Record(Protocol):
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,19 +13,24 @@ from aiokafka import TopicPartition
 from bridge.messages.wire import Header
 
 
-class ConsumedRecord(Protocol):
-    """The fields of ``aiokafka.ConsumerRecord`` the engine reads."""
+class Record(Protocol):
+    """What a restore reads of a record (a state changelog's entry): see bridge/kafka/changelog.py."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
     @property
     def offset(self) -> int: ...
     @property
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+
+
+class ConsumedRecord(Record, Protocol):
+    """The fields of ``aiokafka.ConsumerRecord`` the engine reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
     @property
     def headers(self) -> Sequence[Header]: ...
     @property

@@ -38,8 +38,9 @@ from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
 from bridge.errors import StartupError
-from bridge.kafka.changelog import ChangelogReader, Record
+from bridge.kafka.changelog import ChangelogReader
 from bridge.kafka.clients import make_reader, raw_client, started
+from bridge.kafka.ports import Record
 from bridge.ledger.checkpoint import Identity, decide
 from bridge.ledger.rocks import PartitionStore, StoreUnreadable, lock_directory, rocks_options
 from bridge.observability.metrics import Metrics

@@ -34,7 +34,7 @@ from rocksdict import (
 )
 
 from bridge.errors import StartupError
-from bridge.kafka.changelog import Record
+from bridge.kafka.ports import Record
 from bridge.ledger.checkpoint import Checkpoint, Corrupt, Identity, encode, read_checkpoint
 
 CHECKPOINT_KEY = b"\x00checkpoint"  # entry keys start with a letter: no entry sorts or collides here
