@@ -47,6 +47,7 @@ from bridge.observability.health import (
     degraded,
     judge_readiness,
 )
+from bridge.observability.loop_lag import watch_loop_lag
 from bridge.observability.metrics import Metrics
 from bridge.observability.redact import Redactor
 from bridge.parking.state import Parking
@@ -157,6 +158,8 @@ class Bridge:
             await self._start_admin(stack)
             watcher = asyncio.create_task(self._readiness_routine(), name="readiness")
             stack.push_async_callback(_cancel, watcher)
+            lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag), name="loop-lag")
+            stack.push_async_callback(_cancel, lag)
             pool = self.settings.http.max_connections or self.settings.engine.max_in_flight
             connector = aiohttp.TCPConnector(
                 limit=pool, limit_per_host=self.settings.http.max_connections_per_host

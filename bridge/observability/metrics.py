@@ -114,6 +114,13 @@ class Metrics(LoadMetrics):
         Gauge(
             "bridge_event_loop_tasks", "asyncio tasks alive in the event loop (a leak grows it).", registry=r
         ).set_function(_event_loop_tasks)
+        self._loop_lag = Histogram(
+            "bridge_event_loop_lag_seconds",
+            "How late the event loop ran a timer: the time it was busy or blocked, which every command "
+            "waits too.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
         self._duplicates = Counter(
             "bridge_duplicates_total",
             "Commands the ledger had seen: done (absorbed), id_reused (dead letter), in_doubt (on_unknown).",
@@ -255,6 +262,9 @@ class Metrics(LoadMetrics):
         """The series exist from the start, so that a dashboard's rate() works before the first one."""
         for reason in reasons:
             self._duplicates.labels(reason)
+
+    def loop_lag(self, seconds: float) -> None:
+        self._loop_lag.observe(seconds)
 
     def watch_ledger(self, entries: Callable[[], float]) -> None:
         """The ledger's entry count, read when scraped: with the disk store it is RocksDB's estimate,

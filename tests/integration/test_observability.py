@@ -41,6 +41,13 @@ async def test_metrics_scrape_has_everything_the_dashboard_and_alerts_use(stack:
     assert secret_id not in body and "attacker-chosen-target" not in body  # labels are bounded
     assert 'target="unknown"' in body
     assert "process_resident_memory_bytes" in body
+    lag_timers = [
+        s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+        if s.name == "bridge_event_loop_lag_seconds_count"
+    ]
+    assert lag_timers and lag_timers[0] > 0, "the event-loop lag watcher observed nothing"
     assert (await get(port, "/healthz"))[0] == 200
     ready_status, ready_body = await get(port, "/readyz")
     assert ready_status == 200 and '"ready":true' in ready_body.replace(" ", "")
