@@ -138,6 +138,7 @@ class ChangelogReader:
     _wait_ms: int = FIRST_WAIT_MS
     _stale: bool = False
     _stale_since: float | None = None
+    _topic_asked: bool = False
 
     async def batches(self) -> AsyncGenerator[tuple[int, list[Record]], None]:
         """(partition, records) in offset order per partition, at most ``max_records`` at a time; the
@@ -183,6 +184,10 @@ class ChangelogReader:
         moved), and a :class:`KafkaError` once that lasted ``LEADER_WAIT_S``."""
         loop = asyncio.get_running_loop()
         by_node = self._leaders(partitions)
+        if by_node is None and not self._topic_asked:  # a client that knew no topic yet asks for it
+            self._topic_asked = True
+            await self.client.add_topic(self.topic)
+            by_node = self._leaders(partitions)
         if by_node is not None and not self._stale:
             self._stale_since = None
             return list(await asyncio.gather(*(self._fetch(node, parts) for node, parts in by_node.items())))
@@ -190,7 +195,6 @@ class ChangelogReader:
         if loop.time() - self._stale_since > LEADER_WAIT_S:
             raise KafkaError(f"{self.topic}{sorted(partitions)}: no leader serves them")
         self._stale = False
-        await self.client.add_topic(self.topic)  # a client that knew no topic yet asks for it
         await self.client.force_metadata_update()
         await asyncio.sleep(0.1)
         return None

@@ -115,6 +115,7 @@ class FakeBroker:
     empty_below_ms: int = 0  # answers nothing to a fetch that waits less (the embedded broker's habit)
     waits: list[int] = field(default_factory=list)
     leader: int | None = 1
+    metadata_requests: list[str] = field(default_factory=list)
     hold_after: int | None = None  # fetches answered; later ones wait for ever (a broker with nothing new)
 
     def __post_init__(self) -> None:
@@ -140,9 +141,11 @@ class FakeBroker:
         return SimpleNamespace(API_VERSION=5, topics=[(TOPIC, parts)])
 
     async def add_topic(self, topic: str) -> None:
-        return None
+        self.metadata_requests.append(topic)
+        self.leader = self.leader if self.leader is not None else 1  # the topic's metadata, now known
 
     def force_metadata_update(self) -> asyncio.Future[bool]:
+        self.metadata_requests.append("all")
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         done.set_result(True)
         return done
@@ -267,3 +270,10 @@ async def test_a_reader_left_early_cancels_the_fetch_it_sent_ahead():
     await asyncio.wait_for(leave_after_one(), timeout=5)
     fetches = [t for t in asyncio.all_tasks() if "_fetch_all" in repr(t.get_coro())]
     assert fetches == []
+
+
+async def test_a_client_that_knows_no_topic_yet_asks_for_this_one_and_reads_at_once():
+    broker = FakeBroker({0: [batch(0, 2)]}, {0: 2}, leader=None)
+    got, _ = await read(broker, {0: 0})
+    assert got == {0: [0, 1]}
+    assert broker.metadata_requests == [TOPIC]  # one request for the topic, no refresh and pause after it
