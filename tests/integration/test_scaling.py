@@ -131,6 +131,7 @@ class Run:
     codes: dict[str, int]  # exit codes of the members stopped with SIGTERM
     b_partitions: set[int]  # what the killed member owned
     at_kill: dict[int, int]  # the group's commits right after the kill
+    logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # member -> its log lines
 
 
 async def scenario(stack: Stack, tmp_path: Path, prefix: str, members: dict[str, Member]) -> Run:
@@ -181,7 +182,7 @@ async def scenario(stack: Stack, tmp_path: Path, prefix: str, members: dict[str,
     for name in ("c", "d"):
         members[name].process.send_signal(signal.SIGTERM)
     codes = {name: await members[name].finish() for name in ("a", "c", "d")}  # a: already exited
-    return Run(events, changes, codes, b_partitions, at_kill)
+    return Run(events, changes, codes, b_partitions, at_kill, {n: m.lines for n, m in members.items()})
 
 
 async def test_members_come_and_go_without_duplicates_or_lost_commands(stack: Stack, tmp_path: Path) -> None:
@@ -241,8 +242,22 @@ def assert_duplicates_explained_by_the_kill(run: Run) -> None:
     )
     assert not unexplained, (
         f"answered twice, not explained by the kill: {unexplained}; "
-        f"b owned {sorted(run.b_partitions)}, committed at the kill {run.at_kill}"
+        f"b owned {sorted(run.b_partitions)}, committed at the kill {run.at_kill}; "
+        f"what the members logged about them:\n{story(run, set(unexplained))}"
     )
+
+
+def story(run: Run, command_ids: set[str]) -> str:
+    """The members' log lines about these ids, and their assignments and restores, in time order."""
+    marks = ("assigned ", "revoked ", "ledger restored", "stop requested", "abandoned")
+    lines = [
+        (line.get("ts") or line.get("time") or "", name, str(line.get("msg", "")))
+        for name, logged in run.logs.items()
+        for line in logged
+        if any(c in orjson.dumps(line).decode() for c in command_ids)
+        or str(line.get("msg", "")).startswith(marks)
+    ]
+    return "\n".join(f"{ts} {name}: {msg[:240]}" for ts, name, msg in sorted(lines, key=lambda x: str(x[0])))
 
 
 def assert_key_order(events: list[dict[str, Any]]) -> None:
