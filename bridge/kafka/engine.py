@@ -354,9 +354,14 @@ class Engine:
             while self._current(p) and not self._txn.opened(p):
                 try:
                     await self._txn.open(p, wanted=functools.partial(self._current, p))
-                except KafkaError as exc:
+                except Exception as exc:  # noqa: BLE001  not only KafkaError: after a broker outage
+                    # aiokafka's producer start can fail an assertion ("Did we not perform bootstrap?")
+                    # while its metadata is empty; the partition must not stay unopened for ever
                     log.warning(
-                        "transactional producer for %s cannot start, retrying: %s", topic_name(p.tp), exc
+                        "transactional producer for %s cannot start, retrying: %s: %s",
+                        topic_name(p.tp),
+                        type(exc).__name__,
+                        exc,
                     )
                     await asyncio.sleep(1.0)
         self._restore(ready)
