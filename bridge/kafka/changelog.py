@@ -37,6 +37,7 @@ PARTITION_BYTES = 4 << 20  # per partition and fetch: large responses, few round
 FIRST_WAIT_MS = 10  # a fetch's max wait while records are there; doubled while a fetch brings none
 LEADER_WAIT_S = 10.0  # a partition without a leader (leadership moving) is asked again, this long
 READ_COMMITTED, READ_UNCOMMITTED = 1, 0
+LEFT_EARLY_WAIT_S = 2.5  # a fetch sent ahead waits at most STARVED_WAIT_MAX_MS at the broker
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +174,10 @@ class ChangelogReader:
                         yield partition, records[start : start + size]
                         await asyncio.sleep(0)
         finally:
-            if ahead is not None:  # left early: the fetch sent ahead is nobody's
+            if ahead is not None:  # left early: the fetch sent ahead is nobody's. It may be opening
+                # its connection: cancelled half-way, aiokafka leaks that socket (see
+                # settle_before_cancel), so it gets a moment to finish first; its answer is dropped
+                await asyncio.wait([ahead], timeout=LEFT_EARLY_WAIT_S)
                 ahead.cancel()
                 await asyncio.wait([ahead])  # its end, without taking a cancel meant for the caller
                 if not ahead.cancelled():
