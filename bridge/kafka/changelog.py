@@ -29,7 +29,7 @@ from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
 from aiokafka.record.memory_records import MemoryRecords
 
-from bridge.kafka.clients import STARVED_WAIT_MAX_MS
+from bridge.kafka.clients import longer_wait
 from bridge.kafka.ports import Record
 
 OFFSET_OUT_OF_RANGE = 1
@@ -37,7 +37,7 @@ PARTITION_BYTES = 4 << 20  # per partition and fetch: large responses, few round
 FIRST_WAIT_MS = 10  # a fetch's max wait while records are there; doubled while a fetch brings none
 LEADER_WAIT_S = 10.0  # a partition without a leader (leadership moving) is asked again, this long
 READ_COMMITTED, READ_UNCOMMITTED = 1, 0
-LEFT_EARLY_WAIT_S = 2.5  # a fetch sent ahead waits at most STARVED_WAIT_MAX_MS at the broker
+LEFT_EARLY_WAIT_S = 2.5  # a fetch sent ahead waits at most clients.STARVED_WAIT_MAX_MS at the broker
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,7 @@ class ChangelogReader:
                             moved = True
                         moved = moved or self.positions[partition] != before
                 if pending and not moved:
-                    self._wait_ms = min(max(self._wait_ms * 2, 50), STARVED_WAIT_MAX_MS)
+                    self._wait_ms = longer_wait(self._wait_ms)
                 if pending:
                     ahead = asyncio.ensure_future(self._fetch_all(set(pending)))
                 for partition, records in taken:

@@ -191,5 +191,10 @@ def wait_longer(consumer: AIOKafkaConsumer) -> int:
     value. Apache Kafka answers at once when records are there, so a longer wait costs a reader that is
     behind nothing; aiokafka reads the value for every fetch request but has no public setter for it."""
     fetcher: Any = consumer._fetcher
-    fetcher._fetch_max_wait_ms = min(max(fetcher._fetch_max_wait_ms * 2, 50), STARVED_WAIT_MAX_MS)
+    fetcher._fetch_max_wait_ms = longer_wait(fetcher._fetch_max_wait_ms)
     return int(fetcher._fetch_max_wait_ms)
+
+
+def longer_wait(wait_ms: int) -> int:
+    """A starved reader's next fetch wait: doubled, at least 50 ms, at most ``STARVED_WAIT_MAX_MS``."""
+    return min(max(wait_ms * 2, 50), STARVED_WAIT_MAX_MS)
