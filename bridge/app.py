@@ -31,7 +31,7 @@ from bridge.config.loading import secret_values
 from bridge.config.settings import Settings
 from bridge.errors import StartupError
 from bridge.http import AiohttpTransport
-from bridge.kafka.clients import close_late_connections, make_consumer, make_producer, settle_before_cancel
+from bridge.kafka.clients import make_consumer, make_producer, settle_before_cancel, stop_client
 from bridge.kafka.delivery import resolved_delivery
 from bridge.kafka.engine import Engine
 from bridge.kafka.options import security_options
@@ -288,16 +288,9 @@ class Bridge:
     @staticmethod
     async def _stop_client(client: AIOKafkaConsumer | AIOKafkaProducer, name: str) -> None:
         try:
-            await client.stop()
-            await close_late_connections(client)
+            await stop_client(client)
         except (KafkaError, OSError) as exc:
             log.warning("kafka %s did not stop cleanly: %s", name, exc)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # we are being cancelled ourselves: let it through
-            # aiokafka cancels its own fetch tasks in stop() and lets that escape when the broker is gone
-            log.warning("kafka %s stopped while its broker was unreachable", name)
 
     async def _start_health(self, stack: contextlib.AsyncExitStack) -> None:
         obs = self.settings.observability

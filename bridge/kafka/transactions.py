@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 
 from bridge.config.settings import KafkaSettings
-from bridge.kafka.clients import make_producer, settle_before_cancel
+from bridge.kafka.clients import make_producer, settle_before_cancel, stop_client
 from bridge.kafka.delivery import transactional_id
 from bridge.kafka.partitions import Partition, topic_name
 from bridge.kafka.publisher import count_published, sendable_value
@@ -113,12 +113,12 @@ class Transactions:
             try:
                 await settle_before_cancel(producer.start())
             except BaseException:
-                with contextlib.suppress(KafkaError):
-                    await producer.stop()
+                with contextlib.suppress(KafkaError, OSError):
+                    await stop_client(producer)
                 raise
             if not wanted():
                 with contextlib.suppress(KafkaError, OSError):
-                    await producer.stop()
+                    await stop_client(producer)
                 return False
             stale = self._open.get(tp)
             if stale is not None:  # not closed when its partition moved on: fenced now by this producer
@@ -180,7 +180,7 @@ class Transactions:
         leftover = _settle(state.batch, committed=False)
         state.batch.clear()
         with contextlib.suppress(KafkaError, OSError):
-            await state.producer.stop()
+            await stop_client(state.producer)
         return leftover
 
     def opened(self, partition: Partition) -> bool:

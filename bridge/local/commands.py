@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from bridge.config.settings import Settings
+from bridge.kafka.clients import stop_client
 from bridge.kafka.options import client_options
 from bridge.messages.commands import CommandFamily
 from bridge.messages.parsing import DeadLetter, unwrap_cloudevent
@@ -43,7 +44,7 @@ async def started(client: AIOKafkaProducer | AIOKafkaConsumer, settings: Setting
         await client.start()
     except KafkaError as exc:
         with contextlib.suppress(KafkaError, OSError):
-            await client.stop()
+            await stop_client(client)
         where = settings.kafka.bootstrap_servers
         print(
             f"bridge {command}: cannot reach the Kafka broker at {where} ({type(exc).__name__})",
@@ -52,7 +53,7 @@ async def started(client: AIOKafkaProducer | AIOKafkaConsumer, settings: Setting
         return False
     except BaseException:  # a timeout or a cancel half-way: the client is closed all the same
         with contextlib.suppress(KafkaError, OSError):
-            await client.stop()
+            await stop_client(client)
         raise
     return True
 
@@ -66,7 +67,7 @@ async def publish_commands(settings: Settings, docs: list[tuple[bytes | None, di
         for key, doc in docs:
             await producer.send_and_wait(command_topic(settings, doc), orjson.dumps(doc), key=key)
     finally:
-        await producer.stop()
+        await stop_client(producer)
     return True
 
 
@@ -109,7 +110,7 @@ async def send_raw(settings: Settings, source: str, key: str | None, topic: str 
         print(f"bridge send: {destination} refused the record: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        await producer.stop()
+        await stop_client(producer)
     print(
         f"sent {len(value)} raw byte(s) to {destination} (partition {sent.partition}, offset {sent.offset})"
     )

@@ -28,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bridge.config.settings import Settings
+from bridge.kafka.clients import stop_client
 from bridge.kafka.options import client_options
 from bridge.local.commands import format_dead_letter, format_event, started
 
@@ -196,7 +197,7 @@ async def tail_events(settings: Settings, args: Namespace) -> int:
         if not printer.done:
             await _live(consumer, t.dead_letter, printer, args.timeout)
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
     if args.count is not None and not printer.done:
         print(f"bridge tail: {printer.printed} of {args.count} event(s) before the timeout", file=sys.stderr)
         return 1

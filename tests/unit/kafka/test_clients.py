@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from bridge.kafka import clients
-from bridge.kafka.clients import close_late_connections, settle_before_cancel
+from bridge.kafka.clients import close_late_connections, settle_before_cancel, stop_client
 
 
 async def test_a_cancel_waits_for_the_connect_then_is_raised():
@@ -127,3 +128,56 @@ async def test_without_a_commit_request_out_nothing_is_waited_for() -> None:
     consumer = StoppedConsumer()
     await close_late_connections(consumer)  # type: ignore[arg-type]
     assert consumer._client.open == {"bootstrap"}  # untouched: stop() is the one that closes
+
+
+class ConsumerThatStopsHalfWay(StoppedConsumer):
+    """aiokafka's consumer whose stop() raises before it closes its connections (a fetch request waiting
+    out a retry, cancelled by the stop, lets its CancelledError escape) and does nothing the second time."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        super().__init__()
+        self.error = error
+        self.stops = 0
+
+    async def stop(self) -> None:
+        self.stops += 1
+        if self.error is not None:
+            raise self.error
+        await self._client.close()
+
+
+async def test_a_stop_that_raises_cancelled_half_way_still_closes_the_connections() -> None:
+    consumer = ConsumerThatStopsHalfWay(asyncio.CancelledError())
+    await stop_client(consumer)  # type: ignore[arg-type]  # not our cancel: the stop is done
+    assert consumer._client.open == set()
+
+
+async def test_a_stop_that_fails_closes_the_connections_then_raises() -> None:
+    consumer = ConsumerThatStopsHalfWay(KafkaConnectionError("broker gone"))
+    with pytest.raises(KafkaConnectionError):
+        await stop_client(consumer)  # type: ignore[arg-type]
+    assert consumer._client.open == set()
+
+
+async def test_a_cancel_of_the_caller_during_the_stop_is_raised_after_the_close() -> None:
+    entered = asyncio.Event()
+
+    class SlowStop(ConsumerThatStopsHalfWay):
+        async def stop(self) -> None:
+            entered.set()
+            await asyncio.sleep(10)
+
+    consumer = SlowStop(None)
+    caller = asyncio.create_task(stop_client(consumer))  # type: ignore[arg-type]
+    await entered.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert consumer._client.open == set()
+
+
+async def test_a_clean_stop_closes_through_stop_alone() -> None:
+    consumer = ConsumerThatStopsHalfWay(None)
+    await stop_client(consumer)  # type: ignore[arg-type]
+    assert consumer.stops == 1
+    assert consumer._client.open == set()
