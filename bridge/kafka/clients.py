@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import CloseReason
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
@@ -114,24 +115,36 @@ async def started(client: Client) -> AsyncIterator[Client]:
 async def stop_client(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
     """``client.stop()``, and every connection it opened closed, also when that stop fails half-way.
 
-    aiokafka's consumer cancels its fetch requests in ``stop()`` and lets the CancelledError of one that
-    was waiting out a retry (its broker failed a fetch) escape, before it closes its connections; a
-    second ``stop()`` then does nothing. That CancelledError is not the caller's: it is swallowed here
-    (the stop is done), while a cancel of the caller's own task is raised after the close. A KafkaError
-    or OSError is raised after the close too. A commit still out may open a connection after the stop
-    (see :func:`close_late_connections`)."""
+    A cancel of the caller while stopping lets the stop finish first (as :func:`settle_before_cancel`
+    lets a start finish) and is raised after it: a stop cut short leaves the consumer's group routine
+    connecting, and a second ``stop()`` does nothing. aiokafka's consumer also lets the CancelledError of
+    a fetch request it cancels (one waiting out a retry after its broker failed a fetch) escape its
+    ``stop()`` before it closes its connections: not the caller's cancel, so swallowed here once the
+    connections are closed. A KafkaError or OSError is raised after the close. A commit still out may open
+    a connection after the stop (see :func:`close_late_connections`)."""
+    task = asyncio.current_task()
+    cancels_before = task.cancelling() if task is not None else 0
     try:
-        await client.stop()
+        await settle_before_cancel(client.stop())
     except asyncio.CancelledError:
-        await asyncio.shield(client._client.close())
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        _close_connections_now(client)
+        if task is not None and task.cancelling() > cancels_before:
             raise
         log.warning("a kafka client stopped half-way (its broker failed a fetch); its connections are closed")
     except BaseException:
-        await asyncio.shield(client._client.close())
+        _close_connections_now(client)
         raise
     await close_late_connections(client)
+
+
+def _close_connections_now(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Close the client's connections without waiting (nothing a cancel could cut short), and stop its
+    metadata refresh, which would open them again."""
+    inner = client._client
+    if inner._sync_task is not None:
+        inner._sync_task.cancel()
+    for conn in list(inner._conns.values()):
+        conn.close(reason=CloseReason.SHUTDOWN)
 
 
 async def close_late_connections(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:

@@ -92,15 +92,35 @@ class GroupCoordinator:
 
     async def _do_commit_offsets(self) -> None:
         await asyncio.sleep(0.05)  # the broker answers late (it was paused)
-        self.client.open.add("coordinator connection")  # opened after stop() closed the others
+        self.client.connect("coordinator connection")  # opened after stop() closed the others
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self, reason: object = None) -> None:
+        self.closed = True
 
 
 class FakeKafkaClient:
+    """aiokafka's AIOKafkaClient as the helpers see it: its connections and its metadata refresh."""
+
     def __init__(self) -> None:
-        self.open: set[str] = {"bootstrap"}
+        self._conns: dict[str, FakeConnection] = {}
+        self._sync_task: asyncio.Task[None] | None = None
+        self.connect("bootstrap")
+
+    def connect(self, name: str) -> None:
+        self._conns[name] = FakeConnection()
+
+    @property
+    def open(self) -> set[str]:
+        return {name for name, conn in self._conns.items() if not conn.closed}
 
     async def close(self) -> None:
-        self.open.clear()
+        for conn in self._conns.values():
+            conn.close()
 
 
 class StoppedConsumer:
@@ -134,21 +154,28 @@ class ConsumerThatStopsHalfWay(StoppedConsumer):
     """aiokafka's consumer whose stop() raises before it closes its connections (a fetch request waiting
     out a retry, cancelled by the stop, lets its CancelledError escape) and does nothing the second time."""
 
-    def __init__(self, error: BaseException | None) -> None:
+    def __init__(self, error: BaseException | None, stop_s: float = 0.0) -> None:
         super().__init__()
         self.error = error
+        self.stop_s = stop_s
         self.stops = 0
+        self.stopped = False
 
     async def stop(self) -> None:
         self.stops += 1
+        if self.stops > 1:
+            return
+        await asyncio.sleep(self.stop_s)  # leaving the group, closing the coordinator
         if self.error is not None:
             raise self.error
         await self._client.close()
+        self.stopped = True
 
 
 async def test_a_stop_that_raises_cancelled_half_way_still_closes_the_connections() -> None:
     consumer = ConsumerThatStopsHalfWay(asyncio.CancelledError())
-    await stop_client(consumer)  # type: ignore[arg-type]  # not our cancel: the stop is done
+    consumer._client.connect("group coordinator")
+    await stop_client(consumer)  # type: ignore[arg-type]  # not the caller's cancel: the stop is done
     assert consumer._client.open == set()
 
 
@@ -159,25 +186,56 @@ async def test_a_stop_that_fails_closes_the_connections_then_raises() -> None:
     assert consumer._client.open == set()
 
 
-async def test_a_cancel_of_the_caller_during_the_stop_is_raised_after_the_close() -> None:
-    entered = asyncio.Event()
-
-    class SlowStop(ConsumerThatStopsHalfWay):
-        async def stop(self) -> None:
-            entered.set()
-            await asyncio.sleep(10)
-
-    consumer = SlowStop(None)
+async def test_a_caller_cancelled_while_stopping_lets_the_stop_finish_then_is_cancelled() -> None:
+    consumer = ConsumerThatStopsHalfWay(None, stop_s=0.2)
     caller = asyncio.create_task(stop_client(consumer))  # type: ignore[arg-type]
-    await entered.wait()
+    await asyncio.sleep(0.05)
+    caller.cancel()
+    await asyncio.sleep(0.05)
+    caller.cancel()  # a second cancel (a restore cancelled, then its engine stopped) changes nothing
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert consumer.stopped and consumer.stops == 1
+    assert consumer._client.open == set()
+
+
+async def test_a_caller_cancelled_while_stopping_is_not_taken_for_an_escape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = ConsumerThatStopsHalfWay(asyncio.CancelledError(), stop_s=0.2)
+    caller = asyncio.create_task(stop_client(consumer))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert consumer._client.open == set()
+    assert "stopped half-way" not in caplog.text
+
+
+async def test_a_caller_cancelled_before_and_caught_still_tells_a_later_escape_apart(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``started()`` stops its client in a ``finally`` after its caller's cancel was delivered: that
+    earlier cancel must not make aiokafka's own CancelledError look like the caller's."""
+    consumer = ConsumerThatStopsHalfWay(asyncio.CancelledError())
+
+    async def restore() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await stop_client(consumer)  # type: ignore[arg-type]
+
+    caller = asyncio.create_task(restore())
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):  # the caller's own cancel, not swallowed
+        await caller
+    assert consumer._client.open == set()
+    assert "stopped half-way" in caplog.text  # the stop's own CancelledError was seen as aiokafka's
 
 
 async def test_a_clean_stop_closes_through_stop_alone() -> None:
     consumer = ConsumerThatStopsHalfWay(None)
     await stop_client(consumer)  # type: ignore[arg-type]
-    assert consumer.stops == 1
+    assert consumer.stops == 1 and consumer.stopped
     assert consumer._client.open == set()
