@@ -28,13 +28,14 @@ from aiokafka.record.memory_records import MemoryRecords
 
 from bridge.config.settings import KafkaSettings
 from bridge.errors import BridgeError
-from bridge.kafka.changelog import OFFSET_OUT_OF_RANGE, fetch
-from bridge.kafka.clients import settle_before_cancel
+from bridge.kafka.changelog import OFFSET_OUT_OF_RANGE, Fetched, fetch
+from bridge.kafka.clients import longer_wait, settle_before_cancel
 from bridge.kafka.options import client_options
 from bridge.status.facts import RawRecord
 
 # Tansu answers a fetch with max_wait 0 with no records at all, and one that cannot gather its
-# records within max_wait with none either: short to find an empty partition, long to read one
+# records within max_wait with none either (the partition left out of the answer); an empty
+# partition it answers with its end at once: a short probe first, a long wait to read
 PROBE_WAIT_MS = 10
 READ_WAIT_MS = 2000
 EMPTY_FETCHES = 5  # fetches in a row that bring nothing below the end: the lookup fails, never guesses
@@ -136,25 +137,31 @@ class Scanner:
     async def _bounds(self, client: AIOKafkaClient, topic: str, partition: int) -> tuple[int, int, int]:
         """The partition's leader, log start offset and high watermark. A leader not known yet, or one
         that does not lead the partition (yet: a topic just created; or any more: leadership moved)
-        is looked up again, for at most ``LEADER_WAIT_S``."""
+        is looked up again, and a probe answered without the partition is asked again with a longer
+        wait, for at most ``LEADER_WAIT_S`` in all."""
         loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + LEADER_WAIT_S, 0.05
+        deadline, delay, wait_ms = loop.time() + LEADER_WAIT_S, 0.05, PROBE_WAIT_MS
         while True:
             node = self._client.cluster.leader_for_partition(TopicPartition(topic, partition))
+            slow = False
             if node is None or node < 0:
                 why = "no leader"
             else:
-                error, end, log_start, _ = await _fetch(client, node, topic, partition, 0, 1, PROBE_WAIT_MS)
-                if error in (0, OFFSET_OUT_OF_RANGE):
-                    return int(node), log_start or 0, end
-                why = f"broker error {error} ({for_code(error).__name__})"
-                if not for_code(error).invalid_metadata:
-                    raise LookupError_(f"cannot fetch {topic}[{partition}]: {why}")
+                probe = await _probe(client, node, topic, partition, wait_ms)
+                if probe is None:  # not an empty partition (that one is answered with its end): a slow read
+                    why, wait_ms, slow = f"no answer within {wait_ms} ms", longer_wait(wait_ms), True
+                elif probe.error in (0, OFFSET_OUT_OF_RANGE):
+                    return int(node), probe.log_start or 0, probe.high
+                else:
+                    why = f"broker error {probe.error} ({for_code(probe.error).__name__})"
+                    if not for_code(probe.error).invalid_metadata:
+                        raise LookupError_(f"cannot fetch {topic}[{partition}]: {why}")
             if loop.time() + delay > deadline:
                 raise LookupError_(f"cannot fetch {topic}[{partition}]: {why} for {LEADER_WAIT_S:g}s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
-            await self._client.force_metadata_update()
+            if not slow:
+                await self._client.force_metadata_update()
 
     async def partition(
         self,
@@ -217,7 +224,7 @@ class Scanner:
         offset, read, empty = lo, 0, 0
         while offset < hi:
             where = (scanned.topic, scanned.partition, offset, self._chunk, READ_WAIT_MS)
-            _, _, _, data = await _fetch(client, node, *where)
+            data = await _fetch(client, node, *where)
             read += len(data)
             moved = _walk(data, scanned, hi, needles, found)
             if moved is None or moved <= offset:
@@ -266,10 +273,23 @@ def plan_groups(windows: list[tuple[int, int]], segments: int) -> list[list[tupl
     return groups
 
 
+async def _probe(
+    client: AIOKafkaClient, node: int, topic: str, partition: int, wait_ms: int
+) -> Fetched | None:
+    """One byte from the partition's first offset, for its bounds; None when the answer leaves the
+    partition out: Tansu does so when it could not gather the records within ``wait_ms`` (it answers an
+    empty partition with its end, so this is never "empty"), and the probe is asked again, longer."""
+    try:
+        found = await fetch(client, node, topic, {partition: 0}, partition_bytes=1, wait_ms=wait_ms)
+    except KafkaError as exc:
+        raise LookupError_(f"cannot fetch {topic}[{partition}]: {exc}") from exc
+    return found.get(partition)
+
+
 async def _fetch(
     client: AIOKafkaClient, node: int, topic: str, partition: int, offset: int, max_bytes: int, wait_ms: int
-) -> tuple[int, int, int | None, bytes]:
-    """(error code, high watermark, log start offset or None, record bytes)."""
+) -> bytes:
+    """The record bytes from ``offset``: none when the answer left the partition out (a slow read)."""
     try:
         found = await fetch(
             client, node, topic, {partition: offset}, partition_bytes=max_bytes, wait_ms=wait_ms
@@ -277,7 +297,7 @@ async def _fetch(
     except KafkaError as exc:
         raise LookupError_(f"cannot fetch {topic}[{partition}]: {exc}") from exc
     part = found.get(partition)
-    return (part.error, part.high, part.log_start, part.data) if part is not None else (0, offset, None, b"")
+    return part.data if part is not None else b""
 
 
 async def _offset_at(
@@ -302,7 +322,7 @@ async def _offset_at(
         elif interpolated:
             assert lo_ms is not None and hi_ms is not None
             mid = min(hi - 1, max(lo, lo + (at_ms - lo_ms) * width // (hi_ms - lo_ms)))
-        _, _, _, data = await _fetch(client, node, topic, partition, mid, 1, READ_WAIT_MS)
+        data = await _fetch(client, node, topic, partition, mid, 1, READ_WAIT_MS)
         batch = MemoryRecords(data).next_batch() if data else None
         if batch is None:
             return lo  # cannot tell: read from lo
