@@ -62,7 +62,7 @@ async def on_vs_off(bench: Bench, report: Any, args: Any, scenario: Any) -> None
                     baselines_too=False,
                 )
             )
-    rate = max(10.0, median([r.rate for r in rows["ledger-off"]]) / 2)
+    rate = args.ledger_rate or max(10.0, median([r.rate for r in rows["ledger-off"]]) / 2)
     paced: dict[str, list[Row]] = {label: [] for label in LEDGER_LABELS}
     for n in range(args.ledger_rounds):
         for label in LEDGER_LABELS:

@@ -94,6 +94,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seq-commands", type=int, default=100, help="bound of the sequential baseline")
     p.add_argument("--seq-seconds", type=float, default=15.0, help="time bound of the sequential baseline")
     p.add_argument("--ledger-rounds", type=int, default=2, help="--ledger: alternating off/on rounds")
+    p.add_argument(
+        "--ledger-rate",
+        type=float,
+        default=None,
+        help="--ledger: the paced feed's commands/s (default: half the ledger-off throughput); fixed, "
+        "two runs' latencies compare",
+    )
     p.add_argument("--paced-seconds", type=float, default=10.0, help="suite (iii): how long to feed")
     p.add_argument("--timeout", type=float, default=300.0, help="give up on a scenario after this long")
     p.add_argument("--bridge-log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
