@@ -147,7 +147,7 @@ class Scanner:
             if node is None or node < 0:
                 why = "no leader"
             else:
-                probe = await _probe(client, node, topic, partition, wait_ms)
+                probe = await _fetch_part(client, node, topic, partition, 0, 1, wait_ms)
                 if probe is None:  # not an empty partition (that one is answered with its end): a slow read
                     why, wait_ms, slow = f"no answer within {wait_ms} ms", longer_wait(wait_ms), True
                 elif probe.error in (0, OFFSET_OUT_OF_RANGE):
@@ -273,14 +273,16 @@ def plan_groups(windows: list[tuple[int, int]], segments: int) -> list[list[tupl
     return groups
 
 
-async def _probe(
-    client: AIOKafkaClient, node: int, topic: str, partition: int, wait_ms: int
+async def _fetch_part(
+    client: AIOKafkaClient, node: int, topic: str, partition: int, offset: int, max_bytes: int, wait_ms: int
 ) -> Fetched | None:
-    """One byte from the partition's first offset, for its bounds; None when the answer leaves the
-    partition out: Tansu does so when it could not gather the records within ``wait_ms`` (it answers an
-    empty partition with its end, so this is never "empty"), and the probe is asked again, longer."""
+    """The partition's part of one fetch from ``offset``; None when the answer leaves the partition out:
+    Tansu does so when it could not gather the records within ``wait_ms`` (an empty partition it
+    answers with its end), so a left-out partition is a slow read, never an empty one."""
     try:
-        found = await fetch(client, node, topic, {partition: 0}, partition_bytes=1, wait_ms=wait_ms)
+        found = await fetch(
+            client, node, topic, {partition: offset}, partition_bytes=max_bytes, wait_ms=wait_ms
+        )
     except KafkaError as exc:
         raise LookupError_(f"cannot fetch {topic}[{partition}]: {exc}") from exc
     return found.get(partition)
@@ -290,13 +292,7 @@ async def _fetch(
     client: AIOKafkaClient, node: int, topic: str, partition: int, offset: int, max_bytes: int, wait_ms: int
 ) -> bytes:
     """The record bytes from ``offset``: none when the answer left the partition out (a slow read)."""
-    try:
-        found = await fetch(
-            client, node, topic, {partition: offset}, partition_bytes=max_bytes, wait_ms=wait_ms
-        )
-    except KafkaError as exc:
-        raise LookupError_(f"cannot fetch {topic}[{partition}]: {exc}") from exc
-    part = found.get(partition)
+    part = await _fetch_part(client, node, topic, partition, offset, max_bytes, wait_ms)
     return part.data if part is not None else b""
 
 
