@@ -53,6 +53,17 @@ TOPIC_SPECS = load_specs(Path(__file__).resolve().parents[2] / "topics")
 leaks.install()  # an unclosed Kafka connection's warning names the test that opened it
 
 
+@pytest.fixture(autouse=True)
+async def no_stray_sockets(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fails the test that left a socket open (and closes it), after every other fixture of the test
+    has stopped: found later by the garbage collector, it would fail whichever test was running."""
+    yield
+    await asyncio.sleep(0.05)  # closes under way (a peer's end of stream, a close's callbacks) finish
+    strays = leaks.stray_transports(request.node.nodeid, asyncio.get_running_loop())
+    if strays:
+        pytest.fail(f"{len(strays)} socket(s) left open:\n" + "\n".join(strays), pytrace=False)
+
+
 async def create_spec_topics(bootstrap: str, topics: TopicSettings, partitions: int = 4) -> None:
     """A test's topics as ``bridge topics apply`` creates them from topics/*.yaml (configs, compaction,
     size limits), under the test's names and with ``partitions`` each (the dead-letter topic: one)."""

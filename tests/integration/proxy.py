@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 
 class CuttableProxy:
@@ -18,7 +19,8 @@ class CuttableProxy:
         self.target_port = target_port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._cuts = 0  # a connection accepted before a cut is reset by it, even one still connecting
         self._flowing = asyncio.Event()
         self._flowing.set()
 
@@ -39,6 +41,7 @@ class CuttableProxy:
 
     async def cut(self) -> None:
         """Refuse new connections and reset every open one."""
+        self._cuts += 1
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -48,20 +51,34 @@ class CuttableProxy:
         self._writers.clear()
 
     async def close(self) -> None:
+        """Cut, and end every task of the proxy's, those still accepting a connection too."""
         await self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
+        while self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._flowing.wait()  # a stalled network: the client's request waits with its connection
+        cuts = self._cuts
+        accepting = asyncio.current_task()
+        assert accepting is not None
+        self._tasks.add(accepting)
+        self._writers.add(writer)
         try:
+            await self._flowing.wait()  # a stalled network: the client's request waits with its connection
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
+        except (OSError, asyncio.CancelledError):
             writer.transport.abort()
+            self._writers.discard(writer)
             return
-        self._writers.update((writer, up_writer))
+        finally:
+            self._tasks.discard(accepting)
+        if cuts != self._cuts:  # cut while this one connected upstream
+            for end in (writer, up_writer):
+                end.transport.abort()
+            self._writers.discard(writer)
+            return
+        self._writers.add(up_writer)
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pipe(src, dst))
             self._tasks.add(task)
