@@ -323,7 +323,13 @@ class Engine:
         for tp in new:
             self._partitions[tp] = Partition(tp, fence=self._fence)
         ready = {tp: self._partitions[tp].ready for tp in new}
-        if self._txn is not None:  # the partition's producer first: it fences the previous owner
+        if self._stopping.is_set():
+            # a rebalance while the member leaves: nothing of these runs here, so no restore or
+            # producer starts that the stop, under way or already past them, would not wait for
+            for tp in new:
+                self._partitions[tp].close()
+            log.info("stopping: %d newly assigned partition(s) left unopened", len(new))
+        elif self._txn is not None:  # the partition's producer first: it fences the previous owner
             self._in_background(self._open_then_restore([self._partitions[tp] for tp in new], ready), "open")
         else:
             self._restore(ready)

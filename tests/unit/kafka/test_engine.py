@@ -304,3 +304,36 @@ async def test_a_result_with_neither_key_nor_value_is_sent_with_an_empty_value(w
     await world.consumer.rebalance([P0])
     await until(lambda: world.committed() == 1)
     assert world.producer.values(OUT) == [b""]
+
+
+@dataclass
+class RecordedState:
+    """The partition state (ledger, parking): records which partitions it was asked to restore."""
+
+    restored: list[TopicPartition] = field(default_factory=list)
+
+    async def restore(self, tps: list[TopicPartition]) -> None:
+        self.restored += tps
+
+    def forget(self, tps: list[TopicPartition]) -> None:
+        pass
+
+
+async def test_a_partition_assigned_while_the_member_stops_is_not_restored(settings: EngineSettings) -> None:
+    consumer, producer, provider, state = FakeConsumer(), FakeProducer(), Provider(), RecordedState()
+    engine = Engine(consumer, producer, provider, {TOPIC: "run"}, settings, Metrics(), state=state)
+    task = asyncio.create_task(engine.run())
+    await until(lambda: consumer.topics_subscribed == [TOPIC])
+    provider.held = {0}
+    consumer.add(TOPIC, b"{}", key=b"a")
+    await consumer.rebalance([P0])
+    await until(lambda: provider.started == [0] and state.restored == [P0])
+    engine.request_stop()  # the stop drains offset 0 ...
+    await asyncio.sleep(0.01)
+    rebalancing = asyncio.create_task(consumer.rebalance([P0, P1]))  # ... while the group rebalances
+    await asyncio.sleep(0.01)
+    provider.release(0)
+    await asyncio.wait_for(rebalancing, 5)
+    await asyncio.wait_for(task, 5)
+    assert state.restored == [P0]  # none restored again: the stop would not have waited for it
+    assert producer.values(OUT) == [b"0:0"]
