@@ -65,6 +65,7 @@ def build_admin_app(settings: Settings, owner: OwnerView | None, token: str | No
             return _error(400, f"since: {exc}")
         full = request.query.get("full", "false").lower() in ("1", "true", "yes")
         recall = owner.recaller(command_id) if owner is not None and not full else None
+        call = owner.call(command_id) if owner is not None else None  # no newer than what is read next
         try:
             async with lookups:
                 raw_key = key.encode() if key is not None else None
@@ -75,7 +76,7 @@ def build_admin_app(settings: Settings, owner: OwnerView | None, token: str | No
         if owner is not None and story.record is not None:
             seen = next((c for c in facts.commands if c.where == story.record), None)
             target = seen.target if seen else None
-            live = owner.live(story.record, facts.key, target, command_id)
+            live = owner.live(story.record, facts.key, target, call)
             story = assemble(facts, live) if live is not None else story
         body = story_json(story, payload=want_payload)
         return web.json_response(body, status=404 if story.phase is Phase.UNKNOWN else 200)

@@ -5,7 +5,8 @@ attempt when) and the circuit state of its target.
 Example::
 
     view = OwnerView("pod-1", engine.partition, targets, executor.calls, ledger.recall)
-    live = view.live(record, key, target, command_id)   # None when another member owns it
+    call = view.call(command_id)                   # before the topics are read
+    live = view.live(record, key, target, call)    # None when another member owns it
     hints = view.hints(command_id, {"workflow.run.commands": 3})   # what its ledger knows
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from bridge.kafka.partitions import Partition
 from bridge.ledger.store import Recall
-from bridge.pipeline.calls import CallsInFlight
+from bridge.pipeline.calls import CallProgress, CallsInFlight
 from bridge.pipeline.executor import TargetRuntime
 from bridge.status.facts import Where
 from bridge.status.hints import Hint, Recaller
@@ -49,7 +50,18 @@ class OwnerView:
 
         return recall
 
-    def live(self, record: Where, key: bytes | None, target: str | None, command_id: str) -> Live | None:
+    def call(self, command_id: str) -> CallProgress | None:
+        """The command's call as it is now, copied. Taken before the topics are read, so that what
+        it says the topics hold already: an attempt waiting for the next one has its ``dispatched``
+        entry acknowledged (the executor sets ``next_attempt_at`` after it), and the lookup's read of
+        the ledger, which starts later, finds it."""
+        call = self.calls.get(command_id)
+        return None if call is None else CallProgress(call.attempt, call.next_attempt_at)
+
+    def live(
+        self, record: Where, key: bytes | None, target: str | None, call: CallProgress | None
+    ) -> Live | None:
+        """``call``: what :meth:`call` said before the topics were read."""
         owned = self.partition(record.topic, record.partition)
         if owned is None:
             return None
@@ -59,7 +71,6 @@ class OwnerView:
         offsets = [r.offset for r in queue] if queue else []
         if record.offset in offsets and offsets[0] != record.offset:
             return Live(self.member, queued_behind=offsets[0], circuit=circuit)
-        call = self.calls.get(command_id)
         if (offsets and offsets[0] == record.offset) or call is not None:
             attempt = call.attempt if call is not None and call.attempt else None
             at = call.next_attempt_at if call is not None else None
