@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any, Literal
@@ -187,9 +188,12 @@ class WorkflooProvider(StaticKeyProvider[WorkflooTarget]):
 
     kind = KIND
 
+    @functools.cached_property
+    def _sandbox_host(self) -> bool:
+        return runs_in_sandbox(self._target)  # parses the base URL: once, not per command
+
     def build_request(self, command: Command) -> HttpRequest:
-        target = self._target
-        return build_request(command, sandbox=target.sandbox, sandbox_host=runs_in_sandbox(target))
+        return build_request(command, sandbox=self._target.sandbox, sandbox_host=self._sandbox_host)
 
     def classify(self, command: Command, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
         return classify(command, status, headers, body)
