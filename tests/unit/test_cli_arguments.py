@@ -7,12 +7,14 @@ before a Kafka client is made.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import bridge.app
 from bridge import cli
 from bridge.local import commands
 
@@ -289,3 +291,25 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(command: str, capsys) -> N
     err = capsys.readouterr().err
     assert f"bridge {command}: cannot reach the Kafka broker at 127.0.0.1:1" in err
     assert "Traceback" not in err
+
+
+def test_the_run_process_collects_garbage_less_often(tmp_path: Path, credentials, monkeypatch):
+    seen = []
+
+    class Bridge:  # what `bridge run` does once the configuration is read, without a broker
+        def __init__(self, settings: object) -> None:
+            pass
+
+        def install_signal_handlers(self) -> None:
+            pass
+
+        async def run(self) -> None:
+            seen.append(gc.get_threshold())
+
+    monkeypatch.setattr(bridge.app, "Bridge", Bridge)
+    before = gc.get_threshold()
+    try:
+        assert cli.main(["run", "--config", str(write(tmp_path, ZUORA_CONFIG))]) == 0
+    finally:
+        gc.set_threshold(*before)
+    assert seen == [cli.SERVICE_GC_THRESHOLDS] and seen[0] != (700, 10, 10)
