@@ -30,6 +30,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -58,7 +59,8 @@ class TargetLoad:
     down: bool = False  # its circuit is not closed (kept current by the circuit's on_change)
     pressure: asyncio.Event = field(default_factory=asyncio.Event)
     slots: CallSlots = field(init=False)
-    _calls: dict[int, float] = field(default_factory=dict)  # call token -> its start (monotonic)
+    # call token -> its start (monotonic), oldest first: the oldest call is found without a scan
+    _calls: OrderedDict[int, float] = field(default_factory=OrderedDict)
     _last_answer: float = float("-inf")
     _answer_s: float | None = None  # how long its answers take (moving average of answered calls)
 
@@ -107,6 +109,8 @@ class TargetLoad:
 
     def call_started(self, now: float) -> int:
         token = next(_tokens)
+        if self._calls:  # kept in start order: a clock read out of order counts as the newest's start
+            now = max(now, next(reversed(self._calls.values())))
         self._calls[token] = now
         return token
 
@@ -136,7 +140,7 @@ class TargetLoad:
     def _oldest_unanswered(self) -> float | None:
         if len(self._calls) < self.max_unanswered:
             return None
-        oldest = min(self._calls.values())
+        oldest = next(iter(self._calls.values()))
         return oldest if self._last_answer < oldest else None
 
 

@@ -67,6 +67,25 @@ def test_calls_in_flight_that_nobody_answers_count_as_a_silent_target() -> None:
     assert not a.unanswered(125.0)  # it answered one after the oldest left began
 
 
+def test_the_oldest_call_still_in_flight_is_the_one_that_counts_whatever_order_calls_end_in() -> None:
+    a = load(max_unanswered=2)
+    first, second = a.call_started(100.0), a.call_started(103.0)
+    a.call_started(106.0)
+    a.call_ended(second, 107.0, answered=False)  # the middle one ends first, unanswered
+    assert a.unanswered(110.0)  # the oldest, begun at 100, is 10 s old
+    a.call_ended(first, 111.0, answered=False)
+    a.call_started(112.0)
+    assert not a.unanswered(115.9) and a.unanswered(116.0)  # now the one begun at 106
+
+
+def test_a_start_read_from_the_clock_out_of_order_counts_as_the_newest() -> None:
+    a = load(max_unanswered=1)
+    a.call_started(100.0)
+    a.call_started(99.0)  # a caller that read the clock before the last one began
+    a.call_ended(next(iter(a._calls)), 101.0, answered=False)
+    assert not a.unanswered(109.9) and a.unanswered(110.0)  # taken as begun at 100, never older
+
+
 def test_a_target_that_stops_answering_is_stalled_after_four_times_its_answer_time() -> None:
     a = load(max_unanswered=2, down=False)  # silent_s 10
     a.call_ended(a.call_started(0.0), 1.0, answered=True)  # it answers in 1 s
