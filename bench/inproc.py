@@ -7,6 +7,7 @@ adds on top.
     python -m bench.inproc --commands 20000 --profile  # plus the top functions (cProfile)
     python -m bench.inproc --commands 5000 --latency-ms 50 --max-calls 64   # commands wait for call slots
     python -m bench.inproc --commands 5000 --latency-ms 50 --max-calls 64 --count   # timers, wake-ups
+    python -m bench.inproc --commands 20000 --ledger   # with the command ledger: three records a command
 
 With ``--latency-ms`` every call is answered after that long (an ``asyncio.sleep`` in the fake
 transport, no socket), so that commands wait: for a call slot when ``--max-calls`` is below
@@ -38,6 +39,7 @@ from bridge.app import build_targets
 from bridge.config.settings import Settings
 from bridge.http import Call, Response
 from bridge.kafka.engine import Engine
+from bridge.ledger.store import Ledger
 from bridge.local.stack import local_settings
 from bridge.observability.logs import configure_logging
 from bridge.observability.metrics import Metrics
@@ -77,6 +79,7 @@ class _Counting(FakeProducer):
         self.done = asyncio.Event()
 
     async def send(self, topic: str, **kwargs: Any) -> asyncio.Future[None]:
+        kwargs.setdefault("headers", [])  # the ledger's records have none
         future = await super().send(topic, **kwargs)
         if len(self.sent) >= self.expected:
             self.done.set()
@@ -90,6 +93,7 @@ class Setup:
     latency_ms: float = 0.0
     max_calls: int | None = None
     in_flight: int | None = None
+    ledger: bool = False
 
 
 async def run_once(setup: Setup) -> tuple[float, float]:
@@ -101,8 +105,9 @@ async def run_once(setup: Setup) -> tuple[float, float]:
     transport = _Delayed(setup.latency_ms / 1000) if setup.latency_ms > 0 else FakeTransport(_answer)
     executor = Executor(transport, metrics, Redactor(), settings.engine.max_error_body_bytes)
     targets = build_targets(settings, None, metrics)  # type: ignore[arg-type]  # the fake needs no session
-    processor = Processor(settings, targets, executor, metrics)
-    consumer, producer = FakeConsumer(), _Counting(commands)
+    consumer, producer = FakeConsumer(), _Counting(commands * (3 if setup.ledger else 1))
+    ledger = Ledger(settings, producer, metrics) if setup.ledger else None  # type: ignore[arg-type]
+    processor = Processor(settings, targets, executor, metrics, ledger)
     engine = Engine(consumer, producer, processor.process, processor.command_topics, settings.engine, metrics)
     topic = settings.topics.run_commands
     for i in range(commands):
@@ -143,6 +148,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=0.0, help="answer every call after this long")
     p.add_argument("--max-calls", type=int, default=None, help="every target's bulkhead.max_calls")
     p.add_argument("--in-flight", type=int, default=None, help="engine.max_in_flight")
+    p.add_argument(
+        "--ledger", action="store_true", help="with the command ledger (dispatched, outcome, done a command)"
+    )
     p.add_argument("--count", action="store_true", help="count timers and callbacks of one more run")
     p.add_argument("--profile", action="store_true", help="cProfile one more run and print the top 30")
     return p.parse_args(argv)
@@ -195,7 +203,7 @@ def _counted(args: argparse.Namespace) -> str:
 
 
 def _setup(args: argparse.Namespace) -> Setup:
-    return Setup(args.commands, args.keys, args.latency_ms, args.max_calls, args.in_flight)
+    return Setup(args.commands, args.keys, args.latency_ms, args.max_calls, args.in_flight, args.ledger)
 
 
 def _profiled(args: argparse.Namespace) -> str:

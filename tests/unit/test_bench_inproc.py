@@ -73,3 +73,14 @@ def test_inproc_refuses_an_unknown_option_in_one_line() -> None:
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_inproc_with_the_ledger_waits_for_its_three_records_a_command() -> None:
+    """Every command's ``dispatched``, outcome and ``done`` reach the producer: the run ends only then,
+    and a failing ledger write would dead-letter the commands instead (and the run would hang)."""
+    argv = ["--commands", "300", "--keys", "30", "--ledger", "--repeat", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inproc", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^CPU per command \(µs\): best \d+\.\d, all \d+\.\d$", done.stdout, re.M), done.stdout
