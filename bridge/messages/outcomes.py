@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -73,6 +74,12 @@ class SourceRecord(BaseModel):
     partition: int
     offset: int
 
+    @cached_property
+    def event_id(self) -> str:
+        """The id of the outcome event for this record (computed once: the event and the ledger's
+        ``done`` entry both carry it)."""
+        return outcome_event_id(self)
+
 
 class OutcomeData(BaseModel):
     """The ``data`` of an outcome event."""
@@ -126,7 +133,7 @@ def to_cloudevent_envelope(
     ``extensions``: extension attributes, e.g. the distributed-tracing ``traceparent``."""
     return {
         "specversion": "1.0",
-        "id": outcome_event_id(data.source),
+        "id": data.source.event_id,
         "source": CLOUDEVENTS_SOURCE,
         "type": outcome_type(data.status),
         "subject": data.command_id,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from bridge.config.settings import DLQ_HEADROOM_BYTES, Settings
@@ -14,7 +13,7 @@ from bridge.ledger.entries import DoneFields
 from bridge.ledger.rules import Admission
 from bridge.ledger.store import DEAD_LETTER_AGAIN, Ledger, Ticket
 from bridge.messages.commands import Command, CommandFamily, command_deadline, expires_in_s
-from bridge.messages.outcomes import ErrorKind, OutcomeData, Status, outcome_event_id
+from bridge.messages.outcomes import ErrorKind, OutcomeData, SourceRecord, Status
 from bridge.messages.outcomes import encode_outcome as encode
 from bridge.messages.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult
 from bridge.messages.records import SKIP, Incoming, Outgoing
@@ -176,8 +175,8 @@ class Processor:
             source=record.source,
             schema_id=schema_id_of(record.value),
         )
-        outgoing = self._outcome(record, data)
-        return outgoing if ticket is None else self._with_done(outgoing, record, command, ticket, result)
+        then = () if ticket is None else self._after_outcome(record, command, ticket, result, data.source)
+        return self._outcome(record, data, then)
 
     async def _call(
         self, runtime: TargetRuntime, command: Command, ticket: Ticket | None, deadline: float | None
@@ -194,11 +193,13 @@ class Processor:
         dispatch = LedgerDispatch(self._ledger, ticket, written=in_doubt)
         return await self._executor.execute(runtime, command, deadline=deadline, dispatch=dispatch)
 
-    def _with_done(
-        self, outgoing: Outgoing, record: Incoming, command: Command, ticket: Ticket, result: Decision
-    ) -> Outgoing:
+    def _after_outcome(
+        self, record: Incoming, command: Command, ticket: Ticket, result: Decision, source: SourceRecord
+    ) -> tuple[Outgoing, ...]:
+        """What is published once the outcome is acknowledged: the ledger's ``done`` entry, after the
+        tracking entry of a workflow that started."""
         assert self._ledger is not None
-        done = DoneFields(result.status.value, result.reference, outcome_event_id(record.source))
+        done = DoneFields(result.status.value, result.reference, source.event_id)
         entry = self._ledger.done(ticket, done)
         extra = Outgoing(entry.topic, entry.key, entry.value, partition=entry.partition)
         # tracking's entry goes first: a crash before ``done`` leaves the command in doubt, not untracked
@@ -207,7 +208,7 @@ class Processor:
             if self._track and result.status in _STARTED
             else None
         )
-        return replace(outgoing, then=(tracked, extra) if tracked else (extra,))
+        return (tracked, extra) if tracked else (extra,)
 
     def _precheck(self, record: Incoming, command: Command, runtime: TargetRuntime | None) -> Decision | None:
         """Rejections decided before any call: unknown target, wrong provider, too old."""
@@ -237,7 +238,7 @@ class Processor:
         runtime = self._targets.get(target) if target else None
         return runtime.provider.kind if runtime else None
 
-    def _outcome(self, record: Incoming, data: OutcomeData) -> Outgoing:
+    def _outcome(self, record: Incoming, data: OutcomeData, then: tuple[Outgoing, ...] = ()) -> Outgoing:
         _log_outcome(data)
         labels = (
             bounded(data.target, self._target_names),
@@ -252,6 +253,7 @@ class Processor:
             [CONTENT_TYPE],
             outcome=data,
             labels=labels,
+            then=then,
         )
 
     def dead_letter(self, record: Incoming, letter: DeadLetter) -> Outgoing:
