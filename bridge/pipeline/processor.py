@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 
 from bridge.config.settings import DLQ_HEADROOM_BYTES, Settings
 from bridge.ledger.dispatch import LedgerDispatch
@@ -13,7 +14,7 @@ from bridge.ledger.entries import DoneFields
 from bridge.ledger.rules import Admission
 from bridge.ledger.store import DEAD_LETTER_AGAIN, Ledger, Ticket
 from bridge.messages.commands import Command, CommandFamily, command_deadline, expires_in_s
-from bridge.messages.outcomes import ErrorKind, OutcomeData, SourceRecord, Status
+from bridge.messages.outcomes import ErrorKind, OutcomeData, Status
 from bridge.messages.outcomes import encode_outcome as encode
 from bridge.messages.parsing import DeadLetter, DeadLetterReason, Invalid, ParseResult
 from bridge.messages.records import SKIP, Incoming, Outgoing
@@ -175,8 +176,9 @@ class Processor:
             source=record.source,
             schema_id=schema_id_of(record.value),
         )
-        then = () if ticket is None else self._after_outcome(record, command, ticket, result, data.source)
-        return self._outcome(record, data, then)
+        if ticket is None:
+            return self._outcome(record, data)
+        return self._outcome(record, data, partial(self._after_outcome, record, command, ticket, result))
 
     async def _call(
         self, runtime: TargetRuntime, command: Command, ticket: Ticket | None, deadline: float | None
@@ -194,12 +196,12 @@ class Processor:
         return await self._executor.execute(runtime, command, deadline=deadline, dispatch=dispatch)
 
     def _after_outcome(
-        self, record: Incoming, command: Command, ticket: Ticket, result: Decision, source: SourceRecord
+        self, record: Incoming, command: Command, ticket: Ticket, result: Decision, data: OutcomeData
     ) -> tuple[Outgoing, ...]:
         """What is published once the outcome is acknowledged: the ledger's ``done`` entry, after the
         tracking entry of a workflow that started."""
         assert self._ledger is not None
-        done = DoneFields(result.status.value, result.reference, source.event_id)
+        done = DoneFields(result.status.value, result.reference, data.source.event_id)
         entry = self._ledger.done(ticket, done)
         extra = Outgoing(entry.topic, entry.key, entry.value, partition=entry.partition)
         # tracking's entry goes first: a crash before ``done`` leaves the command in doubt, not untracked
@@ -238,7 +240,14 @@ class Processor:
         runtime = self._targets.get(target) if target else None
         return runtime.provider.kind if runtime else None
 
-    def _outcome(self, record: Incoming, data: OutcomeData, then: tuple[Outgoing, ...] = ()) -> Outgoing:
+    def _outcome(
+        self,
+        record: Incoming,
+        data: OutcomeData,
+        after: Callable[[OutcomeData], tuple[Outgoing, ...]] | None = None,
+    ) -> Outgoing:
+        """The outcome; ``after``: the records published once it is acknowledged, decided only once
+        the outcome is encoded (nothing is remembered for an outcome that could not be built)."""
         _log_outcome(data)
         labels = (
             bounded(data.target, self._target_names),
@@ -246,14 +255,15 @@ class Processor:
             bounded(data.operation, CATALOG.operations),
             data.status.value,
         )
+        value = encode(data, extensions=tracing.cloudevent_extensions())
         return Outgoing(
             self._outcome_topics[record.topic],
             record.key,
-            encode(data, extensions=tracing.cloudevent_extensions()),
+            value,
             [CONTENT_TYPE],
             outcome=data,
             labels=labels,
-            then=then,
+            then=after(data) if after is not None else (),
         )
 
     def dead_letter(self, record: Incoming, letter: DeadLetter) -> Outgoing:

@@ -140,3 +140,26 @@ async def test_a_refused_attempt_then_a_sent_one_keeps_the_command_in_doubt() ->
     parsed = proc._parse(rec)
     ticket = await restored(producer).admit(rec.topic, rec.partition, rec.offset, (), parsed.command)  # type: ignore[union-attr]
     assert ticket.admission is Admission.IN_DOUBT
+
+
+async def test_an_outcome_that_cannot_be_built_leaves_no_done_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``done`` entry is decided only once its outcome is encoded: a command whose outcome fails is
+    dead-lettered, and the same command in a later record is not absorbed as already done."""
+    import bridge.pipeline.processor as processor_module
+
+    def broken(*_: Any, **__: Any) -> bytes:
+        raise ValueError("cannot encode")
+
+    ok = json_response(200, orjson.dumps({"id": "exec-1"}))
+    producer = FakeProducer()
+    proc, _ = with_ledger(FakeTransport.scripted([ok, ok]), ledger_of(producer))
+    with monkeypatch.context() as patched:
+        patched.setattr(processor_module, "encode", broken)
+        first = await proc.process(record(workfloo()))
+    assert first.dead_letter is not None and first.dead_letter.reason.value == "internal_error"
+    rec = record(workfloo())
+    later = Incoming(
+        rec.topic, rec.partition, rec.offset + 1, rec.key, rec.value, rec.headers, rec.timestamp_ms
+    )
+    again = await proc.process(later)  # the same command in a later record
+    assert again is not SKIP and again.outcome is not None  # run, not absorbed as already done
