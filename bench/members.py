@@ -38,17 +38,23 @@ def member_config(raw: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 4 or not args[0].isdigit() or "--config" not in args:
+    count, bridge_args = (int(args[0]), args[1:]) if args and args[0].isdigit() else (0, [])
+    flag = bridge_args.index("--config") if "--config" in bridge_args else len(bridge_args)
+    if count < 1 or flag + 1 >= len(bridge_args):
         print("usage: python -m bench.members N run --config FILE", file=sys.stderr)
         return 2
-    count, bridge_args = int(args[0]), args[1:]
-    config = Path(bridge_args[bridge_args.index("--config") + 1])
+    at = flag + 1  # every member gets the same arguments but the file here
+    config = Path(bridge_args[at])
+    if not config.is_file():
+        print(f"bench.members: {config} is not a file: give the bridge's configuration", file=sys.stderr)
+        return 2
     raw = yaml.safe_load(config.read_text())
     commands = [[sys.executable, "-m", "bridge", *bridge_args]]
     for n in range(2, count + 1):
         path = config.with_name(f"{config.stem}.member{n}.yaml")
         path.write_text(yaml.safe_dump(member_config(raw)))
-        commands.append([sys.executable, "-m", "bridge", "run", "--config", str(path)])
+        own = [*bridge_args[:at], str(path), *bridge_args[at + 1 :]]
+        commands.append([sys.executable, "-m", "bridge", *own])
     members = [subprocess.Popen(command) for command in commands]
 
     def forward(signum: int, _frame: FrameType | None) -> None:
