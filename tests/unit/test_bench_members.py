@@ -55,3 +55,16 @@ def test_a_wrong_call_says_how_to_call_it() -> None:
         [sys.executable, "-m", "bench.members", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2 and "usage: python -m bench.members N run --config FILE" in done.stderr
+
+
+def test_a_missing_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.members", "2", "run", "--config", str(missing)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"bench.members: {missing} is not a file: give the bridge's configuration\n"
