@@ -14,6 +14,12 @@ from bench.members import member_config
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def members(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench.members ARGV`` as the benchmark runs it."""
+    command = [sys.executable, "-m", "bench.members", *argv]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 def test_another_member_keeps_the_group_and_topics_and_takes_free_ports() -> None:
     raw: dict[str, Any] = {
         "kafka": {"group_id": "g", "bootstrap_servers": "127.0.0.1:9092"},
@@ -37,13 +43,7 @@ def test_every_member_runs_with_its_own_file_and_the_first_members_exit_code_is_
 ) -> None:
     config = tmp_path / "bridge.yaml"
     config.write_text(yaml.safe_dump({"observability": {"port": 9464}}))  # no targets: each member exits 2
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.members", "2", "run", "--config", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = members("2", "run", "--config", str(config))
     assert done.returncode == 2
     assert done.stderr.count("no targets") == 2, done.stderr  # both members started and refused
     second = tmp_path / "bridge.member2.yaml"
@@ -51,20 +51,12 @@ def test_every_member_runs_with_its_own_file_and_the_first_members_exit_code_is_
 
 
 def test_a_wrong_call_says_how_to_call_it() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.members", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = members("run")
     assert done.returncode == 2 and "usage: python -m bench.members N run --config FILE" in done.stderr
 
 
 def test_a_missing_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.members", "2", "run", "--config", str(missing)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = members("2", "run", "--config", str(missing))
     assert done.returncode == 2
     assert done.stderr == f"bench.members: {missing} is not a file: give the bridge's configuration\n"
