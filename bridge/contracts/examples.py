@@ -11,7 +11,7 @@ from bridge.config.settings import TopicSettings
 from bridge.contracts.lifecycle import lifecycle_example_docs
 from bridge.ledger.entries import DoneFields, encode_dispatched, encode_done
 from bridge.messages.commands import CommandFamily
-from bridge.messages.outcomes import OutcomeData, SourceRecord, Status, outcome_event_id, to_cloudevent
+from bridge.messages.outcomes import OutcomeData, SourceRecord, Status, to_cloudevent
 from bridge.providers.catalog import CATALOG
 from bridge.providers.spec import CommandSpec, OutcomeExample
 
@@ -110,7 +110,7 @@ def ledger_examples() -> list[Example]:
     data = outcome_data(command, outcome)
     topic, command_id, offset = data.source.topic, data.command_id, data.source.offset
     fp, at = 0x9F3C2A41D07B5E18, 1736933400000
-    done = DoneFields(data.status.value, data.provider_ref, outcome_event_id(data.source))
+    done = DoneFields(data.status.value, data.provider_ref, data.source.event_id)
     entries = {
         "dispatched": encode_dispatched(topic, command_id, fp, offset, at),
         "done": encode_done(topic, command_id, fp, offset, at + 182, done),

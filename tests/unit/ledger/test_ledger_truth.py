@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 
+import bridge.pipeline.processor as processor_module
 from bridge.app import build_targets
 from bridge.errors import RetryableCallError
 from bridge.ledger.index import CommandIndex
@@ -145,7 +147,6 @@ async def test_a_refused_attempt_then_a_sent_one_keeps_the_command_in_doubt() ->
 async def test_an_outcome_that_cannot_be_built_leaves_no_done_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``done`` entry is decided only once its outcome is encoded: a command whose outcome fails is
     dead-lettered, and the same command in a later record is not absorbed as already done."""
-    import bridge.pipeline.processor as processor_module
 
     def broken(*_: Any, **__: Any) -> bytes:
         raise ValueError("cannot encode")
@@ -158,8 +159,6 @@ async def test_an_outcome_that_cannot_be_built_leaves_no_done_behind(monkeypatch
         first = await proc.process(record(workfloo()))
     assert first.dead_letter is not None and first.dead_letter.reason.value == "internal_error"
     rec = record(workfloo())
-    later = Incoming(
-        rec.topic, rec.partition, rec.offset + 1, rec.key, rec.value, rec.headers, rec.timestamp_ms
-    )
+    later = replace(rec, offset=rec.offset + 1)
     again = await proc.process(later)  # the same command in a later record
     assert again is not SKIP and again.outcome is not None  # run, not absorbed as already done
