@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -154,21 +154,26 @@ def rss_mb() -> float:
     return 0.0
 
 
-async def fill(bootstrap: str, ledger_topic: str, command_topic: str, ids: int) -> float:
-    """Write a ``dispatched`` and then a ``done`` entry for each of ``ids`` ids into ledger partition 0
-    (the bridge's two writes per command); returns the seconds it took."""
-    done, now = (
-        DoneFields("queued", "job-000000", "0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11"),
-        int(time.time() * 1000),
-    )
+def ledger_records(
+    command_topic: str, ids: int, now_ms: int, *, compacted: bool = False
+) -> Iterator[tuple[bytes, bytes]]:
+    """A ``dispatched`` and then a ``done`` entry for each of ``ids`` ids (the bridge's two writes per
+    command), or with ``compacted`` the ``done`` entry alone (what the log cleaner keeps of them)."""
+    done = DoneFields("queued", "job-000000", "0d0f5bd6-5f0a-5c43-9d0f-7b1e2f0f6a11")
+    for i in range(ids):
+        fp = i * 2654435761
+        if not compacted:
+            yield encode_dispatched(command_topic, f"cmd-{i:08d}", fp, i, now_ms)
+        yield encode_done(command_topic, f"cmd-{i:08d}", fp, i, now_ms, done)
 
-    def records() -> Iterable[tuple[bytes, bytes]]:
-        for i in range(ids):
-            fp = i * 2654435761
-            yield encode_dispatched(command_topic, f"cmd-{i:08d}", fp, i, now)
-            yield encode_done(command_topic, f"cmd-{i:08d}", fp, i, now, done)
 
-    return await fill_partition(bootstrap, ledger_topic, records())
+async def fill(
+    bootstrap: str, ledger_topic: str, command_topic: str, ids: int, *, compacted: bool = False
+) -> float:
+    """Write :func:`ledger_records` into ledger partition 0; returns the seconds it took."""
+    now = int(time.time() * 1000)
+    records = ledger_records(command_topic, ids, now, compacted=compacted)
+    return await fill_partition(bootstrap, ledger_topic, records)
 
 
 async def fill_partition(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> float:

@@ -5,11 +5,19 @@
                                                                         # rebuild's top functions
     python -m bench.ledger_store --direct --ids 10000000   # no Kafka: RSS, disk and lookups at 10 M ids
     python -m bench.ledger_store --fill-curve --ids 1500000 --stores 4   # RSS as the stores fill
+    python -m bench.ledger_store --ids 1000000 --broker kafka --compacted   # one record per id
+    python -m bench.ledger_store --ids 1000000 --broker kafka --python-gc   # Python's own collector
+                                                                        # thresholds (an embedded Bridge)
 
-Fills ledger partition 0 with ``--ids`` done entries, then in a child process (its RSS its own):
-a cold rebuild into an empty store (entries/s), ``--lookups`` random lookups through the ledger's
+Fills ledger partition 0 with a ``dispatched`` and a ``done`` entry for each of ``--ids`` ids (as the
+bridge writes them; ``--compacted``: the ``done`` entry alone, as the log cleaner leaves them), then
+in a child process (its RSS its own): a cold rebuild into an empty store (records/s and ids/s),
+``--lookups`` random lookups through the ledger's
 command path (lookups/s), RSS, disk bytes per id; then a warm restart in a second child (the store
-kept: only the tail is read) and the time it took.
+kept: only the tail is read) and the time it took. The children collect garbage as ``bridge run``
+does (its ``SERVICE_GC_THRESHOLDS``); ``--python-gc`` keeps Python's defaults, as a Bridge embedded in
+another program has them: a rebuild decodes a short-lived object per record, and Python's defaults
+collect the youngest generation every 700 of them.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -67,8 +76,16 @@ def disk_bytes(path: str) -> int:
 
 
 async def child(
-    bootstrap: str, ledger_topic: str, command_topic: str, path: str, ids: int, lookups: int, profile: bool
+    bootstrap: str,
+    ledger_topic: str,
+    command_topic: str,
+    path: str,
+    ids: int,
+    lookups: int,
+    profile: bool,
+    python_gc: bool,
 ) -> dict[str, Any]:
+    from bridge.cli import SERVICE_GC_THRESHOLDS
     from bridge.config.settings import Settings
     from bridge.ledger.store import Ledger
     from bridge.observability.metrics import Metrics
@@ -82,6 +99,8 @@ async def child(
     )
     metrics = Metrics()
     ledger = Ledger(settings, None, metrics)  # type: ignore[arg-type]  # restore and lookups only
+    if not python_gc:
+        gc.set_threshold(*SERVICE_GC_THRESHOLDS)
     before = rss_mb()
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
@@ -113,17 +132,20 @@ async def child(
         "lookups_found": found,
         "rss_before_mb": round(before, 1),
         "rss_after_mb": round(after, 1),
+        "gc_thresholds": list(gc.get_threshold()),
     }
 
 
-async def run(ids: int, lookups: int, broker_kind: str, profile: bool) -> dict[str, Any]:
+async def run(
+    ids: int, lookups: int, broker_kind: str, profile: bool, python_gc: bool, compacted: bool
+) -> dict[str, Any]:
     path = tempfile.mkdtemp(prefix="bench-ledger-store-")
     broker_log = Path(path).with_suffix(".broker.log")  # beside the store: its disk figure is the store's
     broker = await start_bench_broker(broker_kind, broker_log)
     try:
         ledger_topic, command_topic = "bench.store.ledger", "bench.store.commands"
         await create_topics(broker.bootstrap, {ledger_topic: 1, command_topic: 1})
-        fill_s = await fill(broker.bootstrap, ledger_topic, command_topic, ids)
+        fill_s = await fill(broker.bootstrap, ledger_topic, command_topic, ids, compacted=compacted)
         argv = [
             sys.executable,
             "-m",
@@ -134,7 +156,7 @@ async def run(ids: int, lookups: int, broker_kind: str, profile: bool) -> dict[s
             command_topic,
             path,
         ]
-        argv += ["--ids", str(ids), "--lookups", str(lookups)]
+        argv += ["--ids", str(ids), "--lookups", str(lookups), *(["--python-gc"] if python_gc else [])]
         runs = []
         for which in ("cold", "warm"):
             profiled = [*argv, "--profile"] if profile and which == "cold" else argv
@@ -153,9 +175,11 @@ async def run(ids: int, lookups: int, broker_kind: str, profile: bool) -> dict[s
     return {
         "broker": broker_kind,
         "ids": ids,
+        "records_per_id": 1 if compacted else 2,
         "fill_s": round(fill_s, 1),
         "cold": cold,
-        "cold_entries_per_s": round(ids / max(cold["restore_s"], 1e-9)),
+        "cold_ids_per_s": round(ids / max(cold["restore_s"], 1e-9)),
+        "cold_records_per_s": round(sum(cold["records_read"].values()) / max(cold["restore_s"], 1e-9)),
         "warm": warm,
         "disk_bytes_per_id": round(size / ids, 1),
     }
@@ -319,19 +343,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stores", type=int, default=4, help="--fill-curve: partition stores written in turn")
     p.add_argument("--broker", choices=BROKERS, default="tansu", help="kafka: needs make kafka-jars")
     p.add_argument("--profile", action="store_true", help="the cold rebuild's top functions (cProfile)")
+    p.add_argument("--compacted", action="store_true", help="one record per id in the changelog, not two")
+    p.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="restore with Python's default collector thresholds, not bridge run's",
+    )
     p.add_argument(
         "--child", nargs=4, metavar=("BOOTSTRAP", "LEDGER", "COMMANDS", "PATH"), help=argparse.SUPPRESS
     )
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(asyncio.run(child(*args.child, args.ids, args.lookups, args.profile))))
+        found = asyncio.run(child(*args.child, args.ids, args.lookups, args.profile, args.python_gc))
+        print(json.dumps(found))
         return 0
     if args.fill_curve:
         result = fill_curve(args.ids, args.stores)
     elif args.direct:
         result = direct(args.ids, args.lookups)
     else:
-        result = asyncio.run(run(args.ids, args.lookups, args.broker, args.profile))
+        result = asyncio.run(
+            run(args.ids, args.lookups, args.broker, args.profile, args.python_gc, args.compacted)
+        )
     print(json.dumps(result, indent=2))
     return 0
 
