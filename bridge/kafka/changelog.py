@@ -1,4 +1,5 @@
-"""Reading a state changelog (the ledger) to its end with raw fetches: records as the batches hold them.
+"""Reading a state changelog (the ledger) with raw fetches, to its end or following it: records as
+the batches hold them.
 
 A restore reads every record of its partitions and needs only each record's offset, key and value.
 The consumer's ``getmany`` builds a ``ConsumerRecord`` (eleven fields and a headers tuple) for each
@@ -14,6 +15,8 @@ Example::
     async for partition, records in reader.batches():
         store(partition).apply(records)
     reader.positions  # partition: the offset after the last record read
+    for partition, records in await reader.follow(wait_ms=200):  # a follower: what came since
+        store(partition).apply(records)
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ class ChangelogReader:
         ahead: asyncio.Future[list[dict[int, Fetched]] | None] | None = None
         try:
             while pending:
-                answers = await (ahead if ahead is not None else self._fetch_all(pending))
+                answers = await (ahead if ahead is not None else self._fetch_all(pending, self._wait_ms))
                 ahead = None
                 if answers is None:
                     continue  # no leader known, or leadership moved: asked again
@@ -167,7 +170,7 @@ class ChangelogReader:
                 if pending and not moved:
                     self._wait_ms = longer_wait(self._wait_ms)
                 if pending:
-                    ahead = asyncio.ensure_future(self._fetch_all(set(pending)))
+                    ahead = asyncio.ensure_future(self._fetch_all(set(pending), self._wait_ms))
                 for partition, records in taken:
                     size = self.max_records or len(records) or 1
                     for start in range(0, len(records), size):
@@ -183,7 +186,20 @@ class ChangelogReader:
                 if not ahead.cancelled():
                     ahead.exception()
 
-    async def _fetch_all(self, partitions: set[int]) -> list[dict[int, Fetched]] | None:
+    async def follow(self, wait_ms: int) -> list[tuple[int, list[Record]]]:
+        """One round of fetches for every partition in ``positions``, with no end: a follower's.
+        The broker holds a fetch up to ``wait_ms`` while nothing is new and answers as soon as
+        something is. (partition, records) for each partition that brought records; nothing after a
+        pause when a leader is not known (see :meth:`_fetch_all`)."""
+        answers = await self._fetch_all(set(self.positions), wait_ms)
+        taken: list[tuple[int, list[Record]]] = []
+        for answer in answers or ():
+            for partition, part in sorted(answer.items()):
+                if partition in self.positions and (records := self._take(partition, part)):
+                    taken.append((partition, records))
+        return taken
+
+    async def _fetch_all(self, partitions: set[int], wait_ms: int) -> list[dict[int, Fetched]] | None:
         """One fetch per leader of ``partitions``; None after a pause when a leader is not known (or
         moved), and a :class:`KafkaError` once that lasted ``LEADER_WAIT_S``."""
         loop = asyncio.get_running_loop()
@@ -194,7 +210,8 @@ class ChangelogReader:
             by_node = self._leaders(partitions)
         if by_node is not None and not self._stale:
             self._stale_since = None
-            return list(await asyncio.gather(*(self._fetch(node, parts) for node, parts in by_node.items())))
+            fetches = (self._fetch(node, parts, wait_ms) for node, parts in by_node.items())
+            return list(await asyncio.gather(*fetches))
         self._stale_since = self._stale_since or loop.time()
         if loop.time() - self._stale_since > LEADER_WAIT_S:
             raise KafkaError(f"{self.topic}{sorted(partitions)}: no leader serves them")
@@ -203,7 +220,7 @@ class ChangelogReader:
         await asyncio.sleep(0.1)
         return None
 
-    async def _fetch(self, node: int, partitions: list[int]) -> dict[int, Fetched]:
+    async def _fetch(self, node: int, partitions: list[int], wait_ms: int) -> dict[int, Fetched]:
         offsets = {p: self.positions[p] for p in partitions}
         return await fetch(
             self.client,
@@ -211,7 +228,7 @@ class ChangelogReader:
             self.topic,
             offsets,
             partition_bytes=self.partition_bytes,
-            wait_ms=self._wait_ms,
+            wait_ms=wait_ms,
             read_committed=self.read_committed,
         )
 

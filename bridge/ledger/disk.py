@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from bridge.config.settings import Settings
@@ -49,6 +50,7 @@ from bridge.observability.repeats import COLLAPSE
 log = logging.getLogger("bridge.ledger.disk")
 SWEEP_INTERVAL_S = 600.0  # a sweep of every open store starts this often
 CATCH_UP_S = 5.0  # on a clean stop, at most this long to catch the stores up with the changelog
+FOLLOW_WAIT_MS = 200  # the follower's fetch waits this long at the broker while nothing is new
 Load = Callable[[int, bytes | None, bytes | None], None]
 
 
@@ -284,31 +286,32 @@ class DiskLedger:
     async def _follow(self) -> None:
         while True:
             try:
-                async with started(make_reader(self._kafka, fetch_max_wait_ms=200)) as consumer:
-                    await self._follow_with(consumer)
+                async with started(make_reader(self._kafka)) as consumer:
+                    await self._follow_with(raw_client(consumer))
             except KafkaError as exc:
                 log.warning("ledger store follower: %s; reconnecting", exc, extra=COLLAPSE)
                 await asyncio.sleep(self._backoff_s)
 
-    async def _follow_with(self, consumer: AIOKafkaConsumer) -> None:
-        assigned: set[int] = set()
+    async def _follow_with(self, client: AIOKafkaClient) -> None:
+        """Apply what the changelog receives to the owned partitions' stores, read as the restore
+        reads it (raw fetches, no consumer record per entry)."""
+        reader = ChangelogReader(client, self.topic, {}, read_committed=self._kafka.transactions != "off")
         self._reseek |= set(self.stores)
         while True:
             owned = set(self.stores)
-            if owned != assigned:
-                consumer.assign([TopicPartition(self.topic, p) for p in owned])
-                self._reseek |= owned
-                assigned = owned
+            for partition in set(reader.positions) - owned:
+                del reader.positions[partition]
+            for partition in (self._reseek | (owned - set(reader.positions))) & owned:
+                reader.positions[partition] = self.stores[partition].next_offset
+            self._reseek.clear()
             if not owned:
                 await asyncio.sleep(0.2)
                 continue
-            for partition in self._reseek & owned:
-                consumer.seek(TopicPartition(self.topic, partition), self.stores[partition].next_offset)
-            self._reseek.clear()
-            fetched = await consumer.getmany(timeout_ms=500, max_records=self._batch)
-            for tp, records in fetched.items():
-                if tp.partition in self.stores and tp.partition not in self._reseek:
-                    self._applied(tp.partition, records)
+            for partition, records in await reader.follow(FOLLOW_WAIT_MS):
+                for start in range(0, len(records), self._batch):
+                    if partition in self.stores and partition not in self._reseek:  # else moved meanwhile
+                        self._applied(partition, records[start : start + self._batch])
+                        await asyncio.sleep(0)
             self.sweep_step()
 
     def sweep_step(self) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -77,3 +79,36 @@ async def test_an_aborted_transaction_is_not_read_and_a_committed_one_is(
     uncommitted, _ = await read(broker.bootstrap, topic, {0: 0}, read_committed=False)
     assert [value for _, _, value in uncommitted[0]] == [b"committed-1", b"aborted", b"committed-2"]
     assert reader.positions[0] == reader.ends[0]  # past the last marker: nothing left to read
+
+
+async def test_a_follower_reads_what_arrives_and_waits_at_the_broker_while_nothing_does(
+    broker: RunningBroker,
+) -> None:
+    topic = await new_topic(broker.bootstrap, 2)
+    async with (
+        started(AIOKafkaProducer(bootstrap_servers=broker.bootstrap)) as producer,
+        started(AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)) as consumer,
+    ):
+        await producer.send_and_wait(topic, b"before", key=b"a", partition=0)
+        reader = ChangelogReader(raw_client(consumer), topic, {0: 1, 1: 0}, read_committed=True)
+        began = time.monotonic()
+        rounds = 0
+        while time.monotonic() - began < 1.0:  # nothing new: each round waits at the broker
+            assert await reader.follow(wait_ms=200) == []
+            rounds += 1
+        assert rounds <= 10  # about five 200 ms waits, not a busy loop
+
+        async def write_later() -> None:
+            await asyncio.sleep(0.3)
+            await producer.send_and_wait(topic, b"after", key=b"b", partition=1)
+
+        writer = asyncio.create_task(write_later())
+        got: list[tuple[int, int, bytes | None]] = []
+        waited_from = time.monotonic()
+        while not got:
+            for partition, records in await reader.follow(wait_ms=5000):
+                got.extend((partition, r.offset, r.value) for r in records)
+        await writer
+        assert time.monotonic() - waited_from < 4.0  # answered when the record came, not after 5 s
+        assert got == [(1, 0, b"after")]
+        assert reader.positions == {0: 1, 1: 1}
