@@ -6,6 +6,8 @@
     python -m bench.ledger_store --direct --ids 10000000   # no Kafka: RSS, disk and lookups at 10 M ids
     python -m bench.ledger_store --fill-curve --ids 1500000 --stores 4   # RSS as the stores fill
     python -m bench.ledger_store --ids 1000000 --broker kafka --compacted   # one record per id
+    python -m bench.ledger_store --follow --ids 200000 --broker kafka   # the follower's CPU per record:
+                                                                      # raw fetches against getmany
     python -m bench.ledger_store --ids 1000000 --broker kafka --python-gc   # Python's own collector
                                                                         # thresholds (an embedded Bridge)
 
@@ -47,6 +49,7 @@ from bench.brokers import BROKERS
 from bench.ledger import fill, rss_mb
 from bench.scenarios import start_bench_broker
 from bench.stats import percentile
+from bridge.cli import SERVICE_GC_THRESHOLDS
 from bridge.ledger.index import id_hash
 from bridge.local.broker import create_topics
 
@@ -85,7 +88,6 @@ async def child(
     profile: bool,
     python_gc: bool,
 ) -> dict[str, Any]:
-    from bridge.cli import SERVICE_GC_THRESHOLDS
     from bridge.config.settings import Settings
     from bridge.ledger.store import Ledger
     from bridge.observability.metrics import Metrics
@@ -182,6 +184,58 @@ async def run(
         "cold_records_per_s": round(sum(cold["records_read"].values()) / max(cold["restore_s"], 1e-9)),
         "warm": warm,
         "disk_bytes_per_id": round(size / ids, 1),
+    }
+
+
+async def follow_cpu(ids: int, broker_kind: str, rounds: int = 3) -> dict[str, Any]:
+    """The store follower's reading CPU per changelog record: ``ids`` ids' records read to the end the
+    way the follower reads them (``ChangelogReader.follow``) and, as the baseline in the same
+    process, with the consumer's ``getmany`` (a ``ConsumerRecord`` each; the follower's way before),
+    taking turns. Nothing is applied: the reading alone."""
+    from bridge.config.settings import KafkaSettings
+    from bridge.kafka.changelog import ChangelogReader
+    from bridge.kafka.clients import make_reader, raw_client, started
+
+    with tempfile.TemporaryDirectory(prefix="bench-follow-") as tmp:
+        broker = await start_bench_broker(broker_kind, Path(tmp) / "broker.log")
+        try:
+            topic = "bench.follow.ledger"
+            await create_topics(broker.bootstrap, {topic: 1})
+            await fill(broker.bootstrap, topic, "bench.follow.commands", ids)
+            kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+            records, tp = 2 * ids, TopicPartition(topic, 0)
+
+            async def raw() -> float:
+                async with started(make_reader(kafka)) as consumer:
+                    reader = ChangelogReader(raw_client(consumer), topic, {0: 0}, read_committed=True)
+                    cpu, read = time.process_time(), 0
+                    while read < records:
+                        read += sum(len(found) for _, found in await reader.follow(wait_ms=200))
+                    return time.process_time() - cpu
+
+            async def consumer_records() -> float:
+                async with started(make_reader(kafka, fetch_max_wait_ms=200)) as consumer:
+                    consumer.assign([tp])
+                    consumer.seek(tp, 0)
+                    cpu, read = time.process_time(), 0
+                    while read < records:
+                        fetched = await consumer.getmany(timeout_ms=500, max_records=10_000)
+                        read += sum(len(found) for found in fetched.values())
+                    return time.process_time() - cpu
+
+            gc.set_threshold(*SERVICE_GC_THRESHOLDS)
+            runs: dict[str, list[float]] = {"raw": [], "getmany": []}
+            for _ in range(rounds):
+                runs["raw"].append(await raw())
+                runs["getmany"].append(await consumer_records())
+        finally:
+            await broker.stop()
+    per_record = {name: [round(cpu / records * 1e6, 3) for cpu in cpus] for name, cpus in runs.items()}
+    return {
+        "broker": broker_kind,
+        "records": records,
+        "cpu_us_per_record": per_record,
+        "raw_over_getmany": [round(r / g, 2) for r, g in zip(runs["raw"], runs["getmany"], strict=True)],
     }
 
 
@@ -340,6 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--direct", action="store_true", help="no Kafka: apply ids straight into a store (RSS, disk)"
     )
     p.add_argument("--fill-curve", action="store_true", help="no Kafka: RSS as --stores stores fill")
+    p.add_argument(
+        "--follow", action="store_true", help="the follower's CPU per record: raw fetches against getmany"
+    )
     p.add_argument("--stores", type=int, default=4, help="--fill-curve: partition stores written in turn")
     p.add_argument("--broker", choices=BROKERS, default="tansu", help="kafka: needs make kafka-jars")
     p.add_argument("--profile", action="store_true", help="the cold rebuild's top functions (cProfile)")
@@ -357,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = asyncio.run(child(*args.child, args.ids, args.lookups, args.profile, args.python_gc))
         print(json.dumps(found))
         return 0
-    if args.fill_curve:
+    if args.follow:
+        result = asyncio.run(follow_cpu(args.ids, args.broker))
+    elif args.fill_curve:
         result = fill_curve(args.ids, args.stores)
     elif args.direct:
         result = direct(args.ids, args.lookups)
