@@ -109,7 +109,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="SECTION.FIELD=VALUE",
-        help="bridge configuration override, YAML value (e.g. kafka.linger_ms=0); repeatable",
+        help="bridge configuration override, YAML value (e.g. kafka.linger_ms=0, ledger.store.path=/tmp/s)",
     )
     p.add_argument(
         "--bridge-cmd",
@@ -143,14 +143,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["kafka.linger_ms=0"]`` -> ``{"kafka": {"linger_ms": 0}}`` (values parsed as YAML)."""
+    """``["kafka.linger_ms=0", "ledger.store.path=/tmp/s"]`` -> ``{"kafka": {"linger_ms": 0}, "ledger":
+    {"store": {"path": "/tmp/s"}}}`` (values parsed as YAML; a dotted field is a nested one)."""
     found: dict[str, dict[str, Any]] = {}
     for item in items:
         name, sep, value = item.partition("=")
-        section, dot, key = name.partition(".")
-        if not sep or not dot:
+        section, *fields = name.split(".")
+        if not sep or not section or not fields or not all(fields):
             raise SystemExit(f"--set wants SECTION.FIELD=VALUE, got {item!r}")
-        found.setdefault(section, {})[key] = yaml.safe_load(value)
+        nested = found.setdefault(section, {})
+        for field_name in fields[:-1]:
+            nested = nested.setdefault(field_name, {})
+        nested[fields[-1]] = yaml.safe_load(value)
     return found
 
 
