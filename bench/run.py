@@ -142,6 +142,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def bridge_exit(rows: Sequence[Row], label: str) -> str:
+    """What a scenario's bridge said when it ended with a non-zero exit code, or nothing."""
+    said = ""
+    for row in rows:
+        code = row.extra.get("bridge_exit_code")
+        if row.scenario == label.split("/", 1)[0] and code not in (0, None):
+            tail = str(row.extra.get("bridge_log_tail", "")).rstrip()
+            said += f"  the bridge exited with code {code}; its last lines:\n"
+            said += "".join(f"    {line}\n" for line in tail.splitlines())
+    return said
+
+
 def overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``["kafka.linger_ms=0", "ledger.store.path=/tmp/s"]`` -> ``{"kafka": {"linger_ms": 0}, "ledger":
     {"store": {"path": "/tmp/s"}}}`` (values parsed as YAML; a dotted field is a nested one)."""
@@ -418,6 +430,7 @@ def print_report(report: Report) -> None:
     for label, check in report.checks.items():
         if not check.ok:
             print(f"CHECK FAILED [{label}]: {check}")
+            print(bridge_exit(report.rows, label), end="")
     for row in report.rows:
         share = row.extra.get("foreign_share") or 0.0
         if share > NOISY:

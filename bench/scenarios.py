@@ -292,6 +292,8 @@ class BridgeRun:
         other_cpu = {name: _cpu_delta(before[name], read_proc(pid)) for name, pid in others.items()}
         busy = machine_busy_s() - busy_before
         ours = sum(v or 0.0 for v in other_cpu.values()) + (bridge.samples[-1].cpu_s if bridge.samples else 0)
+        if exit_code not in (0, None):  # it ended on its own (a refused config, a crash): what it said
+            row.extra["bridge_log_tail"] = bridge.log_tail(5)
         row.extra.update(
             wall_s=round(max((a[0].at for a in collector.arrivals.values()), default=spawned) - spawned, 3),
             bridge_exit_code=exit_code,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run import overrides
+from bench.run import bridge_exit, overrides
+from bench.stats import Row
 
 
 def test_a_field_and_a_nested_field_are_set_with_yaml_values() -> None:
@@ -16,3 +17,15 @@ def test_a_field_and_a_nested_field_are_set_with_yaml_values() -> None:
 def test_an_override_without_a_section_and_a_field_is_refused(item: str) -> None:
     with pytest.raises(SystemExit, match=r"SECTION\.FIELD=VALUE"):
         overrides([item])
+
+
+def test_a_failed_check_shows_what_a_bridge_that_exited_on_its_own_said() -> None:
+    said = "bridge: invalid configuration in custom.bridge.yaml:\n  - ledger.store.path: Extra inputs"
+    refused = Row("custom", "bridge", 0, 1.0, 50, extra={"bridge_exit_code": 2, "bridge_log_tail": said})
+    stopped = Row("other", "bridge", 10, 1.0, 50, extra={"bridge_exit_code": 0})
+    assert bridge_exit([refused, stopped], "custom/bridge#1") == (
+        "  the bridge exited with code 2; its last lines:\n"
+        "    bridge: invalid configuration in custom.bridge.yaml:\n"
+        "      - ledger.store.path: Extra inputs\n"
+    )
+    assert bridge_exit([refused, stopped], "other/bridge#1") == ""
