@@ -210,7 +210,7 @@ async def follow_cpu(ids: int, broker_kind: str, rounds: int = 3) -> dict[str, A
                     reader = ChangelogReader(raw_client(consumer), topic, {0: 0}, read_committed=True)
                     cpu, read = time.process_time(), 0
                     while read < records:
-                        read += sum(len(found) for _, found in await reader.follow(wait_ms=200))
+                        read += sum([len(found) async for _, found in reader.follow(wait_ms=200)])
                     return time.process_time() - cpu
 
             async def consumer_records() -> float:

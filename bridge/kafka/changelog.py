@@ -15,14 +15,14 @@ Example::
     async for partition, records in reader.batches():
         store(partition).apply(records)
     reader.positions  # partition: the offset after the last record read
-    for partition, records in await reader.follow(wait_ms=200):  # a follower: what came since
+    async for partition, records in reader.follow(wait_ms=200):  # a follower: what came since
         store(partition).apply(records)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -171,11 +171,9 @@ class ChangelogReader:
                     self._wait_ms = longer_wait(self._wait_ms)
                 if pending:
                     ahead = asyncio.ensure_future(self._fetch_all(set(pending), self._wait_ms))
-                for partition, records in taken:
-                    size = self.max_records or len(records) or 1
-                    for start in range(0, len(records), size):
-                        yield partition, records[start : start + size]
-                        await asyncio.sleep(0)
+                for partition, records in self._chunked(taken):
+                    yield partition, records
+                    await asyncio.sleep(0)
         finally:
             if ahead is not None:  # left early: the fetch sent ahead is nobody's. It may be opening
                 # its connection: cancelled half-way, aiokafka leaks that socket (see
@@ -186,18 +184,28 @@ class ChangelogReader:
                 if not ahead.cancelled():
                     ahead.exception()
 
-    async def follow(self, wait_ms: int) -> list[tuple[int, list[Record]]]:
+    async def follow(self, wait_ms: int) -> AsyncGenerator[tuple[int, list[Record]], None]:
         """One round of fetches for every partition in ``positions``, with no end: a follower's.
         The broker holds a fetch up to ``wait_ms`` while nothing is new and answers as soon as
-        something is. (partition, records) for each partition that brought records; nothing after a
-        pause when a leader is not known (see :meth:`_fetch_all`)."""
+        something is. (partition, records) as :meth:`batches` gives them, for the partitions that
+        brought records; nothing after a pause when a leader is not known (see :meth:`_fetch_all`)."""
         answers = await self._fetch_all(set(self.positions), wait_ms)
-        taken: list[tuple[int, list[Record]]] = []
-        for answer in answers or ():
-            for partition, part in sorted(answer.items()):
-                if partition in self.positions and (records := self._take(partition, part)):
-                    taken.append((partition, records))
-        return taken
+        taken = [
+            (partition, self._take(partition, part))
+            for answer in answers or ()
+            for partition, part in sorted(answer.items())
+            if partition in self.positions
+        ]
+        for partition, records in self._chunked(taken):
+            yield partition, records
+            await asyncio.sleep(0)
+
+    def _chunked(self, taken: list[tuple[int, list[Record]]]) -> Iterator[tuple[int, list[Record]]]:
+        """Each partition's records, at most ``max_records`` at a time; none for a partition without."""
+        for partition, records in taken:
+            size = self.max_records or len(records) or 1
+            for start in range(0, len(records), size):
+                yield partition, records[start : start + size]
 
     async def _fetch_all(self, partitions: set[int], wait_ms: int) -> list[dict[int, Fetched]] | None:
         """One fetch per leader of ``partitions``; None after a pause when a leader is not known (or

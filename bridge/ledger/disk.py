@@ -295,7 +295,8 @@ class DiskLedger:
     async def _follow_with(self, client: AIOKafkaClient) -> None:
         """Apply what the changelog receives to the owned partitions' stores, read as the restore
         reads it (raw fetches, no consumer record per entry)."""
-        reader = ChangelogReader(client, self.topic, {}, read_committed=self._kafka.transactions != "off")
+        committed = self._kafka.transactions != "off"
+        reader = ChangelogReader(client, self.topic, {}, read_committed=committed, max_records=self._batch)
         self._reseek |= set(self.stores)
         while True:
             owned = set(self.stores)
@@ -307,11 +308,9 @@ class DiskLedger:
             if not owned:
                 await asyncio.sleep(0.2)
                 continue
-            for partition, records in await reader.follow(FOLLOW_WAIT_MS):
-                for start in range(0, len(records), self._batch):
-                    if partition in self.stores and partition not in self._reseek:  # else moved meanwhile
-                        self._applied(partition, records[start : start + self._batch])
-                        await asyncio.sleep(0)
+            async for partition, records in reader.follow(FOLLOW_WAIT_MS):
+                if partition in self.stores and partition not in self._reseek:  # else moved meanwhile
+                    self._applied(partition, records)
             self.sweep_step()
 
     def sweep_step(self) -> None:

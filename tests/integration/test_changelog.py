@@ -94,7 +94,7 @@ async def test_a_follower_reads_what_arrives_and_waits_at_the_broker_while_nothi
         began = time.monotonic()
         rounds = 0
         while time.monotonic() - began < 1.0:  # nothing new: each round waits at the broker
-            assert await reader.follow(wait_ms=200) == []
+            assert [found async for found in reader.follow(wait_ms=200)] == []
             rounds += 1
         assert rounds <= 10  # about five 200 ms waits, not a busy loop
 
@@ -106,7 +106,7 @@ async def test_a_follower_reads_what_arrives_and_waits_at_the_broker_while_nothi
         got: list[tuple[int, int, bytes | None]] = []
         waited_from = time.monotonic()
         while not got:
-            for partition, records in await reader.follow(wait_ms=5000):
+            async for partition, records in reader.follow(wait_ms=5000):
                 got.extend((partition, r.offset, r.value) for r in records)
         await writer
         assert time.monotonic() - waited_from < 4.0  # answered when the record came, not after 5 s
